@@ -1,0 +1,45 @@
+"""The adapter interface every agent type implements.
+
+Adapters are pure where they can be: building a command line and parsing an output line touch no
+process or file, so they are tested on recorded output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class AgentConfigError(ValueError):
+    """The agent config of a job/repo/agent is unusable (e.g. a script agent without a command)."""
+
+
+@dataclass(frozen=True)
+class AgentRequest:
+    prompt: str
+    prompt_file: Path
+    workdir: Path
+    config: Mapping[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    max_turns: int | None = None
+    resume_session_id: str | None = None
+    base_url: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    mcp_servers: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    argv: list[str]
+    env: dict[str, str]
+    stdin_path: Path | None = None
+
+
+class AgentAdapter(Protocol):
+    name: str
+
+    def build_command(self, request: AgentRequest) -> CommandSpec: ...
+
+    def parse_line(self, line: str) -> list[Any]: ...

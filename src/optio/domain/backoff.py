@@ -1,0 +1,23 @@
+"""Jittered exponential backoff that is deterministic for a given (run, attempt).
+
+Jitter spreads retries of many runs that failed together; deriving it from the run id and attempt
+instead of a random source keeps decisions pure and repeatable.
+"""
+
+from __future__ import annotations
+
+
+def jitter_fraction(seed: int, attempt: int) -> float:
+    """A value in [0, 1) that looks random across seeds but is fixed for each (seed, attempt)."""
+    x = (seed * 2654435761 + attempt * 40503 + 0x9E3779B9) & 0xFFFFFFFF
+    x ^= x >> 16
+    x = (x * 0x45D9F3B) & 0xFFFFFFFF
+    x ^= x >> 16
+    return x / 2**32
+
+
+def backoff_seconds(attempt: int, *, seed: int, base_s: float = 1.0, cap_s: float = 300.0) -> float:
+    """Delay before retry number `attempt` (1-based): base * 2^(attempt-1), capped, with +-25% jitter."""
+    attempt = max(1, attempt)
+    raw = min(cap_s, base_s * (2 ** min(attempt - 1, 30)))
+    return raw * (0.75 + 0.5 * jitter_fraction(seed, attempt))

@@ -1,0 +1,1 @@
+"""Pure reconcile decisions, one module per run kind."""

@@ -1,0 +1,119 @@
+"""The decision for job runs: one action from a frozen snapshot, no I/O, no clock.
+
+Order of precedence: read errors, backoff guard, control intents, then what the state asks for.
+A run's retry budget is `max_retries` extra attempts after the first.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from optio.domain.actions import (
+    Action,
+    ClearControlIntent,
+    DeferWithBackoff,
+    Noop,
+    StartAgent,
+    Transition,
+)
+from optio.domain.backoff import backoff_seconds
+from optio.domain.snapshot import JobRunSnapshot, ProcessStatus
+from optio.domain.states import JobRunState as S
+
+CAPACITY_RECHECK_S = 2.0
+WATCH_RECHECK_S = 30.0
+
+
+def _read_error_delay(attempts: int, seed: int) -> float:
+    return backoff_seconds(attempts + 1, seed=seed, base_s=0.5, cap_s=60.0)
+
+
+def _failed_attempt(snap: JobRunSnapshot, why: str, *, kill: bool = False) -> Action:
+    run = snap.run
+    if run.attempts <= snap.max_retries:
+        delay = backoff_seconds(run.attempts, seed=run.id)
+        until = snap.now + timedelta(seconds=delay)
+        return Transition(
+            to=S.QUEUED,
+            reason=f"attempt {run.attempts} failed: {why}; retrying in {delay:.1f}s",
+            patch={"reconcile_backoff_until": until, "error": why},
+            kill_process=kill,
+            event="retry_scheduled",
+        )
+    return Transition(
+        to=S.FAILED,
+        reason=f"attempt {run.attempts} failed: {why}; no retries left (max {snap.max_retries})",
+        patch={"error": why},
+        kill_process=kill,
+        event="failed",
+    )
+
+
+def decide_job_run(snap: JobRunSnapshot) -> Action:
+    run = snap.run
+    if snap.read_error is not None:
+        return DeferWithBackoff(
+            reason=f"could not read state: {snap.read_error}",
+            delay_s=_read_error_delay(run.reconcile_attempts, run.id),
+            count_attempt=True,
+        )
+
+    if run.state in (S.COMPLETED, S.FAILED, S.CANCELLED):
+        if run.control_intent == "retry" and run.state != S.COMPLETED:
+            return Transition(
+                to=S.QUEUED,
+                reason="retry requested",
+                patch={"attempts": 0, "error": None, "reconcile_backoff_until": None},
+                clear_intent=True,
+                event="retried",
+            )
+        if run.control_intent is not None:
+            return ClearControlIntent(reason=f"{run.control_intent} ignored: run is {run.state}")
+        return Noop(reason=f"{run.state} is terminal")
+
+    if run.reconcile_backoff_until is not None and snap.now < run.reconcile_backoff_until:
+        wait = (run.reconcile_backoff_until - snap.now).total_seconds()
+        return Noop(reason="in backoff", recheck_after_s=wait)
+
+    if run.control_intent == "cancel":
+        return Transition(
+            to=S.CANCELLED,
+            reason="cancel requested",
+            kill_process=run.state == S.RUNNING,
+            clear_intent=True,
+            event="cancelled",
+        )
+    if run.control_intent is not None:
+        return ClearControlIntent(reason=f"{run.control_intent} ignored: run is {run.state}")
+
+    if run.state == S.QUEUED:
+        if snap.capacity.full:
+            return Noop(reason="waiting for capacity", recheck_after_s=CAPACITY_RECHECK_S)
+        return StartAgent(
+            to=S.RUNNING,
+            reason=f"starting attempt {run.attempts + 1}",
+            patch={"attempts": run.attempts + 1},
+            event="started",
+        )
+
+    # running
+    proc = snap.process
+    if proc is None or proc.attempt != run.attempts:
+        return _failed_attempt(snap, "agent process was never started (lost before launch)")
+    if proc.status == ProcessStatus.EXITED:
+        if proc.exit_reason == "timeout":
+            return _failed_attempt(snap, "agent timed out")
+        if proc.exit_reason == "spawn_failed":
+            return _failed_attempt(snap, f"agent could not start: {proc.error or 'unknown error'}")
+        if proc.exit_code == 0:
+            return Transition(to=S.COMPLETED, reason="agent exited 0", patch={"error": None}, event="completed")
+        return _failed_attempt(snap, f"agent exited with code {proc.exit_code}")
+    if proc.status == ProcessStatus.GONE:
+        return _failed_attempt(snap, "agent process died (no exit status recorded)")
+    last = proc.last_output_at or proc.started_at or run.heartbeat_at
+    if proc.status == ProcessStatus.ALIVE and last is not None:
+        idle = (snap.now - last).total_seconds()
+        if idle > snap.stall_threshold_s:
+            return _failed_attempt(snap, f"agent stalled: no output for {int(idle)}s", kill=True)
+        return Noop(reason="agent running", recheck_after_s=min(WATCH_RECHECK_S, snap.stall_threshold_s - idle + 1))
+    return Noop(reason="agent starting", recheck_after_s=WATCH_RECHECK_S)

@@ -1,0 +1,74 @@
+"""Frozen views of everything a decision may look at. Built by the control plane, read by decisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from optio.domain.states import RunKind
+
+
+class ProcessStatus(StrEnum):
+    STARTING = "starting"  # recorded, pid not yet known
+    ALIVE = "alive"
+    EXITED = "exited"  # exit code known
+    GONE = "gone"  # vanished without an exit code (server restart, OOM kill, reboot)
+
+
+@dataclass(frozen=True)
+class RunView:
+    """The columns every run kind shares."""
+
+    id: int
+    kind: RunKind
+    state: str
+    version: int
+    control_intent: str | None = None
+    reconcile_backoff_until: datetime | None = None
+    reconcile_attempts: int = 0
+    attempts: int = 0
+    heartbeat_at: datetime | None = None
+    started_at: datetime | None = None
+    created_at: datetime | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ProcessView:
+    """The latest agent process of a run, as the runtime and the process table know it."""
+
+    attempt: int
+    status: ProcessStatus
+    exit_code: int | None = None
+    exit_reason: str | None = None  # "exited" | "timeout" | "killed" | "spawn_failed" | "lost"
+    started_at: datetime | None = None
+    last_output_at: datetime | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """How many runs are active against each cap that applies; `None` means uncapped."""
+
+    running_global: int = 0
+    max_global: int | None = None
+    running_scope: int = 0
+    max_scope: int | None = None
+
+    @property
+    def full(self) -> bool:
+        if self.max_global is not None and self.running_global >= self.max_global:
+            return True
+        return self.max_scope is not None and self.running_scope >= self.max_scope
+
+
+@dataclass(frozen=True)
+class JobRunSnapshot:
+    now: datetime
+    run: RunView
+    max_retries: int
+    process: ProcessView | None
+    capacity: Capacity
+    stall_threshold_s: float = 900.0
+    read_error: str | None = None
