@@ -21,7 +21,7 @@ class Transition:
 
     to: str
     reason: str
-    patch: Mapping[str, Any] = field(default=_EMPTY)
+    patch: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     kill_process: bool = False
     clear_intent: bool = False
     event: str | None = None
@@ -41,7 +41,7 @@ class StartAgent:
     prompt: str | None = None
     resume_reason: str | None = None
     resume_key: str | None = None
-    patch: Mapping[str, Any] = field(default=_EMPTY)
+    patch: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     clear_intent: bool = False
     event: str | None = None
     name: ClassVar[str] = "start"
