@@ -1,0 +1,429 @@
+"""Run agent processes on this machine in a way that survives a restart of the server.
+
+Each agent is started through a tiny ``/bin/sh`` wrapper in a new session, with its output going
+to files and its exit status written atomically to a file by the wrapper. Nothing ties the agent
+to the server process: when the server dies (even with SIGKILL) the agent keeps running, and a
+new server adopts it from the persisted :class:`ProcessInfo` and byte offsets, resuming the log
+tail exactly where the last delivered line ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+import psutil
+import structlog
+
+from optio.runtime import process_group
+from optio.runtime.base import (
+    EXIT_CODE_FILE,
+    PROCESS_FILE,
+    STDERR_FILE,
+    STDOUT_FILE,
+    ExitReason,
+    LaunchSpec,
+    OutputSink,
+    ProcessInfo,
+    RuntimeLaunchError,
+    Stream,
+)
+from optio.runtime.tail import FileTail
+
+log = structlog.get_logger(__name__)
+
+_BASE_ENV_NAMES = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_MV = shutil.which("mv", path=_DEFAULT_PATH) or "/bin/mv"
+
+# The wrapper runs the command as a child (not exec), so it can record the exit status once the
+# command ends; tmp + rename makes the file appear whole or not at all. It stays in the agent's
+# process group, so a group signal ends wrapper and command together.
+_WRAPPER_SCRIPT = (
+    'f=$1; shift; "$@"; c=$?; '
+    f'printf "%s\\n" "$c" > "$f.tmp" && {shlex.quote(_MV)} -f "$f.tmp" "$f"; exit "$c"'
+)
+_WRAPPER_NAME = "optio-run"
+
+# How long stragglers get after SIGKILL before the exit is reported anyway (e.g. stuck in D state).
+_KILL_WAIT_S = 5.0
+_MAX_RETRY_DELAY_S = 2.0
+_DEFAULT_GRACE_S = 1.0
+
+
+def base_env() -> dict[str, str]:
+    """The minimal environment an agent starts from; the server's own secrets stay out of it."""
+    env = {name: os.environ[name] for name in _BASE_ENV_NAMES if name in os.environ}
+    env.setdefault("PATH", _DEFAULT_PATH)
+    env.setdefault("LANG", "C.UTF-8")
+    env.setdefault("TMPDIR", tempfile.gettempdir())
+    if "HOME" not in env or "USER" not in env:
+        with contextlib.suppress(KeyError):
+            entry = pwd.getpwuid(os.getuid())
+            env.setdefault("HOME", entry.pw_dir)
+            env.setdefault("USER", entry.pw_name)
+    return env
+
+
+def read_exit_code(log_dir: Path) -> int | None:
+    """The exit status the wrapper recorded, or None if the command never finished by itself."""
+    try:
+        return int((log_dir / EXIT_CODE_FILE).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def read_process_file(log_dir: Path) -> ProcessInfo | None:
+    """The ProcessInfo written at launch, for a server that died before persisting it elsewhere."""
+    try:
+        data = json.loads((log_dir / PROCESS_FILE).read_text())
+        return ProcessInfo(
+            key=data["key"],
+            pid=int(data["pid"]),
+            start_time=float(data["start_time"]),
+            log_dir=Path(data["log_dir"]),
+            started_at=float(data["started_at"]),
+            timeout_at=None if data["timeout_at"] is None else float(data["timeout_at"]),
+        )
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_process_file(info: ProcessInfo) -> None:
+    data = {
+        "key": info.key,
+        "pid": info.pid,
+        "start_time": info.start_time,
+        "log_dir": str(info.log_dir),
+        "started_at": info.started_at,
+        "timeout_at": info.timeout_at,
+    }
+    target = info.log_dir / PROCESS_FILE
+    tmp = target.with_name(PROCESS_FILE + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, target)
+
+
+def _check_executable(spec: LaunchSpec, env: dict[str, str]) -> None:
+    """Fail at launch with a clear message; behind the wrapper a missing command would only be exit 127."""
+    if not spec.argv:
+        raise RuntimeLaunchError(f"{spec.key}: empty command")
+    program = spec.argv[0]
+    if "/" in program:
+        candidate = Path(program) if os.path.isabs(program) else spec.cwd / program
+        if not (candidate.is_file() and os.access(candidate, os.X_OK)):
+            raise RuntimeLaunchError(f"{spec.key}: {program!r} is not an executable file")
+    elif shutil.which(program, path=env.get("PATH", "")) is None:
+        raise RuntimeLaunchError(f"{spec.key}: command {program!r} not found on PATH {env.get('PATH', '')!r}")
+
+
+def end_group(pid: int, start_time: float, grace_s: float) -> None:
+    """SIGTERM a process group, SIGKILL what is left after ``grace_s``, and wait until it is gone."""
+    process_group.signal_group(pid, start_time, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not process_group.live_members(pid, start_time):
+            return
+        time.sleep(0.05)
+    process_group.signal_group(pid, start_time, signal.SIGKILL)
+    deadline = time.monotonic() + _KILL_WAIT_S
+    while time.monotonic() < deadline and process_group.live_members(pid, start_time):
+        time.sleep(0.05)
+
+
+class _Watcher(threading.Thread):
+    """Follows one process from launch (or adoption) to its reported exit."""
+
+    def __init__(
+        self,
+        runtime: LocalRuntime,
+        info: ProcessInfo,
+        popen: subprocess.Popen[bytes] | None,
+        stdout_offset: int,
+        stderr_offset: int,
+    ) -> None:
+        super().__init__(name=f"optio-runtime:{info.key}", daemon=True)
+        self.info = info
+        self._runtime = runtime
+        self._sink = runtime._sink
+        self._poll_s = runtime._poll_interval_s
+        self._popen = popen
+        self._tails: list[tuple[Stream, FileTail]] = [
+            ("stdout", FileTail(info.log_dir / STDOUT_FILE, stdout_offset)),
+            ("stderr", FileTail(info.log_dir / STDERR_FILE, stderr_offset)),
+        ]
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._end_reason: ExitReason | None = None
+        self._kill_deadline: float | None = None
+        self._sigkill_sent = False
+        self._give_up_at: float | None = None
+        self.finished = False
+
+    # -- called from other threads -------------------------------------------------------------
+
+    def request_kill(self, reason: ExitReason, grace_s: float) -> None:
+        with self._lock:
+            if self.finished:
+                return
+            if self._end_reason is None:
+                self._end_reason = reason
+            deadline = time.monotonic() + grace_s
+            if self._kill_deadline is None or deadline < self._kill_deadline:
+                self._kill_deadline = deadline
+        process_group.signal_group(self.info.pid, self.info.start_time, signal.SIGTERM)
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- the watcher thread ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._watch()
+        except Exception:
+            log.exception("runtime watcher crashed", key=self.info.key)
+        finally:
+            for _, tail in self._tails:
+                tail.close()
+            self._runtime._forget(self)
+
+    def _leader_ended(self) -> bool:
+        if self._popen is not None:
+            return self._popen.poll() is not None
+        return not process_group.is_alive(self.info.pid, self.info.start_time)
+
+    def _escalate_if_due(self) -> None:
+        with self._lock:
+            due = (
+                self._kill_deadline is not None
+                and not self._sigkill_sent
+                and time.monotonic() >= self._kill_deadline
+            )
+            if due:
+                self._sigkill_sent = True
+                self._give_up_at = time.monotonic() + _KILL_WAIT_S
+        if due:
+            process_group.signal_group(self.info.pid, self.info.start_time, signal.SIGKILL)
+
+    def _group_done(self) -> bool:
+        """After the leader ended: whether stragglers of its group are gone (ending them if needed).
+
+        A finished run must not leave processes behind that keep running or writing to its logs.
+        """
+        members = process_group.live_members(self.info.pid, self.info.start_time)
+        if not members:
+            return True
+        with self._lock:
+            start_ending = self._kill_deadline is None
+            if start_ending:
+                self._kill_deadline = time.monotonic() + _DEFAULT_GRACE_S
+        if start_ending:
+            process_group.signal_group(self.info.pid, self.info.start_time, signal.SIGTERM)
+        self._escalate_if_due()
+        if self._give_up_at is not None and time.monotonic() >= self._give_up_at:
+            log.warning("process group did not end after SIGKILL", key=self.info.key, pids=members)
+            return True
+        return False
+
+    def _deliver(self, stream: Stream, tail: FileTail, *, final: bool) -> str:
+        batch = tail.peek(final=final)
+        if batch is None:
+            return "idle"
+        try:
+            self._sink.on_output(self.info.key, stream, batch.lines, batch.end_offset)
+        except Exception:
+            log.exception("output sink failed; will retry", key=self.info.key, stream=stream)
+            return "failed"
+        tail.commit()
+        return "more"
+
+    def _exit_status(self) -> tuple[int | None, ExitReason]:
+        recorded = read_exit_code(self.info.log_dir)
+        code = recorded
+        if code is None and self._popen is not None:
+            code = self._popen.returncode
+        with self._lock:
+            reason = self._end_reason
+        if reason is not None:
+            return code, reason
+        return code, "exited" if recorded is not None else "lost"
+
+    def _watch(self) -> None:
+        stop = self._runtime._stopping
+        timeout_at = self.info.timeout_at
+        phase = "running"
+        retry_delay = self._poll_s
+        while not stop.is_set():
+            if phase == "running":
+                if self._leader_ended():
+                    phase = "ending"
+                else:
+                    if timeout_at is not None and time.time() >= timeout_at:
+                        self.request_kill("timeout", _DEFAULT_GRACE_S)
+                    self._escalate_if_due()
+            if phase == "ending" and self._group_done():
+                phase = "draining"
+            final = phase == "draining"
+            results = [self._deliver(stream, tail, final=final) for stream, tail in self._tails]
+            failed = "failed" in results
+            if final and all(r == "idle" for r in results):
+                code, reason = self._exit_status()
+                try:
+                    self._sink.on_exit(self.info.key, code, reason)
+                except Exception:
+                    log.exception("exit sink failed; will retry", key=self.info.key)
+                    failed = True
+                else:
+                    with self._lock:
+                        self.finished = True
+                    return
+            if failed:
+                self._wake.wait(retry_delay)
+                retry_delay = min(retry_delay * 2, _MAX_RETRY_DELAY_S)
+            else:
+                retry_delay = self._poll_s
+                if "more" not in results:
+                    self._wake.wait(self._poll_s)
+            self._wake.clear()
+
+
+class LocalRuntime:
+    """Runs agents as local processes; see the module docstring for how they survive restarts."""
+
+    def __init__(self, sink: OutputSink, *, poll_interval_s: float = 0.1) -> None:
+        self._sink = sink
+        self._poll_interval_s = poll_interval_s
+        self._watchers: dict[str, _Watcher] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def launch(self, spec: LaunchSpec) -> ProcessInfo:
+        if self._stopping.is_set():
+            raise RuntimeLaunchError(f"{spec.key}: runtime is shut down")
+        with self._lock:
+            if spec.key in self._watchers:
+                raise RuntimeLaunchError(f"{spec.key}: a process with this key is already running")
+        env = base_env() | dict(spec.env)
+        if not spec.cwd.is_dir():
+            raise RuntimeLaunchError(f"{spec.key}: working directory {str(spec.cwd)!r} does not exist")
+        _check_executable(spec, env)
+        try:
+            spec.log_dir.mkdir(parents=True, exist_ok=True)
+            exit_file = spec.log_dir / EXIT_CODE_FILE
+            for stale in (exit_file, exit_file.with_name(EXIT_CODE_FILE + ".tmp")):
+                stale.unlink(missing_ok=True)
+        except OSError as exc:
+            raise RuntimeLaunchError(
+                f"{spec.key}: cannot prepare log dir {str(spec.log_dir)!r}: {exc}"
+            ) from exc
+        argv = ["/bin/sh", "-c", _WRAPPER_SCRIPT, _WRAPPER_NAME, str(exit_file), *spec.argv]
+        files: list[BinaryIO] = []
+        try:
+            stdin: BinaryIO | int = subprocess.DEVNULL
+            if spec.stdin_path is not None:
+                stdin = spec.stdin_path.open("rb")
+                files.append(stdin)
+            stdout = (spec.log_dir / STDOUT_FILE).open("wb")
+            files.append(stdout)
+            stderr = (spec.log_dir / STDERR_FILE).open("wb")
+            files.append(stderr)
+            popen = subprocess.Popen(
+                argv,
+                cwd=spec.cwd,
+                env=env,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except (OSError, ValueError) as exc:
+            raise RuntimeLaunchError(f"{spec.key}: cannot start {spec.argv[0]!r}: {exc}") from exc
+        finally:
+            for fh in files:
+                fh.close()
+        started_at = time.time()
+        # The child is not reaped before the watcher polls it, so its /proc entry still exists here.
+        start_time = psutil.Process(popen.pid).create_time()
+        info = ProcessInfo(
+            key=spec.key,
+            pid=popen.pid,
+            start_time=start_time,
+            log_dir=spec.log_dir,
+            started_at=started_at,
+            timeout_at=None if spec.timeout_s is None else started_at + spec.timeout_s,
+        )
+        with contextlib.suppress(OSError):
+            _write_process_file(info)
+        self._start(_Watcher(self, info, popen, 0, 0))
+        log.info("agent process launched", key=spec.key, pid=popen.pid)
+        return info
+
+    def adopt(self, info: ProcessInfo, *, stdout_offset: int, stderr_offset: int) -> None:
+        with self._lock:
+            if info.key in self._watchers or self._stopping.is_set():
+                return
+            watcher = _Watcher(self, info, None, stdout_offset, stderr_offset)
+            self._watchers[info.key] = watcher
+        watcher.start()
+        log.info("agent process adopted", key=info.key, pid=info.pid)
+
+    @staticmethod
+    def is_alive(pid: int, start_time: float) -> bool:
+        return process_group.is_alive(pid, start_time)
+
+    def kill(self, key: str, *, grace_s: float = 1.0) -> None:
+        with self._lock:
+            watcher = self._watchers.get(key)
+        if watcher is not None:
+            watcher.request_kill("killed", grace_s)
+
+    def kill_info(self, info: ProcessInfo, *, grace_s: float = 1.0) -> None:
+        with self._lock:
+            watcher = self._watchers.get(info.key)
+        if watcher is not None and watcher.info.pid == info.pid:
+            watcher.request_kill("killed", grace_s)
+            return
+        process_group.signal_group(info.pid, info.start_time, signal.SIGTERM)
+        threading.Thread(
+            target=end_group,
+            args=(info.pid, info.start_time, grace_s),
+            name=f"optio-runtime-kill:{info.key}",
+            daemon=True,
+        ).start()
+
+    def active_keys(self) -> list[str]:
+        with self._lock:
+            return sorted(self._watchers)
+
+    def shutdown(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            watchers = list(self._watchers.values())
+        for watcher in watchers:
+            watcher.wake()
+        for watcher in watchers:
+            watcher.join(timeout=5.0)
+
+    def _start(self, watcher: _Watcher) -> None:
+        with self._lock:
+            self._watchers[watcher.info.key] = watcher
+        watcher.start()
+
+    def _forget(self, watcher: _Watcher) -> None:
+        with self._lock:
+            if self._watchers.get(watcher.info.key) is watcher:
+                del self._watchers[watcher.info.key]
