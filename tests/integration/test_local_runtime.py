@@ -12,9 +12,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from optio.runtime.base import LaunchSpec, ProcessInfo, RuntimeLaunchError
 from optio.runtime.local import LocalRuntime, read_process_file
+from optio.runtime.tail import MAX_LINE_BYTES, FileTail
 
 WAIT_S = 20.0
 
@@ -289,7 +292,7 @@ def test_launch_errors_are_clear(tmp_path: Path, runtime) -> None:
         runtime.launch(LaunchSpec("k:2:1", ["true"], {}, tmp_path / "missing", tmp_path / "l2"))
     with pytest.raises(RuntimeLaunchError, match="empty command"):
         runtime.launch(LaunchSpec("k:3:1", [], {}, tmp_path, tmp_path / "l3"))
-    with pytest.raises(RuntimeLaunchError, match="prompt"):
+    with pytest.raises(RuntimeLaunchError, match="stdin file"):
         runtime.launch(
             LaunchSpec("k:4:1", ["cat"], {}, tmp_path, tmp_path / "l4", stdin_path=tmp_path / "prompt")
         )
@@ -445,3 +448,67 @@ def test_adopted_process_past_its_timeout_is_killed(tmp_path: Path) -> None:
     finally:
         rt_b.shutdown()
     assert not LocalRuntime.is_alive(info.pid, info.start_time)
+
+
+def test_tail_cuts_a_runaway_line_and_keeps_offsets_exact(tmp_path: Path) -> None:
+    path = tmp_path / "out.log"
+    payload = b"x" * (MAX_LINE_BYTES * 2 + 10)
+    path.write_bytes(payload)
+    tail = FileTail(path)
+    pieces: list[str] = []
+    while (batch := tail.peek()) is not None:
+        pieces.extend(batch.lines)
+        tail.commit()
+    assert [len(p) for p in pieces] == [MAX_LINE_BYTES, MAX_LINE_BYTES]
+    assert tail.offset == 2 * MAX_LINE_BYTES
+    batch = tail.peek(final=True)
+    assert batch is not None and batch.lines == ["x" * 10] and batch.end_offset == len(payload)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    chunks=st.lists(st.binary(max_size=300), max_size=20),
+    commits=st.lists(st.booleans(), min_size=1, max_size=50),
+    max_lines=st.integers(min_value=1, max_value=7),
+)
+def test_tail_resumes_without_gap_or_duplicate(
+    chunks: list[bytes], commits: list[bool], max_lines: int
+) -> None:
+    """Whatever the write pattern, failed deliveries and restarts, the delivered lines are the file."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "out.log"
+        path.write_bytes(b"")
+        delivered: list[str] = []
+        tail = FileTail(path, max_lines=max_lines)
+        step = 0
+
+        def pump(final: bool) -> None:
+            nonlocal tail, step
+            failures = 0
+            while (batch := tail.peek(final=final)) is not None:
+                step += 1
+                if commits[step % len(commits)] or failures >= 3:
+                    delivered.extend(batch.lines)
+                    tail.commit()
+                    failures = 0
+                    continue
+                failures += 1
+                if step % 2 == 0:
+                    tail.close()
+                    tail = FileTail(path, tail.offset, max_lines=max_lines)
+
+        with path.open("ab") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+                fh.flush()
+                pump(final=False)
+        pump(final=True)
+        tail.close()
+        data = path.read_bytes()
+        expected = data.split(b"\n")
+        if expected[-1] == b"":
+            expected.pop()
+        assert delivered == [line.decode("utf-8", errors="replace") for line in expected]
+        assert tail.offset == len(data)

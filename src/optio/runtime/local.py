@@ -169,6 +169,7 @@ class _Watcher(threading.Thread):
         self._kill_deadline: float | None = None
         self._sigkill_sent = False
         self._give_up_at: float | None = None
+        self._leader_done = False
         self.finished = False
 
     # -- called from other threads -------------------------------------------------------------
@@ -177,7 +178,8 @@ class _Watcher(threading.Thread):
         with self._lock:
             if self.finished:
                 return
-            if self._end_reason is None:
+            # A kill that arrives after the process ended by itself only clears up stragglers.
+            if self._end_reason is None and not self._leader_done:
                 self._end_reason = reason
             deadline = time.monotonic() + grace_s
             if self._kill_deadline is None or deadline < self._kill_deadline:
@@ -269,6 +271,8 @@ class _Watcher(threading.Thread):
         while not stop.is_set():
             if phase == "running":
                 if self._leader_ended():
+                    with self._lock:
+                        self._leader_done = True
                     phase = "ending"
                 else:
                     if timeout_at is not None and time.time() >= timeout_at:
@@ -307,6 +311,7 @@ class LocalRuntime:
         self._sink = sink
         self._poll_interval_s = poll_interval_s
         self._watchers: dict[str, _Watcher] = {}
+        self._launching: set[str] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
 
@@ -314,12 +319,22 @@ class LocalRuntime:
         if self._stopping.is_set():
             raise RuntimeLaunchError(f"{spec.key}: runtime is shut down")
         with self._lock:
-            if spec.key in self._watchers:
+            if spec.key in self._watchers or spec.key in self._launching:
                 raise RuntimeLaunchError(f"{spec.key}: a process with this key is already running")
+            self._launching.add(spec.key)
+        try:
+            return self._launch(spec)
+        finally:
+            with self._lock:
+                self._launching.discard(spec.key)
+
+    def _launch(self, spec: LaunchSpec) -> ProcessInfo:
         env = base_env() | dict(spec.env)
         if not spec.cwd.is_dir():
             raise RuntimeLaunchError(f"{spec.key}: working directory {str(spec.cwd)!r} does not exist")
         _check_executable(spec, env)
+        if spec.stdin_path is not None and not spec.stdin_path.is_file():
+            raise RuntimeLaunchError(f"{spec.key}: stdin file {str(spec.stdin_path)!r} does not exist")
         try:
             spec.log_dir.mkdir(parents=True, exist_ok=True)
             exit_file = spec.log_dir / EXIT_CODE_FILE
