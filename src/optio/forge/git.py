@@ -178,7 +178,10 @@ class RepoCache:
             shutil.rmtree(self.cache_dir)
             return
         raise GitError(
-            [], None, "", message=f"{self.cache_dir} exists and is not an Optio repo cache; refusing to use it"
+            [],
+            None,
+            "",
+            message=f"{self.cache_dir} exists and is not an Optio repo cache; refusing to use it",
         )
 
     def fetch(self) -> None:
@@ -223,7 +226,10 @@ class RepoCache:
             if entry is not None and not entry.prunable:
                 if entry.branch != f"refs/heads/{branch}":
                     raise GitError(
-                        [], None, "", message=f"{path} is already a worktree of {entry.branch or 'a detached HEAD'}"
+                        [],
+                        None,
+                        "",
+                        message=f"{path} is already a worktree of {entry.branch or 'a detached HEAD'}",
                     )
                 head = self._resolve_in(path, "HEAD")
                 return self._merge_base(base_sha, head)
@@ -357,7 +363,15 @@ class RepoCache:
         """Would ``head_sha`` merge cleanly onto the current remote base? Touches no worktree."""
         self.fetch()
         head = self._ensure_commit(head_sha)
-        args = ["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", self._qualify(base_ref), head]
+        args = [
+            "merge-tree",
+            "--write-tree",
+            "--name-only",
+            "--no-messages",
+            "-z",
+            self._qualify(base_ref),
+            head,
+        ]
         proc = self._git(args, check=False)
         if proc.returncode == 0:
             return Mergeability(clean=True, conflicting_files=[])
@@ -392,7 +406,11 @@ class RepoCache:
                 self._git(["worktree", "add", "--quiet", "--detach", str(checkout), sha])
             started = time.monotonic()
             exit_code = _run_in_group(
-                ["sh", "-c", command], cwd=checkout, log_path=log_path, timeout_s=timeout_s, env=scrubbed_env(env)
+                ["sh", "-c", command],
+                cwd=checkout,
+                log_path=log_path,
+                timeout_s=timeout_s,
+                env=scrubbed_env(env),
             )
             duration = time.monotonic() - started
             suffix = ""
@@ -449,7 +467,9 @@ class RepoCache:
                 unmerged = run_git(["diff", "--name-only", "--diff-filter=U", "-z"], cwd=checkout).stdout
                 files = [f for f in unmerged.split("\0") if f]
                 if files:
-                    raise MergeConflictError(merge_args, merge.returncode, merge.stderr or merge.stdout, files)
+                    raise MergeConflictError(
+                        merge_args, merge.returncode, merge.stderr or merge.stdout, files
+                    )
                 raise GitError(merge_args, merge.returncode, merge.stderr or merge.stdout)
             if run_git(["diff", "--cached", "--quiet"], cwd=checkout, check=False).returncode == 0:
                 return True, base_sha, ""

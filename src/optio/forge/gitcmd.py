@@ -152,7 +152,9 @@ def run_git(
         )
     except subprocess.TimeoutExpired as exc:
         stderr = exc.stderr.decode("utf-8", "replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
-        raise GitError(args, None, stderr, message=f"git {' '.join(args)} timed out after {timeout:g}s") from exc
+        raise GitError(
+            args, None, stderr, message=f"git {' '.join(args)} timed out after {timeout:g}s"
+        ) from exc
     if check and proc.returncode != 0:
         raise GitError(args, proc.returncode, proc.stderr or proc.stdout)
     return proc
