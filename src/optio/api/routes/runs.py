@@ -1,0 +1,133 @@
+"""Job runs: listing, detail, events, logs (paged and live), cancel and retry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from optio.api.deps import Ctx, get_ctx
+from optio.api.errors import ERROR_RESPONSES
+from optio.api.schemas import LogLine, LogPage, RunEventOut, RunOut, RunPage
+from optio.api.views import run_out
+from optio.domain.states import TERMINAL, RunKind
+from optio.services import runs as run_service
+from optio.store import logs, runs
+from optio.store.models import Job
+
+router = APIRouter(prefix="/api/runs", tags=["runs"], responses=ERROR_RESPONSES)
+KIND = RunKind.JOB_RUN.value
+TERMINAL_STATES = TERMINAL[RunKind.JOB_RUN]
+STATE_PATTERN = "^(" + "|".join(s for s in ("queued", "running", "completed", "failed", "cancelled")) + ")$"
+
+
+def _load(ctx: Ctx, run_id: int) -> RunOut:
+    with ctx.db.read() as session:
+        run = run_service.get_job_run(session, ctx.workspace_id, run_id)
+        job = session.get(Job, run.job_id)
+        return run_out(run, job.name if job else "")
+
+
+@router.get("", response_model=RunPage)
+def list_runs(
+    ctx: Ctx = Depends(get_ctx),
+    job: str | None = Query(default=None, max_length=200, description="Job id or name"),
+    state: str | None = Query(default=None, pattern=STATE_PATTERN),
+    limit: int = Query(default=50, ge=1, le=500),
+    cursor: str | None = Query(default=None, max_length=100),
+) -> RunPage:
+    rows, next_cursor = run_service.list_job_runs(ctx.db, ctx.workspace_id, job=job, state=state, limit=limit,
+                                                  cursor=cursor)
+    return RunPage(items=[run_out(r, name) for r, name in rows], next_cursor=next_cursor)
+
+
+@router.get("/{run_id}", response_model=RunOut)
+def get_run(run_id: int, ctx: Ctx = Depends(get_ctx)) -> RunOut:
+    return _load(ctx, run_id)
+
+
+@router.get("/{run_id}/events", response_model=list[RunEventOut])
+def run_events(run_id: int, ctx: Ctx = Depends(get_ctx)) -> list[RunEventOut]:
+    _load(ctx, run_id)
+    with ctx.db.read() as session:
+        return [
+            RunEventOut(id=e.id, event=e.event, from_state=e.from_state, to_state=e.to_state, reason=e.reason,
+                        created_at=e.created_at)
+            for e in runs.list_events(session, KIND, run_id, ctx.workspace_id)
+        ]
+
+
+def _page(ctx: Ctx, run_id: int, after: int, limit: int) -> LogPage:
+    with ctx.db.read() as session:
+        run = run_service.get_job_run(session, ctx.workspace_id, run_id)
+        rows = logs.read(session, KIND, run_id, ctx.workspace_id, after=after, limit=limit)
+        last = rows[-1].seq if rows else after
+        done = run.state in TERMINAL_STATES and last >= logs.last_seq(session, KIND, run_id)
+        return LogPage(
+            items=[LogLine(seq=r.seq, attempt=r.attempt, stream=r.stream, text=r.text, created_at=r.created_at)
+                   for r in rows],
+            last_seq=last, state=run.state, done=done,
+        )
+
+
+@router.get("/{run_id}/logs", response_model=LogPage)
+def run_logs(
+    run_id: int,
+    ctx: Ctx = Depends(get_ctx),
+    after: int = Query(default=0, ge=0, description="Return lines with seq > after"),
+    limit: int = Query(default=1000, ge=1, le=10_000),
+) -> LogPage:
+    return _page(ctx, run_id, after, limit)
+
+
+@router.get(
+    "/{run_id}/logs/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"}},
+)
+def stream_logs(
+    run_id: int, ctx: Ctx = Depends(get_ctx), after: int = Query(default=0, ge=0)
+) -> StreamingResponse:
+    """Replays lines after `after`, then follows until the run ends (SSE: `line` events, then `end`)."""
+    _load(ctx, run_id)
+
+    async def events() -> AsyncIterator[str]:
+        cursor = after
+        idle = 0
+        while True:
+            page = await run_in_threadpool(_page, ctx, run_id, cursor, 1000)
+            for item in page.items:
+                yield f"id: {item.seq}\nevent: line\ndata: {item.model_dump_json()}\n\n"
+            cursor = page.last_seq
+            if page.done:
+                yield f"event: end\ndata: {json.dumps({'state': page.state, 'last_seq': cursor})}\n\n"
+                return
+            if not page.items:
+                idle += 1
+                if idle % 50 == 0:
+                    yield ": keep-alive\n\n"
+                await asyncio.sleep(0.2)
+            else:
+                idle = 0
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/{run_id}/cancel", response_model=RunOut, status_code=202)
+def cancel_run(run_id: int, ctx: Ctx = Depends(get_ctx)) -> RunOut:
+    run_service.get_job_run_or_404(ctx.db, ctx.workspace_id, run_id)
+    run_service.set_intent(ctx.db, ctx.workspace_id, KIND, run_id, "cancel",
+                           {"cancel": ("queued", "running")})
+    return _load(ctx, run_id)
+
+
+@router.post("/{run_id}/retry", response_model=RunOut, status_code=202)
+def retry_run(run_id: int, ctx: Ctx = Depends(get_ctx)) -> RunOut:
+    run_service.get_job_run_or_404(ctx.db, ctx.workspace_id, run_id)
+    run_service.set_intent(ctx.db, ctx.workspace_id, KIND, run_id, "retry", {"retry": ("failed", "cancelled")})
+    return _load(ctx, run_id)

@@ -1,0 +1,96 @@
+"""A small HTTP client for the CLI: clear messages instead of tracebacks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import typer
+from rich.console import Console
+
+err_console = Console(stderr=True)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Client:
+    url: str
+    workspace: str | None = None
+    token: str | None = None
+    timeout: float = 30.0
+
+    def _headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if self.workspace:
+            headers["X-Optio-Workspace"] = self.workspace
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            resp = httpx.request(method, self.url.rstrip("/") + path, headers=self._headers(),
+                                 timeout=self.timeout, **kwargs)
+        except httpx.ConnectError:
+            raise ApiError(0, "unreachable", unreachable(self.url)) from None
+        except httpx.HTTPError as exc:
+            raise ApiError(0, "http_error", f"request to {self.url} failed: {exc}") from None
+        if resp.status_code >= 400:
+            try:
+                err = resp.json()["error"]
+                raise ApiError(resp.status_code, err.get("code", "error"), err.get("message", resp.text))
+            except (ValueError, KeyError, TypeError):
+                raise ApiError(resp.status_code, "error", resp.text[:500]) from None
+        if resp.status_code == 204 or not resp.content:
+            return None
+        return resp.json()
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> Any:
+        return self.request("POST", path, json=body, **kwargs)
+
+    def sse(self, path: str, params: dict[str, Any] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yields (event, data) pairs of a server-sent event stream."""
+        try:
+            with httpx.stream("GET", self.url.rstrip("/") + path, params=params, headers=self._headers(),
+                              timeout=httpx.Timeout(30.0, read=None)) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    try:
+                        err = resp.json()["error"]
+                        raise ApiError(resp.status_code, err.get("code", "error"), err.get("message", ""))
+                    except (ValueError, KeyError):
+                        raise ApiError(resp.status_code, "error", resp.text[:500]) from None
+                event, data = "message", ""
+                for line in resp.iter_lines():
+                    if not line:
+                        if data:
+                            yield event, json.loads(data)
+                        event, data = "message", ""
+                    elif line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data += line[5:].strip()
+        except httpx.ConnectError:
+            raise ApiError(0, "unreachable", unreachable(self.url)) from None
+
+
+def unreachable(url: str) -> str:
+    return f"cannot reach Optio at {url} (start it with `optio serve`)"
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)

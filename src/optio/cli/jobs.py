@@ -1,0 +1,95 @@
+"""`optio job ...`: define jobs and start their runs."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from optio.cli.common import client_from, console, handle_errors, parse_params, print_json
+from optio.cli.runs import styled, wait_for
+
+app = typer.Typer(help="Define jobs (reusable prompts with no repo) and run them.", no_args_is_help=True)
+
+
+@app.command("create")
+@handle_errors
+def create(
+    ctx: typer.Context,
+    name: str = typer.Option(..., "--name", help="Unique job name"),
+    prompt: str = typer.Option(..., "--prompt", help="Prompt template; {{PARAM}} placeholders allowed"),
+    agent: str = typer.Option("script", "--agent", help="Agent type"),
+    command: str | None = typer.Option(None, "--command", help="Shell command (script agent)"),
+    model: str | None = typer.Option(None, "--model"),
+    max_retries: int = typer.Option(0, "--max-retries", min=0, max=100),
+    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1),
+    timeout: float | None = typer.Option(None, "--timeout", help="Seconds per attempt"),
+    budget: float | None = typer.Option(None, "--budget", help="USD per run"),
+    secret: list[str] | None = typer.Option(None, "--secret", help="Secret to inject (repeatable)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    agent_config: dict[str, object] = {}
+    if command is not None:
+        agent_config["command"] = command
+    if model is not None:
+        agent_config["model"] = model
+    body = {
+        "name": name, "prompt_template": prompt, "agent_type": agent, "agent_config": agent_config,
+        "max_retries": max_retries, "max_concurrent_runs": max_concurrent, "timeout_s": timeout,
+        "budget_usd": budget, "secret_names": secret or [],
+    }
+    job = client_from(ctx).post("/api/jobs", body)
+    if as_json:
+        print_json(job)
+    else:
+        console.print(f"created job [bold]{job['name']}[/bold] (id {job['id']})")
+
+
+@app.command("list")
+@handle_errors
+def list_jobs(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    jobs = client_from(ctx).get("/api/jobs")
+    if as_json:
+        print_json(jobs)
+        return
+    table = Table("ID", "NAME", "AGENT", "RETRIES", "PARAMS")
+    for j in jobs:
+        table.add_row(str(j["id"]), j["name"], j["agent_type"], str(j["max_retries"]), ", ".join(j["params_schema"]))
+    console.print(table)
+
+
+@app.command("show")
+@handle_errors
+def show(ctx: typer.Context, job: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    data = client_from(ctx).get(f"/api/jobs/{job}")
+    if as_json:
+        print_json(data)
+        return
+    for key in ("id", "name", "agent_type", "agent_config", "max_retries", "params_schema", "prompt_template"):
+        console.print(f"[bold]{key}:[/bold] {data[key]}")
+
+
+@app.command("run")
+@handle_errors
+def run(
+    ctx: typer.Context,
+    job: str = typer.Argument(..., help="Job name or id"),
+    param: list[str] | None = typer.Option(None, "--param", "-p", help="KEY=VALUE (repeatable)"),
+    wait: bool = typer.Option(False, "--wait", help="Wait for the run to end; exit 0 only if it completed"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    client = client_from(ctx)
+    created = client.post(f"/api/jobs/{job}/runs", {"params": parse_params(param)})
+    if not wait:
+        if as_json:
+            print_json(created)
+        else:
+            console.print(f"started run [bold]{created['id']}[/bold] of job {created['job_name']}")
+        return
+    final = wait_for(client, f"/api/runs/{created['id']}", label=f"run {created['id']}", quiet=as_json)
+    if as_json:
+        print_json(final)
+    else:
+        console.print(f"run {final['id']} {styled(final['state'])} after {final['attempts']} attempt(s)")
+        if final.get("error"):
+            console.print(f"[red]error:[/red] {final['error']}")
+    raise typer.Exit(0 if final["state"] == "completed" else 1)

@@ -1,0 +1,153 @@
+"""`optio run ...`: inspect and steer job runs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import typer
+from rich.status import Status
+from rich.table import Table
+
+from optio.cli.client import Client, err_console
+from optio.cli.common import client_from, console, handle_errors, print_json
+
+app = typer.Typer(help="Inspect and steer job runs.", no_args_is_help=True)
+
+TERMINAL = {"completed", "failed", "cancelled"}
+STATE_STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow", "running": "cyan", "queued": "blue"}
+
+
+def styled(state: str) -> str:
+    return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
+
+
+@app.command("list")
+@handle_errors
+def list_runs(
+    ctx: typer.Context,
+    job: str | None = typer.Option(None, "--job", help="Only runs of this job (name or id)"),
+    state: str | None = typer.Option(None, "--state"),
+    limit: int = typer.Option(50, "--limit", min=1, max=500),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output"),
+) -> None:
+    params: dict[str, Any] = {"limit": limit}
+    if job:
+        params["job"] = job
+    if state:
+        params["state"] = state
+    page = client_from(ctx).get("/api/runs", params=params)
+    if as_json:
+        print_json(page["items"])
+        return
+    table = Table("ID", "JOB", "STATE", "ATTEMPTS", "COST", "CREATED", "ERROR")
+    for r in page["items"]:
+        table.add_row(str(r["id"]), r["job_name"], styled(r["state"]), str(r["attempts"]), f"${r['cost_usd']:.4f}",
+                      r["created_at"][:19], (r["error"] or "")[:60])
+    console.print(table)
+
+
+@app.command("show")
+@handle_errors
+def show(ctx: typer.Context, run_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
+    client = client_from(ctx)
+    run = client.get(f"/api/runs/{run_id}")
+    if as_json:
+        print_json(run)
+        return
+    console.print(f"[bold]Run {run['id']}[/bold] of job [bold]{run['job_name']}[/bold]: {styled(run['state'])}")
+    console.print(f"attempts: {run['attempts']}  cost: ${run['cost_usd']:.4f}  tokens in/out: "
+                  f"{run['input_tokens']}/{run['output_tokens']}")
+    if run["error"]:
+        console.print(f"[red]error:[/red] {run['error']}")
+    events = client.get(f"/api/runs/{run_id}/events")
+    table = Table("WHEN", "EVENT", "FROM", "TO", "REASON")
+    for e in events:
+        table.add_row(e["created_at"][11:19], e["event"], e["from_state"] or "", e["to_state"] or "", e["reason"])
+    console.print(table)
+
+
+def print_log_line(line: dict[str, Any]) -> None:
+    stream = sys.stderr if line["stream"] == "stderr" else sys.stdout
+    stream.write(line["text"] + "\n")
+
+
+def dump_logs(client: Client, path: str, after: int = 0) -> int:
+    while True:
+        page = client.get(path, params={"after": after, "limit": 5000})
+        for line in page["items"]:
+            print_log_line(line)
+        if not page["items"]:
+            return after
+        after = page["last_seq"]
+
+
+def follow_logs(client: Client, path: str, after: int = 0) -> str:
+    state = ""
+    for event, data in client.sse(path + "/stream", params={"after": after}):
+        if event == "line":
+            print_log_line(data)
+            sys.stdout.flush()
+        elif event == "end":
+            state = data.get("state", "")
+    return state
+
+
+@app.command("logs")
+@handle_errors
+def logs(
+    ctx: typer.Context,
+    run_id: int,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming until the run ends"),
+    after: int = typer.Option(0, "--after", help="Start after this sequence number"),
+) -> None:
+    client = client_from(ctx)
+    path = f"/api/runs/{run_id}/logs"
+    if follow:
+        follow_logs(client, path, after)
+    else:
+        dump_logs(client, path, after)
+
+
+@app.command("cancel")
+@handle_errors
+def cancel(ctx: typer.Context, run_id: int) -> None:
+    run = client_from(ctx).post(f"/api/runs/{run_id}/cancel")
+    console.print(f"cancel requested for run {run['id']} ({styled(run['state'])})")
+
+
+@app.command("retry")
+@handle_errors
+def retry(ctx: typer.Context, run_id: int) -> None:
+    run = client_from(ctx).post(f"/api/runs/{run_id}/retry")
+    console.print(f"retry requested for run {run['id']} ({styled(run['state'])})")
+
+
+def wait_for(client: Client, path: str, *, label: str, quiet: bool = False,
+             terminal: set[str] = TERMINAL, poll_s: float = 0.3) -> dict[str, Any]:
+    """Poll until the run is terminal, showing its state, attempts and newest log line."""
+    last_line = ""
+    after = 0
+    status = Status(f"{label}: starting", console=err_console) if not quiet else None
+    if status:
+        status.start()
+    try:
+        while True:
+            run = client.get(path)
+            try:
+                page = client.get(path + "/logs", params={"after": after, "limit": 1000})
+                if page["items"]:
+                    after = page["last_seq"]
+                    last_line = page["items"][-1]["text"][:80]
+            except Exception:
+                pass
+            if status:
+                extra = f" · attempt {run.get('attempts', 0)}" if run.get("attempts") else ""
+                status.update(f"{label}: {run['state']}{extra} · {after} log lines · {last_line}")
+            if run["state"] in terminal:
+                return run
+            time.sleep(poll_s)
+    finally:
+        if status:
+            status.stop()

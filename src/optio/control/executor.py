@@ -1,0 +1,159 @@
+"""Turns one decision into effects: a compare-and-swap write, then side effects.
+
+The write, its event row and any follow-up enqueue share one transaction. Side effects that cannot be
+rolled back (killing or launching a process) run only after that transaction committed, so a lost
+race never kills or launches anything.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+
+from optio.control.context import ControlContext
+from optio.control.handlers import Loaded, Outcome, RunKindHandler
+from optio.control.processes import kill_run_processes
+from optio.domain.actions import (
+    Action,
+    ClearControlIntent,
+    DeferWithBackoff,
+    Noop,
+    PatchStatus,
+    StartAgent,
+    Transition,
+)
+from optio.domain.states import RunKind, check_transition
+from optio.store import queue, runs
+
+
+def _requeue_delay(values: dict[str, Any], now: datetime) -> float:
+    until = values.get("reconcile_backoff_until")
+    if isinstance(until, datetime):
+        return max(0.0, (until - now).total_seconds())
+    return 0.0
+
+
+def write_transition(
+    ctx: ControlContext,
+    handler: RunKindHandler,
+    snap: Loaded,
+    *,
+    to: str,
+    reason: str,
+    event: str | None,
+    patch: dict[str, Any],
+    clear_intent: bool,
+    now: datetime,
+) -> bool:
+    """CAS the run to `to` with `patch`; record the event; enqueue a follow-up. False = stale."""
+    run = snap.run
+    if to != run.state:
+        check_transition(RunKind(handler.kind), run.state, to)
+    values = dict(patch)
+    values["state"] = to
+    values["reconcile_attempts"] = 0
+    if clear_intent:
+        values["control_intent"] = None
+    if to in handler.terminal and to != run.state:
+        values.setdefault("finished_at", now)
+    with ctx.db.write() as session:
+        if not runs.cas_update(session, handler.kind, run.id, run.version, values, now=now):
+            queue.enqueue(session, handler.kind, run.id, snap_workspace(snap), reason="stale")
+            return False
+        if to != run.state or event:
+            runs.record_event(
+                session,
+                workspace_id=snap_workspace(snap),
+                kind=handler.kind,
+                run_id=run.id,
+                event=event or "transition",
+                from_state=run.state,
+                to_state=to,
+                reason=reason,
+                now=now,
+            )
+        if to not in handler.terminal:
+            queue.enqueue(session, handler.kind, run.id, snap_workspace(snap),
+                          delay_s=_requeue_delay(values, now), reason=f"after {to}")
+        handler.on_transition(ctx, session, snap, to, now)
+    return True
+
+
+def snap_workspace(snap: Loaded) -> int:
+    return snap.workspace_id
+
+
+def apply(ctx: ControlContext, handler: RunKindHandler, snap: Loaded, action: Action, now: datetime) -> Outcome:
+    run = snap.run
+    ws = snap_workspace(snap)
+    if isinstance(action, Transition):
+        ok = write_transition(ctx, handler, snap, to=action.to, reason=action.reason, event=action.event,
+                              patch=dict(action.patch), clear_intent=action.clear_intent, now=now)
+        if not ok:
+            return Outcome("stale")
+        if action.kill_process:
+            kill_run_processes(ctx, handler.kind, run.id)
+        handler.after_commit(ctx, snap, action)
+        return Outcome("applied")
+
+    if isinstance(action, StartAgent):
+        attempt = int(action.patch.get("attempts", run.attempts))
+        patch = dict(action.patch)
+        patch.setdefault("started_at", now)
+        patch["heartbeat_at"] = now
+        ok = write_transition(ctx, handler, snap, to=action.to, reason=action.reason,
+                              event=action.event or "started", patch=patch,
+                              clear_intent=action.clear_intent, now=now)
+        if not ok:
+            return Outcome("stale")
+        handler.launch(ctx, snap, action, attempt)
+        return Outcome("applied")
+
+    if isinstance(action, PatchStatus):
+        with ctx.db.write() as session:
+            if not runs.cas_update(session, handler.kind, run.id, run.version, dict(action.patch), now=now):
+                queue.enqueue(session, handler.kind, run.id, ws, reason="stale")
+                return Outcome("stale")
+            if action.event:
+                runs.record_event(session, workspace_id=ws, kind=handler.kind, run_id=run.id,
+                                  event=action.event, from_state=run.state, to_state=run.state,
+                                  reason=action.reason, now=now)
+            queue.enqueue(session, handler.kind, run.id, ws, reason="after patch")
+        return Outcome("applied")
+
+    if isinstance(action, ClearControlIntent):
+        with ctx.db.write() as session:
+            if not runs.cas_update(session, handler.kind, run.id, run.version, {"control_intent": None}, now=now):
+                queue.enqueue(session, handler.kind, run.id, ws, reason="stale")
+                return Outcome("stale")
+            if run.state not in handler.terminal:
+                queue.enqueue(session, handler.kind, run.id, ws, reason="intent cleared")
+        return Outcome("applied")
+
+    if isinstance(action, DeferWithBackoff):
+        with ctx.db.write() as session:
+            if action.count_attempt:
+                model = runs.model_for(handler.kind)
+                session.execute(
+                    update(model)
+                    .where(model.id == run.id)
+                    .values(reconcile_attempts=model.reconcile_attempts + 1)
+                )
+            queue.enqueue(session, handler.kind, run.id, ws, delay_s=action.delay_s, reason="deferred")
+        return Outcome("deferred", f"{action.delay_s:.1f}s")
+
+    if isinstance(action, Noop):
+        if action.recheck_after_s is not None:
+            with ctx.db.write() as session:
+                queue.enqueue(session, handler.kind, run.id, ws, delay_s=max(0.05, action.recheck_after_s),
+                              reason="recheck")
+            return Outcome("deferred", f"{action.recheck_after_s:.1f}s")
+        return Outcome("applied")
+
+    return handler.apply_special(ctx, snap, action, now)
+
+
+def backoff_until(now: datetime, seconds: float) -> datetime:
+    return now + timedelta(seconds=seconds)

@@ -1,0 +1,105 @@
+"""Job runs: snapshot building and side effects around the pure job decision."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from optio.control import processes
+from optio.control.context import ControlContext
+from optio.control.handlers import Loaded, Outcome
+from optio.domain.actions import Action
+from optio.domain.reconcile.job import decide_job_run
+from optio.domain.snapshot import Capacity, JobRunSnapshot, RunView
+from optio.domain.states import TERMINAL, RunKind
+from optio.store import queue
+from optio.store.models import AgentProcess, Job, JobRun
+
+KIND = RunKind.JOB_RUN.value
+
+
+def run_view(run: Any, kind: RunKind) -> RunView:
+    return RunView(
+        id=run.id, kind=kind, state=run.state, version=run.version, control_intent=run.control_intent,
+        reconcile_backoff_until=run.reconcile_backoff_until, reconcile_attempts=run.reconcile_attempts,
+        attempts=run.attempts, heartbeat_at=run.heartbeat_at, started_at=run.started_at,
+        created_at=run.created_at, error=run.error,
+    )
+
+
+def active_process_count(session: Session) -> int:
+    return session.scalar(
+        select(func.count()).select_from(AgentProcess).where(AgentProcess.status.in_(processes.ACTIVE))
+    ) or 0
+
+
+class JobRunHandler:
+    kind = KIND
+    terminal = TERMINAL[RunKind.JOB_RUN]
+
+    def build_snapshot(self, ctx: ControlContext, session: Session, run_id: int, workspace_id: int,
+                       now: datetime) -> Loaded | None:
+        run = session.scalar(select(JobRun).where(JobRun.id == run_id, JobRun.workspace_id == workspace_id))
+        if run is None:
+            return None
+        job = session.get(Job, run.job_id)
+        if job is None:
+            return None
+        running_for_job = session.scalar(
+            select(func.count()).select_from(JobRun).where(JobRun.job_id == job.id, JobRun.state == "running")
+        ) or 0
+        snap = JobRunSnapshot(
+            now=now,
+            run=run_view(run, RunKind.JOB_RUN),
+            max_retries=job.max_retries,
+            process=processes.process_view(ctx, processes.latest_process(session, KIND, run.id)),
+            capacity=Capacity(
+                running_global=active_process_count(session), max_global=ctx.settings.max_concurrent_runs,
+                running_scope=running_for_job, max_scope=job.max_concurrent_runs,
+            ),
+            stall_threshold_s=ctx.settings.stall_threshold_s,
+        )
+        extra = {
+            "agent_type": job.agent_type, "agent_config": dict(job.agent_config or {}), "prompt": run.prompt,
+            "timeout_s": job.timeout_s, "secret_names": list(job.secret_names or []), "job_id": job.id,
+        }
+        return Loaded(workspace_id=workspace_id, snapshot=snap, extra=extra)
+
+    def decide(self, snapshot: Any) -> Action:
+        return decide_job_run(snapshot)
+
+    def launch(self, ctx: ControlContext, loaded: Loaded, action: Any, attempt: int) -> None:
+        extra = loaded.extra
+        processes.launch(
+            ctx,
+            processes.LaunchRequest(
+                kind=KIND, run_id=loaded.run.id, workspace_id=loaded.workspace_id, attempt=attempt,
+                agent_type=extra["agent_type"], agent_config=extra["agent_config"],
+                prompt=action.prompt or extra["prompt"], cwd=ctx.run_dir(KIND, loaded.run.id) / "work",
+                env=ctx.secret_env(loaded.workspace_id, extra["secret_names"]),
+                timeout_s=extra["timeout_s"] or ctx.settings.agent_timeout_s,
+            ),
+        )
+
+    def apply_special(self, ctx: ControlContext, loaded: Loaded, action: Any, now: datetime) -> Outcome:
+        return Outcome("error", f"job runs do not support action {action.name!r}")
+
+    def on_transition(self, ctx: ControlContext, session: Session, loaded: Loaded, to_state: str,
+                      now: datetime) -> None:
+        if loaded.run.state == "running" and to_state != "running":
+            wake_queued_job_runs(session)
+
+    def after_commit(self, ctx: ControlContext, loaded: Loaded, action: Any) -> None:
+        return None
+
+
+def wake_queued_job_runs(session: Session, limit: int = 10) -> None:
+    """A slot was freed: look at the oldest queued runs now instead of at their next capacity recheck."""
+    rows = session.execute(
+        select(JobRun.id, JobRun.workspace_id).where(JobRun.state == "queued").order_by(JobRun.id).limit(limit)
+    )
+    for run_id, ws in rows:
+        queue.enqueue(session, KIND, run_id, ws, reason="capacity freed")

@@ -1,0 +1,287 @@
+"""Agent processes as the control plane sees them: launch, output sink, kill, and recovery on start.
+
+The runtime reports output and exits through `DbSink`; each report is one transaction that appends the
+(redacted) lines, moves the stored file offset, and on exit enqueues a reconcile of the run. Because
+offsets move in the same transaction as the lines, a restart resumes tailing with no gap and no
+duplicate.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import select, update
+
+from optio.agents.base import AgentConfigError, AgentRequest
+from optio.agents.registry import get_adapter
+from optio.control.context import ControlContext
+from optio.domain.snapshot import ProcessStatus, ProcessView
+from optio.runtime.base import LaunchSpec, ProcessInfo
+from optio.store import logs, queue, runs
+from optio.store.models import AgentProcess
+from optio.store.types import utcnow
+
+log = structlog.get_logger("optio.processes")
+
+ACTIVE = ("starting", "alive")
+
+
+def process_key(kind: str, run_id: int, attempt: int, purpose: str = "agent") -> str:
+    return f"{kind}:{run_id}:{attempt}" if purpose == "agent" else f"{kind}:{run_id}:{attempt}:{purpose}"
+
+
+def parse_key(key: str) -> tuple[str, int, int]:
+    kind, run_id, attempt = key.split(":")[:3]
+    return kind, int(run_id), int(attempt)
+
+
+class DbSink:
+    """The runtime's OutputSink, writing into run logs and the process table."""
+
+    def __init__(self, ctx: ControlContext) -> None:
+        self.ctx = ctx
+
+    def on_output(self, key: str, stream: str, lines: list[str], offset: int) -> None:
+        now = utcnow()
+        redact = self.ctx.redact
+        with self.ctx.db.write() as session:
+            proc = session.scalar(select(AgentProcess).where(AgentProcess.key == key))
+            if proc is None:
+                return
+            clean = [redact(line) for line in lines]
+            logs.append(session, workspace_id=proc.workspace_id, kind=proc.run_kind, run_id=proc.run_id,
+                        attempt=proc.attempt, stream=stream, lines=clean, now=now)
+            column = "stdout_offset" if stream == "stdout" else "stderr_offset"
+            session.execute(
+                update(AgentProcess).where(AgentProcess.id == proc.id).values(**{column: offset}, last_output_at=now)
+            )
+            model = runs.model_for(proc.run_kind)
+            usage = _usage_from_lines(proc.agent_type, lines)
+            values: dict[str, Any] = {"heartbeat_at": now}
+            if usage:
+                values.update(
+                    cost_usd=model.cost_usd + usage.get("cost_usd", 0.0),
+                    input_tokens=model.input_tokens + usage.get("input_tokens", 0),
+                    output_tokens=model.output_tokens + usage.get("output_tokens", 0),
+                    cache_tokens=model.cache_tokens + usage.get("cache_tokens", 0),
+                )
+                if usage.get("cost_imputed"):
+                    values["cost_imputed"] = True
+                if usage.get("session_id"):
+                    values.update(_session_column(model, usage["session_id"]))
+            session.execute(update(model).where(model.id == proc.run_id).values(**values))
+
+    def on_exit(self, key: str, exit_code: int | None, reason: str) -> None:
+        now = utcnow()
+        with self.ctx.db.write() as session:
+            proc = session.scalar(select(AgentProcess).where(AgentProcess.key == key))
+            if proc is None or proc.status in ("exited", "gone"):
+                return
+            status = "gone" if reason == "lost" else "exited"
+            session.execute(
+                update(AgentProcess)
+                .where(AgentProcess.id == proc.id)
+                .values(status=status, exit_code=exit_code, exit_reason=reason, finished_at=now)
+            )
+            queue.enqueue(session, proc.run_kind, proc.run_id, proc.workspace_id, reason=f"process {reason}")
+        log.info("agent_exit", key=key, exit_code=exit_code, reason=reason)
+
+
+def _session_column(model: Any, session_id: str) -> dict[str, Any]:
+    return {"agent_session_id": session_id} if hasattr(model, "agent_session_id") else {}
+
+
+def _usage_from_lines(agent_type: str, lines: list[str]) -> dict[str, Any]:
+    """Sum the usage/session events an adapter finds in these lines."""
+    try:
+        adapter = get_adapter(agent_type)
+    except AgentConfigError:
+        return {}
+    out: dict[str, Any] = {}
+    for line in lines:
+        try:
+            events = adapter.parse_line(line)
+        except Exception:  # a parser must never break log ingestion
+            continue
+        for ev in events:
+            etype = getattr(ev, "type", None)
+            if etype == "usage":
+                for attr in ("input_tokens", "output_tokens"):
+                    out[attr] = out.get(attr, 0) + int(getattr(ev, attr, 0) or 0)
+                cache = int(getattr(ev, "cache_read_tokens", 0) or 0) + int(getattr(ev, "cache_write_tokens", 0) or 0)
+                out["cache_tokens"] = out.get("cache_tokens", 0) + cache
+                cost = getattr(ev, "cost_usd", None)
+                if cost:
+                    out["cost_usd"] = out.get("cost_usd", 0.0) + float(cost)
+                    if getattr(ev, "cost_imputed", False):
+                        out["cost_imputed"] = True
+            elif etype == "session":
+                out["session_id"] = getattr(ev, "session_id", None)
+    return out
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    kind: str
+    run_id: int
+    workspace_id: int
+    attempt: int
+    agent_type: str
+    agent_config: Mapping[str, Any]
+    prompt: str
+    cwd: Path
+    env: Mapping[str, str]
+    timeout_s: float | None
+    purpose: str = "agent"
+    resume_session_id: str | None = None
+
+
+def launch(ctx: ControlContext, req: LaunchRequest) -> None:
+    """Record the process, start it, record its pid. Failures become a process row the decision sees."""
+    assert ctx.runtime is not None
+    key = process_key(req.kind, req.run_id, req.attempt, req.purpose)
+    run_dir = ctx.run_dir(req.kind, req.run_id)
+    log_dir = run_dir / f"attempt-{req.attempt}" if req.purpose == "agent" else run_dir / f"{req.purpose}-{req.attempt}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with ctx.db.write() as session:
+        existing = session.scalar(select(AgentProcess).where(AgentProcess.key == key))
+        if existing is not None:
+            return  # this step was launched already (e.g. a replayed decision); never run an agent twice
+        session.add(
+            AgentProcess(
+                workspace_id=req.workspace_id, key=key, run_kind=req.kind, run_id=req.run_id,
+                attempt=req.attempt, purpose=req.purpose, agent_type=req.agent_type, status="starting",
+                log_dir=str(log_dir),
+            )
+        )
+    error: str | None = None
+    info: ProcessInfo | None = None
+    try:
+        prompt_file = log_dir / "prompt.md"
+        prompt_file.write_text(req.prompt, encoding="utf-8")
+        req.cwd.mkdir(parents=True, exist_ok=True)
+        adapter = get_adapter(req.agent_type)
+        spec = adapter.build_command(
+            AgentRequest(
+                prompt=req.prompt, prompt_file=prompt_file, workdir=req.cwd, config=dict(req.agent_config),
+                env=dict(req.env), resume_session_id=req.resume_session_id,
+                model=req.agent_config.get("model"), max_turns=req.agent_config.get("max_turns"),
+                base_url=req.agent_config.get("base_url"),
+            )
+        )
+        env = dict(spec.env)
+        env.setdefault("OPTIO_RUN_ID", str(req.run_id))
+        env.setdefault("OPTIO_ATTEMPT", str(req.attempt))
+        info = ctx.runtime.launch(
+            LaunchSpec(key=key, argv=spec.argv, env=env, cwd=req.cwd, log_dir=log_dir,
+                       stdin_path=spec.stdin_path, timeout_s=req.timeout_s)
+        )
+    except Exception as exc:  # any failure to start is reported to the decision, never raised into a worker
+        error = f"{type(exc).__name__}: {exc}"
+    with ctx.db.write() as session:
+        if info is not None:
+            session.execute(
+                update(AgentProcess).where(AgentProcess.key == key, AgentProcess.status == "starting")
+                .values(status="alive", pid=info.pid, start_time=info.start_time, timeout_at=info.timeout_at)
+            )
+        else:
+            session.execute(
+                update(AgentProcess).where(AgentProcess.key == key)
+                .values(status="exited", exit_reason="spawn_failed", error=error, finished_at=utcnow())
+            )
+            queue.enqueue(session, req.kind, req.run_id, req.workspace_id, reason="spawn failed")
+            log.warning("agent_spawn_failed", key=key, error=error)
+
+
+def latest_process(session: Any, kind: str, run_id: int, purpose: str = "agent") -> AgentProcess | None:
+    return session.scalar(
+        select(AgentProcess)
+        .where(AgentProcess.run_kind == kind, AgentProcess.run_id == run_id, AgentProcess.purpose == purpose)
+        .order_by(AgentProcess.id.desc())
+        .limit(1)
+    )
+
+
+def process_view(ctx: ControlContext, proc: AgentProcess | None) -> ProcessView | None:
+    """The decision's view of a process, double-checking liveness of ones this server does not watch."""
+    if proc is None:
+        return None
+    status = ProcessStatus(proc.status)
+    unwatched = status == ProcessStatus.ALIVE and ctx.runtime is not None and proc.key not in ctx.runtime.active_keys()
+    if unwatched and (proc.pid is None or not ctx.runtime.is_alive(proc.pid, proc.start_time or 0.0)):  # type: ignore[union-attr]
+        status = ProcessStatus.GONE
+    return ProcessView(
+        attempt=proc.attempt, status=status, exit_code=proc.exit_code, exit_reason=proc.exit_reason,
+        started_at=proc.started_at, last_output_at=proc.last_output_at, error=proc.error,
+    )
+
+
+def kill_run_processes(ctx: ControlContext, kind: str, run_id: int) -> None:
+    if ctx.runtime is None:
+        return
+    with ctx.db.read() as session:
+        procs = list(session.scalars(
+            select(AgentProcess).where(AgentProcess.run_kind == kind, AgentProcess.run_id == run_id,
+                                       AgentProcess.status.in_(ACTIVE))
+        ))
+    for proc in procs:
+        if proc.key in ctx.runtime.active_keys():
+            ctx.runtime.kill(proc.key)
+        elif proc.pid is not None:
+            ctx.runtime.kill_info(_info(proc))
+
+
+def _info(proc: AgentProcess) -> ProcessInfo:
+    return ProcessInfo(key=proc.key, pid=proc.pid or 0, start_time=proc.start_time or 0.0,
+                       log_dir=Path(proc.log_dir), started_at=proc.started_at.timestamp(),
+                       timeout_at=proc.timeout_at)
+
+
+def recover(ctx: ControlContext) -> int:
+    """On start: re-adopt every process the previous server left running, or learn that it is gone.
+
+    A process of a run that already ended is killed instead: its work is no longer wanted.
+    """
+    assert ctx.runtime is not None
+    with ctx.db.read() as session:
+        procs = list(session.scalars(select(AgentProcess).where(AgentProcess.status.in_(ACTIVE))))
+        finished: set[str] = set()
+        for proc in procs:
+            run = runs.get_run(session, proc.run_kind, proc.run_id, proc.workspace_id)
+            handler = ctx.handlers.get(proc.run_kind)
+            if run is None or (handler is not None and run.state in handler.terminal):
+                finished.add(proc.key)
+    adopted = 0
+    for proc in procs:
+        if proc.pid is None:
+            with ctx.db.write() as session:
+                session.execute(update(AgentProcess).where(AgentProcess.id == proc.id)
+                                .values(status="gone", exit_reason="lost", finished_at=utcnow(),
+                                        error="server stopped before the process started"))
+                queue.enqueue(session, proc.run_kind, proc.run_id, proc.workspace_id, reason="recovery")
+            continue
+        if proc.key in finished:
+            ctx.runtime.kill_info(_info(proc))
+        ctx.runtime.adopt(_info(proc), stdout_offset=proc.stdout_offset, stderr_offset=proc.stderr_offset)
+        adopted += 1
+    if adopted:
+        log.info("adopted_processes", count=adopted)
+    return adopted
+
+
+def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
+    if extra:
+        env.update(extra)
+    return env
+
+
+def seconds_since(ts: datetime | None) -> float | None:
+    return None if ts is None else time.time() - ts.timestamp()

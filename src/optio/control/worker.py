@@ -1,0 +1,128 @@
+"""The worker pool: pop a queue item, snapshot, decide (pure), execute; plus the periodic resync.
+
+Every decision is logged as one structured line: kind, id, action, from, to, reason, outcome.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+
+import structlog
+
+from optio.control import executor
+from optio.control.context import ControlContext
+from optio.control.handlers import Outcome
+from optio.domain.actions import target_state
+from optio.store import queue, runs
+from optio.store.queue import ClaimedItem
+from optio.store.types import utcnow
+
+log = structlog.get_logger("optio.reconcile")
+
+
+def reconcile_one(ctx: ControlContext, item: ClaimedItem) -> Outcome:
+    """Run one item through snapshot → decide → execute and log the decision."""
+    handler = ctx.handlers.get(item.kind)
+    if handler is None:
+        log.error("decision", kind=item.kind, id=item.run_id, action="none", reason="no handler", outcome="error")
+        return Outcome("error", "no handler")
+    now = utcnow()
+    try:
+        with ctx.db.read() as session:
+            loaded = handler.build_snapshot(ctx, session, item.run_id, item.workspace_id, now)
+    except Exception as exc:
+        log.exception("decision", kind=item.kind, id=item.run_id, action="defer_with_backoff",
+                      reason=f"snapshot failed: {exc}", outcome="deferred")
+        with ctx.db.write() as session:
+            queue.enqueue(session, item.kind, item.run_id, item.workspace_id, delay_s=2.0, reason="snapshot failed")
+        return Outcome("deferred")
+    if loaded is None:
+        return Outcome("applied", "run gone")
+    action = handler.decide(loaded.snapshot)
+    try:
+        outcome = executor.apply(ctx, handler, loaded, action, now)
+    except Exception as exc:
+        outcome = Outcome("error", f"{type(exc).__name__}: {exc}")
+        log.exception("executor_error", kind=item.kind, id=item.run_id, action=action.name)
+        with ctx.db.write() as session:
+            model = runs.model_for(item.kind)
+            run = session.get(model, item.run_id)
+            attempts = (run.reconcile_attempts if run is not None else 0) + 1
+            if run is not None:
+                run.reconcile_attempts = attempts
+            queue.enqueue(session, item.kind, item.run_id, item.workspace_id,
+                          delay_s=min(60.0, 0.5 * 2**attempts), reason="executor error")
+    to = target_state(action)
+    log.info(
+        "decision", kind=item.kind, id=item.run_id, action=action.name, **{"from": loaded.run.state},
+        to=to if to is not None else loaded.run.state, reason=action.reason, outcome=outcome.status,
+        detail=outcome.detail or None,
+    )
+    return outcome
+
+
+class WorkerPool:
+    def __init__(self, ctx: ControlContext) -> None:
+        self.ctx = ctx
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._id = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+    def start(self) -> None:
+        for i in range(self.ctx.settings.workers):
+            t = threading.Thread(target=self._loop, name=f"optio-worker-{i}", daemon=True, args=(f"{self._id}-{i}",))
+            t.start()
+            self._threads.append(t)
+        t = threading.Thread(target=self._resync_loop, name="optio-resync", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self.ctx.wake.notify()
+        for t in self._threads:
+            t.join(timeout)
+
+    def _loop(self, worker: str) -> None:
+        lease = self.ctx.settings.queue_lease_s
+        while not self._stop.is_set():
+            try:
+                with self.ctx.db.write() as session:
+                    item = queue.claim(session, worker, lease_s=lease)
+                if item is None:
+                    with self.ctx.db.read() as session:
+                        wait = queue.next_ready_in(session)
+                    self.ctx.wake.wait(1.0 if wait is None else min(1.0, max(0.01, wait)))
+                    continue
+                reconcile_one(self.ctx, item)
+                with self.ctx.db.write() as session:
+                    queue.ack(session, item)
+            except Exception:
+                log.exception("worker_error", worker=worker)
+                time.sleep(0.5)
+
+    def _resync_loop(self) -> None:
+        while not self._stop.wait(self.ctx.settings.resync_interval_s):
+            try:
+                resync(self.ctx)
+            except Exception:
+                log.exception("resync_error")
+
+
+def resync(ctx: ControlContext) -> int:
+    """Enqueue every non-terminal run of every kind: the safety net behind event-driven enqueues."""
+    count = 0
+    for kind, handler in ctx.handlers.items():
+        with ctx.db.read() as session:
+            ids = runs.non_terminal_ids(session, kind, handler.terminal)
+        for start in range(0, len(ids), 500):
+            with ctx.db.write() as session:
+                for run_id, ws in ids[start : start + 500]:
+                    queue.enqueue(session, kind, run_id, ws, reason="resync")
+        count += len(ids)
+    if count:
+        log.info("resync", enqueued=count)
+    return count

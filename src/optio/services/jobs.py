@@ -1,0 +1,104 @@
+"""Jobs (reusable parameterised prompts) and their runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from optio.agents.base import AgentConfigError
+from optio.agents.registry import get_adapter
+from optio.domain.prompts import ParamSpec, TemplateError, placeholders, render, resolve_params
+from optio.errors import Conflict, Invalid, NotFound
+from optio.store import queue
+from optio.store.db import Database
+from optio.store.models import Job, JobRun
+from optio.store.runs import record_event
+from optio.store.types import utcnow
+
+
+def _param_specs(schema: dict[str, Any]) -> dict[str, ParamSpec]:
+    specs: dict[str, ParamSpec] = {}
+    for name, raw in (schema or {}).items():
+        raw = raw or {}
+        specs[name] = ParamSpec(
+            name=name,
+            required=bool(raw.get("required", "default" not in raw)),
+            default=None if raw.get("default") is None else str(raw.get("default")),
+            description=str(raw.get("description", "")),
+        )
+    return specs
+
+
+def validate_agent(agent_type: str, agent_config: dict[str, Any]) -> None:
+    try:
+        get_adapter(agent_type)
+    except AgentConfigError as exc:
+        raise Invalid(str(exc), field="agent_type") from None
+    if agent_type == "script" and not str(agent_config.get("command") or "").strip():
+        raise Invalid("the script agent needs a command (agent_config.command)", field="agent_config.command")
+
+
+def create_job(db: Database, workspace_id: int, data: dict[str, Any]) -> Job:
+    validate_agent(data["agent_type"], data.get("agent_config") or {})
+    schema = dict(data.get("params_schema") or {})
+    for name in placeholders(data["prompt_template"]):
+        schema.setdefault(name, {"required": True})
+    job = Job(
+        workspace_id=workspace_id,
+        name=data["name"],
+        description=data.get("description") or "",
+        prompt_template=data["prompt_template"],
+        agent_type=data["agent_type"],
+        agent_config=data.get("agent_config") or {},
+        params_schema=schema,
+        max_retries=data.get("max_retries", 0),
+        max_concurrent_runs=data.get("max_concurrent_runs"),
+        budget_usd=data.get("budget_usd"),
+        timeout_s=data.get("timeout_s"),
+        secret_names=list(data.get("secret_names") or []),
+    )
+    try:
+        with db.write() as session:
+            session.add(job)
+    except IntegrityError:
+        raise Conflict(f"a job named {data['name']!r} already exists", field="name") from None
+    return job
+
+
+def find_job(session: Session, workspace_id: int, ref: str | int) -> Job:
+    q = select(Job).where(Job.workspace_id == workspace_id)
+    job = None
+    if isinstance(ref, int) or str(ref).isdigit():
+        job = session.scalar(q.where(Job.id == int(ref)))
+    if job is None:
+        job = session.scalar(q.where(Job.name == str(ref)))
+    if job is None:
+        raise NotFound(f"job {ref!r} not found")
+    return job
+
+
+def list_jobs(db: Database, workspace_id: int) -> list[Job]:
+    with db.read() as session:
+        return list(session.scalars(select(Job).where(Job.workspace_id == workspace_id).order_by(Job.id)))
+
+
+def start_run(db: Database, workspace_id: int, job_ref: str | int, params: dict[str, str]) -> JobRun:
+    """Render the prompt and create a queued run; the enqueue shares the run's transaction."""
+    with db.write() as session:
+        job = find_job(session, workspace_id, job_ref)
+        try:
+            resolved = resolve_params(_param_specs(job.params_schema), {k: str(v) for k, v in params.items()})
+            prompt = render(job.prompt_template, resolved)
+        except TemplateError as exc:
+            raise Invalid(str(exc), field=f"params.{exc.field}" if exc.field else "params") from None
+        run = JobRun(workspace_id=workspace_id, job_id=job.id, params=resolved, prompt=prompt, state="queued",
+                     created_at=utcnow())
+        session.add(run)
+        session.flush()
+        record_event(session, workspace_id=workspace_id, kind="job_run", run_id=run.id, event="created",
+                     from_state=None, to_state="queued", reason=f"run of job {job.name!r} requested")
+        queue.enqueue(session, "job_run", run.id, workspace_id, reason="created")
+    return run

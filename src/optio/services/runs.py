@@ -1,0 +1,91 @@
+"""Reading runs and asking them to change (control intents), for every run kind."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from optio.errors import Conflict, Invalid, NotFound
+from optio.store import queue, runs
+from optio.store.db import Database
+from optio.store.models import Job, JobRun
+
+INTENTS = ("cancel", "retry", "resume")
+
+
+def get_job_run(session: Session, workspace_id: int, run_id: int) -> JobRun:
+    run = session.scalar(select(JobRun).where(JobRun.id == run_id, JobRun.workspace_id == workspace_id))
+    if run is None:
+        raise NotFound(f"run {run_id} not found")
+    return run
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (ValueError, UnicodeDecodeError):
+        raise Invalid("malformed cursor", field="cursor") from None
+
+
+def list_job_runs(
+    db: Database, workspace_id: int, *, job: str | None = None, state: str | None = None,
+    limit: int = 50, cursor: str | None = None,
+) -> tuple[list[tuple[JobRun, str]], str | None]:
+    """Newest first, keyset-paginated by id."""
+    before = decode_cursor(cursor)
+    with db.read() as session:
+        q = (
+            select(JobRun, Job.name)
+            .join(Job, Job.id == JobRun.job_id)
+            .where(JobRun.workspace_id == workspace_id)
+            .order_by(JobRun.id.desc())
+            .limit(limit + 1)
+        )
+        if job is not None:
+            q = q.where(Job.id == int(job)) if job.isdigit() else q.where(Job.name == job)
+        if state is not None:
+            q = q.where(JobRun.state == state)
+        if before is not None:
+            q = q.where(JobRun.id < before)
+        rows = [(r[0], r[1]) for r in session.execute(q)]
+    next_cursor = encode_cursor(rows[limit - 1][0].id) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def set_intent(db: Database, workspace_id: int, kind: str, run_id: int, intent: str,
+               allowed_states: dict[str, tuple[str, ...]] | None = None) -> Any:
+    """Record a control intent with a CAS write and enqueue the run in the same transaction.
+
+    The backoff is cleared so a person's cancel or retry is acted on now, not after a retry delay.
+    """
+    if intent not in INTENTS:
+        raise Invalid(f"unknown intent {intent!r}", field="intent")
+    for _ in range(5):
+        with db.write() as session:
+            run = runs.get_run(session, kind, run_id, workspace_id)
+            if run is None:
+                raise NotFound(f"run {run_id} not found")
+            if allowed_states is not None and run.state not in allowed_states.get(intent, ()):
+                raise Conflict(f"cannot {intent} a run that is {run.state}", field="state")
+            if runs.cas_update(session, kind, run_id, run.version,
+                               {"control_intent": intent, "reconcile_backoff_until": None}):
+                runs.record_event(session, workspace_id=workspace_id, kind=kind, run_id=run_id,
+                                  event=f"{intent}_requested", from_state=run.state, to_state=run.state,
+                                  reason=f"{intent} requested")
+                queue.enqueue(session, kind, run_id, workspace_id, reason=f"{intent} requested")
+                return run
+    raise Conflict("run is changing too fast; try again")
+
+
+def get_job_run_or_404(db: Database, workspace_id: int, run_id: int) -> JobRun:
+    with db.read() as session:
+        return get_job_run(session, workspace_id, run_id)

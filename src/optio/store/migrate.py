@@ -1,0 +1,38 @@
+"""Applies Alembic migrations on start so an upgrade never needs a separate step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from optio.store.db import Database
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(db: Database) -> None:
+    cfg = alembic_config(db.url)
+    with db.engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        conn.commit()
+
+
+def revision(url: str, message: str) -> None:
+    """Autogenerate a migration (a development helper: `python -m optio.store.migrate "message"`)."""
+    command.revision(alembic_config(url), message=message, autogenerate=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    revision(sys.argv[2] if len(sys.argv) > 2 else "sqlite:///./.optio-dev.db", sys.argv[1])

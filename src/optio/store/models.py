@@ -1,0 +1,174 @@
+"""SQLAlchemy models. Every table holding a user's resources carries `workspace_id`.
+
+Run tables share one set of reconcile columns (version for compare-and-swap, control intent, backoff)
+so the control plane can treat every run kind the same way.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+
+from optio.store.types import UTCDateTime, utcnow
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+class Timestamps:
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Workspace(Timestamps, Base):
+    __tablename__ = "workspaces"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class WorkspaceScoped:
+    @declared_attr
+    def workspace_id(cls) -> Mapped[int]:
+        return mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+
+
+class RunColumns(WorkspaceScoped, Timestamps):
+    """Columns every run kind has; the reconciler reads and CAS-writes these."""
+
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    control_intent: Mapped[str | None] = mapped_column(String(32), default=None)
+    reconcile_backoff_until: Mapped[datetime | None] = mapped_column(default=None)
+    reconcile_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    cost_imputed: Mapped[bool] = mapped_column(Boolean, default=False)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Job(WorkspaceScoped, Timestamps, Base):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_jobs_workspace_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    prompt_template: Mapped[str] = mapped_column(Text)
+    agent_type: Mapped[str] = mapped_column(String(64))
+    agent_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    params_schema: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    max_retries: Mapped[int] = mapped_column(Integer, default=0)
+    max_concurrent_runs: Mapped[int | None] = mapped_column(Integer, default=None)
+    budget_usd: Mapped[float | None] = mapped_column(Float, default=None)
+    timeout_s: Mapped[float | None] = mapped_column(Float, default=None)
+    secret_names: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class JobRun(RunColumns, Base):
+    __tablename__ = "job_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prompt: Mapped[str] = mapped_column(Text)
+
+
+class RunEvent(WorkspaceScoped, Base):
+    """Every state transition (and notable non-transition event) of a run, with its reason."""
+
+    __tablename__ = "run_events"
+    __table_args__ = (Index("ix_run_events_run", "run_kind", "run_id", "id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_kind: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[int] = mapped_column(Integer)
+    event: Mapped[str] = mapped_column(String(64))
+    from_state: Mapped[str | None] = mapped_column(String(32))
+    to_state: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RunLog(WorkspaceScoped, Base):
+    """Ordered output of a run's agent processes; `seq` is dense per run, starting at 1."""
+
+    __tablename__ = "run_logs"
+    __table_args__ = (UniqueConstraint("run_kind", "run_id", "seq", name="uq_run_logs_seq"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_kind: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    stream: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AgentProcess(WorkspaceScoped, Base):
+    """One launched agent process: enough to re-adopt it after a server restart, or know it is gone."""
+
+    __tablename__ = "agent_processes"
+    __table_args__ = (Index("ix_agent_processes_run", "run_kind", "run_id", "attempt"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), unique=True)
+    run_kind: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    purpose: Mapped[str] = mapped_column(String(16), default="agent")
+    agent_type: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    pid: Mapped[int | None] = mapped_column(Integer, default=None)
+    start_time: Mapped[float | None] = mapped_column(Float, default=None)
+    log_dir: Mapped[str] = mapped_column(Text)
+    stdout_offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    stderr_offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    exit_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    exit_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    timeout_at: Mapped[float | None] = mapped_column(Float, default=None)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_output_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ReconcileItem(Base):
+    """The durable reconcile queue: one row per (kind, run_id), deduplicated.
+
+    `generation` grows on every enqueue, so a worker that finishes an item only deletes it if nobody
+    enqueued it again meanwhile: an event that arrives during processing is never lost.
+    """
+
+    __tablename__ = "reconcile_queue"
+    __table_args__ = (
+        UniqueConstraint("kind", "run_id", name="uq_reconcile_queue_run"),
+        Index("ix_reconcile_queue_ready", "not_before"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[int] = mapped_column(Integer)
+    workspace_id: Mapped[int] = mapped_column(Integer)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    not_before: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(default=None)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    enqueued_at: Mapped[datetime] = mapped_column(default=utcnow)

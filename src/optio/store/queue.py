@@ -1,0 +1,128 @@
+"""The durable reconcile queue (a table), deduplicated by (kind, run_id).
+
+`enqueue` must be called inside the same transaction as the change that makes a reconcile necessary;
+that is what makes events impossible to lose. Claiming takes a lease, so a worker that dies mid-item
+only delays it until the lease runs out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from optio.store.models import ReconcileItem
+from optio.store.types import utcnow
+
+ENQUEUED_FLAG = "optio_enqueued"
+
+
+@dataclass(frozen=True)
+class ClaimedItem:
+    id: int
+    kind: str
+    run_id: int
+    workspace_id: int
+    generation: int
+    reason: str
+
+
+def enqueue(
+    session: Session,
+    kind: str,
+    run_id: int,
+    workspace_id: int,
+    *,
+    delay_s: float = 0.0,
+    reason: str = "",
+    now: datetime | None = None,
+) -> None:
+    """Ask for a reconcile of (kind, run_id) no earlier than now + delay_s.
+
+    An existing entry keeps the earlier of the two times and its generation is bumped, so a worker
+    currently holding it will not delete it when done.
+    """
+    now = now or utcnow()
+    not_before = now + timedelta(seconds=max(0.0, delay_s))
+    values = {
+        "kind": kind,
+        "run_id": run_id,
+        "workspace_id": workspace_id,
+        "generation": 1,
+        "not_before": not_before,
+        "reason": reason[:200],
+        "enqueued_at": now,
+    }
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(ReconcileItem).values(**values)
+    excluded = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["kind", "run_id"],
+        set_={
+            "generation": ReconcileItem.generation + 1,
+            "not_before": func.min(ReconcileItem.not_before, excluded.not_before)
+            if dialect == "sqlite"
+            else func.least(ReconcileItem.not_before, excluded.not_before),
+            "reason": excluded.reason,
+        },
+    )
+    session.execute(stmt)
+    session.info[ENQUEUED_FLAG] = True
+
+
+def claim(session: Session, worker: str, *, lease_s: float, now: datetime | None = None) -> ClaimedItem | None:
+    """Take the oldest ready item under a lease (FOR UPDATE SKIP LOCKED on PostgreSQL)."""
+    now = now or utcnow()
+    ready = and_(
+        ReconcileItem.not_before <= now,
+        or_(ReconcileItem.claimed_until.is_(None), ReconcileItem.claimed_until < now),
+    )
+    lease_end = now + timedelta(seconds=lease_s)
+    query = select(ReconcileItem).where(ready).order_by(ReconcileItem.not_before, ReconcileItem.id).limit(1)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    item = session.scalar(query)
+    if item is None:
+        return None
+    # Pushing not_before to the lease end makes a crashed worker's item ready again when the lease
+    # runs out, and lets an enqueue made while it is processed pull not_before earlier via min().
+    item.claimed_until = lease_end
+    item.not_before = lease_end
+    item.claimed_by = worker
+    session.flush()
+    return ClaimedItem(item.id, item.kind, item.run_id, item.workspace_id, item.generation, item.reason)
+
+
+def ack(session: Session, item: ClaimedItem) -> None:
+    """Done with an item: delete it unless it was enqueued again meanwhile, else release the lease."""
+    res = session.execute(
+        delete(ReconcileItem).where(ReconcileItem.id == item.id, ReconcileItem.generation == item.generation)
+    )
+    if res.rowcount == 0:  # type: ignore[attr-defined]
+        session.execute(
+            update(ReconcileItem)
+            .where(ReconcileItem.id == item.id)
+            .values(claimed_until=None, claimed_by=None)
+        )
+
+
+def next_ready_in(session: Session, now: datetime | None = None) -> float | None:
+    """Seconds until the earliest item becomes ready (0 if one is ready), None if the queue is empty."""
+    now = now or utcnow()
+    earliest = session.scalar(
+        select(ReconcileItem.not_before)
+        .where(ReconcileItem.claimed_until.is_(None))
+        .order_by(ReconcileItem.not_before)
+        .limit(1)
+    )
+    if earliest is None:
+        return None
+    return max(0.0, (earliest - now).total_seconds())
+
+
+def depth(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(ReconcileItem)) or 0

@@ -1,0 +1,105 @@
+"""Run rows of every kind: lookup, compare-and-swap writes, and their event trail.
+
+Everything here takes the workspace explicitly; the only unscoped reads are the ones the control
+plane makes for a queue item, which already carries its workspace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from optio.store.models import JobRun, RunEvent
+from optio.store.types import utcnow
+
+RUN_MODELS: dict[str, type[Any]] = {"job_run": JobRun}
+
+
+def register_run_model(kind: str, model: type[Any]) -> None:
+    RUN_MODELS[kind] = model
+
+
+def model_for(kind: str) -> type[Any]:
+    try:
+        return RUN_MODELS[kind]
+    except KeyError:
+        raise ValueError(f"unknown run kind {kind!r}") from None
+
+
+def get_run(session: Session, kind: str, run_id: int, workspace_id: int) -> Any | None:
+    model = model_for(kind)
+    return session.scalar(select(model).where(model.id == run_id, model.workspace_id == workspace_id))
+
+
+def cas_update(
+    session: Session,
+    kind: str,
+    run_id: int,
+    expected_version: int,
+    values: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+) -> bool:
+    """`UPDATE ... SET version = version + 1 WHERE id = ? AND version = ?`; False means we lost a race."""
+    model = model_for(kind)
+    res = session.execute(
+        update(model)
+        .where(model.id == run_id, model.version == expected_version)
+        .values(version=model.version + 1, updated_at=now or utcnow(), **values)
+        .execution_options(synchronize_session=False)
+    )
+    return res.rowcount == 1  # type: ignore[attr-defined]
+
+
+def record_event(
+    session: Session,
+    *,
+    workspace_id: int,
+    kind: str,
+    run_id: int,
+    event: str,
+    from_state: str | None,
+    to_state: str | None,
+    reason: str,
+    now: datetime | None = None,
+) -> None:
+    session.add(
+        RunEvent(
+            workspace_id=workspace_id,
+            run_kind=kind,
+            run_id=run_id,
+            event=event,
+            from_state=from_state,
+            to_state=to_state,
+            reason=reason,
+            created_at=now or utcnow(),
+        )
+    )
+
+
+def list_events(session: Session, kind: str, run_id: int, workspace_id: int) -> list[RunEvent]:
+    return list(
+        session.scalars(
+            select(RunEvent)
+            .where(RunEvent.run_kind == kind, RunEvent.run_id == run_id, RunEvent.workspace_id == workspace_id)
+            .order_by(RunEvent.id)
+        )
+    )
+
+
+def count_active(session: Session, kind: str, states: tuple[str, ...], **filters: Any) -> int:
+    model = model_for(kind)
+    q = select(func.count()).select_from(model).where(model.state.in_(states))
+    for col, value in filters.items():
+        q = q.where(getattr(model, col) == value)
+    return session.scalar(q) or 0
+
+
+def non_terminal_ids(session: Session, kind: str, terminal: frozenset[str]) -> list[tuple[int, int]]:
+    model = model_for(kind)
+    rows = session.execute(select(model.id, model.workspace_id).where(model.state.not_in(terminal)))
+    return [(r[0], r[1]) for r in rows]
