@@ -52,6 +52,8 @@ CI_OUTPUT_CAP_BYTES = 1024 * 1024
 _CI_TERM_GRACE_S = 5.0
 _MERGE_PUSH_RETRIES = 3
 _FETCH_ATTEMPTS = 3
+# The first fetch of a large repository can take far longer than a routine git call.
+_FETCH_TIMEOUT_S = 1800.0
 _READY_KEY = "optio.cacheready"
 
 # Reasons a push can be refused only because someone else moved the ref first.
@@ -194,7 +196,9 @@ class RepoCache:
         # An agent may run `git fetch origin` in its worktree at the same moment;
         # both update the same shared refs, so a lost ref-lock race is retried.
         for attempt in range(_FETCH_ATTEMPTS):
-            proc = self._git(["fetch", "--prune", "--quiet", "origin"], check=False)
+            proc = run_git(
+                ["fetch", "--prune", "--quiet", "origin"], cwd=self.cache_dir, timeout=_FETCH_TIMEOUT_S, check=False
+            )
             if proc.returncode == 0:
                 return
             lost_race = any(m in proc.stderr.lower() for m in _LOCK_MARKERS)
@@ -467,9 +471,7 @@ class RepoCache:
                 unmerged = run_git(["diff", "--name-only", "--diff-filter=U", "-z"], cwd=checkout).stdout
                 files = [f for f in unmerged.split("\0") if f]
                 if files:
-                    raise MergeConflictError(
-                        merge_args, merge.returncode, merge.stderr or merge.stdout, files
-                    )
+                    raise MergeConflictError(merge_args, merge.returncode, merge.stderr or merge.stdout, files)
                 raise GitError(merge_args, merge.returncode, merge.stderr or merge.stdout)
             if run_git(["diff", "--cached", "--quiet"], cwd=checkout, check=False).returncode == 0:
                 return True, base_sha, ""
@@ -548,9 +550,7 @@ class RepoCache:
             self._git(["worktree", "prune"], check=False)
 
 
-def _run_in_group(
-    argv: list[str], *, cwd: Path, log_path: Path, timeout_s: float, env: dict[str, str]
-) -> int | None:
+def _run_in_group(argv: list[str], *, cwd: Path, log_path: Path, timeout_s: float, env: dict[str, str]) -> int | None:
     """Run argv with output to ``log_path``; returns its exit code, None on timeout.
 
     Whatever the command left running in its process group is killed once it
