@@ -283,7 +283,7 @@ def server() -> Iterator[tuple[int, list[str]]]:
     hits: list[str] = []
     handler = type("Handler", (_Handler,), {"hits": hits})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield httpd.server_address[1], hits
