@@ -1,0 +1,457 @@
+"""The decision for repo tasks: one action from a frozen snapshot, no I/O, no clock.
+
+Order of precedence (the first rule that applies wins):
+
+1. A read error: defer with a growing backoff (`count_attempt=True`).
+2. Backoff guard: while `run.reconcile_backoff_until` is in the future, do nothing but ask for a recheck.
+3. Control intents set by a person:
+   - `cancel`: from any non-terminal state to `cancelled`, killing the agent when one may be running.
+   - `retry`: from `failed`, `cancelled` or `needs_attention` back to `queued` with the attempt and resume
+     counters reset; from `needs_attention` with a pull request still open, back to `pr_opened` instead,
+     so the feedback loop picks up where it stopped with a fresh resume budget.
+   - `resume`: from `needs_attention` or `pr_opened` with an open pull request, start the agent again with
+     a "resumed by a person" prompt. It bypasses the automatic resume caps: a person asked for it.
+   - Any intent that does not apply to the current state is cleared.
+4. What the state asks for:
+   - `pending` / `waiting_on_deps`: a failed or cancelled dependency fails the task; all dependencies
+     completed queues it; otherwise `pending` moves to `waiting_on_deps` and `waiting_on_deps` rechecks.
+   - `queued`: wait while capacity is full, else provision a worktree.
+   - `provisioning`: start the agent once the worktree is ready; re-provision (idempotent, same state) while
+     it is not; after `PROVISION_TIMEOUT` the attempt fails.
+   - `running`: watch the agent process like a job does. A failed attempt (never started, vanished,
+     timed out, could not spawn, non-zero exit, stalled) is retried with backoff while attempts remain,
+     else the task fails; once a pull request exists a failed attempt goes to `needs_attention` instead,
+     so the work in the pull request is never thrown away. Exit 0 opens or updates the pull request.
+   - `pr_opened`: merged completes; closed fails; then, in this order, conflicts, failing CI and requested
+     changes each resume the agent with the evidence; pending CI waits; a configured review agent runs
+     once per head; an approved (or approval-free) pull request is merged when auto-merge is on.
+   - `needs_attention`, `completed`, `failed`, `cancelled`: nothing; only intents move them.
+
+Every automatic resume passes one gate. Its key names the exact failure (`conflict:<head>`,
+`ci_failed:<head>`, `changes_requested:<review id>`); a key already in `resume_keys` means the agent had
+its go at this failure and did not move the head, and `resume_count >= max_auto_resumes` means the loop
+has run long enough. Either way the task goes to `needs_attention`, never a silent stop or an endless loop.
+
+Every agent start (first run, retry or resume) bumps `attempts`, so a process left over from an earlier
+start can never be mistaken for the current one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from optio.domain.actions import (
+    Action,
+    ClearControlIntent,
+    DeferWithBackoff,
+    LaunchReview,
+    MergePullRequest,
+    Noop,
+    OpenPullRequest,
+    Provision,
+    StartAgent,
+    Transition,
+)
+from optio.domain.backoff import backoff_seconds
+from optio.domain.repo_snapshot import PullRequestView, RepoTaskSnapshot
+from optio.domain.resume_prompts import ResumeReason, build_resume_prompt
+from optio.domain.snapshot import ProcessStatus
+from optio.domain.states import PrReviewState
+from optio.domain.states import RepoTaskState as S
+
+CAPACITY_RECHECK_S = 2.0
+WATCH_RECHECK_S = 30.0
+DEPS_RECHECK_S = 30.0
+PR_RECHECK_S = 60.0
+PROVISION_TIMEOUT = timedelta(minutes=10)
+
+_TERMINAL = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED})
+_RETRYABLE = frozenset({S.FAILED, S.CANCELLED, S.NEEDS_ATTENTION})
+_RESUMABLE = frozenset({S.NEEDS_ATTENTION, S.PR_OPENED})
+_DEP_FAILED = frozenset({S.FAILED, S.CANCELLED})
+_REVIEW_ACTIVE = frozenset({PrReviewState.QUEUED, PrReviewState.RUNNING})
+
+
+def _short(sha: str) -> str:
+    return sha[:12]
+
+
+def _read_error_delay(attempts: int, seed: int) -> float:
+    return backoff_seconds(attempts + 1, seed=seed, base_s=0.5, cap_s=60.0)
+
+
+def _open_pr(snap: RepoTaskSnapshot) -> PullRequestView | None:
+    return snap.pr if snap.pr is not None and snap.pr.state == "open" else None
+
+
+def _needs_attention(why: str, *, kill: bool = False) -> Transition:
+    return Transition(
+        to=S.NEEDS_ATTENTION,
+        reason=why,
+        patch={"error": why},
+        kill_process=kill,
+        event="needs_attention",
+    )
+
+
+# --- control intents ---------------------------------------------------------------------------------
+
+
+def _agent_may_run(snap: RepoTaskSnapshot) -> bool:
+    proc = snap.process
+    if snap.run.state == S.RUNNING:
+        return True
+    return proc is not None and proc.status in (ProcessStatus.STARTING, ProcessStatus.ALIVE)
+
+
+def _decide_intent(snap: RepoTaskSnapshot, intent: str) -> Action:
+    run = snap.run
+    state = run.state
+    if intent == "cancel" and state not in _TERMINAL:
+        return Transition(
+            to=S.CANCELLED,
+            reason="cancel requested",
+            kill_process=_agent_may_run(snap),
+            clear_intent=True,
+            event="cancelled",
+        )
+    if intent == "retry" and state in _RETRYABLE:
+        reset = {"resume_count": 0, "resume_keys": (), "error": None, "reconcile_backoff_until": None}
+        pr = _open_pr(snap)
+        if state == S.NEEDS_ATTENTION and pr is not None:
+            return Transition(
+                to=S.PR_OPENED,
+                reason=f"retry requested: watching PR #{pr.number} again with a fresh resume budget",
+                patch=reset,
+                clear_intent=True,
+                event="retried",
+            )
+        return Transition(
+            to=S.QUEUED,
+            reason="retry requested",
+            patch={"attempts": 0, **reset},
+            clear_intent=True,
+            event="retried",
+        )
+    if intent == "resume" and state in _RESUMABLE:
+        pr = _open_pr(snap)
+        if pr is not None:
+            prompt = build_resume_prompt(
+                title=snap.title,
+                original_prompt=snap.prompt,
+                reason="manual",
+                base_branch=snap.base_branch,
+                note=snap.intent_note,
+            )
+            return StartAgent(
+                to=S.RUNNING,
+                reason=f"resumed by a person on pull request #{pr.number}",
+                prompt=prompt,
+                resume_reason="manual",
+                patch={"attempts": run.attempts + 1},
+                clear_intent=True,
+                event="resumed",
+            )
+        return ClearControlIntent(reason="resume ignored: the task has no open pull request")
+    return ClearControlIntent(reason=f"{intent} ignored: task is {state}")
+
+
+# --- failed attempts -----------------------------------------------------------------------------------
+
+
+def _failed_attempt(
+    snap: RepoTaskSnapshot, why: str, *, kill: bool = False, before_start: bool = False
+) -> Action:
+    """Retry, fail, or hand to a person once a pull request holds work worth keeping.
+
+    `before_start` marks a failure before the agent was launched (provisioning), which has not bumped
+    `attempts` yet; it still has to use up an attempt or a worktree that never gets ready would retry forever.
+    """
+    run = snap.run
+    attempt = run.attempts + 1 if before_start else run.attempts
+    patch: dict[str, object] = {"error": why}
+    if before_start:
+        patch["attempts"] = attempt
+    if snap.pr is not None:
+        reason = (
+            f"attempt {attempt} failed: {why}; pull request #{snap.pr.number} is kept for a person to decide"
+        )
+        return Transition(
+            to=S.NEEDS_ATTENTION, reason=reason, patch=patch, kill_process=kill, event="needs_attention"
+        )
+    if attempt <= snap.max_retries:
+        delay = backoff_seconds(attempt, seed=run.id)
+        patch["reconcile_backoff_until"] = snap.now + timedelta(seconds=delay)
+        return Transition(
+            to=S.QUEUED,
+            reason=f"attempt {attempt} failed: {why}; retrying in {delay:.1f}s",
+            patch=patch,
+            kill_process=kill,
+            event="retry_scheduled",
+        )
+    return Transition(
+        to=S.FAILED,
+        reason=f"attempt {attempt} failed: {why}; no retries left (max {snap.max_retries})",
+        patch=patch,
+        kill_process=kill,
+        event="failed",
+    )
+
+
+# --- per state -------------------------------------------------------------------------------------------
+
+
+def _decide_dependencies(snap: RepoTaskSnapshot) -> Action:
+    deps = sorted(snap.dependencies, key=lambda d: d.id)
+    for dep in deps:
+        if dep.state in _DEP_FAILED:
+            why = (
+                f"dependency #{dep.id} failed"
+                if dep.state == S.FAILED
+                else f"dependency #{dep.id} was cancelled"
+            )
+            return Transition(to=S.FAILED, reason=why, patch={"error": why}, event="failed")
+    waiting_on = [d.id for d in deps if d.state != S.COMPLETED]
+    if not waiting_on:
+        return Transition(to=S.QUEUED, reason="dependencies met", event="queued")
+    listed = ", ".join(f"#{i}" for i in waiting_on)
+    if snap.run.state == S.PENDING:
+        return Transition(to=S.WAITING_ON_DEPS, reason=f"waiting on {listed}", event="waiting_on_deps")
+    return Noop(reason=f"waiting on {listed}", recheck_after_s=DEPS_RECHECK_S)
+
+
+def _decide_queued(snap: RepoTaskSnapshot) -> Action:
+    if snap.capacity.full:
+        return Noop(reason="waiting for capacity", recheck_after_s=CAPACITY_RECHECK_S)
+    return Provision(reason="capacity available: preparing the worktree")
+
+
+def _decide_provisioning(snap: RepoTaskSnapshot) -> Action:
+    run = snap.run
+    if snap.worktree_ready:
+        return StartAgent(
+            to=S.RUNNING,
+            reason=f"worktree ready: starting attempt {run.attempts + 1}",
+            patch={"attempts": run.attempts + 1},
+            event="started",
+        )
+    since = snap.provisioning_since
+    if since is not None and snap.now - since > PROVISION_TIMEOUT:
+        minutes = int(PROVISION_TIMEOUT.total_seconds() // 60)
+        return _failed_attempt(snap, f"worktree not ready after {minutes} minutes", before_start=True)
+    return Provision(reason="re-provision", to=S.PROVISIONING)
+
+
+def _decide_running(snap: RepoTaskSnapshot) -> Action:
+    run = snap.run
+    proc = snap.process
+    if proc is None or proc.attempt != run.attempts:
+        return _failed_attempt(snap, "agent process was never started (lost before launch)")
+    if proc.status == ProcessStatus.EXITED:
+        if proc.exit_reason == "timeout":
+            return _failed_attempt(snap, "agent timed out")
+        if proc.exit_reason == "spawn_failed":
+            return _failed_attempt(snap, f"agent could not start: {proc.error or 'unknown error'}")
+        if proc.exit_code == 0:
+            return OpenPullRequest(reason="agent exited 0: pushing the branch")
+        return _failed_attempt(snap, f"agent exited with code {proc.exit_code}")
+    if proc.status == ProcessStatus.GONE:
+        return _failed_attempt(snap, "agent process died (no exit status recorded)")
+    last = proc.last_output_at or proc.started_at or run.heartbeat_at
+    if proc.status == ProcessStatus.ALIVE and last is not None:
+        idle = (snap.now - last).total_seconds()
+        if idle > snap.stall_threshold_s:
+            return _failed_attempt(snap, f"agent stalled: no output for {int(idle)}s", kill=True)
+        return Noop(
+            reason="agent running", recheck_after_s=min(WATCH_RECHECK_S, snap.stall_threshold_s - idle + 1)
+        )
+    return Noop(reason="agent starting", recheck_after_s=WATCH_RECHECK_S)
+
+
+def _resume(snap: RepoTaskSnapshot, *, key: str, reason: ResumeReason, what: str, prompt: str) -> Action:
+    """The single gate every automatic resume passes through."""
+    if key in snap.resume_keys:
+        return _needs_attention(
+            f"{what}, and the agent already had a go at it without moving the head ({key})"
+        )
+    if snap.resume_count >= snap.max_auto_resumes:
+        return _needs_attention(
+            f"{what}, and the cap of {snap.max_auto_resumes} automatic resumes is reached"
+        )
+    n = snap.resume_count + 1
+    return StartAgent(
+        to=S.RUNNING,
+        reason=f"{what}: resuming the agent (automatic resume {n} of {snap.max_auto_resumes})",
+        prompt=prompt,
+        resume_reason=reason,
+        resume_key=key,
+        patch={"attempts": snap.run.attempts + 1},
+        event=reason,
+    )
+
+
+def _decide_pr_opened(snap: RepoTaskSnapshot) -> Action:
+    pr = snap.pr
+    if pr is None:
+        return DeferWithBackoff(
+            reason="task is pr_opened but its pull request could not be found",
+            delay_s=_read_error_delay(snap.run.reconcile_attempts, snap.run.id),
+            count_attempt=True,
+        )
+    if pr.state == "merged":
+        return Transition(
+            to=S.COMPLETED,
+            reason=f"pull request #{pr.number} merged",
+            patch={"error": None},
+            event="completed",
+        )
+    if pr.state == "closed":
+        why = "pull request closed"
+        return Transition(
+            to=S.FAILED, reason=f"{why} (#{pr.number}) without merging", patch={"error": why}, event="failed"
+        )
+
+    head = _short(pr.head_sha)
+
+    if pr.mergeable is False:
+        return _resume(
+            snap,
+            key=f"conflict:{pr.head_sha}",
+            reason="conflict",
+            what=f"pull request #{pr.number} has merge conflicts with {snap.base_branch} at {head}",
+            prompt=build_resume_prompt(
+                title=snap.title,
+                original_prompt=snap.prompt,
+                reason="conflict",
+                conflicting_files=pr.conflicting_files,
+                base_branch=snap.base_branch,
+            ),
+        )
+    if pr.ci_status == "failing":
+        return _resume(
+            snap,
+            key=f"ci_failed:{pr.head_sha}",
+            reason="ci_failed",
+            what=f"CI failed on {head}",
+            prompt=build_resume_prompt(
+                title=snap.title,
+                original_prompt=snap.prompt,
+                reason="ci_failed",
+                ci_output=pr.ci_output_tail,
+                base_branch=snap.base_branch,
+            ),
+        )
+
+    stale_changes_requested = False
+    if pr.review_status == "changes_requested":
+        review_ref = pr.review_id if pr.review_id is not None else (pr.review_head_sha or pr.head_sha)
+        key = f"changes_requested:{review_ref}"
+        head_moved = pr.review_head_sha is not None and pr.review_head_sha != pr.head_sha
+        if key in snap.resume_keys and head_moved:
+            # The agent already answered this review with new commits; it now waits for a fresh review.
+            stale_changes_requested = True
+        else:
+            return _resume(
+                snap,
+                key=key,
+                reason="changes_requested",
+                what=f"changes requested in review of pull request #{pr.number}",
+                prompt=build_resume_prompt(
+                    title=snap.title,
+                    original_prompt=snap.prompt,
+                    reason="changes_requested",
+                    comments=pr.review_comments,
+                    base_branch=snap.base_branch,
+                ),
+            )
+
+    if pr.ci_status == "pending":
+        return Noop(reason=f"waiting for CI on {head}", recheck_after_s=PR_RECHECK_S)
+
+    if snap.repo.has_review_agent:
+        review = _review_gate(snap, pr)
+        if review is not None:
+            return review
+
+    if stale_changes_requested:
+        return Noop(
+            reason=f"changes were pushed after the last review; waiting for a new review of {head}",
+            recheck_after_s=PR_RECHECK_S,
+        )
+
+    approved = pr.review_status == "approved"
+    if approved or not snap.repo.require_approval:
+        if not snap.repo.auto_merge:
+            return Noop(reason="waiting for a manual merge", recheck_after_s=PR_RECHECK_S)
+        if pr.mergeable is None:
+            return Noop(reason="waiting for the forge to compute mergeability", recheck_after_s=PR_RECHECK_S)
+        why = "approved" if approved else "no approval required"
+        ci = "CI passing" if pr.ci_status == "passing" else "no CI configured"
+        return MergePullRequest(
+            reason=f"{why}, {ci}: merging pull request #{pr.number}", head_sha=pr.head_sha
+        )
+    return Noop(reason="waiting for review", recheck_after_s=PR_RECHECK_S)
+
+
+def _review_gate(snap: RepoTaskSnapshot, pr: PullRequestView) -> Action | None:
+    """What the review agent still needs before a merge may happen, or None once it passed this head.
+
+    A review that failed or ended without a verdict is not relaunched automatically (that could loop);
+    a person decides, since merging without the configured review would break the repo's rules.
+    """
+    head = _short(pr.head_sha)
+    run = snap.review_run
+    if run is None or run.head_sha != pr.head_sha:
+        return LaunchReview(reason=f"running the review agent on {head}", head_sha=pr.head_sha)
+    if run.state in _REVIEW_ACTIVE:
+        return Noop(reason=f"review agent is looking at {head}", recheck_after_s=PR_RECHECK_S)
+    if run.state != PrReviewState.COMPLETED or run.verdict is None:
+        return _needs_attention(
+            f"the review agent did not reach a verdict on {head} (review run #{run.id} {run.state})"
+        )
+    if run.verdict == "request_changes":
+        # Not yet reflected in pr.review_status (handled earlier when it is): never merge past it.
+        return Noop(
+            reason=f"waiting for the review agent's verdict on {head} to reach the pull request",
+            recheck_after_s=PR_RECHECK_S,
+        )
+    return None
+
+
+_BY_STATE: dict[str, Callable[[RepoTaskSnapshot], Action]] = {
+    S.PENDING: _decide_dependencies,
+    S.WAITING_ON_DEPS: _decide_dependencies,
+    S.QUEUED: _decide_queued,
+    S.PROVISIONING: _decide_provisioning,
+    S.RUNNING: _decide_running,
+    S.PR_OPENED: _decide_pr_opened,
+}
+
+
+def decide_repo_task(snap: RepoTaskSnapshot) -> Action:
+    run = snap.run
+    if snap.read_error is not None:
+        return DeferWithBackoff(
+            reason=f"could not read state: {snap.read_error}",
+            delay_s=_read_error_delay(run.reconcile_attempts, run.id),
+            count_attempt=True,
+        )
+
+    if run.reconcile_backoff_until is not None and snap.now < run.reconcile_backoff_until:
+        wait = (run.reconcile_backoff_until - snap.now).total_seconds()
+        return Noop(reason="in backoff", recheck_after_s=wait)
+
+    if run.control_intent is not None:
+        return _decide_intent(snap, run.control_intent)
+
+    decide = _BY_STATE.get(run.state)
+    if decide is not None:
+        return decide(snap)
+    if run.state in (S.NEEDS_ATTENTION, *_TERMINAL):
+        return Noop(reason=f"task is {run.state}; only a person's intent moves it on")
+    return DeferWithBackoff(
+        reason=f"unknown repo task state {run.state!r}",
+        delay_s=_read_error_delay(run.reconcile_attempts, run.id),
+        count_attempt=True,
+    )
