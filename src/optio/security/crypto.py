@@ -50,8 +50,8 @@ KEY_FILE_NAME = "encryption.keys"
 KEY_BYTES = 32
 NONCE_BYTES = 12
 
-_TOKEN_RE = re.compile(r"^v([1-9][0-9]{0,8})\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$")
-_HEX_KEY_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+_TOKEN_RE = re.compile(r"v([1-9][0-9]{0,8})\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
+_HEX_KEY_RE = re.compile(r"[0-9a-fA-F]{64}")
 _VERSIONED_ENV_RE = re.compile(r"^\s*v?([1-9][0-9]{0,8})\s*:\s*(.*?)\s*$", re.DOTALL)
 
 
@@ -183,7 +183,7 @@ class Keyring:
 def _parse_token(token: str) -> tuple[int, bytes, bytes]:
     if not isinstance(token, str):
         raise SecretDecryptError(f"encrypted secret must be a string, got {type(token).__name__}")
-    match = _TOKEN_RE.match(token)
+    match = _TOKEN_RE.fullmatch(token)
     if match is None:
         raise SecretDecryptError("not an encrypted secret (expected 'v<version>.<nonce>.<ciphertext>')")
     version = int(match.group(1))
@@ -222,7 +222,7 @@ def parse_key(text: str) -> bytes:
     value = text.strip()
     if not value:
         raise KeyConfigError("encryption key is empty")
-    if _HEX_KEY_RE.match(value):
+    if _HEX_KEY_RE.fullmatch(value):
         return bytes.fromhex(value)
     try:
         key = _b64decode(value)

@@ -18,7 +18,7 @@ import hmac
 import re
 
 PREFIX = "sha256="
-_HEX_DIGEST_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+_HEX_DIGEST_RE = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def _as_bytes(value: bytes | str) -> bytes:
@@ -51,7 +51,7 @@ def verify(secret: bytes | str, body: bytes, header_value: str | None) -> bool:
     if value[: len(PREFIX)].lower() != PREFIX:
         return False
     given = value[len(PREFIX) :]
-    if not _HEX_DIGEST_RE.match(given):
+    if not _HEX_DIGEST_RE.fullmatch(given):
         return False
     expected = _digest(secret, body)
     return hmac.compare_digest(expected.encode("ascii"), given.lower().encode("ascii"))

@@ -43,7 +43,7 @@ Resolver = Callable[..., Sequence[tuple[Any, ...]]]
 ALLOWLIST_SETTING = "OPTIO_OUTBOUND_ALLOWLIST"
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 
-_INET_ATON_PART = re.compile(r"^(?:0[xX][0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*)$")
+_INET_ATON_PART = re.compile(r"0[xX][0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*")
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _METADATA = frozenset(
@@ -114,7 +114,7 @@ def parse_inet_aton(host: str) -> ipaddress.IPv4Address | None:
     127.0.0.1, so they must be judged as that address, not as names.
     """
     parts = host.split(".")
-    if not 1 <= len(parts) <= 4 or not all(_INET_ATON_PART.match(p) for p in parts):
+    if not 1 <= len(parts) <= 4 or not all(_INET_ATON_PART.fullmatch(p) for p in parts):
         return None
     numbers = [
         int(p[2:] or "0", 16) if p[:2].lower() == "0x" else int(p, 8) if p.startswith("0") else int(p)

@@ -112,6 +112,7 @@ def test_unknown_version_names_the_version() -> None:
         "v1.AAAAAAAAAAAAAAAA.AAAA",  # truncated
         "v1.AAAAAAAAAAAAAAAA.AAAA AAAA",
         "v1.AAAAAAAAAAAAAAAA.A",  # invalid base64 length
+        "v1.AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAA\n",
     ],
 )
 def test_bad_format_is_a_clear_error(token: str) -> None:

@@ -228,6 +228,7 @@ def test_real_resolver_normalises_numeric_hosts() -> None:
         ("1.2.3.4.5", None),
         ("08.1.1.1", None),
         ("1_0.0.0.1", None),
+        ("127.0.0.1\n", None),
         ("1..2", None),
         ("example.com", None),
         ("0x1g", None),
