@@ -69,10 +69,7 @@ class RecordingSink:
     def lines(self, stream: str = "stdout", key: str | None = None) -> list[str]:
         with self.lock:
             return [
-                line
-                for b in self.batches
-                if b.stream == stream and (key is None or b.key == key)
-                for line in b.lines
+                line for b in self.batches if b.stream == stream and (key is None or b.key == key) for line in b.lines
             ]
 
     def last_offset(self, stream: str) -> int:
@@ -293,9 +290,7 @@ def test_launch_errors_are_clear(tmp_path: Path, runtime) -> None:
     with pytest.raises(RuntimeLaunchError, match="empty command"):
         runtime.launch(LaunchSpec("k:3:1", [], {}, tmp_path, tmp_path / "l3"))
     with pytest.raises(RuntimeLaunchError, match="stdin file"):
-        runtime.launch(
-            LaunchSpec("k:4:1", ["cat"], {}, tmp_path, tmp_path / "l4", stdin_path=tmp_path / "prompt")
-        )
+        runtime.launch(LaunchSpec("k:4:1", ["cat"], {}, tmp_path, tmp_path / "l4", stdin_path=tmp_path / "prompt"))
     runtime.launch(spec)
     with pytest.raises(RuntimeLaunchError, match="already running"):
         runtime.launch(spec)
@@ -357,9 +352,7 @@ def test_adoption_resumes_exactly_where_the_previous_runtime_stopped(tmp_path: P
     sink_b = RecordingSink()
     rt_b = LocalRuntime(sink_b, poll_interval_s=0.05)
     try:
-        rt_b.adopt(
-            info, stdout_offset=sink_a.last_offset("stdout"), stderr_offset=sink_a.last_offset("stderr")
-        )
+        rt_b.adopt(info, stdout_offset=sink_a.last_offset("stdout"), stderr_offset=sink_a.last_offset("stderr"))
         rt_b.adopt(info, stdout_offset=0, stderr_offset=0)
         assert rt_b.active_keys() == [spec.key]
         go.touch()
@@ -462,6 +455,7 @@ def test_tail_cuts_a_runaway_line_and_keeps_offsets_exact(tmp_path: Path) -> Non
     assert [len(p) for p in pieces] == [MAX_LINE_BYTES, MAX_LINE_BYTES]
     assert tail.offset == 2 * MAX_LINE_BYTES
     batch = tail.peek(final=True)
+    tail.close()
     assert batch is not None and batch.lines == ["x" * 10] and batch.end_offset == len(payload)
 
 
@@ -471,9 +465,7 @@ def test_tail_cuts_a_runaway_line_and_keeps_offsets_exact(tmp_path: Path) -> Non
     commits=st.lists(st.booleans(), min_size=1, max_size=50),
     max_lines=st.integers(min_value=1, max_value=7),
 )
-def test_tail_resumes_without_gap_or_duplicate(
-    chunks: list[bytes], commits: list[bool], max_lines: int
-) -> None:
+def test_tail_resumes_without_gap_or_duplicate(chunks: list[bytes], commits: list[bool], max_lines: int) -> None:
     """Whatever the write pattern, failed deliveries and restarts, the delivered lines are the file."""
     import tempfile
 

@@ -51,8 +51,7 @@ _MV = shutil.which("mv", path=_DEFAULT_PATH) or "/bin/mv"
 # command ends; tmp + rename makes the file appear whole or not at all. It stays in the agent's
 # process group, so a group signal ends wrapper and command together.
 _WRAPPER_SCRIPT = (
-    'f=$1; shift; "$@"; c=$?; '
-    f'printf "%s\\n" "$c" > "$f.tmp" && {shlex.quote(_MV)} -f "$f.tmp" "$f"; exit "$c"'
+    f'f=$1; shift; "$@"; c=$?; printf "%s\\n" "$c" > "$f.tmp" && {shlex.quote(_MV)} -f "$f.tmp" "$f"; exit "$c"'
 )
 _WRAPPER_NAME = "optio-run"
 
@@ -60,6 +59,18 @@ _WRAPPER_NAME = "optio-run"
 _KILL_WAIT_S = 5.0
 _MAX_RETRY_DELAY_S = 2.0
 _DEFAULT_GRACE_S = 1.0
+
+# Children still running when their runtime shut down: they are meant to outlive it, so keep their
+# Popen objects (and reap them once done) instead of letting them be collected mid-run.
+_detached: list[subprocess.Popen[bytes]] = []
+_detached_lock = threading.Lock()
+
+
+def _detach(popen: subprocess.Popen[bytes] | None) -> None:
+    with _detached_lock:
+        _detached[:] = [p for p in _detached if p.poll() is None]
+        if popen is not None and popen.poll() is None:
+            _detached.append(popen)
 
 
 def base_env() -> dict[str, str]:
@@ -200,6 +211,7 @@ class _Watcher(threading.Thread):
         finally:
             for _, tail in self._tails:
                 tail.close()
+            _detach(self._popen if not self.finished else None)
             self._runtime._forget(self)
 
     def _leader_ended(self) -> bool:
@@ -209,11 +221,7 @@ class _Watcher(threading.Thread):
 
     def _escalate_if_due(self) -> None:
         with self._lock:
-            due = (
-                self._kill_deadline is not None
-                and not self._sigkill_sent
-                and time.monotonic() >= self._kill_deadline
-            )
+            due = self._kill_deadline is not None and not self._sigkill_sent and time.monotonic() >= self._kill_deadline
             if due:
                 self._sigkill_sent = True
                 self._give_up_at = time.monotonic() + _KILL_WAIT_S
@@ -275,7 +283,7 @@ class _Watcher(threading.Thread):
                         self._leader_done = True
                     phase = "ending"
                 else:
-                    if timeout_at is not None and time.time() >= timeout_at:
+                    if timeout_at is not None and self._kill_deadline is None and time.time() >= timeout_at:
                         self.request_kill("timeout", _DEFAULT_GRACE_S)
                     self._escalate_if_due()
             if phase == "ending" and self._group_done():
@@ -341,9 +349,7 @@ class LocalRuntime:
             for stale in (exit_file, exit_file.with_name(EXIT_CODE_FILE + ".tmp")):
                 stale.unlink(missing_ok=True)
         except OSError as exc:
-            raise RuntimeLaunchError(
-                f"{spec.key}: cannot prepare log dir {str(spec.log_dir)!r}: {exc}"
-            ) from exc
+            raise RuntimeLaunchError(f"{spec.key}: cannot prepare log dir {str(spec.log_dir)!r}: {exc}") from exc
         argv = ["/bin/sh", "-c", _WRAPPER_SCRIPT, _WRAPPER_NAME, str(exit_file), *spec.argv]
         files: list[BinaryIO] = []
         try:
