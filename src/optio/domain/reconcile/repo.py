@@ -85,14 +85,8 @@ def _open_pr(snap: RepoTaskSnapshot) -> PullRequestView | None:
     return snap.pr if snap.pr is not None and snap.pr.state == "open" else None
 
 
-def _needs_attention(why: str, *, kill: bool = False) -> Transition:
-    return Transition(
-        to=S.NEEDS_ATTENTION,
-        reason=why,
-        patch={"error": why},
-        kill_process=kill,
-        event="needs_attention",
-    )
+def _needs_attention(why: str) -> Transition:
+    return Transition(to=S.NEEDS_ATTENTION, reason=why, patch={"error": why}, event="needs_attention")
 
 
 # --- control intents ---------------------------------------------------------------------------------
