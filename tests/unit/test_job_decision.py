@@ -178,9 +178,7 @@ def test_queued_waits_while_capacity_is_full(capacity: Capacity) -> None:
 
 
 def test_queued_starts_the_next_attempt() -> None:
-    action = decide_job_run(
-        snap(run("queued", attempts=2), capacity=Capacity(running_global=3, max_global=4))
-    )
+    action = decide_job_run(snap(run("queued", attempts=2), capacity=Capacity(running_global=3, max_global=4)))
     assert isinstance(action, StartAgent)
     assert action.to == JobRunState.RUNNING
     assert action.patch == {"attempts": 3}
@@ -217,9 +215,7 @@ def test_exit_zero_completes() -> None:
 
 def test_non_zero_exit_with_retries_left_requeues_with_backoff() -> None:
     r = run(attempts=2)
-    action = decide_job_run(
-        snap(r, max_retries=2, process=proc(ProcessStatus.EXITED, attempt=2, exit_code=3))
-    )
+    action = decide_job_run(snap(r, max_retries=2, process=proc(ProcessStatus.EXITED, attempt=2, exit_code=3)))
     _assert_retry(action, "exited with code 3")
     assert isinstance(action, Transition)
     expected = NOW + timedelta(seconds=backoff_seconds(2, seed=r.id))
@@ -229,9 +225,7 @@ def test_non_zero_exit_with_retries_left_requeues_with_backoff() -> None:
 
 def test_non_zero_exit_without_retries_left_fails() -> None:
     r = run(attempts=3)
-    action = decide_job_run(
-        snap(r, max_retries=2, process=proc(ProcessStatus.EXITED, attempt=3, exit_code=1))
-    )
+    action = decide_job_run(snap(r, max_retries=2, process=proc(ProcessStatus.EXITED, attempt=3, exit_code=1)))
     assert isinstance(action, Transition)
     assert action.to == JobRunState.FAILED
     assert "no retries left" in action.reason
@@ -254,9 +248,7 @@ def test_spawn_failure_is_a_failed_attempt_naming_the_error() -> None:
 
 
 def test_spawn_failure_without_error_text() -> None:
-    _assert_retry(
-        decide_job_run(snap(process=proc(ProcessStatus.EXITED, exit_reason="spawn_failed"))), "unknown"
-    )
+    _assert_retry(decide_job_run(snap(process=proc(ProcessStatus.EXITED, exit_reason="spawn_failed"))), "unknown")
 
 
 def test_gone_process_is_a_failed_attempt() -> None:
@@ -326,9 +318,7 @@ _processes = st.one_of(
         attempt=st.integers(0, 5),
         status=st.sampled_from(list(ProcessStatus)),
         exit_code=st.one_of(st.none(), st.integers(-9, 255)),
-        exit_reason=st.one_of(
-            st.none(), st.sampled_from(["exited", "timeout", "killed", "spawn_failed", "lost"])
-        ),
+        exit_reason=st.one_of(st.none(), st.sampled_from(["exited", "timeout", "killed", "spawn_failed", "lost"])),
         started_at=_times,
         last_output_at=_times,
         error=st.one_of(st.none(), st.text(max_size=20)),
@@ -389,11 +379,7 @@ def test_every_state_change_is_allowed_by_the_state_machine(s: JobRunSnapshot) -
 @given(_snapshots)
 def test_retries_are_scheduled_in_the_future_and_waits_are_positive(s: JobRunSnapshot) -> None:
     action = decide_job_run(s)
-    if (
-        isinstance(action, Transition)
-        and action.to == JobRunState.QUEUED
-        and s.run.state == JobRunState.RUNNING
-    ):
+    if isinstance(action, Transition) and action.to == JobRunState.QUEUED and s.run.state == JobRunState.RUNNING:
         assert action.patch["reconcile_backoff_until"] > s.now
     if isinstance(action, Noop) and action.recheck_after_s is not None:
         assert action.recheck_after_s > 0

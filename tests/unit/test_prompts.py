@@ -116,6 +116,4 @@ def test_resolve_does_not_mutate_its_input() -> None:
 
 def test_resolved_params_render_a_template_end_to_end() -> None:
     s = specs(ParamSpec("REPO"), ParamSpec("BRANCH", default="main"))
-    assert render("update {{REPO}} on {{BRANCH}}", resolve_params(s, {"REPO": "optio"})) == (
-        "update optio on main"
-    )
+    assert render("update {{REPO}} on {{BRANCH}}", resolve_params(s, {"REPO": "optio"})) == ("update optio on main")

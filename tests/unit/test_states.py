@@ -27,9 +27,7 @@ STATE_ENUMS = {
 }
 
 ALL_PAIRS = [
-    (kind, src, dst)
-    for kind, enum in STATE_ENUMS.items()
-    for src, dst in product([s.value for s in enum], repeat=2)
+    (kind, src, dst) for kind, enum in STATE_ENUMS.items() for src, dst in product([s.value for s in enum], repeat=2)
 ]
 
 

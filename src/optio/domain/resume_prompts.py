@@ -121,9 +121,7 @@ def _conflict_section(conflicting_files: tuple[str, ...], base_branch: str) -> l
 
 
 def _manual_section() -> list[str]:
-    return [
-        "A person resumed this task by hand. Check the current state of the branch and continue the work."
-    ]
+    return ["A person resumed this task by hand. Check the current state of the branch and continue the work."]
 
 
 def build_resume_prompt(

@@ -154,9 +154,7 @@ def _decide_intent(snap: RepoTaskSnapshot, intent: str) -> Action:
 # --- failed attempts -----------------------------------------------------------------------------------
 
 
-def _failed_attempt(
-    snap: RepoTaskSnapshot, why: str, *, kill: bool = False, before_start: bool = False
-) -> Action:
+def _failed_attempt(snap: RepoTaskSnapshot, why: str, *, kill: bool = False, before_start: bool = False) -> Action:
     """Retry, fail, or hand to a person once a pull request holds work worth keeping.
 
     `before_start` marks a failure before the agent was launched (provisioning), which has not bumped
@@ -168,12 +166,8 @@ def _failed_attempt(
     if before_start:
         patch["attempts"] = attempt
     if snap.pr is not None:
-        reason = (
-            f"attempt {attempt} failed: {why}; pull request #{snap.pr.number} is kept for a person to decide"
-        )
-        return Transition(
-            to=S.NEEDS_ATTENTION, reason=reason, patch=patch, kill_process=kill, event="needs_attention"
-        )
+        reason = f"attempt {attempt} failed: {why}; pull request #{snap.pr.number} is kept for a person to decide"
+        return Transition(to=S.NEEDS_ATTENTION, reason=reason, patch=patch, kill_process=kill, event="needs_attention")
     if attempt <= snap.max_retries:
         delay = backoff_seconds(attempt, seed=run.id)
         patch["reconcile_backoff_until"] = snap.now + timedelta(seconds=delay)
@@ -200,11 +194,7 @@ def _decide_dependencies(snap: RepoTaskSnapshot) -> Action:
     deps = sorted(snap.dependencies, key=lambda d: d.id)
     for dep in deps:
         if dep.state in _DEP_FAILED:
-            why = (
-                f"dependency #{dep.id} failed"
-                if dep.state == S.FAILED
-                else f"dependency #{dep.id} was cancelled"
-            )
+            why = f"dependency #{dep.id} failed" if dep.state == S.FAILED else f"dependency #{dep.id} was cancelled"
             return Transition(to=S.FAILED, reason=why, patch={"error": why}, event="failed")
     waiting_on = [d.id for d in deps if d.state != S.COMPLETED]
     if not waiting_on:
@@ -257,22 +247,16 @@ def _decide_running(snap: RepoTaskSnapshot) -> Action:
         idle = (snap.now - last).total_seconds()
         if idle > snap.stall_threshold_s:
             return _failed_attempt(snap, f"agent stalled: no output for {int(idle)}s", kill=True)
-        return Noop(
-            reason="agent running", recheck_after_s=min(WATCH_RECHECK_S, snap.stall_threshold_s - idle + 1)
-        )
+        return Noop(reason="agent running", recheck_after_s=min(WATCH_RECHECK_S, snap.stall_threshold_s - idle + 1))
     return Noop(reason="agent starting", recheck_after_s=WATCH_RECHECK_S)
 
 
 def _resume(snap: RepoTaskSnapshot, *, key: str, reason: ResumeReason, what: str, prompt: str) -> Action:
     """The single gate every automatic resume passes through."""
     if key in snap.resume_keys:
-        return _needs_attention(
-            f"{what}, and the agent already had a go at it without moving the head ({key})"
-        )
+        return _needs_attention(f"{what}, and the agent already had a go at it without moving the head ({key})")
     if snap.resume_count >= snap.max_auto_resumes:
-        return _needs_attention(
-            f"{what}, and the cap of {snap.max_auto_resumes} automatic resumes is reached"
-        )
+        return _needs_attention(f"{what}, and the cap of {snap.max_auto_resumes} automatic resumes is reached")
     n = snap.resume_count + 1
     return StartAgent(
         to=S.RUNNING,
@@ -382,9 +366,7 @@ def _decide_pr_opened(snap: RepoTaskSnapshot) -> Action:
             return Noop(reason="waiting for the forge to compute mergeability", recheck_after_s=PR_RECHECK_S)
         why = "approved" if approved else "no approval required"
         ci = "CI passing" if pr.ci_status == "passing" else "no CI configured"
-        return MergePullRequest(
-            reason=f"{why}, {ci}: merging pull request #{pr.number}", head_sha=pr.head_sha
-        )
+        return MergePullRequest(reason=f"{why}, {ci}: merging pull request #{pr.number}", head_sha=pr.head_sha)
     return Noop(reason="waiting for review", recheck_after_s=PR_RECHECK_S)
 
 
