@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import psutil
-
 from tests.support.optio_server import OptioServer
 
 

@@ -74,40 +74,43 @@ def enqueue(
     session.info[ENQUEUED_FLAG] = True
 
 
-def claim(session: Session, worker: str, *, lease_s: float, now: datetime | None = None) -> ClaimedItem | None:
-    """Take the oldest ready item under a lease (FOR UPDATE SKIP LOCKED on PostgreSQL)."""
+def claim(
+    session: Session, worker: str, *, lease_s: float, limit: int = 1, now: datetime | None = None
+) -> list[ClaimedItem]:
+    """Take up to `limit` of the oldest ready items under a lease (FOR UPDATE SKIP LOCKED on PostgreSQL)."""
     now = now or utcnow()
     ready = and_(
         ReconcileItem.not_before <= now,
         or_(ReconcileItem.claimed_until.is_(None), ReconcileItem.claimed_until < now),
     )
     lease_end = now + timedelta(seconds=lease_s)
-    query = select(ReconcileItem).where(ready).order_by(ReconcileItem.not_before, ReconcileItem.id).limit(1)
+    query = select(ReconcileItem).where(ready).order_by(ReconcileItem.not_before, ReconcileItem.id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    item = session.scalar(query)
-    if item is None:
-        return None
-    # Pushing not_before to the lease end makes a crashed worker's item ready again when the lease
-    # runs out, and lets an enqueue made while it is processed pull not_before earlier via min().
-    item.claimed_until = lease_end
-    item.not_before = lease_end
-    item.claimed_by = worker
-    session.flush()
-    return ClaimedItem(item.id, item.kind, item.run_id, item.workspace_id, item.generation, item.reason)
-
-
-def ack(session: Session, item: ClaimedItem) -> None:
-    """Done with an item: delete it unless it was enqueued again meanwhile, else release the lease."""
-    res = session.execute(
-        delete(ReconcileItem).where(ReconcileItem.id == item.id, ReconcileItem.generation == item.generation)
+    items = list(session.scalars(query))
+    if not items:
+        return []
+    # Pushing not_before to the lease end makes a crashed worker's items ready again when the lease
+    # runs out, and lets an enqueue made while one is processed pull not_before earlier via min().
+    session.execute(
+        update(ReconcileItem)
+        .where(ReconcileItem.id.in_([i.id for i in items]))
+        .values(claimed_until=lease_end, not_before=lease_end, claimed_by=worker)
+        .execution_options(synchronize_session=False)
     )
-    if res.rowcount == 0:  # type: ignore[attr-defined]
-        session.execute(
-            update(ReconcileItem)
-            .where(ReconcileItem.id == item.id)
-            .values(claimed_until=None, claimed_by=None)
+    return [ClaimedItem(i.id, i.kind, i.run_id, i.workspace_id, i.generation, i.reason) for i in items]
+
+
+def ack(session: Session, items: list[ClaimedItem]) -> None:
+    """Done with items: delete each unless it was enqueued again meanwhile, else release its lease."""
+    for item in items:
+        res = session.execute(
+            delete(ReconcileItem).where(ReconcileItem.id == item.id, ReconcileItem.generation == item.generation)
         )
+        if res.rowcount == 0:  # type: ignore[attr-defined]
+            session.execute(
+                update(ReconcileItem).where(ReconcileItem.id == item.id).values(claimed_until=None, claimed_by=None)
+            )
 
 
 def next_ready_in(session: Session, now: datetime | None = None) -> float | None:

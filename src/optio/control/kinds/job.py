@@ -48,18 +48,26 @@ class JobRunHandler:
         job = session.get(Job, run.job_id)
         if job is None:
             return None
-        running_for_job = session.scalar(
-            select(func.count()).select_from(JobRun).where(JobRun.job_id == job.id, JobRun.state == "running")
-        ) or 0
+        # Only the parts a state can use are read: capacity matters to queued runs, the process to running
+        # ones. Terminal runs (most of a resync sweep) then cost a single query.
+        capacity = Capacity()
+        if run.state == "queued" and run.control_intent is None:
+            running_for_job = session.scalar(
+                select(func.count()).select_from(JobRun).where(JobRun.job_id == job.id, JobRun.state == "running")
+            ) or 0
+            capacity = Capacity(
+                running_global=active_process_count(session), max_global=ctx.settings.max_concurrent_runs,
+                running_scope=running_for_job, max_scope=job.max_concurrent_runs,
+            )
+        process = None
+        if run.state == "running":
+            process = processes.process_view(ctx, processes.latest_process(session, KIND, run.id))
         snap = JobRunSnapshot(
             now=now,
             run=run_view(run, RunKind.JOB_RUN),
             max_retries=job.max_retries,
-            process=processes.process_view(ctx, processes.latest_process(session, KIND, run.id)),
-            capacity=Capacity(
-                running_global=active_process_count(session), max_global=ctx.settings.max_concurrent_runs,
-                running_scope=running_for_job, max_scope=job.max_concurrent_runs,
-            ),
+            process=process,
+            capacity=capacity,
             stall_threshold_s=ctx.settings.stall_threshold_s,
         )
         extra = {
