@@ -12,6 +12,7 @@ PREFIX="${1:-.cache/vendor-clis}"
 PACKAGES=(
   "@anthropic-ai/claude-code@2.1.331"
   "@openai/codex@0.169.0"
+  "opencode-ai@1.18.33"
 )
 
 mkdir -p "$PREFIX"

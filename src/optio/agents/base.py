@@ -32,9 +32,17 @@ class AgentRequest:
 
 @dataclass(frozen=True)
 class CommandSpec:
+    """How to start an agent process.
+
+    ``files`` maps absolute paths to contents the runner writes (mode 0600) before starting the
+    process: config files some CLIs only read from disk (MCP servers, settings). They live beside the
+    prompt file, outside the workspace, so they never end up in a commit.
+    """
+
     argv: list[str]
     env: dict[str, str]
     stdin_path: Path | None = None
+    files: Mapping[str, str] = field(default_factory=dict)
 
 
 class AgentAdapter(Protocol):

@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 from optio.agents.base import AgentAdapter, AgentConfigError
+from optio.agents.claude_code import ClaudeCodeAgent
+from optio.agents.codex import CodexAgent
+from optio.agents.copilot import CopilotAgent
+from optio.agents.gemini import GeminiAgent
+from optio.agents.opencode import OpenCodeAgent
 from optio.agents.script import ScriptAgent
 
-_ADAPTERS: dict[str, AgentAdapter] = {"script": ScriptAgent()}
+_ADAPTERS: dict[str, AgentAdapter] = {
+    adapter.name: adapter
+    for adapter in (
+        ScriptAgent(),
+        ClaudeCodeAgent(),
+        CodexAgent(),
+        GeminiAgent(),
+        CopilotAgent(),
+        OpenCodeAgent(),
+    )
+}
 
 
 def register(adapter: AgentAdapter) -> None:

@@ -1,14 +1,19 @@
 """The `script` agent: a shell command of the user's choosing, run in the workspace.
 
 It is the deterministic agent for codemods and the one offline tests and demos use. The prompt is in the
-file named by OPTIO_PROMPT_FILE and also arrives on stdin.
+file named by OPTIO_PROMPT_FILE and also arrives on stdin. A script may report what it did in
+Optio's own event model by printing NDJSON event lines (``{"type": "usage", "input_tokens": ...}``,
+see ``optio.agents.events``); any other output is plain log text.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from optio.agents.base import AgentConfigError, AgentRequest, CommandSpec
+from optio.agents.events import AgentEvent, parse_event_line
+from optio.agents.failures import classify_run
+from optio.domain.agent_errors import AgentError
 
 
 class ScriptAgent:
@@ -22,5 +27,16 @@ class ScriptAgent:
         env["OPTIO_PROMPT_FILE"] = str(request.prompt_file)
         return CommandSpec(argv=["/bin/sh", "-c", command], env=env, stdin_path=request.prompt_file)
 
-    def parse_line(self, line: str) -> list[Any]:
-        return []
+    def parse_line(self, line: str) -> list[AgentEvent]:
+        event = parse_event_line(line)
+        return [] if event is None else [event]
+
+    def classify_failure(
+        self,
+        exit_code: int | None,
+        stderr_tail: str,
+        events: Sequence[AgentEvent],
+        *,
+        secret_name: str | None = None,
+    ) -> AgentError | None:
+        return classify_run(exit_code, stderr_tail, events, secret_name=secret_name)

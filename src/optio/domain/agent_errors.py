@@ -208,10 +208,24 @@ def classify_error(
     detail = _first_line(text) or (f"exit code {exit_code}" if exit_code is not None else "no output")
     kind = _kind(text, exit_code=exit_code, http_status=http_status)
     retry_after = parse_retry_after(text) if kind == "rate_limited" else None
+    return describe_error(
+        kind, detail, exit_code=exit_code, retry_after_s=retry_after, secret_name=secret_name
+    )
+
+
+def describe_error(
+    kind: ErrorKind,
+    detail: str,
+    *,
+    exit_code: int | None = None,
+    retry_after_s: float | None = None,
+    secret_name: str | None = None,
+) -> AgentError:
+    """An ``AgentError`` of a known kind, with a message a person can act on."""
     if kind == "auth":
         message = _auth_message(detail, secret_name)
     elif kind == "rate_limited":
-        wait = f"; retry after {retry_after:g}s" if retry_after is not None else ""
+        wait = f"; retry after {retry_after_s:g}s" if retry_after_s is not None else ""
         message = f"rate limited by the model API ({detail}){wait}"
     elif kind == "context_too_long":
         message = f"the conversation no longer fits the model's context window ({detail})"
@@ -230,7 +244,7 @@ def classify_error(
     return AgentError(
         kind=kind,
         retryable=policy_for(kind).retry,
-        retry_after_s=retry_after,
+        retry_after_s=retry_after_s if kind == "rate_limited" else None,
         message=message,
         secret_name=secret_name if kind == "auth" else None,
     )

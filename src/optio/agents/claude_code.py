@@ -1,0 +1,221 @@
+"""Claude Code (`claude`, npm ``@anthropic-ai/claude-code``).
+
+Runs ``claude -p --output-format stream-json --verbose`` with the prompt on stdin and reads its
+NDJSON stream: ``system``/``init`` (session id), ``assistant`` messages (text, thinking, tool_use
+blocks), ``user`` messages (tool_result blocks) and a final ``result`` with total usage and the
+USD cost Claude Code computes itself.
+
+Config keys beyond the common ones (see ``optio.agents.options``): ``cli`` (executable, default
+``claude``). ``permission_mode`` takes Claude's ``--permission-mode`` values (default
+``bypassPermissions``) or ``dangerously-skip-permissions``. Auth: ``api_key`` puts the secret (default
+``ANTHROPIC_API_KEY``) into ``ANTHROPIC_API_KEY``; ``oauth`` puts a subscription token (default
+secret ``CLAUDE_CODE_OAUTH_TOKEN``, from ``claude setup-token``) into ``CLAUDE_CODE_OAUTH_TOKEN``.
+``base_url`` becomes ``ANTHROPIC_BASE_URL``. ``max_retries`` sets ``CLAUDE_CODE_MAX_RETRIES`` (default 2).
+Resume uses ``--resume <session id>``. Running as root needs ``IS_SANDBOX=1`` in the env for
+``bypassPermissions``; Claude Code refuses it otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from optio.agents.base import AgentRequest, CommandSpec
+from optio.agents.events import (
+    AgentEvent,
+    ResultEvent,
+    SessionEvent,
+    TextEvent,
+    ThinkingEvent,
+    ToolResultEvent,
+    ToolUseEvent,
+    UsageEvent,
+    load_json_object,
+    summarize,
+)
+from optio.agents.failures import classify_run, error_event
+from optio.agents.options import base_env, resolve_options
+from optio.domain.agent_errors import AgentError
+
+API_KEY_SECRET = "ANTHROPIC_API_KEY"
+OAUTH_SECRET = "CLAUDE_CODE_OAUTH_TOKEN"
+DEFAULT_PERMISSION_MODE = "bypassPermissions"
+# Claude's own API retries; few, so a bad key fails in seconds and a lasting 429 reaches Optio's backoff.
+DEFAULT_MAX_RETRIES = 2
+
+
+class ClaudeCodeAgent:
+    name = "claude-code"
+    cli = "claude"
+
+    def build_command(self, request: AgentRequest) -> CommandSpec:
+        opts = resolve_options(
+            request, vendor=self.name, default_api_key_secret=API_KEY_SECRET, default_oauth_secret=OAUTH_SECRET
+        )
+        argv = [str(request.config.get("cli") or self.cli), "-p", "--output-format", "stream-json", "--verbose"]
+        if opts.model:
+            argv += ["--model", opts.model]
+        if opts.max_turns is not None:
+            argv += ["--max-turns", str(opts.max_turns)]
+        if request.resume_session_id:
+            argv += ["--resume", request.resume_session_id]
+        mode = opts.permission_mode or DEFAULT_PERMISSION_MODE
+        if mode == "dangerously-skip-permissions":
+            argv.append("--dangerously-skip-permissions")
+        else:
+            argv += ["--permission-mode", mode]
+        files: dict[str, str] = {}
+        if request.mcp_servers:
+            path = str(request.prompt_file.parent / "claude-mcp.json")
+            files[path] = json.dumps({"mcpServers": dict(request.mcp_servers)}, indent=2)
+            argv += ["--mcp-config", path, "--strict-mcp-config"]
+        argv += list(opts.extra_args)
+
+        env = base_env(request)
+        for name in ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN"):
+            env.pop(name, None)
+        if opts.secret_value is not None:
+            env["CLAUDE_CODE_OAUTH_TOKEN" if opts.auth == "oauth" else "ANTHROPIC_API_KEY"] = opts.secret_value
+        if opts.base_url:
+            env["ANTHROPIC_BASE_URL"] = opts.base_url
+        env["CLAUDE_CODE_MAX_RETRIES"] = str(request.config.get("max_retries", DEFAULT_MAX_RETRIES))
+        env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
+        env["DISABLE_AUTOUPDATER"] = "1"
+        return CommandSpec(argv=argv, env=env, stdin_path=request.prompt_file, files=files)
+
+    def secret_name(self, request: AgentRequest) -> str:
+        """Name of the secret holding this run's model credential (for error messages)."""
+        config = request.config or {}
+        if config.get("auth") == "oauth":
+            return str(config.get("oauth_token_secret") or OAUTH_SECRET)
+        return str(config.get("api_key_secret") or API_KEY_SECRET)
+
+    def parse_line(self, line: str) -> list[AgentEvent]:
+        data = load_json_object(line)
+        if data is None:
+            return []
+        kind = data.get("type")
+        if kind == "system":
+            if data.get("subtype") == "init" and isinstance(data.get("session_id"), str):
+                return [SessionEvent(session_id=data["session_id"])]
+            return []
+        if kind == "assistant":
+            if data.get("is_api_error_message"):
+                return _api_error(data)
+            return _assistant_events(data.get("message"))
+        if kind == "user":
+            return _tool_results(data.get("message"))
+        if kind == "result":
+            return _result_events(data)
+        return []
+
+    def classify_failure(
+        self,
+        exit_code: int | None,
+        stderr_tail: str,
+        events: Sequence[AgentEvent],
+        *,
+        secret_name: str | None = API_KEY_SECRET,
+    ) -> AgentError | None:
+        return classify_run(exit_code, stderr_tail, events, secret_name=secret_name)
+
+
+def _blocks(message: Any) -> list[dict[str, Any]]:
+    if not isinstance(message, dict):
+        return []
+    content = message.get("content")
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list):
+        return []
+    return [b for b in content if isinstance(b, dict)]
+
+
+def _assistant_events(message: Any) -> list[AgentEvent]:
+    events: list[AgentEvent] = []
+    for block in _blocks(message):
+        btype = block.get("type")
+        if btype == "text" and block.get("text"):
+            events.append(TextEvent(text=str(block["text"])))
+        elif btype == "thinking" and block.get("thinking"):
+            events.append(ThinkingEvent(text=str(block["thinking"])))
+        elif btype in ("tool_use", "server_tool_use", "mcp_tool_use"):
+            events.append(
+                ToolUseEvent(
+                    name=str(block.get("name") or "?"),
+                    input_summary=summarize(block.get("input") or {}),
+                    tool_id=block.get("id") if isinstance(block.get("id"), str) else None,
+                )
+            )
+    return events
+
+
+def _api_error(data: dict[str, Any]) -> list[AgentEvent]:
+    """Claude Code reports a failed API call as a synthetic assistant message flagged as an error."""
+    text = " ".join(e.text for e in _assistant_events(data.get("message")) if isinstance(e, TextEvent))
+    kind = data.get("api_error_type") or data.get("error") or ""
+    status = data.get("api_error_status")
+    return [error_event(f"{text} [{kind}]", http_status=status if isinstance(status, int) else None)]
+
+
+def _tool_results(message: Any) -> list[AgentEvent]:
+    events: list[AgentEvent] = []
+    for block in _blocks(message):
+        if block.get("type") != "tool_result":
+            continue
+        content = block.get("content")
+        if isinstance(content, list):
+            content = " ".join(
+                str(part.get("text", "")) for part in content if isinstance(part, dict) and part.get("text")
+            )
+        events.append(
+            ToolResultEvent(
+                output=summarize(content if content is not None else ""),
+                tool_id=block.get("tool_use_id") if isinstance(block.get("tool_use_id"), str) else None,
+                is_error=bool(block.get("is_error")),
+            )
+        )
+    return events
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _result_events(data: dict[str, Any]) -> list[AgentEvent]:
+    events: list[AgentEvent] = []
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    cost = data.get("total_cost_usd")
+    if cost is None:
+        cost = data.get("cost_usd")
+    model_usage = data.get("modelUsage")
+    model = next(iter(model_usage)) if isinstance(model_usage, dict) and len(model_usage) == 1 else None
+    if usage or cost is not None:
+        events.append(
+            UsageEvent(
+                input_tokens=_int(usage.get("input_tokens")),
+                output_tokens=_int(usage.get("output_tokens")),
+                cache_read_tokens=_int(usage.get("cache_read_input_tokens")),
+                cache_write_tokens=_int(usage.get("cache_creation_input_tokens")),
+                cost_usd=float(cost) if isinstance(cost, int | float) else None,
+                model=model,
+            )
+        )
+    subtype = str(data.get("subtype") or "")
+    is_error = bool(data.get("is_error")) or (subtype not in ("", "success"))
+    summary = data.get("result") if isinstance(data.get("result"), str) else ""
+    if is_error:
+        status = data.get("api_error_status")
+        status = status if isinstance(status, int) else None
+        errors = data.get("errors")
+        detail = "; ".join(str(e) for e in errors) if isinstance(errors, list) and errors else ""
+        text = summary or detail or subtype or "agent reported an error"
+        if subtype == "error_max_turns":
+            text = f"reached the maximum number of turns ({subtype})"
+        elif subtype == "error_max_budget_usd":
+            text = f"max_budget reached ({subtype})"
+        events.append(error_event(text, http_status=status))
+        summary = summary or text
+    events.append(ResultEvent(summary=summary, success=not is_error))
+    return events

@@ -1,0 +1,114 @@
+"""``optio agents doctor``: which vendor CLIs are installed and which have credentials.
+
+Optio does not bundle vendor CLIs. This check runs each CLI's ``--version`` (a real subprocess with
+a short timeout, so a hung or broken install shows up as such) and looks for the env vars / secrets
+each vendor authenticates with, and prints the exact command that installs a missing CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from rich.table import Table
+
+VERSION_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class VendorCli:
+    vendor: str
+    cli: str
+    npm_package: str
+    credential_vars: tuple[str, ...]
+
+
+VENDORS: tuple[VendorCli, ...] = (
+    VendorCli("claude-code", "claude", "@anthropic-ai/claude-code", ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")),
+    VendorCli("codex", "codex", "@openai/codex", ("OPENAI_API_KEY", "CODEX_AUTH_JSON")),
+    VendorCli("gemini", "gemini", "@google/gemini-cli", ("GEMINI_API_KEY",)),
+    VendorCli("copilot", "copilot", "@github/copilot", ("COPILOT_GITHUB_TOKEN",)),
+    VendorCli(
+        "opencode", "opencode", "opencode-ai", ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY")
+    ),
+)
+
+
+@dataclass(frozen=True)
+class DoctorRow:
+    vendor: str
+    cli: str
+    found: bool
+    version: str | None
+    credentials: str
+    install_command: str
+
+
+_VERSION = re.compile(r"\d+\.\d+(?:\.\d+)?(?:[-+.][0-9A-Za-z.-]+)?")
+
+
+def cli_version(executable: str, *, env: Mapping[str, str] | None = None) -> str | None:
+    """The version a CLI prints for ``--version``; None when it fails, hangs or prints none."""
+    try:
+        proc = subprocess.run(
+            [executable, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=VERSION_TIMEOUT_S,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    match = _VERSION.search(proc.stdout or proc.stderr)
+    return match.group(0) if match else None
+
+
+def _credentials(vendor: VendorCli, env: Mapping[str, str]) -> str:
+    present = [name for name in vendor.credential_vars if env.get(name)]
+    if present:
+        return "configured (" + ", ".join(present) + ")"
+    return "missing: set " + " or ".join(vendor.credential_vars)
+
+
+def doctor(env: Mapping[str, str], path: str | None = None) -> list[DoctorRow]:
+    """One row per vendor; ``path`` defaults to ``env["PATH"]``."""
+    search_path = path if path is not None else env.get("PATH", os.defpath)
+    rows: list[DoctorRow] = []
+    for vendor in VENDORS:
+        executable = shutil.which(vendor.cli, path=search_path) if search_path else None
+        version = None
+        if executable is not None:
+            run_env = {**os.environ, **env, "PATH": search_path}
+            version = cli_version(executable, env=run_env)
+        rows.append(
+            DoctorRow(
+                vendor=vendor.vendor,
+                cli=vendor.cli,
+                found=executable is not None,
+                version=version,
+                credentials=_credentials(vendor, env),
+                install_command=f"npm install -g {vendor.npm_package}",
+            )
+        )
+    return rows
+
+
+def render_doctor(rows: list[DoctorRow]) -> Table:
+    table = Table(title="Agent CLIs")
+    for column in ("agent", "cli", "installed", "credentials", "install with"):
+        table.add_column(column)
+    for row in rows:
+        if row.found:
+            installed = f"[green]{row.version or 'yes (version unknown)'}[/green]"
+        else:
+            installed = "[red]not on PATH[/red]"
+        creds = row.credentials if row.credentials.startswith("configured") else f"[yellow]{row.credentials}[/yellow]"
+        table.add_row(row.vendor, row.cli, installed, creds, "" if row.found else row.install_command)
+    return table
