@@ -172,3 +172,126 @@ class ReconcileItem(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
     reason: Mapped[str] = mapped_column(String(200), default="")
     enqueued_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- repos, repo tasks and the local forge -------------------------------------------------------------
+
+
+class Repo(WorkspaceScoped, Timestamps, Base):
+    __tablename__ = "repos"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_repos_workspace_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    remote_url: Mapped[str] = mapped_column(Text)
+    forge: Mapped[str] = mapped_column(String(32), default="local")
+    default_branch: Mapped[str] = mapped_column(String(200), default="main")
+    ci_command: Mapped[str | None] = mapped_column(Text, default=None)
+    require_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    auto_merge: Mapped[bool] = mapped_column(Boolean, default=True)
+    max_concurrent: Mapped[int | None] = mapped_column(Integer, default=None)
+    agent_type: Mapped[str] = mapped_column(String(64), default="script")
+    agent_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    review_agent_type: Mapped[str | None] = mapped_column(String(64), default=None)
+    review_agent_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    review_prompt: Mapped[str] = mapped_column(Text, default="")
+    secret_names: Mapped[list[Any]] = mapped_column(default=list)
+    next_pr_number: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class RepoTask(RunColumns, Base):
+    __tablename__ = "repo_tasks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str] = mapped_column(String(500))
+    prompt: Mapped[str] = mapped_column(Text)
+    agent_type: Mapped[str] = mapped_column(String(64))
+    agent_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    max_retries: Mapped[int] = mapped_column(Integer, default=1)
+    resume_count: Mapped[int] = mapped_column(Integer, default=0)
+    resume_keys: Mapped[list[Any]] = mapped_column(default=list)
+    branch: Mapped[str | None] = mapped_column(String(300), default=None)
+    worktree_path: Mapped[str | None] = mapped_column(Text, default=None)
+    worktree_ready: Mapped[bool] = mapped_column(Boolean, default=False)
+    provisioning_since: Mapped[datetime | None] = mapped_column(default=None)
+    agent_session_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    pr_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    ticket_ref: Mapped[str | None] = mapped_column(String(300), default=None)
+    secret_names: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class TaskDependency(WorkspaceScoped, Base):
+    __tablename__ = "task_dependencies"
+    __table_args__ = (UniqueConstraint("task_id", "depends_on_id", name="uq_task_dependency"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("repo_tasks.id", ondelete="CASCADE"), index=True)
+    depends_on_id: Mapped[int] = mapped_column(ForeignKey("repo_tasks.id", ondelete="CASCADE"), index=True)
+
+
+class PullRequest(WorkspaceScoped, Timestamps, Base):
+    """A pull request on the local forge (the GitHub/GitLab adapters keep theirs on the forge)."""
+
+    __tablename__ = "pull_requests"
+    __table_args__ = (UniqueConstraint("repo_id", "number", name="uq_pull_requests_number"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[int | None] = mapped_column(Integer, default=None, index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(500))
+    body: Mapped[str] = mapped_column(Text, default="")
+    head_branch: Mapped[str] = mapped_column(String(300))
+    head_sha: Mapped[str] = mapped_column(String(64))
+    base_branch: Mapped[str] = mapped_column(String(200))
+    base_sha: Mapped[str | None] = mapped_column(String(64), default=None)
+    state: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    mergeable: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    conflicting_files: Mapped[list[Any]] = mapped_column(default=list)
+    merged_sha: Mapped[str | None] = mapped_column(String(64), default=None)
+    merged_at: Mapped[datetime | None] = mapped_column(default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class CiRun(WorkspaceScoped, Base):
+    """The repo's CI command run on one PR head, in a clean checkout."""
+
+    __tablename__ = "ci_runs"
+    __table_args__ = (UniqueConstraint("pr_id", "head_sha", name="uq_ci_runs_head"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pr_id: Mapped[int] = mapped_column(ForeignKey("pull_requests.id", ondelete="CASCADE"), index=True)
+    head_sha: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    exit_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    output: Mapped[str] = mapped_column(Text, default="")
+    duration_s: Mapped[float | None] = mapped_column(Float, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class PrReview(WorkspaceScoped, Base):
+    """A review on a PR: from a person (API/CLI) or from a review agent run."""
+
+    __tablename__ = "pr_reviews"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pr_id: Mapped[int] = mapped_column(ForeignKey("pull_requests.id", ondelete="CASCADE"), index=True)
+    head_sha: Mapped[str] = mapped_column(String(64))
+    verdict: Mapped[str] = mapped_column(String(32))
+    comments: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewRun(RunColumns, Base):
+    """A review agent run (run kind `pr_review`) on one PR head."""
+
+    __tablename__ = "review_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("repo_tasks.id", ondelete="CASCADE"), index=True)
+    pr_id: Mapped[int] = mapped_column(ForeignKey("pull_requests.id", ondelete="CASCADE"), index=True)
+    head_sha: Mapped[str] = mapped_column(String(64))
+    agent_type: Mapped[str] = mapped_column(String(64))
+    agent_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prompt: Mapped[str] = mapped_column(Text)
+    verdict: Mapped[str | None] = mapped_column(String(32), default=None)
+    comments: Mapped[str | None] = mapped_column(Text, default=None)
+    worktree_path: Mapped[str | None] = mapped_column(Text, default=None)
