@@ -176,7 +176,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body() if method == "POST" else None
         path = self.path.split("?")[0]
         self.model_server._record(
-            RecordedRequest(method=method, path=self.path, headers=dict(self.headers.items()), body=body)
+            RecordedRequest(
+                method=method, path=self.path, headers={k.lower(): v for k, v in self.headers.items()}, body=body
+            )
         )
         routes = {
             ("POST", "/v1/messages"): self._anthropic_messages,

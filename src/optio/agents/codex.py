@@ -15,7 +15,8 @@ Config keys beyond the common ones (see ``optio.agents.options``): ``cli`` (defa
 Codex sandbox mode (``workspace-write``, ``read-only``, ``danger-full-access``) with approvals off.
 Auth: ``api_key`` (secret default ``OPENAI_API_KEY``); ``oauth`` writes a ChatGPT login
 (``auth.json`` contents, secret default ``CODEX_AUTH_JSON``) into ``$CODEX_HOME``. ``max_turns`` has
-no Codex equivalent and is ignored. Resume uses ``codex exec resume <session id>``.
+no Codex equivalent and is ignored. ``max_retries`` bounds Codex's own API retries (default 2).
+Resume uses ``codex exec resume <session id>``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ API_KEY_SECRET = "OPENAI_API_KEY"
 OAUTH_SECRET = "CODEX_AUTH_JSON"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PROVIDER = "optio"
+# Codex's own API retries; few, so a bad key fails in seconds and a lasting 429 reaches Optio's backoff.
+DEFAULT_MAX_RETRIES = 2
 
 
 def _toml(value: Any) -> str:
@@ -71,6 +74,7 @@ class CodexAgent:
         overrides: list[tuple[str, Any]] = [("check_for_update_on_startup", False), ("analytics.enabled", False)]
         env = base_env(request)
         files: dict[str, str] = {}
+        retries = int(request.config.get("max_retries", DEFAULT_MAX_RETRIES))
         if opts.auth == "api_key":
             env_key = "OPTIO_CODEX_API_KEY" if opts.secret_name != API_KEY_SECRET else API_KEY_SECRET
             overrides += [
@@ -79,6 +83,8 @@ class CodexAgent:
                 (f"model_providers.{PROVIDER}.base_url", opts.base_url or DEFAULT_BASE_URL),
                 (f"model_providers.{PROVIDER}.env_key", env_key),
                 (f"model_providers.{PROVIDER}.wire_api", "responses"),
+                (f"model_providers.{PROVIDER}.request_max_retries", retries),
+                (f"model_providers.{PROVIDER}.stream_max_retries", retries),
             ]
             if opts.secret_value is not None:
                 env[env_key] = opts.secret_value
