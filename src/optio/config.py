@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -28,6 +29,43 @@ class Settings(BaseSettings):
     agent_timeout_s: float = Field(default=3600.0, gt=0, description="Default wall-clock limit per agent run")
     queue_lease_s: float = Field(default=60.0, gt=0)
     log_level: str = "info"
+
+    # --- auth, secrets and request limits -------------------------------------------------------------
+    auth: Literal["enabled", "disabled"] = Field(
+        default="enabled", description="'disabled' only for a single-user laptop: binds 127.0.0.1 and warns"
+    )
+    admin_api_key: str | None = Field(default=None, description="Preset the bootstrap admin's key (optio_...)")
+    encryption_key: str | None = Field(default=None, description="Secret encryption key; else a 0600 key file")
+    session_secret: str | None = Field(default=None, description="Signs CSRF tokens; else a 0600 file")
+    session_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    cookie_secure: Literal["auto", "always", "never"] = Field(
+        default="auto", description="Secure flag on session cookies; auto = when the request came over https"
+    )
+    outbound_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Hosts/CIDRs the SSRF guard allows (comma-separated)"
+    )
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_redirect_url: str | None = Field(default=None, description="Default: <request base>/auth/oidc/callback")
+    oidc_default_role: Literal["admin", "member", "viewer"] = Field(
+        default="viewer", description="Role in the default workspace for a person's first OIDC sign-in"
+    )
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Request body size limit")
+    login_rate_limit: int = Field(default=10, ge=1, description="Login attempts per client per window")
+    webhook_rate_limit: int = Field(default=60, ge=1, description="Webhook deliveries per client per window")
+    rate_limit_window_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("outbound_allowlist", mode="before")
+    @classmethod
+    def _split_allowlist(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth != "disabled"
 
     @cached_property
     def resolved_data_dir(self) -> Path:
