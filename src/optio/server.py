@@ -12,8 +12,13 @@ from optio.config import Settings
 from optio.control import processes
 from optio.control.context import ControlContext
 from optio.control.kinds.job import JobRunHandler
+from optio.control.kinds.repo import RepoTaskHandler
+from optio.control.kinds.review import ReviewRunHandler
 from optio.control.worker import WorkerPool, resync
+from optio.forge.local import LocalForge
 from optio.runtime.local import LocalRuntime
+from optio.security.redact import default_redactor
+from optio.services.auth_state import AuthState, build_auth_state
 from optio.store import migrate, workspaces
 from optio.store.db import Database
 
@@ -23,6 +28,7 @@ def configure_logging(level: str = "info") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            default_redactor.structlog_processor,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -39,6 +45,7 @@ class Optio:
     settings: Settings
     ctx: ControlContext
     workers: WorkerPool
+    auth: AuthState | None = None
 
     @property
     def db(self) -> Database:
@@ -46,6 +53,8 @@ class Optio:
 
     def stop(self) -> None:
         self.workers.stop()
+        if self.ctx.forge is not None:
+            self.ctx.forge.shutdown()
         if self.ctx.runtime is not None:
             self.ctx.runtime.shutdown()
 
@@ -57,14 +66,22 @@ def build(settings: Settings) -> Optio:
     migrate.upgrade(db)
     with db.write() as session:
         workspaces.ensure_default(session)
-    ctx = ControlContext(settings=settings, db=db)
-    ctx.handlers = {JobRunHandler.kind: JobRunHandler()}
+    auth = build_auth_state(settings, db)
+    ctx = ControlContext(settings=settings, db=db, redact=auth.redactor.redact, secrets=auth.secrets)
+    ctx.handlers = {
+        JobRunHandler.kind: JobRunHandler(),
+        RepoTaskHandler.kind: RepoTaskHandler(),
+        ReviewRunHandler.kind: ReviewRunHandler(),
+    }
+    ctx.forge = LocalForge(db, settings.resolved_data_dir)
     ctx.runtime = LocalRuntime(processes.DbSink(ctx))
-    return Optio(settings=settings, ctx=ctx, workers=WorkerPool(ctx))
+    return Optio(settings=settings, ctx=ctx, workers=WorkerPool(ctx), auth=auth)
 
 
 def start(optio: Optio) -> None:
     """Adopt processes left by a previous server, sweep every open run, then start the workers."""
     processes.recover(optio.ctx)
+    if optio.ctx.forge is not None:
+        optio.ctx.forge.recover()
     resync(optio.ctx)
     optio.workers.start()

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from optio import __version__
 from optio.api import errors
-from optio.api.routes import jobs, runs
+from optio.api.routes import jobs, prs, repo_tasks, repos, runs
 from optio.api.schemas import Health
 from optio.config import Settings
 from optio.server import Optio, build, start
@@ -47,4 +47,7 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
 
     app.include_router(jobs.router)
     app.include_router(runs.router)
+    app.include_router(repos.router)
+    app.include_router(repo_tasks.router)
+    app.include_router(prs.router)
     return app

@@ -109,3 +109,139 @@ class Health(BaseModel):
     version: str
     database: str
     queue_depth: int
+
+
+class RepoCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    remote_url: str = Field(min_length=1, max_length=2000, description="Local path, file:// or http(s) git URL")
+    name: str | None = Field(default=None, pattern=NAME_PATTERN)
+    default_branch: str | None = Field(default=None, min_length=1, max_length=200)
+    ci_command: str | None = Field(default=None, max_length=10_000)
+    require_approval: bool = False
+    auto_merge: bool = True
+    max_concurrent: int | None = Field(default=None, ge=1, le=1000)
+    agent_type: str = Field(default="script", min_length=1, max_length=64)
+    agent_config: dict[str, Any] = Field(default_factory=dict)
+    review_agent_type: str | None = Field(default=None, min_length=1, max_length=64)
+    review_agent_config: dict[str, Any] = Field(default_factory=dict)
+    review_prompt: str = Field(default="", max_length=100_000)
+    secret_names: list[str] = Field(default_factory=list, max_length=100)
+
+
+class RepoOut(BaseModel):
+    id: int
+    name: str
+    remote_url: str
+    default_branch: str
+    ci_command: str | None
+    require_approval: bool
+    auto_merge: bool
+    max_concurrent: int | None
+    agent_type: str
+    agent_config: dict[str, Any]
+    review_agent_type: str | None
+    review_agent_config: dict[str, Any]
+    review_prompt: str
+    secret_names: list[str]
+    created_at: datetime
+
+
+class RepoTaskCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    repo: str = Field(min_length=1, max_length=200, description="Repo name or id")
+    title: str = Field(min_length=1, max_length=500)
+    prompt: str = Field(min_length=1, max_length=200_000)
+    agent_type: str | None = Field(default=None, min_length=1, max_length=64)
+    agent_config: dict[str, Any] = Field(default_factory=dict)
+    depends_on: list[int] = Field(default_factory=list, max_length=100)
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    max_retries: int = Field(default=1, ge=0, le=20)
+    secret_names: list[str] = Field(default_factory=list, max_length=100)
+
+
+class RepoTaskOut(BaseModel):
+    id: int
+    type: str = "repo_task"
+    repo_id: int
+    repo: str
+    title: str
+    prompt: str
+    state: str
+    agent_type: str
+    priority: int
+    attempts: int
+    resume_count: int
+    depends_on: list[int]
+    branch: str | None
+    pr_id: int | None
+    pr_number: int | None
+    pr_state: str | None
+    ci_status: str | None
+    review_status: str | None
+    cost_usd: float
+    input_tokens: int
+    output_tokens: int
+    error: str | None
+    note: str | None
+    control_intent: str | None
+    version: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class RepoTaskPage(BaseModel):
+    items: list[RepoTaskOut]
+    next_cursor: str | None
+
+
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    comment: str = Field(default="", max_length=100_000)
+
+
+class CiRunOut(BaseModel):
+    head_sha: str
+    status: str
+    exit_code: int | None
+    output: str
+    duration_s: float | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class ReviewOut(BaseModel):
+    id: int
+    head_sha: str
+    verdict: str
+    comments: str
+    author: str
+    created_at: datetime
+
+
+class PullRequestOut(BaseModel):
+    id: int
+    repo_id: int
+    repo: str
+    number: int
+    task_id: int | None
+    title: str
+    body: str
+    head_branch: str
+    head_sha: str
+    base_branch: str
+    base_sha: str | None
+    state: str
+    mergeable: bool | None
+    conflicting_files: list[str]
+    merged_sha: str | None
+    ci_status: str | None
+    review_status: str | None
+    created_at: datetime
+    merged_at: datetime | None
+    closed_at: datetime | None
+
+
+class PullRequestDetail(PullRequestOut):
+    ci_runs: list[CiRunOut]
+    reviews: list[ReviewOut]

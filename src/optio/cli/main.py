@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from optio.cli import jobs, runs
+from optio.cli import agents, jobs, prs, repos, runs, tasks
 from optio.config import Settings
 
 app = typer.Typer(help="Optio: a self-hosted control plane for AI coding agents.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 app.add_typer(jobs.app, name="job")
 app.add_typer(runs.app, name="run")
+app.add_typer(repos.app, name="repo")
+app.add_typer(tasks.app, name="task")
+app.add_typer(prs.app, name="pr")
+app.add_typer(agents.app, name="agents")
 
 
 @app.callback()

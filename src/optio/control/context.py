@@ -43,7 +43,8 @@ class ControlContext:
     handlers: dict[str, RunKindHandler] = field(default_factory=dict)
     wake: WakeSignal = field(default_factory=WakeSignal)
     redact: Any = None  # callable str -> str
-    secrets: Any = None  # provider with env_for(workspace_id, names) -> dict[str, str]
+    secrets: Any = None  # provider with env_for(workspace_id, names, repo_id=None) -> dict[str, str]
+    forge: Any = None  # the local forge (optio.forge.local.LocalForge)
 
     def __post_init__(self) -> None:
         def _after_commit(session: Any) -> None:
@@ -61,11 +62,11 @@ class ControlContext:
     def run_dir(self, kind: str, run_id: int) -> Path:
         return self.data_dir / "runs" / kind / str(run_id)
 
-    def secret_env(self, workspace_id: int, names: list[str]) -> dict[str, str]:
+    def secret_env(self, workspace_id: int, names: list[str], repo_id: int | None = None) -> dict[str, str]:
         """The secrets a run asked for by name, as environment variables (never more than named)."""
         if not names or self.secrets is None:
             return {}
-        return dict(self.secrets.env_for(workspace_id, names))
+        return dict(self.secrets.env_for(workspace_id, names, repo_id=repo_id))
 
     def handler(self, kind: str) -> RunKindHandler:
         try:

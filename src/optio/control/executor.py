@@ -46,6 +46,7 @@ def write_transition(
     patch: dict[str, Any],
     clear_intent: bool,
     now: datetime,
+    extra_events: tuple[tuple[str, str], ...] = (),
 ) -> bool:
     """CAS the run to `to` with `patch`; record the event; enqueue a follow-up. False = stale."""
     run = snap.run
@@ -74,6 +75,9 @@ def write_transition(
                 reason=reason,
                 now=now,
             )
+        for name, why in extra_events:
+            runs.record_event(session, workspace_id=snap_workspace(snap), kind=handler.kind, run_id=run.id,
+                              event=name, from_state=to, to_state=to, reason=why, now=now)
         if to not in handler.terminal:
             queue.enqueue(session, handler.kind, run.id, snap_workspace(snap),
                           delay_s=_requeue_delay(values, now), reason=f"after {to}")
@@ -103,9 +107,18 @@ def apply(ctx: ControlContext, handler: RunKindHandler, snap: Loaded, action: Ac
         patch = dict(action.patch)
         patch.setdefault("started_at", now)
         patch["heartbeat_at"] = now
+        extra: tuple[tuple[str, str], ...] = ()
+        if action.resume_reason:
+            extra = (("resumed", f"agent resumed ({action.resume_reason})"),)
+        if action.resume_key:
+            # The resume key and counter move in the same CAS write as the start, so a crash can never
+            # let the same failure on the same commit resume the agent twice.
+            keys = set(getattr(snap.snapshot, "resume_keys", ()))
+            patch["resume_keys"] = sorted(keys | {action.resume_key})
+            patch["resume_count"] = int(getattr(snap.snapshot, "resume_count", 0)) + 1
         ok = write_transition(ctx, handler, snap, to=action.to, reason=action.reason,
                               event=action.event or "started", patch=patch,
-                              clear_intent=action.clear_intent, now=now)
+                              clear_intent=action.clear_intent, now=now, extra_events=extra)
         if not ok:
             return Outcome("stale")
         handler.launch(ctx, snap, action, attempt)

@@ -176,6 +176,12 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
                 base_url=req.agent_config.get("base_url"),
             )
         )
+        for path, content in (getattr(spec, "files", None) or {}).items():
+            target = Path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(content)
         env = dict(spec.env)
         env.setdefault("OPTIO_RUN_ID", str(req.run_id))
         env.setdefault("OPTIO_ATTEMPT", str(req.attempt))

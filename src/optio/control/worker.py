@@ -80,9 +80,10 @@ class WorkerPool:
             t = threading.Thread(target=self._loop, name=f"optio-worker-{i}", daemon=True, args=(f"{self._id}-{i}",))
             t.start()
             self._threads.append(t)
-        t = threading.Thread(target=self._resync_loop, name="optio-resync", daemon=True)
-        t.start()
-        self._threads.append(t)
+        for target, name in ((self._resync_loop, "optio-resync"), (self._watch_loop, "optio-pr-watcher")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -115,6 +116,16 @@ class WorkerPool:
                 resync(self.ctx)
             except Exception:
                 log.exception("resync_error")
+
+
+    def _watch_loop(self) -> None:
+        """The PR watcher: a poll behind the forge's own events (catches bases moved outside Optio)."""
+        while not self._stop.wait(self.ctx.settings.watch_interval_s):
+            try:
+                if self.ctx.forge is not None:
+                    self.ctx.forge.poll_open_prs()
+            except Exception:
+                log.exception("pr_watch_error")
 
 
 def resync(ctx: ControlContext) -> int:

@@ -13,10 +13,17 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from optio.store.models import JobRun, RunEvent
+from optio.security.redact import default_redactor
+from optio.store.models import JobRun, RepoTask, ReviewRun, RunEvent
 from optio.store.types import utcnow
 
-RUN_MODELS: dict[str, type[Any]] = {"job_run": JobRun}
+RUN_MODELS: dict[str, type[Any]] = {"job_run": JobRun, "repo_task": RepoTask, "pr_review": ReviewRun}
+# Free-text columns that may quote agent output or command lines; they pass the redactor on every write.
+REDACTED_COLUMNS = frozenset({"error", "note"})
+
+
+def _redact_text(value: Any) -> Any:
+    return default_redactor.redact(value) if isinstance(value, str) else value
 
 
 def register_run_model(kind: str, model: type[Any]) -> None:
@@ -46,6 +53,7 @@ def cas_update(
 ) -> bool:
     """`UPDATE ... SET version = version + 1 WHERE id = ? AND version = ?`; False means we lost a race."""
     model = model_for(kind)
+    values = {k: _redact_text(v) if k in REDACTED_COLUMNS else v for k, v in values.items()}
     res = session.execute(
         update(model)
         .where(model.id == run_id, model.version == expected_version)
@@ -75,7 +83,7 @@ def record_event(
             event=event,
             from_state=from_state,
             to_state=to_state,
-            reason=reason,
+            reason=_redact_text(reason),
             created_at=now or utcnow(),
         )
     )

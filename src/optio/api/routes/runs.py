@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
-from optio.api.schemas import LogLine, LogPage, RunEventOut, RunOut, RunPage
+from optio.api.logstream import STREAM_RESPONSES, log_page, sse
+from optio.api.schemas import LogPage, RunEventOut, RunOut, RunPage
 from optio.api.views import run_out
 from optio.domain.states import TERMINAL, RunKind
 from optio.services import runs as run_service
-from optio.store import logs, runs
+from optio.store import runs
 from optio.store.models import Job
 
 router = APIRouter(prefix="/api/runs", tags=["runs"], responses=ERROR_RESPONSES)
@@ -61,17 +59,13 @@ def run_events(run_id: int, ctx: Ctx = Depends(get_ctx)) -> list[RunEventOut]:
         ]
 
 
+def _state_of(session: Any, workspace_id: int, run_id: int) -> str:
+    return run_service.get_job_run(session, workspace_id, run_id).state
+
+
 def _page(ctx: Ctx, run_id: int, after: int, limit: int) -> LogPage:
-    with ctx.db.read() as session:
-        run = run_service.get_job_run(session, ctx.workspace_id, run_id)
-        rows = logs.read(session, KIND, run_id, ctx.workspace_id, after=after, limit=limit)
-        last = rows[-1].seq if rows else after
-        done = run.state in TERMINAL_STATES and last >= logs.last_seq(session, KIND, run_id)
-        return LogPage(
-            items=[LogLine(seq=r.seq, attempt=r.attempt, stream=r.stream, text=r.text, created_at=r.created_at)
-                   for r in rows],
-            last_seq=last, state=run.state, done=done,
-        )
+    return log_page(ctx.db, KIND, run_id, ctx.workspace_id, state_of=_state_of, terminal=TERMINAL_STATES,
+                    after=after, limit=limit)
 
 
 @router.get("/{run_id}/logs", response_model=LogPage)
@@ -84,38 +78,11 @@ def run_logs(
     return _page(ctx, run_id, after, limit)
 
 
-@router.get(
-    "/{run_id}/logs/stream",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"}},
-)
-def stream_logs(
-    run_id: int, ctx: Ctx = Depends(get_ctx), after: int = Query(default=0, ge=0)
-) -> StreamingResponse:
+@router.get("/{run_id}/logs/stream", response_class=StreamingResponse, responses=STREAM_RESPONSES)
+def stream_logs(run_id: int, ctx: Ctx = Depends(get_ctx), after: int = Query(default=0, ge=0)) -> StreamingResponse:
     """Replays lines after `after`, then follows until the run ends (SSE: `line` events, then `end`)."""
     _load(ctx, run_id)
-
-    async def events() -> AsyncIterator[str]:
-        cursor = after
-        idle = 0
-        while True:
-            page = await run_in_threadpool(_page, ctx, run_id, cursor, 1000)
-            for item in page.items:
-                yield f"id: {item.seq}\nevent: line\ndata: {item.model_dump_json()}\n\n"
-            cursor = page.last_seq
-            if page.done:
-                yield f"event: end\ndata: {json.dumps({'state': page.state, 'last_seq': cursor})}\n\n"
-                return
-            if not page.items:
-                idle += 1
-                if idle % 50 == 0:
-                    yield ": keep-alive\n\n"
-                await asyncio.sleep(0.2)
-            else:
-                idle = 0
-
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return sse(lambda cursor: _page(ctx, run_id, cursor, 1000), after)
 
 
 @router.post("/{run_id}/cancel", response_model=RunOut, status_code=202)

@@ -1,0 +1,84 @@
+"""Pull requests on the local forge: the human side of the loop (approve, request changes, merge, close)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+
+from optio.api.deps import Ctx, get_ctx
+from optio.api.errors import ERROR_RESPONSES
+from optio.api.schemas import PullRequestDetail, PullRequestOut, ReviewIn
+from optio.api.views import pr_out
+from optio.errors import AppError
+from optio.forge.local import LocalForge
+from optio.services import prs as pr_service
+
+router = APIRouter(prefix="/api/prs", tags=["pull requests"], responses=ERROR_RESPONSES)
+
+
+def _detail(ctx: Ctx, pr_id: int) -> PullRequestDetail:
+    with ctx.db.read() as session:
+        pr = pr_service.get_pr(session, ctx.workspace_id, pr_id)
+        return pr_out(pr, *pr_service.details(session, pr))
+
+
+def _forge(ctx: Ctx) -> LocalForge:
+    forge = ctx.optio.ctx.forge
+    if forge is None:
+        raise AppError("no forge configured")
+    return forge  # type: ignore[no-any-return]
+
+
+@router.get("", response_model=list[PullRequestOut])
+def list_prs(ctx: Ctx = Depends(get_ctx),
+             state: str | None = Query(default=None, pattern="^(open|merged|closed)$")) -> list[PullRequestOut]:
+    out: list[PullRequestOut] = []
+    for pr in pr_service.list_prs(ctx.db, ctx.workspace_id, state=state):
+        out.append(_detail(ctx, pr.id))
+    return out
+
+
+@router.get("/resolve", response_model=PullRequestDetail)
+def resolve_pr(ref: str = Query(min_length=1, max_length=100, description="Task id, task:ID, #N or pr:N"),
+               repo: str | None = Query(default=None, max_length=200),
+               ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
+    with ctx.db.read() as session:
+        pr = pr_service.resolve(session, ctx.workspace_id, ref, repo)
+        return pr_out(pr, *pr_service.details(session, pr))
+
+
+@router.get("/{pr_id}", response_model=PullRequestDetail)
+def get_pr(pr_id: int, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
+    return _detail(ctx, pr_id)
+
+
+@router.post("/{pr_id}/approve", response_model=PullRequestDetail)
+def approve(pr_id: int, body: ReviewIn | None = None, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
+    pr = _detail(ctx, pr_id)
+    _forge(ctx).submit_review(pr.repo_id, pr.number, verdict="approve", comments=(body or ReviewIn()).comment,
+                              author=f"user:{ctx.username or ctx.user_id or 'local'}")
+    return _detail(ctx, pr_id)
+
+
+@router.post("/{pr_id}/request-changes", response_model=PullRequestDetail)
+def request_changes(pr_id: int, body: ReviewIn, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
+    pr = _detail(ctx, pr_id)
+    if not body.comment.strip():
+        raise AppError("a change request needs a comment", field="comment", code="invalid")
+    _forge(ctx).submit_review(pr.repo_id, pr.number, verdict="request_changes", comments=body.comment,
+                              author=f"user:{ctx.username or ctx.user_id or 'local'}")
+    return _detail(ctx, pr_id)
+
+
+@router.post("/{pr_id}/merge", response_model=PullRequestDetail)
+def merge(pr_id: int, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
+    pr = _detail(ctx, pr_id)
+    message = f"{pr.title} (#{pr.number})" + (f"\n\nOptio task #{pr.task_id}" if pr.task_id else "")
+    _forge(ctx).merge(pr.repo_id, pr.number, head_sha=pr.head_sha, message=message)
+    return _detail(ctx, pr_id)
+
+
+@router.post("/{pr_id}/close", response_model=PullRequestDetail)
+def close(pr_id: int, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
+    pr = _detail(ctx, pr_id)
+    _forge(ctx).close(pr.repo_id, pr.number)
+    return _detail(ctx, pr_id)

@@ -1,0 +1,114 @@
+"""Repo tasks: create, read, logs, and steer (cancel, retry, resume)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+
+from optio.api.deps import Ctx, get_ctx
+from optio.api.errors import ERROR_RESPONSES
+from optio.api.logstream import STREAM_RESPONSES, log_page, sse
+from optio.api.schemas import LogPage, RepoTaskCreate, RepoTaskOut, RepoTaskPage, RunEventOut
+from optio.api.views import task_out
+from optio.domain.states import TERMINAL, RepoTaskState, RunKind
+from optio.services import runs as run_service
+from optio.services import tasks as task_service
+from optio.store import runs
+
+router = APIRouter(prefix="/api/repo-tasks", tags=["repo tasks"], responses=ERROR_RESPONSES)
+KIND = RunKind.REPO_TASK.value
+TERMINAL_STATES = TERMINAL[RunKind.REPO_TASK]
+STATE_PATTERN = "^(" + "|".join(s.value for s in RepoTaskState) + ")$"
+INTENT_STATES = {
+    "cancel": tuple(s.value for s in RepoTaskState if s.value not in TERMINAL_STATES),
+    "retry": ("failed", "cancelled", "needs_attention"),
+    "resume": ("needs_attention", "pr_opened"),
+}
+
+
+def _out(ctx: Ctx, task_id: int) -> RepoTaskOut:
+    return task_out(task_service.task_view(ctx.db, ctx.workspace_id, task_id))
+
+
+@router.post("", response_model=RepoTaskOut, status_code=201)
+def create_task(body: RepoTaskCreate, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
+    task = task_service.create_task(ctx.db, ctx.workspace_id, body.model_dump())
+    return _out(ctx, task.id)
+
+
+@router.get("", response_model=RepoTaskPage)
+def list_tasks(
+    ctx: Ctx = Depends(get_ctx),
+    repo: str | None = Query(default=None, max_length=200),
+    state: str | None = Query(default=None, pattern=STATE_PATTERN),
+    limit: int = Query(default=50, ge=1, le=500),
+    cursor: str | None = Query(default=None, max_length=100),
+) -> RepoTaskPage:
+    views, next_cursor = task_service.list_tasks(ctx.db, ctx.workspace_id, repo=repo, state=state, limit=limit,
+                                                 cursor=cursor)
+    return RepoTaskPage(items=[task_out(v) for v in views], next_cursor=next_cursor)
+
+
+@router.get("/{task_id}", response_model=RepoTaskOut)
+def get_task(task_id: int, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
+    return _out(ctx, task_id)
+
+
+@router.get("/{task_id}/events", response_model=list[RunEventOut])
+def task_events(task_id: int, ctx: Ctx = Depends(get_ctx)) -> list[RunEventOut]:
+    with ctx.db.read() as session:
+        task_service.get_task(session, ctx.workspace_id, task_id)
+        return [
+            RunEventOut(id=e.id, event=e.event, from_state=e.from_state, to_state=e.to_state, reason=e.reason,
+                        created_at=e.created_at)
+            for e in runs.list_events(session, KIND, task_id, ctx.workspace_id)
+        ]
+
+
+def _state_of(session: Any, workspace_id: int, task_id: int) -> str:
+    return task_service.get_task(session, workspace_id, task_id).state
+
+
+def _page(ctx: Ctx, task_id: int, after: int, limit: int) -> LogPage:
+    return log_page(ctx.db, KIND, task_id, ctx.workspace_id, state_of=_state_of, terminal=TERMINAL_STATES,
+                    after=after, limit=limit)
+
+
+@router.get("/{task_id}/logs", response_model=LogPage)
+def task_logs(
+    task_id: int,
+    ctx: Ctx = Depends(get_ctx),
+    after: int = Query(default=0, ge=0),
+    limit: int = Query(default=1000, ge=1, le=10_000),
+) -> LogPage:
+    return _page(ctx, task_id, after, limit)
+
+
+@router.get("/{task_id}/logs/stream", response_class=StreamingResponse, responses=STREAM_RESPONSES)
+def stream_task_logs(task_id: int, ctx: Ctx = Depends(get_ctx),
+                     after: int = Query(default=0, ge=0)) -> StreamingResponse:
+    _out(ctx, task_id)
+    return sse(lambda cursor: _page(ctx, task_id, cursor, 1000), after)
+
+
+def _intent(ctx: Ctx, task_id: int, intent: str) -> RepoTaskOut:
+    _out(ctx, task_id)
+    run_service.set_intent(ctx.db, ctx.workspace_id, KIND, task_id, intent, INTENT_STATES)
+    return _out(ctx, task_id)
+
+
+@router.post("/{task_id}/cancel", response_model=RepoTaskOut, status_code=202)
+def cancel_task(task_id: int, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
+    return _intent(ctx, task_id, "cancel")
+
+
+@router.post("/{task_id}/retry", response_model=RepoTaskOut, status_code=202)
+def retry_task(task_id: int, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
+    return _intent(ctx, task_id, "retry")
+
+
+@router.post("/{task_id}/resume", response_model=RepoTaskOut, status_code=202)
+def resume_task(task_id: int, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
+    return _intent(ctx, task_id, "resume")

@@ -1,0 +1,29 @@
+"""Repos."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from optio.api.deps import Ctx, get_ctx
+from optio.api.errors import ERROR_RESPONSES
+from optio.api.schemas import RepoCreate, RepoOut
+from optio.api.views import repo_out
+from optio.services import repos as repo_service
+
+router = APIRouter(prefix="/api/repos", tags=["repos"], responses=ERROR_RESPONSES)
+
+
+@router.post("", response_model=RepoOut, status_code=201)
+def add_repo(body: RepoCreate, ctx: Ctx = Depends(get_ctx)) -> RepoOut:
+    return repo_out(repo_service.add_repo(ctx.db, ctx.workspace_id, body.model_dump()))
+
+
+@router.get("", response_model=list[RepoOut])
+def list_repos(ctx: Ctx = Depends(get_ctx)) -> list[RepoOut]:
+    return [repo_out(r) for r in repo_service.list_repos(ctx.db, ctx.workspace_id)]
+
+
+@router.get("/{repo_ref}", response_model=RepoOut)
+def get_repo(repo_ref: str, ctx: Ctx = Depends(get_ctx)) -> RepoOut:
+    with ctx.db.read() as session:
+        return repo_out(repo_service.find_repo(session, ctx.workspace_id, repo_ref))

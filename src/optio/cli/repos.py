@@ -1,0 +1,75 @@
+"""`optio repo ...`: register git repos that repo tasks work on."""
+
+from __future__ import annotations
+
+import shlex
+
+import typer
+from rich.table import Table
+
+from optio.cli.common import client_from, console, handle_errors, print_json
+
+app = typer.Typer(help="Register and inspect repos.", no_args_is_help=True)
+
+
+@app.command("add")
+@handle_errors
+def add(
+    ctx: typer.Context,
+    remote: str = typer.Argument(..., help="Local path, file:// URL or git URL"),
+    name: str | None = typer.Option(None, "--name"),
+    default_branch: str | None = typer.Option(None, "--default-branch", help="Default: the remote's HEAD"),
+    ci_command: str | None = typer.Option(None, "--ci-command", help="Shell command run on each PR head"),
+    require_approval: bool = typer.Option(False, "--require-approval/--no-require-approval"),
+    auto_merge: bool = typer.Option(True, "--auto-merge/--no-auto-merge"),
+    review_agent: str | None = typer.Option(None, "--review-agent", help="Agent type of the review agent"),
+    review_command: str | None = typer.Option(None, "--review-command", help="Command of a script review agent"),
+    review_prompt: str = typer.Option("", "--review-prompt"),
+    agent: str = typer.Option("script", "--agent", help="Default agent type for tasks"),
+    command: str | None = typer.Option(None, "--command", help="Default script agent command for tasks"),
+    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1),
+    secret: list[str] | None = typer.Option(None, "--secret", help="Secret to inject (repeatable)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    review_config: dict[str, object] = {}
+    if review_command is not None:
+        review_config["command"] = review_command
+        review_agent = review_agent or "script"
+    body = {
+        "remote_url": remote, "name": name, "default_branch": default_branch, "ci_command": ci_command,
+        "require_approval": require_approval, "auto_merge": auto_merge, "review_agent_type": review_agent,
+        "review_agent_config": review_config, "review_prompt": review_prompt, "agent_type": agent,
+        "agent_config": {"command": command} if command else {}, "max_concurrent": max_concurrent,
+        "secret_names": secret or [],
+    }
+    repo = client_from(ctx).post("/api/repos", body)
+    if as_json:
+        print_json(repo)
+    else:
+        console.print(f"added repo [bold]{repo['name']}[/bold] (id {repo['id']}, branch {repo['default_branch']})")
+
+
+@app.command("list")
+@handle_errors
+def list_repos(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    repos = client_from(ctx).get("/api/repos")
+    if as_json:
+        print_json(repos)
+        return
+    table = Table("ID", "NAME", "REMOTE", "BRANCH", "CI", "APPROVAL", "AUTO-MERGE", "REVIEW AGENT")
+    for r in repos:
+        table.add_row(str(r["id"]), r["name"], r["remote_url"], r["default_branch"], r["ci_command"] or "",
+                      "yes" if r["require_approval"] else "no", "yes" if r["auto_merge"] else "no",
+                      r["review_agent_type"] or "")
+    console.print(table)
+
+
+@app.command("show")
+@handle_errors
+def show(ctx: typer.Context, repo: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    data = client_from(ctx).get(f"/api/repos/{repo}")
+    if as_json:
+        print_json(data)
+        return
+    for key, value in data.items():
+        console.print(f"[bold]{key}:[/bold] {shlex.quote(str(value)) if key.endswith('command') else value}")

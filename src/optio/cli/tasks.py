@@ -1,0 +1,140 @@
+"""`optio task ...`: repo tasks from prompt to merged pull request."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from optio.cli.common import client_from, console, handle_errors, print_json
+from optio.cli.runs import dump_logs, follow_logs, styled, wait_for
+
+app = typer.Typer(help="Repo tasks: an agent works in a worktree and its branch becomes a pull request.",
+                  no_args_is_help=True)
+
+TASK_END = {"completed", "failed", "cancelled", "needs_attention"}
+SHOW_KEYS = ("id", "state", "pr_number", "pr_state", "ci_status", "review_status", "resume_count", "cost_usd",
+             "error", "note")
+
+
+@app.command("new")
+@handle_errors
+def new(
+    ctx: typer.Context,
+    repo: str = typer.Option(..., "--repo", help="Repo name or id"),
+    title: str = typer.Option(..., "--title"),
+    prompt: str = typer.Option(..., "--prompt"),
+    agent: str | None = typer.Option(None, "--agent", help="Agent type (default: the repo's)"),
+    command: str | None = typer.Option(None, "--command", help="Script agent command"),
+    model: str | None = typer.Option(None, "--model"),
+    depends_on: list[int] | None = typer.Option(None, "--depends-on", help="Task id to wait for (repeatable)"),
+    priority: int = typer.Option(0, "--priority"),
+    max_retries: int = typer.Option(1, "--max-retries", min=0, max=20),
+    secret: list[str] | None = typer.Option(None, "--secret", help="Secret to inject (repeatable)"),
+    wait: bool = typer.Option(False, "--wait", help="Wait until merged (exit 0) or stopped (exit 1)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    config: dict[str, object] = {}
+    if command is not None:
+        config["command"] = command
+    if model is not None:
+        config["model"] = model
+    body = {"repo": repo, "title": title, "prompt": prompt, "agent_type": agent, "agent_config": config,
+            "depends_on": depends_on or [], "priority": priority, "max_retries": max_retries,
+            "secret_names": secret or []}
+    client = client_from(ctx)
+    task = client.post("/api/repo-tasks", body)
+    if not wait:
+        if as_json:
+            print_json(task)
+        else:
+            console.print(f"created task [bold]{task['id']}[/bold] on {task['repo']}")
+        return
+    final = wait_for(client, f"/api/repo-tasks/{task['id']}", label=f"task {task['id']}", quiet=as_json,
+                     terminal=TASK_END)
+    if as_json:
+        print_json(final)
+    else:
+        console.print(f"task {final['id']} {styled(final['state'])}"
+                      + (f" (PR #{final['pr_number']} {final['pr_state']})" if final["pr_number"] else ""))
+        if final.get("error"):
+            console.print(f"[red]error:[/red] {final['error']}")
+    raise typer.Exit(0 if final["state"] == "completed" else 1)
+
+
+@app.command("list")
+@handle_errors
+def list_tasks(
+    ctx: typer.Context,
+    repo: str | None = typer.Option(None, "--repo"),
+    state: str | None = typer.Option(None, "--state"),
+    limit: int = typer.Option(50, "--limit", min=1, max=500),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    params: dict[str, object] = {"limit": limit}
+    if repo:
+        params["repo"] = repo
+    if state:
+        params["state"] = state
+    page = client_from(ctx).get("/api/repo-tasks", params=params)
+    if as_json:
+        print_json(page["items"])
+        return
+    table = Table("ID", "REPO", "TITLE", "STATE", "PR", "CI", "REVIEW", "RESUMES", "COST")
+    for t in page["items"]:
+        table.add_row(str(t["id"]), t["repo"], t["title"][:40], styled(t["state"]),
+                      f"#{t['pr_number']} {t['pr_state']}" if t["pr_number"] else "", t["ci_status"] or "",
+                      t["review_status"] or "", str(t["resume_count"]), f"${t['cost_usd']:.4f}")
+    console.print(table)
+
+
+@app.command("show")
+@handle_errors
+def show(ctx: typer.Context, task_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
+    client = client_from(ctx)
+    task = client.get(f"/api/repo-tasks/{task_id}")
+    if as_json:
+        print_json(task)
+        return
+    console.print(f"[bold]Task {task['id']}[/bold] on {task['repo']}: {task['title']} — {styled(task['state'])}")
+    for key in SHOW_KEYS[2:]:
+        if task.get(key) not in (None, ""):
+            console.print(f"  {key}: {task[key]}")
+    table = Table("WHEN", "EVENT", "FROM", "TO", "REASON")
+    for e in client.get(f"/api/repo-tasks/{task_id}/events"):
+        table.add_row(e["created_at"][11:19], e["event"], e["from_state"] or "", e["to_state"] or "", e["reason"])
+    console.print(table)
+
+
+@app.command("logs")
+@handle_errors
+def logs(ctx: typer.Context, task_id: int, follow: bool = typer.Option(False, "--follow", "-f"),
+         after: int = typer.Option(0, "--after")) -> None:
+    client = client_from(ctx)
+    path = f"/api/repo-tasks/{task_id}/logs"
+    if follow:
+        follow_logs(client, path, after)
+    else:
+        dump_logs(client, path, after)
+
+
+def _intent(ctx: typer.Context, task_id: int, intent: str) -> None:
+    task = client_from(ctx).post(f"/api/repo-tasks/{task_id}/{intent}")
+    console.print(f"{intent} requested for task {task['id']} ({styled(task['state'])})")
+
+
+@app.command("cancel")
+@handle_errors
+def cancel(ctx: typer.Context, task_id: int) -> None:
+    _intent(ctx, task_id, "cancel")
+
+
+@app.command("retry")
+@handle_errors
+def retry(ctx: typer.Context, task_id: int) -> None:
+    _intent(ctx, task_id, "retry")
+
+
+@app.command("resume")
+@handle_errors
+def resume(ctx: typer.Context, task_id: int) -> None:
+    _intent(ctx, task_id, "resume")

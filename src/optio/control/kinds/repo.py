@@ -1,0 +1,324 @@
+"""Repo tasks: snapshot building and the side effects of the repo decision (worktrees, PRs, merges)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from optio.control import processes
+from optio.control.context import ControlContext
+from optio.control.executor import write_transition
+from optio.control.handlers import Loaded, Outcome
+from optio.control.kinds.job import active_process_count, run_view
+from optio.domain.actions import Action, LaunchReview, MergePullRequest, OpenPullRequest, Provision
+from optio.domain.reconcile.repo import decide_repo_task
+from optio.domain.repo_snapshot import (
+    DependencyView,
+    PullRequestView,
+    RepoTaskSnapshot,
+    RepoView,
+    ReviewRunView,
+)
+from optio.domain.snapshot import Capacity
+from optio.domain.states import TERMINAL, RunKind
+from optio.errors import AppError
+from optio.forge.git import branch_for_task
+from optio.forge.local import LocalForge
+from optio.store import queue, runs
+from optio.store.models import CiRun, PrReview, PullRequest, Repo, RepoTask, ReviewRun, TaskDependency
+
+log = structlog.get_logger("optio.repo_tasks")
+
+KIND = RunKind.REPO_TASK.value
+ACTIVE_STATES = ("provisioning", "running")
+CI_TAIL_CHARS = 20_000
+
+
+def forge_of(ctx: ControlContext) -> LocalForge:
+    forge = ctx.forge
+    assert forge is not None, "the local forge is not configured"
+    return forge  # type: ignore[no-any-return]
+
+
+def worktree_path(ctx: ControlContext, task_id: int) -> Path:
+    return ctx.data_dir / "worktrees" / f"task-{task_id}"
+
+
+def pr_view(session: Session, pr: PullRequest, repo: Repo) -> PullRequestView:
+    ci_status: str | None = None
+    ci_tail = ""
+    if repo.ci_command:
+        ci = session.scalar(select(CiRun).where(CiRun.pr_id == pr.id, CiRun.head_sha == pr.head_sha))
+        ci_status = "pending" if ci is None else ci.status
+        if ci is not None and ci.status == "failing":
+            ci_tail = ci.output[-CI_TAIL_CHARS:]
+    review = session.scalar(select(PrReview).where(PrReview.pr_id == pr.id).order_by(PrReview.id.desc()).limit(1))
+    status = None
+    if review is not None:
+        status = "approved" if review.verdict == "approve" else "changes_requested"
+    return PullRequestView(
+        number=pr.number, state=pr.state, head_sha=pr.head_sha, base_sha=pr.base_sha, mergeable=pr.mergeable,
+        conflicting_files=tuple(pr.conflicting_files or ()), ci_status=ci_status,  # type: ignore[arg-type]
+        ci_output_tail=ci_tail, review_status=status,  # type: ignore[arg-type]
+        review_id=review.id if review else None,
+        review_comments=(review.comments,) if review and review.comments else (),
+        review_head_sha=review.head_sha if review else None,
+    )
+
+
+class RepoTaskHandler:
+    kind = KIND
+    terminal = TERMINAL[RunKind.REPO_TASK]
+
+    def build_snapshot(self, ctx: ControlContext, session: Session, run_id: int, workspace_id: int,
+                       now: datetime) -> Loaded | None:
+        task = session.scalar(select(RepoTask).where(RepoTask.id == run_id, RepoTask.workspace_id == workspace_id))
+        if task is None:
+            return None
+        repo = session.get(Repo, task.repo_id)
+        if repo is None:
+            return None
+        deps = tuple(
+            DependencyView(id=dep_id, state=state)
+            for dep_id, state in session.execute(
+                select(RepoTask.id, RepoTask.state)
+                .join(TaskDependency, TaskDependency.depends_on_id == RepoTask.id)
+                .where(TaskDependency.task_id == task.id)
+            )
+        )
+        capacity = Capacity()
+        if task.state == "queued":
+            in_repo = session.scalar(
+                select(func.count()).select_from(RepoTask)
+                .where(RepoTask.repo_id == repo.id, RepoTask.state.in_(ACTIVE_STATES))
+            ) or 0
+            capacity = Capacity(
+                running_global=active_process_count(session), max_global=ctx.settings.max_concurrent_runs,
+                running_scope=in_repo, max_scope=repo.max_concurrent or ctx.settings.max_concurrent_per_repo,
+            )
+        process = None
+        if task.state == "running":
+            process = processes.process_view(ctx, processes.latest_process(session, KIND, task.id))
+        pr = session.get(PullRequest, task.pr_id) if task.pr_id else None
+        review = session.scalar(
+            select(ReviewRun).where(ReviewRun.task_id == task.id).order_by(ReviewRun.id.desc()).limit(1)
+        )
+        snap = RepoTaskSnapshot(
+            now=now,
+            run=run_view(task, RunKind.REPO_TASK),
+            title=task.title,
+            prompt=task.prompt,
+            base_branch=repo.default_branch,
+            repo=RepoView(require_approval=repo.require_approval, auto_merge=repo.auto_merge,
+                          has_review_agent=repo.review_agent_type is not None, max_concurrent=repo.max_concurrent),
+            max_retries=task.max_retries,
+            max_auto_resumes=ctx.settings.max_auto_resumes,
+            dependencies=deps,
+            process=process,
+            capacity=capacity,
+            pr=pr_view(session, pr, repo) if pr is not None else None,
+            review_run=ReviewRunView(id=review.id, state=review.state, head_sha=review.head_sha,
+                                     verdict=review.verdict) if review else None,  # type: ignore[arg-type]
+            worktree_ready=task.worktree_ready,
+            resume_count=task.resume_count,
+            resume_keys=frozenset(task.resume_keys or ()),
+            stall_threshold_s=ctx.settings.stall_threshold_s,
+            provisioning_since=task.provisioning_since,
+        )
+        extra = {
+            "repo_id": repo.id, "remote_url": repo.remote_url, "default_branch": repo.default_branch,
+            "agent_type": task.agent_type, "agent_config": dict(task.agent_config or {}),
+            "secret_names": sorted(set(task.secret_names or []) | set(repo.secret_names or [])),
+            "session_id": task.agent_session_id, "pr_number": pr.number if pr else None,
+            "worktree": task.worktree_path, "review_agent_type": repo.review_agent_type,
+            "review_agent_config": dict(repo.review_agent_config or {}), "review_prompt": repo.review_prompt,
+            "pr_id": pr.id if pr else None, "pr_title": pr.title if pr else None,
+        }
+        return Loaded(workspace_id=workspace_id, snapshot=snap, extra=extra)
+
+    def decide(self, snapshot: Any) -> Action:
+        return decide_repo_task(snapshot)
+
+    def launch(self, ctx: ControlContext, loaded: Loaded, action: Any, attempt: int) -> None:
+        extra = loaded.extra
+        task_id = loaded.run.id
+        env = ctx.secret_env(loaded.workspace_id, extra["secret_names"], repo_id=extra["repo_id"])
+        env.update({"OPTIO_TASK_ID": str(task_id), "OPTIO_BRANCH": branch_for_task(task_id),
+                    "OPTIO_BASE_BRANCH": extra["default_branch"]})
+        if action.resume_reason:
+            env["OPTIO_RESUME_REASON"] = action.resume_reason
+        processes.launch(
+            ctx,
+            processes.LaunchRequest(
+                kind=KIND, run_id=task_id, workspace_id=loaded.workspace_id, attempt=attempt,
+                agent_type=extra["agent_type"], agent_config=extra["agent_config"],
+                prompt=action.prompt or loaded.snapshot.prompt,
+                cwd=Path(extra["worktree"] or worktree_path(ctx, task_id)), env=env,
+                timeout_s=extra["agent_config"].get("timeout_s") or ctx.settings.agent_timeout_s,
+                resume_session_id=extra["session_id"] if action.resume_reason else None,
+            ),
+        )
+
+    # --- kind-specific actions -------------------------------------------------------------------------
+
+    def apply_special(self, ctx: ControlContext, loaded: Loaded, action: Any, now: datetime) -> Outcome:
+        if isinstance(action, Provision):
+            return self._provision(ctx, loaded, action, now)
+        if isinstance(action, OpenPullRequest):
+            return self._open_pr(ctx, loaded, action, now)
+        if isinstance(action, LaunchReview):
+            return self._launch_review(ctx, loaded, action, now)
+        if isinstance(action, MergePullRequest):
+            return self._merge(ctx, loaded, action, now)
+        return Outcome("error", f"repo tasks do not support action {action.name!r}")
+
+    def _provision(self, ctx: ControlContext, loaded: Loaded, action: Provision, now: datetime) -> Outcome:
+        task_id = loaded.run.id
+        path = worktree_path(ctx, task_id)
+        branch = branch_for_task(task_id)
+        if loaded.run.state != "provisioning":
+            ok = write_transition(ctx, self, loaded, to="provisioning", reason=action.reason, event="provisioning",
+                                  patch={"provisioning_since": now, "branch": branch, "worktree_path": str(path),
+                                         "worktree_ready": False},
+                                  clear_intent=False, now=now)
+            if not ok:
+                return Outcome("stale")
+        forge = forge_of(ctx)
+        try:
+            with ctx.db.read() as session:
+                repo = session.get(Repo, loaded.extra["repo_id"])
+                assert repo is not None
+            cache = forge.cache(repo)
+            cache.ensure()
+            cache.add_worktree(path, branch, repo.default_branch)
+        except Exception as exc:
+            with ctx.db.write() as session:
+                session.execute(update(RepoTask).where(RepoTask.id == task_id)
+                                .values(error=f"provisioning failed: {exc}"))
+                queue.enqueue(session, KIND, task_id, loaded.workspace_id, delay_s=5.0, reason="provision failed")
+            return Outcome("deferred", f"provisioning failed: {exc}")
+        with ctx.db.write() as session:
+            session.execute(
+                update(RepoTask).where(RepoTask.id == task_id, RepoTask.state == "provisioning")
+                .values(worktree_ready=True, worktree_path=str(path), branch=branch, error=None,
+                        version=RepoTask.version + 1)
+            )
+            queue.enqueue(session, KIND, task_id, loaded.workspace_id, reason="worktree ready")
+        return Outcome("applied")
+
+    def _open_pr(self, ctx: ControlContext, loaded: Loaded, action: OpenPullRequest, now: datetime) -> Outcome:
+        """Commit what the agent left, push, open or update the PR; no changes at all completes the task."""
+        task_id = loaded.run.id
+        snap: RepoTaskSnapshot = loaded.snapshot
+        forge = forge_of(ctx)
+        with ctx.db.read() as session:
+            repo = session.get(Repo, loaded.extra["repo_id"])
+            assert repo is not None
+        cache = forge.cache(repo)
+        path = Path(loaded.extra["worktree"] or worktree_path(ctx, task_id))
+        branch = branch_for_task(task_id)
+        cache.commit_all(path, f"{snap.title}\n\nOptio task #{task_id}")
+        cache.fetch()
+        if cache.commits_ahead(path, f"origin/{repo.default_branch}") == 0 and snap.pr is None:
+            ok = write_transition(ctx, self, loaded, to="completed", reason="agent made no changes; no pull request",
+                                  event="completed", patch={"note": "agent finished without changing anything",
+                                                           "error": None},
+                                  clear_intent=False, now=now)
+            if ok:
+                self.cleanup(ctx, loaded)
+            return Outcome("applied" if ok else "stale")
+        head_sha = cache.push_branch(path, branch)
+        body = f"{snap.prompt}\n\n---\nOpened by Optio for task #{task_id}."
+        info = forge.open_or_update_pr(repo.id, task_id, head_branch=branch, head_sha=head_sha, title=snap.title,
+                                       body=body)
+        event = "pr_updated" if snap.pr is not None else "pr_opened"
+        ok = write_transition(ctx, self, loaded, to="pr_opened",
+                              reason=f"pushed {head_sha[:10]} to #{info.number}", event=event,
+                              patch={"error": None}, clear_intent=False, now=now)
+        return Outcome("applied" if ok else "stale")
+
+    def _launch_review(self, ctx: ControlContext, loaded: Loaded, action: LaunchReview, now: datetime) -> Outcome:
+        extra = loaded.extra
+        with ctx.db.write() as session:
+            exists = session.scalar(select(ReviewRun.id).where(ReviewRun.task_id == loaded.run.id,
+                                                               ReviewRun.head_sha == action.head_sha,
+                                                               ReviewRun.state.not_in(("failed", "cancelled"))))
+            if exists is not None:
+                return Outcome("applied", "review already launched")
+            prompt = (
+                f"{extra['review_prompt'] or 'Review this pull request.'}\n\n"
+                f"Pull request #{extra['pr_number']}: {extra['pr_title']}\n"
+                f"Base branch: {extra['default_branch']}  Head: {action.head_sha}\n\n"
+                f"Original task:\n{loaded.snapshot.prompt}\n"
+            )
+            review = ReviewRun(workspace_id=loaded.workspace_id, task_id=loaded.run.id, pr_id=extra["pr_id"],
+                               head_sha=action.head_sha, agent_type=extra["review_agent_type"] or "script",
+                               agent_config=extra["review_agent_config"], prompt=prompt, state="queued")
+            session.add(review)
+            session.flush()
+            runs.record_event(session, workspace_id=loaded.workspace_id, kind=KIND, run_id=loaded.run.id,
+                              event="review_requested", from_state=loaded.run.state, to_state=loaded.run.state,
+                              reason=f"review agent run #{review.id} on {action.head_sha[:10]}", now=now)
+            queue.enqueue(session, RunKind.PR_REVIEW.value, review.id, loaded.workspace_id, reason="created")
+        return Outcome("applied")
+
+    def _merge(self, ctx: ControlContext, loaded: Loaded, action: MergePullRequest, now: datetime) -> Outcome:
+        snap: RepoTaskSnapshot = loaded.snapshot
+        assert snap.pr is not None
+        message = f"{snap.title} (#{snap.pr.number})\n\nOptio task #{loaded.run.id}"
+        try:
+            merged_sha = forge_of(ctx).merge(loaded.extra["repo_id"], snap.pr.number, head_sha=action.head_sha,
+                                             message=message)
+        except AppError as exc:
+            return Outcome("deferred", exc.message)  # the forge enqueued the task with the new facts
+        ok = write_transition(ctx, self, loaded, to="completed", reason=f"squash-merged as {merged_sha[:10]}",
+                              event="merged", patch={"error": None}, clear_intent=False, now=now)
+        if ok:
+            self.cleanup(ctx, loaded)
+        return Outcome("applied" if ok else "stale")
+
+    # --- hooks ----------------------------------------------------------------------------------------
+
+    def on_transition(self, ctx: ControlContext, session: Session, loaded: Loaded, to_state: str,
+                      now: datetime) -> None:
+        task_id = loaded.run.id
+        if to_state in self.terminal:
+            for dep_task, ws in session.execute(
+                select(TaskDependency.task_id, TaskDependency.workspace_id)
+                .where(TaskDependency.depends_on_id == task_id)
+            ):
+                queue.enqueue(session, KIND, dep_task, ws, reason=f"dependency #{task_id} {to_state}")
+            if to_state == "cancelled" and loaded.extra.get("pr_id"):
+                session.execute(update(PullRequest).where(PullRequest.id == loaded.extra["pr_id"],
+                                                          PullRequest.state == "open")
+                                .values(state="closed", closed_at=now))
+        if loaded.run.state in ACTIVE_STATES and to_state not in ACTIVE_STATES:
+            for other, ws in session.execute(
+                select(RepoTask.id, RepoTask.workspace_id)
+                .where(RepoTask.repo_id == loaded.extra["repo_id"], RepoTask.state == "queued")
+                .order_by(RepoTask.priority.desc(), RepoTask.id).limit(10)
+            ):
+                queue.enqueue(session, KIND, other, ws, reason="capacity freed")
+
+    def after_commit(self, ctx: ControlContext, loaded: Loaded, action: Any) -> None:
+        to = getattr(action, "to", None)
+        if to in self.terminal:
+            self.cleanup(ctx, loaded)
+
+    def cleanup(self, ctx: ControlContext, loaded: Loaded) -> None:
+        """Remove the task's worktree once the task is over (it is kept while the PR is open)."""
+        path = loaded.extra.get("worktree")
+        if not path:
+            return
+        try:
+            with ctx.db.read() as session:
+                repo = session.get(Repo, loaded.extra["repo_id"])
+            if repo is not None:
+                forge_of(ctx).cache(repo).remove_worktree(Path(path))
+        except Exception:
+            log.exception("worktree_cleanup_failed", task=loaded.run.id, path=path)

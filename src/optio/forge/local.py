@@ -1,0 +1,302 @@
+"""The local forge: pull requests in Optio's database, branches on the repo's own git remote.
+
+CI is the repo's CI command run in a clean checkout of the PR head (never an agent's worktree); reviews
+come from people (API/CLI) or review agents; merging is a squash onto the base branch pushed to the
+remote. Every change of forge state enqueues a reconcile of the owning task in the same transaction, so
+"CI green → merged" never waits for a poll.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from optio.errors import Conflict, NotFound
+from optio.forge.base import CiInfo, PullRequestInfo, ReviewInfo
+from optio.forge.git import CiResult, MergeConflictError, RepoCache
+from optio.store import queue
+from optio.store.db import Database
+from optio.store.models import CiRun, PrReview, PullRequest, Repo, RepoTask
+from optio.store.types import utcnow
+
+log = structlog.get_logger("optio.forge.local")
+
+CI_OUTPUT_MAX = 1024 * 1024
+
+
+def _info(pr: PullRequest) -> PullRequestInfo:
+    return PullRequestInfo(
+        number=pr.number, state=pr.state, title=pr.title, head_branch=pr.head_branch, head_sha=pr.head_sha,
+        base_branch=pr.base_branch, mergeable=pr.mergeable, conflicting_files=tuple(pr.conflicting_files or ()),
+        merged_sha=pr.merged_sha,
+    )
+
+
+def _enqueue_task(session: Session, pr: PullRequest, reason: str) -> None:
+    if pr.task_id is not None:
+        queue.enqueue(session, "repo_task", pr.task_id, pr.workspace_id, reason=reason)
+
+
+class LocalForge:
+    name = "local"
+
+    def __init__(self, db: Database, data_dir: Path, *, ci_workers: int = 2) -> None:
+        self.db = db
+        self.data_dir = data_dir
+        self._caches: dict[int, RepoCache] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=ci_workers, thread_name_prefix="optio-ci")
+        self._bg = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optio-forge")
+        self._ci_inflight: set[tuple[int, str]] = set()
+
+    # --- git plumbing ---------------------------------------------------------------------------------
+
+    def cache(self, repo: Repo) -> RepoCache:
+        with self._lock:
+            cache = self._caches.get(repo.id)
+            if cache is None:
+                cache = RepoCache(repo.remote_url, self.data_dir / "repos" / str(repo.id) / "cache.git")
+                self._caches[repo.id] = cache
+            return cache
+
+    def _repo(self, session: Session, repo_id: int) -> Repo:
+        repo = session.get(Repo, repo_id)
+        if repo is None:
+            raise NotFound(f"repo {repo_id} not found")
+        return repo
+
+    def _pr(self, session: Session, repo_id: int, number: int) -> PullRequest:
+        pr = session.scalar(select(PullRequest).where(PullRequest.repo_id == repo_id, PullRequest.number == number))
+        if pr is None:
+            raise NotFound(f"pull request #{number} not found")
+        return pr
+
+    # --- the Forge interface -------------------------------------------------------------------------
+
+    def open_or_update_pr(self, repo_id: int, task_id: int, *, head_branch: str, head_sha: str, title: str,
+                          body: str) -> PullRequestInfo:
+        """Create the task's PR or move it to the new head; a new head gets a pending CI run."""
+        with self.db.write() as session:
+            repo = self._repo(session, repo_id)
+            pr = session.scalar(select(PullRequest).where(PullRequest.task_id == task_id,
+                                                          PullRequest.state == "open"))
+            if pr is None:
+                number = repo.next_pr_number
+                repo.next_pr_number = number + 1
+                pr = PullRequest(workspace_id=repo.workspace_id, repo_id=repo.id, task_id=task_id, number=number,
+                                 title=title, body=body, head_branch=head_branch, head_sha=head_sha,
+                                 base_branch=repo.default_branch, state="open")
+                session.add(pr)
+                session.flush()
+            elif pr.head_sha != head_sha:
+                pr.head_sha = head_sha
+                pr.mergeable = None
+                pr.conflicting_files = []
+            if repo.ci_command:
+                exists = session.scalar(select(CiRun.id).where(CiRun.pr_id == pr.id, CiRun.head_sha == head_sha))
+                if exists is None:
+                    session.add(CiRun(workspace_id=pr.workspace_id, pr_id=pr.id, head_sha=head_sha, status="pending"))
+            session.execute(update(RepoTask).where(RepoTask.id == task_id).values(pr_id=pr.id))
+            info = _info(pr)
+            pr_id = pr.id
+        self.schedule_ci(pr_id, head_sha)
+        self.schedule_mergeability(pr_id)
+        return info
+
+    def get_pr(self, repo_id: int, number: int) -> PullRequestInfo:
+        with self.db.read() as session:
+            return _info(self._pr(session, repo_id, number))
+
+    def ci_for_head(self, repo_id: int, number: int) -> CiInfo | None:
+        with self.db.read() as session:
+            pr = self._pr(session, repo_id, number)
+            ci = session.scalar(select(CiRun).where(CiRun.pr_id == pr.id, CiRun.head_sha == pr.head_sha))
+            return None if ci is None else CiInfo(head_sha=ci.head_sha, status=ci.status, output=ci.output)
+
+    def latest_review(self, repo_id: int, number: int) -> ReviewInfo | None:
+        with self.db.read() as session:
+            pr = self._pr(session, repo_id, number)
+            rev = session.scalar(select(PrReview).where(PrReview.pr_id == pr.id).order_by(PrReview.id.desc()).limit(1))
+            return None if rev is None else ReviewInfo(rev.id, rev.head_sha, rev.verdict, rev.comments, rev.author)
+
+    def submit_review(self, repo_id: int, number: int, *, verdict: str, comments: str, author: str) -> ReviewInfo:
+        if verdict not in ("approve", "request_changes"):
+            raise Conflict(f"unknown verdict {verdict!r}", field="verdict")
+        with self.db.write() as session:
+            pr = self._pr(session, repo_id, number)
+            if pr.state != "open":
+                raise Conflict(f"pull request #{number} is {pr.state}", field="state")
+            rev = PrReview(workspace_id=pr.workspace_id, pr_id=pr.id, head_sha=pr.head_sha, verdict=verdict,
+                           comments=comments, author=author)
+            session.add(rev)
+            session.flush()
+            _enqueue_task(session, pr, f"review {verdict}")
+            return ReviewInfo(rev.id, rev.head_sha, rev.verdict, rev.comments, rev.author)
+
+    def merge(self, repo_id: int, number: int, *, head_sha: str, message: str) -> str:
+        """Squash-merge `head_sha`; a conflict marks the PR unmergeable (and enqueues its task) then raises."""
+        with self.db.read() as session:
+            repo = self._repo(session, repo_id)
+            pr = self._pr(session, repo_id, number)
+            if pr.state == "merged":
+                return pr.merged_sha or ""
+            if pr.state != "open":
+                raise Conflict(f"pull request #{number} is {pr.state}", field="state")
+            if pr.head_sha != head_sha:
+                raise Conflict(f"pull request #{number} moved to {pr.head_sha[:10]}; not merging {head_sha[:10]}")
+            cache = self.cache(repo)
+            base_branch = pr.base_branch
+        try:
+            merged_sha = cache.squash_merge(base_branch, head_sha, message, work_root=self.data_dir / "merges")
+        except MergeConflictError as exc:
+            with self.db.write() as session:
+                pr = self._pr(session, repo_id, number)
+                pr.mergeable = False
+                pr.conflicting_files = list(exc.conflicting_files)
+                _enqueue_task(session, pr, "merge conflict")
+            raise Conflict(f"pull request #{number} conflicts with {base_branch}: "
+                           f"{', '.join(exc.conflicting_files)}") from None
+        with self.db.write() as session:
+            pr = self._pr(session, repo_id, number)
+            pr.state = "merged"
+            pr.merged_sha = merged_sha
+            pr.merged_at = utcnow()
+            _enqueue_task(session, pr, "pull request merged")
+            head_branch = pr.head_branch
+        self._bg.submit(self._after_merge, repo_id, head_branch)
+        return merged_sha
+
+    def close(self, repo_id: int, number: int) -> None:
+        with self.db.write() as session:
+            pr = self._pr(session, repo_id, number)
+            if pr.state == "open":
+                pr.state = "closed"
+                pr.closed_at = utcnow()
+                _enqueue_task(session, pr, "pull request closed")
+
+    # --- background work ------------------------------------------------------------------------------
+
+    def _after_merge(self, repo_id: int, head_branch: str) -> None:
+        """The base moved: drop the merged branch and recheck every other open PR of the repo for conflicts."""
+        try:
+            with self.db.read() as session:
+                repo = self._repo(session, repo_id)
+                open_ids = list(session.scalars(select(PullRequest.id).where(PullRequest.repo_id == repo_id,
+                                                                             PullRequest.state == "open")))
+            cache = self.cache(repo)
+            try:
+                cache.delete_remote_branch(head_branch)
+            except Exception:
+                log.warning("delete_branch_failed", repo=repo_id, branch=head_branch)
+            for pr_id in open_ids:
+                self.refresh_mergeability(pr_id)
+        except Exception:
+            log.exception("after_merge_failed", repo=repo_id)
+
+    def schedule_mergeability(self, pr_id: int) -> None:
+        self._bg.submit(self._safe_refresh, pr_id)
+
+    def _safe_refresh(self, pr_id: int) -> None:
+        try:
+            self.refresh_mergeability(pr_id)
+        except Exception:
+            log.exception("mergeability_failed", pr=pr_id)
+
+    def refresh_mergeability(self, pr_id: int) -> bool | None:
+        """Recompute whether the PR head merges cleanly into the current base; enqueue its task on change."""
+        with self.db.read() as session:
+            pr = session.get(PullRequest, pr_id)
+            if pr is None or pr.state != "open":
+                return None
+            repo = self._repo(session, pr.repo_id)
+            head_sha, base_branch = pr.head_sha, pr.base_branch
+        cache = self.cache(repo)
+        cache.ensure()
+        result = cache.mergeability(base_branch, head_sha)
+        base_sha = cache.resolve(f"origin/{base_branch}")
+        with self.db.write() as session:
+            pr = session.get(PullRequest, pr_id)
+            if pr is None or pr.state != "open" or pr.head_sha != head_sha:
+                return None
+            changed = pr.mergeable != result.clean or pr.base_sha != base_sha
+            pr.mergeable = result.clean
+            pr.conflicting_files = list(result.conflicting_files)
+            pr.base_sha = base_sha
+            if changed:
+                _enqueue_task(session, pr, "mergeability changed")
+        return result.clean
+
+    def schedule_ci(self, pr_id: int, head_sha: str) -> None:
+        with self._lock:
+            if (pr_id, head_sha) in self._ci_inflight:
+                return
+            self._ci_inflight.add((pr_id, head_sha))
+        self._pool.submit(self._run_ci, pr_id, head_sha)
+
+    def _run_ci(self, pr_id: int, head_sha: str) -> None:
+        try:
+            with self.db.read() as session:
+                pr = session.get(PullRequest, pr_id)
+                ci = session.scalar(select(CiRun).where(CiRun.pr_id == pr_id, CiRun.head_sha == head_sha))
+                if pr is None or ci is None or ci.status != "pending":
+                    return
+                repo = self._repo(session, pr.repo_id)
+                command = repo.ci_command
+            if not command:
+                return
+            cache = self.cache(repo)
+            cache.ensure()
+            cache.fetch()
+            try:
+                result = cache.run_ci(head_sha, command, work_root=self.data_dir / "ci")
+            except Exception as exc:  # CI infrastructure failure is a failing CI with the reason as output
+                result = CiResult(status="failing", exit_code=None, output=f"optio: CI could not run: {exc}",
+                                  duration_s=0.0)
+            with self.db.write() as session:
+                ci = session.scalar(select(CiRun).where(CiRun.pr_id == pr_id, CiRun.head_sha == head_sha))
+                pr = session.get(PullRequest, pr_id)
+                if ci is None or pr is None:
+                    return
+                ci.status = result.status
+                ci.exit_code = result.exit_code
+                ci.output = result.output[-CI_OUTPUT_MAX:]
+                ci.duration_s = result.duration_s
+                ci.finished_at = utcnow()
+                _enqueue_task(session, pr, f"CI {result.status}")
+            log.info("ci_finished", pr=pr_id, head=head_sha[:10], status=result.status)
+        except Exception:
+            log.exception("ci_failed_to_run", pr=pr_id, head=head_sha[:10])
+        finally:
+            with self._lock:
+                self._ci_inflight.discard((pr_id, head_sha))
+
+    def recover(self) -> None:
+        """After a restart: rerun CI left pending and recompute unknown mergeability of open PRs."""
+        with self.db.read() as session:
+            pending = list(session.execute(
+                select(CiRun.pr_id, CiRun.head_sha).join(PullRequest, PullRequest.id == CiRun.pr_id)
+                .where(CiRun.status == "pending", PullRequest.state == "open")
+            ))
+            unknown = list(session.scalars(select(PullRequest.id).where(PullRequest.state == "open",
+                                                                        PullRequest.mergeable.is_(None))))
+        for pr_id, head_sha in pending:
+            self.schedule_ci(pr_id, head_sha)
+        for pr_id in unknown:
+            self.schedule_mergeability(pr_id)
+
+    def poll_open_prs(self) -> int:
+        """The PR watcher's safety net: refresh every open PR (catches bases moved outside Optio)."""
+        with self.db.read() as session:
+            ids = list(session.scalars(select(PullRequest.id).where(PullRequest.state == "open")))
+        for pr_id in ids:
+            self._safe_refresh(pr_id)
+        return len(ids)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._bg.shutdown(wait=False, cancel_futures=True)

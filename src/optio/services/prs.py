@@ -1,0 +1,64 @@
+"""Pull requests on the local forge, as people see and act on them."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from optio.errors import Invalid, NotFound
+from optio.store.db import Database
+from optio.store.models import CiRun, PrReview, PullRequest, Repo, RepoTask
+
+
+def get_pr(session: Session, workspace_id: int, pr_id: int) -> PullRequest:
+    pr = session.scalar(select(PullRequest).where(PullRequest.id == pr_id, PullRequest.workspace_id == workspace_id))
+    if pr is None:
+        raise NotFound(f"pull request {pr_id} not found")
+    return pr
+
+
+def resolve(session: Session, workspace_id: int, ref: str, repo: str | None = None) -> PullRequest:
+    """`TASK_OR_PR`: a task id (`12`, `task:12`) or a PR number (`#3`, `pr:3`, with `repo` when ambiguous)."""
+    ref = ref.strip()
+    if ref.startswith(("#", "pr:")):
+        number = ref.removeprefix("#").removeprefix("pr:")
+        if not number.isdigit():
+            raise Invalid(f"bad pull request reference {ref!r}", field="ref")
+        q = select(PullRequest).where(PullRequest.workspace_id == workspace_id, PullRequest.number == int(number))
+        if repo is not None:
+            q = q.join(Repo, Repo.id == PullRequest.repo_id).where((Repo.name == repo) | (Repo.id == _int(repo)))
+        found = list(session.scalars(q))
+        if not found:
+            raise NotFound(f"pull request {ref} not found")
+        if len(found) > 1:
+            raise Invalid(f"pull request {ref} exists in several repos; pass --repo", field="repo")
+        return found[0]
+    task_ref = ref.removeprefix("task:")
+    if not task_ref.isdigit():
+        raise Invalid(f"bad reference {ref!r}: use a task id or #PR", field="ref")
+    task = session.scalar(select(RepoTask).where(RepoTask.id == int(task_ref), RepoTask.workspace_id == workspace_id))
+    if task is None:
+        raise NotFound(f"task {task_ref} not found")
+    if task.pr_id is None:
+        raise NotFound(f"task {task_ref} has no pull request yet")
+    return get_pr(session, workspace_id, task.pr_id)
+
+
+def _int(value: str) -> int:
+    return int(value) if value.isdigit() else -1
+
+
+def list_prs(db: Database, workspace_id: int, *, state: str | None = None) -> list[PullRequest]:
+    with db.read() as session:
+        q = select(PullRequest).where(PullRequest.workspace_id == workspace_id).order_by(PullRequest.id.desc())
+        if state:
+            q = q.where(PullRequest.state == state)
+        return list(session.scalars(q.limit(500)))
+
+
+def details(session: Session, pr: PullRequest) -> tuple[Repo, list[CiRun], list[PrReview]]:
+    repo = session.get(Repo, pr.repo_id)
+    assert repo is not None
+    cis = list(session.scalars(select(CiRun).where(CiRun.pr_id == pr.id).order_by(CiRun.id)))
+    reviews = list(session.scalars(select(PrReview).where(PrReview.pr_id == pr.id).order_by(PrReview.id)))
+    return repo, cis, reviews

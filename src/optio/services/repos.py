@@ -1,0 +1,87 @@
+"""Repos: where repo tasks take their code from and send their pull requests to."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from optio.errors import Conflict, Invalid, NotFound
+from optio.services.jobs import validate_agent
+from optio.store.db import Database
+from optio.store.models import Repo
+
+
+def normalise_remote(remote: str) -> str:
+    """Local paths become absolute `file://`-free paths; URLs are kept. Unreachable remotes are refused now."""
+    parsed = urlparse(remote)
+    if parsed.scheme in ("", "file"):
+        path = Path(parsed.path if parsed.scheme == "file" else remote).expanduser().resolve()
+        if not path.exists():
+            raise Invalid(f"remote {remote!r} does not exist", field="remote_url")
+        return str(path)
+    if parsed.scheme not in ("http", "https", "ssh", "git"):
+        raise Invalid(f"unsupported remote scheme {parsed.scheme!r}", field="remote_url")
+    return remote
+
+
+def detect_default_branch(remote: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "ls-remote", "--symref", remote, "HEAD"], capture_output=True, text=True,
+                             timeout=30, env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"})
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        raise Invalid(f"{remote!r} is not a reachable git repository: {out.stderr.strip()[:300]}",
+                      field="remote_url")
+    for line in out.stdout.splitlines():
+        if line.startswith("ref: refs/heads/") and line.endswith("HEAD"):
+            return line.split()[1].removeprefix("refs/heads/")
+    return None
+
+
+def add_repo(db: Database, workspace_id: int, data: dict[str, Any]) -> Repo:
+    remote = normalise_remote(data["remote_url"])
+    detected = detect_default_branch(remote)
+    branch = data.get("default_branch") or detected or "main"
+    name = data.get("name") or Path(urlparse(remote).path).name.removesuffix(".git") or "repo"
+    validate_agent(data.get("agent_type") or "script", data.get("agent_config") or {"command": "true"})
+    if data.get("review_agent_type"):
+        validate_agent(data["review_agent_type"], data.get("review_agent_config") or {})
+    repo = Repo(
+        workspace_id=workspace_id, name=name, remote_url=remote, default_branch=branch,
+        ci_command=data.get("ci_command") or None, require_approval=bool(data.get("require_approval", False)),
+        auto_merge=bool(data.get("auto_merge", True)), max_concurrent=data.get("max_concurrent"),
+        agent_type=data.get("agent_type") or "script", agent_config=data.get("agent_config") or {},
+        review_agent_type=data.get("review_agent_type") or None,
+        review_agent_config=data.get("review_agent_config") or {}, review_prompt=data.get("review_prompt") or "",
+        secret_names=list(data.get("secret_names") or []),
+    )
+    try:
+        with db.write() as session:
+            session.add(repo)
+    except IntegrityError:
+        raise Conflict(f"a repo named {name!r} already exists", field="name") from None
+    return repo
+
+
+def find_repo(session: Session, workspace_id: int, ref: str | int) -> Repo:
+    q = select(Repo).where(Repo.workspace_id == workspace_id)
+    repo = None
+    if isinstance(ref, int) or str(ref).isdigit():
+        repo = session.scalar(q.where(Repo.id == int(ref)))
+    if repo is None:
+        repo = session.scalar(q.where(Repo.name == str(ref)))
+    if repo is None:
+        raise NotFound(f"repo {ref!r} not found")
+    return repo
+
+
+def list_repos(db: Database, workspace_id: int) -> list[Repo]:
+    with db.read() as session:
+        return list(session.scalars(select(Repo).where(Repo.workspace_id == workspace_id).order_by(Repo.id)))
