@@ -8,6 +8,7 @@ remote. Every change of forge state enqueues a reconcile of the owning task in t
 
 from __future__ import annotations
 
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -275,8 +276,32 @@ class LocalForge:
             with self._lock:
                 self._ci_inflight.discard((pr_id, head_sha))
 
+    def sweep_scratch(self) -> int:
+        """Remove CI and merge checkouts a killed server left behind (none can be in use at start-up)."""
+        removed = 0
+        scratch_roots = [self.data_dir / "ci", self.data_dir / "merges"]
+        with self.db.read() as session:
+            repos = list(session.scalars(select(Repo)))
+        for repo in repos:
+            cache = self.cache(repo)
+            if not cache.cache_dir.exists():
+                continue
+            try:
+                for path in cache.list_worktrees():
+                    if any(path.is_relative_to(root) for root in scratch_roots):
+                        cache.remove_worktree(path)
+                        removed += 1
+            except Exception:
+                log.exception("scratch_sweep_failed", repo=repo.id)
+        for root in scratch_roots:
+            if root.exists():
+                for leftover in root.iterdir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+        return removed
+
     def recover(self) -> None:
-        """After a restart: rerun CI left pending and recompute unknown mergeability of open PRs."""
+        """After a restart: sweep scratch checkouts, rerun CI left pending, recompute unknown mergeability."""
+        self.sweep_scratch()
         with self.db.read() as session:
             pending = list(session.execute(
                 select(CiRun.pr_id, CiRun.head_sha).join(PullRequest, PullRequest.id == CiRun.pr_id)

@@ -37,6 +37,12 @@ log = structlog.get_logger("optio.repo_tasks")
 KIND = RunKind.REPO_TASK.value
 ACTIVE_STATES = ("provisioning", "running")
 CI_TAIL_CHARS = 20_000
+# Agents that commit (or rebase) in their worktree need an identity; the agent gets its own, so its
+# commits are told apart from the ones Optio makes for it.
+AGENT_GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Optio Agent", "GIT_AUTHOR_EMAIL": "agent@optio.invalid",
+    "GIT_COMMITTER_NAME": "Optio Agent", "GIT_COMMITTER_EMAIL": "agent@optio.invalid",
+}
 
 
 def forge_of(ctx: ControlContext) -> LocalForge:
@@ -149,7 +155,7 @@ class RepoTaskHandler:
         task_id = loaded.run.id
         env = ctx.secret_env(loaded.workspace_id, extra["secret_names"], repo_id=extra["repo_id"])
         env.update({"OPTIO_TASK_ID": str(task_id), "OPTIO_BRANCH": branch_for_task(task_id),
-                    "OPTIO_BASE_BRANCH": extra["default_branch"]})
+                    "OPTIO_BASE_BRANCH": extra["default_branch"], **AGENT_GIT_IDENTITY})
         if action.resume_reason:
             env["OPTIO_RESUME_REASON"] = action.resume_reason
         processes.launch(

@@ -1,0 +1,265 @@
+"""The closed loop end to end: `optio serve` + the real CLI, real git remotes, real agent and CI processes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.optio_server import OptioServer
+
+
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(cwd),
+                               "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                               "GIT_COMMITTER_EMAIL": "t@t"}).stdout
+
+
+def make_remote(tmp: Path, files: dict[str, str] | None = None) -> Path:
+    remote = tmp / "remote.git"
+    git("init", "-q", "--bare", "-b", "main", str(remote), cwd=tmp)
+    seed = tmp / "seed"
+    git("clone", "-q", str(remote), str(seed), cwd=tmp)
+    for name, content in (files or {"README.md": "demo\n"}).items():
+        (seed / name).write_text(content)
+    git("add", "-A", cwd=seed)
+    git("commit", "-qm", "initial", cwd=seed)
+    git("push", "-q", "origin", "main", cwd=seed)
+    return remote
+
+
+def main_log(remote: Path) -> list[str]:
+    return git("log", "--format=%s", "main", cwd=remote).splitlines()
+
+
+def show(remote: Path, path: str) -> str:
+    return git("show", f"main:{path}", cwd=remote)
+
+
+def task_json(server: OptioServer, task_id: int) -> dict:
+    return json.loads(server.cli("task", "show", str(task_id), "--json", check=True).stdout)
+
+
+def events(server: OptioServer, task_id: int) -> list[str]:
+    return [e["event"] for e in server.api("GET", f"/api/repo-tasks/{task_id}/events").json()]
+
+
+def agent_starts(server: OptioServer, task_id: int) -> int:
+    with sqlite3.connect(server.data_dir / "optio.db") as db:
+        return db.execute("SELECT count(*) FROM agent_processes WHERE run_kind='repo_task' AND run_id=?",
+                          (task_id,)).fetchone()[0]
+
+
+def new_task(server: OptioServer, *args: str) -> dict:
+    res = server.cli("task", "new", *args, "--json", check=True)
+    return json.loads(res.stdout)
+
+
+def wait_task(server: OptioServer, task_id: int, states: set[str], timeout: float = 90) -> dict:
+    return server.wait_state(f"/api/repo-tasks/{task_id}", states, timeout=timeout)
+
+
+CI_NEEDS_OK = 'c=$(cat fixed.txt 2>/dev/null); if [ "$c" = ok ]; then echo pass; else echo "EXPECTED ok GOT $c"; exit 1; fi'
+AGENT_READS_CI = 'if grep -q "EXPECTED ok" "$OPTIO_PROMPT_FILE"; then echo ok > fixed.txt; else echo no > fixed.txt; fi'
+END = {"completed", "failed", "cancelled", "needs_attention"}
+
+
+def test_red_ci_resumes_agent_with_output_until_merged(optio_server: OptioServer, tmp_path: Path) -> None:
+    remote = make_remote(tmp_path)
+    optio_server.cli("repo", "add", str(remote), "--name", "demo", "--ci-command", CI_NEEDS_OK, check=True)
+    res = optio_server.cli("task", "new", "--repo", "demo", "--title", "Make CI green", "--prompt", "fix fixed.txt",
+                           "--command", AGENT_READS_CI, "--wait", "--json", timeout=120)
+    task = json.loads(res.stdout)
+    assert res.returncode == 0, (task, optio_server.log()[-3000:])
+    assert task["state"] == "completed" and task["pr_state"] == "merged"
+    assert task["resume_count"] == 1 and task["ci_status"] == "passing"
+    shown = task_json(optio_server, task["id"])
+    for key in ("id", "state", "pr_number", "pr_state", "ci_status", "review_status", "resume_count", "cost_usd",
+                "error"):
+        assert key in shown
+    assert main_log(remote) == ["Make CI green (#1)", "initial"]
+    assert show(remote, "fixed.txt") == "ok\n"
+    names = events(optio_server, task["id"])
+    assert names.count("ci_failed") == 1 and names.count("resumed") == 1
+    assert names.index("ci_failed") < names.index("resumed") < names.index("merged")
+    assert not (optio_server.data_dir / "worktrees" / f"task-{task['id']}").exists()
+
+
+def test_review_agent_requests_changes_then_approves(optio_server: OptioServer, tmp_path: Path) -> None:
+    remote = make_remote(tmp_path)
+    marker = tmp_path / "reviewed-once"
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    review = (f'if [ -f {marker} ]; then echo "looks good"; exit 0; fi; touch {marker}; '
+              'echo "please add a trailing newline"; exit 1')
+    optio_server.cli("repo", "add", str(remote), "--name", "reviewed", "--require-approval",
+                     "--review-command", review, check=True)
+    agent = (f'cp "$OPTIO_PROMPT_FILE" {prompts}/$OPTIO_ATTEMPT.md; '
+             'if grep -q "please add a trailing newline" "$OPTIO_PROMPT_FILE"; then printf "done\\n" > out.txt; '
+             'else printf "done" > out.txt; fi')
+    res = optio_server.cli("task", "new", "--repo", "reviewed", "--title", "Write out.txt", "--prompt", "write it",
+                           "--command", agent, "--wait", "--json", timeout=120)
+    task = json.loads(res.stdout)
+    assert task["state"] == "completed", (task, optio_server.log()[-3000:])
+    assert "please add a trailing newline" in (prompts / "2.md").read_text()
+    assert "please add a trailing newline" not in (prompts / "1.md").read_text()
+    assert show(remote, "out.txt") == "done\n"
+    pr = json.loads(optio_server.cli("pr", "show", str(task["id"]), "--json", check=True).stdout)
+    assert [r["verdict"] for r in pr["reviews"]] == ["request_changes", "approve"]
+    assert all(r["author"].startswith("review-agent") for r in pr["reviews"])
+
+
+def test_conflict_after_first_merge_is_resumed_to_rebase(optio_server: OptioServer, tmp_path: Path) -> None:
+    remote = make_remote(tmp_path, {"shared.txt": "base\n"})
+    optio_server.cli("repo", "add", str(remote), "--name", "shared", check=True)
+    gate = tmp_path / "b-started"
+    # A waits until B's agent runs, so B's branch starts from the old main and collides with A's change.
+    first = new_task(optio_server, "--repo", "shared", "--title", "A", "--prompt", "A",
+                     "--command", f"until [ -f {gate} ]; do sleep 0.1; done; echo A > shared.txt")
+    second_script = (
+        'if grep -qi "conflict" "$OPTIO_PROMPT_FILE"; then '
+        'git fetch -q origin && (git rebase origin/main || '
+        '{ printf "A\\nB\\n" > shared.txt; git add shared.txt; GIT_EDITOR=true git rebase --continue; }); '
+        f'else touch {gate}; until git fetch -q origin && git show origin/main:shared.txt | grep -q A; do sleep 0.2; done; '
+        'echo B > shared.txt; fi'
+    )
+    second = new_task(optio_server, "--repo", "shared", "--title", "B", "--prompt", "B", "--command", second_script)
+    a = wait_task(optio_server, first["id"], END)
+    b = wait_task(optio_server, second["id"], END, timeout=120)
+    assert a["state"] == "completed", a
+    assert b["state"] == "completed", (b, optio_server.log()[-3000:])
+    assert "conflict" in events(optio_server, second["id"])
+    assert show(remote, "shared.txt") == "A\nB\n"
+    assert main_log(remote) == ["B (#2)", "A (#1)", "initial"]
+
+
+def test_never_green_ends_needs_attention_at_the_cap(tmp_path: Path) -> None:
+    server = OptioServer(tmp_path / "data", env={"OPTIO_MAX_AUTO_RESUMES": "2"}).start()
+    try:
+        remote = make_remote(tmp_path)
+        server.cli("repo", "add", str(remote), "--name", "red", "--ci-command", "echo always red; exit 1",
+                   check=True)
+        task = new_task(server, "--repo", "red", "--title", "Hopeless", "--prompt", "p",
+                        "--command", "date +%s%N > attempt.txt")
+        final = wait_task(server, task["id"], END, timeout=120)
+        assert final["state"] == "needs_attention", final
+        assert "2" in final["error"] and "resume" in final["error"]
+        starts = agent_starts(server, task["id"])
+        assert starts == 3  # the first run and two resumes
+        time.sleep(2)
+        assert agent_starts(server, task["id"]) == starts
+        assert task_json(server, task["id"])["state"] == "needs_attention"
+    finally:
+        server.stop()
+
+
+def test_same_failure_on_same_commit_is_not_resumed_twice(optio_server: OptioServer, tmp_path: Path) -> None:
+    remote = make_remote(tmp_path)
+    optio_server.cli("repo", "add", str(remote), "--name", "stuck", "--ci-command", "exit 1", check=True)
+    task = new_task(optio_server, "--repo", "stuck", "--title", "Same", "--prompt", "p",
+                    "--command", "echo same > same.txt")
+    final = wait_task(optio_server, task["id"], END)
+    assert final["state"] == "needs_attention" and final["resume_count"] == 1
+    assert agent_starts(optio_server, task["id"]) == 2
+
+
+def test_depends_on_waits_for_parent(optio_server: OptioServer, tmp_path: Path) -> None:
+    remote = make_remote(tmp_path)
+    gate = tmp_path / "gate"
+    optio_server.cli("repo", "add", str(remote), "--name", "deps", check=True)
+    parent = new_task(optio_server, "--repo", "deps", "--title", "Parent", "--prompt", "p",
+                      "--command", f"until [ -f {gate} ]; do sleep 0.1; done; echo p > parent.txt")
+    child = new_task(optio_server, "--repo", "deps", "--title", "Child", "--prompt", "c",
+                     "--command", "test -f parent.txt && echo c > child.txt", "--depends-on", str(parent["id"]))
+    wait_task(optio_server, child["id"], {"waiting_on_deps"})
+    wait_task(optio_server, parent["id"], {"running"})
+    assert task_json(optio_server, child["id"])["state"] == "waiting_on_deps"
+    gate.touch()
+    assert wait_task(optio_server, parent["id"], END)["state"] == "completed"
+    final = wait_task(optio_server, child["id"], END)
+    assert final["state"] == "completed", final
+    assert show(remote, "child.txt") == "c\n"
+
+
+def test_failed_parent_fails_child(optio_server: OptioServer, tmp_path: Path) -> None:
+    remote = make_remote(tmp_path)
+    optio_server.cli("repo", "add", str(remote), "--name", "deps2", check=True)
+    parent = new_task(optio_server, "--repo", "deps2", "--title", "Parent", "--prompt", "p", "--command", "exit 3",
+                      "--max-retries", "0")
+    child = new_task(optio_server, "--repo", "deps2", "--title", "Child", "--prompt", "c", "--command", "true",
+                     "--depends-on", str(parent["id"]))
+    assert wait_task(optio_server, parent["id"], END)["state"] == "failed"
+    final = wait_task(optio_server, child["id"], END)
+    assert final["state"] == "failed" and f"#{parent['id']}" in final["error"]
+
+
+def test_agent_without_changes_completes_without_pr(optio_server: OptioServer, tmp_path: Path) -> None:
+    remote = make_remote(tmp_path)
+    optio_server.cli("repo", "add", str(remote), "--name", "noop", check=True)
+    task = new_task(optio_server, "--repo", "noop", "--title", "Nothing", "--prompt", "p", "--command", "true")
+    final = wait_task(optio_server, task["id"], END)
+    assert final["state"] == "completed" and final["pr_number"] is None and final["note"]
+    assert main_log(remote) == ["initial"]
+
+
+def test_human_review_and_manual_merge(optio_server: OptioServer, tmp_path: Path) -> None:
+    remote = make_remote(tmp_path)
+    optio_server.cli("repo", "add", str(remote), "--name", "manual", "--require-approval", "--no-auto-merge",
+                     check=True)
+    agent = ('if grep -q "use uppercase" "$OPTIO_PROMPT_FILE"; then echo HELLO > hello.txt; '
+             'else echo hello > hello.txt; fi')
+    task = new_task(optio_server, "--repo", "manual", "--title", "Hello", "--prompt", "p", "--command", agent)
+    wait_task(optio_server, task["id"], {"pr_opened"})
+    optio_server.cli("pr", "request-changes", str(task["id"]), "--comment", "use uppercase", check=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pr = json.loads(optio_server.cli("pr", "show", str(task["id"]), "--json", check=True).stdout)
+        if task_json(optio_server, task["id"])["resume_count"] == 1 and \
+                task_json(optio_server, task["id"])["state"] == "pr_opened":
+            break
+        time.sleep(0.2)
+    optio_server.cli("pr", "approve", str(task["id"]), check=True)
+    time.sleep(1)
+    assert task_json(optio_server, task["id"])["state"] == "pr_opened"  # no auto-merge: waits for a person
+    optio_server.cli("pr", "merge", str(task["id"]), check=True)
+    assert wait_task(optio_server, task["id"], END)["state"] == "completed"
+    assert show(remote, "hello.txt") == "HELLO\n"
+    pr = json.loads(optio_server.cli("pr", "show", f"#{pr['number']}", "--json", check=True).stdout)
+    assert pr["state"] == "merged"
+
+
+@pytest.mark.parametrize("phase", ["running", "ci_pending"])
+def test_kill9_mid_loop_reaches_same_end(tmp_path: Path, phase: str) -> None:
+    """SIGKILL the server while the agent runs, or while CI is pending; after a restart the task still merges,
+    the agent ran exactly once, and no worktree is left behind."""
+    server = OptioServer(tmp_path / "data").start()
+    try:
+        remote = make_remote(tmp_path)
+        runs_file = tmp_path / "agent-runs"
+        ci = "sleep 3; test -f work.txt" if phase == "ci_pending" else "test -f work.txt"
+        server.cli("repo", "add", str(remote), "--name", "crash", "--ci-command", ci, check=True)
+        agent = f"echo run >> {runs_file}; " + ("sleep 3; " if phase == "running" else "") + "echo w > work.txt"
+        task = new_task(server, "--repo", "crash", "--title", "Survive", "--prompt", "p", "--command", agent)
+        if phase == "running":
+            wait_task(server, task["id"], {"running"})
+            time.sleep(0.5)
+        else:
+            wait_task(server, task["id"], {"pr_opened"})
+            assert task_json(server, task["id"])["ci_status"] == "pending"
+        server.kill9()
+        server.start()
+        final = wait_task(server, task["id"], END, timeout=120)
+        assert final["state"] == "completed", (final, server.log()[-3000:])
+        assert runs_file.read_text().count("run") == 1
+        assert show(remote, "work.txt") == "w\n"
+        worktrees = server.data_dir / "worktrees"
+        assert not worktrees.exists() or not any(worktrees.iterdir())
+        listed = git("worktree", "list", "--porcelain", cwd=server.data_dir / "repos" / "1" / "cache.git")
+        assert listed.count("worktree ") == 1  # only the bare cache itself
+    finally:
+        server.stop()
