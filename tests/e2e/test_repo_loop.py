@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tests.support.optio_server import OptioServer
 
 
@@ -64,7 +63,9 @@ def wait_task(server: OptioServer, task_id: int, states: set[str], timeout: floa
     return server.wait_state(f"/api/repo-tasks/{task_id}", states, timeout=timeout)
 
 
-CI_NEEDS_OK = 'c=$(cat fixed.txt 2>/dev/null); if [ "$c" = ok ]; then echo pass; else echo "EXPECTED ok GOT $c"; exit 1; fi'
+CI_NEEDS_OK = (
+    'c=$(cat fixed.txt 2>/dev/null); if [ "$c" = ok ]; then echo pass; else echo "EXPECTED ok GOT $c"; exit 1; fi'
+)
 AGENT_READS_CI = 'if grep -q "EXPECTED ok" "$OPTIO_PROMPT_FILE"; then echo ok > fixed.txt; else echo no > fixed.txt; fi'
 END = {"completed", "failed", "cancelled", "needs_attention"}
 
@@ -125,7 +126,8 @@ def test_conflict_after_first_merge_is_resumed_to_rebase(optio_server: OptioServ
         'if grep -qi "conflict" "$OPTIO_PROMPT_FILE"; then '
         'git fetch -q origin && (git rebase origin/main || '
         '{ printf "A\\nB\\n" > shared.txt; git add shared.txt; GIT_EDITOR=true git rebase --continue; }); '
-        f'else touch {gate}; until git fetch -q origin && git show origin/main:shared.txt | grep -q A; do sleep 0.2; done; '
+        f"else touch {gate}; "
+        "until git fetch -q origin && git show origin/main:shared.txt | grep -q A; do sleep 0.2; done; "
         'echo B > shared.txt; fi'
     )
     second = new_task(optio_server, "--repo", "shared", "--title", "B", "--prompt", "B", "--command", second_script)
