@@ -1,0 +1,101 @@
+"""The closed loop at scale: N repo tasks from create to merged, against a plain shell baseline.
+
+Optio runs each task through its real pipeline (`optio serve` subprocess, per-task worktree, script agent
+writing one file, push, PR, CI command in a clean checkout, squash-merge). The baseline is
+`bench/loop_baseline.sh`, which does the same git work for each task sequentially with nothing else.
+Both run in this process's lifetime on this machine; the script prints optio/baseline and the median
+latency from CI turning green to the merge landing.
+
+usage: .venv/bin/python bench/loop.py [N]
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.optio_server import OptioServer  # noqa: E402
+
+TERMINAL = {"completed", "failed", "cancelled", "needs_attention"}
+
+
+def git(*args: str, cwd: Path) -> None:
+    subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", *args], cwd=cwd, check=True,
+                   capture_output=True)
+
+
+def make_remote(tmp: Path) -> Path:
+    remote = tmp / "remote.git"
+    git("init", "-q", "--bare", "-b", "main", str(remote), cwd=tmp)
+    seed = tmp / "seed"
+    git("clone", "-q", str(remote), str(seed), cwd=tmp)
+    (seed / "README.md").write_text("bench\n")
+    git("add", "-A", cwd=seed)
+    git("commit", "-qm", "initial", cwd=seed)
+    git("push", "-q", "origin", "main", cwd=seed)
+    return remote
+
+
+def run_optio(n: int, tmp: Path) -> tuple[float, list[float], int]:
+    remote = make_remote(tmp)
+    server = OptioServer(tmp / "data", env={"OPTIO_AUTH": "disabled", "OPTIO_LOG_LEVEL": "warning"}).start()
+    try:
+        server.api("POST", "/api/repos", json={"remote_url": str(remote), "name": "bench",
+                                               "ci_command": 'test -n "$(ls task-*.txt)"'}).raise_for_status()
+        start = time.perf_counter()
+        ids = []
+        for i in range(n):
+            resp = server.api("POST", "/api/repo-tasks", json={
+                "repo": "bench", "title": f"task {i}", "prompt": "write one file",
+                "agent_config": {"command": 'echo done > "task-$OPTIO_TASK_ID.txt"'}})
+            resp.raise_for_status()
+            ids.append(resp.json()["id"])
+        pending = set(ids)
+        while pending:
+            page = server.api("GET", "/api/repo-tasks", params={"limit": 500}).json()["items"]
+            pending = {t["id"] for t in page if t["id"] in pending and t["state"] not in TERMINAL}
+            time.sleep(0.1)
+        elapsed = time.perf_counter() - start
+        with sqlite3.connect(server.data_dir / "optio.db") as db:
+            rows = db.execute(
+                "SELECT c.finished_at, p.merged_at FROM pull_requests p JOIN ci_runs c ON c.pr_id = p.id "
+                "AND c.head_sha = p.head_sha WHERE p.state = 'merged' AND c.status = 'passing'").fetchall()
+            completed = db.execute("SELECT count(*) FROM repo_tasks WHERE state='completed'").fetchone()[0]
+        latencies = [(datetime.fromisoformat(m) - datetime.fromisoformat(c)).total_seconds() for c, m in rows]
+        return elapsed, latencies, completed
+    finally:
+        server.stop()
+
+
+def run_baseline(n: int, tmp: Path) -> float:
+    out = subprocess.run(["bash", str(ROOT / "bench" / "loop_baseline.sh"), str(n), str(tmp)], check=True,
+                         capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 50
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        baseline = run_baseline(n, Path(b))
+        elapsed, latencies, completed = run_optio(n, Path(a))
+    print(f"tasks: {n}  merged by optio: {completed}")
+    print(f"baseline shell script (sequential git work): {baseline:8.2f} s")
+    print(f"optio (create → merged, whole loop):         {elapsed:8.2f} s")
+    print(f"ratio optio/baseline:                        {elapsed / baseline:8.2f}")
+    if latencies:
+        print(f"median CI green → merged latency:            {statistics.median(latencies) * 1000:8.0f} ms")
+        print(f"p90 CI green → merged latency:               "
+              f"{statistics.quantiles(latencies, n=10)[-1] * 1000 if len(latencies) > 1 else 0:8.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
