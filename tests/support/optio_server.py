@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
+import string
 import subprocess
 import sys
 import time
@@ -23,20 +25,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def new_api_key() -> str:
+    return "optio_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
+
+
 class OptioServer:
-    """One server process over a data dir; `restart()` reuses the same dir like a real restart would."""
+    """One server process over a data dir; `restart()` reuses the same dir like a real restart would.
+
+    Auth is on, as in production: the server is started with a preset bootstrap admin key
+    (`OPTIO_ADMIN_API_KEY`), which the CLI gets as `OPTIO_TOKEN` and `api()` sends by default.
+    """
 
     def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_key = new_api_key()
         self.extra_env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPTIO_")}
-        env.update({"OPTIO_DATA_DIR": str(self.data_dir), "OPTIO_PORT": str(self.port), "OPTIO_URL": self.url})
+        env.update({"OPTIO_DATA_DIR": str(self.data_dir), "OPTIO_PORT": str(self.port), "OPTIO_URL": self.url,
+                    "OPTIO_ADMIN_API_KEY": self.admin_key, "OPTIO_TOKEN": self.admin_key,
+                    "OPTIO_CONFIG_DIR": str(self.data_dir / "cli-config")})
         env.update(self.extra_env)
         return env
 
@@ -84,8 +97,13 @@ class OptioServer:
             raise AssertionError(f"optio {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
         return res
 
-    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.request(method, self.url + path, timeout=30, **kwargs)
+    def api(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        """A request as the bootstrap admin, or as the holder of `token` (pass "" for none at all)."""
+        headers = dict(kwargs.pop("headers", None) or {})
+        key = self.admin_key if token is None else token
+        if key and "Authorization" not in headers:
+            headers["Authorization"] = f"Bearer {key}"
+        return httpx.request(method, self.url + path, timeout=30, headers=headers, **kwargs)
 
     def wait_state(self, path: str, states: set[str], timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -9,7 +9,12 @@ from fastapi import FastAPI
 
 from optio import __version__
 from optio.api import errors
-from optio.api.routes import jobs, prs, repo_tasks, repos, runs
+from optio.api.audit_trail import AuditTrailMiddleware
+from optio.api.body_limit import BodyLimitMiddleware
+from optio.api.rate_limit import RateLimitMiddleware, SlidingWindow
+from optio.api.routes import account, apikeys, jobs, prs, repo_tasks, repos, runs, task_feed, web_auth
+from optio.api.routes import audit as audit_routes
+from optio.api.routes import secrets as secret_routes
 from optio.api.schemas import Health
 from optio.config import Settings
 from optio.server import Optio, build, start
@@ -37,6 +42,13 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
         lifespan=lifespan,
     )
     errors.install(app)
+    # The last added runs first: the body and rate limits answer before anything else; the audit trail sits
+    # innermost, next to the routes, and sees their final status.
+    app.add_middleware(AuditTrailMiddleware)
+    app.add_middleware(RateLimitMiddleware,
+                       login=SlidingWindow(settings.login_rate_limit, settings.rate_limit_window_s),
+                       webhook=SlidingWindow(settings.webhook_rate_limit, settings.rate_limit_window_s))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 
     @app.get("/api/health", response_model=Health, tags=["system"])
     def health() -> Health:
@@ -50,4 +62,10 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(repos.router)
     app.include_router(repo_tasks.router)
     app.include_router(prs.router)
+    app.include_router(task_feed.router)
+    app.include_router(account.router)
+    app.include_router(apikeys.router)
+    app.include_router(secret_routes.router)
+    app.include_router(audit_routes.router)
+    app.include_router(web_auth.router)
     return app

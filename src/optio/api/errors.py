@@ -47,16 +47,27 @@ def install(app: FastAPI) -> None:
             message = f"{field}: {message}"
         return error_response(422, "invalid", message, field)
 
+    @app.exception_handler(OverflowError)
+    async def _overflow(_req: Request, exc: OverflowError) -> JSONResponse:
+        # An id too large for a database integer names no row; anything else is a real bug.
+        if "INTEGER" not in str(exc) and "too large" not in str(exc):
+            raise exc
+        return error_response(404, "not_found", "not found")
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}.get(
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden",
+                413: "payload_too_large", 429: "rate_limited"}.get(
             exc.status_code, "error"
         )
         return error_response(exc.status_code, code, str(exc.detail))
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No valid credentials"},
+    403: {"model": ErrorBody, "description": "Your role in this workspace does not allow it"},
     404: {"model": ErrorBody, "description": "Not found"},
     409: {"model": ErrorBody, "description": "Conflict"},
+    413: {"model": ErrorBody, "description": "Request body too large"},
     422: {"model": ErrorBody, "description": "Invalid input"},
 }

@@ -71,7 +71,7 @@ def create_job(db: Database, workspace_id: int, data: dict[str, Any]) -> Job:
 def find_job(session: Session, workspace_id: int, ref: str | int) -> Job:
     q = select(Job).where(Job.workspace_id == workspace_id)
     job = None
-    if isinstance(ref, int) or str(ref).isdigit():
+    if isinstance(ref, int) or (str(ref).isascii() and str(ref).isdigit() and len(str(ref)) < 19):
         job = session.scalar(q.where(Job.id == int(ref)))
     if job is None:
         job = session.scalar(q.where(Job.name == str(ref)))

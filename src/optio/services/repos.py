@@ -73,7 +73,7 @@ def add_repo(db: Database, workspace_id: int, data: dict[str, Any]) -> Repo:
 def find_repo(session: Session, workspace_id: int, ref: str | int) -> Repo:
     q = select(Repo).where(Repo.workspace_id == workspace_id)
     repo = None
-    if isinstance(ref, int) or str(ref).isdigit():
+    if isinstance(ref, int) or (str(ref).isascii() and str(ref).isdigit() and len(str(ref)) < 19):
         repo = session.scalar(q.where(Repo.id == int(ref)))
     if repo is None:
         repo = session.scalar(q.where(Repo.name == str(ref)))

@@ -31,9 +31,12 @@ def decode_cursor(cursor: str | None) -> int | None:
     if not cursor:
         return None
     try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+        value = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
     except (ValueError, UnicodeDecodeError):
         raise Invalid("malformed cursor", field="cursor") from None
+    if not 0 <= value < 2**62:  # beyond a database integer: would fail in the driver, not here
+        raise Invalid("malformed cursor", field="cursor")
+    return value
 
 
 def list_job_runs(
@@ -51,7 +54,7 @@ def list_job_runs(
             .limit(limit + 1)
         )
         if job is not None:
-            q = q.where(Job.id == int(job)) if job.isdigit() else q.where(Job.name == job)
+            q = q.where(Job.id == int(job)) if job.isascii() and job.isdigit() else q.where(Job.name == job)
         if state is not None:
             q = q.where(JobRun.state == state)
         if before is not None:

@@ -1,0 +1,145 @@
+"""`/api/tasks`: every kind of task in one newest-first stream, and one place to create any of them.
+
+Each item carries `type` (`job_run` or `repo_task`) and has the same shape as on its per-kind route
+(`/api/runs/{id}`, `/api/repo-tasks/{id}`). Pages are keyset-paginated on (created_at, type, id), so a
+page boundary is stable while new tasks arrive.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import and_, or_, select
+
+from optio.api.deps import Ctx, get_ctx
+from optio.api.errors import ERROR_RESPONSES
+from optio.api.schemas import RepoTaskCreate, RepoTaskOut, RunOut
+from optio.api.views import run_out, task_out
+from optio.domain.states import JobRunState, RepoTaskState
+from optio.errors import Invalid
+from optio.services import jobs as job_service
+from optio.services import tasks as task_service
+from optio.store.models import Job, JobRun, RepoTask
+
+router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=ERROR_RESPONSES)
+TASK_TYPES = ("job_run", "repo_task")  # newest-first tie-break order within one timestamp
+STATES = sorted({s.value for s in JobRunState} | {s.value for s in RepoTaskState})
+STATE_PATTERN = "^(" + "|".join(STATES) + ")$"
+
+
+class JobRunTask(RunOut):
+    type: Literal["job_run"] = "job_run"
+
+
+class RepoTaskItem(RepoTaskOut):
+    type: Literal["repo_task"] = "repo_task"
+
+
+TaskItem = Annotated[JobRunTask | RepoTaskItem, Field(discriminator="type")]
+
+
+class TaskPage(BaseModel):
+    items: list[TaskItem]
+    next_cursor: str | None
+
+
+class JobRunTaskCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["job_run"]
+    job: str = Field(min_length=1, max_length=200, description="Job name or id")
+    params: dict[str, str] = Field(default_factory=dict)
+
+
+class RepoTaskTaskCreate(RepoTaskCreate):
+    type: Literal["repo_task"]
+
+
+TaskCreate = Annotated[JobRunTaskCreate | RepoTaskTaskCreate, Field(discriminator="type")]
+
+
+def _encode(created_at: datetime, kind: str, row_id: int) -> str:
+    raw = json.dumps([created_at.isoformat(), TASK_TYPES.index(kind), row_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(cursor: str | None) -> tuple[datetime, int, int] | None:
+    if not cursor:
+        return None
+    try:
+        ts, rank, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        when = datetime.fromisoformat(ts)
+        if when.tzinfo is None or rank not in (0, 1) or not isinstance(row_id, int) or not 0 <= row_id < 2**62:
+            raise ValueError
+        return when, rank, row_id
+    except (ValueError, TypeError, UnicodeDecodeError):
+        raise Invalid("malformed cursor", field="cursor") from None
+
+
+def _after(model: Any, rank: int, cursor: tuple[datetime, int, int] | None) -> Any:
+    """Rows strictly after the cursor in (created_at desc, type rank desc, id desc) order."""
+    if cursor is None:
+        return True
+    when, c_rank, c_id = cursor
+    same_ts = model.created_at == when
+    if rank < c_rank:
+        tie = same_ts
+    elif rank == c_rank:
+        tie = and_(same_ts, model.id < c_id)
+    else:
+        tie = False
+    return or_(model.created_at < when, tie)
+
+
+@router.get("", response_model=TaskPage)
+def list_tasks(
+    ctx: Ctx = Depends(get_ctx),
+    type: Literal["job_run", "repo_task"] | None = Query(default=None, description="Only this kind"),
+    state: str | None = Query(default=None, pattern=STATE_PATTERN),
+    limit: int = Query(default=50, ge=1, le=500),
+    cursor: str | None = Query(default=None, max_length=200),
+) -> TaskPage:
+    position = _decode(cursor)
+    rows: list[tuple[datetime, int, int, Any]] = []
+    with ctx.db.read() as session:
+        if type in (None, "job_run"):
+            q = (select(JobRun, Job.name).join(Job, Job.id == JobRun.job_id)
+                 .where(JobRun.workspace_id == ctx.workspace_id, _after(JobRun, 0, position))
+                 .order_by(JobRun.created_at.desc(), JobRun.id.desc()).limit(limit + 1))
+            if state:
+                q = q.where(JobRun.state == state)
+            rows += [(r.created_at, 0, r.id, run_out(r, name)) for r, name in session.execute(q)]
+        if type in (None, "repo_task"):
+            q2 = (select(RepoTask).where(RepoTask.workspace_id == ctx.workspace_id, _after(RepoTask, 1, position))
+                  .order_by(RepoTask.created_at.desc(), RepoTask.id.desc()).limit(limit + 1))
+            if state:
+                q2 = q2.where(RepoTask.state == state)
+            rows += [(t.created_at, 1, t.id, None) for t in session.scalars(q2)]
+    rows.sort(key=lambda r: (r[0], r[1], r[2]), reverse=True)
+    page, more = rows[:limit], len(rows) > limit
+    items: list[Any] = []
+    for _created, rank, row_id, out in page:
+        if rank == 0:
+            items.append(JobRunTask(**out.model_dump(exclude={"type"})))
+        else:
+            view = task_out(task_service.task_view(ctx.db, ctx.workspace_id, row_id))
+            items.append(RepoTaskItem(**view.model_dump(exclude={"type"})))
+    next_cursor = _encode(page[-1][0], TASK_TYPES[page[-1][1]], page[-1][2]) if more and page else None
+    return TaskPage(items=items, next_cursor=next_cursor)
+
+
+@router.post("", response_model=TaskItem, status_code=201)
+def create_task(body: TaskCreate = Body(...), ctx: Ctx = Depends(get_ctx)) -> Any:
+    """Create a task of any kind: `type: job_run` runs a job, `type: repo_task` starts work on a repo."""
+    if isinstance(body, JobRunTaskCreate):
+        run = job_service.start_run(ctx.db, ctx.workspace_id, body.job, body.params)
+        with ctx.db.read() as session:
+            job = job_service.find_job(session, ctx.workspace_id, run.job_id)
+        return JobRunTask(**run_out(run, job.name).model_dump(exclude={"type"}))
+    task = task_service.create_task(ctx.db, ctx.workspace_id, body.model_dump(exclude={"type"}))
+    view = task_out(task_service.task_view(ctx.db, ctx.workspace_id, task.id))
+    return RepoTaskItem(**view.model_dump(exclude={"type"}))

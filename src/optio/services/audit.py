@@ -1,0 +1,49 @@
+"""The audit log: who did what in a workspace, queryable newest first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from optio.security.redact import default_redactor
+from optio.services.runs import decode_cursor, encode_cursor
+from optio.store.db import Database
+from optio.store.models import AuditEvent
+from optio.store.types import utcnow
+
+
+def record_in(
+    session: Session, *, workspace_id: int, user_id: int | None, actor: str, action: str,
+    target_type: str = "", target_id: str | int = "", detail: dict[str, Any] | None = None,
+) -> None:
+    """Add an audit row to an open transaction (so it commits, or not, with what it describes)."""
+    session.add(AuditEvent(
+        workspace_id=workspace_id, user_id=user_id, actor=actor[:200], action=action[:100],
+        target_type=target_type[:64], target_id=str(target_id)[:200],
+        detail=default_redactor.redact_value(detail or {}), created_at=utcnow(),
+    ))
+
+
+def record(db: Database, **kwargs: Any) -> None:
+    with db.write() as session:
+        record_in(session, **kwargs)
+
+
+def list_events(
+    db: Database, workspace_id: int, *, action: str | None = None, actor: str | None = None,
+    limit: int = 50, cursor: str | None = None,
+) -> tuple[list[AuditEvent], str | None]:
+    before = decode_cursor(cursor)
+    q = select(AuditEvent).where(AuditEvent.workspace_id == workspace_id).order_by(AuditEvent.id.desc())
+    if action:
+        q = q.where(AuditEvent.action == action)
+    if actor:
+        q = q.where(AuditEvent.actor == actor)
+    if before is not None:
+        q = q.where(AuditEvent.id < before)
+    with db.read() as session:
+        rows = list(session.scalars(q.limit(limit + 1)))
+    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return rows[:limit], next_cursor
