@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from optio.cli import agents, jobs, prs, repos, runs, tasks
+from optio.cli import account, agents, config_file, jobs, prs, repos, runs, tasks
+from optio.cli import secrets as secret_cli
 from optio.config import Settings
 
 app = typer.Typer(help="Optio: a self-hosted control plane for AI coding agents.", no_args_is_help=True,
@@ -15,6 +16,12 @@ app.add_typer(repos.app, name="repo")
 app.add_typer(tasks.app, name="task")
 app.add_typer(prs.app, name="pr")
 app.add_typer(agents.app, name="agents")
+app.add_typer(secret_cli.app, name="secret")
+app.add_typer(secret_cli.app, name="secrets", hidden=True)
+app.add_typer(account.workspace_app, name="workspace")
+app.add_typer(account.apikey_app, name="apikey")
+app.command("login")(account.login)
+app.command("whoami")(account.whoami)
 
 
 @app.callback()
@@ -25,7 +32,9 @@ def main(
     token: str | None = typer.Option(None, "--token", envvar="OPTIO_TOKEN", help="API key"),
 ) -> None:
     settings = Settings()
-    ctx.obj = {"url": url or settings.api_url, "workspace": workspace, "token": token}
+    saved = config_file.load()
+    ctx.obj = {"url": url or saved.get("url") or settings.api_url, "workspace": workspace or saved.get("workspace"),
+               "token": token or saved.get("token")}
 
 
 @app.command()
@@ -46,6 +55,12 @@ def serve(
         overrides["port"] = port
     settings = Settings(**overrides)  # type: ignore[arg-type]
     configure_logging(settings.log_level)
+    if not settings.auth_enabled:
+        if settings.host != "127.0.0.1":
+            typer.echo(f"warning: OPTIO_AUTH=disabled, so binding 127.0.0.1 instead of {settings.host}", err=True)
+        settings = Settings(**{**overrides, "host": "127.0.0.1"})  # type: ignore[arg-type]
+        typer.echo("WARNING: authentication is DISABLED (OPTIO_AUTH=disabled): every local user and process on "
+                   "this machine has full admin access. Use this only on a single-user laptop.", err=True)
     typer.echo(f"Optio serving on http://{settings.host}:{settings.port} (data dir {settings.resolved_data_dir})",
                err=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")

@@ -1,0 +1,97 @@
+"""`optio login`, `optio whoami`, `optio workspace ...`, `optio apikey ...`."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from optio.cli import config_file
+from optio.cli.client import Client
+from optio.cli.common import client_from, console, handle_errors, print_json
+
+workspace_app = typer.Typer(help="List the workspaces you belong to and pick the one the CLI acts in.",
+                            no_args_is_help=True)
+apikey_app = typer.Typer(help="Your personal API keys (shown once at creation).", no_args_is_help=True)
+
+
+@handle_errors
+def login(
+    ctx: typer.Context,
+    token: str | None = typer.Option(None, "--token", help="API key (optio_...); prompted for when omitted"),
+) -> None:
+    """Check an API key against the server and remember it for later commands."""
+    obj = ctx.find_root().obj or {}
+    key = token or typer.prompt("API key", hide_input=True)
+    me = Client(url=obj["url"], workspace=obj.get("workspace"), token=key.strip()).get("/api/me")
+    path = config_file.save(token=key.strip(), url=obj["url"])
+    console.print(f"signed in as [bold]{me['username']}[/bold] (workspace {me['workspace']['slug']}, "
+                  f"role {me['workspace']['role']}); key stored in {path}")
+
+
+@handle_errors
+def whoami(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Who the CLI is signed in as, and in which workspace."""
+    me = client_from(ctx).get("/api/me")
+    if as_json:
+        print_json(me)
+        return
+    console.print(f"{me['username']} in workspace {me['workspace']['slug']} as {me['workspace']['role']} "
+                  f"(via {me['auth']})")
+
+
+@workspace_app.command("list")
+@handle_errors
+def workspace_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    client = client_from(ctx)
+    items = client.get("/api/workspaces")
+    current = client.get("/api/me")["workspace"]["slug"]
+    if as_json:
+        print_json(items)
+        return
+    table = Table("", "SLUG", "NAME", "ROLE")
+    for w in items:
+        table.add_row("*" if w["slug"] == current else "", w["slug"], w["name"], w["role"])
+    console.print(table)
+
+
+@workspace_app.command("switch")
+@handle_errors
+def workspace_switch(ctx: typer.Context, slug: str) -> None:
+    """Make SLUG the workspace later commands act in (must be one you belong to)."""
+    items = client_from(ctx).get("/api/workspaces")
+    if slug not in {w["slug"] for w in items}:
+        raise typer.BadParameter(f"you are not a member of a workspace {slug!r}", param_hint="SLUG")
+    config_file.save(workspace=slug)
+    console.print(f"now using workspace [bold]{slug}[/bold]")
+
+
+@apikey_app.command("create")
+@handle_errors
+def apikey_create(ctx: typer.Context, name: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    key = client_from(ctx).post("/api/apikeys", {"name": name})
+    if as_json:
+        print_json(key)
+        return
+    console.print(f"API key {key['id']} ({name}) created. Store it now, it is not shown again:")
+    typer.echo(key["key"])
+
+
+@apikey_app.command("list")
+@handle_errors
+def apikey_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    keys = client_from(ctx).get("/api/apikeys")
+    if as_json:
+        print_json(keys)
+        return
+    table = Table("ID", "NAME", "PREFIX", "CREATED", "LAST USED", "REVOKED")
+    for k in keys:
+        table.add_row(str(k["id"]), k["name"], k["prefix"] + "…", k["created_at"][:19],
+                      (k["last_used_at"] or "never")[:19], (k["revoked_at"] or "")[:19])
+    console.print(table)
+
+
+@apikey_app.command("revoke")
+@handle_errors
+def apikey_revoke(ctx: typer.Context, key_id: int) -> None:
+    key = client_from(ctx).request("DELETE", f"/api/apikeys/{key_id}")
+    console.print(f"API key {key['id']} ({key['name']}) revoked")

@@ -1,0 +1,160 @@
+"""Tenancy: a user of workspace B calling any resource route on workspace A's resources gets 404.
+
+The routes are enumerated from the app itself, so a route added later is covered without editing this
+test; a route with a path parameter this test has no value for fails it, asking for one.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.support.git_remote import make_remote
+from tests.support.optio_server import OptioServer
+
+from optio.api.app import create_app
+from optio.config import Settings
+
+pytestmark = pytest.mark.slow
+
+# Routes that create-or-update the caller's own resource by name: from B they act on B, never on A.
+# For these the test checks that A's resource is untouched instead of expecting 404.
+UPSERTS = {("PUT", "/api/secrets/{name}"), ("PUT", "/api/members/{username}")}
+# Minimal valid bodies per request schema, so a 404 is not pre-empted by body validation.
+BODIES: dict[str, Any] = {
+    "RunCreate": {"params": {}},
+    "ReviewIn": {"comment": "looks fine"},
+    "MemberSet": {"role": "viewer"},
+    "SecretSet": {"value": "from-b"},
+}
+
+
+def api_routes(tmp_path: Path) -> list[tuple[str, str, str | None]]:
+    """(method, path template, request body schema name) of every API route with a path parameter."""
+    app = create_app(Settings(data_dir=tmp_path / "unused"), start_workers=False)
+    spec = app.openapi()
+    out = []
+    for path, ops in spec["paths"].items():
+        if "{" not in path:
+            continue
+        for method, op in ops.items():
+            schema = (op.get("requestBody") or {}).get("content", {}).get("application/json", {}).get("schema", {})
+            refs = [schema.get("$ref")] + [s.get("$ref") for s in schema.get("anyOf", [])]
+            name = next((r.rsplit("/", 1)[1] for r in refs if r), None)
+            out.append((method.upper(), path, name))
+    return out
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    tmp = tmp_path_factory.mktemp("iso")
+    server = OptioServer(tmp / "data").start()
+    try:
+        a = {}
+        job = server.api("POST", "/api/jobs", json={"name": "ja", "prompt_template": "p",
+                                                    "agent_config": {"command": "echo hi"}}).json()
+        run = server.api("POST", "/api/jobs/ja/runs", json={}).json()
+        server.wait_state(f"/api/runs/{run['id']}", {"completed"})
+        remote = make_remote(tmp)
+        repo = server.api("POST", "/api/repos", json={"remote_url": str(remote), "name": "ra",
+                                                      "require_approval": True}).json()
+        assert "id" in repo, repo
+        task = server.api("POST", "/api/repo-tasks", json={
+            "repo": "ra", "title": "t", "prompt": "p", "agent_type": "script",
+            "agent_config": {"command": "echo changed > a.txt"}}).json()
+        opened = server.wait_state(f"/api/repo-tasks/{task['id']}", {"pr_opened", "failed", "needs_attention"},
+                                   timeout=90)
+        assert opened["state"] == "pr_opened", opened
+        secret = server.api("PUT", "/api/secrets/SA", json={"value": "a-secret-value"}).json()
+        key = server.api("POST", "/api/apikeys", json={"name": "a-key"}).json()
+        a = {"job_ref": [str(job["id"]), "ja"], "run_id": [str(run["id"])], "repo_ref": [str(repo["id"]), "ra"],
+             "task_id": [str(task["id"])], "pr_id": [str(opened["pr_id"])], "name": ["SA"],
+             "username": ["admin"], "key_id": [str(key["id"])]}
+        assert secret["name"] == "SA"
+        server.api("POST", "/api/workspaces", json={"slug": "b"}).raise_for_status()
+        bob = server.api("PUT", "/api/members/bob", headers={"X-Optio-Workspace": "b"},
+                         json={"role": "admin", "create_api_key": True}).json()
+        server.api("DELETE", "/api/members/admin", headers={"X-Optio-Workspace": "b"})
+        yield server, a, bob["api_key"], tmp
+    finally:
+        server.stop()
+
+
+def expand(path: str, values: dict[str, list[str]]) -> list[str]:
+    params = re.findall(r"{(\w+)}", path)
+    missing = [p for p in params if p not in values]
+    assert not missing, f"no workspace-A value for path parameter(s) {missing} of {path}: add one to the fixture"
+    paths = [path]
+    for p in params:
+        paths = [q.replace("{" + p + "}", v) for q in paths for v in values[p]]
+    return paths
+
+
+def test_every_resource_route_is_404_across_workspaces(world: Any) -> None:
+    server, a, bob_key, tmp = world
+    checked = 0
+    for method, template, body_name in api_routes(tmp):
+        if (method, template) in UPSERTS:
+            continue
+        body = None
+        if body_name is not None:
+            assert body_name in BODIES, f"add a minimal {body_name} body for {method} {template}"
+            body = BODIES[body_name]
+        for path in expand(template, a):
+            res = server.api(method, path, token=bob_key, json=body)
+            assert res.status_code == 404, (method, path, res.status_code, res.text[:300])
+            assert res.json()["error"]["code"] == "not_found"
+            checked += 1
+    assert checked >= 25
+
+
+def test_workspace_a_sees_its_own_resources_on_the_same_routes(world: Any) -> None:
+    """The ids used above are real: A's admin reads every one of them (so the 404s were not vacuous)."""
+    server, a, _bob, tmp = world
+    for method, template, _body in api_routes(tmp):
+        if method != "GET" or template.endswith("/stream"):
+            continue
+        for path in expand(template, a):
+            res = server.api("GET", path)
+            assert res.status_code == 200, (path, res.status_code, res.text[:300])
+
+
+def test_upserts_from_b_never_touch_a(world: Any) -> None:
+    server, _a, bob_key, _tmp = world
+    before = server.api("GET", "/api/secrets").json()
+    res = server.api("PUT", "/api/secrets/SA", token=bob_key, json={"value": "from-b-value"})
+    assert res.status_code == 200 and res.json()["created"] is True
+    assert server.api("GET", "/api/secrets").json() == before
+    members_a = server.api("GET", "/api/members").json()
+    res = server.api("PUT", "/api/members/admin", token=bob_key, json={"role": "viewer"})
+    assert res.status_code == 200 and res.json()["created"] is False
+    assert server.api("GET", "/api/members").json() == members_a
+    # B's admin added A's admin to B as a viewer; that grants nothing in A.
+    assert server.api("GET", "/api/me").json()["workspace"]["role"] == "admin"
+
+
+def test_references_inside_bodies_and_queries_are_scoped(world: Any) -> None:
+    server, a, bob_key, _tmp = world
+    job_id, repo_id = a["job_ref"][0], a["repo_ref"][0]
+    checks = [
+        ("POST", "/api/tasks", {"json": {"type": "job_run", "job": job_id}}),
+        ("POST", "/api/tasks", {"json": {"type": "repo_task", "repo": repo_id, "title": "x", "prompt": "y"}}),
+        ("POST", "/api/repo-tasks", {"json": {"repo": "ra", "title": "x", "prompt": "y"}}),
+        ("PUT", "/api/secrets/NEW", {"json": {"value": "v-from-b", "repo": repo_id}}),
+        ("GET", "/api/secrets", {"params": {"repo": "ra"}}),
+        ("GET", "/api/repo-tasks", {"params": {"repo": repo_id}}),
+        ("GET", "/api/runs/1/logs", {}),
+        ("GET", "/api/prs/resolve", {"params": {"ref": a["task_id"][0]}}),
+    ]
+    for method, path, kwargs in checks:
+        res = server.api(method, path, token=bob_key, **kwargs)
+        assert res.status_code == 404, (method, path, res.status_code, res.text[:300])
+    # Listings from B show nothing of A.
+    for path in ("/api/jobs", "/api/repos", "/api/prs"):
+        assert server.api("GET", path, token=bob_key).json() == [], path
+    assert server.api("GET", "/api/tasks", token=bob_key).json()["items"] == []
+    assert server.api("GET", "/api/runs", token=bob_key).json()["items"] == []
+    audit_b = server.api("GET", "/api/audit", token=bob_key).json()["items"]
+    assert audit_b and all(e["target_id"] not in ("ja", "ra") and e["action"] != "create_job" for e in audit_b)
