@@ -179,8 +179,10 @@ class RepoTaskOut(BaseModel):
     ci_status: str | None
     review_status: str | None
     cost_usd: float
+    cost_imputed: bool
     input_tokens: int
     output_tokens: int
+    agent_session_id: str | None
     error: str | None
     note: str | None
     control_intent: str | None

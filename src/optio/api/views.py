@@ -51,7 +51,8 @@ def task_out(view: TaskView) -> RepoTaskOut:
         agent_type=t.agent_type, priority=t.priority, attempts=t.attempts, resume_count=t.resume_count,
         depends_on=view.depends_on, branch=t.branch, pr_id=t.pr_id, pr_number=pr.number if pr else None,
         pr_state=pr.state if pr else None, ci_status=view.ci_status, review_status=view.review_status,
-        cost_usd=t.cost_usd, input_tokens=t.input_tokens, output_tokens=t.output_tokens, error=t.error, note=t.note,
+        cost_usd=t.cost_usd, cost_imputed=t.cost_imputed, input_tokens=t.input_tokens,
+        output_tokens=t.output_tokens, agent_session_id=t.agent_session_id, error=t.error, note=t.note,
         control_intent=t.control_intent, version=t.version, created_at=t.created_at, started_at=t.started_at,
         finished_at=t.finished_at,
     )

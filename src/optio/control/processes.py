@@ -25,7 +25,7 @@ from optio.control.context import ControlContext
 from optio.domain.snapshot import ProcessStatus, ProcessView
 from optio.runtime.base import LaunchSpec, ProcessInfo
 from optio.store import logs, queue, runs
-from optio.store.models import AgentProcess
+from optio.store.models import AgentProcess, Job, RunLog
 from optio.store.types import utcnow
 
 log = structlog.get_logger("optio.processes")
@@ -85,13 +85,64 @@ class DbSink:
             if proc is None or proc.status in ("exited", "gone"):
                 return
             status = "gone" if reason == "lost" else "exited"
-            session.execute(
-                update(AgentProcess)
-                .where(AgentProcess.id == proc.id)
-                .values(status=status, exit_code=exit_code, exit_reason=reason, finished_at=now)
-            )
+            values: dict[str, Any] = {"status": status, "exit_code": exit_code, "exit_reason": reason,
+                                      "finished_at": now}
+            if reason == "exited" and exit_code not in (0, None):
+                failure = classify_exit(session, proc, exit_code)
+                if failure is not None:
+                    values.update(failure_kind=failure.kind, retry_after_s=failure.retry_after_s,
+                                  error=self.ctx.redact(failure.message))
+            session.execute(update(AgentProcess).where(AgentProcess.id == proc.id).values(**values))
             queue.enqueue(session, proc.run_kind, proc.run_id, proc.workspace_id, reason=f"process {reason}")
         log.info("agent_exit", key=key, exit_code=exit_code, reason=reason)
+
+
+CLASSIFY_STDERR_LINES = 40
+CLASSIFY_STDOUT_LINES = 300
+
+
+def _agent_config(session: Any, kind: str, run_id: int) -> dict[str, Any]:
+    run = session.get(runs.model_for(kind), run_id)
+    if run is None:
+        return {}
+    config = getattr(run, "agent_config", None)
+    if config is None and hasattr(run, "job_id"):
+        job = session.get(Job, run.job_id)
+        config = job.agent_config if job is not None else None
+    return dict(config or {})
+
+
+def classify_exit(session: Any, proc: AgentProcess, exit_code: int) -> Any | None:
+    """Ask the agent's adapter why this attempt failed, from its last stderr lines and stdout events."""
+    try:
+        adapter = get_adapter(proc.agent_type)
+    except AgentConfigError:
+        return None
+    classify = getattr(adapter, "classify_failure", None)
+    if classify is None:
+        return None
+
+    def tail(stream: str, limit: int) -> list[str]:
+        rows = session.scalars(
+            select(RunLog.text).where(RunLog.run_kind == proc.run_kind, RunLog.run_id == proc.run_id,
+                                      RunLog.attempt == proc.attempt, RunLog.stream == stream)
+            .order_by(RunLog.seq.desc()).limit(limit)
+        )
+        return list(reversed(list(rows)))
+
+    events: list[Any] = []
+    for line in tail("stdout", CLASSIFY_STDOUT_LINES):
+        try:
+            events.extend(adapter.parse_line(line))
+        except Exception:
+            continue
+    secret = _agent_config(session, proc.run_kind, proc.run_id).get("api_key_secret")
+    kwargs = {"secret_name": secret} if secret else {}
+    try:
+        return classify(exit_code, "\n".join(tail("stderr", CLASSIFY_STDERR_LINES)), events, **kwargs)
+    except Exception:
+        log.exception("classify_failed", key=proc.key)
+        return None
 
 
 def _session_column(model: Any, session_id: str) -> dict[str, Any]:
@@ -162,6 +213,7 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
             )
         )
     error: str | None = None
+    failure_kind: str | None = None
     info: ProcessInfo | None = None
     try:
         prompt_file = log_dir / "prompt.md"
@@ -183,12 +235,26 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(content)
         env = dict(spec.env)
+        home = ctx.data_dir / "homes" / f"{req.kind}-{req.run_id}"
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Each run gets its own HOME: the agent never reads the operator's dotfiles or credentials, and a
+        # vendor CLI's session store survives between attempts of the same run (native resume).
+        env.setdefault("HOME", str(home))
+        env.setdefault("XDG_CONFIG_HOME", str(home / ".config"))
+        env.setdefault("XDG_DATA_HOME", str(home / ".local" / "share"))
+        env.setdefault("XDG_CACHE_HOME", str(home / ".cache"))
+        env.setdefault("XDG_STATE_HOME", str(home / ".local" / "state"))
+        if req.agent_type == "claude-code":
+            env.setdefault("IS_SANDBOX", "1")  # the worktree is the sandbox; Claude Code refuses root otherwise
         env.setdefault("OPTIO_RUN_ID", str(req.run_id))
         env.setdefault("OPTIO_ATTEMPT", str(req.attempt))
         info = ctx.runtime.launch(
             LaunchSpec(key=key, argv=spec.argv, env=env, cwd=req.cwd, log_dir=log_dir,
                        stdin_path=spec.stdin_path, timeout_s=req.timeout_s)
         )
+    except AgentConfigError as exc:  # a bad config or missing secret will not fix itself: fail fast
+        error = str(exc)
+        failure_kind = "config"
     except Exception as exc:  # any failure to start is reported to the decision, never raised into a worker
         error = f"{type(exc).__name__}: {exc}"
     with ctx.db.write() as session:
@@ -200,7 +266,8 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
         else:
             session.execute(
                 update(AgentProcess).where(AgentProcess.key == key)
-                .values(status="exited", exit_reason="spawn_failed", error=error, finished_at=utcnow())
+                .values(status="exited", exit_reason="spawn_failed", error=error, failure_kind=failure_kind,
+                        finished_at=utcnow())
             )
             queue.enqueue(session, req.kind, req.run_id, req.workspace_id, reason="spawn failed")
             log.warning("agent_spawn_failed", key=key, error=error)
@@ -226,6 +293,7 @@ def process_view(ctx: ControlContext, proc: AgentProcess | None) -> ProcessView 
     return ProcessView(
         attempt=proc.attempt, status=status, exit_code=proc.exit_code, exit_reason=proc.exit_reason,
         started_at=proc.started_at, last_output_at=proc.last_output_at, error=proc.error,
+        failure_kind=proc.failure_kind, retry_after_s=proc.retry_after_s,
     )
 
 

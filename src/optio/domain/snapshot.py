@@ -45,6 +45,8 @@ class ProcessView:
     started_at: datetime | None = None
     last_output_at: datetime | None = None
     error: str | None = None
+    failure_kind: str | None = None  # classified cause of a failed exit (optio.domain.agent_errors kinds)
+    retry_after_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,8 @@ class AgentProcess(WorkspaceScoped, Base):
     exit_code: Mapped[int | None] = mapped_column(Integer, default=None)
     exit_reason: Mapped[str | None] = mapped_column(String(32), default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    failure_kind: Mapped[str | None] = mapped_column(String(32), default=None)
+    retry_after_s: Mapped[float | None] = mapped_column(Float, default=None)
     timeout_at: Mapped[float | None] = mapped_column(Float, default=None)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)

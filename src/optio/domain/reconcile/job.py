@@ -17,6 +17,7 @@ from optio.domain.actions import (
     Transition,
 )
 from optio.domain.backoff import backoff_seconds
+from optio.domain.failures import FailurePolicy, policy_for_failure
 from optio.domain.snapshot import JobRunSnapshot, ProcessStatus
 from optio.domain.states import JobRunState as S
 
@@ -28,10 +29,13 @@ def _read_error_delay(attempts: int, seed: int) -> float:
     return backoff_seconds(attempts + 1, seed=seed, base_s=0.5, cap_s=60.0)
 
 
-def _failed_attempt(snap: JobRunSnapshot, why: str, *, kill: bool = False) -> Action:
+def _failed_attempt(snap: JobRunSnapshot, why: str, *, kill: bool = False,
+                    policy: FailurePolicy | None = None) -> Action:
     run = snap.run
-    if run.attempts <= snap.max_retries:
-        delay = backoff_seconds(run.attempts, seed=run.id)
+    policy = policy or FailurePolicy(why=why)
+    why = policy.why
+    if not policy.fail_fast and run.attempts <= snap.max_retries + policy.extra_attempts:
+        delay = max(backoff_seconds(run.attempts, seed=run.id), policy.min_delay_s)
         until = snap.now + timedelta(seconds=delay)
         return Transition(
             to=S.QUEUED,
@@ -40,9 +44,10 @@ def _failed_attempt(snap: JobRunSnapshot, why: str, *, kill: bool = False) -> Ac
             kill_process=kill,
             event="retry_scheduled",
         )
+    tail = "not retried" if policy.fail_fast else f"no retries left (max {snap.max_retries})"
     return Transition(
         to=S.FAILED,
-        reason=f"attempt {run.attempts} failed: {why}; no retries left (max {snap.max_retries})",
+        reason=f"attempt {run.attempts} failed: {why}; {tail}",
         patch={"error": why},
         kill_process=kill,
         event="failed",
@@ -104,10 +109,14 @@ def decide_job_run(snap: JobRunSnapshot) -> Action:
         if proc.exit_reason == "timeout":
             return _failed_attempt(snap, "agent timed out")
         if proc.exit_reason == "spawn_failed":
-            return _failed_attempt(snap, f"agent could not start: {proc.error or 'unknown error'}")
+            return _failed_attempt(
+                snap, "", policy=policy_for_failure(proc, f"agent could not start: {proc.error or 'unknown error'}")
+            )
         if proc.exit_code == 0:
             return Transition(to=S.COMPLETED, reason="agent exited 0", patch={"error": None}, event="completed")
-        return _failed_attempt(snap, f"agent exited with code {proc.exit_code}")
+        return _failed_attempt(
+            snap, "", policy=policy_for_failure(proc, f"agent exited with code {proc.exit_code}")
+        )
     if proc.status == ProcessStatus.GONE:
         return _failed_attempt(snap, "agent process died (no exit status recorded)")
     last = proc.last_output_at or proc.started_at or run.heartbeat_at

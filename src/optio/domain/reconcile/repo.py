@@ -54,6 +54,7 @@ from optio.domain.actions import (
     Transition,
 )
 from optio.domain.backoff import backoff_seconds
+from optio.domain.failures import FailurePolicy, policy_for_failure
 from optio.domain.repo_snapshot import PullRequestView, RepoTaskSnapshot
 from optio.domain.resume_prompts import ResumeReason, build_resume_prompt
 from optio.domain.snapshot import ProcessStatus
@@ -154,13 +155,16 @@ def _decide_intent(snap: RepoTaskSnapshot, intent: str) -> Action:
 # --- failed attempts -----------------------------------------------------------------------------------
 
 
-def _failed_attempt(snap: RepoTaskSnapshot, why: str, *, kill: bool = False, before_start: bool = False) -> Action:
+def _failed_attempt(snap: RepoTaskSnapshot, why: str, *, kill: bool = False, before_start: bool = False,
+                    policy: FailurePolicy | None = None) -> Action:
     """Retry, fail, or hand to a person once a pull request holds work worth keeping.
 
     `before_start` marks a failure before the agent was launched (provisioning), which has not bumped
     `attempts` yet; it still has to use up an attempt or a worktree that never gets ready would retry forever.
     """
     run = snap.run
+    policy = policy or FailurePolicy(why=why)
+    why = policy.why
     attempt = run.attempts + 1 if before_start else run.attempts
     patch: dict[str, object] = {"error": why}
     if before_start:
@@ -168,8 +172,8 @@ def _failed_attempt(snap: RepoTaskSnapshot, why: str, *, kill: bool = False, bef
     if snap.pr is not None:
         reason = f"attempt {attempt} failed: {why}; pull request #{snap.pr.number} is kept for a person to decide"
         return Transition(to=S.NEEDS_ATTENTION, reason=reason, patch=patch, kill_process=kill, event="needs_attention")
-    if attempt <= snap.max_retries:
-        delay = backoff_seconds(attempt, seed=run.id)
+    if not policy.fail_fast and attempt <= snap.max_retries + policy.extra_attempts:
+        delay = max(backoff_seconds(attempt, seed=run.id), policy.min_delay_s)
         patch["reconcile_backoff_until"] = snap.now + timedelta(seconds=delay)
         return Transition(
             to=S.QUEUED,
@@ -180,7 +184,8 @@ def _failed_attempt(snap: RepoTaskSnapshot, why: str, *, kill: bool = False, bef
         )
     return Transition(
         to=S.FAILED,
-        reason=f"attempt {attempt} failed: {why}; no retries left (max {snap.max_retries})",
+        reason=f"attempt {attempt} failed: {why}; "
+        + ("not retried" if policy.fail_fast else f"no retries left (max {snap.max_retries})"),
         patch=patch,
         kill_process=kill,
         event="failed",
@@ -236,10 +241,14 @@ def _decide_running(snap: RepoTaskSnapshot) -> Action:
         if proc.exit_reason == "timeout":
             return _failed_attempt(snap, "agent timed out")
         if proc.exit_reason == "spawn_failed":
-            return _failed_attempt(snap, f"agent could not start: {proc.error or 'unknown error'}")
+            return _failed_attempt(
+                snap, "", policy=policy_for_failure(proc, f"agent could not start: {proc.error or 'unknown error'}")
+            )
         if proc.exit_code == 0:
             return OpenPullRequest(reason="agent exited 0: pushing the branch")
-        return _failed_attempt(snap, f"agent exited with code {proc.exit_code}")
+        return _failed_attempt(
+            snap, "", policy=policy_for_failure(proc, f"agent exited with code {proc.exit_code}")
+        )
     if proc.status == ProcessStatus.GONE:
         return _failed_attempt(snap, "agent process died (no exit status recorded)")
     last = proc.last_output_at or proc.started_at or run.heartbeat_at
