@@ -24,6 +24,7 @@ from optio.agents.registry import get_adapter
 from optio.control.context import ControlContext
 from optio.domain.snapshot import ProcessStatus, ProcessView
 from optio.runtime.base import LaunchSpec, ProcessInfo
+from optio.runtime.local import read_exit_code
 from optio.store import logs, queue, runs
 from optio.store.models import AgentProcess, Job, RunLog
 from optio.store.types import utcnow
@@ -287,11 +288,20 @@ def process_view(ctx: ControlContext, proc: AgentProcess | None) -> ProcessView 
     if proc is None:
         return None
     status = ProcessStatus(proc.status)
-    unwatched = status == ProcessStatus.ALIVE and ctx.runtime is not None and proc.key not in ctx.runtime.active_keys()
-    if unwatched and (proc.pid is None or not ctx.runtime.is_alive(proc.pid, proc.start_time or 0.0)):  # type: ignore[union-attr]
-        status = ProcessStatus.GONE
+    exit_code, exit_reason = proc.exit_code, proc.exit_reason
+    runtime = ctx.runtime
+    unwatched = status == ProcessStatus.ALIVE and runtime is not None and proc.key not in runtime.active_keys()
+    if unwatched and (proc.pid is None or not runtime.is_alive(proc.pid, proc.start_time or 0.0)):  # type: ignore[union-attr]
+        # Nobody watches it and it is gone. Its exit file (written by the runtime's wrapper) still tells an
+        # ordinary exit apart from a vanished process.
+        recorded = read_exit_code(Path(proc.log_dir))
+        if recorded is not None:
+            status, exit_code, exit_reason = ProcessStatus.EXITED, recorded, "exited"
+        else:
+            status = ProcessStatus.GONE
+        log.warning("unwatched_process_ended", key=proc.key, pid=proc.pid, exit_code=recorded)
     return ProcessView(
-        attempt=proc.attempt, status=status, exit_code=proc.exit_code, exit_reason=proc.exit_reason,
+        attempt=proc.attempt, status=status, exit_code=exit_code, exit_reason=exit_reason,
         started_at=proc.started_at, last_output_at=proc.last_output_at, error=proc.error,
         failure_kind=proc.failure_kind, retry_after_s=proc.retry_after_s,
     )
