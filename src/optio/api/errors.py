@@ -64,6 +64,7 @@ def install(app: FastAPI) -> None:
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Malformed request (e.g. a body that is not JSON)"},
     401: {"model": ErrorBody, "description": "No valid credentials"},
     403: {"model": ErrorBody, "description": "Your role in this workspace does not allow it"},
     404: {"model": ErrorBody, "description": "Not found"},
