@@ -1,20 +1,15 @@
 """Refuse request bodies over `max_body_bytes` before a handler buffers them.
 
-A declared `Content-Length` over the limit is refused at once; a chunked body is counted as it is read
-and the request is cut off with 413 the moment it crosses the limit, so a client cannot make the
-server hold an arbitrarily large body in memory.
+A declared `Content-Length` over the limit is refused at once; a chunked body is read up to the limit
+and refused with 413 the moment it crosses it, so a client cannot make the server hold an arbitrarily
+large body in memory.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _body(limit: int) -> bytes:
@@ -48,30 +43,29 @@ class BodyLimitMiddleware:
                 if declared > self.max_bytes:
                     await _reject(send, self.max_bytes)
                     return
+        declared_length = any(name == b"content-length" for name, _ in scope.get("headers", []))
+        if declared_length:
+            await self.app(scope, receive, send)  # the server enforces the declared length
+            return
+        # A body of unknown length (chunked) is read here, up to the limit, then handed on: refusing it
+        # halfway through a handler's parsing would surface as a parse error instead of a clear 413.
+        messages: list[Message] = []
         seen = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not started:
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
                 await _reject(send, self.max_bytes)
+                return
+            if not message.get("more_body", False):
+                break
 
+        async def replay() -> Message:
+            if messages:
+                return messages.pop(0)
+            return await receive()
 
-def install(app: Any, max_bytes: int) -> None:
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes)
+        await self.app(scope, replay, send)
