@@ -265,3 +265,18 @@ def test_kill9_mid_loop_reaches_same_end(tmp_path: Path, phase: str) -> None:
         assert listed.count("worktree ") == 1  # only the bare cache itself
     finally:
         server.stop()
+
+
+def test_ticket_handed_to_agent_is_closed_when_its_pr_merges(optio_server: OptioServer, tmp_path: Path) -> None:
+    remote = make_remote(tmp_path)
+    optio_server.cli("repo", "add", str(remote), "--name", "tracked", check=True)
+    ticket = json.loads(optio_server.cli("ticket", "new", "--title", "Add a changelog", "--body", "CHANGELOG.md please",
+                                         "--repo", "tracked", "--json", check=True).stdout)
+    task = json.loads(optio_server.cli("ticket", "work", str(ticket["number"]), "--command",
+                                       'grep -q CHANGELOG "$OPTIO_PROMPT_FILE" && echo "# Changes" > CHANGELOG.md',
+                                       "--json", check=True).stdout)
+    assert wait_task(optio_server, task["id"], END)["state"] == "completed"
+    closed = json.loads(optio_server.cli("ticket", "show", str(ticket["number"]), "--json", check=True).stdout)
+    assert closed["state"] == "closed" and closed["task_id"] == task["id"]
+    assert f"#{task['id']}" in closed["closed_reason"]
+    assert show(remote, "CHANGELOG.md") == "# Changes\n"

@@ -12,7 +12,7 @@ from optio.api import errors
 from optio.api.audit_trail import AuditTrailMiddleware
 from optio.api.body_limit import BodyLimitMiddleware
 from optio.api.rate_limit import RateLimitMiddleware, SlidingWindow
-from optio.api.routes import account, apikeys, jobs, prs, repo_tasks, repos, runs, task_feed, web_auth
+from optio.api.routes import account, apikeys, jobs, prs, repo_tasks, repos, runs, task_feed, tickets, web_auth
 from optio.api.routes import audit as audit_routes
 from optio.api.routes import secrets as secret_routes
 from optio.api.schemas import Health
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(repos.router)
     app.include_router(repo_tasks.router)
     app.include_router(prs.router)
+    app.include_router(tickets.router)
     app.include_router(task_feed.router)
     app.include_router(account.router)
     app.include_router(apikeys.router)

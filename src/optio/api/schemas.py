@@ -247,3 +247,34 @@ class PullRequestOut(BaseModel):
 class PullRequestDetail(PullRequestOut):
     ci_runs: list[CiRunOut]
     reviews: list[ReviewOut]
+
+
+class TicketCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=500)
+    body: str = Field(default="", max_length=200_000)
+    repo: str | None = Field(default=None, min_length=1, max_length=200, description="Repo name or id")
+
+
+class TicketWork(BaseModel):
+    """Hand the ticket to an agent as a repo task (fields as for a repo task; the ticket gives the prompt)."""
+
+    model_config = ConfigDict(extra="forbid")
+    repo: str | None = Field(default=None, min_length=1, max_length=200)
+    agent_type: str | None = Field(default=None, min_length=1, max_length=64)
+    agent_config: dict[str, Any] = Field(default_factory=dict)
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    max_retries: int = Field(default=1, ge=0, le=20)
+    secret_names: list[str] = Field(default_factory=list, max_length=100)
+
+
+class TicketOut(BaseModel):
+    number: int
+    title: str
+    body: str
+    state: str
+    repo_id: int | None
+    task_id: int | None
+    closed_reason: str | None
+    created_at: datetime
+    closed_at: datetime | None

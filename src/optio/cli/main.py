@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from optio.cli import account, agents, config_file, jobs, prs, repos, runs, tasks
+from optio.cli import account, agents, config_file, jobs, prs, repos, runs, tasks, tickets
 from optio.cli import secrets as secret_cli
 from optio.config import Settings
 
@@ -16,6 +16,7 @@ app.add_typer(repos.app, name="repo")
 app.add_typer(tasks.app, name="task")
 app.add_typer(prs.app, name="pr")
 app.add_typer(agents.app, name="agents")
+app.add_typer(tickets.app, name="ticket")
 app.add_typer(secret_cli.app, name="secret")
 app.add_typer(secret_cli.app, name="secrets", hidden=True)
 app.add_typer(account.workspace_app, name="workspace")

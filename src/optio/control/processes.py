@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from optio.domain.snapshot import ProcessStatus, ProcessView
 from optio.runtime.base import LaunchSpec, ProcessInfo
 from optio.runtime.local import read_exit_code
 from optio.store import logs, queue, runs
-from optio.store.models import AgentProcess, Job, RunLog
+from optio.store.models import AgentProcess, Job, Repo, RepoTask, RunLog
 from optio.store.types import utcnow
 
 log = structlog.get_logger("optio.processes")
@@ -93,9 +93,23 @@ class DbSink:
                 if failure is not None:
                     values.update(failure_kind=failure.kind, retry_after_s=failure.retry_after_s,
                                   error=self.ctx.redact(failure.message))
+                    if failure.kind == "rate_limited" and proc.run_kind == "repo_task":
+                        throttle_repo(session, proc.run_id, now, failure.retry_after_s)
             session.execute(update(AgentProcess).where(AgentProcess.id == proc.id).values(**values))
             queue.enqueue(session, proc.run_kind, proc.run_id, proc.workspace_id, reason=f"process {reason}")
         log.info("agent_exit", key=key, exit_code=exit_code, reason=reason)
+
+
+RATE_LIMIT_THROTTLE_S = 300.0
+
+
+def throttle_repo(session: Any, task_id: int, now: datetime, retry_after_s: float | None) -> None:
+    """The vendor said slow down: the repo runs one agent at a time for a while (see the repo snapshot)."""
+    task = session.get(RepoTask, task_id)
+    if task is None:
+        return
+    until = now + timedelta(seconds=max(RATE_LIMIT_THROTTLE_S, retry_after_s or 0.0))
+    session.execute(update(Repo).where(Repo.id == task.repo_id).values(rate_limited_until=until))
 
 
 CLASSIFY_STDERR_LINES = 40

@@ -198,6 +198,8 @@ class Repo(WorkspaceScoped, Timestamps, Base):
     review_prompt: Mapped[str] = mapped_column(Text, default="")
     secret_names: Mapped[list[Any]] = mapped_column(default=list)
     next_pr_number: Mapped[int] = mapped_column(Integer, default=1)
+    # A vendor rate-limited one of this repo's agents: until then, run one agent at a time.
+    rate_limited_until: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class RepoTask(RunColumns, Base):
@@ -385,3 +387,19 @@ class AuditEvent(WorkspaceScoped, Base):
     target_id: Mapped[str] = mapped_column(String(200), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Ticket(WorkspaceScoped, Timestamps, Base):
+    """An issue on the local tracker: the embedded stand-in for GitHub Issues, Linear or Jira."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (UniqueConstraint("workspace_id", "number", name="uq_tickets_number"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[int] = mapped_column(Integer)
+    repo_id: Mapped[int | None] = mapped_column(ForeignKey("repos.id", ondelete="SET NULL"), default=None)
+    title: Mapped[str] = mapped_column(String(500))
+    body: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    task_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    closed_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)

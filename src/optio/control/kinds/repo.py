@@ -29,6 +29,7 @@ from optio.domain.states import TERMINAL, RunKind
 from optio.errors import AppError
 from optio.forge.git import branch_for_task
 from optio.forge.local import LocalForge
+from optio.services.tickets import close_for_task
 from optio.store import queue, runs
 from optio.store.models import CiRun, PrReview, PullRequest, Repo, RepoTask, ReviewRun, TaskDependency
 
@@ -103,9 +104,12 @@ class RepoTaskHandler:
                 select(func.count()).select_from(RepoTask)
                 .where(RepoTask.repo_id == repo.id, RepoTask.state.in_(ACTIVE_STATES))
             ) or 0
+            repo_cap = repo.max_concurrent or ctx.settings.max_concurrent_per_repo
+            if repo.rate_limited_until is not None and repo.rate_limited_until > now:
+                repo_cap = 1  # lowered while the vendor is rate limiting this repo's agents
             capacity = Capacity(
                 running_global=active_process_count(session), max_global=ctx.settings.max_concurrent_runs,
-                running_scope=in_repo, max_scope=repo.max_concurrent or ctx.settings.max_concurrent_per_repo,
+                running_scope=in_repo, max_scope=repo_cap,
             )
         process = None
         if task.state == "running":
@@ -293,6 +297,10 @@ class RepoTaskHandler:
     def on_transition(self, ctx: ControlContext, session: Session, loaded: Loaded, to_state: str,
                       now: datetime) -> None:
         task_id = loaded.run.id
+        if to_state == "completed":
+            task = session.get(RepoTask, task_id)
+            if task is not None:
+                close_for_task(session, task, f"completed by Optio task #{task_id}")
         if to_state in self.terminal:
             for dep_task, ws in session.execute(
                 select(TaskDependency.task_id, TaskDependency.workspace_id)

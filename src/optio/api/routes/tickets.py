@@ -1,0 +1,49 @@
+"""Local tickets: the embedded issue tracker, and handing a ticket to an agent."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+
+from optio.api.deps import Ctx, get_ctx
+from optio.api.errors import ERROR_RESPONSES
+from optio.api.schemas import RepoTaskOut, TicketCreate, TicketOut, TicketWork
+from optio.api.views import task_out
+from optio.services import tasks as task_service
+from optio.services import tickets as ticket_service
+from optio.store.models import Ticket
+
+router = APIRouter(prefix="/api/tickets", tags=["tickets"], responses=ERROR_RESPONSES)
+
+
+def ticket_out(t: Ticket) -> TicketOut:
+    return TicketOut(number=t.number, title=t.title, body=t.body, state=t.state, repo_id=t.repo_id,
+                     task_id=t.task_id, closed_reason=t.closed_reason, created_at=t.created_at, closed_at=t.closed_at)
+
+
+@router.post("", response_model=TicketOut, status_code=201)
+def create_ticket(body: TicketCreate, ctx: Ctx = Depends(get_ctx)) -> TicketOut:
+    return ticket_out(ticket_service.create_ticket(ctx.db, ctx.workspace_id, body.model_dump()))
+
+
+@router.get("", response_model=list[TicketOut])
+def list_tickets(ctx: Ctx = Depends(get_ctx),
+                 state: str | None = Query(default=None, pattern="^(open|closed)$")) -> list[TicketOut]:
+    return [ticket_out(t) for t in ticket_service.list_tickets(ctx.db, ctx.workspace_id, state)]
+
+
+@router.get("/{number}", response_model=TicketOut)
+def get_ticket(number: int, ctx: Ctx = Depends(get_ctx)) -> TicketOut:
+    with ctx.db.read() as session:
+        return ticket_out(ticket_service.get_ticket(session, ctx.workspace_id, number))
+
+
+@router.post("/{number}/close", response_model=TicketOut)
+def close_ticket(number: int, ctx: Ctx = Depends(get_ctx)) -> TicketOut:
+    return ticket_out(ticket_service.close_ticket(ctx.db, ctx.workspace_id, number,
+                                                  f"closed by {ctx.username or 'a person'}"))
+
+
+@router.post("/{number}/work", response_model=RepoTaskOut, status_code=201)
+def work_on_ticket(number: int, body: TicketWork, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
+    task = ticket_service.work_on(ctx.db, ctx.workspace_id, number, body.model_dump())
+    return task_out(task_service.task_view(ctx.db, ctx.workspace_id, task.id))

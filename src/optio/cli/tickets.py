@@ -1,0 +1,76 @@
+"""`optio ticket ...`: the local issue tracker; `work` hands a ticket to an agent."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from optio.cli.common import client_from, console, handle_errors, print_json
+
+app = typer.Typer(help="Local tickets: file work, hand it to an agent, see it closed on merge.",
+                  no_args_is_help=True)
+
+
+@app.command("new")
+@handle_errors
+def new(ctx: typer.Context, title: str = typer.Option(..., "--title"), body: str = typer.Option("", "--body"),
+        repo: str | None = typer.Option(None, "--repo"), as_json: bool = typer.Option(False, "--json")) -> None:
+    ticket = client_from(ctx).post("/api/tickets", {"title": title, "body": body, "repo": repo})
+    if as_json:
+        print_json(ticket)
+    else:
+        console.print(f"ticket [bold]{ticket['number']}[/bold] opened")
+
+
+@app.command("list")
+@handle_errors
+def list_tickets(ctx: typer.Context, state: str | None = typer.Option(None, "--state"),
+                 as_json: bool = typer.Option(False, "--json")) -> None:
+    tickets = client_from(ctx).get("/api/tickets", params={"state": state} if state else {})
+    if as_json:
+        print_json(tickets)
+        return
+    table = Table("#", "TITLE", "STATE", "TASK")
+    for t in tickets:
+        table.add_row(str(t["number"]), t["title"][:60], t["state"], str(t["task_id"] or ""))
+    console.print(table)
+
+
+@app.command("show")
+@handle_errors
+def show(ctx: typer.Context, number: int, as_json: bool = typer.Option(False, "--json")) -> None:
+    ticket = client_from(ctx).get(f"/api/tickets/{number}")
+    if as_json:
+        print_json(ticket)
+        return
+    console.print(f"[bold]#{ticket['number']}[/bold] {ticket['title']} — {ticket['state']}")
+    if ticket["body"]:
+        console.print(ticket["body"])
+    if ticket["task_id"]:
+        console.print(f"task: {ticket['task_id']}")
+
+
+@app.command("close")
+@handle_errors
+def close(ctx: typer.Context, number: int) -> None:
+    ticket = client_from(ctx).post(f"/api/tickets/{number}/close")
+    console.print(f"ticket {ticket['number']} {ticket['state']}")
+
+
+@app.command("work")
+@handle_errors
+def work(
+    ctx: typer.Context,
+    number: int,
+    repo: str | None = typer.Option(None, "--repo", help="Default: the ticket's repo"),
+    agent: str | None = typer.Option(None, "--agent"),
+    command: str | None = typer.Option(None, "--command", help="Script agent command"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Hand the ticket to an agent as a repo task; the ticket closes when the task's PR merges."""
+    body = {"repo": repo, "agent_type": agent, "agent_config": {"command": command} if command else {}}
+    task = client_from(ctx).post(f"/api/tickets/{number}/work", body)
+    if as_json:
+        print_json(task)
+    else:
+        console.print(f"ticket {number} → task [bold]{task['id']}[/bold] on {task['repo']}")
