@@ -9,6 +9,7 @@ makes the task back off and retry; an invalid key fails it at once with a messag
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -71,6 +72,10 @@ def test_claude_code_task_opens_and_merges_a_pr_with_usage_recorded(tmp_path: Pa
         assert final["cost_usd"] == pytest.approx(0.0096) and not final["cost_imputed"]
         logs = server.api("GET", f"/api/repo-tasks/{task_id}/logs").json()["items"]
         assert not any("sk-ant-test" in line["text"] for line in logs)
+        kinds = {json.loads(line["text"])["type"] for line in logs if line["stream"] == "event"}
+        assert {"text", "tool_use", "tool_result", "usage", "session", "result"} <= kinds
+        shown = server.cli("task", "logs", str(task_id), check=True).stdout
+        assert "→ Write" in shown and "Done: wrote hello.txt." in shown and '{"type"' not in shown
     finally:
         server.stop()
 
@@ -110,5 +115,38 @@ def test_invalid_key_fails_fast_naming_the_secret(tmp_path: Path) -> None:
         assert final["state"] == "failed", final
         assert final["attempts"] == 1
         assert "ANTHROPIC_API_KEY" in final["error"]
+    finally:
+        server.stop()
+
+
+def test_codex_task_through_optio_imputes_cost(tmp_path: Path) -> None:
+    """Codex (`@openai/codex`) against the model server's OpenAI Responses API: it reports tokens but no
+    cost, so Optio imputes the cost from its price table and marks it as imputed."""
+    codex = CLI_BIN / "codex"
+    if not codex.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"codex CLI not installed in {CLI_BIN}")
+        pytest.skip("codex CLI not installed")
+    remote = make_remote(tmp_path)
+    server = OptioServer(tmp_path / "data").start()
+    try:
+        server.cli("secret", "set", "OPENAI_API_KEY", "--value", "sk-openai-test", check=True)
+        server.cli("repo", "add", str(remote), "--name", "codex", "--secret", "OPENAI_API_KEY", check=True)
+        turns = [
+            Turn(tool_calls=(ToolCall("exec_command", {"cmd": "printf 'hello from codex\\n' > hello.txt"}),)),
+            Turn(text="Done: wrote hello.txt."),
+        ]
+        with ModelServer(turns) as model:
+            resp = server.api("POST", "/api/repo-tasks", json={
+                "repo": "codex", "title": "Add hello.txt", "prompt": "Create hello.txt.", "agent_type": "codex",
+                "agent_config": {"cli": str(codex), "base_url": model.openai_url, "model": "gpt-5.5"},
+            })
+            assert resp.status_code == 201, resp.text
+            final = wait_task(server, resp.json()["id"], END, timeout=180)
+        assert final["state"] == "completed", (final, server.log()[-3000:])
+        assert show(remote, "hello.txt") == "hello from codex\n"
+        assert (final["input_tokens"], final["output_tokens"]) == (2400, 160)
+        assert final["cost_usd"] > 0 and final["cost_imputed"]
+        assert final["agent_session_id"]
     finally:
         server.stop()

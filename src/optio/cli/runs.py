@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from typing import Any
@@ -68,26 +69,65 @@ def show(ctx: typer.Context, run_id: int, as_json: bool = typer.Option(False, "-
     console.print(table)
 
 
-def print_log_line(line: dict[str, Any]) -> None:
-    stream = sys.stderr if line["stream"] == "stderr" else sys.stdout
-    stream.write(line["text"] + "\n")
+def render_event(text: str) -> str | None:
+    """One line for a stored agent event (Optio's event model), or None to hide it."""
+    try:
+        ev = json.loads(text)
+    except ValueError:
+        return text
+    kind = ev.get("type")
+    if kind == "text":
+        return str(ev.get("text", ""))
+    if kind == "thinking":
+        return f"… {ev.get('text', '')}"
+    if kind == "tool_use":
+        return f"→ {ev.get('name')}: {ev.get('input_summary', '')}"
+    if kind == "tool_result":
+        mark = "✗" if ev.get("is_error") else "←"
+        return f"  {mark} {str(ev.get('output', ''))[:300]}"
+    if kind == "error":
+        return f"! {ev.get('kind')}: {ev.get('message')}"
+    if kind == "usage":
+        cost = ev.get("cost_usd")
+        price = "" if cost is None else f", ${cost:.4f}" + (" (imputed)" if ev.get("cost_imputed") else "")
+        return f"· tokens in {ev.get('input_tokens', 0)} / out {ev.get('output_tokens', 0)}{price}"
+    if kind == "session":
+        return f"· session {ev.get('session_id')}"
+    if kind == "result":
+        return f"{'✓' if ev.get('success') else '✗'} {ev.get('summary', '')}"
+    return None
 
 
-def dump_logs(client: Client, path: str, after: int = 0) -> int:
+def print_log_line(line: dict[str, Any], *, raw: bool = False) -> None:
+    stream = line["stream"]
+    if stream == "raw" and not raw:
+        return
+    if stream == "event":
+        if raw:
+            return
+        text = render_event(line["text"])
+        if text is None:
+            return
+        sys.stdout.write(text + "\n")
+        return
+    (sys.stderr if stream == "stderr" else sys.stdout).write(line["text"] + "\n")
+
+
+def dump_logs(client: Client, path: str, after: int = 0, *, raw: bool = False) -> int:
     while True:
         page = client.get(path, params={"after": after, "limit": 5000})
         for line in page["items"]:
-            print_log_line(line)
+            print_log_line(line, raw=raw)
         if not page["items"]:
             return after
         after = page["last_seq"]
 
 
-def follow_logs(client: Client, path: str, after: int = 0) -> str:
+def follow_logs(client: Client, path: str, after: int = 0, *, raw: bool = False) -> str:
     state = ""
     for event, data in client.sse(path + "/stream", params={"after": after}):
         if event == "line":
-            print_log_line(data)
+            print_log_line(data, raw=raw)
             sys.stdout.flush()
         elif event == "end":
             state = data.get("state", "")
@@ -101,13 +141,14 @@ def logs(
     run_id: int,
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming until the run ends"),
     after: int = typer.Option(0, "--after", help="Start after this sequence number"),
+    raw: bool = typer.Option(False, "--raw", help="Vendor CLI output as printed, instead of Optio's events"),
 ) -> None:
     client = client_from(ctx)
     path = f"/api/runs/{run_id}/logs"
     if follow:
-        follow_logs(client, path, after)
+        follow_logs(client, path, after, raw=raw)
     else:
-        dump_logs(client, path, after)
+        dump_logs(client, path, after, raw=raw)
 
 
 @app.command("cancel")

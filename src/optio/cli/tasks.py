@@ -108,13 +108,14 @@ def show(ctx: typer.Context, task_id: int, as_json: bool = typer.Option(False, "
 @app.command("logs")
 @handle_errors
 def logs(ctx: typer.Context, task_id: int, follow: bool = typer.Option(False, "--follow", "-f"),
-         after: int = typer.Option(0, "--after")) -> None:
+         after: int = typer.Option(0, "--after"),
+         raw: bool = typer.Option(False, "--raw", help="Vendor CLI output as printed")) -> None:
     client = client_from(ctx)
     path = f"/api/repo-tasks/{task_id}/logs"
     if follow:
-        follow_logs(client, path, after)
+        follow_logs(client, path, after, raw=raw)
     else:
-        dump_logs(client, path, after)
+        dump_logs(client, path, after, raw=raw)
 
 
 def _intent(ctx: typer.Context, task_id: int, intent: str) -> None:

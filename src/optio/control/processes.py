@@ -8,6 +8,7 @@ duplicate.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -20,6 +21,8 @@ import structlog
 from sqlalchemy import select, update
 
 from optio.agents.base import AgentConfigError, AgentRequest
+from optio.agents.events import SessionEvent, UsageEvent, UsageTotals
+from optio.agents.events import to_json as event_to_json
 from optio.agents.registry import get_adapter
 from optio.control.context import ControlContext
 from optio.domain.snapshot import ProcessStatus, ProcessView
@@ -50,33 +53,55 @@ class DbSink:
         self.ctx = ctx
 
     def on_output(self, key: str, stream: str, lines: list[str], offset: int) -> None:
+        """Store the lines and, for each line the adapter understands, Optio's own events (stream "event").
+
+        Lines, events and the new file offset share one transaction; usage events move the run's token
+        and cost counters in it too (imputing a cost from the price table when the vendor gave none).
+        """
         now = utcnow()
         redact = self.ctx.redact
         with self.ctx.db.write() as session:
             proc = session.scalar(select(AgentProcess).where(AgentProcess.key == key))
             if proc is None:
                 return
-            clean = [redact(line) for line in lines]
+            adapter = _adapter(proc.agent_type) if stream == "stdout" else None
+            entries: list[tuple[str, str]] = []
+            totals = UsageTotals()
+            session_id: str | None = None
+            model_name: str | None = None
+            model_known = False
+            for line in lines:
+                events = _parse(adapter, line)
+                # A vendor line the adapter understood is kept as "raw"; readers get its events instead.
+                entries.append(("raw" if events else stream, redact(line)))
+                for event in events:
+                    if isinstance(event, UsageEvent):
+                        if not model_known:
+                            model_name = _agent_config(session, proc.run_kind, proc.run_id).get("model")
+                            model_known = True
+                        event = totals.add(event, model=model_name)
+                    elif isinstance(event, SessionEvent):
+                        session_id = event.session_id
+                    entries.append(("event", redact(json.dumps(event_to_json(event)))))
             logs.append(session, workspace_id=proc.workspace_id, kind=proc.run_kind, run_id=proc.run_id,
-                        attempt=proc.attempt, stream=stream, lines=clean, now=now)
+                        attempt=proc.attempt, entries=entries, now=now)
             column = "stdout_offset" if stream == "stdout" else "stderr_offset"
             session.execute(
                 update(AgentProcess).where(AgentProcess.id == proc.id).values(**{column: offset}, last_output_at=now)
             )
             model = runs.model_for(proc.run_kind)
-            usage = _usage_from_lines(proc.agent_type, lines)
             values: dict[str, Any] = {"heartbeat_at": now}
-            if usage:
+            if totals.input_tokens or totals.output_tokens or totals.cost_usd:
                 values.update(
-                    cost_usd=model.cost_usd + usage.get("cost_usd", 0.0),
-                    input_tokens=model.input_tokens + usage.get("input_tokens", 0),
-                    output_tokens=model.output_tokens + usage.get("output_tokens", 0),
-                    cache_tokens=model.cache_tokens + usage.get("cache_tokens", 0),
+                    cost_usd=model.cost_usd + totals.cost_usd,
+                    input_tokens=model.input_tokens + totals.input_tokens,
+                    output_tokens=model.output_tokens + totals.output_tokens,
+                    cache_tokens=model.cache_tokens + totals.cache_read_tokens + totals.cache_write_tokens,
                 )
-                if usage.get("cost_imputed"):
+                if totals.cost_imputed:
                     values["cost_imputed"] = True
-                if usage.get("session_id"):
-                    values.update(_session_column(model, usage["session_id"]))
+            if session_id:
+                values.update(_session_column(model, session_id))
             session.execute(update(model).where(model.id == proc.run_id).values(**values))
 
     def on_exit(self, key: str, exit_code: int | None, reason: str) -> None:
@@ -137,16 +162,16 @@ def classify_exit(session: Any, proc: AgentProcess, exit_code: int) -> Any | Non
     if classify is None:
         return None
 
-    def tail(stream: str, limit: int) -> list[str]:
+    def tail(streams: tuple[str, ...], limit: int) -> list[str]:
         rows = session.scalars(
             select(RunLog.text).where(RunLog.run_kind == proc.run_kind, RunLog.run_id == proc.run_id,
-                                      RunLog.attempt == proc.attempt, RunLog.stream == stream)
+                                      RunLog.attempt == proc.attempt, RunLog.stream.in_(streams))
             .order_by(RunLog.seq.desc()).limit(limit)
         )
         return list(reversed(list(rows)))
 
     events: list[Any] = []
-    for line in tail("stdout", CLASSIFY_STDOUT_LINES):
+    for line in tail(("stdout", "raw"), CLASSIFY_STDOUT_LINES):
         try:
             events.extend(adapter.parse_line(line))
         except Exception:
@@ -154,7 +179,7 @@ def classify_exit(session: Any, proc: AgentProcess, exit_code: int) -> Any | Non
     secret = _agent_config(session, proc.run_kind, proc.run_id).get("api_key_secret")
     kwargs = {"secret_name": secret} if secret else {}
     try:
-        return classify(exit_code, "\n".join(tail("stderr", CLASSIFY_STDERR_LINES)), events, **kwargs)
+        return classify(exit_code, "\n".join(tail(("stderr",), CLASSIFY_STDERR_LINES)), events, **kwargs)
     except Exception:
         log.exception("classify_failed", key=proc.key)
         return None
@@ -164,33 +189,20 @@ def _session_column(model: Any, session_id: str) -> dict[str, Any]:
     return {"agent_session_id": session_id} if hasattr(model, "agent_session_id") else {}
 
 
-def _usage_from_lines(agent_type: str, lines: list[str]) -> dict[str, Any]:
-    """Sum the usage/session events an adapter finds in these lines."""
+def _adapter(agent_type: str) -> Any | None:
     try:
-        adapter = get_adapter(agent_type)
+        return get_adapter(agent_type)
     except AgentConfigError:
-        return {}
-    out: dict[str, Any] = {}
-    for line in lines:
-        try:
-            events = adapter.parse_line(line)
-        except Exception:  # a parser must never break log ingestion
-            continue
-        for ev in events:
-            etype = getattr(ev, "type", None)
-            if etype == "usage":
-                for attr in ("input_tokens", "output_tokens"):
-                    out[attr] = out.get(attr, 0) + int(getattr(ev, attr, 0) or 0)
-                cache = int(getattr(ev, "cache_read_tokens", 0) or 0) + int(getattr(ev, "cache_write_tokens", 0) or 0)
-                out["cache_tokens"] = out.get("cache_tokens", 0) + cache
-                cost = getattr(ev, "cost_usd", None)
-                if cost:
-                    out["cost_usd"] = out.get("cost_usd", 0.0) + float(cost)
-                    if getattr(ev, "cost_imputed", False):
-                        out["cost_imputed"] = True
-            elif etype == "session":
-                out["session_id"] = getattr(ev, "session_id", None)
-    return out
+        return None
+
+
+def _parse(adapter: Any | None, line: str) -> list[Any]:
+    if adapter is None:
+        return []
+    try:
+        return list(adapter.parse_line(line))
+    except Exception:  # a parser must never break log ingestion
+        return []
 
 
 @dataclass(frozen=True)

@@ -24,15 +24,14 @@ def append(
     kind: str,
     run_id: int,
     attempt: int,
-    stream: str,
-    lines: list[str],
+    entries: list[tuple[str, str]],
     now: datetime | None = None,
 ) -> int:
-    """Append lines after the current last seq; returns the new last seq."""
+    """Append (stream, text) entries after the current last seq; returns the new last seq."""
     seq = last_seq(session, kind, run_id)
     now = now or utcnow()
     rows = []
-    for line in lines:
+    for stream, line in entries:
         seq += 1
         rows.append(
             {
