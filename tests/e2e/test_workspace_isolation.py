@@ -28,6 +28,7 @@ BODIES: dict[str, Any] = {
     "ReviewIn": {"comment": "looks fine"},
     "MemberSet": {"role": "viewer"},
     "SecretSet": {"value": "from-b"},
+    "TicketWork": {"repo": "ra", "agent_config": {"command": "true"}},
 }
 
 
@@ -69,9 +70,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
         assert opened["state"] == "pr_opened", opened
         secret = server.api("PUT", "/api/secrets/SA", json={"value": "a-secret-value"}).json()
         key = server.api("POST", "/api/apikeys", json={"name": "a-key"}).json()
+        ticket = server.api("POST", "/api/tickets", json={"title": "a ticket", "repo": "ra"}).json()
         a = {"job_ref": [str(job["id"]), "ja"], "run_id": [str(run["id"])], "repo_ref": [str(repo["id"]), "ra"],
              "task_id": [str(task["id"])], "pr_id": [str(opened["pr_id"])], "name": ["SA"],
-             "username": ["admin"], "key_id": [str(key["id"])]}
+             "username": ["admin"], "key_id": [str(key["id"])], "number": [str(ticket["number"])]}
         assert secret["name"] == "SA"
         server.api("POST", "/api/workspaces", json={"slug": "b"}).raise_for_status()
         bob = server.api("PUT", "/api/members/bob", headers={"X-Optio-Workspace": "b"},
