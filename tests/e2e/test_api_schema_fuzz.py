@@ -53,7 +53,7 @@ def test_whole_spec_has_no_server_errors_and_matches_its_schema(tmp_path: Path) 
             [SCHEMATHESIS, "--config-file", str(config), "run", server.url + "/openapi.json",
              "-H", f"Authorization: Bearer {server.admin_key}",
              "-c", "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance",
-             "-n", str(MAX_EXAMPLES), "--phases", "examples,coverage,fuzzing", "--seed", "20261124", "-w", "2",
+             "-n", str(MAX_EXAMPLES), "--phases", "examples,coverage,fuzzing", "--seed", "20261124", "-w", "1",
              "--request-timeout", "20", "--report", "json", "--report-json-path", str(report)],
             env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
         )
