@@ -17,12 +17,13 @@ from optio.domain.actions import (
     Transition,
 )
 from optio.domain.backoff import backoff_seconds
-from optio.domain.failures import FailurePolicy, policy_for_failure
-from optio.domain.snapshot import JobRunSnapshot, ProcessStatus
+from optio.domain.failures import FailurePolicy
+from optio.domain.process_health import WATCH_RECHECK_S as WATCH_RECHECK_S
+from optio.domain.process_health import assess
+from optio.domain.snapshot import JobRunSnapshot
 from optio.domain.states import JobRunState as S
 
 CAPACITY_RECHECK_S = 2.0
-WATCH_RECHECK_S = 30.0
 
 
 def _read_error_delay(attempts: int, seed: int) -> float:
@@ -102,27 +103,10 @@ def decide_job_run(snap: JobRunSnapshot) -> Action:
         )
 
     # running
-    proc = snap.process
-    if proc is None or proc.attempt != run.attempts:
-        return _failed_attempt(snap, "agent process was never started (lost before launch)")
-    if proc.status == ProcessStatus.EXITED:
-        if proc.exit_reason == "timeout":
-            return _failed_attempt(snap, "agent timed out")
-        if proc.exit_reason == "spawn_failed":
-            return _failed_attempt(
-                snap, "", policy=policy_for_failure(proc, f"agent could not start: {proc.error or 'unknown error'}")
-            )
-        if proc.exit_code == 0:
-            return Transition(to=S.COMPLETED, reason="agent exited 0", patch={"error": None}, event="completed")
-        return _failed_attempt(
-            snap, "", policy=policy_for_failure(proc, f"agent exited with code {proc.exit_code}")
-        )
-    if proc.status == ProcessStatus.GONE:
-        return _failed_attempt(snap, "agent process died (no exit status recorded)")
-    last = proc.last_output_at or proc.started_at or run.heartbeat_at
-    if proc.status == ProcessStatus.ALIVE and last is not None:
-        idle = (snap.now - last).total_seconds()
-        if idle > snap.stall_threshold_s:
-            return _failed_attempt(snap, f"agent stalled: no output for {int(idle)}s", kill=True)
-        return Noop(reason="agent running", recheck_after_s=min(WATCH_RECHECK_S, snap.stall_threshold_s - idle + 1))
-    return Noop(reason="agent starting", recheck_after_s=WATCH_RECHECK_S)
+    health = assess(run, snap.process, now=snap.now, stall_threshold_s=snap.stall_threshold_s)
+    if health.outcome == "failed":
+        assert health.policy is not None
+        return _failed_attempt(snap, health.policy.why, kill=health.kill, policy=health.policy)
+    if health.outcome == "succeeded":
+        return Transition(to=S.COMPLETED, reason="agent exited 0", patch={"error": None}, event="completed")
+    return Noop(reason=f"agent {health.outcome}", recheck_after_s=health.recheck_after_s)

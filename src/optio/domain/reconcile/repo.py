@@ -54,7 +54,9 @@ from optio.domain.actions import (
     Transition,
 )
 from optio.domain.backoff import backoff_seconds
-from optio.domain.failures import FailurePolicy, policy_for_failure
+from optio.domain.failures import FailurePolicy
+from optio.domain.process_health import WATCH_RECHECK_S as WATCH_RECHECK_S
+from optio.domain.process_health import assess
 from optio.domain.repo_snapshot import PullRequestView, RepoTaskSnapshot
 from optio.domain.resume_prompts import ResumeReason, build_resume_prompt
 from optio.domain.snapshot import ProcessStatus
@@ -62,7 +64,6 @@ from optio.domain.states import PrReviewState
 from optio.domain.states import RepoTaskState as S
 
 CAPACITY_RECHECK_S = 2.0
-WATCH_RECHECK_S = 30.0
 DEPS_RECHECK_S = 30.0
 PR_RECHECK_S = 60.0
 PROVISION_TIMEOUT = timedelta(minutes=10)
@@ -233,31 +234,13 @@ def _decide_provisioning(snap: RepoTaskSnapshot) -> Action:
 
 
 def _decide_running(snap: RepoTaskSnapshot) -> Action:
-    run = snap.run
-    proc = snap.process
-    if proc is None or proc.attempt != run.attempts:
-        return _failed_attempt(snap, "agent process was never started (lost before launch)")
-    if proc.status == ProcessStatus.EXITED:
-        if proc.exit_reason == "timeout":
-            return _failed_attempt(snap, "agent timed out")
-        if proc.exit_reason == "spawn_failed":
-            return _failed_attempt(
-                snap, "", policy=policy_for_failure(proc, f"agent could not start: {proc.error or 'unknown error'}")
-            )
-        if proc.exit_code == 0:
-            return OpenPullRequest(reason="agent exited 0: pushing the branch")
-        return _failed_attempt(
-            snap, "", policy=policy_for_failure(proc, f"agent exited with code {proc.exit_code}")
-        )
-    if proc.status == ProcessStatus.GONE:
-        return _failed_attempt(snap, "agent process died (no exit status recorded)")
-    last = proc.last_output_at or proc.started_at or run.heartbeat_at
-    if proc.status == ProcessStatus.ALIVE and last is not None:
-        idle = (snap.now - last).total_seconds()
-        if idle > snap.stall_threshold_s:
-            return _failed_attempt(snap, f"agent stalled: no output for {int(idle)}s", kill=True)
-        return Noop(reason="agent running", recheck_after_s=min(WATCH_RECHECK_S, snap.stall_threshold_s - idle + 1))
-    return Noop(reason="agent starting", recheck_after_s=WATCH_RECHECK_S)
+    health = assess(snap.run, snap.process, now=snap.now, stall_threshold_s=snap.stall_threshold_s)
+    if health.outcome == "failed":
+        assert health.policy is not None
+        return _failed_attempt(snap, health.policy.why, kill=health.kill, policy=health.policy)
+    if health.outcome == "succeeded":
+        return OpenPullRequest(reason="agent exited 0: pushing the branch")
+    return Noop(reason=f"agent {health.outcome}", recheck_after_s=health.recheck_after_s)
 
 
 def _resume(snap: RepoTaskSnapshot, *, key: str, reason: ResumeReason, what: str, prompt: str) -> Action:
