@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from optio.api.schemas import (
     CiRunOut,
     JobOut,
@@ -9,9 +11,11 @@ from optio.api.schemas import (
     RepoOut,
     RepoTaskOut,
     ReviewOut,
+    RunEventOut,
     RunOut,
 )
 from optio.services.tasks import TaskView
+from optio.store import runs
 from optio.store.models import CiRun, Job, JobRun, PrReview, PullRequest, Repo
 
 
@@ -76,3 +80,11 @@ def pr_out(pr: PullRequest, repo: Repo, cis: list[CiRun], reviews: list[PrReview
         reviews=[ReviewOut(id=r.id, head_sha=r.head_sha, verdict=r.verdict, comments=r.comments, author=r.author,
                            created_at=r.created_at) for r in reviews],
     )
+
+
+def events_out(session: Session, kind: str, run_id: int, workspace_id: int) -> list[RunEventOut]:
+    return [
+        RunEventOut(id=e.id, event=e.event, from_state=e.from_state, to_state=e.to_state, reason=e.reason,
+                    created_at=e.created_at)
+        for e in runs.list_events(session, kind, run_id, workspace_id)
+    ]

@@ -11,11 +11,10 @@ from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
 from optio.api.logstream import STREAM_RESPONSES, log_page, sse
 from optio.api.schemas import LogPage, RepoTaskCreate, RepoTaskOut, RepoTaskPage, RunEventOut
-from optio.api.views import task_out
+from optio.api.views import events_out, task_out
 from optio.domain.states import TERMINAL, RepoTaskState, RunKind
 from optio.services import runs as run_service
 from optio.services import tasks as task_service
-from optio.store import runs
 
 router = APIRouter(prefix="/api/repo-tasks", tags=["repo tasks"], responses=ERROR_RESPONSES)
 KIND = RunKind.REPO_TASK.value
@@ -60,11 +59,7 @@ def get_task(task_id: int, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
 def task_events(task_id: int, ctx: Ctx = Depends(get_ctx)) -> list[RunEventOut]:
     with ctx.db.read() as session:
         task_service.get_task(session, ctx.workspace_id, task_id)
-        return [
-            RunEventOut(id=e.id, event=e.event, from_state=e.from_state, to_state=e.to_state, reason=e.reason,
-                        created_at=e.created_at)
-            for e in runs.list_events(session, KIND, task_id, ctx.workspace_id)
-        ]
+        return events_out(session, KIND, task_id, ctx.workspace_id)
 
 
 def _state_of(session: Any, workspace_id: int, task_id: int) -> str:

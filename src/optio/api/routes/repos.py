@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlparse
+
 from fastapi import APIRouter, Depends
 
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
 from optio.api.schemas import RepoCreate, RepoOut
 from optio.api.views import repo_out
+from optio.errors import Invalid
+from optio.security.ssrf import UnsafeURLError, check_url
 from optio.services import repos as repo_service
 
 router = APIRouter(prefix="/api/repos", tags=["repos"], responses=ERROR_RESPONSES)
@@ -15,6 +19,12 @@ router = APIRouter(prefix="/api/repos", tags=["repos"], responses=ERROR_RESPONSE
 
 @router.post("", response_model=RepoOut, status_code=201)
 def add_repo(body: RepoCreate, ctx: Ctx = Depends(get_ctx)) -> RepoOut:
+    if urlparse(body.remote_url).scheme in ("http", "https"):
+        # Optio will fetch from and push to this forge: refuse internal addresses unless allowlisted.
+        try:
+            check_url(body.remote_url, allowlist=ctx.optio.settings.outbound_allowlist)
+        except UnsafeURLError as exc:
+            raise Invalid(str(exc), field="remote_url") from None
     return repo_out(repo_service.add_repo(ctx.db, ctx.workspace_id, body.model_dump()))
 
 

@@ -11,10 +11,9 @@ from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
 from optio.api.logstream import STREAM_RESPONSES, log_page, sse
 from optio.api.schemas import LogPage, RunEventOut, RunOut, RunPage
-from optio.api.views import run_out
+from optio.api.views import events_out, run_out
 from optio.domain.states import TERMINAL, RunKind
 from optio.services import runs as run_service
-from optio.store import runs
 from optio.store.models import Job
 
 router = APIRouter(prefix="/api/runs", tags=["runs"], responses=ERROR_RESPONSES)
@@ -52,11 +51,7 @@ def get_run(run_id: int, ctx: Ctx = Depends(get_ctx)) -> RunOut:
 def run_events(run_id: int, ctx: Ctx = Depends(get_ctx)) -> list[RunEventOut]:
     _load(ctx, run_id)
     with ctx.db.read() as session:
-        return [
-            RunEventOut(id=e.id, event=e.event, from_state=e.from_state, to_state=e.to_state, reason=e.reason,
-                        created_at=e.created_at)
-            for e in runs.list_events(session, KIND, run_id, ctx.workspace_id)
-        ]
+        return events_out(session, KIND, run_id, ctx.workspace_id)
 
 
 def _state_of(session: Any, workspace_id: int, run_id: int) -> str:
