@@ -19,6 +19,8 @@ from optio.store.models import Repo
 
 def normalise_remote(remote: str) -> str:
     """Local paths become absolute `file://`-free paths; URLs are kept. Unreachable remotes are refused now."""
+    if not remote.isprintable() or not _utf8(remote):
+        raise Invalid("remote must be printable text", field="remote_url")
     parsed = urlparse(remote)
     if parsed.scheme in ("", "file"):
         path = Path(parsed.path if parsed.scheme == "file" else remote).expanduser().resolve()
@@ -28,6 +30,14 @@ def normalise_remote(remote: str) -> str:
     if parsed.scheme not in ("http", "https", "ssh", "git"):
         raise Invalid(f"unsupported remote scheme {parsed.scheme!r}", field="remote_url")
     return remote
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from a JSON body
+        return False
+    return True
 
 
 def detect_default_branch(remote: str) -> str | None:
