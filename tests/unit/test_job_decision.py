@@ -419,3 +419,18 @@ def test_backoff_treats_attempts_below_one_as_the_first() -> None:
 
 def test_backoff_jitter_differs_across_runs() -> None:
     assert len({backoff_seconds(3, seed=s) for s in range(50)}) > 40
+
+
+def test_budget_exceeded_kills_and_fails_without_retry() -> None:
+    """A run that has spent its job's budget is stopped at once, whatever retries remain."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    snap = JobRunSnapshot(
+        now=now, run=RunView(id=1, kind=RunKind.JOB_RUN, state="running", version=2, attempts=1),
+        max_retries=5, process=ProcessView(attempt=1, status=ProcessStatus.ALIVE, last_output_at=now),
+        capacity=Capacity(), budget_usd=0.50, cost_usd=0.51,
+    )
+    action = decide_job_run(snap)
+    assert isinstance(action, Transition)
+    assert action.to == "failed" and action.kill_process and "budget exceeded" in action.reason
+    under = replace(snap, cost_usd=0.49)
+    assert not isinstance(decide_job_run(under), Transition)

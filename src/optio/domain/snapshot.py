@@ -74,3 +74,5 @@ class JobRunSnapshot:
     capacity: Capacity
     stall_threshold_s: float = 900.0
     read_error: str | None = None
+    budget_usd: float | None = None
+    cost_usd: float = 0.0

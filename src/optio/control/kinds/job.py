@@ -69,6 +69,8 @@ class JobRunHandler:
             process=process,
             capacity=capacity,
             stall_threshold_s=ctx.settings.stall_threshold_s,
+            budget_usd=job.budget_usd,
+            cost_usd=run.cost_usd,
         )
         extra = {
             "agent_type": job.agent_type, "agent_config": dict(job.agent_config or {}), "prompt": run.prompt,

@@ -103,6 +103,9 @@ def decide_job_run(snap: JobRunSnapshot) -> Action:
         )
 
     # running
+    if snap.budget_usd is not None and snap.cost_usd >= snap.budget_usd:
+        why = f"budget exceeded: ${snap.cost_usd:.4f} spent of ${snap.budget_usd:.4f}"
+        return Transition(to=S.FAILED, reason=why, patch={"error": why}, kill_process=True, event="failed")
     health = assess(run, snap.process, now=snap.now, stall_threshold_s=snap.stall_threshold_s)
     if health.outcome == "failed":
         assert health.policy is not None
