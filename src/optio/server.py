@@ -73,7 +73,7 @@ def build(settings: Settings) -> Optio:
         RepoTaskHandler.kind: RepoTaskHandler(),
         ReviewRunHandler.kind: ReviewRunHandler(),
     }
-    ctx.forge = LocalForge(db, settings.resolved_data_dir)
+    ctx.forge = LocalForge(db, settings.resolved_data_dir, redact=ctx.redact)
     ctx.runtime = LocalRuntime(processes.DbSink(ctx))
     return Optio(settings=settings, ctx=ctx, workers=WorkerPool(ctx), auth=auth)
 

@@ -27,7 +27,8 @@ COMMAND = (
 
 
 def every_file_byte(data_dir: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in data_dir.rglob("*") if p.is_file() and "runs" not in p.parts)
+    """Every byte under the data dir, agent output files included (they are removed once stored)."""
+    return b"".join(p.read_bytes() for p in data_dir.rglob("*") if p.is_file())
 
 
 def test_secret_values_never_reach_storage_logs_or_streams(optio_server: OptioServer) -> None:

@@ -26,7 +26,7 @@ from optio.agents.events import to_json as event_to_json
 from optio.agents.registry import get_adapter
 from optio.control.context import ControlContext
 from optio.domain.snapshot import ProcessStatus, ProcessView
-from optio.runtime.base import LaunchSpec, ProcessInfo
+from optio.runtime.base import STDERR_FILE, STDOUT_FILE, LaunchSpec, ProcessInfo
 from optio.runtime.local import read_exit_code
 from optio.store import logs, queue, runs
 from optio.store.models import AgentProcess, Job, Repo, RepoTask, RunLog
@@ -35,6 +35,7 @@ from optio.store.types import utcnow
 log = structlog.get_logger("optio.processes")
 
 ACTIVE = ("starting", "alive")
+OUTPUT_FILES = (STDOUT_FILE, STDERR_FILE)
 
 
 def process_key(kind: str, run_id: int, attempt: int, purpose: str = "agent") -> str:
@@ -110,6 +111,10 @@ class DbSink:
             proc = session.scalar(select(AgentProcess).where(AgentProcess.key == key))
             if proc is None or proc.status in ("exited", "gone"):
                 return
+            # The runtime calls this only after every line was stored (redacted) through on_output: the raw
+            # files would only keep secrets on disk in plaintext, and the run's end must not wait for that.
+            for name in OUTPUT_FILES:
+                (Path(proc.log_dir) / name).unlink(missing_ok=True)
             status = "gone" if reason == "lost" else "exited"
             values: dict[str, Any] = {"status": status, "exit_code": exit_code, "exit_reason": reason,
                                       "finished_at": now}

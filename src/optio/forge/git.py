@@ -392,12 +392,14 @@ class RepoCache:
         work_root: Path,
         timeout_s: float = 1800,
         env: dict[str, str] | None = None,
+        inherit_env: bool = True,
     ) -> CiResult:
         """Run the repo's CI command on a clean checkout of ``head_sha``.
 
         Never the agent's worktree: untracked or ignored leftovers there must not
         make CI pass. The command runs in its own process group so a timeout can
-        take down everything it started.
+        take down everything it started. With ``inherit_env=False`` the command sees
+        exactly ``env``: CI is the repo's code and must not read the server's secrets.
         """
         self.ensure()
         sha = self._ensure_commit(head_sha)
@@ -414,7 +416,7 @@ class RepoCache:
                 cwd=checkout,
                 log_path=log_path,
                 timeout_s=timeout_s,
-                env=scrubbed_env(env),
+                env=scrubbed_env(env) if inherit_env else dict(env or {}),
             )
             duration = time.monotonic() - started
             suffix = ""

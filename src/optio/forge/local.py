@@ -8,8 +8,10 @@ remote. Every change of forge state enqueues a reconcile of the owning task in t
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -46,9 +48,11 @@ def _enqueue_task(session: Session, pr: PullRequest, reason: str) -> None:
 class LocalForge:
     name = "local"
 
-    def __init__(self, db: Database, data_dir: Path, *, ci_workers: int = 2) -> None:
+    def __init__(self, db: Database, data_dir: Path, *, ci_workers: int = 2,
+                 redact: Callable[[str], str] | None = None) -> None:
         self.db = db
         self.data_dir = data_dir
+        self.redact: Callable[[str], str] = redact or (lambda text: text)
         self._caches: dict[int, RepoCache] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=ci_workers, thread_name_prefix="optio-ci")
@@ -133,7 +137,7 @@ class LocalForge:
             if pr.state != "open":
                 raise Conflict(f"pull request #{number} is {pr.state}", field="state")
             rev = PrReview(workspace_id=pr.workspace_id, pr_id=pr.id, head_sha=pr.head_sha, verdict=verdict,
-                           comments=comments, author=author)
+                           comments=self.redact(comments), author=author)
             session.add(rev)
             session.flush()
             _enqueue_task(session, pr, f"review {verdict}")
@@ -232,6 +236,14 @@ class LocalForge:
                 _enqueue_task(session, pr, "mergeability changed")
         return result.clean
 
+    def _ci_env(self) -> dict[str, str]:
+        """The whole environment of a CI command: enough to run tools, nothing of the server's."""
+        home = self.data_dir / "ci-home"
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")}
+        env.update({"HOME": str(home), "CI": "true", "OPTIO_CI": "1"})
+        return env
+
     def schedule_ci(self, pr_id: int, head_sha: str) -> None:
         with self._lock:
             if (pr_id, head_sha) in self._ci_inflight:
@@ -254,7 +266,8 @@ class LocalForge:
             cache.ensure()
             cache.fetch()
             try:
-                result = cache.run_ci(head_sha, command, work_root=self.data_dir / "ci")
+                result = cache.run_ci(head_sha, command, work_root=self.data_dir / "ci", env=self._ci_env(),
+                                      inherit_env=False)
             except Exception as exc:  # CI infrastructure failure is a failing CI with the reason as output
                 result = CiResult(status="failing", exit_code=None, output=f"optio: CI could not run: {exc}",
                                   duration_s=0.0)
@@ -265,7 +278,7 @@ class LocalForge:
                     return
                 ci.status = result.status
                 ci.exit_code = result.exit_code
-                ci.output = result.output[-CI_OUTPUT_MAX:]
+                ci.output = self.redact(result.output[-CI_OUTPUT_MAX:])
                 ci.duration_s = result.duration_s
                 ci.finished_at = utcnow()
                 _enqueue_task(session, pr, f"CI {result.status}")

@@ -107,7 +107,7 @@ class ReviewRunHandler:
                                           RunLog.stream == "stdout", RunLog.attempt == loaded.run.attempts)
                 .order_by(RunLog.seq)
             )
-            comments = "\n".join(lines).strip()[:COMMENT_MAX_CHARS]
+            comments = ctx.redact("\n".join(lines).strip()[:COMMENT_MAX_CHARS])
             session.execute(update(ReviewRun).where(ReviewRun.id == loaded.run.id)
                             .values(verdict=verdict, comments=comments))
             session.add(PrReview(workspace_id=loaded.workspace_id, pr_id=extra["pr_id"], head_sha=extra["head_sha"],
