@@ -18,25 +18,29 @@ Resume uses ``--resume <session id>``. Running as root needs ``IS_SANDBOX=1`` in
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 from optio.agents.base import AgentRequest, CommandSpec
+from optio.agents.common import (
+    VendorAgent,
+    config_file,
+    count,
+    end_of_run,
+    http_status,
+    str_or_none,
+    sub_object,
+    tool_use,
+)
 from optio.agents.events import (
     AgentEvent,
-    ResultEvent,
     SessionEvent,
     TextEvent,
     ThinkingEvent,
     ToolResultEvent,
-    ToolUseEvent,
     UsageEvent,
-    load_json_object,
     summarize,
 )
-from optio.agents.failures import classify_run, error_event
-from optio.agents.options import base_env, resolve_options
-from optio.domain.agent_errors import AgentError
+from optio.agents.failures import error_event
 
 API_KEY_SECRET = "ANTHROPIC_API_KEY"
 OAUTH_SECRET = "CLAUDE_CODE_OAUTH_TOKEN"
@@ -45,15 +49,15 @@ DEFAULT_PERMISSION_MODE = "bypassPermissions"
 DEFAULT_MAX_RETRIES = 2
 
 
-class ClaudeCodeAgent:
+class ClaudeCodeAgent(VendorAgent):
     name = "claude-code"
     cli = "claude"
+    api_key_secret = API_KEY_SECRET
+    oauth_secret = OAUTH_SECRET
 
     def build_command(self, request: AgentRequest) -> CommandSpec:
-        opts = resolve_options(
-            request, vendor=self.name, default_api_key_secret=API_KEY_SECRET, default_oauth_secret=OAUTH_SECRET
-        )
-        argv = [str(request.config.get("cli") or self.cli), "-p", "--output-format", "stream-json", "--verbose"]
+        opts = self.options(request)
+        argv = [self.executable(request), "-p", "--output-format", "stream-json", "--verbose"]
         if opts.model:
             argv += ["--model", opts.model]
         if opts.max_turns is not None:
@@ -67,34 +71,24 @@ class ClaudeCodeAgent:
             argv += ["--permission-mode", mode]
         files: dict[str, str] = {}
         if request.mcp_servers:
-            path = str(request.prompt_file.parent / "claude-mcp.json")
+            path = config_file(request, "claude-mcp.json")
             files[path] = json.dumps({"mcpServers": dict(request.mcp_servers)}, indent=2)
             argv += ["--mcp-config", path, "--strict-mcp-config"]
         argv += list(opts.extra_args)
 
-        env = base_env(request)
-        for name in ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN"):
-            env.pop(name, None)
-        if opts.secret_value is not None:
-            env["CLAUDE_CODE_OAUTH_TOKEN" if opts.auth == "oauth" else "ANTHROPIC_API_KEY"] = opts.secret_value
-        if opts.base_url:
-            env["ANTHROPIC_BASE_URL"] = opts.base_url
+        env = self.credential_env(
+            request,
+            opts,
+            secret_var=OAUTH_SECRET if opts.auth == "oauth" else API_KEY_SECRET,
+            base_url_var="ANTHROPIC_BASE_URL",
+            clear=(API_KEY_SECRET, OAUTH_SECRET, "ANTHROPIC_AUTH_TOKEN"),
+        )
         env["CLAUDE_CODE_MAX_RETRIES"] = str(request.config.get("max_retries", DEFAULT_MAX_RETRIES))
         env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
         env["DISABLE_AUTOUPDATER"] = "1"
         return CommandSpec(argv=argv, env=env, stdin_path=request.prompt_file, files=files)
 
-    def secret_name(self, request: AgentRequest) -> str:
-        """Name of the secret holding this run's model credential (for error messages)."""
-        config = request.config or {}
-        if config.get("auth") == "oauth":
-            return str(config.get("oauth_token_secret") or OAUTH_SECRET)
-        return str(config.get("api_key_secret") or API_KEY_SECRET)
-
-    def parse_line(self, line: str) -> list[AgentEvent]:
-        data = load_json_object(line)
-        if data is None:
-            return []
+    def parse_object(self, data: dict[str, Any]) -> list[AgentEvent]:
         kind = data.get("type")
         if kind == "system":
             if data.get("subtype") == "init" and isinstance(data.get("session_id"), str):
@@ -109,16 +103,6 @@ class ClaudeCodeAgent:
         if kind == "result":
             return _result_events(data)
         return []
-
-    def classify_failure(
-        self,
-        exit_code: int | None,
-        stderr_tail: str,
-        events: Sequence[AgentEvent],
-        *,
-        secret_name: str | None = API_KEY_SECRET,
-    ) -> AgentError | None:
-        return classify_run(exit_code, stderr_tail, events, secret_name=secret_name)
 
 
 def _blocks(message: Any) -> list[dict[str, Any]]:
@@ -141,13 +125,7 @@ def _assistant_events(message: Any) -> list[AgentEvent]:
         elif btype == "thinking" and block.get("thinking"):
             events.append(ThinkingEvent(text=str(block["thinking"])))
         elif btype in ("tool_use", "server_tool_use", "mcp_tool_use"):
-            events.append(
-                ToolUseEvent(
-                    name=str(block.get("name") or "?"),
-                    input_summary=summarize(block.get("input") or {}),
-                    tool_id=block.get("id") if isinstance(block.get("id"), str) else None,
-                )
-            )
+            events.append(tool_use(block.get("name"), block.get("input"), block.get("id")))
     return events
 
 
@@ -155,8 +133,7 @@ def _api_error(data: dict[str, Any]) -> list[AgentEvent]:
     """Claude Code reports a failed API call as a synthetic assistant message flagged as an error."""
     text = " ".join(e.text for e in _assistant_events(data.get("message")) if isinstance(e, TextEvent))
     kind = data.get("api_error_type") or data.get("error") or ""
-    status = data.get("api_error_status")
-    return [error_event(f"{text} [{kind}]", http_status=status if isinstance(status, int) else None)]
+    return [error_event(f"{text} [{kind}]", http_status=http_status(data.get("api_error_status")))]
 
 
 def _tool_results(message: Any) -> list[AgentEvent]:
@@ -172,50 +149,42 @@ def _tool_results(message: Any) -> list[AgentEvent]:
         events.append(
             ToolResultEvent(
                 output=summarize(content if content is not None else ""),
-                tool_id=block.get("tool_use_id") if isinstance(block.get("tool_use_id"), str) else None,
+                tool_id=str_or_none(block.get("tool_use_id")),
                 is_error=bool(block.get("is_error")),
             )
         )
     return events
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 def _result_events(data: dict[str, Any]) -> list[AgentEvent]:
-    events: list[AgentEvent] = []
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    usage = sub_object(data, "usage")
     cost = data.get("total_cost_usd")
     if cost is None:
         cost = data.get("cost_usd")
     model_usage = data.get("modelUsage")
     model = next(iter(model_usage)) if isinstance(model_usage, dict) and len(model_usage) == 1 else None
+    usage_event = None
     if usage or cost is not None:
-        events.append(
-            UsageEvent(
-                input_tokens=_int(usage.get("input_tokens")),
-                output_tokens=_int(usage.get("output_tokens")),
-                cache_read_tokens=_int(usage.get("cache_read_input_tokens")),
-                cache_write_tokens=_int(usage.get("cache_creation_input_tokens")),
-                cost_usd=float(cost) if isinstance(cost, int | float) else None,
-                model=model,
-            )
+        usage_event = UsageEvent(
+            input_tokens=count(usage.get("input_tokens")),
+            output_tokens=count(usage.get("output_tokens")),
+            cache_read_tokens=count(usage.get("cache_read_input_tokens")),
+            cache_write_tokens=count(usage.get("cache_creation_input_tokens")),
+            cost_usd=float(cost) if isinstance(cost, int | float) else None,
+            model=model,
         )
     subtype = str(data.get("subtype") or "")
     is_error = bool(data.get("is_error")) or (subtype not in ("", "success"))
     summary = data.get("result") if isinstance(data.get("result"), str) else ""
-    if is_error:
-        status = data.get("api_error_status")
-        status = status if isinstance(status, int) else None
-        errors = data.get("errors")
-        detail = "; ".join(str(e) for e in errors) if isinstance(errors, list) and errors else ""
-        text = summary or detail or subtype or "agent reported an error"
-        if subtype == "error_max_turns":
-            text = f"reached the maximum number of turns ({subtype})"
-        elif subtype == "error_max_budget_usd":
-            text = f"max_budget reached ({subtype})"
-        events.append(error_event(text, http_status=status))
-        summary = summary or text
-    events.append(ResultEvent(summary=summary, success=not is_error))
-    return events
+    if not is_error:
+        return end_of_run(summary, usage=usage_event)
+    errors = data.get("errors")
+    detail = "; ".join(str(e) for e in errors) if isinstance(errors, list) and errors else ""
+    text = summary or detail or subtype or "agent reported an error"
+    if subtype == "error_max_turns":
+        text = f"reached the maximum number of turns ({subtype})"
+    elif subtype == "error_max_budget_usd":
+        text = f"max_budget reached ({subtype})"
+    return end_of_run(
+        summary or text, usage=usage_event, error=text, http_status=http_status(data.get("api_error_status"))
+    )

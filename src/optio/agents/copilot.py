@@ -18,71 +18,68 @@ it, default secret ``COPILOT_GITHUB_TOKEN``). Config keys beyond the common ones
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from optio.agents.base import AgentConfigError, AgentRequest, CommandSpec
-from optio.agents.events import (
-    AgentEvent,
-    ResultEvent,
-    SessionEvent,
-    TextEvent,
-    ThinkingEvent,
-    ToolResultEvent,
-    ToolUseEvent,
-    UsageEvent,
-    load_json_object,
-    summarize,
+from optio.agents.common import (
+    VendorAgent,
+    config_file,
+    end_of_run,
+    http_status,
+    str_or_none,
+    sub_object,
+    tool_result,
+    tool_use,
 )
-from optio.agents.failures import classify_run, error_event
-from optio.agents.options import base_env, resolve_options
-from optio.domain.agent_errors import AgentError
+from optio.agents.events import AgentEvent, ResultEvent, SessionEvent, TextEvent, ThinkingEvent, UsageEvent
 
 TOKEN_SECRET = "COPILOT_GITHUB_TOKEN"
 
 
-class CopilotAgent:
+class CopilotAgent(VendorAgent):
     name = "copilot"
     cli = "copilot"
+    api_key_secret = TOKEN_SECRET
+    oauth_secret = TOKEN_SECRET
 
     def build_command(self, request: AgentRequest) -> CommandSpec:
-        opts = resolve_options(
-            request, vendor=self.name, default_api_key_secret=TOKEN_SECRET, default_oauth_secret=TOKEN_SECRET
-        )
+        opts = self.options(request)
         if opts.base_url:
             raise AgentConfigError("copilot: the Copilot CLI cannot use a custom model endpoint (base_url)")
-        argv = [str(request.config.get("cli") or self.cli), "-p", request.prompt, "--output-format", "json"]
+        argv = [self.executable(request), "-p", request.prompt, "--output-format", "json"]
         if opts.model:
             argv += ["--model", opts.model]
         if request.resume_session_id:
             argv += ["--resume", request.resume_session_id]
-        mode = opts.permission_mode or "allow-all"
-        if mode == "allow-all":
+        if self.permission_mode(opts, "allow-all", "ask") == "allow-all":
             argv += ["--allow-all-tools", "--no-ask-user"]
-        elif mode != "ask":
-            raise AgentConfigError(f"copilot: permission_mode must be 'allow-all' or 'ask', not {mode!r}")
         files: dict[str, str] = {}
         if request.mcp_servers:
-            path = str(request.prompt_file.parent / "copilot-mcp.json")
-            files[path] = json.dumps({"mcpServers": _mcp(request.mcp_servers)}, indent=2)
+            path = config_file(request, "copilot-mcp.json")
+            files[path] = json.dumps({"mcpServers": self._mcp(request.mcp_servers)}, indent=2)
             argv += ["--additional-mcp-config", f"@{path}"]
         argv += list(opts.extra_args)
-        env = base_env(request)
-        if opts.secret_value is not None:
-            env["COPILOT_GITHUB_TOKEN"] = opts.secret_value
+        env = self.credential_env(request, opts, secret_var=TOKEN_SECRET)
         env["COPILOT_AUTO_UPDATE"] = "false"
         return CommandSpec(argv=argv, env=env, files=files)
 
     def secret_name(self, request: AgentRequest) -> str:
+        """Copilot has one token, so either secret key names it, whichever auth mode is set."""
         config = request.config or {}
         return str(config.get("api_key_secret") or config.get("oauth_token_secret") or TOKEN_SECRET)
 
-    def parse_line(self, line: str) -> list[AgentEvent]:
-        event = load_json_object(line)
-        if event is None:
-            return []
+    def _mcp(self, servers: Mapping[str, Any]) -> dict[str, Any]:
+        """Copilot's MCP entries: ``local`` (command/args/env) or ``http`` (url/headers), all tools on."""
+        return self.mcp_table(
+            servers,
+            remote=lambda server: {"type": "http", "url": server.url, "tools": ["*"]},
+            local=lambda server: {"type": "local", "command": server.command, "args": server.args, "tools": ["*"]},
+        )
+
+    def parse_object(self, event: dict[str, Any]) -> list[AgentEvent]:
         kind = event.get("type")
-        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        data = sub_object(event, "data")
         if kind in ("session.start", "session.resume"):
             session = data.get("sessionId")
             return [SessionEvent(session_id=session)] if isinstance(session, str) and session else []
@@ -91,80 +88,33 @@ class CopilotAgent:
         if kind == "assistant.reasoning" and data.get("content"):
             return [ThinkingEvent(text=str(data["content"]))]
         if kind == "tool.execution_start":
-            return [
-                ToolUseEvent(
-                    name=str(data.get("toolName") or "?"),
-                    input_summary=summarize(data.get("arguments") or {}),
-                    tool_id=_str(data.get("toolCallId")),
-                )
-            ]
+            return [tool_use(data.get("toolName"), data.get("arguments"), data.get("toolCallId"))]
         if kind == "tool.execution_complete":
             success = data.get("success") is not False
-            result = data.get("result") if isinstance(data.get("result"), dict) else {}
-            error = data.get("error") if isinstance(data.get("error"), dict) else {}
-            output = result.get("content") if success else error.get("message")
-            return [ToolResultEvent(output=summarize(output or ""), tool_id=_str(data.get("toolCallId")),
-                                    is_error=not success)]
+            output = sub_object(data, "result").get("content") if success else sub_object(data, "error").get("message")
+            return [tool_result(output, data.get("toolCallId"), failed=not success)]
         if kind == "assistant.usage":
             return [_usage(data)]
         if kind == "session.error":
             message = str(data.get("message") or data.get("errorType") or "session error")
-            status = data.get("statusCode")
-            return [
-                error_event(message, http_status=status if isinstance(status, int) else None),
-                ResultEvent(summary=message, success=False),
-            ]
+            return end_of_run(message, error=message, http_status=http_status(data.get("statusCode")))
         if kind == "session.idle":
             return [ResultEvent(summary="session idle", success=True)]
         return []
 
-    def classify_failure(
-        self,
-        exit_code: int | None,
-        stderr_tail: str,
-        events: Sequence[AgentEvent],
-        *,
-        secret_name: str | None = TOKEN_SECRET,
-    ) -> AgentError | None:
-        return classify_run(exit_code, stderr_tail, events, secret_name=secret_name)
 
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _int(value: Any) -> int:
+def _count(value: Any) -> int:
+    """Copilot's token counts may arrive as JSON floats; they are truncated, not dropped."""
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
-
-
-def _mcp(servers: Any) -> dict[str, Any]:
-    """Copilot's MCP entries: ``local`` (command/args/env) or ``http`` (url/headers), all tools on."""
-    result: dict[str, Any] = {}
-    for name, spec in servers.items():
-        if not isinstance(spec, dict):
-            raise AgentConfigError(f"copilot: MCP server {name!r} must be a mapping")
-        if spec.get("url"):
-            entry: dict[str, Any] = {"type": "http", "url": str(spec["url"]), "tools": ["*"]}
-            if spec.get("headers"):
-                entry["headers"] = dict(spec["headers"])
-        elif spec.get("command"):
-            entry = {"type": "local", "command": str(spec["command"]),
-                     "args": [str(a) for a in spec.get("args") or []], "tools": ["*"]}
-            if spec.get("env"):
-                entry["env"] = {str(k): str(v) for k, v in spec["env"].items()}
-        else:
-            raise AgentConfigError(f"copilot: MCP server {name!r} needs a command or a url")
-        result[str(name)] = entry
-    return result
 
 
 def _usage(data: dict[str, Any]) -> UsageEvent:
     return UsageEvent(
-        input_tokens=_int(data.get("inputTokens")),
-        output_tokens=_int(data.get("outputTokens")),
-        cache_read_tokens=_int(data.get("cacheReadTokens")),
-        cache_write_tokens=_int(data.get("cacheWriteTokens")),
+        input_tokens=_count(data.get("inputTokens")),
+        output_tokens=_count(data.get("outputTokens")),
+        cache_read_tokens=_count(data.get("cacheReadTokens")),
+        cache_write_tokens=_count(data.get("cacheWriteTokens")),
         # Copilot's "cost" is premium-request units, not USD; Optio imputes USD from the price table
         cost_usd=None,
-        model=_str(data.get("model")),
+        model=str_or_none(data.get("model")),
     )

@@ -10,6 +10,34 @@ from optio.domain.agent_errors import AgentError, classify_error, describe_error
 _GENERIC = ("unknown", "crashed")
 
 
+class _DefaultSecret:
+    """Marks a ``secret_name`` left out, as opposed to one given as None."""
+
+
+_DEFAULT_SECRET = _DefaultSecret()
+
+
+class ClassifiesFailures:
+    """``classify_failure`` for an adapter, naming ``api_key_secret`` when the caller names no secret.
+
+    The secret only words the message of an auth failure; None means the adapter has no single
+    default credential.
+    """
+
+    api_key_secret: str | None = None
+
+    def classify_failure(
+        self,
+        exit_code: int | None,
+        stderr_tail: str,
+        events: Sequence[AgentEvent],
+        *,
+        secret_name: str | _DefaultSecret | None = _DEFAULT_SECRET,
+    ) -> AgentError | None:
+        name = self.api_key_secret if isinstance(secret_name, _DefaultSecret) else secret_name
+        return classify_run(exit_code, stderr_tail, events, secret_name=name)
+
+
 def classify_run(
     exit_code: int | None,
     stderr_tail: str,

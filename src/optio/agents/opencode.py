@@ -21,25 +21,21 @@ limit. OAuth logins are OpenCode's own (``opencode auth login``) and not driven 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from optio.agents.base import AgentConfigError, AgentRequest, CommandSpec
-from optio.agents.events import (
-    AgentEvent,
-    ResultEvent,
-    SessionEvent,
-    TextEvent,
-    ThinkingEvent,
-    ToolResultEvent,
-    ToolUseEvent,
-    UsageEvent,
-    load_json_object,
-    summarize,
+from optio.agents.common import (
+    VendorAgent,
+    count,
+    end_of_run,
+    http_status,
+    str_or_none,
+    sub_object,
+    tool_result,
+    tool_use,
 )
-from optio.agents.failures import classify_run, error_event
-from optio.agents.options import base_env, resolve_options
-from optio.domain.agent_errors import AgentError
+from optio.agents.events import AgentEvent, ResultEvent, SessionEvent, TextEvent, ThinkingEvent, UsageEvent
 
 PROVIDER = "optio"
 KEY_ENV = "OPTIO_OPENCODE_API_KEY"
@@ -61,21 +57,21 @@ def _provider_of(model: str | None, base_url: str | None) -> str:
     return "openai"
 
 
-class OpenCodeAgent:
+class OpenCodeAgent(VendorAgent):
     name = "opencode"
     cli = "opencode"
 
-    def default_secret(self, request: AgentRequest) -> str:
+    def default_api_key_secret(self, request: AgentRequest) -> str:
+        """The key of the model's provider, so one config switches provider by model name alone."""
         config = request.config or {}
         model = request.model or config.get("model")
         provider = _provider_of(str(model) if model else None, request.base_url or config.get("base_url"))
         return PROVIDER_SECRETS.get(provider, "OPENAI_API_KEY")
 
     def build_command(self, request: AgentRequest) -> CommandSpec:
-        opts = resolve_options(request, vendor=self.name, default_api_key_secret=self.default_secret(request))
-        argv = [str(request.config.get("cli") or self.cli), "run", "--format", "json"]
+        opts = self.options(request)
+        argv = [self.executable(request), "run", "--format", "json"]
         config: dict[str, Any] = {"autoupdate": False, "share": "disabled"}
-        env = base_env(request)
         model = opts.model
         if opts.base_url:
             bare = model.split("/", 1)[1] if model and model.startswith(f"{PROVIDER}/") else model
@@ -90,25 +86,21 @@ class OpenCodeAgent:
                 }
             }
             model = f"{PROVIDER}/{bare}"
-            if opts.secret_value is not None:
-                env[KEY_ENV] = opts.secret_value
-        elif opts.secret_value is not None:
-            provider = _provider_of(model, None)
-            env[PROVIDER_SECRETS.get(provider, opts.secret_name)] = opts.secret_value
+            key_var = KEY_ENV
+        else:
+            key_var = PROVIDER_SECRETS.get(_provider_of(model, None), opts.secret_name)
+        env = self.credential_env(request, opts, secret_var=key_var)
         if model:
             config["model"] = model
             argv += ["-m", model]
         if opts.max_turns is not None:
             config["agent"] = {"build": {"steps": opts.max_turns}}
         if request.mcp_servers:
-            config["mcp"] = _mcp_config(request.mcp_servers)
+            config["mcp"] = self._mcp_config(request.mcp_servers)
         if request.resume_session_id:
             argv += ["--session", request.resume_session_id]
-        mode = opts.permission_mode or "auto"
-        if mode == "auto":
+        if self.permission_mode(opts, "auto", "config") == "auto":
             argv.append("--auto")
-        elif mode != "config":
-            raise AgentConfigError(f"opencode: permission_mode must be 'auto' or 'config', not {mode!r}")
         argv += list(opts.extra_args)
         argv.append(request.prompt)
         env["OPENCODE_CONFIG_CONTENT"] = json.dumps(config)
@@ -116,15 +108,17 @@ class OpenCodeAgent:
         env["OPENCODE_DISABLE_MODELS_FETCH"] = "1"
         return CommandSpec(argv=argv, env=env)
 
-    def secret_name(self, request: AgentRequest) -> str:
-        return str((request.config or {}).get("api_key_secret") or self.default_secret(request))
+    def _mcp_config(self, servers: Mapping[str, Any]) -> dict[str, Any]:
+        return self.mcp_table(
+            servers,
+            remote=lambda server: {"type": "remote", "url": server.url, "enabled": True},
+            local=lambda server: {"type": "local", "command": [server.command, *server.args], "enabled": True},
+            env_key="environment",
+        )
 
-    def parse_line(self, line: str) -> list[AgentEvent]:
-        data = load_json_object(line)
-        if data is None:
-            return []
+    def parse_object(self, data: dict[str, Any]) -> list[AgentEvent]:
         kind = data.get("type")
-        part = data.get("part") if isinstance(data.get("part"), dict) else {}
+        part = sub_object(data, "part")
         if kind == "step_start":
             session = data.get("sessionID") or part.get("sessionID")
             return [SessionEvent(session_id=session)] if isinstance(session, str) and session else []
@@ -140,66 +134,28 @@ class OpenCodeAgent:
             return _error(data.get("error"))
         return []
 
-    def classify_failure(
-        self,
-        exit_code: int | None,
-        stderr_tail: str,
-        events: Sequence[AgentEvent],
-        *,
-        secret_name: str | None = None,
-    ) -> AgentError | None:
-        return classify_run(exit_code, stderr_tail, events, secret_name=secret_name)
-
-
-def _mcp_config(servers: Mapping[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for name, spec in servers.items():
-        if not isinstance(spec, Mapping):
-            raise AgentConfigError(f"opencode: MCP server {name!r} must be a mapping")
-        if spec.get("url"):
-            entry: dict[str, Any] = {"type": "remote", "url": str(spec["url"]), "enabled": True}
-            if spec.get("headers"):
-                entry["headers"] = dict(spec["headers"])
-        elif spec.get("command"):
-            command = [str(spec["command"]), *(str(a) for a in spec.get("args") or [])]
-            entry = {"type": "local", "command": command, "enabled": True}
-            if spec.get("env"):
-                entry["environment"] = {str(k): str(v) for k, v in spec["env"].items()}
-        else:
-            raise AgentConfigError(f"opencode: MCP server {name!r} needs a command or a url")
-        result[str(name)] = entry
-    return result
-
 
 def _tool_events(part: dict[str, Any]) -> list[AgentEvent]:
-    state = part.get("state") if isinstance(part.get("state"), dict) else {}
-    call_id = part.get("callID") if isinstance(part.get("callID"), str) else None
-    events: list[AgentEvent] = [
-        ToolUseEvent(
-            name=str(part.get("tool") or "?"), input_summary=summarize(state.get("input") or {}), tool_id=call_id
-        )
-    ]
+    state = sub_object(part, "state")
+    call_id = str_or_none(part.get("callID"))
+    events: list[AgentEvent] = [tool_use(part.get("tool"), state.get("input"), call_id)]
     status = state.get("status")
     if status in ("completed", "error"):
         output = state.get("output") if status == "completed" else state.get("error")
-        events.append(ToolResultEvent(output=summarize(output or ""), tool_id=call_id, is_error=status == "error"))
+        events.append(tool_result(output, call_id, failed=status == "error"))
     return events
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _step_finish(part: dict[str, Any]) -> list[AgentEvent]:
     events: list[AgentEvent] = []
-    tokens = part.get("tokens") if isinstance(part.get("tokens"), dict) else {}
-    cache = tokens.get("cache") if isinstance(tokens.get("cache"), dict) else {}
+    tokens = sub_object(part, "tokens")
+    cache = sub_object(tokens, "cache")
     if tokens:
         usage = UsageEvent(
-            input_tokens=_int(tokens.get("input")),
-            output_tokens=_int(tokens.get("output")) + _int(tokens.get("reasoning")),
-            cache_read_tokens=_int(cache.get("read")),
-            cache_write_tokens=_int(cache.get("write")),
+            input_tokens=count(tokens.get("input")),
+            output_tokens=count(tokens.get("output")) + count(tokens.get("reasoning")),
+            cache_read_tokens=count(cache.get("read")),
+            cache_write_tokens=count(cache.get("write")),
         )
         cost = part.get("cost")
         # OpenCode reports 0 for providers it has no price for; that is "unknown", not "free"
@@ -208,19 +164,17 @@ def _step_finish(part: dict[str, Any]) -> list[AgentEvent]:
         events.append(usage)
     reason = part.get("reason")
     if isinstance(reason, str) and reason in _FINISHED:
+        # a run cut short by length or content filter ends unsuccessfully without an error of its own
         events.append(ResultEvent(summary=f"finished ({reason})", success=reason in ("stop", "end_turn", "end-turn")))
     return events
 
 
 def _error(error: Any) -> list[AgentEvent]:
     if not isinstance(error, dict):
-        return [error_event("opencode reported an error"), ResultEvent(summary="error", success=False)]
-    data = error.get("data") if isinstance(error.get("data"), dict) else {}
+        return end_of_run("error", error="opencode reported an error")
+    data = sub_object(error, "data")
     message = str(data.get("message") or error.get("message") or error.get("name") or "error")
-    status = data.get("statusCode")
     name = str(error.get("name") or "")
-    text = f"{message} [{name}]" if name else message
-    return [
-        error_event(text, http_status=status if isinstance(status, int) else None),
-        ResultEvent(summary=message, success=False),
-    ]
+    return end_of_run(
+        message, error=f"{message} [{name}]" if name else message, http_status=http_status(data.get("statusCode"))
+    )

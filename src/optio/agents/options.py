@@ -47,12 +47,11 @@ def resolve_options(
     auth = str(config.get("auth") or "api_key")
     if auth not in ("api_key", "oauth"):
         raise AgentConfigError(f"{vendor}: auth must be 'api_key' or 'oauth', not {auth!r}")
-    if auth == "oauth":
-        if default_oauth_secret is None:
-            raise AgentConfigError(f"{vendor}: this vendor has no OAuth token mode; use auth 'api_key'")
-        secret_name = str(config.get("oauth_token_secret") or default_oauth_secret)
-    else:
-        secret_name = str(config.get("api_key_secret") or default_api_key_secret)
+    if auth == "oauth" and default_oauth_secret is None:
+        raise AgentConfigError(f"{vendor}: this vendor has no OAuth token mode; use auth 'api_key'")
+    secret_name = configured_secret_name(
+        config, auth=auth, default_api_key_secret=default_api_key_secret, default_oauth_secret=default_oauth_secret
+    )
     secret_value = request.env.get(secret_name) or None
     if secret_value is None and config.get("require_secret", True):
         raise AgentConfigError(
@@ -68,6 +67,19 @@ def resolve_options(
         permission_mode=_opt_str(config.get("permission_mode")),
         extra_args=_extra_args(config, vendor),
     )
+
+
+def configured_secret_name(
+    config: Mapping[str, Any],
+    *,
+    auth: str,
+    default_api_key_secret: str,
+    default_oauth_secret: str | None = None,
+) -> str:
+    """The secret a config names for its auth mode; a vendor without a token mode always uses its API key."""
+    if auth == "oauth" and default_oauth_secret is not None:
+        return str(config.get("oauth_token_secret") or default_oauth_secret)
+    return str(config.get("api_key_secret") or default_api_key_secret)
 
 
 def _opt_str(value: Any) -> str | None:

@@ -8,15 +8,12 @@ see ``optio.agents.events``); any other output is plain log text.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from optio.agents.base import AgentConfigError, AgentRequest, CommandSpec
 from optio.agents.events import AgentEvent, parse_event_line
-from optio.agents.failures import classify_run
-from optio.domain.agent_errors import AgentError
+from optio.agents.failures import ClassifiesFailures
 
 
-class ScriptAgent:
+class ScriptAgent(ClassifiesFailures):
     name = "script"
 
     def build_command(self, request: AgentRequest) -> CommandSpec:
@@ -30,13 +27,3 @@ class ScriptAgent:
     def parse_line(self, line: str) -> list[AgentEvent]:
         event = parse_event_line(line)
         return [] if event is None else [event]
-
-    def classify_failure(
-        self,
-        exit_code: int | None,
-        stderr_tail: str,
-        events: Sequence[AgentEvent],
-        *,
-        secret_name: str | None = None,
-    ) -> AgentError | None:
-        return classify_run(exit_code, stderr_tail, events, secret_name=secret_name)
