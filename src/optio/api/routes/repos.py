@@ -19,10 +19,13 @@ router = APIRouter(prefix="/api/repos", tags=["repos"], responses=ERROR_RESPONSE
 
 @router.post("", response_model=RepoOut, status_code=201)
 def add_repo(body: RepoCreate, ctx: Ctx = Depends(get_ctx)) -> RepoOut:
-    if urlparse(body.remote_url).scheme in ("http", "https"):
-        # Optio will fetch from and push to this forge: refuse internal addresses unless allowlisted.
+    parsed = urlparse(body.remote_url)
+    if parsed.scheme in ("http", "https", "ssh", "git"):
+        # Optio will fetch from and push to this forge: refuse internal addresses unless allowlisted. The guard
+        # speaks http(s); for ssh:// and git:// only the host matters, so it is checked as one.
+        url = body.remote_url if parsed.scheme in ("http", "https") else f"http://{parsed.hostname or ''}/"
         try:
-            check_url(body.remote_url, allowlist=ctx.optio.settings.outbound_allowlist)
+            check_url(url, allowlist=ctx.optio.settings.outbound_allowlist)
         except UnsafeURLError as exc:
             raise Invalid(str(exc), field="remote_url") from None
     return repo_out(repo_service.add_repo(ctx.db, ctx.workspace_id, body.model_dump()))
