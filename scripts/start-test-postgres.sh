@@ -3,9 +3,9 @@
 # Installs the server from Debian's packages when it is missing. PostgreSQL refuses to run as root, so
 # as root the cluster runs as the `postgres` system user.
 #
-# usage: scripts/start-test-postgres.sh [PORT]   (default 55432)
+# usage: scripts/start-test-postgres.sh [PORT]   (default: a free port)
 set -euo pipefail
-port="${1:-55432}"
+port="${1:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 pgbin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
 if [ -z "$pgbin" ] || [ ! -x "$pgbin/initdb" ]; then
   if [ "$(id -u)" = 0 ]; then
