@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from optio.agents.base import AgentConfigError
 from optio.agents.registry import get_adapter
 from optio.domain.prompts import ParamSpec, TemplateError, placeholders, render, resolve_params
-from optio.errors import Conflict, Invalid, NotFound
+from optio.errors import Invalid
+from optio.services.named import find_by_ref, insert_unique
 from optio.store import queue
 from optio.store.db import Database
 from optio.store.models import Job, JobRun
@@ -60,24 +60,11 @@ def create_job(db: Database, workspace_id: int, data: dict[str, Any]) -> Job:
         timeout_s=data.get("timeout_s"),
         secret_names=list(data.get("secret_names") or []),
     )
-    try:
-        with db.write() as session:
-            session.add(job)
-    except IntegrityError:
-        raise Conflict(f"a job named {data['name']!r} already exists", field="name") from None
-    return job
+    return insert_unique(db, job, "job")
 
 
 def find_job(session: Session, workspace_id: int, ref: str | int) -> Job:
-    q = select(Job).where(Job.workspace_id == workspace_id)
-    job = None
-    if isinstance(ref, int) or (str(ref).isascii() and str(ref).isdigit() and len(str(ref)) < 19):
-        job = session.scalar(q.where(Job.id == int(ref)))
-    if job is None:
-        job = session.scalar(q.where(Job.name == str(ref)))
-    if job is None:
-        raise NotFound(f"job {ref!r} not found")
-    return job
+    return find_by_ref(session, Job, workspace_id, ref, "job")
 
 
 def list_jobs(db: Database, workspace_id: int) -> list[Job]:

@@ -8,11 +8,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from optio.errors import Conflict, Invalid, NotFound
+from optio.errors import Invalid
 from optio.services.jobs import validate_agent
+from optio.services.named import find_by_ref, insert_unique
 from optio.store.db import Database
 from optio.store.models import Repo
 
@@ -72,24 +72,11 @@ def add_repo(db: Database, workspace_id: int, data: dict[str, Any]) -> Repo:
         review_agent_config=data.get("review_agent_config") or {}, review_prompt=data.get("review_prompt") or "",
         secret_names=list(data.get("secret_names") or []),
     )
-    try:
-        with db.write() as session:
-            session.add(repo)
-    except IntegrityError:
-        raise Conflict(f"a repo named {name!r} already exists", field="name") from None
-    return repo
+    return insert_unique(db, repo, "repo")
 
 
 def find_repo(session: Session, workspace_id: int, ref: str | int) -> Repo:
-    q = select(Repo).where(Repo.workspace_id == workspace_id)
-    repo = None
-    if isinstance(ref, int) or (str(ref).isascii() and str(ref).isdigit() and len(str(ref)) < 19):
-        repo = session.scalar(q.where(Repo.id == int(ref)))
-    if repo is None:
-        repo = session.scalar(q.where(Repo.name == str(ref)))
-    if repo is None:
-        raise NotFound(f"repo {ref!r} not found")
-    return repo
+    return find_by_ref(session, Repo, workspace_id, ref, "repo")
 
 
 def list_repos(db: Database, workspace_id: int) -> list[Repo]:
