@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -224,6 +224,8 @@ class LaunchRequest:
     timeout_s: float | None
     purpose: str = "agent"
     resume_session_id: str | None = None
+    # Prepares the working directory (e.g. checks out the PR head); its failure is a failed launch.
+    prepare: Callable[[], None] | None = None
 
 
 def launch(ctx: ControlContext, req: LaunchRequest) -> None:
@@ -248,6 +250,8 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
     failure_kind: str | None = None
     info: ProcessInfo | None = None
     try:
+        if req.prepare is not None:
+            req.prepare()
         prompt_file = log_dir / "prompt.md"
         prompt_file.write_text(req.prompt, encoding="utf-8")
         req.cwd.mkdir(parents=True, exist_ok=True)

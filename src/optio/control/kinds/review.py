@@ -66,19 +66,17 @@ class ReviewRunHandler:
     def launch(self, ctx: ControlContext, loaded: Loaded, action: Any, attempt: int) -> None:
         extra = loaded.extra
         path = ctx.data_dir / "worktrees" / f"review-{loaded.run.id}-{attempt}"
-        try:
-            with ctx.db.read() as session:
-                repo = session.get(Repo, extra["repo_id"])
-                assert repo is not None
-            self._forge(ctx).cache(repo).add_worktree(path, f"optio-review/{loaded.run.id}-{attempt}",
-                                                      extra["head_sha"])
-        except Exception as exc:
-            log.exception("review_worktree_failed", run=loaded.run.id)
-            path = ctx.run_dir(KIND, loaded.run.id) / "work"
-            path.mkdir(parents=True, exist_ok=True)
-            (path / "OPTIO_WORKTREE_ERROR").write_text(str(exc))
         with ctx.db.write() as session:
             session.execute(update(ReviewRun).where(ReviewRun.id == loaded.run.id).values(worktree_path=str(path)))
+            repo = session.get(Repo, extra["repo_id"])
+            assert repo is not None
+        cache = self._forge(ctx).cache(repo)
+
+        def checkout_head() -> None:
+            # A review agent must see the PR head; without it the launch fails rather than review nothing.
+            cache.ensure()
+            cache.add_worktree(path, f"optio-review/{loaded.run.id}-{attempt}", extra["head_sha"])
+
         env = ctx.secret_env(loaded.workspace_id, extra["secret_names"], repo_id=extra["repo_id"])
         env.update({"OPTIO_PR_NUMBER": str(extra["pr_number"]), "OPTIO_HEAD_SHA": extra["head_sha"],
                     "OPTIO_BASE_BRANCH": extra["base_branch"]})
@@ -88,6 +86,7 @@ class ReviewRunHandler:
                 kind=KIND, run_id=loaded.run.id, workspace_id=loaded.workspace_id, attempt=attempt,
                 agent_type=extra["agent_type"], agent_config=extra["agent_config"], prompt=extra["prompt"],
                 cwd=path, env=env, timeout_s=extra["agent_config"].get("timeout_s") or ctx.settings.agent_timeout_s,
+                prepare=checkout_head,
             ),
         )
 
