@@ -280,3 +280,29 @@ def test_ticket_handed_to_agent_is_closed_when_its_pr_merges(optio_server: Optio
     assert closed["state"] == "closed" and closed["task_id"] == task["id"]
     assert f"#{task['id']}" in closed["closed_reason"]
     assert show(remote, "CHANGELOG.md") == "# Changes\n"
+
+
+def test_priority_decides_who_gets_the_repo_slot(tmp_path: Path) -> None:
+    """One slot per repo: with a low- and a high-priority task queued behind a running one, the high one goes
+    first when the slot frees, though it was created later."""
+    server = OptioServer(tmp_path / "data", env={"OPTIO_MAX_CONCURRENT_PER_REPO": "1"}).start()
+    try:
+        remote = make_remote(tmp_path)
+        gate = tmp_path / "gate"
+        order = tmp_path / "order"
+        server.cli("repo", "add", str(remote), "--name", "prio", check=True)
+        first = new_task(server, "--repo", "prio", "--title", "first", "--prompt", "p",
+                         "--command", f"until [ -f {gate} ]; do sleep 0.1; done; echo first >> {order}")
+        wait_task(server, first["id"], {"running"})
+        low = new_task(server, "--repo", "prio", "--title", "low", "--prompt", "p", "--priority", "0",
+                       "--command", f"echo low >> {order}; echo low > low.txt")
+        high = new_task(server, "--repo", "prio", "--title", "high", "--prompt", "p", "--priority", "5",
+                        "--command", f"echo high >> {order}; echo high > high.txt")
+        wait_task(server, low["id"], {"queued"})
+        wait_task(server, high["id"], {"queued"})
+        gate.touch()
+        for task in (first, low, high):
+            assert wait_task(server, task["id"], END)["state"] == "completed"
+        assert order.read_text().split() == ["first", "high", "low"]
+    finally:
+        server.stop()

@@ -104,12 +104,20 @@ class RepoTaskHandler:
                 select(func.count()).select_from(RepoTask)
                 .where(RepoTask.repo_id == repo.id, RepoTask.state.in_(ACTIVE_STATES))
             ) or 0
+            # Queued tasks of the repo that come first (higher priority, then older) hold their claim on the
+            # next free slots, so --priority decides who starts, not whoever is looked at first.
+            ahead = session.scalar(
+                select(func.count()).select_from(RepoTask)
+                .where(RepoTask.repo_id == repo.id, RepoTask.state == "queued", RepoTask.id != task.id,
+                       (RepoTask.priority > task.priority)
+                       | ((RepoTask.priority == task.priority) & (RepoTask.id < task.id)))
+            ) or 0
             repo_cap = repo.max_concurrent or ctx.settings.max_concurrent_per_repo
             if repo.rate_limited_until is not None and repo.rate_limited_until > now:
                 repo_cap = 1  # lowered while the vendor is rate limiting this repo's agents
             capacity = Capacity(
                 running_global=active_process_count(session), max_global=ctx.settings.max_concurrent_runs,
-                running_scope=in_repo, max_scope=repo_cap,
+                running_scope=in_repo + ahead, max_scope=repo_cap,
             )
         process = None
         if task.state == "running":
