@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -103,14 +103,20 @@ def claim(
 
 def ack(session: Session, items: list[ClaimedItem]) -> None:
     """Done with items: delete each unless it was enqueued again meanwhile, else release its lease."""
-    for item in items:
-        res = session.execute(
-            delete(ReconcileItem).where(ReconcileItem.id == item.id, ReconcileItem.generation == item.generation)
+    if not items:
+        return
+    session.execute(
+        delete(ReconcileItem).where(
+            tuple_(ReconcileItem.id, ReconcileItem.generation).in_([(i.id, i.generation) for i in items])
         )
-        if res.rowcount == 0:  # type: ignore[attr-defined]
-            session.execute(
-                update(ReconcileItem).where(ReconcileItem.id == item.id).values(claimed_until=None, claimed_by=None)
-            )
+    )
+    # Whatever is left of these was enqueued again while being processed: it keeps its new not_before.
+    session.execute(
+        update(ReconcileItem)
+        .where(ReconcileItem.id.in_([i.id for i in items]))
+        .values(claimed_until=None, claimed_by=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def next_ready_in(session: Session, now: datetime | None = None) -> float | None:

@@ -42,12 +42,13 @@ class JobRunHandler:
 
     def build_snapshot(self, ctx: ControlContext, session: Session, run_id: int, workspace_id: int,
                        now: datetime) -> Loaded | None:
-        run = session.scalar(select(JobRun).where(JobRun.id == run_id, JobRun.workspace_id == workspace_id))
-        if run is None:
+        row = session.execute(
+            select(JobRun, Job).join(Job, Job.id == JobRun.job_id)
+            .where(JobRun.id == run_id, JobRun.workspace_id == workspace_id)
+        ).first()
+        if row is None:
             return None
-        job = session.get(Job, run.job_id)
-        if job is None:
-            return None
+        run, job = row
         # Only the parts a state can use are read: capacity matters to queued runs, the process to running
         # ones. Terminal runs (most of a resync sweep) then cost a single query.
         capacity = Capacity()
