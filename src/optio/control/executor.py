@@ -7,7 +7,7 @@ race never kills or launches anything.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
@@ -166,7 +166,3 @@ def apply(ctx: ControlContext, handler: RunKindHandler, snap: Loaded, action: Ac
         return Outcome("applied")
 
     return handler.apply_special(ctx, snap, action, now)
-
-
-def backoff_until(now: datetime, seconds: float) -> datetime:
-    return now + timedelta(seconds=seconds)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,10 +40,6 @@ OUTPUT_FILES = (STDOUT_FILE, STDERR_FILE)
 def process_key(kind: str, run_id: int, attempt: int, purpose: str = "agent") -> str:
     return f"{kind}:{run_id}:{attempt}" if purpose == "agent" else f"{kind}:{run_id}:{attempt}:{purpose}"
 
-
-def parse_key(key: str) -> tuple[str, int, int]:
-    kind, run_id, attempt = key.split(":")[:3]
-    return kind, int(run_id), int(attempt)
 
 
 class DbSink:
@@ -159,10 +154,7 @@ def _agent_config(session: Any, kind: str, run_id: int) -> dict[str, Any]:
 
 def classify_exit(session: Any, proc: AgentProcess, exit_code: int) -> Any | None:
     """Ask the agent's adapter why this attempt failed, from its last stderr lines and stdout events."""
-    try:
-        adapter = get_adapter(proc.agent_type)
-    except AgentConfigError:
-        return None
+    adapter = _adapter(proc.agent_type)
     classify = getattr(adapter, "classify_failure", None)
     if classify is None:
         return None
@@ -177,10 +169,7 @@ def classify_exit(session: Any, proc: AgentProcess, exit_code: int) -> Any | Non
 
     events: list[Any] = []
     for line in tail(("stdout", "raw"), CLASSIFY_STDOUT_LINES):
-        try:
-            events.extend(adapter.parse_line(line))
-        except Exception:
-            continue
+        events.extend(_parse(adapter, line))
     secret = _agent_config(session, proc.run_kind, proc.run_id).get("api_key_secret")
     kwargs = {"secret_name": secret} if secret else {}
     try:
@@ -393,14 +382,3 @@ def recover(ctx: ControlContext) -> int:
     if adopted:
         log.info("adopted_processes", count=adopted)
     return adopted
-
-
-def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
-    if extra:
-        env.update(extra)
-    return env
-
-
-def seconds_since(ts: datetime | None) -> float | None:
-    return None if ts is None else time.time() - ts.timestamp()

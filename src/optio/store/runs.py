@@ -26,9 +26,6 @@ def _redact_text(value: Any) -> Any:
     return default_redactor.redact(value) if isinstance(value, str) else value
 
 
-def register_run_model(kind: str, model: type[Any]) -> None:
-    RUN_MODELS[kind] = model
-
 
 def model_for(kind: str) -> type[Any]:
     try:
