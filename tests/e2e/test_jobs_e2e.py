@@ -175,3 +175,25 @@ def test_kill9_with_agent_killed_while_down_is_retried(tmp_path: Path) -> None:
         assert any("died" in e["reason"] or "lost" in e["reason"] for e in events), events
     finally:
         server.stop()
+
+
+def test_concurrency_caps_are_never_exceeded(tmp_path: Path) -> None:
+    """Eight runs against a global cap of 3 and a job cap of 2: the agents' own start/end marks show at
+    most 2 of them ever ran at once, though four reconcile workers decide in parallel."""
+    server = OptioServer(tmp_path / "data", env={"OPTIO_MAX_CONCURRENT_RUNS": "3"}).start()
+    marks = tmp_path / "marks"
+    try:
+        server.api("POST", "/api/jobs", json={
+            "name": "capped", "prompt_template": "p", "max_concurrent_runs": 2,
+            "agent_config": {"command": f"echo start >> {marks}; sleep 0.4; echo end >> {marks}"},
+        }).raise_for_status()
+        ids = [server.api("POST", "/api/jobs/capped/runs", json={}).json()["id"] for _ in range(8)]
+        for run_id in ids:
+            assert server.wait_state(f"/api/runs/{run_id}", {"completed", "failed"}, timeout=90)["state"] == "completed"
+        running = peak = 0
+        for mark in marks.read_text().split():
+            running += 1 if mark == "start" else -1
+            peak = max(peak, running)
+        assert peak == 2
+    finally:
+        server.stop()

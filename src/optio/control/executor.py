@@ -27,6 +27,8 @@ from optio.domain.actions import (
 from optio.domain.states import RunKind, check_transition
 from optio.store import queue, runs
 
+ADMISSION_RECHECK_S = 1.0
+
 
 def _requeue_delay(values: dict[str, Any], now: datetime) -> float:
     until = values.get("reconcile_backoff_until")
@@ -60,6 +62,12 @@ def write_transition(
     if to in handler.terminal and to != run.state:
         values.setdefault("finished_at", now)
     with ctx.db.write() as session:
+        admit = getattr(handler, "admit", None)
+        if admit is not None and not admit(ctx, session, snap, to):
+            # Another worker took the last slot since the snapshot: look again when one frees up.
+            queue.enqueue(session, handler.kind, run.id, snap_workspace(snap), delay_s=ADMISSION_RECHECK_S,
+                          reason="capacity taken meanwhile")
+            return False
         if not runs.cas_update(session, handler.kind, run.id, run.version, values, now=now):
             queue.enqueue(session, handler.kind, run.id, snap_workspace(snap), reason="stale")
             return False

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from optio.control import processes
+from optio.control.admission import admit_job_run
 from optio.control.context import ControlContext
 from optio.control.handlers import Loaded, Outcome
 from optio.domain.actions import Action
@@ -81,6 +82,14 @@ class JobRunHandler:
 
     def decide(self, snapshot: Any) -> Action:
         return decide_job_run(snapshot)
+
+    def admit(self, ctx: ControlContext, session: Session, loaded: Loaded, to_state: str) -> bool:
+        """Starting a queued run takes a slot: re-check the caps inside the start's own transaction."""
+        if not (loaded.run.state == "queued" and to_state == "running"):
+            return True
+        cap = loaded.snapshot.capacity
+        return admit_job_run(session, loaded.run.id, loaded.extra["job_id"], ctx.settings.max_concurrent_runs,
+                             cap.max_scope)
 
     def launch(self, ctx: ControlContext, loaded: Loaded, action: Any, attempt: int) -> None:
         extra = loaded.extra

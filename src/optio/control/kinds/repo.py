@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from optio.control import processes
+from optio.control.admission import admit_repo_task
 from optio.control.context import ControlContext
 from optio.control.executor import write_transition
 from optio.control.handlers import Loaded, Outcome
@@ -78,6 +79,13 @@ def pr_view(session: Session, pr: PullRequest, repo: Repo) -> PullRequestView:
     )
 
 
+def repo_cap(ctx: ControlContext, repo: Repo, now: datetime) -> int:
+    """A repo's concurrency cap, lowered to one while a vendor is rate limiting its agents."""
+    if repo.rate_limited_until is not None and repo.rate_limited_until > now:
+        return 1
+    return repo.max_concurrent or ctx.settings.max_concurrent_per_repo
+
+
 class RepoTaskHandler:
     kind = KIND
     terminal = TERMINAL[RunKind.REPO_TASK]
@@ -112,12 +120,9 @@ class RepoTaskHandler:
                        (RepoTask.priority > task.priority)
                        | ((RepoTask.priority == task.priority) & (RepoTask.id < task.id)))
             ) or 0
-            repo_cap = repo.max_concurrent or ctx.settings.max_concurrent_per_repo
-            if repo.rate_limited_until is not None and repo.rate_limited_until > now:
-                repo_cap = 1  # lowered while the vendor is rate limiting this repo's agents
             capacity = Capacity(
                 running_global=active_process_count(session), max_global=ctx.settings.max_concurrent_runs,
-                running_scope=in_repo + ahead, max_scope=repo_cap,
+                running_scope=in_repo + ahead, max_scope=repo_cap(ctx, repo, now),
             )
         process = None
         if task.state == "running":
@@ -161,6 +166,16 @@ class RepoTaskHandler:
 
     def decide(self, snapshot: Any) -> Action:
         return decide_repo_task(snapshot)
+
+    def admit(self, ctx: ControlContext, session: Session, loaded: Loaded, to_state: str) -> bool:
+        """Leaving the queue takes a slot: re-check the caps inside that transition's own transaction."""
+        if not (loaded.run.state == "queued" and to_state == "provisioning"):
+            return True
+        repo = session.get(Repo, loaded.extra["repo_id"])
+        if repo is None:
+            return True
+        return admit_repo_task(session, loaded.run.id, repo, ctx.settings.max_concurrent_runs,
+                               repo_cap(ctx, repo, loaded.snapshot.now))
 
     def launch(self, ctx: ControlContext, loaded: Loaded, action: Any, attempt: int) -> None:
         extra = loaded.extra
