@@ -236,13 +236,18 @@ class RepoTaskHandler:
                 queue.enqueue(session, KIND, task_id, loaded.workspace_id, delay_s=5.0, reason="provision failed")
             return Outcome("deferred", f"provisioning failed: {exc}")
         with ctx.db.write() as session:
-            session.execute(
+            marked = session.execute(
                 update(RepoTask).where(RepoTask.id == task_id, RepoTask.state == "provisioning")
                 .values(worktree_ready=True, worktree_path=str(path), branch=branch, error=None,
                         version=RepoTask.version + 1)
-            )
+            ).rowcount  # type: ignore[attr-defined]
             queue.enqueue(session, KIND, task_id, loaded.workspace_id, reason="worktree ready")
-        return Outcome("applied")
+            ended = not marked and session.scalar(select(RepoTask.state).where(RepoTask.id == task_id)) in self.terminal
+        if ended:
+            # The task ended (e.g. cancelled) while git was busy, so its cleanup may have run before the
+            # worktree existed. A task that merely moved on (a parallel re-provision won) keeps it.
+            cache.remove_worktree(path)
+        return Outcome("applied" if marked else "stale")
 
     def _open_pr(self, ctx: ControlContext, loaded: Loaded, action: OpenPullRequest, now: datetime) -> Outcome:
         """Commit what the agent left, push, open or update the PR; no changes at all completes the task."""
