@@ -2,7 +2,7 @@
 
 Checks: no 5xx, every status code documented, every body matching its schema, content types as
 documented. Path parameters are pinned to real resources (a job and its run, a repo with a task whose
-PR is open) so the cases reach the handlers instead of stopping at 404; everything else is generated.
+PR is open, a ticket) so the cases reach the handlers instead of stopping at 404; everything else is generated.
 The number of operations and cases is printed (run with -s to see it).
 """
 
@@ -36,8 +36,9 @@ def seed(server: OptioServer, tmp: Path) -> dict[str, str]:
     opened = server.wait_state(f"/api/repo-tasks/{task['id']}", {"pr_opened", "failed"}, timeout=90)
     assert opened["state"] == "pr_opened", opened
     server.api("PUT", "/api/secrets/FUZZ_SECRET", json={"value": "fuzz-secret-value"}).raise_for_status()
+    ticket = server.api("POST", "/api/tickets", json={"title": "fuzz ticket", "repo": "fuzzrepo"}).json()
     return {"job_ref": str(job["id"]), "run_id": str(run["id"]), "repo_ref": str(repo["id"]),
-            "task_id": str(task["id"]), "pr_id": str(opened["pr_id"])}
+            "task_id": str(task["id"]), "pr_id": str(opened["pr_id"]), "number": str(ticket["number"])}
 
 
 def test_whole_spec_has_no_server_errors_and_matches_its_schema(tmp_path: Path) -> None:
