@@ -23,26 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.support.git_remote import make_remote  # noqa: E402
 from tests.support.optio_server import OptioServer  # noqa: E402
 
 TERMINAL = {"completed", "failed", "cancelled", "needs_attention"}
-
-
-def git(*args: str, cwd: Path) -> None:
-    subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", *args], cwd=cwd, check=True,
-                   capture_output=True)
-
-
-def make_remote(tmp: Path) -> Path:
-    remote = tmp / "remote.git"
-    git("init", "-q", "--bare", "-b", "main", str(remote), cwd=tmp)
-    seed = tmp / "seed"
-    git("clone", "-q", str(remote), str(seed), cwd=tmp)
-    (seed / "README.md").write_text("bench\n")
-    git("add", "-A", cwd=seed)
-    git("commit", "-qm", "initial", cwd=seed)
-    git("push", "-q", "origin", "main", cwd=seed)
-    return remote
 
 
 def run_optio(n: int, tmp: Path) -> tuple[float, list[float], int]:

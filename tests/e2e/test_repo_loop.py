@@ -4,32 +4,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from tests.support.git_remote import git, make_remote
 from tests.support.optio_server import OptioServer
-
-
-def git(*args: str, cwd: Path) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(cwd),
-                               "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-                               "GIT_COMMITTER_EMAIL": "t@t"}).stdout
-
-
-def make_remote(tmp: Path, files: dict[str, str] | None = None) -> Path:
-    remote = tmp / "remote.git"
-    git("init", "-q", "--bare", "-b", "main", str(remote), cwd=tmp)
-    seed = tmp / "seed"
-    git("clone", "-q", str(remote), str(seed), cwd=tmp)
-    for name, content in (files or {"README.md": "demo\n"}).items():
-        (seed / name).write_text(content)
-    git("add", "-A", cwd=seed)
-    git("commit", "-qm", "initial", cwd=seed)
-    git("push", "-q", "origin", "main", cwd=seed)
-    return remote
 
 
 def main_log(remote: Path) -> list[str]:
@@ -116,7 +96,7 @@ def test_review_agent_requests_changes_then_approves(optio_server: OptioServer, 
 
 
 def test_conflict_after_first_merge_is_resumed_to_rebase(optio_server: OptioServer, tmp_path: Path) -> None:
-    remote = make_remote(tmp_path, {"shared.txt": "base\n"})
+    remote = make_remote(tmp_path, files={"shared.txt": "base\n"})
     optio_server.cli("repo", "add", str(remote), "--name", "shared", check=True)
     gate = tmp_path / "b-started"
     # A waits until B's agent runs, so B's branch starts from the old main and collides with A's change.

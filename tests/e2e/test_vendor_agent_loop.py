@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 import pytest
-from tests.e2e.test_repo_loop import END, events, make_remote, show, wait_task
+from tests.e2e.test_repo_loop import END, events, show, wait_task
+from tests.support.git_remote import make_remote
 from tests.support.model_server import ModelServer, ToolCall, Turn
 from tests.support.optio_server import OptioServer
 

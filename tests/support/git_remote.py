@@ -13,12 +13,13 @@ def git(*args: str, cwd: Path) -> str:
                                "GIT_COMMITTER_EMAIL": "t@t"}).stdout
 
 
-def make_remote(tmp: Path, name: str = "remote.git") -> Path:
+def make_remote(tmp: Path, name: str = "remote.git", files: dict[str, str] | None = None) -> Path:
     remote = tmp / name
     git("init", "-q", "--bare", "-b", "main", str(remote), cwd=tmp)
     seed = tmp / f"{name}-seed"
     git("clone", "-q", str(remote), str(seed), cwd=tmp)
-    (seed / "README.md").write_text("demo\n")
+    for path, content in (files or {"README.md": "demo\n"}).items():
+        (seed / path).write_text(content)
     git("add", "-A", cwd=seed)
     git("commit", "-qm", "initial", cwd=seed)
     git("push", "-q", "origin", "main", cwd=seed)

@@ -21,3 +21,8 @@ def backoff_seconds(attempt: int, *, seed: int, base_s: float = 1.0, cap_s: floa
     attempt = max(1, attempt)
     raw = min(cap_s, base_s * (2 ** min(attempt - 1, 30)))
     return raw * (0.75 + 0.5 * jitter_fraction(seed, attempt))
+
+
+def read_error_delay(reconcile_attempts: int, *, seed: int) -> float:
+    """Delay before looking again at a run whose state could not be read: short, growing, capped at a minute."""
+    return backoff_seconds(reconcile_attempts + 1, seed=seed, base_s=0.5, cap_s=60.0)

@@ -16,7 +16,7 @@ from optio.domain.actions import (
     StartAgent,
     Transition,
 )
-from optio.domain.backoff import backoff_seconds
+from optio.domain.backoff import backoff_seconds, read_error_delay
 from optio.domain.failures import FailurePolicy
 from optio.domain.process_health import WATCH_RECHECK_S as WATCH_RECHECK_S
 from optio.domain.process_health import assess
@@ -24,10 +24,6 @@ from optio.domain.snapshot import JobRunSnapshot
 from optio.domain.states import JobRunState as S
 
 CAPACITY_RECHECK_S = 2.0
-
-
-def _read_error_delay(attempts: int, seed: int) -> float:
-    return backoff_seconds(attempts + 1, seed=seed, base_s=0.5, cap_s=60.0)
 
 
 def _failed_attempt(snap: JobRunSnapshot, why: str, *, kill: bool = False,
@@ -60,7 +56,7 @@ def decide_job_run(snap: JobRunSnapshot) -> Action:
     if snap.read_error is not None:
         return DeferWithBackoff(
             reason=f"could not read state: {snap.read_error}",
-            delay_s=_read_error_delay(run.reconcile_attempts, run.id),
+            delay_s=read_error_delay(run.reconcile_attempts, seed=run.id),
             count_attempt=True,
         )
 

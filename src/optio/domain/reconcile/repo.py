@@ -53,7 +53,7 @@ from optio.domain.actions import (
     StartAgent,
     Transition,
 )
-from optio.domain.backoff import backoff_seconds
+from optio.domain.backoff import backoff_seconds, read_error_delay
 from optio.domain.failures import FailurePolicy
 from optio.domain.process_health import WATCH_RECHECK_S as WATCH_RECHECK_S
 from optio.domain.process_health import assess
@@ -77,10 +77,6 @@ _REVIEW_ACTIVE = frozenset({PrReviewState.QUEUED, PrReviewState.RUNNING})
 
 def _short(sha: str) -> str:
     return sha[:12]
-
-
-def _read_error_delay(attempts: int, seed: int) -> float:
-    return backoff_seconds(attempts + 1, seed=seed, base_s=0.5, cap_s=60.0)
 
 
 def _open_pr(snap: RepoTaskSnapshot) -> PullRequestView | None:
@@ -266,7 +262,7 @@ def _decide_pr_opened(snap: RepoTaskSnapshot) -> Action:
     if pr is None:
         return DeferWithBackoff(
             reason="task is pr_opened but its pull request could not be found",
-            delay_s=_read_error_delay(snap.run.reconcile_attempts, snap.run.id),
+            delay_s=read_error_delay(snap.run.reconcile_attempts, seed=snap.run.id),
             count_attempt=True,
         )
     if pr.state == "merged":
@@ -402,7 +398,7 @@ def decide_repo_task(snap: RepoTaskSnapshot) -> Action:
     if snap.read_error is not None:
         return DeferWithBackoff(
             reason=f"could not read state: {snap.read_error}",
-            delay_s=_read_error_delay(run.reconcile_attempts, run.id),
+            delay_s=read_error_delay(run.reconcile_attempts, seed=run.id),
             count_attempt=True,
         )
 
@@ -420,6 +416,6 @@ def decide_repo_task(snap: RepoTaskSnapshot) -> Action:
         return Noop(reason=f"task is {run.state}; only a person's intent moves it on")
     return DeferWithBackoff(
         reason=f"unknown repo task state {run.state!r}",
-        delay_s=_read_error_delay(run.reconcile_attempts, run.id),
+        delay_s=read_error_delay(run.reconcile_attempts, seed=run.id),
         count_attempt=True,
     )
