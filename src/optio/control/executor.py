@@ -65,16 +65,16 @@ def write_transition(
         admit = getattr(handler, "admit", None)
         if admit is not None and not admit(ctx, session, snap, to):
             # Another worker took the last slot since the snapshot: look again when one frees up.
-            queue.enqueue(session, handler.kind, run.id, snap_workspace(snap), delay_s=ADMISSION_RECHECK_S,
+            queue.enqueue(session, handler.kind, run.id, snap.workspace_id, delay_s=ADMISSION_RECHECK_S,
                           reason="capacity taken meanwhile")
             return False
         if not runs.cas_update(session, handler.kind, run.id, run.version, values, now=now):
-            queue.enqueue(session, handler.kind, run.id, snap_workspace(snap), reason="stale")
+            queue.enqueue(session, handler.kind, run.id, snap.workspace_id, reason="stale")
             return False
         if to != run.state or event:
             runs.record_event(
                 session,
-                workspace_id=snap_workspace(snap),
+                workspace_id=snap.workspace_id,
                 kind=handler.kind,
                 run_id=run.id,
                 event=event or "transition",
@@ -84,22 +84,18 @@ def write_transition(
                 now=now,
             )
         for name, why in extra_events:
-            runs.record_event(session, workspace_id=snap_workspace(snap), kind=handler.kind, run_id=run.id,
+            runs.record_event(session, workspace_id=snap.workspace_id, kind=handler.kind, run_id=run.id,
                               event=name, from_state=to, to_state=to, reason=why, now=now)
         if to not in handler.terminal:
-            queue.enqueue(session, handler.kind, run.id, snap_workspace(snap),
+            queue.enqueue(session, handler.kind, run.id, snap.workspace_id,
                           delay_s=_requeue_delay(values, now), reason=f"after {to}")
         handler.on_transition(ctx, session, snap, to, now)
     return True
 
 
-def snap_workspace(snap: Loaded) -> int:
-    return snap.workspace_id
-
-
 def apply(ctx: ControlContext, handler: RunKindHandler, snap: Loaded, action: Action, now: datetime) -> Outcome:
     run = snap.run
-    ws = snap_workspace(snap)
+    ws = snap.workspace_id
     if isinstance(action, Transition):
         ok = write_transition(ctx, handler, snap, to=action.to, reason=action.reason, event=action.event,
                               patch=dict(action.patch), clear_intent=action.clear_intent, now=now)
