@@ -25,7 +25,7 @@ from optio.agents.events import to_json as event_to_json
 from optio.agents.registry import get_adapter
 from optio.control.context import ControlContext
 from optio.domain.snapshot import ProcessStatus, ProcessView
-from optio.runtime.base import STDERR_FILE, STDOUT_FILE, LaunchSpec, ProcessInfo
+from optio.runtime.base import STDERR_FILE, STDOUT_FILE, LaunchSpec, Mounts, ProcessInfo
 from optio.runtime.local import read_exit_code
 from optio.store import logs, queue, runs
 from optio.store.models import AgentProcess, Job, Repo, RepoTask, RunLog
@@ -215,6 +215,8 @@ class LaunchRequest:
     resume_session_id: str | None = None
     # Prepares the working directory (e.g. checks out the PR head); its failure is a failed launch.
     prepare: Callable[[], None] | None = None
+    # What the sandboxed process sees of the host; None = the usual agent layout (cwd read-write).
+    mounts: Mounts | None = None
 
 
 def launch(ctx: ControlContext, req: LaunchRequest) -> None:
@@ -275,7 +277,7 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
         env.setdefault("OPTIO_ATTEMPT", str(req.attempt))
         info = ctx.runtime.launch(
             LaunchSpec(key=key, argv=spec.argv, env=env, cwd=req.cwd, log_dir=log_dir,
-                       stdin_path=spec.stdin_path, timeout_s=req.timeout_s)
+                       stdin_path=spec.stdin_path, timeout_s=req.timeout_s, mounts=req.mounts)
         )
     except AgentConfigError as exc:  # a bad config or missing secret will not fix itself: fail fast
         error = str(exc)

@@ -26,6 +26,19 @@ class RuntimeLaunchError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Mounts:
+    """What of the host a sandboxed process may see besides the system directories.
+
+    Everything else (the data dir, the database, key files, other runs' worktrees, the repo cache)
+    is hidden. ``None`` in a :class:`LaunchSpec` means the usual agent layout: ``cwd`` read-write.
+    A review passes the PR head read-only, so nothing the head contains can change the verdict file.
+    """
+
+    writable: tuple[Path, ...] = ()
+    readonly: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
 class LaunchSpec:
     """Everything needed to start one agent process.
 
@@ -41,6 +54,7 @@ class LaunchSpec:
     log_dir: Path
     stdin_path: Path | None = None
     timeout_s: float | None = None
+    mounts: Mounts | None = None
 
 
 @dataclass(frozen=True)
