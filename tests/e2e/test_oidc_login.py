@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support.oidc_provider import OidcProvider
+from tests.support.oidc_provider import OidcProvider, sign_in
 from tests.support.optio_server import OptioServer
 
 pytestmark = pytest.mark.slow
@@ -25,16 +25,6 @@ def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OptioServer,
             yield server, provider
         finally:
             server.stop()
-
-
-def sign_in(server: OptioServer) -> tuple[httpx.Client, httpx.Response]:
-    """Browser-like: Optio → provider → Optio callback, carrying cookies; returns the callback's answer."""
-    browser = httpx.Client(timeout=30)
-    start = browser.get(server.url + "/auth/oidc/login")
-    assert start.status_code == 302, start.text
-    at_provider = browser.get(start.headers["location"])
-    assert at_provider.status_code == 302
-    return browser, browser.get(at_provider.headers["location"])
 
 
 def test_sign_in_creates_a_session_for_a_new_member(sso: tuple[OptioServer, OidcProvider]) -> None:

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
+import httpx
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
@@ -120,3 +121,13 @@ class OidcProvider:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def sign_in(server: Any) -> tuple[httpx.Client, httpx.Response]:
+    """Browser-like: Optio → provider → Optio callback, carrying cookies; returns the callback's answer."""
+    browser = httpx.Client(timeout=30)
+    start = browser.get(server.url + "/auth/oidc/login")
+    assert start.status_code == 302, start.text
+    at_provider = browser.get(start.headers["location"])
+    assert at_provider.status_code == 302
+    return browser, browser.get(at_provider.headers["location"])

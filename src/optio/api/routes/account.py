@@ -22,7 +22,7 @@ from optio.api.account_schemas import (
     WorkspaceOut,
 )
 from optio.api.deps import SESSION_COOKIE, Ctx, Forbidden, get_admin_ctx, get_ctx, get_self_ctx
-from optio.api.errors import ERROR_RESPONSES
+from optio.api.errors import ERROR_RESPONSES, ErrorBody
 from optio.errors import NotFound
 from optio.services import audit, credentials, users
 from optio.store.models import User
@@ -48,7 +48,8 @@ def whoami(ctx: Ctx = Depends(get_self_ctx)) -> WhoAmI:
                   workspace=current, workspaces=mine, auth=ctx.via, server_admin=user.is_server_admin)
 
 
-@router.put("/api/me/password", status_code=204, response_class=Response)
+@router.put("/api/me/password", status_code=204, response_class=Response, responses={
+    429: {"model": ErrorBody, "description": "Too many attempts from this client; see Retry-After"}})
 def set_password(body: PasswordChange, request: Request, ctx: Ctx = Depends(get_self_ctx)) -> Response:
     """Change your own password (for the web UI), giving the current one; your other sessions end."""
     keep = request.cookies.get(SESSION_COOKIE) if ctx.via == "session" else None
