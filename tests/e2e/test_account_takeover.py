@@ -5,10 +5,11 @@ user's other browser sessions."""
 from __future__ import annotations
 
 import re
+import subprocess
 
 import httpx
 import pytest
-from tests.support.optio_server import OptioServer
+from tests.support.optio_server import OPTIO, OptioServer
 
 pytestmark = pytest.mark.slow
 
@@ -134,3 +135,33 @@ def test_server_administrator_resets_a_password_and_signs_the_user_out(optio_ser
                  ).status_code == 404
     reset = s.api("GET", "/api/audit", params={"action": "user.password_reset"}).json()["items"]
     assert [(e["actor"], e["target_id"]) for e in reset] == [("admin", "erin")]
+
+
+def test_cli_password_member_and_user_commands(optio_server: OptioServer) -> None:
+    s = optio_server
+
+    def cli(*args: str, stdin: str = "", token: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = s.env() if token is None else {**s.env(), "OPTIO_TOKEN": token}
+        # A new session has no controlling terminal, so the hidden prompts read stdin.
+        return subprocess.run([*OPTIO, "--url", s.url, *args], env=env, input=stdin, capture_output=True,
+                              text=True, timeout=60, start_new_session=True)
+
+    out = cli("member", "set", "frank", "--role", "member", "--create-api-key")
+    assert out.returncode == 0 and "created and added as member" in out.stdout, out.stderr
+    frank = re.search(r"optio_[A-Za-z0-9]{40}", out.stdout).group(0)  # type: ignore[union-attr]
+    assert cli("password", "--first", stdin="franks first password\nfranks first password\n",
+               token=frank).returncode == 0
+    wrong = cli("password", stdin="not my password\nfranks new password\nfranks new password\n", token=frank)
+    assert wrong.returncode == 1 and "current password is wrong" in wrong.stderr
+    assert browser_login(s, "frank", "franks first password")[1].status_code == 303
+    ok = cli("password", stdin="franks first password\nfranks new password\nfranks new password\n", token=frank)
+    assert ok.returncode == 0, ok.stderr
+    assert browser_login(s, "frank", "franks new password")[1].status_code == 303
+    listed = cli("user", "list")
+    assert listed.returncode == 0 and "frank" in listed.stdout and "default:member" in listed.stdout
+    assert cli("user", "list", token=frank).returncode == 1
+    reset = cli("user", "reset-password", "frank", stdin="set by the server admin\nset by the server admin\n")
+    assert reset.returncode == 0, reset.stderr
+    assert browser_login(s, "frank", "set by the server admin")[1].status_code == 303
+    assert cli("member", "remove", "frank").returncode == 0
+    assert "frank" not in cli("member", "list").stdout
