@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +16,16 @@ from tests.support.optio_server import OPTIO, OptioServer
 pytestmark = pytest.mark.slow
 
 ADMIN_PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def optio_server(tmp_path: Path) -> Iterator[OptioServer]:
+    """These tests sign in and change passwords more often than the default sign-in rate limit allows."""
+    server = OptioServer(tmp_path / "data", env={"OPTIO_LOGIN_RATE_LIMIT": "1000"}).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def browser_login(server: OptioServer, username: str, password: str) -> tuple[httpx.Client, httpx.Response]:
@@ -165,3 +177,17 @@ def test_cli_password_member_and_user_commands(optio_server: OptioServer) -> Non
     assert browser_login(s, "frank", "set by the server admin")[1].status_code == 303
     assert cli("member", "remove", "frank").returncode == 0
     assert "frank" not in cli("member", "list").stdout
+
+
+def test_guessing_the_current_password_is_rate_limited(tmp_path: Path) -> None:
+    server = OptioServer(tmp_path / "data", env={"OPTIO_LOGIN_RATE_LIMIT": "4",
+                                                  "OPTIO_RATE_LIMIT_WINDOW_S": "3600"}).start()
+    try:
+        assert server.api("PUT", "/api/me/password", json={"password": ADMIN_PASSWORD}).status_code == 204
+        codes = [server.api("PUT", "/api/me/password", json={"current_password": f"guess number {i}",
+                                                             "password": "the attackers own"}).status_code
+                 for i in range(5)]
+        assert server.api("GET", "/api/me").status_code == 200
+    finally:
+        server.stop()
+    assert codes == [403, 403, 403, 429, 429], codes
