@@ -264,21 +264,23 @@ def change_own_password(
     elif sso:
         raise WrongPassword("this account signs in with single sign-on and has no password to change",
                             field="password")
+    new_hash = tokens.hash_password(new)  # deliberately slow: not inside the write transaction
     with db.write() as session:
         user = session.get(User, user_id)
         if user is None or user.password_hash != stored:
             raise Conflict("the password was changed meanwhile; try again", field="password")
-        user.password_hash = tokens.hash_password(new)
+        user.password_hash = new_hash
         return _end_sessions(session, user_id, keep_session)
 
 
 def reset_password(db: Database, username: str, new: str) -> User:
     """A server administrator sets someone's password; every browser session of theirs ends."""
+    new_hash = tokens.hash_password(new)
     with db.write() as session:
         user = session.scalar(select(User).where(User.username == username))
         if user is None:
             raise NotFound(f"user {username!r} not found", field="username")
-        user.password_hash = tokens.hash_password(new)
+        user.password_hash = new_hash
         _end_sessions(session, user.id)
     return user
 
