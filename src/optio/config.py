@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -49,18 +50,47 @@ class Settings(BaseSettings):
     oidc_client_secret: str | None = None
     oidc_redirect_url: str | None = Field(default=None, description="Default: <request base>/auth/oidc/callback")
     oidc_default_role: Literal["admin", "member", "viewer"] = Field(
-        default="viewer", description="Role in the default workspace for a person's first OIDC sign-in"
+        default="viewer", description="Role in OPTIO_OIDC_DEFAULT_WORKSPACE given at a person's first OIDC sign-in"
+    )
+    oidc_default_workspace: str | None = Field(
+        default=None, description="Workspace slug new OIDC users join; unset = they join none until an admin adds them"
+    )
+    oidc_allowed_domains: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Email domains allowed to sign in with OIDC (comma-separated); empty = any"
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses/CIDRs whose X-Forwarded-For/-Proto are believed (comma-separated); empty = none",
     )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Request body size limit")
     login_rate_limit: int = Field(default=10, ge=1, description="Login attempts per client per window")
     webhook_rate_limit: int = Field(default=60, ge=1, description="Webhook deliveries per client per window")
     rate_limit_window_s: float = Field(default=60.0, gt=0)
 
-    @field_validator("outbound_allowlist", mode="before")
+    @field_validator("outbound_allowlist", "trusted_proxies", mode="before")
     @classmethod
     def _split_allowlist(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for part in value:
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"{part!r} is not an IP address or CIDR") from None
+        return value
+
+    @field_validator("oidc_allowed_domains", mode="before")
+    @classmethod
+    def _split_domains(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list):
+            return [str(part).strip().lstrip("@").lower() for part in value if str(part).strip()]
         return value
 
     @property

@@ -78,6 +78,18 @@ def build(settings: Settings) -> Optio:
     return Optio(settings=settings, ctx=ctx, workers=WorkerPool(ctx), auth=auth)
 
 
+def uvicorn_proxy_options(settings: Settings) -> dict[str, object]:
+    """Believe `X-Forwarded-For`/`-Proto` only from OPTIO_TRUSTED_PROXIES.
+
+    uvicorn's own default trusts them from loopback (and FORWARDED_ALLOW_IPS), so any local process, or a
+    client behind a local proxy that passes the header through, could choose its own address and with it its
+    rate-limit key. With no trusted proxy the headers are ignored and the peer address is the client.
+    """
+    if not settings.trusted_proxies:
+        return {"proxy_headers": False, "forwarded_allow_ips": ""}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(settings.trusted_proxies)}
+
+
 def start(optio: Optio) -> None:
     """Adopt processes left by a previous server, sweep every open run, then start the workers."""
     processes.recover(optio.ctx)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support.oidc_provider import OidcProvider
+from tests.support.oidc_provider import OidcProvider, sign_in
 from tests.support.optio_server import OptioServer
 
 pytestmark = pytest.mark.slow
@@ -20,21 +20,11 @@ def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OptioServer,
         server = OptioServer(tmp_path_factory.mktemp("oidc") / "data", env={
             "OPTIO_OIDC_ISSUER": provider.issuer, "OPTIO_OIDC_CLIENT_ID": provider.client_id,
             "OPTIO_OIDC_CLIENT_SECRET": provider.client_secret, "OPTIO_OUTBOUND_ALLOWLIST": "127.0.0.1",
-            "OPTIO_OIDC_DEFAULT_ROLE": "member"}).start()
+            "OPTIO_OIDC_DEFAULT_ROLE": "member", "OPTIO_OIDC_DEFAULT_WORKSPACE": "default"}).start()
         try:
             yield server, provider
         finally:
             server.stop()
-
-
-def sign_in(server: OptioServer) -> tuple[httpx.Client, httpx.Response]:
-    """Browser-like: Optio → provider → Optio callback, carrying cookies; returns the callback's answer."""
-    browser = httpx.Client(timeout=30)
-    start = browser.get(server.url + "/auth/oidc/login")
-    assert start.status_code == 302, start.text
-    at_provider = browser.get(start.headers["location"])
-    assert at_provider.status_code == 302
-    return browser, browser.get(at_provider.headers["location"])
 
 
 def test_sign_in_creates_a_session_for_a_new_member(sso: tuple[OptioServer, OidcProvider]) -> None:
@@ -45,7 +35,8 @@ def test_sign_in_creates_a_session_for_a_new_member(sso: tuple[OptioServer, Oidc
     cookie = callback.headers["set-cookie"]
     assert "optio_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
     me = browser.get(server.url + "/api/me").json()
-    assert me["username"] == "ada" and me["auth"] == "session" and me["workspace"]["role"] == "member"
+    # The name is the verified email, never the self-chosen preferred_username ("ada").
+    assert me["username"] == "ada@example.com" and me["auth"] == "session" and me["workspace"]["role"] == "member"
     # A second sign-in finds the same person, not a new user.
     browser2, callback2 = sign_in(server)
     assert callback2.status_code == 303

@@ -4,6 +4,8 @@ Discovery, an authorization endpoint that signs the user in at once and redirect
 a token endpoint that checks the client's credentials and the PKCE verifier and returns an RS256 ID
 token, and the JWKS. `mode` makes it misbehave the ways a forged or misdirected token would:
 "bad_signature" signs with a key it does not publish, "wrong_audience" issues the token to another client.
+`subject`, `email`, `email_verified` (None leaves the claim out) and `preferred_username` say who signs in;
+`reset()` puts them back to Ada's.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
+import httpx
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
@@ -28,8 +31,7 @@ class OidcProvider:
         self.client_secret = client_secret
         self.key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
         self.rogue_key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
-        self.mode = "good"
-        self.subject = "user-123"
+        self.reset()
         self.codes: dict[str, dict[str, Any]] = {}
         self.token_requests = 0
         provider = self
@@ -88,6 +90,13 @@ class OidcProvider:
         self.issuer = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    def reset(self) -> None:
+        self.mode = "good"
+        self.subject = "user-123"
+        self.email = "ada@example.com"
+        self.email_verified: bool | str | None = True
+        self.preferred_username = "ada"
+
     def metadata(self) -> dict[str, Any]:
         return {"issuer": self.issuer, "authorization_endpoint": self.issuer + "/authorize",
                 "token_endpoint": self.issuer + "/token", "jwks_uri": self.issuer + "/jwks",
@@ -97,7 +106,9 @@ class OidcProvider:
     def id_token(self, nonce: str) -> str:
         now = int(time.time())
         claims = {"iss": self.issuer, "sub": self.subject, "aud": self.client_id, "iat": now, "exp": now + 300,
-                  "nonce": nonce, "email": "ada@example.com", "preferred_username": "ada", "name": "Ada"}
+                  "nonce": nonce, "email": self.email, "preferred_username": self.preferred_username, "name": "Ada"}
+        if self.email_verified is not None:
+            claims["email_verified"] = self.email_verified
         if self.mode == "wrong_audience":
             claims["aud"] = "some-other-client"
         key = self.rogue_key if self.mode == "bad_signature" else self.key
@@ -110,3 +121,13 @@ class OidcProvider:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def sign_in(server: Any) -> tuple[httpx.Client, httpx.Response]:
+    """Browser-like: Optio → provider → Optio callback, carrying cookies; returns the callback's answer."""
+    browser = httpx.Client(timeout=30)
+    start = browser.get(server.url + "/auth/oidc/login")
+    assert start.status_code == 302, start.text
+    at_provider = browser.get(start.headers["location"])
+    assert at_provider.status_code == 302
+    return browser, browser.get(at_provider.headers["location"])

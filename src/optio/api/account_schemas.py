@@ -33,11 +33,33 @@ class WhoAmI(BaseModel):
     workspace: WorkspaceOut
     workspaces: list[WorkspaceOut]
     auth: str = Field(description="How this request was authenticated: api_key, session or disabled")
+    server_admin: bool = Field(default=False, description="May create users and reset their passwords")
 
 
 class PasswordIn(BaseModel):
+    """A server administrator's reset of someone else's password."""
+
     model_config = ConfigDict(extra="forbid")
     password: str = Field(min_length=12, max_length=1000)
+
+
+class PasswordChange(BaseModel):
+    """Your own password change: the current password is required once one is set."""
+
+    model_config = ConfigDict(extra="forbid")
+    current_password: str | None = Field(default=None, max_length=1000,
+                                         description="Required unless the account has no password yet")
+    password: str = Field(min_length=12, max_length=1000)
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    email: str | None
+    server_admin: bool
+    sso: bool = Field(description="Signs in through OIDC (bound to the provider's issuer and subject)")
+    workspaces: dict[str, Role] = Field(description="Workspace slug -> role")
 
 
 class MemberOut(BaseModel):
@@ -50,13 +72,15 @@ class MemberOut(BaseModel):
 class MemberSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Role
-    password: str | None = Field(default=None, min_length=12, max_length=1000,
-                                 description="Set the user's password (for web sign-in)")
-    create_api_key: bool = Field(default=False, description="Issue a first API key for a newly created user")
+    password: str | None = Field(default=None, max_length=1000,
+                                 description="Always refused (403): passwords are never set through a membership; "
+                                             "see PUT /api/me/password and PUT /api/users/{username}/password")
+    create_api_key: bool = Field(default=False, description="Issue a first API key for a user a server "
+                                                            "administrator creates here")
 
 
 class MemberSetOut(MemberOut):
-    created: bool
+    created: bool = Field(description="Only ever true for a server administrator, the only one who creates users")
     previous_role: Role | None
     api_key: str | None = Field(default=None, description="Shown once, only when create_api_key was asked")
 

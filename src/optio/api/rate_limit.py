@@ -1,9 +1,11 @@
-"""Per-client rate limits on the endpoints worth guessing at: sign-in and webhooks.
+"""Per-client rate limits on the endpoints worth guessing at: sign-in, password changes and webhooks.
 
 A sliding window per (bucket, client address) in memory: one Optio process serves the API, so the
-counts need no shared store. A client over its limit gets 429 with `Retry-After` and the request never
-reaches the handler (a password is not even hashed). Buckets are chosen by path, so webhook routes
-added later are limited without touching this module.
+counts need no shared store. The client address is the connection's peer; uvicorn replaces it with the
+`X-Forwarded-For` address only when the peer is in OPTIO_TRUSTED_PROXIES (none by default), so a client
+cannot pick a fresh key per request by sending a made-up header. A client over its limit gets 429 with
+`Retry-After` and the request never reaches the handler (a password is not even hashed). Buckets are
+chosen by path, so webhook routes added later are limited without touching this module.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 LOGIN_PATHS = ("/login", "/auth/oidc/")
+PASSWORD_PATH = "/api/me/password"  # proves the current password: as worth guessing at as a sign-in
 WEBHOOK_PATHS = ("/api/webhooks/", "/webhooks/")
 
 
@@ -51,6 +54,8 @@ def bucket_for(method: str, path: str) -> str | None:
     if method == "POST" and (path == "/login" or path.startswith(LOGIN_PATHS[1])):
         return "login"
     if method == "GET" and path.startswith(LOGIN_PATHS[1]):
+        return "login"
+    if method == "PUT" and path == PASSWORD_PATH:
         return "login"
     if path.startswith(WEBHOOK_PATHS):
         return "webhook"

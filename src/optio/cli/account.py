@@ -1,4 +1,5 @@
-"""`optio login`, `optio whoami`, `optio workspace ...`, `optio apikey ...`."""
+"""`optio login`, `optio whoami`, `optio password`, `optio workspace ...`, `optio apikey ...`,
+`optio member ...` (a workspace admin's roles) and `optio user ...` (a server administrator's accounts)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from optio.cli.common import client_from, console, handle_errors, print_json
 workspace_app = typer.Typer(help="List the workspaces you belong to and pick the one the CLI acts in.",
                             no_args_is_help=True)
 apikey_app = typer.Typer(help="Your personal API keys (shown once at creation).", no_args_is_help=True)
+member_app = typer.Typer(help="Members of the current workspace and their roles (admins change them).",
+                         no_args_is_help=True)
+user_app = typer.Typer(help="Every account on the server (server administrators only).", no_args_is_help=True)
 
 
 @handle_errors
@@ -95,3 +99,89 @@ def apikey_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
 def apikey_revoke(ctx: typer.Context, key_id: int) -> None:
     key = client_from(ctx).request("DELETE", f"/api/apikeys/{key_id}")
     console.print(f"API key {key['id']} ({key['name']}) revoked")
+
+
+@handle_errors
+def password(
+    ctx: typer.Context,
+    first: bool = typer.Option(False, "--first", help="Set the first password of an account that has none"),
+) -> None:
+    """Change your own password (for the web UI); your other browser sessions are signed out.
+
+    Reads the passwords from the terminal (or, without one, one per line from stdin: current, then new).
+    """
+    current = None if first else typer.prompt("Current password", hide_input=True)
+    new = typer.prompt("New password (12 characters or more)", hide_input=True, confirmation_prompt=True)
+    client_from(ctx).request("PUT", "/api/me/password", json={"current_password": current, "password": new})
+    console.print("password changed; your other browser sessions were signed out")
+
+
+@member_app.command("list")
+@handle_errors
+def member_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    members = client_from(ctx).get("/api/members")
+    if as_json:
+        print_json(members)
+        return
+    table = Table("ID", "USERNAME", "NAME", "ROLE")
+    for m in members:
+        table.add_row(str(m["user_id"]), m["username"], m["display_name"], m["role"])
+    console.print(table)
+
+
+@member_app.command("set")
+@handle_errors
+def member_set(
+    ctx: typer.Context,
+    username: str,
+    role: str = typer.Option(..., "--role", help="admin, member or viewer"),
+    create_api_key: bool = typer.Option(False, "--create-api-key",
+                                        help="For a user a server administrator creates here: a first API key"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Add USERNAME to the current workspace or change their role.
+
+    A workspace admin can add only people it already shares a workspace with; a server administrator can
+    also create a new user this way. Passwords are not set here (see `optio password`, `optio user`).
+    """
+    out = client_from(ctx).request("PUT", f"/api/members/{username}",
+                                   json={"role": role, "create_api_key": create_api_key})
+    if as_json:
+        print_json(out)
+        return
+    verb = "created and added" if out["created"] else \
+        f"changed from {out['previous_role']}" if out["previous_role"] else "added"
+    console.print(f"{out['username']} {verb} as {out['role']}")
+    if out.get("api_key"):
+        console.print("API key for the new user (shown once, pass it on now):")
+        typer.echo(out["api_key"])
+
+
+@member_app.command("remove")
+@handle_errors
+def member_remove(ctx: typer.Context, username: str) -> None:
+    client_from(ctx).request("DELETE", f"/api/members/{username}")
+    console.print(f"{username} removed from the workspace")
+
+
+@user_app.command("list")
+@handle_errors
+def user_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    items = client_from(ctx).get("/api/users")
+    if as_json:
+        print_json(items)
+        return
+    table = Table("ID", "USERNAME", "EMAIL", "SSO", "SERVER ADMIN", "WORKSPACES")
+    for u in items:
+        table.add_row(str(u["id"]), u["username"], u["email"] or "", "yes" if u["sso"] else "",
+                      "yes" if u["server_admin"] else "", ", ".join(f"{k}:{v}" for k, v in u["workspaces"].items()))
+    console.print(table)
+
+
+@user_app.command("reset-password")
+@handle_errors
+def user_reset_password(ctx: typer.Context, username: str) -> None:
+    """Set USERNAME's password (server administrators only); all of their browser sessions end."""
+    new = typer.prompt("New password (12 characters or more)", hide_input=True, confirmation_prompt=True)
+    client_from(ctx).request("PUT", f"/api/users/{username}/password", json={"password": new})
+    console.print(f"password of {username} set; their browser sessions were signed out")

@@ -21,8 +21,11 @@ app.add_typer(secret_cli.app, name="secret")
 app.add_typer(secret_cli.app, name="secrets", hidden=True)
 app.add_typer(account.workspace_app, name="workspace")
 app.add_typer(account.apikey_app, name="apikey")
+app.add_typer(account.member_app, name="member")
+app.add_typer(account.user_app, name="user")
 app.command("login")(account.login)
 app.command("whoami")(account.whoami)
+app.command("password")(account.password)
 
 
 @app.callback()
@@ -47,7 +50,7 @@ def serve(
     import uvicorn
 
     from optio.api.app import create_app
-    from optio.server import configure_logging
+    from optio.server import configure_logging, uvicorn_proxy_options
 
     overrides: dict[str, object] = {}
     if host:
@@ -64,7 +67,8 @@ def serve(
                    "this machine has full admin access. Use this only on a single-user laptop.", err=True)
     typer.echo(f"Optio serving on http://{settings.host}:{settings.port} (data dir {settings.resolved_data_dir})",
                err=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
+                **uvicorn_proxy_options(settings))  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -9,6 +9,14 @@ authlib and its JOSE library, joserfc.
 
 The per-attempt state (state, nonce, PKCE verifier) rides in a short-lived HMAC-signed cookie, so no
 server-side storage is needed and a callback cannot be replayed in another browser.
+
+Who may come in, and as whom: a person is bound to the provider's (issuer, subject), never to a name or
+an email, so a later sign-in finds the same account whatever the claims say. Every sign-in needs an email
+the provider has verified (`email_verified`), in `OPTIO_OIDC_ALLOWED_DOMAINS` when that is set. The
+username of a new account is that verified email, or an opaque `oidc-<hash of issuer and subject>` when the
+email is taken or unusable as a name: never `preferred_username`, which the person chooses, so nobody can
+take a name an admin means to grant a role to. A new account joins no workspace unless
+`OPTIO_OIDC_DEFAULT_WORKSPACE` names one (with `OPTIO_OIDC_DEFAULT_ROLE`); otherwise an admin adds it.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import structlog
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jwt
@@ -30,14 +39,17 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from optio.config import Settings
 from optio.errors import AppError
 from optio.security.ssrf import UnsafeURLError, check_url, guarded_client
+from optio.services.users import USERNAME_RE
 from optio.store import workspaces
 from optio.store.db import Database
 from optio.store.models import Membership, User
 
+log = structlog.get_logger(__name__)
 STATE_TTL_S = 600
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
 
@@ -45,6 +57,13 @@ ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
 class OidcError(AppError):
     status = 401
     code = "oidc_failed"
+
+
+class OidcRefused(AppError):
+    """A valid sign-in of someone this server does not admit (unverified email, domain not allowed)."""
+
+    status = 403
+    code = "oidc_refused"
 
 
 class OidcNotConfigured(AppError):
@@ -179,26 +198,52 @@ def verify_id_token(id_token: str, jwks: dict[str, Any], *, issuer: str, client_
     return dict(claims)
 
 
+def admitted_email(settings: Settings, claims: dict[str, Any]) -> str:
+    """The verified email of these claims, lower-cased, if this server admits it; else OidcRefused."""
+    email, verified = claims.get("email"), claims.get("email_verified")
+    if not isinstance(email, str) or "@" not in email or verified not in (True, "true"):
+        raise OidcRefused("sign-in refused: the identity provider did not vouch for an email address "
+                          "(a verified email is required)")
+    email = email.strip().lower()
+    allowed = settings.oidc_allowed_domains
+    if allowed and email.rsplit("@", 1)[1] not in allowed:
+        raise OidcRefused("sign-in refused: accounts of this email domain may not sign in here")
+    return email
+
+
+def _new_username(session: Session, issuer: str, subject: str, email: str) -> str:
+    if USERNAME_RE.match(email) and session.scalar(select(User.id).where(User.username == email)) is None:
+        return email
+    digest = hashlib.sha256(f"{issuer}\x00{subject}".encode()).hexdigest()
+    for length in range(12, len(digest) + 1, 4):
+        name = f"oidc-{digest[:length]}"
+        if session.scalar(select(User.id).where(User.username == name)) is None:
+            return name
+    raise OidcError("no free username for this identity; ask an administrator")
+
+
 def user_for_claims(db: Database, settings: Settings, claims: dict[str, Any]) -> User:
-    """The Optio user of this (issuer, subject); created on first sign-in with the configured default role."""
+    """The Optio user of this (issuer, subject); created on first sign-in, in a workspace only if configured."""
     issuer, subject = str(claims["iss"]), str(claims["sub"])
+    email = admitted_email(settings, claims)
     with db.write() as session:
         user = session.scalar(select(User).where(User.oidc_issuer == issuer, User.oidc_subject == subject))
         if user is not None:
             return user
-        base = str(claims.get("preferred_username") or claims.get("email") or f"oidc-{subject}")[:180]
-        username, n = base, 1
-        while session.scalar(select(User.id).where(User.username == username)) is not None:
-            n += 1
-            username = f"{base}-{n}"
-        ws = workspaces.ensure_default(session)
-        user = User(username=username, display_name=str(claims.get("name") or username)[:200],
-                    email=claims.get("email") if isinstance(claims.get("email"), str) else None,
-                    oidc_issuer=issuer, oidc_subject=subject, default_workspace_id=ws.id)
+        username = _new_username(session, issuer, subject, email)
+        ws = None
+        if settings.oidc_default_workspace:
+            ws = workspaces.by_slug(session, settings.oidc_default_workspace)
+            if ws is None:
+                log.warning("OPTIO_OIDC_DEFAULT_WORKSPACE names no workspace; the new user joins none",
+                            workspace=settings.oidc_default_workspace)
+        user = User(username=username, display_name=str(claims.get("name") or username)[:200], email=email,
+                    oidc_issuer=issuer, oidc_subject=subject, default_workspace_id=ws.id if ws else None)
         session.add(user)
         try:
             session.flush()
         except IntegrityError:
             raise OidcError("this identity was just registered concurrently; sign in again") from None
-        session.add(Membership(workspace_id=ws.id, user_id=user.id, role=settings.oidc_default_role))
+        if ws is not None:
+            session.add(Membership(workspace_id=ws.id, user_id=user.id, role=settings.oidc_default_role))
     return user

@@ -320,6 +320,8 @@ class User(Timestamps, Base):
         ForeignKey("workspaces.id", ondelete="SET NULL"), default=None
     )
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A server administrator creates users and resets passwords; workspace admins only manage roles.
+    is_server_admin: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Membership(WorkspaceScoped, Timestamps, Base):

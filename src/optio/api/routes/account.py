@@ -1,21 +1,29 @@
-"""The caller's account, workspaces and workspace members."""
+"""The caller's account, workspaces and workspace members, and a server administrator's user management.
+
+A workspace admin manages roles in its own workspace and addresses only people it already shares a
+workspace with (anyone else is "not found", like a name nobody has). Creating users and resetting another
+person's password need a server administrator; a membership route never touches a password.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 
 from optio.api.account_schemas import (
     USERNAME_PATTERN,
     MemberOut,
     MemberSet,
     MemberSetOut,
+    PasswordChange,
     PasswordIn,
+    UserOut,
     WhoAmI,
     WorkspaceCreate,
     WorkspaceOut,
 )
-from optio.api.deps import Ctx, get_admin_ctx, get_ctx, get_self_ctx
-from optio.api.errors import ERROR_RESPONSES
+from optio.api.deps import SESSION_COOKIE, Ctx, Forbidden, get_admin_ctx, get_ctx, get_self_ctx
+from optio.api.errors import ERROR_RESPONSES, ErrorBody
+from optio.errors import NotFound
 from optio.services import audit, credentials, users
 from optio.store.models import User
 
@@ -37,13 +45,48 @@ def whoami(ctx: Ctx = Depends(get_self_ctx)) -> WhoAmI:
     mine = _workspaces(ctx)
     current = next(w for w in mine if w.id == ctx.workspace_id)
     return WhoAmI(user_id=user.id, username=user.username, display_name=user.display_name, email=user.email,
-                  workspace=current, workspaces=mine, auth=ctx.via)
+                  workspace=current, workspaces=mine, auth=ctx.via, server_admin=user.is_server_admin)
 
 
-@router.put("/api/me/password", status_code=204, response_class=Response)
-def set_password(body: PasswordIn, ctx: Ctx = Depends(get_self_ctx)) -> Response:
-    """Set your own password, for signing in to the web UI."""
-    users.set_password(ctx.db, ctx.user_id or 0, body.password)
+@router.put("/api/me/password", status_code=204, response_class=Response, responses={
+    429: {"model": ErrorBody, "description": "Too many attempts from this client; see Retry-After"}})
+def set_password(body: PasswordChange, request: Request, ctx: Ctx = Depends(get_self_ctx)) -> Response:
+    """Change your own password (for the web UI), giving the current one; your other sessions end."""
+    keep = request.cookies.get(SESSION_COOKIE) if ctx.via == "session" else None
+    ended = users.change_own_password(ctx.db, ctx.user_id or 0, body.current_password, body.password,
+                                      keep_session=keep)
+    audit.record(ctx.db, workspace_id=ctx.workspace_id, user_id=ctx.user_id, actor=ctx.username,
+                 action="user.password_change", target_type="user", target_id=ctx.username,
+                 detail={"sessions_ended": ended})
+    return Response(status_code=204)
+
+
+def _require_server_admin(ctx: Ctx, refusal: Exception | None = None) -> None:
+    with ctx.db.read() as session:
+        if not users.is_server_admin(session, ctx.user_id):
+            raise refusal or Forbidden("this needs a server administrator")
+
+
+@router.get("/api/users", response_model=list[UserOut])
+def list_users(ctx: Ctx = Depends(get_self_ctx)) -> list[UserOut]:
+    """Every account on this server (server administrators only)."""
+    _require_server_admin(ctx)
+    with ctx.db.read() as session:
+        return [UserOut(id=u.id, username=u.username, display_name=u.display_name, email=u.email,
+                        server_admin=u.is_server_admin, sso=u.oidc_subject is not None,
+                        workspaces=dict(memberships))  # type: ignore[arg-type]
+                for u, memberships in users.list_users(session)]
+
+
+@router.put("/api/users/{username}/password", status_code=204, response_class=Response)
+def reset_password(body: PasswordIn, username: str = Path(pattern=USERNAME_PATTERN, max_length=200),
+                   ctx: Ctx = Depends(get_self_ctx)) -> Response:
+    """Set another person's password (server administrators only); all of their browser sessions end."""
+    # To anyone else no account is addressable here: "not found", whether or not the name exists.
+    _require_server_admin(ctx, NotFound(f"user {username!r} not found", field="username"))
+    user = users.reset_password(ctx.db, username, body.password)
+    audit.record(ctx.db, workspace_id=ctx.workspace_id, user_id=ctx.user_id, actor=ctx.username,
+                 action="user.password_reset", target_type="user", target_id=user.username)
     return Response(status_code=204)
 
 
@@ -71,9 +114,17 @@ def list_members(ctx: Ctx = Depends(get_ctx)) -> list[MemberOut]:
 
 @router.put("/api/members/{username}", response_model=MemberSetOut)
 def set_member(body: MemberSet, username: str = Username, ctx: Ctx = Depends(get_admin_ctx)) -> MemberSetOut:
-    """Add a user to this workspace (creating the user if new) or change their role."""
-    user, role, previous, created = users.set_member(ctx.db, ctx.workspace_id, username, body.role,
-                                                      password=body.password)
+    """Add someone you share a workspace with to this one, or change their role.
+
+    Anyone else is 404, the same as a name nobody has. A server administrator may also create the user
+    here. Passwords are refused: the owner changes theirs at /api/me/password, a server administrator
+    resets one at /api/users/{username}/password.
+    """
+    if body.password is not None:
+        raise Forbidden("passwords are never set through a membership: the user changes their own "
+                        "(PUT /api/me/password) or a server administrator resets it "
+                        "(PUT /api/users/{username}/password)", field="password")
+    user, role, previous, created = users.set_member(ctx.db, ctx.workspace_id, ctx.user_id, username, body.role)
     key = None
     if created and body.create_api_key:
         _, key = credentials.create_api_key(ctx.db, user.id, "initial")

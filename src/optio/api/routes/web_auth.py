@@ -2,6 +2,8 @@
 
 The session cookie is HttpOnly (scripts cannot read it), SameSite=Lax (not sent on cross-site
 posts) and Secure whenever the request came over https (or always, with OPTIO_COOKIE_SECURE=always).
+"Came over https" is the connection's own scheme; `X-Forwarded-Proto` counts only from a proxy listed in
+OPTIO_TRUSTED_PROXIES, which uvicorn applies before the request gets here.
 Forms carry a CSRF token: before sign-in it is bound to a random pre-session cookie, afterwards to the
 session itself, and a post without the matching token is refused.
 """
@@ -11,15 +13,18 @@ from __future__ import annotations
 import html
 import secrets
 
+import structlog
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from optio.api.deps import SESSION_COOKIE
+from optio.errors import NotFound
 from optio.security import tokens
 from optio.server import Optio
 from optio.services import audit, credentials, oidc, users
 from optio.store.models import User
 
+log = structlog.get_logger(__name__)
 router = APIRouter(include_in_schema=False)
 PRE_SESSION_COOKIE = "optio_login_csrf"
 OIDC_COOKIE = "optio_oidc"
@@ -33,7 +38,7 @@ def _secure(request: Request) -> bool:
     mode = _optio(request).settings.cookie_secure
     if mode != "auto":
         return mode == "always"
-    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "") == "https"
+    return request.url.scheme == "https"
 
 
 def _set_cookie(request: Request, response: Response, name: str, value: str, max_age: int,
@@ -72,10 +77,14 @@ def _login_form(request: Request, error: str = "", status: int = 200) -> HTMLRes
 def _start_session(request: Request, user: User, via: str) -> RedirectResponse:
     optio = _optio(request)
     token = credentials.create_session(optio.db, user.id, optio.settings.session_ttl_s)
-    with optio.db.read() as session:
-        ws, _role = users.workspace_for(session, user.id, None)
-    audit.record(optio.db, workspace_id=ws.id, user_id=user.id, actor=user.username, action="login",
-                 target_type="user", target_id=user.username, detail={"via": via})
+    try:
+        with optio.db.read() as session:
+            ws, _role = users.workspace_for(session, user.id, None)
+    except NotFound:  # a new single sign-on user waits for an admin to add them to a workspace
+        log.info("login without a workspace", user_id=user.id, via=via)
+    else:
+        audit.record(optio.db, workspace_id=ws.id, user_id=user.id, actor=user.username, action="login",
+                     target_type="user", target_id=user.username, detail={"via": via})
     response = RedirectResponse("/", status_code=303)
     _set_cookie(request, response, SESSION_COOKIE, token, int(optio.settings.session_ttl_s))
     response.delete_cookie(PRE_SESSION_COOKIE, path="/")
@@ -126,8 +135,12 @@ def home(request: Request) -> Response:
     if identity is None:
         return RedirectResponse("/login", status_code=303)
     csrf = tokens.csrf_token_for(token or "", optio.auth.session_secret)  # type: ignore[union-attr]
+    with optio.db.read() as session:
+        joined = bool(users.memberships_of(session, identity.user_id))
+    waiting = "" if joined else ("<p>You are not a member of any workspace yet: ask a server administrator "
+                                 "to add you.</p>")
     return _page("Optio", (
-        f"<p>Signed in as <strong>{html.escape(identity.username)}</strong>.</p>"
+        f"<p>Signed in as <strong>{html.escape(identity.username)}</strong>.</p>{waiting}"
         f"<meta name='csrf-token' content='{csrf}'>"
         f"<form method='post' action='/logout'><input type='hidden' name='csrf_token' value='{csrf}'>"
         "<button type='submit'>Sign out</button></form><p><a href='/docs'>API documentation</a></p>"
