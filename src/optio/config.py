@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     )
     executor_error_backoff_s: float = Field(default=2.0, gt=0, description="First wait after such a failure; doubles")
     executor_error_backoff_cap_s: float = Field(default=300.0, gt=0)
+    max_run_log_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024,
+        description="Output stored per run; past it, a marker line and the rest dropped"
+    )
     log_level: str = "info"
 
     # --- auth, secrets and request limits -------------------------------------------------------------

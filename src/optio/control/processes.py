@@ -79,14 +79,15 @@ class DbSink:
                     elif isinstance(event, SessionEvent):
                         session_id = event.session_id
                     entries.append(("event", redact(json.dumps(event_to_json(event)))))
+            model = runs.model_for(proc.run_kind)
+            values: dict[str, Any] = {"heartbeat_at": now}
+            values.update(self._within_cap(session, model, proc, entries))
             logs.append(session, workspace_id=proc.workspace_id, kind=proc.run_kind, run_id=proc.run_id,
                         attempt=proc.attempt, entries=entries, now=now)
             column = "stdout_offset" if stream == "stdout" else "stderr_offset"
             session.execute(
                 update(AgentProcess).where(AgentProcess.id == proc.id).values(**{column: offset}, last_output_at=now)
             )
-            model = runs.model_for(proc.run_kind)
-            values: dict[str, Any] = {"heartbeat_at": now}
             if totals.input_tokens or totals.output_tokens or totals.cost_usd:
                 values.update(
                     cost_usd=model.cost_usd + totals.cost_usd,
@@ -99,6 +100,28 @@ class DbSink:
             if session_id:
                 values.update(_session_column(model, session_id))
             session.execute(update(model).where(model.id == proc.run_id).values(**values))
+
+    def _within_cap(self, session: Any, model: Any, proc: AgentProcess,
+                    entries: list[tuple[str, str]]) -> dict[str, Any]:
+        """Trim `entries` (in place) to the run's log size cap; the run's byte counters to write with them.
+
+        The lines past the cap are still read (the file offset moves on, usage still counts), only not
+        stored, so a run that prints without end still finishes normally. One marker line says where.
+        """
+        cap = self.ctx.settings.max_run_log_bytes
+        row = session.execute(
+            select(model.log_bytes, model.log_dropped_bytes).where(model.id == proc.run_id)
+        ).first()
+        stored, dropped_before = (row[0] or 0, row[1] or 0) if row is not None else (0, 0)
+        kept, kept_bytes, dropped = logs.within_cap(entries, stored_bytes=stored, cap=cap,
+                                                    dropping=dropped_before > 0)
+        if dropped and not dropped_before:
+            kept.append(logs.cap_marker(cap))
+            log.warning("run_log_capped", key=proc.key, cap=cap)
+        entries[:] = kept
+        if not dropped:
+            return {"log_bytes": model.log_bytes + kept_bytes}
+        return {"log_bytes": model.log_bytes + kept_bytes, "log_dropped_bytes": model.log_dropped_bytes + dropped}
 
     def on_exit(self, key: str, exit_code: int | None, reason: str) -> None:
         now = utcnow()

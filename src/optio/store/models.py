@@ -72,6 +72,9 @@ class RunColumns(WorkspaceScoped, Timestamps):
     executor_error: Mapped[str | None] = mapped_column(Text, default=None)
     executor_error_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     executor_error_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Bytes of output stored for the run, and dropped past OPTIO_MAX_RUN_LOG_BYTES.
+    log_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    log_dropped_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Job(WorkspaceScoped, Timestamps, Base):

@@ -1,4 +1,5 @@
-"""consecutive executor errors per run, so a run that fails the same way again and again is given up
+"""per run: consecutive executor errors (a run failing the same way again and again is given up) and
+the bytes of output stored and dropped (the log size cap)
 
 Revision ID: 0006_control
 Revises: 0005
@@ -32,11 +33,15 @@ def upgrade() -> None:
             batch_op.add_column(
                 sa.Column("executor_error_at", optio.store.types.UTCDateTime(timezone=True), nullable=True)
             )
+            batch_op.add_column(sa.Column("log_bytes", sa.BigInteger(), nullable=False, server_default="0"))
+            batch_op.add_column(sa.Column("log_dropped_bytes", sa.BigInteger(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
     for table in RUN_TABLES:
         with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_column("log_dropped_bytes")
+            batch_op.drop_column("log_bytes")
             batch_op.drop_column("executor_error_at")
             batch_op.drop_column("executor_error_count")
             batch_op.drop_column("executor_error")
