@@ -60,3 +60,18 @@ def test_output_past_the_cap_is_dropped_with_one_marker_and_the_run_completes(tm
         assert sum("log size cap" in line["text"] for line in all_lines(server, second["id"])) == 1
     finally:
         server.stop()
+
+
+def test_stdout_and_stderr_lines_are_stored_in_the_order_they_were_printed(optio_server: OptioServer) -> None:
+    # A short pause between lines (far below the runtime's poll tick) so "printed order" is well defined.
+    script = ('i=1; while [ $i -le 40 ]; do echo "out $i"; sleep 0.02; echo "err $i" >&2; sleep 0.02; '
+              'i=$((i+1)); done; printf "no newline at the end" >&2')
+    run = run_job(optio_server, "interleaved", script)
+    assert run["state"] == "completed", run
+    lines = all_lines(optio_server, run["id"])
+    expected = [(s, f"{w} {i}") for i in range(1, 41) for s, w in (("stdout", "out"), ("stderr", "err"))]
+    assert [(line["stream"], line["text"]) for line in lines] == [*expected, ("stderr", "no newline at the end")]
+    assert [line["seq"] for line in lines] == list(range(1, len(lines) + 1))
+    cli = optio_server.cli("run", "logs", str(run["id"]), check=True)
+    assert cli.stdout.splitlines() == [f"out {i}" for i in range(1, 41)]
+    assert cli.stderr.splitlines()[:2] == ["err 1", "err 2"]

@@ -23,6 +23,7 @@ from optio.agents.base import AgentConfigError, AgentRequest
 from optio.agents.events import SessionEvent, UsageEvent, UsageTotals
 from optio.agents.events import to_json as event_to_json
 from optio.agents.registry import get_adapter
+from optio.control import output_relay
 from optio.control.context import ControlContext
 from optio.domain.snapshot import ProcessStatus, ProcessView
 from optio.runtime.base import STDERR_FILE, STDOUT_FILE, LaunchSpec, Mounts, ProcessInfo
@@ -60,16 +61,19 @@ class DbSink:
             proc = session.scalar(select(AgentProcess).where(AgentProcess.key == key))
             if proc is None:
                 return
-            adapter = _adapter(proc.agent_type) if stream == "stdout" else None
+            adapter = _adapter(proc.agent_type)
             entries: list[tuple[str, str]] = []
             totals = UsageTotals()
             session_id: str | None = None
             model_name: str | None = None
             model_known = False
-            for line in lines:
-                events = _parse(adapter, line)
+            for relayed in lines:
+                # Behind the output relay both streams arrive on stdout, tagged, in the order they were
+                # printed; each line is stored under its own stream, in that order.
+                line_stream, line = output_relay.split(relayed, stream)
+                events = _parse(adapter, line) if line_stream == "stdout" else []
                 # A vendor line the adapter understood is kept as "raw"; readers get its events instead.
-                entries.append(("raw" if events else stream, redact(line)))
+                entries.append(("raw" if events else line_stream, redact(line)))
                 for event in events:
                     if isinstance(event, UsageEvent):
                         if not model_known:
@@ -298,8 +302,10 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
             env.setdefault("IS_SANDBOX", "1")  # the worktree is the sandbox; Claude Code refuses root otherwise
         env.setdefault("OPTIO_RUN_ID", str(req.run_id))
         env.setdefault("OPTIO_ATTEMPT", str(req.attempt))
+        # Checked here, since behind the relay a missing command would only be an exit 127.
+        output_relay.check_command(key, spec.argv, env, req.cwd)
         info = ctx.runtime.launch(
-            LaunchSpec(key=key, argv=spec.argv, env=env, cwd=req.cwd, log_dir=log_dir,
+            LaunchSpec(key=key, argv=output_relay.wrap(spec.argv), env=env, cwd=req.cwd, log_dir=log_dir,
                        stdin_path=spec.stdin_path, timeout_s=req.timeout_s, mounts=req.mounts)
         )
     except AgentConfigError as exc:  # a bad config or missing secret will not fix itself: fail fast
