@@ -29,6 +29,15 @@ class Settings(BaseSettings):
     max_auto_resumes: int = Field(default=10, ge=0)
     agent_timeout_s: float = Field(default=3600.0, gt=0, description="Default wall-clock limit per agent run")
     queue_lease_s: float = Field(default=60.0, gt=0)
+    max_executor_errors: int = Field(
+        default=5, ge=1, description="The same failure applying a run's decision this many times in a row gives it up"
+    )
+    executor_error_backoff_s: float = Field(default=2.0, gt=0, description="First wait after such a failure; doubles")
+    executor_error_backoff_cap_s: float = Field(default=300.0, gt=0)
+    max_run_log_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024,
+        description="Output stored per run; past it, a marker line and the rest dropped"
+    )
     log_level: str = "info"
 
     # --- auth, secrets and request limits -------------------------------------------------------------

@@ -23,6 +23,7 @@ from optio.agents.base import AgentConfigError, AgentRequest
 from optio.agents.events import SessionEvent, UsageEvent, UsageTotals
 from optio.agents.events import to_json as event_to_json
 from optio.agents.registry import get_adapter
+from optio.control import output_relay
 from optio.control.context import ControlContext
 from optio.domain.snapshot import ProcessStatus, ProcessView
 from optio.runtime.base import STDERR_FILE, STDOUT_FILE, LaunchSpec, Mounts, ProcessInfo
@@ -60,16 +61,19 @@ class DbSink:
             proc = session.scalar(select(AgentProcess).where(AgentProcess.key == key))
             if proc is None:
                 return
-            adapter = _adapter(proc.agent_type) if stream == "stdout" else None
+            adapter = _adapter(proc.agent_type)
             entries: list[tuple[str, str]] = []
             totals = UsageTotals()
             session_id: str | None = None
             model_name: str | None = None
             model_known = False
-            for line in lines:
-                events = _parse(adapter, line)
+            for relayed in lines:
+                # Behind the output relay both streams arrive on stdout, tagged, in the order they were
+                # printed; each line is stored under its own stream, in that order.
+                line_stream, line = output_relay.split(relayed, stream)
+                events = _parse(adapter, line) if line_stream == "stdout" else []
                 # A vendor line the adapter understood is kept as "raw"; readers get its events instead.
-                entries.append(("raw" if events else stream, redact(line)))
+                entries.append(("raw" if events else line_stream, redact(line)))
                 for event in events:
                     if isinstance(event, UsageEvent):
                         if not model_known:
@@ -79,14 +83,15 @@ class DbSink:
                     elif isinstance(event, SessionEvent):
                         session_id = event.session_id
                     entries.append(("event", redact(json.dumps(event_to_json(event)))))
+            model = runs.model_for(proc.run_kind)
+            values: dict[str, Any] = {"heartbeat_at": now}
+            values.update(self._within_cap(session, model, proc, entries))
             logs.append(session, workspace_id=proc.workspace_id, kind=proc.run_kind, run_id=proc.run_id,
                         attempt=proc.attempt, entries=entries, now=now)
             column = "stdout_offset" if stream == "stdout" else "stderr_offset"
             session.execute(
                 update(AgentProcess).where(AgentProcess.id == proc.id).values(**{column: offset}, last_output_at=now)
             )
-            model = runs.model_for(proc.run_kind)
-            values: dict[str, Any] = {"heartbeat_at": now}
             if totals.input_tokens or totals.output_tokens or totals.cost_usd:
                 values.update(
                     cost_usd=model.cost_usd + totals.cost_usd,
@@ -99,6 +104,28 @@ class DbSink:
             if session_id:
                 values.update(_session_column(model, session_id))
             session.execute(update(model).where(model.id == proc.run_id).values(**values))
+
+    def _within_cap(self, session: Any, model: Any, proc: AgentProcess,
+                    entries: list[tuple[str, str]]) -> dict[str, Any]:
+        """Trim `entries` (in place) to the run's log size cap; the run's byte counters to write with them.
+
+        The lines past the cap are still read (the file offset moves on, usage still counts), only not
+        stored, so a run that prints without end still finishes normally. One marker line says where.
+        """
+        cap = self.ctx.settings.max_run_log_bytes
+        row = session.execute(
+            select(model.log_bytes, model.log_dropped_bytes).where(model.id == proc.run_id)
+        ).first()
+        stored, dropped_before = (row[0] or 0, row[1] or 0) if row is not None else (0, 0)
+        kept, kept_bytes, dropped = logs.within_cap(entries, stored_bytes=stored, cap=cap,
+                                                    dropping=dropped_before > 0)
+        if dropped and not dropped_before:
+            kept.append(logs.cap_marker(cap))
+            log.warning("run_log_capped", key=proc.key, cap=cap)
+        entries[:] = kept
+        if not dropped:
+            return {"log_bytes": model.log_bytes + kept_bytes}
+        return {"log_bytes": model.log_bytes + kept_bytes, "log_dropped_bytes": model.log_dropped_bytes + dropped}
 
     def on_exit(self, key: str, exit_code: int | None, reason: str) -> None:
         now = utcnow()
@@ -275,8 +302,10 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
             env.setdefault("IS_SANDBOX", "1")  # the worktree is the sandbox; Claude Code refuses root otherwise
         env.setdefault("OPTIO_RUN_ID", str(req.run_id))
         env.setdefault("OPTIO_ATTEMPT", str(req.attempt))
+        # Checked here, since behind the relay a missing command would only be an exit 127.
+        output_relay.check_command(key, spec.argv, env, req.cwd)
         info = ctx.runtime.launch(
-            LaunchSpec(key=key, argv=spec.argv, env=env, cwd=req.cwd, log_dir=log_dir,
+            LaunchSpec(key=key, argv=output_relay.wrap(spec.argv), env=env, cwd=req.cwd, log_dir=log_dir,
                        stdin_path=spec.stdin_path, timeout_s=req.timeout_s, mounts=req.mounts)
         )
     except AgentConfigError as exc:  # a bad config or missing secret will not fix itself: fail fast

@@ -49,16 +49,19 @@ def reconcile_one(ctx: ControlContext, item: ClaimedItem) -> Outcome:
     try:
         outcome = executor.apply(ctx, handler, loaded, action, now)
     except Exception as exc:
-        outcome = Outcome("error", f"{type(exc).__name__}: {exc}")
+        error = ctx.redact(f"{type(exc).__name__}: {exc}")
+        outcome = Outcome("error", error)
         log.exception("executor_error", kind=item.kind, id=item.run_id, action=action.name)
+        # Only recorded here: the decision sees the count in its next snapshot, backs off, and gives the
+        # run up once the same failure repeated too often (optio.domain.executor_errors).
         with ctx.db.write() as session:
-            model = runs.model_for(item.kind)
-            run = session.get(model, item.run_id)
-            attempts = (run.reconcile_attempts if run is not None else 0) + 1
-            if run is not None:
-                run.reconcile_attempts = attempts
-            queue.enqueue(session, item.kind, item.run_id, item.workspace_id,
-                          delay_s=min(60.0, 0.5 * 2**attempts), reason="executor error")
+            runs.record_executor_error(session, item.kind, item.run_id, action.name, error, now=utcnow())
+            queue.enqueue(session, item.kind, item.run_id, item.workspace_id, reason="executor error")
+    else:
+        run = loaded.run
+        if outcome.status == "applied" and run.executor_error_count and run.executor_error_action == action.name:
+            with ctx.db.write() as session:
+                runs.clear_executor_error(session, item.kind, item.run_id, action.name, run.executor_error_count)
     to = target_state(action)
     log.info(
         "decision", kind=item.kind, id=item.run_id, action=action.name, **{"from": loaded.run.state},

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from optio.domain.snapshot import Capacity, ProcessView, RunView
+from optio.domain.snapshot import Capacity, ExecutorErrorPolicy, ProcessView, RunView
 
 PrState = Literal["open", "merged", "closed"]
 CiStatus = Literal["pending", "passing", "failing"]
@@ -102,3 +102,4 @@ class RepoTaskSnapshot:
     provisioning_since: datetime | None = None
     read_error: str | None = None
     intent_note: str = ""
+    executor_errors: ExecutorErrorPolicy = field(default_factory=ExecutorErrorPolicy)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -32,6 +32,10 @@ class RunView:
     started_at: datetime | None = None
     created_at: datetime | None = None
     error: str | None = None
+    executor_error_action: str | None = None
+    executor_error: str | None = None
+    executor_error_count: int = 0
+    executor_error_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,15 @@ class Capacity:
 
 
 @dataclass(frozen=True)
+class ExecutorErrorPolicy:
+    """How often the same executor failure is retried, and how long to wait before each retry."""
+
+    max_errors: int = 5
+    backoff_base_s: float = 2.0
+    backoff_cap_s: float = 300.0
+
+
+@dataclass(frozen=True)
 class JobRunSnapshot:
     now: datetime
     run: RunView
@@ -76,3 +89,4 @@ class JobRunSnapshot:
     read_error: str | None = None
     budget_usd: float | None = None
     cost_usd: float = 0.0
+    executor_errors: ExecutorErrorPolicy = field(default_factory=ExecutorErrorPolicy)

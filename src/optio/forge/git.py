@@ -29,6 +29,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -429,22 +430,42 @@ class RepoCache:
         status = "passing" if exit_code == 0 else "failing"
         return CiResult(status=status, exit_code=exit_code, output=output, duration_s=duration)
 
-    def squash_merge(self, base_branch: str, head_sha: str, message: str, *, work_root: Path) -> str:
+    def squash_merge(
+        self,
+        base_branch: str,
+        head_sha: str,
+        message: str,
+        *,
+        work_root: Path,
+        trailers: Mapping[str, str] | None = None,
+    ) -> str:
         """Land ``head_sha`` on the remote ``base_branch`` as one commit; returns the new base sha.
 
         The push is never forced: if the base moved between our fetch and our
         push, the squash is redone on the fresh base (a bounded number of times).
-        When the head has nothing the base lacks, no commit is made and the
-        current base sha is returned.
+
+        With ``trailers`` (e.g. ``Optio-PR: 7``) the squash commit carries them
+        and the merge is idempotent: when the base already holds a commit with
+        exactly these trailers (a push that landed before a crash), that commit
+        is returned instead of squashing again, and a head with nothing new
+        still gets its own (empty) commit, so the sha returned is always this
+        merge's own, never another merge's. Without trailers, a head with
+        nothing new makes no commit and the current base sha is returned.
         """
         self.ensure()
         base_branch = base_branch.removeprefix("origin/").removeprefix("refs/heads/")
+        trailers = dict(trailers or {})
         with self._merge_lock:
             for attempt in range(_MERGE_PUSH_RETRIES + 1):
                 self.fetch()
+                if trailers:
+                    landed = self.find_squash(base_branch, trailers)
+                    if landed is not None:
+                        log.info("squash_merge.already_landed", base=base_branch, sha=landed)
+                        return landed
                 head = self._ensure_commit(head_sha)
                 base_sha = self._resolve_in(self.cache_dir, f"refs/remotes/origin/{base_branch}")
-                pushed, sha, detail = self._squash_once(base_branch, base_sha, head, message, work_root)
+                pushed, sha, detail = self._squash_once(base_branch, base_sha, head, message, work_root, trailers)
                 if pushed:
                     return sha
                 lost_race = any(m in detail.lower() for m in _RACE_MARKERS)
@@ -458,8 +479,38 @@ class RepoCache:
                 log.info("squash_merge.retry", base=base_branch, attempt=attempt + 1)
         raise AssertionError("unreachable")
 
+    def find_squash(self, base_branch: str, trailers: Mapping[str, str]) -> str | None:
+        """The commit on the fetched ``base_branch`` whose trailers include all of ``trailers``, if any.
+
+        Git's own trailer parser reads them (``%(trailers)``), so a mention of the same words elsewhere
+        in a message never matches; ``--grep`` only narrows the walk to candidates.
+        """
+        base_branch = base_branch.removeprefix("origin/").removeprefix("refs/heads/")
+        ref = f"refs/remotes/origin/{base_branch}"
+        if self._try_resolve(ref) is None:
+            return None
+        key, value = max(trailers.items(), key=lambda kv: len(kv[1]))  # the most telling one narrows best
+        proc = self._git(
+            ["log", "--fixed-strings", f"--grep={key}: {value}", "--format=%H%x00%(trailers:only,unfold)%x1e", ref],
+            check=False,
+        )
+        if proc.returncode != 0:
+            return None
+        wanted = {(k.lower(), v) for k, v in trailers.items()}
+        for record in proc.stdout.split("\x1e"):
+            sha, _, block = record.strip().partition("\0")
+            found = set()
+            for line in block.splitlines():
+                name, sep, val = line.partition(":")
+                if sep:
+                    found.add((name.strip().lower(), val.strip()))
+            if sha and wanted <= found:
+                return sha
+        return None
+
     def _squash_once(
-        self, base_branch: str, base_sha: str, head: str, message: str, work_root: Path
+        self, base_branch: str, base_sha: str, head: str, message: str, work_root: Path,
+        trailers: Mapping[str, str] | None = None,
     ) -> tuple[bool, str, str]:
         work_root.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix="merge-", dir=work_root))
@@ -475,9 +526,14 @@ class RepoCache:
                 if files:
                     raise MergeConflictError(merge_args, merge.returncode, merge.stderr or merge.stdout, files)
                 raise GitError(merge_args, merge.returncode, merge.stderr or merge.stdout)
+            commit = ["commit", "--quiet", "--no-verify", "-m", message]
+            for key, value in (trailers or {}).items():
+                commit.append(f"--trailer={key}: {value}")
             if run_git(["diff", "--cached", "--quiet"], cwd=checkout, check=False).returncode == 0:
-                return True, base_sha, ""
-            run_git(["commit", "--quiet", "--no-verify", "-m", message], cwd=checkout)
+                if not trailers:
+                    return True, base_sha, ""
+                commit.append("--allow-empty")  # the merge still gets a commit of its own to record
+            run_git(commit, cwd=checkout)
             new_sha = self._resolve_in(checkout, "HEAD")
             push = run_git(
                 ["push", "--porcelain", "--no-verify", "origin", f"{new_sha}:refs/heads/{base_branch}"],

@@ -32,6 +32,12 @@ log = structlog.get_logger("optio.forge.local")
 CI_OUTPUT_MAX = 1024 * 1024
 
 
+def merge_trailers(task_id: int | None, number: int, head_sha: str) -> dict[str, str]:
+    """The trailers a squash commit carries: which task and PR it lands, and exactly which head."""
+    trailers = {"Optio-Task": str(task_id)} if task_id is not None else {}
+    return {**trailers, "Optio-PR": str(number), "Optio-Head": head_sha}
+
+
 def _info(pr: PullRequest) -> PullRequestInfo:
     return PullRequestInfo(
         number=pr.number, state=pr.state, title=pr.title, head_branch=pr.head_branch, head_sha=pr.head_sha,
@@ -156,8 +162,12 @@ class LocalForge:
                 raise Conflict(f"pull request #{number} moved to {pr.head_sha[:10]}; not merging {head_sha[:10]}")
             cache = self.cache(repo)
             base_branch = pr.base_branch
+            trailers = merge_trailers(pr.task_id, number, head_sha)
         try:
-            merged_sha = cache.squash_merge(base_branch, head_sha, message, work_root=self.data_dir / "merges")
+            # The trailers make the merge idempotent: after a crash between the push and the write below,
+            # the retry finds this PR's own commit on the base instead of recording whatever is on top.
+            merged_sha = cache.squash_merge(base_branch, head_sha, message, work_root=self.data_dir / "merges",
+                                            trailers=trailers)
         except MergeConflictError as exc:
             with self.db.write() as session:
                 pr = self._pr(session, repo_id, number)

@@ -66,6 +66,15 @@ class RunColumns(WorkspaceScoped, Timestamps):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The executor's last failure applying a decision, and how many times in a row that same failure
+    # happened: the decision gives the run up after a bound, so no input can make it retry forever.
+    executor_error_action: Mapped[str | None] = mapped_column(String(32), default=None)
+    executor_error: Mapped[str | None] = mapped_column(Text, default=None)
+    executor_error_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    executor_error_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Bytes of output stored for the run, and dropped past OPTIO_MAX_RUN_LOG_BYTES.
+    log_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    log_dropped_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Job(WorkspaceScoped, Timestamps, Base):

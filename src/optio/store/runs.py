@@ -13,13 +13,14 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from optio.domain.executor_errors import ERROR_TEXT_MAX, cleared, same_failure
 from optio.security.redact import default_redactor
 from optio.store.models import JobRun, RepoTask, ReviewRun, RunEvent
 from optio.store.types import utcnow
 
 RUN_MODELS: dict[str, type[Any]] = {"job_run": JobRun, "repo_task": RepoTask, "pr_review": ReviewRun}
 # Free-text columns that may quote agent output or command lines; they pass the redactor on every write.
-REDACTED_COLUMNS = frozenset({"error", "note"})
+REDACTED_COLUMNS = frozenset({"error", "note", "executor_error"})
 
 
 def _redact_text(value: Any) -> Any:
@@ -108,3 +109,40 @@ def non_terminal_ids(session: Session, kind: str, terminal: frozenset[str]) -> l
     model = model_for(kind)
     rows = session.execute(select(model.id, model.workspace_id).where(model.state.not_in(terminal)))
     return [(r[0], r[1]) for r in rows]
+
+
+def record_executor_error(session: Session, kind: str, run_id: int, action: str, error: str, *,
+                          now: datetime) -> int | None:
+    """Record that applying `action` to the run failed; returns how many times in a row it failed so.
+
+    Only records: the decision reads the count and decides when to retry and when to give the run up.
+    Not a compare-and-swap (a failure must be counted whatever the version), but it does not bump the
+    version either, so it never makes a concurrent decision stale.
+    """
+    model = model_for(kind)
+    row = session.execute(
+        select(model.executor_error_action, model.executor_error, model.executor_error_count)
+        .where(model.id == run_id)
+    ).first()
+    if row is None:
+        return None
+    error = _redact_text(error)[:ERROR_TEXT_MAX]
+    count = (row[2] or 0) + 1 if same_failure(row[0], row[1], action, error) else 1
+    session.execute(
+        update(model).where(model.id == run_id)
+        .values(executor_error_action=action, executor_error=error, executor_error_count=count,
+                executor_error_at=now, error=error, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return count
+
+
+def clear_executor_error(session: Session, kind: str, run_id: int, action: str, count: int) -> None:
+    """`action` worked: forget its recorded failures (unless a newer failure was recorded meanwhile)."""
+    model = model_for(kind)
+    session.execute(
+        update(model)
+        .where(model.id == run_id, model.executor_error_action == action, model.executor_error_count == count)
+        .values(**cleared())
+        .execution_options(synchronize_session=False)
+    )

@@ -14,7 +14,7 @@ from optio.control.context import ControlContext
 from optio.control.handlers import Loaded, Outcome
 from optio.domain.actions import Action
 from optio.domain.reconcile.job import decide_job_run
-from optio.domain.snapshot import Capacity, JobRunSnapshot, RunView
+from optio.domain.snapshot import Capacity, ExecutorErrorPolicy, JobRunSnapshot, RunView
 from optio.domain.states import TERMINAL, RunKind
 from optio.store import queue
 from optio.store.models import AgentProcess, Job, JobRun
@@ -27,8 +27,17 @@ def run_view(run: Any, kind: RunKind) -> RunView:
         id=run.id, kind=kind, state=run.state, version=run.version, control_intent=run.control_intent,
         reconcile_backoff_until=run.reconcile_backoff_until, reconcile_attempts=run.reconcile_attempts,
         attempts=run.attempts, heartbeat_at=run.heartbeat_at, started_at=run.started_at,
-        created_at=run.created_at, error=run.error,
+        created_at=run.created_at, error=run.error, executor_error_action=run.executor_error_action,
+        executor_error=run.executor_error, executor_error_count=run.executor_error_count or 0,
+        executor_error_at=run.executor_error_at,
     )
+
+
+def executor_error_policy(ctx: ControlContext) -> ExecutorErrorPolicy:
+    settings = ctx.settings
+    return ExecutorErrorPolicy(max_errors=settings.max_executor_errors,
+                               backoff_base_s=settings.executor_error_backoff_s,
+                               backoff_cap_s=settings.executor_error_backoff_cap_s)
 
 
 def active_process_count(session: Session) -> int:
@@ -73,6 +82,7 @@ class JobRunHandler:
             stall_threshold_s=ctx.settings.stall_threshold_s,
             budget_usd=job.budget_usd,
             cost_usd=run.cost_usd,
+            executor_errors=executor_error_policy(ctx),
         )
         extra = {
             "agent_type": job.agent_type, "agent_config": dict(job.agent_config or {}), "prompt": run.prompt,

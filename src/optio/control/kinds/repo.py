@@ -15,7 +15,7 @@ from optio.control.admission import admit_repo_task
 from optio.control.context import ControlContext
 from optio.control.executor import write_transition
 from optio.control.handlers import Loaded, Outcome
-from optio.control.kinds.job import active_process_count, run_view
+from optio.control.kinds.job import active_process_count, executor_error_policy, run_view
 from optio.domain.actions import Action, LaunchReview, MergePullRequest, OpenPullRequest, Provision
 from optio.domain.reconcile.repo import decide_repo_task
 from optio.domain.repo_snapshot import (
@@ -152,6 +152,7 @@ class RepoTaskHandler:
             resume_keys=frozenset(task.resume_keys or ()),
             stall_threshold_s=ctx.settings.stall_threshold_s,
             provisioning_since=task.provisioning_since,
+            executor_errors=executor_error_policy(ctx),
         )
         extra = {
             "repo_id": repo.id, "remote_url": repo.remote_url, "default_branch": repo.default_branch,
@@ -222,19 +223,14 @@ class RepoTaskHandler:
             if not ok:
                 return Outcome("stale")
         forge = forge_of(ctx)
-        try:
-            with ctx.db.read() as session:
-                repo = session.get(Repo, loaded.extra["repo_id"])
-                assert repo is not None
-            cache = forge.cache(repo)
-            cache.ensure()
-            cache.add_worktree(path, branch, repo.default_branch)
-        except Exception as exc:
-            with ctx.db.write() as session:
-                session.execute(update(RepoTask).where(RepoTask.id == task_id)
-                                .values(error=f"provisioning failed: {exc}"))
-                queue.enqueue(session, KIND, task_id, loaded.workspace_id, delay_s=5.0, reason="provision failed")
-            return Outcome("deferred", f"provisioning failed: {exc}")
+        with ctx.db.read() as session:
+            repo = session.get(Repo, loaded.extra["repo_id"])
+            assert repo is not None
+        cache = forge.cache(repo)
+        # A failure here (a base branch that does not exist, an unreachable remote) is an executor error:
+        # recorded, retried with backoff from the queue (not from a run slot), and given up after a bound.
+        cache.ensure()
+        cache.add_worktree(path, branch, repo.default_branch)
         with ctx.db.write() as session:
             marked = session.execute(
                 update(RepoTask).where(RepoTask.id == task_id, RepoTask.state == "provisioning")

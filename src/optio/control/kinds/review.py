@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from optio.control import processes
 from optio.control.context import ControlContext
 from optio.control.handlers import Loaded, Outcome
-from optio.control.kinds.job import active_process_count, run_view
+from optio.control.kinds.job import active_process_count, executor_error_policy, run_view
 from optio.domain.actions import Action
 from optio.domain.reconcile.review import decide_pr_review
 from optio.domain.snapshot import Capacity, JobRunSnapshot
@@ -49,7 +49,8 @@ class ReviewRunHandler:
         if run.state == "running":
             process = processes.process_view(ctx, processes.latest_process(session, KIND, run.id))
         snap = JobRunSnapshot(now=now, run=run_view(run, RunKind.PR_REVIEW), max_retries=1, process=process,
-                              capacity=capacity, stall_threshold_s=ctx.settings.stall_threshold_s)
+                              capacity=capacity, stall_threshold_s=ctx.settings.stall_threshold_s,
+                              executor_errors=executor_error_policy(ctx))
         extra = {"repo_id": repo.id, "task_id": run.task_id, "pr_id": pr.id, "head_sha": run.head_sha,
                  "agent_type": run.agent_type, "agent_config": dict(run.agent_config or {}), "prompt": run.prompt,
                  "worktree": run.worktree_path, "pr_number": pr.number, "base_branch": pr.base_branch,

@@ -17,6 +17,7 @@ from optio.domain.actions import (
     Transition,
 )
 from optio.domain.backoff import backoff_seconds, read_error_delay
+from optio.domain.executor_errors import decide_executor_error
 from optio.domain.failures import FailurePolicy
 from optio.domain.process_health import WATCH_RECHECK_S as WATCH_RECHECK_S
 from optio.domain.process_health import assess
@@ -49,6 +50,11 @@ def _failed_attempt(snap: JobRunSnapshot, why: str, *, kill: bool = False,
         kill_process=kill,
         event="failed",
     )
+
+
+def executor_error_gate(snap: JobRunSnapshot) -> Action | None:
+    """Back off after an action that could not be applied; give the run up once it failed too often."""
+    return decide_executor_error(snap.run, snap.executor_errors, snap.now, give_up_to=S.FAILED)
 
 
 def decide_job_run(snap: JobRunSnapshot) -> Action:
@@ -85,6 +91,9 @@ def decide_job_run(snap: JobRunSnapshot) -> Action:
             clear_intent=True,
             event="cancelled",
         )
+    gave_up = executor_error_gate(snap)
+    if gave_up is not None:
+        return gave_up
     if run.control_intent is not None:
         return ClearControlIntent(reason=f"{run.control_intent} ignored: run is {run.state}")
 

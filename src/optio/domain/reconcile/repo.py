@@ -54,13 +54,14 @@ from optio.domain.actions import (
     Transition,
 )
 from optio.domain.backoff import backoff_seconds, read_error_delay
+from optio.domain.executor_errors import decide_executor_error
 from optio.domain.failures import FailurePolicy
 from optio.domain.process_health import WATCH_RECHECK_S as WATCH_RECHECK_S
 from optio.domain.process_health import assess
 from optio.domain.repo_snapshot import PullRequestView, RepoTaskSnapshot
 from optio.domain.resume_prompts import ResumeReason, build_resume_prompt
 from optio.domain.snapshot import ProcessStatus
-from optio.domain.states import PrReviewState
+from optio.domain.states import PrReviewState, RunKind, can_transition
 from optio.domain.states import RepoTaskState as S
 
 CAPACITY_RECHECK_S = 2.0
@@ -383,6 +384,17 @@ def _review_gate(snap: RepoTaskSnapshot, pr: PullRequestView) -> Action | None:
     return None
 
 
+def _executor_error_gate(snap: RepoTaskSnapshot) -> Action | None:
+    """Back off after an action that could not be applied; hand the task to a person once it failed too often.
+
+    A task that failed before its agent started waits out the backoff in the queue, not in a run slot.
+    """
+    state = snap.run.state
+    give_up_to = S.NEEDS_ATTENTION if can_transition(RunKind.REPO_TASK, state, S.NEEDS_ATTENTION) else S.FAILED
+    return decide_executor_error(snap.run, snap.executor_errors, snap.now, give_up_to=give_up_to,
+                                 requeue_from=frozenset({S.PROVISIONING}), requeue_to=S.QUEUED)
+
+
 _BY_STATE: dict[str, Callable[[RepoTaskSnapshot], Action]] = {
     S.PENDING: _decide_dependencies,
     S.WAITING_ON_DEPS: _decide_dependencies,
@@ -405,6 +417,14 @@ def decide_repo_task(snap: RepoTaskSnapshot) -> Action:
     if run.reconcile_backoff_until is not None and snap.now < run.reconcile_backoff_until:
         wait = (run.reconcile_backoff_until - snap.now).total_seconds()
         return Noop(reason="in backoff", recheck_after_s=wait)
+
+    if run.control_intent == "cancel" or (run.control_intent is not None and run.state not in _BY_STATE):
+        return _decide_intent(snap, run.control_intent)
+
+    if run.state in _BY_STATE:
+        gave_up = _executor_error_gate(snap)
+        if gave_up is not None:
+            return gave_up
 
     if run.control_intent is not None:
         return _decide_intent(snap, run.control_intent)

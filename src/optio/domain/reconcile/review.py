@@ -8,7 +8,7 @@ vanished, timed out, stalled) is a failed attempt. Everything else defers to the
 from __future__ import annotations
 
 from optio.domain.actions import Action, Transition
-from optio.domain.reconcile.job import decide_job_run
+from optio.domain.reconcile.job import decide_job_run, executor_error_gate
 from optio.domain.snapshot import JobRunSnapshot, ProcessStatus
 from optio.domain.states import PrReviewState as S
 
@@ -19,6 +19,11 @@ def verdict_for_exit(exit_code: int | None) -> str:
 
 def decide_pr_review(snap: JobRunSnapshot) -> Action:
     run, proc = snap.run, snap.process
+    if snap.read_error is None and run.control_intent is None and run.state == S.RUNNING:
+        # Recording the verdict is an action too: if it keeps failing it must not retry for ever.
+        gave_up = executor_error_gate(snap)
+        if gave_up is not None:
+            return gave_up
     if (
         snap.read_error is None
         and run.state == S.RUNNING

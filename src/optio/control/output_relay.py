@@ -1,0 +1,145 @@
+"""One order for a run's stdout and stderr: a tiny relay between the agent and its output file.
+
+Written to two files, the two streams lose their relative order: the runtime reads each file every
+tick, so lines printed out, err, out within one tick came back as out, out, err. The relay gives the
+agent two pipes, reads whichever has data as soon as it arrives (in the order the kernel reports them
+ready) and writes every complete line, tagged with its stream, to its own stdout, which the runtime
+tails like any output. `DbSink` splits the tags again, so lines are stored in the order they arrived.
+
+The relay is started with ``python3 -I -S -c SOURCE`` (standard library only, no file to mount into a
+sandbox). It ignores SIGTERM so that after a kill of the process group it still drains what the agent
+printed; it exits (with the agent's status, 128+N for a signal, like a shell) once the agent is gone.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from optio.runtime.base import RuntimeLaunchError
+from optio.runtime.local import base_env
+
+TAG = "\x1e"  # ASCII record separator: a line starting with TAG + "o"/"e" came through the relay
+STREAMS = {"o": "stdout", "e": "stderr"}
+# Records stay below the runtime tail's line cut (optio.runtime.tail.MAX_LINE_BYTES), tag included.
+RECORD_MAX = 1024 * 1024 - 8
+
+
+def relay_main() -> None:
+    # Runs in its own process (see _SOURCE); tested through real runs.
+    import selectors
+    import signal
+    import subprocess
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    argv = sys.argv[1:]
+    out = sys.stdout.buffer
+    try:
+        child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 preexec_fn=lambda: (signal.signal(signal.SIGTERM, signal.SIG_DFL),
+                                                     signal.signal(signal.SIGINT, signal.SIG_DFL)))
+    except OSError as exc:
+        out.write(("\x1ee" + "optio: cannot start " + repr(argv[:1]) + ": " + str(exc) + "\n").encode())
+        out.flush()
+        sys.exit(127)
+    pending = {"o": b"", "e": b""}
+    sel = selectors.DefaultSelector()
+    for tag, pipe in (("o", child.stdout), ("e", child.stderr)):
+        os.set_blocking(pipe.fileno(), False)
+        sel.register(pipe, selectors.EVENT_READ, tag)
+
+    def emit(tag: str, data: bytes, final: bool) -> None:
+        buf = pending[tag] + data
+        parts = buf.split(b"\n")
+        rest = parts.pop()
+        if final and rest:
+            parts.append(rest)
+            rest = b""
+        chunks = []
+        for line in parts:
+            while len(line) > RECORD_MAX:
+                chunks.append(b"\x1e" + tag.encode() + line[:RECORD_MAX] + b"\n")
+                line = line[RECORD_MAX:]
+            chunks.append(b"\x1e" + tag.encode() + line + b"\n")
+        while len(rest) > RECORD_MAX:
+            chunks.append(b"\x1e" + tag.encode() + rest[:RECORD_MAX] + b"\n")
+            rest = rest[RECORD_MAX:]
+        pending[tag] = rest
+        if chunks:
+            out.write(b"".join(chunks))
+            out.flush()
+
+    def read(key: selectors.SelectorKey) -> bool:
+        try:
+            data = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
+        except BlockingIOError:
+            return True
+        if not data:
+            sel.unregister(key.fileobj)
+            emit(key.data, b"", True)
+            return False
+        emit(key.data, data, False)
+        return True
+
+    while sel.get_map():
+        for key, _ in sel.select(timeout=0.2):
+            read(key)
+        if child.poll() is not None:
+            # The agent is gone; output still in the pipes is drained, but a straggler that keeps them open
+            # does not keep the relay (and so the run) alive.
+            for _ in range(64):
+                ready = sel.select(timeout=0.05)
+                if not ready:
+                    break
+                for key, _ in ready:
+                    read(key)
+            break
+    for tag in ("o", "e"):
+        emit(tag, b"", True)
+    code = child.wait()
+    sys.exit(128 - code if code < 0 else code)
+
+
+def _python() -> str:
+    """A python that a sandbox shows too (the system directories), else the server's own."""
+    return shutil.which("python3", path="/usr/bin:/bin:/usr/local/bin") or sys.executable
+
+
+_SOURCE = (
+    "import os, sys\n"
+    + "\n".join(f"{name} = {value!r}" for name, value in (("RECORD_MAX", RECORD_MAX),))
+    + "\n"
+    + inspect.getsource(relay_main)
+    + "\nrelay_main()\n"
+)
+
+
+def check_command(key: str, argv: list[str], env: dict[str, str], cwd: Path) -> None:
+    """Refuse to launch a command that does not exist, with the runtime's own clear message."""
+    if not argv:
+        raise RuntimeLaunchError(f"{key}: empty command")
+    program = argv[0]
+    if "/" in program:
+        candidate = Path(program) if os.path.isabs(program) else cwd / program
+        if not (candidate.is_file() and os.access(candidate, os.X_OK)):
+            raise RuntimeLaunchError(f"{key}: {program!r} is not an executable file")
+        return
+    path = (base_env() | env).get("PATH", "")
+    if shutil.which(program, path=path) is None:
+        raise RuntimeLaunchError(f"{key}: command {program!r} not found on PATH {path!r}")
+
+
+def wrap(argv: list[str]) -> list[str]:
+    """`argv` run behind the relay: its stdout then carries both streams, tagged, in arrival order."""
+    return [_python(), "-I", "-S", "-c", _SOURCE, *argv]
+
+
+def split(line: str, default: str) -> tuple[str, str]:
+    """(stream, text) of a line read from a relayed stdout; a line without a tag keeps `default`."""
+    if len(line) >= 2 and line[0] == TAG and line[1] in STREAMS:
+        return STREAMS[line[1]], line[2:]
+    return default, line
