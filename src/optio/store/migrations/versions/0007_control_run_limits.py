@@ -1,8 +1,8 @@
 """per run: consecutive executor errors (a run failing the same way again and again is given up) and
 the bytes of output stored and dropped (the log size cap)
 
-Revision ID: 0006_control
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from alembic import op
 
 import optio.store.types
 
-revision: str = "0006_control"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
