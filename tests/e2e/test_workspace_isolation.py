@@ -26,6 +26,7 @@ UPSERTS = {("PUT", "/api/secrets/{name}"), ("PUT", "/api/members/{username}")}
 BODIES: dict[str, Any] = {
     "RunCreate": {"params": {}},
     "ReviewIn": {"comment": "looks fine"},
+    "MergeIn": {"force": True},
     "MemberSet": {"role": "viewer"},
     "SecretSet": {"value": "from-b"},
     "TicketWork": {"repo": "ra", "agent_config": {"command": "true"}},

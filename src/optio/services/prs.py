@@ -83,10 +83,10 @@ def merge_pr(db: Database, forge: LocalForge, workspace_id: int, pr_id: int, *, 
     Members can never force: the gates are the repo's rules, and only an admin may decide to break them.
     The audit row is written once the merge landed (a refused or conflicting merge bypassed nothing).
     """
-    if force and role != "admin":
-        raise Forbidden("only a workspace admin can force a merge past its gates")
     with db.read() as session:
         pr = get_pr(session, workspace_id, pr_id)
+        if force and role != "admin":
+            raise Forbidden("only a workspace admin can force a merge past its gates")
         repo = session.get(Repo, pr.repo_id)
         assert repo is not None
         report = check_merge_gates(session, repo, pr)

@@ -166,9 +166,11 @@ class ReviewRunHandler:
                     "OPTIO_PR_BASE_DIR": str(layout.base), "OPTIO_REVIEW_VERDICT_FILE": str(layout.verdict_file)})
         agent_config, prompt = dict(extra["agent_config"]), extra["prompt"]
         if extra["agent_type"] == "script":
-            # The repo's command (from settings, run in the base checkout) keeps its meaning: exit 0 approves.
-            env["OPTIO_REVIEW_COMMAND"] = str(agent_config.get("command") or "")
-            agent_config["command"] = SCRIPT_VERDICT_WRAPPER
+            command = agent_config.get("command")
+            if isinstance(command, str) and command.strip():  # else the script agent refuses the config itself
+                # The repo's command (from settings, run in the base checkout) keeps its meaning: exit 0 approves.
+                env["OPTIO_REVIEW_COMMAND"] = command
+                agent_config["command"] = SCRIPT_VERDICT_WRAPPER
         else:
             prompt += VENDOR_VERDICT_INSTRUCTIONS.format(head=layout.head, verdict=layout.verdict_file)
         processes.launch(
