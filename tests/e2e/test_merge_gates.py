@@ -4,6 +4,7 @@ which the audit log records, merges past them. Real `optio serve`, real CLI, rea
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,6 @@ def open_pr(server: OptioServer, repo: str, title: str) -> dict:
 
 
 def wait_ci(server: OptioServer, pr_id: int, status: str) -> dict:
-    import time
     deadline = time.monotonic() + 60
     pr: dict = {}
     while time.monotonic() < deadline:
