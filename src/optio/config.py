@@ -71,12 +71,17 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Addresses/CIDRs whose X-Forwarded-For/-Proto are believed (comma-separated); empty = none",
     )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host headers the server answers (comma-separated, `host` or `host:port`, `*` = any); "
+                    "default: the bind address, localhost, 127.0.0.1 and [::1] on the server's port",
+    )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Request body size limit")
     login_rate_limit: int = Field(default=10, ge=1, description="Login attempts per client per window")
     webhook_rate_limit: int = Field(default=60, ge=1, description="Webhook deliveries per client per window")
     rate_limit_window_s: float = Field(default=60.0, gt=0)
 
-    @field_validator("outbound_allowlist", "trusted_proxies", mode="before")
+    @field_validator("outbound_allowlist", "trusted_proxies", "allowed_hosts", mode="before")
     @classmethod
     def _split_allowlist(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -26,6 +26,7 @@ UPSERTS = {("PUT", "/api/secrets/{name}"), ("PUT", "/api/members/{username}")}
 BODIES: dict[str, Any] = {
     "RunCreate": {"params": {}},
     "ReviewIn": {"comment": "looks fine"},
+    "MergeIn": {"force": True},
     "MemberSet": {"role": "viewer"},
     "PasswordIn": {"password": "from-b-long-password"},
     "SecretSet": {"value": "from-b"},

@@ -591,6 +591,12 @@ def test_without_auto_merge_a_mergeable_pr_waits_for_a_person(require_approval: 
     assert action.reason == "waiting for a manual merge"
 
 
+def test_an_approval_of_an_earlier_head_does_not_merge_the_new_one() -> None:
+    action = pr_task(pr=pr(review_status="approved", review_head_sha="0" * 40))
+    assert isinstance(action, Noop) and action.reason == "waiting for review"
+    assert isinstance(pr_task(pr=pr(review_status="approved", review_head_sha=HEAD)), MergePullRequest)
+
+
 def test_unapproved_pr_waits_for_review() -> None:
     action = pr_task(pr=pr(review_status=None))
     assert isinstance(action, Noop)
@@ -803,6 +809,8 @@ def test_merges_only_an_open_mergeable_pr_with_no_known_problem(s: RepoTaskSnaps
         assert s.pr.ci_status in (None, "passing")
         assert s.pr.review_status != "changes_requested"
         assert s.pr.review_status == "approved" or not s.repo.require_approval
+        if s.repo.require_approval:
+            assert s.pr.review_head_sha in (None, s.pr.head_sha)
         assert action.head_sha == s.pr.head_sha
         if s.repo.has_review_agent:
             assert s.review_run is not None and s.review_run.head_sha == s.pr.head_sha

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from optio.domain.actions import Noop, StartAgent, Transition, target_state
-from optio.domain.reconcile.review import decide_pr_review, verdict_for_exit
+from optio.domain.reconcile.review import ReviewRunSnapshot, decide_pr_review, read_verdict
 from optio.domain.snapshot import Capacity, JobRunSnapshot, ProcessStatus, ProcessView, RunView
 from optio.domain.states import RunKind, check_transition
 
@@ -25,13 +26,31 @@ def snap(state: str = "running", attempts: int = 1, proc: ProcessView | None = N
     )
 
 
-@pytest.mark.parametrize(("code", "verdict"), [(0, "approve"), (1, "request_changes"), (42, "request_changes")])
-def test_exit_code_is_the_verdict(code: int, verdict: str) -> None:
-    action = decide_pr_review(snap(proc=ProcessView(attempt=1, status=ProcessStatus.EXITED, exit_code=code,
-                                                    exit_reason="exited")))
+def done(code: int, verdict_file: str | None) -> ReviewRunSnapshot:
+    base = snap(proc=ProcessView(attempt=1, status=ProcessStatus.EXITED, exit_code=code, exit_reason="exited"))
+    return ReviewRunSnapshot(**{f.name: getattr(base, f.name) for f in fields(base)}, verdict_file=verdict_file)
+
+
+@pytest.mark.parametrize(("code", "verdict_file", "verdict"), [
+    (0, "approve\n", "approve"), (0, "request_changes", "request_changes"), (1, "request_changes", "request_changes"),
+    (1, "approve", "request_changes"),  # approval from a failed process does not count
+    (0, None, "request_changes"), (0, "", "request_changes"), (0, "lgtm", "request_changes"),
+])
+def test_the_verdict_file_is_the_verdict(code: int, verdict_file: str | None, verdict: str) -> None:
+    action = decide_pr_review(done(code, verdict_file))
     assert isinstance(action, Transition)
     assert action.to == "completed" and action.patch["verdict"] == verdict
-    assert verdict_for_exit(code) == verdict
+    assert read_verdict(code, verdict_file).verdict == verdict
+    assert (read_verdict(code, verdict_file).note is None) == (verdict_file is not None and verdict_file.strip()
+                                                                in ("approve", "request_changes")
+                                                                and not (code and "approve" in verdict_file))
+
+
+def test_exit_zero_without_a_verdict_file_does_not_approve() -> None:
+    """What a PR that rewrote its review script to `exit 0` gets if nothing trusted wrote the file."""
+    action = decide_pr_review(snap(proc=ProcessView(attempt=1, status=ProcessStatus.EXITED, exit_code=0,
+                                                    exit_reason="exited")))
+    assert isinstance(action, Transition) and action.patch["verdict"] == "request_changes"
 
 
 def test_timeout_is_a_failed_attempt_not_a_verdict() -> None:

@@ -12,6 +12,7 @@ from optio.api import errors
 from optio.api.audit_trail import AuditTrailMiddleware
 from optio.api.body_limit import BodyLimitMiddleware
 from optio.api.rate_limit import RateLimitMiddleware, SlidingWindow
+from optio.api.request_guard import RequestGuardMiddleware
 from optio.api.routes import account, apikeys, jobs, prs, repo_tasks, repos, runs, task_feed, tickets, web_auth
 from optio.api.routes import audit as audit_routes
 from optio.api.routes import secrets as secret_routes
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
                        login=SlidingWindow(settings.login_rate_limit, settings.rate_limit_window_s),
                        webhook=SlidingWindow(settings.webhook_rate_limit, settings.rate_limit_window_s))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outermost: a foreign Host (DNS rebinding) or, with auth disabled, a cross-site write is refused first.
+    app.add_middleware(RequestGuardMiddleware, settings=settings)
 
     @app.get("/api/health", response_model=Health, tags=["system"])
     def health() -> Health:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
@@ -200,6 +200,12 @@ class RepoTaskPage(BaseModel):
 class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     comment: str = Field(default="", max_length=100_000)
+
+
+class MergeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    force: StrictBool = Field(default=False, description="Admins only: merge past red CI or a missing approval "
+                                                         "(audited)")
 
 
 class CiRunOut(BaseModel):

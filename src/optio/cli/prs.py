@@ -83,8 +83,11 @@ def request_changes(ctx: typer.Context, ref: str = typer.Argument(..., help=REF_
 @app.command("merge")
 @handle_errors
 def merge(ctx: typer.Context, ref: str = typer.Argument(..., help=REF_HELP),
-          repo: str | None = typer.Option(None, "--repo")) -> None:
-    _act(ctx, ref, repo, "merge")
+          repo: str | None = typer.Option(None, "--repo"),
+          force: bool = typer.Option(False, "--force", help="Admins only: merge past red CI or a missing "
+                                                            "approval (recorded in the audit log)")) -> None:
+    """Squash-merge; refused unless CI passed and the repo's approval rule holds on the head."""
+    _act(ctx, ref, repo, "merge", {"force": True} if force else None)
 
 
 @app.command("close")

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from optio.errors import Conflict, NotFound
 from optio.forge.base import CiInfo, PullRequestInfo, ReviewInfo
 from optio.forge.git import CiResult, MergeConflictError, RepoCache
+from optio.forge.merge_gates import require_merge_gates
 from optio.store import queue
 from optio.store.db import Database
 from optio.store.models import CiRun, PrReview, PullRequest, Repo, RepoTask
@@ -149,8 +150,12 @@ class LocalForge:
             _enqueue_task(session, pr, f"review {verdict}")
             return ReviewInfo(rev.id, rev.head_sha, rev.verdict, rev.comments, rev.author)
 
-    def merge(self, repo_id: int, number: int, *, head_sha: str, message: str) -> str:
-        """Squash-merge `head_sha`; a conflict marks the PR unmergeable (and enqueues its task) then raises."""
+    def merge(self, repo_id: int, number: int, *, head_sha: str, message: str, force: bool = False) -> str:
+        """Squash-merge `head_sha`; a conflict marks the PR unmergeable (and enqueues its task) then raises.
+
+        The merge gates (green CI and the approval rule on this head) are checked first; `force` skips
+        them and is only ever passed for an admin's audited override.
+        """
         with self.db.read() as session:
             repo = self._repo(session, repo_id)
             pr = self._pr(session, repo_id, number)
@@ -160,6 +165,8 @@ class LocalForge:
                 raise Conflict(f"pull request #{number} is {pr.state}", field="state")
             if pr.head_sha != head_sha:
                 raise Conflict(f"pull request #{number} moved to {pr.head_sha[:10]}; not merging {head_sha[:10]}")
+            if not force:
+                require_merge_gates(session, repo, pr)
             cache = self.cache(repo)
             base_branch = pr.base_branch
             trailers = merge_trailers(pr.task_id, number, head_sha)

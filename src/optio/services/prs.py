@@ -5,9 +5,17 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from optio.errors import Invalid, NotFound
+from optio.errors import AppError, Invalid, NotFound
+from optio.forge.local import LocalForge
+from optio.forge.merge_gates import check_merge_gates
+from optio.services import audit
 from optio.store.db import Database
 from optio.store.models import CiRun, PrReview, PullRequest, Repo, RepoTask
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "forbidden"
 
 
 def get_pr(session: Session, workspace_id: int, pr_id: int) -> PullRequest:
@@ -62,3 +70,31 @@ def details(session: Session, pr: PullRequest) -> tuple[Repo, list[CiRun], list[
     cis = list(session.scalars(select(CiRun).where(CiRun.pr_id == pr.id).order_by(CiRun.id)))
     reviews = list(session.scalars(select(PrReview).where(PrReview.pr_id == pr.id).order_by(PrReview.id)))
     return repo, cis, reviews
+
+
+def merge_message(pr: PullRequest) -> str:
+    return f"{pr.title} (#{pr.number})" + (f"\n\nOptio task #{pr.task_id}" if pr.task_id else "")
+
+
+def merge_pr(db: Database, forge: LocalForge, workspace_id: int, pr_id: int, *, user_id: int | None, actor: str,
+             role: str, force: bool = False) -> None:
+    """Merge through the gates; an admin's `force` skips them and leaves an audit row saying what it skipped.
+
+    Members can never force: the gates are the repo's rules, and only an admin may decide to break them.
+    The audit row is written once the merge landed (a refused or conflicting merge bypassed nothing).
+    """
+    with db.read() as session:
+        pr = get_pr(session, workspace_id, pr_id)
+        if force and role != "admin":
+            raise Forbidden("only a workspace admin can force a merge past its gates")
+        repo = session.get(Repo, pr.repo_id)
+        assert repo is not None
+        report = check_merge_gates(session, repo, pr)
+        repo_id, number, head_sha, message = pr.repo_id, pr.number, pr.head_sha, merge_message(pr)
+        already_merged = pr.state == "merged"
+    merged_sha = forge.merge(repo_id, number, head_sha=head_sha, message=message, force=force)
+    if force and not already_merged:
+        audit.record(db, workspace_id=workspace_id, user_id=user_id, actor=actor, action="pr.force_merge",
+                     target_type="pull request", target_id=pr_id,
+                     detail={"user": actor, "pr_id": pr_id, "pr_number": number, "repo_id": repo_id,
+                             "head_sha": head_sha, "merged_sha": merged_sha, "bypassed": list(report.unmet)})

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query
 
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
-from optio.api.schemas import PullRequestDetail, PullRequestOut, ReviewIn
+from optio.api.schemas import MergeIn, PullRequestDetail, PullRequestOut, ReviewIn
 from optio.api.views import pr_out
 from optio.errors import AppError
 from optio.forge.local import LocalForge
@@ -69,11 +69,12 @@ def request_changes(pr_id: int, body: ReviewIn, ctx: Ctx = Depends(get_ctx)) -> 
     return _detail(ctx, pr_id)
 
 
-@router.post("/{pr_id}/merge", response_model=PullRequestDetail)
-def merge(pr_id: int, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
-    pr = _detail(ctx, pr_id)
-    message = f"{pr.title} (#{pr.number})" + (f"\n\nOptio task #{pr.task_id}" if pr.task_id else "")
-    _forge(ctx).merge(pr.repo_id, pr.number, head_sha=pr.head_sha, message=message)
+@router.post("/{pr_id}/merge", response_model=PullRequestDetail,
+             description="Squash-merge the head. Refused (409) unless CI passed on that head and the repo's "
+                         "approval rule holds on it; `force: true` (admins only, audited) overrides.")
+def merge(pr_id: int, body: MergeIn | None = None, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
+    pr_service.merge_pr(ctx.db, _forge(ctx), ctx.workspace_id, pr_id, user_id=ctx.user_id,
+                        actor=ctx.username or "anonymous", role=ctx.role, force=(body or MergeIn()).force)
     return _detail(ctx, pr_id)
 
 

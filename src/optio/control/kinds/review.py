@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,10 +19,12 @@ from optio.control.context import ControlContext
 from optio.control.handlers import Loaded, Outcome
 from optio.control.kinds.job import active_process_count, executor_error_policy, run_view
 from optio.domain.actions import Action
-from optio.domain.reconcile.review import decide_pr_review
-from optio.domain.snapshot import Capacity, JobRunSnapshot
+from optio.domain.reconcile.review import ReviewRunSnapshot, decide_pr_review, read_verdict
+from optio.domain.snapshot import Capacity, ProcessStatus
 from optio.domain.states import TERMINAL, RunKind
+from optio.forge.export import export_tree
 from optio.forge.local import LocalForge
+from optio.runtime.base import Mounts
 from optio.store import queue
 from optio.store.models import PrReview, PullRequest, Repo, ReviewRun, RunLog
 
@@ -26,6 +32,66 @@ log = structlog.get_logger("optio.reviews")
 
 KIND = RunKind.PR_REVIEW.value
 COMMENT_MAX_CHARS = 20_000
+VERDICT_MAX_BYTES = 1024
+# Optio's own code around the repo's review command: the command's exit code becomes the verdict file.
+# It runs after the command, so whatever the command (or anything it ran) wrote there is overwritten.
+SCRIPT_VERDICT_WRAPPER = (
+    '/bin/sh -c "$OPTIO_REVIEW_COMMAND"; code=$?; '
+    'if [ "$code" -eq 0 ]; then verdict=approve; else verdict=request_changes; fi; '
+    'printf "%s\\n" "$verdict" > "$OPTIO_REVIEW_VERDICT_FILE"; exit "$code"'
+)
+VENDOR_VERDICT_INSTRUCTIONS = (
+    "\n\nThe pull request head is checked out read-only at {head} ($OPTIO_PR_HEAD_DIR); your working "
+    "directory is the base branch. Review the head. When you are done, write exactly `approve` or "
+    "`request_changes` to the file {verdict} ($OPTIO_REVIEW_VERDICT_FILE); anything else, or no file, "
+    "requests changes. Your final message is the review comment.\n"
+)
+
+
+@dataclass(frozen=True)
+class ReviewLayout:
+    """Where one review attempt's checkouts and verdict live: `<root>/{base,head,verdict}`."""
+
+    root: Path
+
+    @property
+    def base(self) -> Path:
+        return self.root / "base"
+
+    @property
+    def head(self) -> Path:
+        return self.root / "head"
+
+    @property
+    def verdict_dir(self) -> Path:
+        return self.root / "verdict"
+
+    @property
+    def verdict_file(self) -> Path:
+        return self.verdict_dir / "verdict"
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def read_verdict_file(path: Path) -> str | None:
+    """The verdict file's text; None when it does not exist. Never follows a link or blocks on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return ""  # a symlink or something unreadable is an invalid verdict, not a missing one
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        data = os.read(fd, VERDICT_MAX_BYTES)
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
 
 
 class ReviewRunHandler:
@@ -48,13 +114,17 @@ class ReviewRunHandler:
         process = None
         if run.state == "running":
             process = processes.process_view(ctx, processes.latest_process(session, KIND, run.id))
-        snap = JobRunSnapshot(now=now, run=run_view(run, RunKind.PR_REVIEW), max_retries=1, process=process,
-                              capacity=capacity, stall_threshold_s=ctx.settings.stall_threshold_s,
-                              executor_errors=executor_error_policy(ctx))
+        verdict = None
+        if process is not None and process.status == ProcessStatus.EXITED and run.worktree_path:
+            verdict = read_verdict_file(ReviewLayout(Path(run.worktree_path)).verdict_file)
+        snap = ReviewRunSnapshot(now=now, run=run_view(run, RunKind.PR_REVIEW), max_retries=1, process=process,
+                                 capacity=capacity, stall_threshold_s=ctx.settings.stall_threshold_s,
+                                 verdict_file=verdict,
+                                 executor_errors=executor_error_policy(ctx))
         extra = {"repo_id": repo.id, "task_id": run.task_id, "pr_id": pr.id, "head_sha": run.head_sha,
                  "agent_type": run.agent_type, "agent_config": dict(run.agent_config or {}), "prompt": run.prompt,
                  "worktree": run.worktree_path, "pr_number": pr.number, "base_branch": pr.base_branch,
-                 "secret_names": list(repo.secret_names or [])}
+                 "base_sha": pr.base_sha, "secret_names": list(repo.secret_names or [])}
         return Loaded(workspace_id=workspace_id, snapshot=snap, extra=extra)
 
     def decide(self, snapshot: Any) -> Action:
@@ -65,29 +135,53 @@ class ReviewRunHandler:
         return ctx.forge  # type: ignore[no-any-return]
 
     def launch(self, ctx: ControlContext, loaded: Loaded, action: Any, attempt: int) -> None:
+        """Start the review with the base branch as its (trusted) working directory and the head read-only.
+
+        The review command is resolved and run in a checkout of the base branch, so a PR that rewrites
+        its review script changes nothing about how it is judged; the head is what is reviewed, at
+        `$OPTIO_PR_HEAD_DIR`. The verdict goes to `$OPTIO_REVIEW_VERDICT_FILE` in a directory only the
+        review can write; for the script agent Optio's wrapper writes it from the command's exit code.
+        """
         extra = loaded.extra
-        path = ctx.data_dir / "worktrees" / f"review-{loaded.run.id}-{attempt}"
+        layout = ReviewLayout(ctx.data_dir / "worktrees" / f"review-{loaded.run.id}-{attempt}")
         with ctx.db.write() as session:
-            session.execute(update(ReviewRun).where(ReviewRun.id == loaded.run.id).values(worktree_path=str(path)))
+            session.execute(update(ReviewRun).where(ReviewRun.id == loaded.run.id)
+                            .values(worktree_path=str(layout.root)))
             repo = session.get(Repo, extra["repo_id"])
             assert repo is not None
         cache = self._forge(ctx).cache(repo)
 
-        def checkout_head() -> None:
-            # A review agent must see the PR head; without it the launch fails rather than review nothing.
+        def checkout() -> None:
+            # A review must see the PR head and the base; without them the launch fails rather than review nothing.
             cache.ensure()
-            cache.add_worktree(path, f"optio-review/{loaded.run.id}-{attempt}", extra["head_sha"])
+            cache.fetch()
+            export_tree(cache, extra["head_sha"], layout.head)
+            export_tree(cache, extra["base_sha"] or f"origin/{extra['base_branch']}", layout.base)
+            if layout.verdict_dir.exists():
+                shutil.rmtree(layout.verdict_dir)
+            layout.verdict_dir.mkdir(mode=0o700)
 
         env = ctx.secret_env(loaded.workspace_id, extra["secret_names"], repo_id=extra["repo_id"])
         env.update({"OPTIO_PR_NUMBER": str(extra["pr_number"]), "OPTIO_HEAD_SHA": extra["head_sha"],
-                    "OPTIO_BASE_BRANCH": extra["base_branch"]})
+                    "OPTIO_BASE_BRANCH": extra["base_branch"], "OPTIO_PR_HEAD_DIR": str(layout.head),
+                    "OPTIO_PR_BASE_DIR": str(layout.base), "OPTIO_REVIEW_VERDICT_FILE": str(layout.verdict_file)})
+        agent_config, prompt = dict(extra["agent_config"]), extra["prompt"]
+        if extra["agent_type"] == "script":
+            command = agent_config.get("command")
+            if isinstance(command, str) and command.strip():  # else the script agent refuses the config itself
+                # The repo's command (from settings, run in the base checkout) keeps its meaning: exit 0 approves.
+                env["OPTIO_REVIEW_COMMAND"] = command
+                agent_config["command"] = SCRIPT_VERDICT_WRAPPER
+        else:
+            prompt += VENDOR_VERDICT_INSTRUCTIONS.format(head=layout.head, verdict=layout.verdict_file)
         processes.launch(
             ctx,
             processes.LaunchRequest(
                 kind=KIND, run_id=loaded.run.id, workspace_id=loaded.workspace_id, attempt=attempt,
-                agent_type=extra["agent_type"], agent_config=extra["agent_config"], prompt=extra["prompt"],
-                cwd=path, env=env, timeout_s=extra["agent_config"].get("timeout_s") or ctx.settings.agent_timeout_s,
-                prepare=checkout_head,
+                agent_type=extra["agent_type"], agent_config=agent_config, prompt=prompt,
+                cwd=layout.base, env=env, timeout_s=agent_config.get("timeout_s") or ctx.settings.agent_timeout_s,
+                prepare=checkout,
+                mounts=Mounts(writable=(layout.verdict_dir,), readonly=(layout.head, layout.base)),
             ),
         )
 
@@ -99,15 +193,19 @@ class ReviewRunHandler:
         """A finished review becomes a review on the PR, in the same transaction; the task looks at once."""
         extra = loaded.extra
         if to_state == "completed":
-            proc = processes.latest_process(session, KIND, loaded.run.id)
-            code = proc.exit_code if proc is not None else None
-            verdict = "approve" if code == 0 else "request_changes"
+            snap = loaded.snapshot
+            code = snap.process.exit_code if snap.process is not None else None
+            found = read_verdict(code, snap.verdict_file if isinstance(snap, ReviewRunSnapshot) else None)
+            verdict = found.verdict
             lines = session.scalars(
                 select(RunLog.text).where(RunLog.run_kind == KIND, RunLog.run_id == loaded.run.id,
                                           RunLog.stream == "stdout", RunLog.attempt == loaded.run.attempts)
                 .order_by(RunLog.seq)
             )
-            comments = ctx.redact("\n".join(lines).strip()[:COMMENT_MAX_CHARS])
+            text = "\n".join(lines).strip()
+            if found.note:
+                text = f"{text}\n\noptio: {found.note}".strip()
+            comments = ctx.redact(text[-COMMENT_MAX_CHARS:] if found.note else text[:COMMENT_MAX_CHARS])
             session.execute(update(ReviewRun).where(ReviewRun.id == loaded.run.id)
                             .values(verdict=verdict, comments=comments))
             session.add(PrReview(workspace_id=loaded.workspace_id, pr_id=extra["pr_id"], head_sha=extra["head_sha"],
@@ -124,6 +222,6 @@ class ReviewRunHandler:
             path = run.worktree_path if run else None
         if path and repo is not None and Path(path).name.startswith("review-"):
             try:
-                self._forge(ctx).cache(repo).remove_worktree(Path(path))
+                ReviewLayout(Path(path)).remove()
             except Exception:
-                log.exception("review_worktree_cleanup_failed", run=loaded.run.id)
+                log.exception("review_checkout_cleanup_failed", run=loaded.run.id)

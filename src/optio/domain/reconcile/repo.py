@@ -347,7 +347,8 @@ def _decide_pr_opened(snap: RepoTaskSnapshot) -> Action:
             recheck_after_s=PR_RECHECK_S,
         )
 
-    approved = pr.review_status == "approved"
+    # An approval counts for the head it was given on only (the forge's merge gate checks the same).
+    approved = pr.review_status == "approved" and pr.review_head_sha in (None, pr.head_sha)
     if approved or not snap.repo.require_approval:
         if not snap.repo.auto_merge:
             return Noop(reason="waiting for a manual merge", recheck_after_s=PR_RECHECK_S)

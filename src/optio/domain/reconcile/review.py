@@ -1,20 +1,52 @@
 """The decision for review-agent runs (run kind `pr_review`).
 
-A review run is a job-like run whose exit code is a verdict, not a failure: for the script review agent,
-0 approves and non-zero requests changes. Only a process that could not give a verdict (never started,
-vanished, timed out, stalled) is a failed attempt. Everything else defers to the job decision's rules.
+A review run is a job-like run whose end is a verdict, not a failure. The verdict is what the review
+wrote to the verdict file Optio gave it (`$OPTIO_REVIEW_VERDICT_FILE`, outside the PR head, which is
+mounted read-only): `approve` or `request_changes`. For the script review agent, Optio's own wrapper
+writes the file from the exit code of the repo's review command (0 approves), and that command is run
+from the base branch, so a PR cannot rewrite the code that judges it. A missing or invalid file, or an
+`approve` from a process that did not exit 0, requests changes. Only a process that could not give a
+verdict (never started, vanished, timed out, stalled) is a failed attempt. Everything else defers to
+the job decision's rules.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from optio.domain.actions import Action, Transition
 from optio.domain.reconcile.job import decide_job_run, executor_error_gate
 from optio.domain.snapshot import JobRunSnapshot, ProcessStatus
 from optio.domain.states import PrReviewState as S
 
+VERDICTS = ("approve", "request_changes")
 
-def verdict_for_exit(exit_code: int | None) -> str:
-    return "approve" if exit_code == 0 else "request_changes"
+
+@dataclass(frozen=True)
+class ReviewRunSnapshot(JobRunSnapshot):
+    """A job-run snapshot plus what the review wrote to its verdict file (None: no file was written)."""
+
+    verdict_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str
+    note: str | None = None  # why the verdict is not simply what the review said; shown with its comments
+
+
+def read_verdict(exit_code: int | None, verdict_file: str | None) -> Verdict:
+    if verdict_file is None:
+        return Verdict("request_changes", "the review gave no verdict ($OPTIO_REVIEW_VERDICT_FILE was not "
+                                          "written), so changes are requested")
+    said = verdict_file.strip()
+    if said not in VERDICTS:
+        return Verdict("request_changes", "the review's verdict file holds neither 'approve' nor "
+                                          "'request_changes', so changes are requested")
+    if said == "approve" and exit_code != 0:
+        return Verdict("request_changes", f"the review wrote 'approve' but exited {exit_code}, so changes are "
+                                          "requested")
+    return Verdict(said)
 
 
 def decide_pr_review(snap: JobRunSnapshot) -> Action:
@@ -34,11 +66,12 @@ def decide_pr_review(snap: JobRunSnapshot) -> Action:
         and proc.exit_reason == "exited"
         and proc.exit_code is not None
     ):
-        verdict = verdict_for_exit(proc.exit_code)
+        found = read_verdict(proc.exit_code, snap.verdict_file if isinstance(snap, ReviewRunSnapshot) else None)
+        why = found.note or f"verdict file says {found.verdict}"
         return Transition(
             to=S.COMPLETED,
-            reason=f"review agent exited {proc.exit_code}: {verdict}",
-            patch={"verdict": verdict, "error": None},
-            event="review_" + verdict,
+            reason=f"review agent exited {proc.exit_code}: {found.verdict} ({why})",
+            patch={"verdict": found.verdict, "error": None},
+            event="review_" + found.verdict,
         )
     return decide_job_run(snap)
