@@ -66,7 +66,7 @@ def test_secret_values_never_reach_storage_logs_or_streams(optio_server: OptioSe
         for table in ("run_logs", "run_events", "job_runs", "audit_events", "secrets"):
             dump = json.dumps(db.execute(f"SELECT * FROM {table}").fetchall(), default=str)
             assert TOKEN not in dump and DB_PASSWORD not in dump, table
-        reads = db.execute("SELECT target_id FROM audit_events WHERE action='secret.read'").fetchall()
+        reads = db.execute("SELECT target_id FROM audit_events WHERE action='secret.inject'").fetchall()
     assert ("API_TOKEN",) in reads
     key_file = s.data_dir / crypto.KEY_FILE_NAME
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600

@@ -43,10 +43,10 @@ def test_repo_scoped_secret_wins_over_workspace_and_only_named_ones_are_given(st
 
 def test_secrets_are_scoped_to_their_workspace(store: tuple) -> None:
     secrets, ws, other, repo = store
-    secrets.set(ws, "TOKEN", "a-value")
+    secrets.set(ws, "TOKEN", "a-value-1")
     assert secrets.env_for(other, ["TOKEN"]) == {}
     with pytest.raises(NotFound):
-        secrets.set(other, "TOKEN", "b-value", repo_id=repo)  # another workspace's repo
+        secrets.set(other, "TOKEN", "b-value-1", repo_id=repo)  # another workspace's repo
     with pytest.raises(NotFound):
         secrets.delete(other, "TOKEN")
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from optio.security.redact import default_redactor
+from optio.security.redact import Redactor, registry_for
 from optio.store.models import JobRun, RepoTask, ReviewRun, RunEvent
 from optio.store.types import utcnow
 
@@ -22,9 +22,31 @@ RUN_MODELS: dict[str, type[Any]] = {"job_run": JobRun, "repo_task": RepoTask, "p
 REDACTED_COLUMNS = frozenset({"error", "note"})
 
 
-def _redact_text(value: Any) -> Any:
-    return default_redactor.redact(value) if isinstance(value, str) else value
+def redactor_for_run(session: Session, kind: str, run_id: int, workspace_id: int | None = None) -> Redactor:
+    """The redactor for a run's text: its workspace's secrets, plus its repo's for a repo task or review.
 
+    The repo is looked up only when the workspace has repo-scoped secrets at all.
+    """
+    registry = registry_for(str(session.get_bind().url))
+    model = model_for(kind)
+    if workspace_id is None:
+        workspace_id = session.scalar(select(model.workspace_id).where(model.id == run_id))
+        if workspace_id is None:
+            return registry.for_scope(-1)
+    repo_id: int | None = None
+    if registry.has_repo_scopes(workspace_id):
+        if kind == "repo_task":
+            repo_id = session.scalar(select(RepoTask.repo_id).where(RepoTask.id == run_id))
+        elif kind == "pr_review":
+            repo_id = session.scalar(select(RepoTask.repo_id).join(ReviewRun, ReviewRun.task_id == RepoTask.id)
+                                     .where(ReviewRun.id == run_id))
+    return registry.for_scope(workspace_id, repo_id)
+
+
+def _redact_text(value: Any, session: Session, kind: str, run_id: int, workspace_id: int | None = None) -> Any:
+    if not isinstance(value, str) or not value:
+        return value
+    return redactor_for_run(session, kind, run_id, workspace_id).redact(value)
 
 
 def model_for(kind: str) -> type[Any]:
@@ -50,7 +72,7 @@ def cas_update(
 ) -> bool:
     """`UPDATE ... SET version = version + 1 WHERE id = ? AND version = ?`; False means we lost a race."""
     model = model_for(kind)
-    values = {k: _redact_text(v) if k in REDACTED_COLUMNS else v for k, v in values.items()}
+    values = {k: _redact_text(v, session, kind, run_id) if k in REDACTED_COLUMNS else v for k, v in values.items()}
     res = session.execute(
         update(model)
         .where(model.id == run_id, model.version == expected_version)
@@ -80,7 +102,7 @@ def record_event(
             event=event,
             from_state=from_state,
             to_state=to_state,
-            reason=_redact_text(reason),
+            reason=_redact_text(reason, session, kind, run_id, workspace_id),
             created_at=now or utcnow(),
         )
     )

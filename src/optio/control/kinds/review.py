@@ -77,7 +77,8 @@ class ReviewRunHandler:
             cache.ensure()
             cache.add_worktree(path, f"optio-review/{loaded.run.id}-{attempt}", extra["head_sha"])
 
-        env = ctx.secret_env(loaded.workspace_id, extra["secret_names"], repo_id=extra["repo_id"])
+        env = ctx.secret_env(loaded.workspace_id, extra["secret_names"], repo_id=extra["repo_id"],
+                             run=(KIND, loaded.run.id))
         env.update({"OPTIO_PR_NUMBER": str(extra["pr_number"]), "OPTIO_HEAD_SHA": extra["head_sha"],
                     "OPTIO_BASE_BRANCH": extra["base_branch"]})
         processes.launch(
@@ -106,7 +107,7 @@ class ReviewRunHandler:
                                           RunLog.stream == "stdout", RunLog.attempt == loaded.run.attempts)
                 .order_by(RunLog.seq)
             )
-            comments = ctx.redact("\n".join(lines).strip()[:COMMENT_MAX_CHARS])
+            comments = ctx.redact("\n".join(lines).strip()[:COMMENT_MAX_CHARS], loaded.workspace_id, extra["repo_id"])
             session.execute(update(ReviewRun).where(ReviewRun.id == loaded.run.id)
                             .values(verdict=verdict, comments=comments))
             session.add(PrReview(workspace_id=loaded.workspace_id, pr_id=extra["pr_id"], head_sha=extra["head_sha"],
