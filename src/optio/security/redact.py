@@ -140,8 +140,9 @@ def _matched_length(text: str, at: int, rest: str) -> int:
 class Redactor:
     """Masks known secret values (and their common encodings and prefixes) and credential-shaped strings.
 
-    Safe to share between threads: writers rebuild the pattern under a lock and
-    swap it in with one assignment, readers never lock.
+    Safe to share between threads: a change of values only swaps in the new set; the pattern is compiled
+    under the lock by the first reader that needs it (a burst of changes compiles once), and swapped in with
+    one assignment, so readers of an up-to-date pattern never lock.
     """
 
     def __init__(self, values: Iterable[str] = ()) -> None:
@@ -154,9 +155,22 @@ class Redactor:
         return {v for v in values if isinstance(v, str) and len(v) >= MIN_MASKED_LENGTH}
 
     def _install(self, values: frozenset[str]) -> None:
-        pattern, continuations = _compile(values)
-        self._state = (pattern, continuations)  # one assignment: a reader never sees a pattern without its map
-        self._pattern, self._values = pattern, values
+        self._values = values
+        self._state: tuple[re.Pattern[str], dict[str, tuple[str, ...]]] | None = None
+
+    def _compiled(self) -> tuple[re.Pattern[str], dict[str, tuple[str, ...]]]:
+        state = self._state
+        if state is None:
+            with self._lock:
+                state = self._state
+                if state is None:
+                    # One assignment: a reader never sees a pattern without its continuations.
+                    state = self._state = _compile(self._values)
+        return state
+
+    @property
+    def _pattern(self) -> re.Pattern[str]:
+        return self._compiled()[0]
 
     def add(self, value: str) -> None:
         """Start masking ``value`` too."""
@@ -189,7 +203,7 @@ class Redactor:
         """``text`` with every known secret, its encodings, its leaked prefixes and credential shapes masked."""
         if not text:
             return text
-        pattern, continuations = self._state
+        pattern, continuations = self._compiled()
         match = pattern.search(text)
         if match is None:
             return text
