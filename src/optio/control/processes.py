@@ -294,7 +294,8 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
         else:
             session.execute(
                 update(AgentProcess).where(AgentProcess.key == key)
-                .values(status="exited", exit_reason="spawn_failed", error=error, failure_kind=failure_kind,
+                .values(status="exited", exit_reason="spawn_failed", failure_kind=failure_kind,
+                        error=ctx.run_redactor(session, req.kind, req.run_id, req.workspace_id).redact(error),
                         finished_at=utcnow())
             )
             queue.enqueue(session, req.kind, req.run_id, req.workspace_id, reason="spawn failed")

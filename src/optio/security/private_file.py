@@ -81,17 +81,22 @@ def open_private(path: Path) -> BinaryIO:
     return os.fdopen(fd, "wb")
 
 
+# Files an Optio data dir holds at its top level (the database and its journals, keys, secrets, logs, locks).
+_OWN_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal", ".keys", ".secret", ".log", ".lock")
+
+
 def secure_data_dir(path: Path) -> None:
-    """Make the data dir 0700 and strip group/other access from what it directly holds.
+    """Make the data dir 0700 and strip group/other access from the files of Optio's it directly holds.
 
     New files are private through the server's umask (077); this covers a data dir made by an older Optio,
     whose database, WAL and key files were readable by everyone. The dir's own mode already keeps other
-    users out of everything deeper.
+    users out of everything deeper. Only Optio's own kinds of file are touched, in case the data dir was
+    pointed at a directory that holds other things too.
     """
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path, 0o700)
     for child in path.iterdir():
         with contextlib.suppress(OSError):
             mode = child.lstat().st_mode
-            if not stat.S_ISLNK(mode) and mode & 0o077:
+            if stat.S_ISREG(mode) and mode & 0o077 and child.name.endswith(_OWN_SUFFIXES):
                 os.chmod(child, stat.S_IMODE(mode) & ~0o077)
