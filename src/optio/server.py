@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from optio.control.kinds.review import ReviewRunHandler
 from optio.control.worker import WorkerPool, resync
 from optio.forge.local import LocalForge
 from optio.runtime.local import LocalRuntime
+from optio.security import private_file
 from optio.security.redact import default_redactor
 from optio.services.auth_state import AuthState, build_auth_state
 from optio.store import migrate, workspaces
@@ -61,13 +63,15 @@ class Optio:
 
 def build(settings: Settings) -> Optio:
     """Migrate, create the default workspace, wire the control plane. Does not start threads."""
-    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    # Everything the server writes (database, WAL, keys, logs, worktrees) is its own: owner-only from birth.
+    os.umask(0o077)
+    private_file.secure_data_dir(settings.resolved_data_dir)
     db = Database(settings.resolved_database_url)
     migrate.upgrade(db)
     with db.write() as session:
         workspaces.ensure_default(session)
     auth = build_auth_state(settings, db)
-    ctx = ControlContext(settings=settings, db=db, redact=auth.redactor.redact, secrets=auth.secrets)
+    ctx = ControlContext(settings=settings, db=db, redactors=auth.secrets.redactors, secrets=auth.secrets)
     ctx.handlers = {
         JobRunHandler.kind: JobRunHandler(),
         RepoTaskHandler.kind: RepoTaskHandler(),

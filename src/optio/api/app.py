@@ -58,7 +58,9 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
         instance: Optio = app.state.optio
         with instance.db.read() as session:
             depth = queue.depth(session)
-        return Health(status="ok", version=__version__, database=instance.db.dialect, queue_depth=depth)
+        unreadable = len(instance.auth.secrets.unreadable) if instance.auth is not None else 0
+        return Health(status="degraded" if unreadable else "ok", version=__version__, database=instance.db.dialect,
+                      queue_depth=depth, unreadable_secrets=unreadable)
 
     app.include_router(jobs.router)
     app.include_router(runs.router)

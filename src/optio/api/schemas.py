@@ -109,6 +109,8 @@ class Health(BaseModel):
     version: str
     database: str
     queue_depth: int
+    # Stored secrets that do not decrypt (lost key version or tampered row): "degraded" while any exist.
+    unreadable_secrets: int = 0
 
 
 class RepoCreate(BaseModel):

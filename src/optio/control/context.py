@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.orm import Session
+
 from optio.config import Settings
+from optio.security.redact import Redactor, RedactorRegistry, registry_for
+from optio.services.secrets import RunRef
+from optio.store import runs
 from optio.store.db import Database
 from optio.store.queue import ENQUEUED_FLAG
 
@@ -42,8 +47,8 @@ class ControlContext:
     runtime: LocalRuntime | None = None
     handlers: dict[str, RunKindHandler] = field(default_factory=dict)
     wake: WakeSignal = field(default_factory=WakeSignal)
-    redact: Any = None  # callable str -> str
-    secrets: Any = None  # provider with env_for(workspace_id, names, repo_id=None) -> dict[str, str]
+    redactors: RedactorRegistry | None = None  # per-workspace/repo redactors; default: the database's registry
+    secrets: Any = None  # provider with env_for(workspace_id, names, repo_id=None, run=None) -> dict[str, str]
     forge: Any = None  # the local forge (optio.forge.local.LocalForge)
 
     def __post_init__(self) -> None:
@@ -52,8 +57,8 @@ class ControlContext:
                 self.wake.notify()
 
         self.db.on_commit(_after_commit)
-        if self.redact is None:
-            self.redact = lambda text: text
+        if self.redactors is None:
+            self.redactors = registry_for(str(self.db.engine.url))
 
     @property
     def data_dir(self) -> Path:
@@ -62,11 +67,25 @@ class ControlContext:
     def run_dir(self, kind: str, run_id: int) -> Path:
         return self.data_dir / "runs" / kind / str(run_id)
 
-    def secret_env(self, workspace_id: int, names: list[str], repo_id: int | None = None) -> dict[str, str]:
-        """The secrets a run asked for by name, as environment variables (never more than named)."""
+    def redact(self, text: str, workspace_id: int, repo_id: int | None = None) -> str:
+        """``text`` masked with the secrets of its own workspace (and repo), never another workspace's."""
+        assert self.redactors is not None
+        return self.redactors.for_scope(workspace_id, repo_id).redact(text)
+
+    def run_redactor(self, session: Session, kind: str, run_id: int, workspace_id: int) -> Redactor:
+        """The redactor for a run's output: its workspace's secrets, and its repo's for a repo's runs."""
+        return runs.redactor_for_run(session, kind, run_id, workspace_id)
+
+    def secret_env(self, workspace_id: int, names: list[str], repo_id: int | None = None, *,
+                   run: tuple[str, int] | None = None) -> dict[str, str]:
+        """The secrets a run asked for by name, as environment variables (never more than named).
+
+        ``run`` is the (kind, id) of the run they are injected into, recorded with each injection's audit row.
+        """
         if not names or self.secrets is None:
             return {}
-        return dict(self.secrets.env_for(workspace_id, names, repo_id=repo_id))
+        ref = RunRef(kind=run[0], run_id=run[1]) if run is not None else None
+        return dict(self.secrets.env_for(workspace_id, names, repo_id=repo_id, run=ref))
 
     def handler(self, kind: str) -> RunKindHandler:
         try:

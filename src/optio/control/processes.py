@@ -56,11 +56,11 @@ class DbSink:
         and cost counters in it too (imputing a cost from the price table when the vendor gave none).
         """
         now = utcnow()
-        redact = self.ctx.redact
         with self.ctx.db.write() as session:
             proc = session.scalar(select(AgentProcess).where(AgentProcess.key == key))
             if proc is None:
                 return
+            redact = self.ctx.run_redactor(session, proc.run_kind, proc.run_id, proc.workspace_id).redact
             adapter = _adapter(proc.agent_type)
             entries: list[tuple[str, str]] = []
             totals = UsageTotals()
@@ -144,7 +144,8 @@ class DbSink:
                 failure = classify_exit(session, proc, exit_code)
                 if failure is not None:
                     values.update(failure_kind=failure.kind, retry_after_s=failure.retry_after_s,
-                                  error=self.ctx.redact(failure.message))
+                                  error=self.ctx.run_redactor(session, proc.run_kind, proc.run_id,
+                                                              proc.workspace_id).redact(failure.message))
                     if failure.kind == "rate_limited" and proc.run_kind == "repo_task":
                         throttle_repo(session, proc.run_id, now, failure.retry_after_s)
             session.execute(update(AgentProcess).where(AgentProcess.id == proc.id).values(**values))
@@ -322,7 +323,8 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
         else:
             session.execute(
                 update(AgentProcess).where(AgentProcess.key == key)
-                .values(status="exited", exit_reason="spawn_failed", error=error, failure_kind=failure_kind,
+                .values(status="exited", exit_reason="spawn_failed", failure_kind=failure_kind,
+                        error=ctx.run_redactor(session, req.kind, req.run_id, req.workspace_id).redact(error),
                         finished_at=utcnow())
             )
             queue.enqueue(session, req.kind, req.run_id, req.workspace_id, reason="spawn failed")

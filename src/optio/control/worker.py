@@ -49,7 +49,7 @@ def reconcile_one(ctx: ControlContext, item: ClaimedItem) -> Outcome:
     try:
         outcome = executor.apply(ctx, handler, loaded, action, now)
     except Exception as exc:
-        error = ctx.redact(f"{type(exc).__name__}: {exc}")
+        error = ctx.redact(f"{type(exc).__name__}: {exc}", item.workspace_id)
         outcome = Outcome("error", error)
         log.exception("executor_error", kind=item.kind, id=item.run_id, action=action.name)
         # Only recorded here: the decision sees the count in its next snapshot, backs off, and gives the

@@ -56,10 +56,11 @@ class LocalForge:
     name = "local"
 
     def __init__(self, db: Database, data_dir: Path, *, ci_workers: int = 2,
-                 redact: Callable[[str], str] | None = None) -> None:
+                 redact: Callable[[str, int, int | None], str] | None = None) -> None:
         self.db = db
         self.data_dir = data_dir
-        self.redact: Callable[[str], str] = redact or (lambda text: text)
+        # (text, workspace id, repo id) -> text masked with that workspace's and repo's secrets
+        self.redact: Callable[[str, int, int | None], str] = redact or (lambda text, _ws, _repo: text)
         self._caches: dict[int, RepoCache] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=ci_workers, thread_name_prefix="optio-ci")
@@ -144,7 +145,7 @@ class LocalForge:
             if pr.state != "open":
                 raise Conflict(f"pull request #{number} is {pr.state}", field="state")
             rev = PrReview(workspace_id=pr.workspace_id, pr_id=pr.id, head_sha=pr.head_sha, verdict=verdict,
-                           comments=self.redact(comments), author=author)
+                           comments=self.redact(comments, pr.workspace_id, pr.repo_id), author=author)
             session.add(rev)
             session.flush()
             _enqueue_task(session, pr, f"review {verdict}")
@@ -295,7 +296,7 @@ class LocalForge:
                     return
                 ci.status = result.status
                 ci.exit_code = result.exit_code
-                ci.output = self.redact(result.output[-CI_OUTPUT_MAX:])
+                ci.output = self.redact(result.output[-CI_OUTPUT_MAX:], pr.workspace_id, pr.repo_id)
                 ci.duration_s = result.duration_s
                 ci.finished_at = utcnow()
                 _enqueue_task(session, pr, f"CI {result.status}")

@@ -40,6 +40,7 @@ from optio.runtime.base import (
     Stream,
 )
 from optio.runtime.tail import FileTail
+from optio.security import private_file
 
 log = structlog.get_logger(__name__)
 
@@ -357,9 +358,9 @@ class LocalRuntime:
             if spec.stdin_path is not None:
                 stdin = spec.stdin_path.open("rb")
                 files.append(stdin)
-            stdout = (spec.log_dir / STDOUT_FILE).open("wb")
+            stdout = private_file.open_private(spec.log_dir / STDOUT_FILE)
             files.append(stdout)
-            stderr = (spec.log_dir / STDERR_FILE).open("wb")
+            stderr = private_file.open_private(spec.log_dir / STDERR_FILE)
             files.append(stderr)
             popen = subprocess.Popen(
                 argv,

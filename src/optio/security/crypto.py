@@ -46,6 +46,8 @@ from types import MappingProxyType
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from optio.security import private_file
+
 KEY_FILE_NAME = "encryption.keys"
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -297,54 +299,18 @@ def _serialise(keyring: Keyring) -> bytes:
     return (json.dumps(body, indent=2) + "\n").encode("ascii")
 
 
-def _write_temp(path: Path, keyring: Keyring) -> Path:
-    """Write the key file content to a fresh 0600 sibling; the caller links or renames it in."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(_serialise(keyring))
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _replace_key_file(path: Path, keyring: Keyring) -> None:
-    tmp = _write_temp(path, keyring)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    private_file.replace(path, _serialise(keyring))
 
 
 def _create_key_file(path: Path, keyring: Keyring) -> Keyring:
     """Create the key file unless another process won the race; return whichever keyring is on disk."""
-    tmp = _write_temp(path, keyring)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        existing = _read_key_file(path)
-        if existing is None:
-            raise KeyConfigError(f"{path} vanished while it was being created") from None
-        return existing
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-    return keyring
+    if private_file.create(path, _serialise(keyring)):
+        return keyring
+    existing = _read_key_file(path)
+    if existing is None:
+        raise KeyConfigError(f"{path} vanished while it was being created") from None
+    return existing
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from optio.security.redact import default_redactor
+from optio.security.redact import registry_for
 from optio.services.runs import decode_cursor, encode_cursor
 from optio.store.db import Database
 from optio.store.models import AuditEvent
@@ -18,11 +18,15 @@ def record_in(
     session: Session, *, workspace_id: int, user_id: int | None, actor: str, action: str,
     target_type: str = "", target_id: str | int = "", detail: dict[str, Any] | None = None,
 ) -> None:
-    """Add an audit row to an open transaction (so it commits, or not, with what it describes)."""
+    """Add an audit row to an open transaction (so it commits, or not, with what it describes).
+
+    Its detail is masked with the workspace's own secrets (any scope), never another workspace's.
+    """
+    redactor = registry_for(str(session.get_bind().url)).for_workspace(workspace_id)
     session.add(AuditEvent(
         workspace_id=workspace_id, user_id=user_id, actor=actor[:200], action=action[:100],
         target_type=target_type[:64], target_id=str(target_id)[:200],
-        detail=default_redactor.redact_value(detail or {}), created_at=utcnow(),
+        detail=redactor.redact_value(detail or {}), created_at=utcnow(),
     ))
 
 

@@ -7,7 +7,6 @@ only, so a restart keeps every signed-in browser's CSRF token valid.
 
 from __future__ import annotations
 
-import os
 import secrets
 import stat
 import sys
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from optio.config import Settings
+from optio.security import private_file
 from optio.security.redact import Redactor, default_redactor
 from optio.services import users
 from optio.services.secrets import SecretStore
@@ -35,25 +35,27 @@ def load_session_secret(data_dir: Path, configured: str | None) -> bytes:
     if configured:
         return configured.encode("utf-8")
     path = data_dir / SESSION_SECRET_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    except FileExistsError:
-        st = path.lstat()
-        if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o077:
-            raise ValueError(f"refusing to use {path}: it must be a regular file readable by its owner only "
-                             f"(chmod 600 {path})") from None
-        return path.read_bytes().strip()
     value = secrets.token_urlsafe(48).encode("ascii")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(value + b"\n")
-    return value
+    # Written whole and synced before it appears (see optio.security.private_file): an empty file left by a
+    # crash would break every login after the restart.
+    if private_file.create(path, value + b"\n"):
+        return value
+    st = path.lstat()
+    if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o077:
+        raise ValueError(f"refusing to use {path}: it must be a regular file readable by its owner only "
+                         f"(chmod 600 {path})")
+    existing = path.read_bytes().strip()
+    if not existing:  # left by a version that wrote it without syncing: replace it rather than sign with b""
+        private_file.replace(path, value + b"\n")
+        return value
+    return existing
 
 
 def build_auth_state(settings: Settings, db: Database) -> AuthState:
     """Create the admin on an empty install (printing its key once), load keys, teach the redactor."""
     data_dir = settings.resolved_data_dir
     store = SecretStore(db, data_dir, settings.encryption_key, default_redactor)
-    store.teach_redactor()
+    store.load_redactors()  # an unreadable row is logged and shown by /api/health, not fatal
     bootstrap = users.ensure_bootstrap_admin(db, settings.admin_api_key)
     if bootstrap.api_key is not None:
         # Written straight to the console, not through structlog: the log redactor would mask it, and

@@ -72,7 +72,8 @@ def list_jobs(db: Database, workspace_id: int) -> list[Job]:
         return list(session.scalars(select(Job).where(Job.workspace_id == workspace_id).order_by(Job.id)))
 
 
-def start_run(db: Database, workspace_id: int, job_ref: str | int, params: dict[str, str]) -> JobRun:
+def start_run(db: Database, workspace_id: int, job_ref: str | int, params: dict[str, str], *,
+              created_by: int | None = None) -> JobRun:
     """Render the prompt and create a queued run; the enqueue shares the run's transaction."""
     with db.write() as session:
         job = find_job(session, workspace_id, job_ref)
@@ -82,7 +83,7 @@ def start_run(db: Database, workspace_id: int, job_ref: str | int, params: dict[
         except TemplateError as exc:
             raise Invalid(str(exc), field=f"params.{exc.field}" if exc.field else "params") from None
         run = JobRun(workspace_id=workspace_id, job_id=job.id, params=resolved, prompt=prompt, state="queued",
-                     created_at=utcnow())
+                     created_at=utcnow(), created_by=created_by)
         session.add(run)
         session.flush()
         record_event(session, workspace_id=workspace_id, kind="job_run", run_id=run.id, event="created",

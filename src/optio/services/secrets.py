@@ -2,8 +2,13 @@
 
 Each value is sealed with the current key of the keyring (AES-256-GCM, random nonce) with the row's
 identity (workspace, scope, name) as associated data, so a ciphertext copied into another row does not
-open. The store also feeds the process-wide redactor: every value is known to it from start-up and from
-the moment it is set, so no log line, event or error stored afterwards can carry it.
+open. The store also keeps the redactor registry in step: a value is masked in its workspace's (or repo's)
+text from start-up and from the moment it is set, until it is replaced or deleted.
+
+Writes and key rotation exclude each other: a value sealed with a key version the rotation is about to drop
+would otherwise be unreadable forever, and the server would no longer start. A rotation also retires only
+versions no row still uses. A row that does not open at start-up (key lost or row tampered) is reported in
+the log and by `/api/health` instead of stopping the server.
 """
 
 from __future__ import annotations
@@ -13,16 +18,20 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from optio.errors import Conflict, Invalid, NotFound
 from optio.security import crypto
-from optio.security.redact import Redactor
+from optio.security.redact import MIN_SECRET_LENGTH, Redactor, RedactorRegistry, default_redactor, registry_for
 from optio.services import audit
 from optio.store.db import Database
-from optio.store.models import Repo, Secret
+from optio.store.models import JobRun, Repo, RepoTask, ReviewRun, Secret, User
 from optio.store.types import utcnow
+
+log = structlog.get_logger("optio.secrets")
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_VALUE_BYTES = 64 * 1024
@@ -37,6 +46,25 @@ def _aad(workspace_id: int, key: str, name: str) -> bytes:
 
 
 @dataclass(frozen=True)
+class UnreadableSecret:
+    """A stored secret that did not open: it is neither injected nor masked until it is set again."""
+
+    workspace_id: int
+    scope_key: str
+    name: str
+    key_version: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """The run a secret is injected into, for the audit log."""
+
+    kind: str
+    run_id: int
+
+
+@dataclass(frozen=True)
 class Rotation:
     previous_versions: list[int]
     current_version: int
@@ -46,35 +74,77 @@ class Rotation:
 class SecretStore:
     """The `secrets` provider of the control context (`env_for`) and the service behind `/api/secrets`."""
 
-    def __init__(self, db: Database, data_dir: Path, env_key: str | None, redactor: Redactor) -> None:
+    def __init__(self, db: Database, data_dir: Path, env_key: str | None, redactor: Redactor | None = None) -> None:
         self.db = db
         self.data_dir = data_dir
         self.env_key = env_key
-        self.redactor = redactor
+        # `redactor` masks every workspace's values: the server's own logs only. Stored text uses `redactors`.
+        self.redactor = redactor if redactor is not None else default_redactor
+        self.redactors: RedactorRegistry = registry_for(str(db.engine.url))
+        self.redactors.server = self.redactor
         self.keyring = crypto.load_keyring(data_dir, env_key)
-        self._rotate_lock = threading.Lock()
+        self.unreadable: list[UnreadableSecret] = []
+        # Held by every write and by a whole rotation: no value is sealed with a key the rotation then drops.
+        self._rotate_lock = threading.RLock()
 
     # --- values ---------------------------------------------------------------------------------------------
 
     def _open(self, row: Secret) -> str:
         return self.keyring.decrypt(row.ciphertext, aad=_aad(row.workspace_id, row.scope_key, row.name))
 
-    def all_values(self) -> list[str]:
+    def load_redactors(self) -> list[UnreadableSecret]:
+        """Teach the registry every stored value; rows that do not open are reported, not fatal.
+
+        A server that refused to start over one bad row would lock every workspace out of every other
+        secret; instead the row is logged (names only) and shown by `/api/health` until it is set again.
+        """
         with self.db.read() as session:
             rows = list(session.scalars(select(Secret)))
-        return [self._open(r) for r in rows]
+        values: dict[tuple[int, int | None, str], str] = {}
+        unreadable: list[UnreadableSecret] = []
+        for row in rows:
+            try:
+                values[(row.workspace_id, row.repo_id, row.name)] = self._open(row)
+            except crypto.SecretDecryptError as exc:
+                unreadable.append(UnreadableSecret(row.workspace_id, row.scope_key, row.name, row.key_version,
+                                                   str(exc)))
+                log.error("secret_unreadable", workspace_id=row.workspace_id, scope=row.scope_key, name=row.name,
+                          key_version=row.key_version, reason=str(exc))
+        self.redactors.load(values)
+        self.unreadable = unreadable
+        return unreadable
 
     def teach_redactor(self) -> None:
-        self.redactor.update(self.all_values())
+        self.load_redactors()
 
     def set(self, workspace_id: int, name: str, value: str, *, repo_id: int | None = None,
             user_id: int | None = None) -> tuple[Secret, bool]:
-        """Create or replace a secret; returns (row, created). The redactor learns the value first."""
+        """Create or replace a secret; returns (row, created). Its scope's redactor learns the value first."""
         if not NAME_RE.match(name):
             raise Invalid("secret names are environment variable names: letters, digits, _", field="name")
+        if len(value) < MIN_SECRET_LENGTH:
+            raise Invalid(f"secret values must be at least {MIN_SECRET_LENGTH} characters long: a shorter value "
+                          "cannot be told apart from ordinary output, so it could not be kept out of logs",
+                          field="value")
         if len(value.encode("utf-8")) > MAX_VALUE_BYTES:
             raise Invalid(f"secret values are limited to {MAX_VALUE_BYTES} bytes", field="value")
-        self.redactor.add(value)
+        entry = (workspace_id, repo_id, name)
+        with self._rotate_lock:
+            previous = self.redactors.put(entry, value)
+            try:
+                row, created = self._write(workspace_id, name, value, repo_id, user_id)
+            except BaseException:
+                if previous is None:
+                    self.redactors.remove(entry)
+                else:
+                    self.redactors.put(entry, previous)
+                raise
+        self.unreadable = [u for u in self.unreadable
+                           if (u.workspace_id, u.scope_key, u.name) != (workspace_id, scope_key(repo_id), name)]
+        return row, created
+
+    def _write(self, workspace_id: int, name: str, value: str, repo_id: int | None,
+               user_id: int | None) -> tuple[Secret, bool]:
         key = scope_key(repo_id)
         token = self.keyring.encrypt(value, aad=_aad(workspace_id, key, name))
         version = crypto.key_version_of(token)
@@ -112,13 +182,18 @@ class SecretStore:
             if row is None:
                 raise NotFound(f"secret {name!r} not found")
             session.delete(row)
+        self.redactors.remove((workspace_id, repo_id, name))
+        self.unreadable = [u for u in self.unreadable
+                           if (u.workspace_id, u.scope_key, u.name) != (workspace_id, scope_key(repo_id), name)]
         return row
 
-    def env_for(self, workspace_id: int, names: list[str], repo_id: int | None = None) -> dict[str, str]:
+    def env_for(self, workspace_id: int, names: list[str], repo_id: int | None = None, *,
+                run: RunRef | None = None) -> dict[str, str]:
         """The named secrets as environment variables; repo-scoped values win over workspace ones.
 
-        Only names asked for are returned, and names that do not exist are left out (the run then fails
-        on its own terms rather than here). Each resolution is recorded in the audit log as a read.
+        Only names asked for are returned, only from the run's own workspace and repo, and names that do not
+        exist are left out. Each injection is audited: one row per secret, naming the run and the person who
+        created it (the one whose request put the secret into a process).
         """
         wanted = sorted({n for n in names if isinstance(n, str)})
         if not wanted:
@@ -128,12 +203,19 @@ class SecretStore:
             rows = list(session.scalars(select(Secret).where(
                 Secret.workspace_id == workspace_id, Secret.name.in_(wanted), Secret.scope_key.in_(keys))))
         env: dict[str, str] = {}
+        scopes: dict[str, str] = {}
         for row in sorted(rows, key=lambda r: r.scope == "repo"):
             env[row.name] = self._open(row)
+            scopes[row.name] = row.scope_key
         if env:
-            audit.record(self.db, workspace_id=workspace_id, user_id=None, actor="system", action="secret.read",
-                         target_type="secret", target_id=",".join(sorted(env)),
-                         detail={"names": sorted(env), "repo_id": repo_id})
+            with self.db.write() as session:
+                user_id, actor = _run_creator(session, run)
+                for name in sorted(env):
+                    audit.record_in(session, workspace_id=workspace_id, user_id=user_id, actor=actor,
+                                    action="secret.inject", target_type="secret", target_id=name,
+                                    detail={"name": name, "scope": scopes[name], "repo_id": repo_id,
+                                            "run_kind": run.kind if run else None,
+                                            "run_id": run.run_id if run else None})
         return env
 
     # --- keys -----------------------------------------------------------------------------------------------
@@ -154,11 +236,30 @@ class SecretStore:
             with self.db.write() as session:
                 for row in session.scalars(select(Secret)):
                     aad = _aad(row.workspace_id, row.scope_key, row.name)
-                    token = crypto.reencrypt(row.ciphertext, rotated, aad=aad)
+                    try:
+                        token = crypto.reencrypt(row.ciphertext, rotated, aad=aad)
+                    except crypto.SecretDecryptError:
+                        continue  # already unreadable: its key version is kept below, in case it comes back
                     if token != row.ciphertext:
                         row.ciphertext, row.key_version = token, rotated.current_version
                         count += 1
+                in_use = set(session.scalars(select(Secret.key_version).distinct()))
             self.keyring = rotated
             for version in previous:
-                self.keyring = crypto.retire_key(self.data_dir, version)
+                if version not in in_use:
+                    self.keyring = crypto.retire_key(self.data_dir, version)
         return Rotation(previous_versions=previous, current_version=rotated.current_version, reencrypted=count)
+
+
+def _run_creator(session: Session, run: RunRef | None) -> tuple[int | None, str]:
+    """The user who created the run (a review run's task's creator), and the name the audit log shows."""
+    user_id: int | None = None
+    if run is not None and run.kind == "job_run":
+        user_id = session.scalar(select(JobRun.created_by).where(JobRun.id == run.run_id))
+    elif run is not None and run.kind == "repo_task":
+        user_id = session.scalar(select(RepoTask.created_by).where(RepoTask.id == run.run_id))
+    elif run is not None and run.kind == "pr_review":
+        user_id = session.scalar(select(RepoTask.created_by).join(ReviewRun, ReviewRun.task_id == RepoTask.id)
+                                 .where(ReviewRun.id == run.run_id))
+    username = session.scalar(select(User.username).where(User.id == user_id)) if user_id is not None else None
+    return user_id, username or "system"

@@ -39,7 +39,7 @@ def create_task(db: Database, workspace_id: int, data: dict[str, Any]) -> RepoTa
             workspace_id=workspace_id, repo_id=repo.id, title=data["title"], prompt=data["prompt"],
             agent_type=agent_type, agent_config=agent_config, priority=data.get("priority", 0),
             max_retries=data.get("max_retries", 1), state="pending", secret_names=list(data.get("secret_names") or []),
-            ticket_ref=data.get("ticket_ref"),
+            ticket_ref=data.get("ticket_ref"), created_by=data.get("created_by"),
         )
         session.add(task)
         session.flush()

@@ -100,6 +100,8 @@ class JobRun(RunColumns, Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prompt: Mapped[str] = mapped_column(Text)
+    # Who asked for the run (None: Optio itself); named in the audit row of every secret injected into it.
+    created_by: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class RunEvent(WorkspaceScoped, Base):
@@ -232,6 +234,8 @@ class RepoTask(RunColumns, Base):
     note: Mapped[str | None] = mapped_column(Text, default=None)
     ticket_ref: Mapped[str | None] = mapped_column(String(300), default=None)
     secret_names: Mapped[list[Any]] = mapped_column(default=list)
+    # Who asked for the task (None: Optio itself); named in the audit row of every secret injected into it.
+    created_by: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class TaskDependency(WorkspaceScoped, Base):

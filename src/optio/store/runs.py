@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from optio.domain.executor_errors import ERROR_TEXT_MAX, cleared, same_failure
-from optio.security.redact import default_redactor
+from optio.security.redact import Redactor, registry_for
 from optio.store.models import JobRun, RepoTask, ReviewRun, RunEvent
 from optio.store.types import utcnow
 
@@ -23,9 +23,31 @@ RUN_MODELS: dict[str, type[Any]] = {"job_run": JobRun, "repo_task": RepoTask, "p
 REDACTED_COLUMNS = frozenset({"error", "note", "executor_error"})
 
 
-def _redact_text(value: Any) -> Any:
-    return default_redactor.redact(value) if isinstance(value, str) else value
+def redactor_for_run(session: Session, kind: str, run_id: int, workspace_id: int | None = None) -> Redactor:
+    """The redactor for a run's text: its workspace's secrets, plus its repo's for a repo task or review.
 
+    The repo is looked up only when the workspace has repo-scoped secrets at all.
+    """
+    registry = registry_for(str(session.get_bind().url))
+    model = model_for(kind)
+    if workspace_id is None:
+        workspace_id = session.scalar(select(model.workspace_id).where(model.id == run_id))
+        if workspace_id is None:
+            return registry.for_scope(-1)
+    repo_id: int | None = None
+    if registry.has_repo_scopes(workspace_id):
+        if kind == "repo_task":
+            repo_id = session.scalar(select(RepoTask.repo_id).where(RepoTask.id == run_id))
+        elif kind == "pr_review":
+            repo_id = session.scalar(select(RepoTask.repo_id).join(ReviewRun, ReviewRun.task_id == RepoTask.id)
+                                     .where(ReviewRun.id == run_id))
+    return registry.for_scope(workspace_id, repo_id)
+
+
+def _redact_text(value: Any, session: Session, kind: str, run_id: int, workspace_id: int | None = None) -> Any:
+    if not isinstance(value, str) or not value:
+        return value
+    return redactor_for_run(session, kind, run_id, workspace_id).redact(value)
 
 
 def model_for(kind: str) -> type[Any]:
@@ -51,7 +73,7 @@ def cas_update(
 ) -> bool:
     """`UPDATE ... SET version = version + 1 WHERE id = ? AND version = ?`; False means we lost a race."""
     model = model_for(kind)
-    values = {k: _redact_text(v) if k in REDACTED_COLUMNS else v for k, v in values.items()}
+    values = {k: _redact_text(v, session, kind, run_id) if k in REDACTED_COLUMNS else v for k, v in values.items()}
     res = session.execute(
         update(model)
         .where(model.id == run_id, model.version == expected_version)
@@ -81,7 +103,7 @@ def record_event(
             event=event,
             from_state=from_state,
             to_state=to_state,
-            reason=_redact_text(reason),
+            reason=_redact_text(reason, session, kind, run_id, workspace_id),
             created_at=now or utcnow(),
         )
     )
@@ -126,7 +148,7 @@ def record_executor_error(session: Session, kind: str, run_id: int, action: str,
     ).first()
     if row is None:
         return None
-    error = _redact_text(error)[:ERROR_TEXT_MAX]
+    error = _redact_text(error, session, kind, run_id)[:ERROR_TEXT_MAX]
     count = (row[2] or 0) + 1 if same_failure(row[0], row[1], action, error) else 1
     session.execute(
         update(model).where(model.id == run_id)

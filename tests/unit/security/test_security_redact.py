@@ -1,9 +1,12 @@
+import base64
+import re
 import threading
+import urllib.parse
 
 import pytest
 
 from optio.security import redact as redact_module
-from optio.security.redact import MASK, Redactor, default_redactor, redact
+from optio.security.redact import MASK, Redactor, RedactorRegistry, default_redactor, redact
 
 GITHUB_CLASSIC = "ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z5A"
 FAKE_JWT = (
@@ -179,3 +182,109 @@ def test_concurrent_updates_and_redaction() -> None:
     assert errors == []
     assert len(r) == 200
     assert r.redact(" ".join(values)) == " ".join([MASK] * 200)
+
+
+# --- encodings and prefixes ------------------------------------------------------------------------------
+
+ENC_SECRET = "s3cr3t-Value_with/odd+chars?&="
+
+
+def _b64_variants(data: bytes) -> list[str]:
+    std = base64.b64encode(data).decode()
+    url = base64.urlsafe_b64encode(data).decode()
+    return [std, std.rstrip("="), url, url.rstrip("=")]
+
+
+@pytest.mark.parametrize("encoded", [
+    *_b64_variants(ENC_SECRET.encode()),
+    ENC_SECRET.encode().hex(),
+    ENC_SECRET.encode().hex().upper(),
+    urllib.parse.quote(ENC_SECRET, safe=""),
+    urllib.parse.quote(ENC_SECRET),
+    urllib.parse.quote_plus(ENC_SECRET),
+    re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), urllib.parse.quote(ENC_SECRET, safe="")),
+])
+def test_common_encodings_of_a_value_are_masked(encoded: str) -> None:
+    r = Redactor([ENC_SECRET])
+    out = r.redact(f"leak: {encoded} end")
+    assert out == f"leak: {MASK} end", out
+
+
+@pytest.mark.parametrize("before", [b"", b"x", b"xy", b"{\"k\": 1, \"token\": \""])
+@pytest.mark.parametrize("after", [b"", b"z", b"zw", b"\"}\n"])
+def test_value_inside_a_larger_base64_blob_is_masked_at_every_alignment(before: bytes, after: bytes) -> None:
+    r = Redactor([ENC_SECRET])
+    for blob in _b64_variants(before + ENC_SECRET.encode() + after):
+        out = r.redact(blob)
+        assert MASK in out, blob
+        # What is left around the mask cannot be decoded back into more than a couple of bytes of the value.
+        assert len(out.replace(MASK, "")) <= len(blob) - len(ENC_SECRET) * 4 // 3 + 4
+
+
+def test_a_leaked_prefix_of_at_least_half_the_value_is_masked() -> None:
+    value = "pat-0123456789abcdefghijKLMNOPQRSTUV"  # 36 characters: prefixes of 18+ are leaks
+    r = Redactor([value])
+    assert r.redact(f"x {value[:18]} y") == f"x {MASK} y"
+    assert r.redact(f"x {value[:30]}... y") == f"x {MASK}... y"
+    assert r.redact(f"{value[:25]}ZZZ") == f"{MASK}ZZZ"  # the mask stops where the value stops matching
+    assert r.redact(f"x {value[:17]} y") == f"x {value[:17]} y"  # shorter than half: not a leak by the rule
+
+
+def test_short_values_leak_from_eight_characters() -> None:
+    r = Redactor(["FAILED_01x"])  # 10 characters: the rule's floor of 8 applies
+    assert r.redact("FAILED_0 and FAILED_ and FAILED") == f"{MASK} and FAILED_ and FAILED"
+    assert r.redact("3 tests FAILED") == "3 tests FAILED"
+
+
+def test_prefix_length_rule() -> None:
+    assert [redact_module.prefix_length("x" * n) for n in (4, 8, 9, 16, 17, 40)] == [4, 8, 8, 8, 9, 20]
+
+
+def test_values_sharing_a_prefix_mask_the_longest_present() -> None:
+    r = Redactor(["common-prefix-one-1111", "common-prefix-two-2222"])
+    assert r.redact("a common-prefix-two-2222 b") == f"a {MASK} b"
+    assert r.redact("a common-prefix-one-1111 b") == f"a {MASK} b"
+
+
+# --- per-workspace and per-repo registry -----------------------------------------------------------------
+
+
+def test_registry_masks_a_workspace_value_only_in_that_workspace() -> None:
+    reg = RedactorRegistry(server=Redactor())
+    reg.put((2, None, "B_SECRET"), "FAILED_01")
+    assert reg.for_scope(1).redact("3 tests FAILED_01") == "3 tests FAILED_01"
+    assert reg.for_scope(2).redact("3 tests FAILED_01") == f"3 tests {MASK}"
+    assert reg.server.redact("FAILED_01") == MASK  # the server's own log masks every workspace's values
+
+
+def test_registry_repo_scope_masks_only_that_repos_runs() -> None:
+    reg = RedactorRegistry(server=Redactor())
+    reg.put((1, 7, "DEPLOY_KEY"), "repo-seven-key-value")
+    reg.put((1, None, "WS_TOKEN"), "workspace-wide-token")
+    text = "repo-seven-key-value workspace-wide-token"
+    assert reg.for_scope(1, 7).redact(text) == f"{MASK} {MASK}"
+    assert reg.for_scope(1, 8).redact(text) == f"repo-seven-key-value {MASK}"
+    assert reg.for_scope(1).redact(text) == f"repo-seven-key-value {MASK}"
+    assert reg.for_workspace(1).redact(text) == f"{MASK} {MASK}"
+    assert reg.has_repo_scopes(1) and not reg.has_repo_scopes(2)
+
+
+def test_registry_forgets_deleted_and_replaced_values() -> None:
+    reg = RedactorRegistry(server=Redactor())
+    reg.put((1, None, "TOKEN"), "old-token-value")
+    assert reg.for_scope(1).redact("old-token-value") == MASK
+    assert reg.put((1, None, "TOKEN"), "new-token-value") == "old-token-value"
+    assert reg.for_scope(1).redact("old-token-value new-token-value") == f"old-token-value {MASK}"
+    reg.remove((1, None, "TOKEN"))
+    assert reg.for_scope(1).redact("new-token-value") == "new-token-value"
+    assert reg.server.redact("new-token-value") == "new-token-value"
+
+
+def test_registry_load_replaces_everything_and_registries_are_per_database() -> None:
+    reg = redact_module.registry_for("sqlite:///one.db")
+    assert redact_module.registry_for("sqlite:///one.db") is reg
+    assert redact_module.registry_for("sqlite:///two.db") is not reg
+    reg.server = Redactor()
+    reg.put((1, None, "A"), "first-value-1")
+    reg.load({(1, None, "B"): "second-value-2"})
+    assert reg.for_scope(1).redact("first-value-1 second-value-2") == f"first-value-1 {MASK}"

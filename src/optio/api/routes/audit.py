@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api/audit", tags=["audit"], responses=ERROR_RESPONSE
 @router.get("", response_model=AuditPage)
 def list_audit(
     ctx: Ctx = Depends(get_admin_ctx),
-    action: str | None = Query(default=None, max_length=100, description="e.g. create_job, cancel_run, secret.read"),
+    action: str | None = Query(default=None, max_length=100, description="e.g. create_job, cancel_run, secret.inject"),
     actor: str | None = Query(default=None, max_length=200),
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = Query(default=None, max_length=100),

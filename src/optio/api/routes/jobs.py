@@ -34,7 +34,8 @@ def get_job(job_ref: str, ctx: Ctx = Depends(get_ctx)) -> JobOut:
 
 @router.post("/{job_ref}/runs", response_model=RunOut, status_code=201)
 def start_run(job_ref: str, body: RunCreate | None = None, ctx: Ctx = Depends(get_ctx)) -> RunOut:
-    run = job_service.start_run(ctx.db, ctx.workspace_id, job_ref, (body or RunCreate()).params)
+    run = job_service.start_run(ctx.db, ctx.workspace_id, job_ref, (body or RunCreate()).params,
+                                created_by=ctx.user_id)
     with ctx.db.read() as session:
         job = job_service.find_job(session, ctx.workspace_id, run.job_id)
     return run_out(run, job.name)

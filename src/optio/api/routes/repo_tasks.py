@@ -33,7 +33,7 @@ def _out(ctx: Ctx, task_id: int) -> RepoTaskOut:
 
 @router.post("", response_model=RepoTaskOut, status_code=201)
 def create_task(body: RepoTaskCreate, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
-    task = task_service.create_task(ctx.db, ctx.workspace_id, body.model_dump())
+    task = task_service.create_task(ctx.db, ctx.workspace_id, {**body.model_dump(), "created_by": ctx.user_id})
     return _out(ctx, task.id)
 
 

@@ -136,10 +136,11 @@ def list_tasks(
 def create_task(body: TaskCreate = Body(...), ctx: Ctx = Depends(get_ctx)) -> Any:
     """Create a task of any kind: `type: job_run` runs a job, `type: repo_task` starts work on a repo."""
     if isinstance(body, JobRunTaskCreate):
-        run = job_service.start_run(ctx.db, ctx.workspace_id, body.job, body.params)
+        run = job_service.start_run(ctx.db, ctx.workspace_id, body.job, body.params, created_by=ctx.user_id)
         with ctx.db.read() as session:
             job = job_service.find_job(session, ctx.workspace_id, run.job_id)
         return JobRunTask(**run_out(run, job.name).model_dump(exclude={"type"}))
-    task = task_service.create_task(ctx.db, ctx.workspace_id, body.model_dump(exclude={"type"}))
+    task = task_service.create_task(ctx.db, ctx.workspace_id,
+                                    {**body.model_dump(exclude={"type"}), "created_by": ctx.user_id})
     view = task_out(task_service.task_view(ctx.db, ctx.workspace_id, task.id))
     return RepoTaskItem(**view.model_dump(exclude={"type"}))

@@ -109,7 +109,7 @@ class JobRunHandler:
                 kind=KIND, run_id=loaded.run.id, workspace_id=loaded.workspace_id, attempt=attempt,
                 agent_type=extra["agent_type"], agent_config=extra["agent_config"],
                 prompt=action.prompt or extra["prompt"], cwd=ctx.run_dir(KIND, loaded.run.id) / "work",
-                env=ctx.secret_env(loaded.workspace_id, extra["secret_names"]),
+                env=ctx.secret_env(loaded.workspace_id, extra["secret_names"], run=(KIND, loaded.run.id)),
                 timeout_s=extra["timeout_s"] or ctx.settings.agent_timeout_s,
             ),
         )

@@ -181,7 +181,7 @@ class RepoTaskHandler:
     def launch(self, ctx: ControlContext, loaded: Loaded, action: Any, attempt: int) -> None:
         extra = loaded.extra
         task_id = loaded.run.id
-        env = ctx.secret_env(loaded.workspace_id, extra["secret_names"], repo_id=extra["repo_id"])
+        env = ctx.secret_env(loaded.workspace_id, extra["secret_names"], repo_id=extra["repo_id"], run=(KIND, task_id))
         env.update({"OPTIO_TASK_ID": str(task_id), "OPTIO_BRANCH": branch_for_task(task_id),
                     "OPTIO_BASE_BRANCH": extra["default_branch"], **AGENT_GIT_IDENTITY})
         if action.resume_reason:

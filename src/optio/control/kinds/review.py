@@ -161,7 +161,8 @@ class ReviewRunHandler:
                 shutil.rmtree(layout.verdict_dir)
             layout.verdict_dir.mkdir(mode=0o700)
 
-        env = ctx.secret_env(loaded.workspace_id, extra["secret_names"], repo_id=extra["repo_id"])
+        env = ctx.secret_env(loaded.workspace_id, extra["secret_names"], repo_id=extra["repo_id"],
+                             run=(KIND, loaded.run.id))
         env.update({"OPTIO_PR_NUMBER": str(extra["pr_number"]), "OPTIO_HEAD_SHA": extra["head_sha"],
                     "OPTIO_BASE_BRANCH": extra["base_branch"], "OPTIO_PR_HEAD_DIR": str(layout.head),
                     "OPTIO_PR_BASE_DIR": str(layout.base), "OPTIO_REVIEW_VERDICT_FILE": str(layout.verdict_file)})
@@ -205,7 +206,8 @@ class ReviewRunHandler:
             text = "\n".join(lines).strip()
             if found.note:
                 text = f"{text}\n\noptio: {found.note}".strip()
-            comments = ctx.redact(text[-COMMENT_MAX_CHARS:] if found.note else text[:COMMENT_MAX_CHARS])
+            comments = ctx.redact(text[-COMMENT_MAX_CHARS:] if found.note else text[:COMMENT_MAX_CHARS],
+                                  loaded.workspace_id, extra["repo_id"])
             session.execute(update(ReviewRun).where(ReviewRun.id == loaded.run.id)
                             .values(verdict=verdict, comments=comments))
             session.add(PrReview(workspace_id=loaded.workspace_id, pr_id=extra["pr_id"], head_sha=extra["head_sha"],
