@@ -1,7 +1,7 @@
 """runs remember who created them (for the audit of secret injections)
 
-Revision ID: 0006_secrets
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-01 22:40:00
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0006_secrets'
-down_revision: str | None = '0005'
+revision: str = '0008'
+down_revision: str | None = '0007'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
