@@ -184,12 +184,20 @@ def test_worktrees_of_two_tasks_are_isolated(tmp_path: Path, cache: RepoCache, r
 def test_worktree_has_a_working_origin_remote(tmp_path: Path, cache: RepoCache, remote: Path) -> None:
     wt = tmp_path / "wt"
     cache.add_worktree(wt, branch_for_task(1), "main")
-    # The clone's origin is the cache (no remote URL, no credential); fetching it gives origin/<branch> as usual.
-    url = run_git(["remote", "get-url", "origin"], cwd=wt).stdout.strip()
-    assert Path(url).resolve() == cache.cache_dir.resolve()
+    # The clone's origin is itself (no remote URL, no credential): `git fetch origin` works in a sandbox that
+    # cannot see the cache, and Optio keeps origin/<branch> current with sync_clone before each agent launch.
+    assert run_git(["remote", "get-url", "origin"], cwd=wt).stdout.strip() == "."
     run_git(["fetch", "--quiet", "origin"], cwd=wt, config=LOCAL_TRANSPORT)
     tracked = run_git(["rev-parse", "origin/main"], cwd=wt).stdout.strip()
     assert tracked == remote_sha(remote, "main")
+    other = outsider_clone(remote, tmp_path / "other")
+    (other / "moved.txt").write_text("main moved\n")
+    run_git(["add", "-A"], cwd=other)
+    run_git(["commit", "--quiet", "-m", "move main"], cwd=other)
+    run_git(["push", "--quiet", "origin", "main"], cwd=other, config=LOCAL_TRANSPORT)
+    cache.fetch()
+    cache.sync_clone(wt)
+    assert run_git(["rev-parse", "origin/main"], cwd=wt).stdout.strip() == remote_sha(remote, "main")
     # A standalone repository: its own config and hooks, the cache's objects borrowed read-only.
     assert (wt / ".git").is_dir() and not (wt / ".git" / "commondir").exists()
     alternates = (wt / ".git" / "objects" / "info" / "alternates").read_text().split()
@@ -574,7 +582,9 @@ def test_rebased_branch_pushes_and_merges(tmp_path: Path, cache: RepoCache, remo
     cache.squash_merge("main", sha1, "Task one (#1)", work_root=tmp_path / "m")
     assert cache.mergeability("main", sha2).conflicting_files == ["app.txt"]
 
-    # What the resumed agent is told to do, run as the agent would: a shell in its worktree.
+    # What the resumed agent is told to do, run as the agent would: a shell in its worktree, after Optio
+    # brought the clone's origin/* up to date for the launch.
+    cache.sync_clone(wt2)
     agent_env = git_env()
     rebase = subprocess.run(
         ["sh", "-c", "git fetch origin && git rebase origin/main"],

@@ -220,3 +220,30 @@ def test_ssrf_guard_runs_on_every_fetch_and_push_and_pins_the_address(tmp_path: 
             cache.push_branch(wt, branch_for_task(1))
         assert resolver.asked > asked
         assert len(server.requests) == seen
+
+
+def test_a_cache_from_before_task_clones_loses_what_agents_planted_in_it(tmp_path: Path) -> None:
+    remote = make_remote(tmp_path)
+    cache = RepoCache(str(remote), tmp_path / "cache")
+    cache.ensure()
+    # What a shared `git worktree` let an agent write into the cache itself.
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    for key, value in (("filter.evil.clean", f"sh -c 'touch {markers}/filter; cat'"),
+                       ("url.http://10.0.0.1/.insteadOf", str(remote)), ("include.path", "/etc/passwd")):
+        run_git(["config", key, value], cwd=cache.cache_dir)
+    (cache.cache_dir / "info").mkdir(exist_ok=True)
+    (cache.cache_dir / "info" / "attributes").write_text("* filter=evil\n")
+    (cache.cache_dir / "hooks").mkdir(exist_ok=True)
+    (cache.cache_dir / "hooks" / "reference-transaction").write_text(f"#!/bin/sh\ntouch {markers}/hook\n")
+
+    restarted = RepoCache(str(remote), tmp_path / "cache")
+    wt = tmp_path / "wt"
+    restarted.add_worktree(wt, branch_for_task(1), "main")
+    (wt / "f.txt").write_text("1\n")
+    sha = restarted.commit_all(wt, "one")
+    assert restarted.push_branch(wt, branch_for_task(1)) == sha
+    listed = run_git(["config", "--list", "--local"], cwd=cache.cache_dir).stdout
+    assert "evil" not in listed and "insteadof" not in listed.lower() and "include" not in listed
+    assert not (cache.cache_dir / "hooks").exists() and not (cache.cache_dir / "info" / "attributes").exists()
+    assert list(markers.iterdir()) == []

@@ -11,10 +11,12 @@ task costs a checkout, not a copy of the history, yet nothing the agent
 writes into its ``.git`` (hooks, ``core.fsmonitor``, filters, config) is ever
 read by another task or by Optio's git commands against the cache:
 
-* the clone's ``origin`` is the cache itself, fetching
-  ``refs/remotes/origin/*`` as they are, so the agent can run
-  ``git fetch origin && git rebase origin/<base>`` unaided; it has no push URL
-  and no credential: only Optio pushes, and only the task's branch;
+* the clone's ``origin`` is the clone itself (``.``), so ``git fetch origin``
+  succeeds inside a sandbox that cannot see the cache, and Optio copies the
+  cache's ``refs/remotes/origin/*`` into the clone before every agent launch
+  (:meth:`RepoCache.sync_clone`): ``git fetch origin && git rebase
+  origin/<base>`` sees the current base. It has no push URL and no
+  credential: only Optio pushes, and only the task's branch;
 * Optio never runs porcelain in the clone with the clone's config: status,
   add and commit run against the cache's repository with the clone as work
   tree and a throwaway index; the agent's commits are copied into the cache
@@ -48,7 +50,6 @@ from pathlib import Path
 import structlog
 
 from optio.forge.gitcmd import (
-    LOCAL_TRANSPORT,
     GitError,
     MergeConflictError,
     remote_access,
@@ -83,6 +84,13 @@ _PUSHED_PREFIX = "refs/optio/pushed/"
 # A clone's origin has no push URL that works: only Optio publishes the agent's work.
 _NO_PUSH_URL = "/nonexistent/optio-pushes-the-task-branch-itself"
 _TASK_BRANCH = re.compile(r"optio/[0-9]+")
+_CACHE_SETTINGS = (
+    # Reflogs are off by default in bare repos; keep them for tracing what Optio did to the refs.
+    ("core.logAllRefUpdates", "true"),
+    # Tasks fetch, import and push concurrently; wait for ref locks.
+    ("core.filesRefLockTimeout", "5000"),
+    ("core.packedRefsTimeout", "5000"),
+)
 
 # Reasons a push can be refused only because someone else moved the ref first.
 _RACE_MARKERS = (
@@ -203,26 +211,48 @@ class RepoCache:
             if self._ready:
                 return
             if self._is_ready_cache():
-                current = self._git(["remote", "get-url", "origin"]).stdout.strip()
-                if current != self.remote_url:
-                    self._git(["remote", "set-url", "origin", self.remote_url])
+                self._restore_config()
                 self._ready = True
                 return
             self._discard_half_made_cache()
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             run_git(["init", "--bare", "--quiet", str(self.cache_dir)], cwd=self.cache_dir)
-            for key, value in (
-                # Reflogs are off by default in bare repos; --force-if-includes needs them.
-                ("core.logAllRefUpdates", "true"),
-                # Tasks (and their agents) fetch and commit concurrently; wait for ref locks.
-                ("core.filesRefLockTimeout", "5000"),
-                ("core.packedRefsTimeout", "5000"),
-            ):
+            for key, value in _CACHE_SETTINGS:
                 self._git(["config", key, value])
             self._git(["remote", "add", "origin", self.remote_url])
             self._fetch_unlocked()
             self._git(["config", "--bool", _READY_KEY, "true"])
             self._ready = True
+
+    def _restore_config(self) -> None:
+        """Rewrite the cache's config to exactly what Optio puts there and drop hooks and attributes.
+
+        A cache made before task clones shared its config, hooks and
+        ``info/attributes`` with every agent's worktree, so anything could have
+        been planted there (filters, ``url.*.insteadOf``, ``include.path``).
+        Only the object format is kept from the old file, read as data.
+        """
+        old = self.cache_dir / "config"
+        fmt = run_git(["config", "--file", str(old), "--get", "extensions.objectformat"], cwd=self.cache_dir,
+                      check=False).stdout.strip()
+        fresh = self.cache_dir / "config.optio-new"
+        fresh.unlink(missing_ok=True)
+        settings = [
+            ("core.repositoryformatversion", "1" if fmt else "0"),
+            ("core.filemode", "true"),
+            ("core.bare", "true"),
+            *_CACHE_SETTINGS,
+            ("remote.origin.url", self.remote_url),
+            ("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"),
+            (_READY_KEY, "true"),
+        ]
+        if fmt:
+            settings.append(("extensions.objectformat", fmt))
+        for key, value in settings:
+            run_git(["config", "--file", str(fresh), key, value], cwd=self.cache_dir)
+        os.replace(fresh, old)
+        shutil.rmtree(self.cache_dir / "hooks", ignore_errors=True)
+        (self.cache_dir / "info" / "attributes").unlink(missing_ok=True)
 
     def _is_ready_cache(self) -> bool:
         if not (self.cache_dir / "HEAD").is_file():
@@ -311,8 +341,8 @@ class RepoCache:
         """A standalone repository at ``path`` on ``start``, borrowing the cache's objects.
 
         Made with ``git init`` (no templates, so no sample hooks) plus an
-        alternates file in git's standard format, then a fetch of the cache's
-        remote-tracking refs that copies no objects.
+        alternates file in git's standard format and the cache's
+        remote-tracking refs; no object is copied.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -321,12 +351,12 @@ class RepoCache:
             alternates.parent.mkdir(parents=True, exist_ok=True)
             alternates.write_text(f"{self.cache_dir / 'objects'}\n")
             for key, value in (
-                ("remote.origin.url", str(self.cache_dir)),
+                ("remote.origin.url", "."),
                 ("remote.origin.fetch", "+refs/remotes/origin/*:refs/remotes/origin/*"),
                 ("remote.origin.pushurl", _NO_PUSH_URL),
             ):
                 run_git(["config", key, value], cwd=path)
-            run_git(["fetch", "--quiet", "--no-tags", "origin"], cwd=path, config=LOCAL_TRANSPORT)
+            self._copy_tracking_refs(path)
             if branch is None:
                 run_git(["checkout", "--quiet", "--detach", start], cwd=path)
             else:
@@ -336,6 +366,27 @@ class RepoCache:
             raise
         if branch is not None:
             self._remember_clone(path)
+
+    def sync_clone(self, clone: Path) -> None:
+        """Give the clone the cache's current ``origin/*`` refs (before an agent starts or resumes in it).
+
+        Written with ``update-ref``, never a fetch: a fetch in the clone would
+        read remote settings (``uploadpack``, ``url``) from a config the agent
+        may have rewritten. The objects are already there, through alternates.
+        """
+        clone = Path(clone).absolute()
+        if not self._is_our_clone(clone):
+            return
+        self._copy_tracking_refs(clone)
+
+    def _copy_tracking_refs(self, clone: Path) -> None:
+        listed = self._git(["for-each-ref", "--format=%(objectname) %(refname)", "refs/remotes/origin/"]).stdout
+        updates = "".join(
+            f"update {ref} {sha}\n" for sha, _, ref in (line.partition(" ") for line in listed.splitlines()) if ref
+        )
+        if updates:
+            dotgit = self._objects_of(clone).parent
+            run_git(["--git-dir", str(dotgit), "update-ref", "--stdin"], cwd=clone, input=updates)
 
     def remove_worktree(self, path: Path) -> None:
         """Throw a task's clone away; missing paths are fine.
