@@ -247,3 +247,24 @@ def test_a_cache_from_before_task_clones_loses_what_agents_planted_in_it(tmp_pat
     assert "evil" not in listed and "insteadof" not in listed.lower() and "include" not in listed
     assert not (cache.cache_dir / "hooks").exists() and not (cache.cache_dir / "info" / "attributes").exists()
     assert list(markers.iterdir()) == []
+
+
+def test_a_clone_rewired_to_borrow_other_objects_is_refused(tmp_path: Path) -> None:
+    remote = make_remote(tmp_path)
+    secret_remote = make_remote(tmp_path / "other-workspace")
+    other = RepoCache(str(secret_remote), tmp_path / "other-cache")
+    other.ensure()
+    secret_sha = other.resolve("main")
+    cache = RepoCache(str(remote), tmp_path / "cache")
+    wt = tmp_path / "wt"
+    cache.add_worktree(wt, branch_for_task(1), "main")
+    # The agent points its alternates at another repository's objects and commits a tree from it.
+    with (wt / ".git" / "objects" / "info" / "alternates").open("a") as f:
+        f.write(f"{other.cache_dir / 'objects'}\n")
+    stolen = run_git(["commit-tree", f"{secret_sha}^{{tree}}", "-p", "HEAD", "-m", "stolen"], cwd=wt).stdout.strip()
+    run_git(["update-ref", "HEAD", stolen], cwd=wt)
+    with pytest.raises(GitError, match="outside its repo cache"):
+        cache.push_branch(wt, branch_for_task(1))
+    assert remote_sha(remote, "refs/heads/optio/1") is None
+    cache.remove_worktree(wt)
+    assert not wt.exists()

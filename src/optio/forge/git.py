@@ -397,7 +397,7 @@ class RepoCache:
         self.ensure()
         path = Path(path).absolute()
         with self._lock:
-            if self._is_our_clone(path):
+            if self._is_our_clone(path) or (self._clone_record(path).exists() and not path.is_symlink()):
                 shutil.rmtree(path, ignore_errors=True)
             self._forget_clone(path)
             entry = self._worktree_at(path)
@@ -451,11 +451,28 @@ class RepoCache:
         return found
 
     def _objects_of(self, clone: Path) -> Path:
-        """The clone's own object directory, refusing a ``.git`` the agent swapped for a link or file."""
+        """The clone's own object directory, after checking the agent did not rewire its ``.git``.
+
+        Refused: a ``.git`` swapped for a link or file, a ``commondir`` (which
+        would make Optio's ref writes land in another repository), and
+        alternates naming anything but this cache (git follows alternates of
+        alternates, so Optio would read, and could push, objects of any
+        repository on the host).
+        """
         dotgit = Path(clone) / ".git"
-        if dotgit.is_symlink() or not dotgit.is_dir():
-            raise GitError([], None, "", message=f"{clone} is not a task clone (its .git is not a directory)")
-        return dotgit / "objects"
+        if dotgit.is_symlink() or not dotgit.is_dir() or (dotgit / "commondir").exists():
+            raise GitError([], None, "", message=f"{clone} is not a task clone (its .git was rewired)")
+        objects = dotgit / "objects"
+        ours = os.path.realpath(self.cache_dir / "objects")
+        try:
+            lines = (objects / "info" / "alternates").read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            lines = []
+        for line in lines:
+            entry = line.strip()
+            if entry and not entry.startswith("#") and os.path.realpath(objects / entry) != ours:
+                raise GitError([], None, "", message=f"{clone} borrows objects from outside its repo cache")
+        return objects
 
     def _with_clone(self, clone: Path) -> dict[str, str]:
         """Environment for a command in the cache that must also see the clone's objects (read-only)."""

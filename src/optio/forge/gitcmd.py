@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import ipaddress
 import os
+import re
 import shutil
 import socket
 import stat
@@ -246,7 +247,11 @@ def remote_host(url: str) -> tuple[str, str, int | None]:
         except ValueError:
             raise UnsafeURLError("remote URL has an invalid port") from None
         return parts.scheme.lower(), (parts.hostname or ""), port
-    host = url.split(":", 1)[0].rsplit("@", 1)[-1]
+    head = url.split(":", 1)[0]
+    if "::" in url.split("/", 1)[0] or not re.fullmatch(r"(?:[^@\s/]+@)?[\w.\-\[\]]+", head):
+        # `transport::address` runs a remote helper (`ext::` runs a shell command); never Optio's to run.
+        raise UnsafeURLError("remote is neither a URL nor host:path")
+    host = head.rsplit("@", 1)[-1]
     return "ssh", host.strip("[]").lower(), None
 
 

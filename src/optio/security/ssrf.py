@@ -253,7 +253,7 @@ def check_url(
     The message names the host and the reason but never the full URL, since
     webhook URLs often carry a secret in their path or query.
     """
-    pin_url(url, allowlist=allowlist, resolver=resolver)
+    _checked(url, Allowlist.parse(allowlist), resolver, pin=False)
 
 
 def pin_url(
@@ -269,10 +269,16 @@ def pin_url(
     in which a name could be re-resolved elsewhere. ``address`` is None when
     the host is already an IP literal.
     """
+    return _checked(url, Allowlist.parse(allowlist), resolver, pin=True)
+
+
+def _checked(url: str | httpx.URL, allowed: Allowlist, resolver: Resolver, *, pin: bool
+             ) -> tuple[str, int, IPAddress | None]:
     host, port = _split_url(url)
-    allowed = Allowlist.parse(allowlist)
     literal = _literal_address(host) is not None
     if allowed.allows_host(host):
+        if not pin:
+            return host, port, None
         try:
             return host, port, None if literal else _resolve(host, port, resolver)[0]
         except UnsafeURLError:
