@@ -268,3 +268,21 @@ def test_a_clone_rewired_to_borrow_other_objects_is_refused(tmp_path: Path) -> N
     assert remote_sha(remote, "refs/heads/optio/1") is None
     cache.remove_worktree(wt)
     assert not wt.exists()
+
+
+def test_a_shared_worktree_from_before_clones_is_adopted_with_its_edits(tmp_path: Path) -> None:
+    remote = make_remote(tmp_path)
+    cache = RepoCache(str(remote), tmp_path / "cache")
+    cache.ensure()
+    wt = tmp_path / "wt"
+    # What provisioning made before task clones: a `git worktree` of the cache on the task branch.
+    run_git(["worktree", "add", "--quiet", "-B", "optio/1", str(wt), "refs/remotes/origin/main"], cwd=cache.cache_dir)
+    (wt / "in-progress.txt").write_text("uncommitted work\n")
+
+    restarted = RepoCache(str(remote), tmp_path / "cache")
+    assert restarted.add_worktree(wt, branch_for_task(1), "main") == remote_sha(remote, "refs/heads/main")
+    assert (wt / ".git").is_dir() and (wt / "in-progress.txt").read_text() == "uncommitted work\n"
+    sha = restarted.commit_all(wt, "one")
+    assert restarted.push_branch(wt, branch_for_task(1)) == sha
+    assert run_git(["show", f"{sha}:in-progress.txt"], cwd=remote).stdout == "uncommitted work\n"
+    assert run_git(["worktree", "list", "--porcelain"], cwd=cache.cache_dir).stdout.count("worktree ") == 1

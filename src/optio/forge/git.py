@@ -321,13 +321,8 @@ class RepoCache:
                     )
                 self._remember_clone(path)
                 return self._merge_base(base_sha, self.head_sha(path), clone=path)
-            legacy = self._worktree_at(path)
-            if legacy is not None:
-                # A `git worktree` from before task clones shared the cache's config and hooks: replace it.
-                log.warning("add_worktree.replacing_shared_worktree", path=str(path))
-                self._git(["worktree", "remove", "--force", "--force", str(path)], check=False)
-                shutil.rmtree(path, ignore_errors=True)
-                self._git(["worktree", "prune"], check=False)
+            if self._adopt_legacy_worktree(path):
+                return self.add_worktree(path, branch, base_ref)
             if path.exists():
                 if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
                     path.rmdir()
@@ -346,17 +341,7 @@ class RepoCache:
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            run_git(["init", "--quiet", str(path)], cwd=path.parent)
-            alternates = path / ".git" / "objects" / "info" / "alternates"
-            alternates.parent.mkdir(parents=True, exist_ok=True)
-            alternates.write_text(f"{self.cache_dir / 'objects'}\n")
-            for key, value in (
-                ("remote.origin.url", "."),
-                ("remote.origin.fetch", "+refs/remotes/origin/*:refs/remotes/origin/*"),
-                ("remote.origin.pushurl", _NO_PUSH_URL),
-            ):
-                run_git(["config", key, value], cwd=path)
-            self._copy_tracking_refs(path)
+            self._init_clone(path)
             if branch is None:
                 run_git(["checkout", "--quiet", "--detach", start], cwd=path)
             else:
@@ -367,6 +352,51 @@ class RepoCache:
         if branch is not None:
             self._remember_clone(path)
 
+    def _init_clone(self, path: Path) -> None:
+        run_git(["init", "--quiet", str(path)], cwd=path.parent)
+        alternates = path / ".git" / "objects" / "info" / "alternates"
+        alternates.parent.mkdir(parents=True, exist_ok=True)
+        alternates.write_text(f"{self.cache_dir / 'objects'}\n")
+        for key, value in (
+            ("remote.origin.url", "."),
+            ("remote.origin.fetch", "+refs/remotes/origin/*:refs/remotes/origin/*"),
+            ("remote.origin.pushurl", _NO_PUSH_URL),
+        ):
+            run_git(["config", key, value], cwd=path)
+        self._copy_tracking_refs(path)
+
+    def _adopt_legacy_worktree(self, path: Path) -> bool:
+        """Turn a ``git worktree`` of the cache (made before task clones) into a task clone, edits kept.
+
+        Such a worktree shares the cache's config and hooks; a task that was
+        running across the upgrade keeps its branch, HEAD and working files.
+        """
+        dotgit = Path(path).absolute() / ".git"
+        if dotgit.is_symlink() or not dotgit.is_file():
+            return False
+        with self._lock:
+            entry = self._worktree_at(path)
+            if entry is None or entry.prunable or entry.head is None:
+                return False
+            admin = Path(dotgit.read_text(errors="replace").strip().removeprefix("gitdir:").strip())
+            dotgit.unlink()
+            self._init_clone(Path(path).absolute())
+            dotgit_dir = Path(path).absolute() / ".git"
+            if entry.branch:
+                run_git(["--git-dir", str(dotgit_dir), "update-ref", entry.branch, entry.head], cwd=path)
+                run_git(["--git-dir", str(dotgit_dir), "symbolic-ref", "HEAD", entry.branch], cwd=path)
+            else:
+                run_git(["--git-dir", str(dotgit_dir), "update-ref", "--no-deref", "HEAD", entry.head], cwd=path)
+            run_git(["--git-dir", str(dotgit_dir), "read-tree", entry.head], cwd=path)
+            if os.path.realpath(admin).startswith(os.path.realpath(self.cache_dir / "worktrees") + os.sep):
+                shutil.rmtree(admin, ignore_errors=True)
+            self._git(["worktree", "prune"], check=False)
+            if entry.branch:
+                self._git(["branch", "-D", entry.branch.removeprefix("refs/heads/")], check=False)
+                self._remember_clone(Path(path).absolute())
+            log.info("worktree.adopted_as_clone", path=str(path))
+            return True
+
     def sync_clone(self, clone: Path) -> None:
         """Give the clone the cache's current ``origin/*`` refs (before an agent starts or resumes in it).
 
@@ -375,6 +405,7 @@ class RepoCache:
         may have rewritten. The objects are already there, through alternates.
         """
         clone = Path(clone).absolute()
+        self._adopt_legacy_worktree(clone)
         if not self._is_our_clone(clone):
             return
         self._copy_tracking_refs(clone)
@@ -404,8 +435,9 @@ class RepoCache:
             if entry is not None and not entry.prunable:
                 proc = self._git(["worktree", "remove", "--force", "--force", str(entry.path)], check=False)
                 if proc.returncode != 0:
+                    # e.g. worktrees holding submodules cannot be removed by git itself
                     shutil.rmtree(entry.path, ignore_errors=True)
-            elif path.exists() and self._is_our_stray_worktree(path):
+            elif entry is None and self._is_our_stray_worktree(path):
                 shutil.rmtree(path, ignore_errors=True)
             self._git(["worktree", "prune"])
             if entry is not None and entry.branch:
@@ -598,6 +630,7 @@ class RepoCache:
         return sha_text
 
     def head_sha(self, worktree: Path) -> str:
+        self._adopt_legacy_worktree(worktree)
         dotgit = self._objects_of(worktree).parent
         return run_git(["--git-dir", str(dotgit), "rev-parse", "--verify", "HEAD^{commit}"],
                        cwd=worktree).stdout.strip()
