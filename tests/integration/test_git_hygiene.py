@@ -286,3 +286,23 @@ def test_a_shared_worktree_from_before_clones_is_adopted_with_its_edits(tmp_path
     assert restarted.push_branch(wt, branch_for_task(1)) == sha
     assert run_git(["show", f"{sha}:in-progress.txt"], cwd=remote).stdout == "uncommitted work\n"
     assert run_git(["worktree", "list", "--porcelain"], cwd=cache.cache_dir).stdout.count("worktree ") == 1
+
+
+def test_commit_is_the_working_files_whatever_the_agents_index_says(tmp_path: Path) -> None:
+    remote = make_remote(tmp_path)
+    cache = RepoCache(str(remote), tmp_path / "cache")
+    wt = tmp_path / "wt"
+    cache.add_worktree(wt, branch_for_task(1), "main")
+    (wt / "app.txt").write_text("staged, then changed again\n")
+    (wt / "new.txt").write_text("staged only\n")
+    run_git(["add", "-A"], cwd=wt)
+    (wt / "app.txt").write_text("what is on disk\n")
+    (wt / "new.txt").unlink()
+    run_git(["update-index", "--assume-unchanged", "app.txt"], cwd=wt)
+    assert cache.has_changes(wt)
+    sha = cache.commit_all(wt, "one")
+    assert sha is not None
+    assert run_git(["show", f"{sha}:app.txt"], cwd=wt).stdout == "what is on disk\n"
+    assert run_git(["ls-tree", "--name-only", sha], cwd=wt).stdout.split() == ["app.txt"]
+    assert not cache.has_changes(wt)
+    assert run_git(["status", "--porcelain"], cwd=wt).stdout == ""

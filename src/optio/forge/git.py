@@ -515,11 +515,21 @@ class RepoCache:
         """A throwaway index of ``head`` for looking at the clone's files through the cache's repository.
 
         The cache's config (Optio's own) applies, not the clone's: no filter,
-        fsmonitor or hook the agent configured can run.
+        fsmonitor or hook the agent configured can run. The clone's own index
+        lends only its stat data (``read-tree -m`` keeps it for entries that
+        match ``head``), so a large tree is not re-hashed on every commit.
         """
         with tempfile.TemporaryDirectory(prefix="optio-index-") as tmp:
-            env = {**self._with_clone(clone), "GIT_INDEX_FILE": str(Path(tmp) / "index")}
-            self._cache_git(["read-tree", head], clone=clone, env=env)
+            index = Path(tmp) / "index"
+            env = {**self._with_clone(clone), "GIT_INDEX_FILE": str(index)}
+            own = self._objects_of(clone).parent / "index"
+            seeded = False
+            if own.is_file() and not own.is_symlink():
+                shutil.copyfile(own, index)
+                seeded = self._cache_git(["read-tree", "-m", head], clone=clone, env=env, check=False).returncode == 0
+            if not seeded:
+                index.unlink(missing_ok=True)
+                self._cache_git(["read-tree", head], clone=clone, env=env)
             yield env
 
     def _cache_git(
