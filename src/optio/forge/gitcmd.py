@@ -101,6 +101,8 @@ _CONFIG_ARGS = (
     "protocol.allow=never",
 )
 
+_PASSED_THROUGH = ("TMPDIR", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "GIT_SSL_CAINFO", "GIT_SSL_CAPATH")
+
 # For git commands Optio runs against local paths only (its own cache, a permitted local remote).
 LOCAL_TRANSPORT = ("-c", "protocol.file.allow=always")
 
@@ -194,8 +196,11 @@ def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         "GIT_COMMITTER_NAME": IDENTITY_NAME,
         "GIT_COMMITTER_EMAIL": IDENTITY_EMAIL,
     }
-    if os.environ.get("TMPDIR"):
-        env["TMPDIR"] = os.environ["TMPDIR"]
+    # Where to find temporary space and which CAs to trust (a self-hosted forge's own CA) carry no secret and no
+    # code; proxies are not passed: a proxy would resolve names itself, past the pinned address.
+    for name in _PASSED_THROUGH:
+        if os.environ.get(name):
+            env[name] = os.environ[name]
     if extra:
         env.update(extra)
     return env
