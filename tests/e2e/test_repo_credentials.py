@@ -5,6 +5,7 @@ anyone, writable only with basic auth."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from tests.support.git_http import GitHttpServer
@@ -46,3 +47,32 @@ def test_task_merges_with_the_repos_credential_and_never_the_operators(tmp_path:
     assert git("show", "main:added.txt", cwd=remote) == "pushed-with-the-repo-credential\n"
     assert not marker.exists()
     assert PASSWORD not in server.log()
+
+
+def test_every_fetch_asks_the_ssrf_guard_not_only_registration(tmp_path: Path) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    make_remote(served)
+    with GitHttpServer(served) as http:
+        server = OptioServer(tmp_path / "data", env={"OPTIO_OUTBOUND_ALLOWLIST": "127.0.0.1"})
+        server.start()
+        try:
+            server.cli("repo", "add", f"{http.base_url}/remote.git", "--name", "demo", check=True)
+            # The operator narrows the allowlist: the registered remote is now an internal address.
+            server.extra_env["OPTIO_OUTBOUND_ALLOWLIST"] = ""
+            server.restart()
+            asked = len(http.requests)
+            created = server.cli("task", "new", "--repo", "demo", "--title", "T", "--prompt", "p", "--command",
+                                 "echo x > x.txt", "--json", check=True)
+            task_id = json.loads(created.stdout)["id"]
+            deadline = time.monotonic() + 60
+            task = {}
+            while time.monotonic() < deadline:
+                task = server.api("GET", f"/api/repo-tasks/{task_id}").json()
+                if "refusing to contact the remote" in (task.get("error") or ""):
+                    break
+                time.sleep(0.3)
+            assert "refusing to contact the remote" in (task.get("error") or ""), (task, server.log()[-2000:])
+            assert len(http.requests) == asked
+        finally:
+            server.stop()
