@@ -227,9 +227,10 @@ class RepoCache:
     def _restore_config(self) -> None:
         """Rewrite the cache's config to exactly what Optio puts there and drop hooks and attributes.
 
-        A cache made before task clones shared its config, hooks and
-        ``info/attributes`` with every agent's worktree, so anything could have
-        been planted there (filters, ``url.*.insteadOf``, ``include.path``).
+        A cache made before task clones shared its config, hooks, ``info/``
+        and object store with every agent's worktree, so anything could have
+        been planted there (filters, ``url.*.insteadOf``, ``include.path``,
+        alternates borrowing another repository's objects).
         Only the object format is kept from the old file, read as data.
         """
         old = self.cache_dir / "config"
@@ -252,7 +253,8 @@ class RepoCache:
             run_git(["config", "--file", str(fresh), key, value], cwd=self.cache_dir)
         os.replace(fresh, old)
         shutil.rmtree(self.cache_dir / "hooks", ignore_errors=True)
-        (self.cache_dir / "info" / "attributes").unlink(missing_ok=True)
+        for planted in ("info/attributes", "info/exclude", "objects/info/alternates", "objects/info/http-alternates"):
+            (self.cache_dir / planted).unlink(missing_ok=True)
 
     def _is_ready_cache(self) -> bool:
         if not (self.cache_dir / "HEAD").is_file():

@@ -188,6 +188,8 @@ def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         "GIT_CONFIG_SYSTEM": os.devnull,
         "GIT_ATTR_NOSYSTEM": "1",
         "GIT_TERMINAL_PROMPT": "0",
+        # A clone whose config names a promisor remote must not make Optio fetch from it behind its back.
+        "GIT_NO_LAZY_FETCH": "1",
         "GIT_SSH_COMMAND": _SSH_COMMAND,
         "LC_ALL": "C",
         "LANG": "C",
