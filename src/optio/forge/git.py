@@ -359,12 +359,12 @@ class RepoCache:
         alternates = path / ".git" / "objects" / "info" / "alternates"
         alternates.parent.mkdir(parents=True, exist_ok=True)
         alternates.write_text(f"{self.cache_dir / 'objects'}\n")
-        for key, value in (
-            ("remote.origin.url", "."),
-            ("remote.origin.fetch", "+refs/remotes/origin/*:refs/remotes/origin/*"),
-            ("remote.origin.pushurl", _NO_PUSH_URL),
-        ):
-            run_git(["config", key, value], cwd=path)
+        # Appended as text (one process less per key): the file is the one `git init` just wrote.
+        with (path / ".git" / "config").open("a") as config:
+            config.write(
+                '[remote "origin"]\n\turl = .\n\tfetch = +refs/remotes/origin/*:refs/remotes/origin/*\n'
+                f"\tpushurl = {_NO_PUSH_URL}\n"
+            )
         self._copy_tracking_refs(path)
 
     def _adopt_legacy_worktree(self, path: Path) -> bool:
