@@ -77,7 +77,8 @@ def build(settings: Settings) -> Optio:
         RepoTaskHandler.kind: RepoTaskHandler(),
         ReviewRunHandler.kind: ReviewRunHandler(),
     }
-    ctx.forge = LocalForge(db, settings.resolved_data_dir, redact=ctx.redact)
+    ctx.forge = LocalForge(db, settings.resolved_data_dir, redact=ctx.redact, secrets=auth.secrets,
+                           outbound_allowlist=settings.outbound_allowlist)
     ctx.runtime = LocalRuntime(processes.DbSink(ctx))
     return Optio(settings=settings, ctx=ctx, workers=WorkerPool(ctx), auth=auth)
 

@@ -107,7 +107,8 @@ def test_conflict_after_first_merge_is_resumed_to_rebase(optio_server: OptioServ
         'git fetch -q origin && (git rebase origin/main || '
         '{ printf "A\\nB\\n" > shared.txt; git add shared.txt; GIT_EDITOR=true git rebase --continue; }); '
         f"else touch {gate}; "
-        "until git fetch -q origin && git show origin/main:shared.txt | grep -q A; do sleep 0.2; done; "
+        # The clone's origin/* are refreshed by Optio at each launch, not live: watch the remote itself.
+        f"until git --git-dir={remote} show main:shared.txt 2>/dev/null | grep -q A; do sleep 0.2; done; "
         'echo B > shared.txt; fi'
     )
     second = new_task(optio_server, "--repo", "shared", "--title", "B", "--prompt", "B", "--command", second_script)

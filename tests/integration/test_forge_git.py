@@ -23,7 +23,7 @@ from optio.forge.git import (
     branch_for_task,
     run_git,
 )
-from optio.forge.gitcmd import git_env
+from optio.forge.gitcmd import LOCAL_TRANSPORT, git_env
 
 APP_LINES = "alpha\nbravo\ncharlie\n"
 
@@ -42,7 +42,7 @@ def make_remote(root: Path) -> Path:
     run_git(["commit", "--quiet", "-m", "initial"], cwd=seed)
     remote = root / "remote.git"
     run_git(["init", "--quiet", "--bare", "-b", "main", str(remote)], cwd=root)
-    run_git(["push", "--quiet", str(remote), "main"], cwd=seed)
+    run_git(["push", "--quiet", str(remote), "main"], cwd=seed, config=LOCAL_TRANSPORT)
     return remote
 
 
@@ -61,7 +61,7 @@ def remote_count(remote: Path, ref: str) -> int:
 
 def outsider_clone(remote: Path, dest: Path) -> Path:
     """Someone other than Optio working on the same remote."""
-    run_git(["clone", "--quiet", str(remote), str(dest)], cwd=dest.parent)
+    run_git(["clone", "--quiet", str(remote), str(dest)], cwd=dest.parent, config=LOCAL_TRANSPORT)
     return dest
 
 
@@ -184,11 +184,24 @@ def test_worktrees_of_two_tasks_are_isolated(tmp_path: Path, cache: RepoCache, r
 def test_worktree_has_a_working_origin_remote(tmp_path: Path, cache: RepoCache, remote: Path) -> None:
     wt = tmp_path / "wt"
     cache.add_worktree(wt, branch_for_task(1), "main")
-    url = run_git(["remote", "get-url", "origin"], cwd=wt).stdout.strip()
-    assert Path(url).resolve() == remote.resolve()
-    run_git(["fetch", "--quiet", "origin"], cwd=wt)
+    # The clone's origin is itself (no remote URL, no credential): `git fetch origin` works in a sandbox that
+    # cannot see the cache, and Optio keeps origin/<branch> current with sync_clone before each agent launch.
+    assert run_git(["remote", "get-url", "origin"], cwd=wt).stdout.strip() == "."
+    run_git(["fetch", "--quiet", "origin"], cwd=wt, config=LOCAL_TRANSPORT)
     tracked = run_git(["rev-parse", "origin/main"], cwd=wt).stdout.strip()
     assert tracked == remote_sha(remote, "main")
+    other = outsider_clone(remote, tmp_path / "other")
+    (other / "moved.txt").write_text("main moved\n")
+    run_git(["add", "-A"], cwd=other)
+    run_git(["commit", "--quiet", "-m", "move main"], cwd=other)
+    run_git(["push", "--quiet", "origin", "main"], cwd=other, config=LOCAL_TRANSPORT)
+    cache.fetch()
+    cache.sync_clone(wt)
+    assert run_git(["rev-parse", "origin/main"], cwd=wt).stdout.strip() == remote_sha(remote, "main")
+    # A standalone repository: its own config and hooks, the cache's objects borrowed read-only.
+    assert (wt / ".git").is_dir() and not (wt / ".git" / "commondir").exists()
+    alternates = (wt / ".git" / "objects" / "info" / "alternates").read_text().split()
+    assert alternates == [str(cache.cache_dir / "objects")]
 
 
 def test_has_changes_sees_untracked_files(tmp_path: Path, cache: RepoCache) -> None:
@@ -234,7 +247,7 @@ def test_push_refuses_to_overwrite_someone_elses_commit(tmp_path: Path, cache: R
     (other / "human.txt").write_text("a human fixup\n")
     run_git(["add", "-A"], cwd=other)
     run_git(["commit", "--quiet", "-m", "human fixup"], cwd=other)
-    run_git(["push", "--quiet", "origin", "optio/1"], cwd=other)
+    run_git(["push", "--quiet", "origin", "optio/1"], cwd=other, config=LOCAL_TRANSPORT)
     human = remote_sha(remote, "optio/1")
 
     (wt / "feature.txt").write_text("mine, amended\n")
@@ -312,7 +325,7 @@ def test_add_worktree_fetches_the_latest_base(tmp_path: Path, cache: RepoCache, 
     (other / "later.txt").write_text("landed after the cache was made\n")
     run_git(["add", "-A"], cwd=other)
     run_git(["commit", "--quiet", "-m", "later"], cwd=other)
-    run_git(["push", "--quiet", "origin", "main"], cwd=other)
+    run_git(["push", "--quiet", "origin", "main"], cwd=other, config=LOCAL_TRANSPORT)
 
     wt = tmp_path / "wt"
     assert cache.add_worktree(wt, branch_for_task(1), "main") == remote_sha(remote, "main")
@@ -523,7 +536,7 @@ def test_squash_merge_onto_a_base_that_moved_since_the_pr_opened(
     (other / "theirs.txt").write_text("theirs\n")
     run_git(["add", "-A"], cwd=other)
     run_git(["commit", "--quiet", "-m", "theirs"], cwd=other)
-    run_git(["push", "--quiet", "origin", "main"], cwd=other)
+    run_git(["push", "--quiet", "origin", "main"], cwd=other, config=LOCAL_TRANSPORT)
     theirs = remote_sha(remote, "main")
 
     new_main = cache.squash_merge("main", head, "mine (#1)", work_root=tmp_path / "m")
@@ -539,6 +552,7 @@ def test_squash_merge_retries_when_the_base_moves_during_the_push(
     # The first push to main races a commit that lands while the push is in flight.
     marker = tmp_path / "raced"
     hook = remote / "hooks" / "pre-receive"
+    hook.parent.mkdir(exist_ok=True)
     hook.write_text(
         f"""#!/bin/sh
 set -e
@@ -568,7 +582,9 @@ def test_rebased_branch_pushes_and_merges(tmp_path: Path, cache: RepoCache, remo
     cache.squash_merge("main", sha1, "Task one (#1)", work_root=tmp_path / "m")
     assert cache.mergeability("main", sha2).conflicting_files == ["app.txt"]
 
-    # What the resumed agent is told to do, run as the agent would: a shell in its worktree.
+    # What the resumed agent is told to do, run as the agent would: a shell in its worktree, after Optio
+    # brought the clone's origin/* up to date for the launch.
+    cache.sync_clone(wt2)
     agent_env = git_env()
     rebase = subprocess.run(
         ["sh", "-c", "git fetch origin && git rebase origin/main"],

@@ -128,6 +128,10 @@ class RepoCreate(BaseModel):
     review_agent_config: dict[str, Any] = Field(default_factory=dict)
     review_prompt: str = Field(default="", max_length=100_000)
     secret_names: list[str] = Field(default_factory=list, max_length=100)
+    credential_secret: str | None = Field(
+        default=None, pattern=NAME_PATTERN,
+        description="Secret holding the password/token Optio's git uses for the remote (user name: in the URL)",
+    )
 
 
 class RepoOut(BaseModel):
@@ -145,6 +149,7 @@ class RepoOut(BaseModel):
     review_agent_config: dict[str, Any]
     review_prompt: str
     secret_names: list[str]
+    credential_secret: str | None = None
     created_at: datetime
 
 

@@ -45,6 +45,7 @@ def repo_out(repo: Repo) -> RepoOut:
         max_concurrent=repo.max_concurrent, agent_type=repo.agent_type, agent_config=repo.agent_config or {},
         review_agent_type=repo.review_agent_type, review_agent_config=repo.review_agent_config or {},
         review_prompt=repo.review_prompt, secret_names=list(repo.secret_names or []), created_at=repo.created_at,
+        credential_secret=repo.credential_secret,
     )
 
 

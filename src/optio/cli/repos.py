@@ -29,6 +29,9 @@ def add(
     command: str | None = typer.Option(None, "--command", help="Default script agent command for tasks"),
     max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1),
     secret: list[str] | None = typer.Option(None, "--secret", help="Secret to inject (repeatable)"),
+    credential_secret: str | None = typer.Option(
+        None, "--credential-secret", help="Secret with the password/token Optio's git uses for the remote"
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     review_config: dict[str, object] = {}
@@ -40,7 +43,7 @@ def add(
         "require_approval": require_approval, "auto_merge": auto_merge, "review_agent_type": review_agent,
         "review_agent_config": review_config, "review_prompt": review_prompt, "agent_type": agent,
         "agent_config": {"command": command} if command else {}, "max_concurrent": max_concurrent,
-        "secret_names": secret or [],
+        "secret_names": secret or [], "credential_secret": credential_secret,
     }
     repo = client_from(ctx).post("/api/repos", body)
     if as_json:

@@ -1,41 +1,62 @@
-"""Git work behind a repo task: cache clone, per-task worktrees, CI and squash-merge.
+"""Git work behind a repo task: cache clone, per-task clones, CI and squash-merge.
 
 One ``RepoCache`` stands for one remote repository on this machine. Its layout
 is a *bare* repository with a single ``origin`` remote using the standard
 ``+refs/heads/*:refs/remotes/origin/*`` refspec (``git init --bare`` plus
-``git remote add``, not ``git clone --bare``). Why:
+``git remote add``, not ``git clone --bare``). Only Optio ever writes to it.
 
-* bare, so no branch is checked out in the cache itself and every branch
-  (including the base branch) stays free for ``git worktree add``;
-* remote-tracking refs rather than a mirror, so each task worktree sees a
-  normal ``origin`` with ``origin/<branch>`` refs and the agent can run
-  ``git fetch origin && git rebase origin/<base>`` in it unaided;
-* objects and refs are shared, so a task costs a checkout, not a clone.
+Each task (and each review and CI run) gets a standalone clone of the cache
+whose ``objects/info/alternates`` points into the cache's object store, so a
+task costs a checkout, not a copy of the history, yet nothing the agent
+writes into its ``.git`` (hooks, ``core.fsmonitor``, filters, config) is ever
+read by another task or by Optio's git commands against the cache:
+
+* the clone's ``origin`` is the clone itself (``.``), so ``git fetch origin``
+  succeeds inside a sandbox that cannot see the cache, and Optio copies the
+  cache's ``refs/remotes/origin/*`` into the clone before every agent launch
+  (:meth:`RepoCache.sync_clone`): ``git fetch origin && git rebase
+  origin/<base>`` sees the current base. It has no push URL and no
+  credential: only Optio pushes, and only the task's branch;
+* Optio never runs porcelain in the clone with the clone's config: status,
+  add and commit run against the cache's repository with the clone as work
+  tree and a throwaway index; the agent's commits are copied into the cache
+  by reading the clone's object directory, and pushes go from the cache.
 
 Thread safety: several tasks of one repo run at once in threads. Operations
-that change state shared by all worktrees (fetch, worktree add/remove) hold a
+that change state shared by all tasks (fetch, clone add/remove) hold a
 per-cache lock; the lock is keyed by the cache path so separate ``RepoCache``
 objects for one cache still exclude each other. Squash-merges are serialised
 among themselves on a second lock, since they race for the same base branch
-anyway. Work inside a single worktree (commit, push, CI) runs unlocked.
+anyway. Work inside a single clone (commit, push, CI) runs unlocked.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
-from optio.forge.gitcmd import GitError, MergeConflictError, run_git, scrubbed_env
+from optio.forge.gitcmd import (
+    GitError,
+    MergeConflictError,
+    remote_access,
+    run_git,
+    scrubbed_env,
+)
+from optio.security.ssrf import Allowlist, Resolver, UnsafeURLError
 
 __all__ = [
     "CiResult",
@@ -56,6 +77,20 @@ _FETCH_ATTEMPTS = 3
 # The first fetch of a large repository can take far longer than a routine git call.
 _FETCH_TIMEOUT_S = 1800.0
 _READY_KEY = "optio.cacheready"
+# Where task clones are recorded, one file per clone naming its path (the cache stays a plain bare repo).
+_CLONES_DIR = "optio-clones"
+# The last sha Optio pushed to a task branch: a force-push may replace that, never a commit someone else pushed.
+_PUSHED_PREFIX = "refs/optio/pushed/"
+# A clone's origin has no push URL that works: only Optio publishes the agent's work.
+_NO_PUSH_URL = "/nonexistent/optio-pushes-the-task-branch-itself"
+_TASK_BRANCH = re.compile(r"optio/[0-9]+")
+_CACHE_SETTINGS = (
+    # Reflogs are off by default in bare repos; keep them for tracing what Optio did to the refs.
+    ("core.logAllRefUpdates", "true"),
+    # Tasks fetch, import and push concurrently; wait for ref locks.
+    ("core.filesRefLockTimeout", "5000"),
+    ("core.packedRefsTimeout", "5000"),
+)
 
 # Reasons a push can be refused only because someone else moved the ref first.
 _RACE_MARKERS = (
@@ -119,16 +154,46 @@ def _normalise_remote(url: str) -> str:
     return str(Path(url).expanduser().resolve())
 
 
+def _clone_branch(path: Path) -> str | None:
+    """The branch a clone has checked out, read from ``.git/HEAD`` as data (None when detached)."""
+    try:
+        head = (path / ".git" / "HEAD").read_text(errors="replace").strip()
+    except OSError:
+        return None
+    return head.removeprefix("ref:").strip() if head.startswith("ref:") else None
+
+
 def _same_path(a: Path, b: Path) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-class RepoCache:
-    """A local cache of one remote repository that hands out worktrees to tasks."""
+class UnsafeRemoteError(GitError):
+    """The remote's address is one Optio must not contact (checked before every fetch and push)."""
 
-    def __init__(self, remote_url: str, cache_dir: Path) -> None:
+
+class RepoCache:
+    """A local cache of one remote repository that hands out standalone clones to tasks.
+
+    ``credential`` returns the repo's credential (a password or token) when a
+    remote operation needs it, read fresh each time so a rotated secret applies
+    at once; ``allowlist`` and ``resolver`` feed the SSRF guard run before each
+    fetch and push.
+    """
+
+    def __init__(
+        self,
+        remote_url: str,
+        cache_dir: Path,
+        *,
+        credential: Callable[[], str | None] | None = None,
+        allowlist: Sequence[str] | Allowlist = (),
+        resolver: Resolver = socket.getaddrinfo,
+    ) -> None:
         self.remote_url = _normalise_remote(remote_url)
         self.cache_dir = Path(cache_dir).absolute()
+        self._credential = credential
+        self._allowlist = Allowlist.parse(allowlist)
+        self._resolver = resolver
         self._lock, self._merge_lock = _locks_for(self.cache_dir)
         self._ready = False
 
@@ -146,26 +211,50 @@ class RepoCache:
             if self._ready:
                 return
             if self._is_ready_cache():
-                current = self._git(["remote", "get-url", "origin"]).stdout.strip()
-                if current != self.remote_url:
-                    self._git(["remote", "set-url", "origin", self.remote_url])
+                self._restore_config()
                 self._ready = True
                 return
             self._discard_half_made_cache()
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             run_git(["init", "--bare", "--quiet", str(self.cache_dir)], cwd=self.cache_dir)
-            for key, value in (
-                # Reflogs are off by default in bare repos; --force-if-includes needs them.
-                ("core.logAllRefUpdates", "true"),
-                # Tasks (and their agents) fetch and commit concurrently; wait for ref locks.
-                ("core.filesRefLockTimeout", "5000"),
-                ("core.packedRefsTimeout", "5000"),
-            ):
+            for key, value in _CACHE_SETTINGS:
                 self._git(["config", key, value])
             self._git(["remote", "add", "origin", self.remote_url])
             self._fetch_unlocked()
             self._git(["config", "--bool", _READY_KEY, "true"])
             self._ready = True
+
+    def _restore_config(self) -> None:
+        """Rewrite the cache's config to exactly what Optio puts there and drop hooks and attributes.
+
+        A cache made before task clones shared its config, hooks, ``info/``
+        and object store with every agent's worktree, so anything could have
+        been planted there (filters, ``url.*.insteadOf``, ``include.path``,
+        alternates borrowing another repository's objects).
+        Only the object format is kept from the old file, read as data.
+        """
+        old = self.cache_dir / "config"
+        fmt = run_git(["config", "--file", str(old), "--get", "extensions.objectformat"], cwd=self.cache_dir,
+                      check=False).stdout.strip()
+        fresh = self.cache_dir / "config.optio-new"
+        fresh.unlink(missing_ok=True)
+        settings = [
+            ("core.repositoryformatversion", "1" if fmt else "0"),
+            ("core.filemode", "true"),
+            ("core.bare", "true"),
+            *_CACHE_SETTINGS,
+            ("remote.origin.url", self.remote_url),
+            ("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"),
+            (_READY_KEY, "true"),
+        ]
+        if fmt:
+            settings.append(("extensions.objectformat", fmt))
+        for key, value in settings:
+            run_git(["config", "--file", str(fresh), key, value], cwd=self.cache_dir)
+        os.replace(fresh, old)
+        shutil.rmtree(self.cache_dir / "hooks", ignore_errors=True)
+        for planted in ("info/attributes", "info/exclude", "objects/info/alternates", "objects/info/http-alternates"):
+            (self.cache_dir / planted).unlink(missing_ok=True)
 
     def _is_ready_cache(self) -> bool:
         if not (self.cache_dir / "HEAD").is_file():
@@ -194,12 +283,10 @@ class RepoCache:
             self._fetch_unlocked()
 
     def _fetch_unlocked(self) -> None:
-        # An agent may run `git fetch origin` in its worktree at the same moment;
-        # both update the same shared refs, so a lost ref-lock race is retried.
+        # Another RepoCache object for the same cache directory in another process may fetch at the same
+        # moment; both update the same refs, so a lost ref-lock race is retried.
         for attempt in range(_FETCH_ATTEMPTS):
-            proc = run_git(
-                ["fetch", "--prune", "--quiet", "origin"], cwd=self.cache_dir, timeout=_FETCH_TIMEOUT_S, check=False
-            )
+            proc = self._remote_git(["fetch", "--prune", "--quiet", "origin"], timeout=_FETCH_TIMEOUT_S, check=False)
             if proc.returncode == 0:
                 return
             lost_race = any(m in proc.stderr.lower() for m in _LOCK_MARKERS)
@@ -214,12 +301,13 @@ class RepoCache:
     # -- worktrees ---------------------------------------------------------
 
     def add_worktree(self, path: Path, branch: str, base_ref: str) -> str:
-        """Give a task its own working tree on ``branch``; returns the sha the work is based on.
+        """Give a task its own clone on ``branch``; returns the sha the work is based on.
 
-        A branch that already exists on the remote (a task resumed after a
-        restart) is checked out at the remote tip, and its base is the merge-base
-        with ``base_ref``. An existing worktree of the same branch at ``path`` is
-        reused as it is, uncommitted edits included.
+        The clone shares the cache's objects read-only (``objects/info/alternates``)
+        and nothing else. A branch that already exists on the remote (a task
+        resumed after a restart) is checked out at the remote tip, and its base is
+        the merge-base with ``base_ref``. An existing clone of the same branch at
+        ``path`` is reused as it is, uncommitted edits included.
         """
         self.ensure()
         path = Path(path).absolute()
@@ -227,30 +315,114 @@ class RepoCache:
             self._fetch_unlocked()
             base_sha = self._resolve_in(self.cache_dir, self._qualify(base_ref))
             remote_tip = self._try_resolve(f"refs/remotes/origin/{branch}")
-            entry = self._worktree_at(path)
-            if entry is not None and not entry.prunable:
-                if entry.branch != f"refs/heads/{branch}":
+            if self._is_our_clone(path):
+                current = _clone_branch(path)
+                if current != f"refs/heads/{branch}":
                     raise GitError(
-                        [],
-                        None,
-                        "",
-                        message=f"{path} is already a worktree of {entry.branch or 'a detached HEAD'}",
+                        [], None, "", message=f"{path} is already a worktree of {current or 'a detached HEAD'}"
                     )
-                head = self._resolve_in(path, "HEAD")
-                return self._merge_base(base_sha, head)
+                self._remember_clone(path)
+                return self._merge_base(base_sha, self.head_sha(path), clone=path)
+            if self._adopt_legacy_worktree(path):
+                return self.add_worktree(path, branch, base_ref)
             if path.exists():
-                if path.is_dir() and not any(path.iterdir()):
+                if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
                     path.rmdir()
                 else:
                     raise GitError([], None, "", message=f"{path} exists and is not a worktree of {branch}")
-            self._git(["worktree", "prune"])
-            path.parent.mkdir(parents=True, exist_ok=True)
             start = remote_tip or base_sha
-            self._git(["worktree", "add", "--quiet", "--no-track", "-B", branch, str(path), start])
+            self._clone(path, start, branch)
             return self._merge_base(base_sha, start) if remote_tip else base_sha
 
+    def _clone(self, path: Path, start: str, branch: str | None) -> None:
+        """A standalone repository at ``path`` on ``start``, borrowing the cache's objects.
+
+        Made with ``git init`` (no templates, so no sample hooks) plus an
+        alternates file in git's standard format and the cache's
+        remote-tracking refs; no object is copied.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._init_clone(path)
+            if branch is None:
+                run_git(["checkout", "--quiet", "--detach", start], cwd=path)
+            else:
+                run_git(["checkout", "--quiet", "-B", branch, start], cwd=path)
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        if branch is not None:
+            self._remember_clone(path)
+
+    def _init_clone(self, path: Path) -> None:
+        run_git(["init", "--quiet", str(path)], cwd=path.parent)
+        alternates = path / ".git" / "objects" / "info" / "alternates"
+        alternates.parent.mkdir(parents=True, exist_ok=True)
+        alternates.write_text(f"{self.cache_dir / 'objects'}\n")
+        # Appended as text (one process less per key): the file is the one `git init` just wrote.
+        with (path / ".git" / "config").open("a") as config:
+            config.write(
+                '[remote "origin"]\n\turl = .\n\tfetch = +refs/remotes/origin/*:refs/remotes/origin/*\n'
+                f"\tpushurl = {_NO_PUSH_URL}\n"
+            )
+        self._copy_tracking_refs(path)
+
+    def _adopt_legacy_worktree(self, path: Path) -> bool:
+        """Turn a ``git worktree`` of the cache (made before task clones) into a task clone, edits kept.
+
+        Such a worktree shares the cache's config and hooks; a task that was
+        running across the upgrade keeps its branch, HEAD and working files.
+        """
+        dotgit = Path(path).absolute() / ".git"
+        if dotgit.is_symlink() or not dotgit.is_file():
+            return False
+        with self._lock:
+            entry = self._worktree_at(path)
+            if entry is None or entry.prunable or entry.head is None:
+                return False
+            admin = Path(dotgit.read_text(errors="replace").strip().removeprefix("gitdir:").strip())
+            dotgit.unlink()
+            self._init_clone(Path(path).absolute())
+            dotgit_dir = Path(path).absolute() / ".git"
+            if entry.branch:
+                run_git(["--git-dir", str(dotgit_dir), "update-ref", entry.branch, entry.head], cwd=path)
+                run_git(["--git-dir", str(dotgit_dir), "symbolic-ref", "HEAD", entry.branch], cwd=path)
+            else:
+                run_git(["--git-dir", str(dotgit_dir), "update-ref", "--no-deref", "HEAD", entry.head], cwd=path)
+            run_git(["--git-dir", str(dotgit_dir), "read-tree", entry.head], cwd=path)
+            if os.path.realpath(admin).startswith(os.path.realpath(self.cache_dir / "worktrees") + os.sep):
+                shutil.rmtree(admin, ignore_errors=True)
+            self._git(["worktree", "prune"], check=False)
+            if entry.branch:
+                self._git(["branch", "-D", entry.branch.removeprefix("refs/heads/")], check=False)
+                self._remember_clone(Path(path).absolute())
+            log.info("worktree.adopted_as_clone", path=str(path))
+            return True
+
+    def sync_clone(self, clone: Path) -> None:
+        """Give the clone the cache's current ``origin/*`` refs (before an agent starts or resumes in it).
+
+        Written with ``update-ref``, never a fetch: a fetch in the clone would
+        read remote settings (``uploadpack``, ``url``) from a config the agent
+        may have rewritten. The objects are already there, through alternates.
+        """
+        clone = Path(clone).absolute()
+        self._adopt_legacy_worktree(clone)
+        if not self._is_our_clone(clone):
+            return
+        self._copy_tracking_refs(clone)
+
+    def _copy_tracking_refs(self, clone: Path) -> None:
+        listed = self._git(["for-each-ref", "--format=%(objectname) %(refname)", "refs/remotes/origin/"]).stdout
+        updates = "".join(
+            f"update {ref} {sha}\n" for sha, _, ref in (line.partition(" ") for line in listed.splitlines()) if ref
+        )
+        if updates:
+            dotgit = self._objects_of(clone).parent
+            run_git(["--git-dir", str(dotgit), "update-ref", "--stdin"], cwd=clone, input=updates)
+
     def remove_worktree(self, path: Path) -> None:
-        """Throw a task's worktree and local branch away; missing paths are fine.
+        """Throw a task's clone away; missing paths are fine.
 
         The caller pushes anything worth keeping first: the branch on the
         remote is what survives a task, not the local checkout.
@@ -258,6 +430,9 @@ class RepoCache:
         self.ensure()
         path = Path(path).absolute()
         with self._lock:
+            if self._is_our_clone(path) or (self._clone_record(path).exists() and not path.is_symlink()):
+                shutil.rmtree(path, ignore_errors=True)
+            self._forget_clone(path)
             entry = self._worktree_at(path)
             if entry is not None and not entry.prunable:
                 proc = self._git(["worktree", "remove", "--force", "--force", str(entry.path)], check=False)
@@ -272,6 +447,116 @@ class RepoCache:
                 if not still_used:
                     self._git(["branch", "-D", entry.branch.removeprefix("refs/heads/")], check=False)
 
+    # -- task clones -----------------------------------------------------------
+
+    def _is_our_clone(self, path: Path) -> bool:
+        """A real directory whose ``.git`` is a real directory borrowing this cache's objects."""
+        dotgit = path / ".git"
+        if path.is_symlink() or dotgit.is_symlink() or not dotgit.is_dir():
+            return False
+        try:
+            lines = (dotgit / "objects" / "info" / "alternates").read_text(errors="replace").splitlines()
+        except OSError:
+            return False
+        ours = os.path.realpath(self.cache_dir / "objects")
+        return any(os.path.realpath(line.strip()) == ours for line in lines if line.strip())
+
+    def _clone_record(self, path: Path) -> Path:
+        digest = hashlib.sha256(os.fsencode(os.path.abspath(path))).hexdigest()[:32]
+        return self.cache_dir / _CLONES_DIR / digest
+
+    def _remember_clone(self, path: Path) -> None:
+        record = self._clone_record(path)
+        record.parent.mkdir(exist_ok=True)
+        record.write_text(str(Path(path).absolute()))
+
+    def _forget_clone(self, path: Path) -> None:
+        self._clone_record(path).unlink(missing_ok=True)
+
+    def _clones(self) -> list[Path]:
+        folder = self.cache_dir / _CLONES_DIR
+        if not folder.is_dir():
+            return []
+        found = []
+        for record in sorted(folder.iterdir()):
+            path = Path(record.read_text())
+            if self._is_our_clone(path):
+                found.append(path)
+        return found
+
+    def _objects_of(self, clone: Path) -> Path:
+        """The clone's own object directory, after checking the agent did not rewire its ``.git``.
+
+        Refused: a ``.git`` swapped for a link or file, a ``commondir`` (which
+        would make Optio's ref writes land in another repository), and
+        alternates naming anything but this cache (git follows alternates of
+        alternates, so Optio would read, and could push, objects of any
+        repository on the host).
+        """
+        dotgit = Path(clone) / ".git"
+        if dotgit.is_symlink() or not dotgit.is_dir() or (dotgit / "commondir").exists():
+            raise GitError([], None, "", message=f"{clone} is not a task clone (its .git was rewired)")
+        objects = dotgit / "objects"
+        ours = os.path.realpath(self.cache_dir / "objects")
+        try:
+            lines = (objects / "info" / "alternates").read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            lines = []
+        for line in lines:
+            entry = line.strip()
+            if entry and not entry.startswith("#") and os.path.realpath(objects / entry) != ours:
+                raise GitError([], None, "", message=f"{clone} borrows objects from outside its repo cache")
+        return objects
+
+    def _with_clone(self, clone: Path) -> dict[str, str]:
+        """Environment for a command in the cache that must also see the clone's objects (read-only)."""
+        return {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(self._objects_of(clone))}
+
+    @contextlib.contextmanager
+    def _scratch_index(self, clone: Path, head: str) -> Iterator[dict[str, str]]:
+        """A throwaway index of ``head`` for looking at the clone's files through the cache's repository.
+
+        The cache's config (Optio's own) applies, not the clone's: no filter,
+        fsmonitor or hook the agent configured can run. The clone's own index
+        lends only its stat data (``read-tree -m`` keeps it for entries that
+        match ``head``), so a large tree is not re-hashed on every commit.
+        """
+        with tempfile.TemporaryDirectory(prefix="optio-index-") as tmp:
+            index = Path(tmp) / "index"
+            env = {**self._with_clone(clone), "GIT_INDEX_FILE": str(index)}
+            own = self._objects_of(clone).parent / "index"
+            seeded = False
+            if own.is_file() and not own.is_symlink():
+                shutil.copyfile(own, index)
+                seeded = self._cache_git(["read-tree", "-m", head], clone=clone, env=env, check=False).returncode == 0
+            if not seeded:
+                index.unlink(missing_ok=True)
+                self._cache_git(["read-tree", head], clone=clone, env=env)
+            yield env
+
+    def _cache_git(
+        self, args: list[str], *, clone: Path, env: dict[str, str], check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        argv = ["--git-dir", str(self.cache_dir), "--work-tree", str(Path(clone).absolute()), *args]
+        return run_git(argv, cwd=clone, env=env, check=check)
+
+    def _import(self, clone: Path, sha: str) -> None:
+        """Copy the objects of ``sha`` the cache lacks from the clone's object directory into the cache.
+
+        Reads the clone's objects as data (git's own ``pack-objects``); runs
+        nothing inside the clone, so its config and hooks never matter.
+        """
+        if self._git(["rev-list", "--quiet", "--objects", sha, "--not", "--all"], check=False).returncode == 0:
+            return
+        tips = self._git(["for-each-ref", "--format=%(objectname)"]).stdout.split()
+        revs = "".join([f"{sha}\n", *(f"^{t}\n" for t in dict.fromkeys(tips))])
+        run_git(
+            ["pack-objects", "--revs", "--quiet", str(self.cache_dir / "objects" / "pack" / "pack")],
+            cwd=self.cache_dir,
+            env=self._with_clone(clone),
+            input=revs,
+        )
+
     def _is_our_stray_worktree(self, path: Path) -> bool:
         """A directory whose ``.git`` file points into this cache but that git no longer lists."""
         dotgit = path / ".git"
@@ -283,8 +568,10 @@ class RepoCache:
         return os.path.realpath(gitdir).startswith(worktrees_dir + os.sep)
 
     def list_worktrees(self) -> list[Path]:
+        """Task and review clones (and any ``git worktree`` left from before clones) of this cache."""
         self.ensure()
-        return [w.path for w in self._worktrees() if not w.prunable]
+        with self._lock:
+            return self._clones() + [w.path for w in self._worktrees() if not w.prunable]
 
     def _worktrees(self) -> list[_Worktree]:
         out = self._git(["worktree", "list", "--porcelain", "-z"]).stdout
@@ -315,51 +602,91 @@ class RepoCache:
                 return w
         return None
 
-    # -- inside a task's worktree -------------------------------------------
+    # -- inside a task's clone ---------------------------------------------------
 
     def has_changes(self, worktree: Path) -> bool:
-        out = run_git(["status", "--porcelain", "--untracked-files=all"], cwd=worktree).stdout
-        return bool(out.strip())
+        # Plumbing, not `status`: the repository's HEAD here is the cache's, and the clone's HEAD is what counts.
+        with self._scratch_index(worktree, self.head_sha(worktree)) as env:
+            self._cache_git(["update-index", "-q", "--refresh"], clone=worktree, env=env, check=False)
+            if self._cache_git(["diff-files", "--quiet"], clone=worktree, env=env, check=False).returncode != 0:
+                return True
+            untracked = self._cache_git(["ls-files", "--others", "--exclude-standard", "-z"], clone=worktree, env=env)
+        return bool(untracked.stdout.strip("\0"))
 
     def commit_all(self, worktree: Path, message: str) -> str | None:
         """Commit whatever the agent left behind; None when there is nothing.
 
-        Hooks are skipped: this commit only preserves the agent's work, and the
-        repo's CI is the gate that judges it.
+        The commit is built against the cache's repository (the clone's files
+        as work tree, a throwaway index), so nothing the agent configured in
+        its ``.git`` runs; the clone's HEAD and index are then moved to it, as
+        if the agent had committed itself. No hooks: this commit only preserves
+        the agent's work, and the repo's CI is the gate that judges it.
         """
-        run_git(["add", "-A"], cwd=worktree)
-        if run_git(["diff", "--cached", "--quiet"], cwd=worktree, check=False).returncode == 0:
-            return None
-        run_git(["commit", "--quiet", "--no-verify", "-m", message], cwd=worktree)
-        return self.head_sha(worktree)
+        head = self.head_sha(worktree)
+        with self._scratch_index(worktree, head) as env:
+            self._cache_git(["add", "-A"], clone=worktree, env=env)
+            tree = self._cache_git(["write-tree"], clone=worktree, env=env).stdout.strip()
+            head_tree = self._cache_git(["rev-parse", f"{head}^{{tree}}"], clone=worktree, env=env).stdout.strip()
+            if tree == head_tree:
+                return None
+            sha = self._cache_git(["commit-tree", tree, "-p", head, "-m", message], clone=worktree, env=env)
+            sha_text = sha.stdout.strip()
+            dotgit = self._objects_of(worktree).parent
+            # The new commit lives in the cache, which the clone borrows from: its HEAD can point at it.
+            run_git(["--git-dir", str(dotgit), "update-ref", "-m", "optio: commit the agent's work", "HEAD",
+                     sha_text, head], cwd=worktree)
+            staged = Path(env["GIT_INDEX_FILE"])
+            target = dotgit / "index"
+            shutil.copyfile(staged, target.with_name("index.optio"))
+            os.replace(target.with_name("index.optio"), target)
+        return sha_text
 
     def head_sha(self, worktree: Path) -> str:
-        return self._resolve_in(worktree, "HEAD")
+        self._adopt_legacy_worktree(worktree)
+        dotgit = self._objects_of(worktree).parent
+        return run_git(["--git-dir", str(dotgit), "rev-parse", "--verify", "HEAD^{commit}"],
+                       cwd=worktree).stdout.strip()
 
     def commits_ahead(self, worktree: Path, base_ref: str) -> int:
-        out = run_git(["rev-list", "--count", f"{self._qualify(base_ref)}..HEAD"], cwd=worktree).stdout
+        head = self.head_sha(worktree)
+        out = self._cache_git(["rev-list", "--count", f"{self._qualify(base_ref)}..{head}"], clone=worktree,
+                              env=self._with_clone(worktree)).stdout
         return int(out.strip())
 
     def push_branch(self, worktree: Path, branch: str) -> str:
-        """Publish the worktree's HEAD as ``branch`` on the remote; returns the pushed sha.
+        """Publish the clone's HEAD as ``branch`` on the remote; returns the pushed sha.
 
-        Forced, because the agent may have rebased, but leased against our
-        ``origin/<branch>`` and required to include it, so a commit someone
-        else pushed to the branch is never silently thrown away.
+        Pushed from the cache (the clone has neither the remote's URL nor its
+        credential), and only to a task branch. Forced, because the agent may
+        have rebased, but only over a commit Optio itself pushed there or one
+        the new head includes, and leased against the tip Optio saw, so a
+        commit someone else pushed to the branch is never silently thrown away.
         """
+        if not _TASK_BRANCH.fullmatch(branch):
+            raise GitError([], None, "", message=f"Optio pushes only task branches (optio/<id>), not {branch!r}")
         sha = self.head_sha(worktree)
-        run_git(
+        self._import(worktree, sha)
+        tip = self._try_resolve(f"refs/remotes/origin/{branch}")
+        ours = self._try_resolve(f"{_PUSHED_PREFIX}{branch}")
+        if tip is not None and tip not in (sha, ours) and not self._is_ancestor(tip, sha):
+            raise GitError(
+                ["push", "origin", f"{sha}:refs/heads/{branch}"],
+                1,
+                "",
+                message=f"refusing to push {branch}: the remote has {tip[:10]}, which Optio did not push and "
+                f"{sha[:10]} does not include",
+            )
+        self._remote_git(
             [
                 "push",
                 "--quiet",
                 "--no-verify",
-                f"--force-with-lease=refs/heads/{branch}",
-                "--force-if-includes",
+                f"--force-with-lease=refs/heads/{branch}:{tip or ''}",
                 "origin",
                 f"{sha}:refs/heads/{branch}",
-            ],
-            cwd=worktree,
+            ]
         )
+        self._git(["update-ref", f"{_PUSHED_PREFIX}{branch}", sha])
         return sha
 
     # -- review-time operations on the cache ---------------------------------
@@ -409,8 +736,7 @@ class RepoCache:
         checkout = scratch / "checkout"
         log_path = scratch / "output.log"
         try:
-            with self._lock:
-                self._git(["worktree", "add", "--quiet", "--detach", str(checkout), sha])
+            self._clone(checkout, sha, None)
             started = time.monotonic()
             exit_code = _run_in_group(
                 ["sh", "-c", command],
@@ -535,7 +861,7 @@ class RepoCache:
                 commit.append("--allow-empty")  # the merge still gets a commit of its own to record
             run_git(commit, cwd=checkout)
             new_sha = self._resolve_in(checkout, "HEAD")
-            push = run_git(
+            push = self._remote_git(
                 ["push", "--porcelain", "--no-verify", "origin", f"{new_sha}:refs/heads/{base_branch}"],
                 cwd=checkout,
                 check=False,
@@ -549,12 +875,16 @@ class RepoCache:
 
     def delete_remote_branch(self, branch: str) -> None:
         """Best-effort cleanup of a finished task's branch; failure is only logged."""
+        if not _TASK_BRANCH.fullmatch(branch):
+            log.warning("delete_remote_branch.refused", branch=branch)
+            return
         try:
             self.ensure()
-            proc = self._git(["push", "--quiet", "--no-verify", "origin", "--delete", branch], check=False)
+            proc = self._remote_git(["push", "--quiet", "--no-verify", "origin", "--delete", branch], check=False)
             if proc.returncode != 0 and "remote ref does not exist" not in proc.stderr:
                 log.warning("delete_remote_branch.failed", branch=branch, stderr=proc.stderr.strip()[-500:])
             self._git(["update-ref", "-d", f"refs/remotes/origin/{branch}"], check=False)
+            self._git(["update-ref", "-d", f"{_PUSHED_PREFIX}{branch}"], check=False)
         except GitError as exc:
             log.warning("delete_remote_branch.failed", branch=branch, error=str(exc))
 
@@ -562,6 +892,24 @@ class RepoCache:
 
     def _git(self, args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run_git(args, cwd=self.cache_dir, check=check)
+
+    def _remote_git(
+        self, args: list[str], *, cwd: Path | None = None, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        """A git command that talks to the remote: the SSRF check, pinned address and credential, every time."""
+        credential = self._credential() if self._credential is not None else None
+        try:
+            access = remote_access(
+                self.remote_url, credential=credential, allowlist=self._allowlist, resolver=self._resolver
+            )
+        except UnsafeURLError as exc:
+            raise UnsafeRemoteError(args, None, "", message=f"refusing to contact the remote: {exc}") from None
+        return run_git(
+            args, cwd=cwd or self.cache_dir, config=access.config, env=access.env, check=check, timeout=timeout
+        )
+
+    def _is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        return self._git(["merge-base", "--is-ancestor", ancestor, descendant], check=False).returncode == 0
 
     def _qualify(self, ref: str) -> str:
         """Map a base name like ``main`` or ``origin/main`` to the remote-tracking ref.
@@ -585,8 +933,9 @@ class RepoCache:
     def _resolve_in(cwd: Path, ref: str) -> str:
         return run_git(["rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=cwd).stdout.strip()
 
-    def _merge_base(self, a: str, b: str) -> str:
-        proc = self._git(["merge-base", a, b], check=False)
+    def _merge_base(self, a: str, b: str, *, clone: Path | None = None) -> str:
+        env = self._with_clone(clone) if clone is not None else None
+        proc = run_git(["merge-base", a, b], cwd=self.cache_dir, env=env, check=False)
         return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else a
 
     def _ensure_commit(self, sha: str) -> str:
@@ -600,6 +949,9 @@ class RepoCache:
         return found
 
     def _discard_worktree(self, path: Path) -> None:
+        if self._is_our_clone(path):
+            shutil.rmtree(path, ignore_errors=True)
+            return
         with self._lock:
             if self._worktree_at(path) is not None:
                 proc = self._git(["worktree", "remove", "--force", "--force", str(path)], check=False)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import structlog
 from sqlalchemy import select, update
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from optio.errors import Conflict, NotFound
 from optio.forge.base import CiInfo, PullRequestInfo, ReviewInfo
-from optio.forge.git import CiResult, MergeConflictError, RepoCache
+from optio.forge.git import CiResult, GitError, MergeConflictError, RepoCache
 from optio.forge.merge_gates import require_merge_gates
 from optio.store import queue
 from optio.store.db import Database
@@ -56,11 +57,14 @@ class LocalForge:
     name = "local"
 
     def __init__(self, db: Database, data_dir: Path, *, ci_workers: int = 2,
-                 redact: Callable[[str, int, int | None], str] | None = None) -> None:
+                 redact: Callable[[str, int, int | None], str] | None = None, secrets: Any = None,
+                 outbound_allowlist: Sequence[str] = ()) -> None:
         self.db = db
         self.data_dir = data_dir
         # (text, workspace id, repo id) -> text masked with that workspace's and repo's secrets
         self.redact: Callable[[str, int, int | None], str] = redact or (lambda text, _ws, _repo: text)
+        self.secrets = secrets  # provider with env_for(workspace_id, names, repo_id=None) -> dict[str, str]
+        self.outbound_allowlist = list(outbound_allowlist)
         self._caches: dict[int, RepoCache] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=ci_workers, thread_name_prefix="optio-ci")
@@ -73,9 +77,23 @@ class LocalForge:
         with self._lock:
             cache = self._caches.get(repo.id)
             if cache is None:
-                cache = RepoCache(repo.remote_url, self.data_dir / "repos" / str(repo.id) / "cache.git")
+                repo_id = repo.id
+                cache = RepoCache(repo.remote_url, self.data_dir / "repos" / str(repo.id) / "cache.git",
+                                  credential=lambda: self.credential(repo_id), allowlist=self.outbound_allowlist)
                 self._caches[repo.id] = cache
             return cache
+
+    def credential(self, repo_id: int) -> str | None:
+        """The repo's own git credential, read at each remote operation so a changed secret applies at once."""
+        with self.db.read() as session:
+            repo = self._repo(session, repo_id)
+            name, workspace_id = repo.credential_secret, repo.workspace_id
+        if not name:
+            return None
+        value = None if self.secrets is None else self.secrets.env_for(workspace_id, [name], repo_id=repo_id).get(name)
+        if value is None:
+            raise GitError([], None, "", message=f"the repo's credential secret {name!r} does not exist")
+        return str(value)
 
     def _repo(self, session: Session, repo_id: int) -> Repo:
         repo = session.get(Repo, repo_id)

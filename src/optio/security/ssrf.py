@@ -253,11 +253,38 @@ def check_url(
     The message names the host and the reason but never the full URL, since
     webhook URLs often carry a secret in their path or query.
     """
+    _checked(url, Allowlist.parse(allowlist), resolver, pin=False)
+
+
+def pin_url(
+    url: str | httpx.URL,
+    *,
+    allowlist: Sequence[str] | Allowlist = (),
+    resolver: Resolver = socket.getaddrinfo,
+) -> tuple[str, int, IPAddress | None]:
+    """Check ``url`` like :func:`check_url` and return ``(host, port, address)`` to connect to.
+
+    For a client that resolves names itself (git through curl), connecting to
+    exactly the checked address (e.g. ``CURLOPT_RESOLVE``) closes the window
+    in which a name could be re-resolved elsewhere. ``address`` is None when
+    the host is already an IP literal.
+    """
+    return _checked(url, Allowlist.parse(allowlist), resolver, pin=True)
+
+
+def _checked(url: str | httpx.URL, allowed: Allowlist, resolver: Resolver, *, pin: bool
+             ) -> tuple[str, int, IPAddress | None]:
     host, port = _split_url(url)
-    allowed = Allowlist.parse(allowlist)
+    literal = _literal_address(host) is not None
     if allowed.allows_host(host):
-        return
-    for address in _resolve(host, port, resolver):
+        if not pin:
+            return host, port, None
+        try:
+            return host, port, None if literal else _resolve(host, port, resolver)[0]
+        except UnsafeURLError:
+            return host, port, None  # allowed by name; the client reports a name that does not resolve
+    addresses = _resolve(host, port, resolver)
+    for address in addresses:
         if allowed.allows_address(address):
             continue
         reason = why_unsafe(address)
@@ -271,6 +298,7 @@ def check_url(
             f"refusing to call {shown}; if Optio should reach it, add {entries} (or a CIDR covering it) "
             f"to the outbound allowlist ({ALLOWLIST_SETTING})"
         )
+    return host, port, None if literal else addresses[0]
 
 
 def _merged_hooks(kwargs: dict[str, Any], hook: Callable[..., Any]) -> dict[str, list[Callable[..., Any]]]:

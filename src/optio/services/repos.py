@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -11,6 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from optio.errors import Invalid
+from optio.forge.gitcmd import GitError, RemoteAccess, remote_access, run_git
+from optio.security.ssrf import Allowlist, UnsafeURLError
 from optio.services.jobs import validate_agent
 from optio.services.named import find_by_ref, insert_unique
 from optio.store.db import Database
@@ -40,11 +42,12 @@ def _utf8(text: str) -> bool:
     return True
 
 
-def detect_default_branch(remote: str) -> str | None:
+def detect_default_branch(remote: str, access: RemoteAccess | None = None) -> str | None:
+    access = access or remote_access(remote)
     try:
-        out = subprocess.run(["git", "ls-remote", "--symref", remote, "HEAD"], capture_output=True, text=True,
-                             timeout=30, env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"})
-    except (OSError, subprocess.TimeoutExpired):
+        out = run_git(["ls-remote", "--symref", remote, "HEAD"], cwd=Path("/"), timeout=30, check=False,
+                      config=access.config, env=access.env)
+    except (OSError, GitError):
         return None
     if out.returncode != 0:
         raise Invalid(f"{remote!r} is not a reachable git repository: {out.stderr.strip()[:300]}",
@@ -55,9 +58,15 @@ def detect_default_branch(remote: str) -> str | None:
     return None
 
 
-def add_repo(db: Database, workspace_id: int, data: dict[str, Any]) -> Repo:
+def add_repo(db: Database, workspace_id: int, data: dict[str, Any], *, credential: str | None = None,
+             allowlist: Sequence[str] | Allowlist = ()) -> Repo:
+    """``credential`` is the value of ``data["credential_secret"]``, for reaching a private remote now."""
     remote = normalise_remote(data["remote_url"])
-    detected = detect_default_branch(remote)
+    try:
+        access = remote_access(remote, credential=credential, allowlist=allowlist)
+    except UnsafeURLError as exc:
+        raise Invalid(str(exc), field="remote_url") from None
+    detected = detect_default_branch(remote, access)
     branch = data.get("default_branch") or detected or "main"
     name = data.get("name") or Path(urlparse(remote).path).name.removesuffix(".git") or "repo"
     validate_agent(data.get("agent_type") or "script", data.get("agent_config") or {"command": "true"})
@@ -70,7 +79,7 @@ def add_repo(db: Database, workspace_id: int, data: dict[str, Any]) -> Repo:
         agent_type=data.get("agent_type") or "script", agent_config=data.get("agent_config") or {},
         review_agent_type=data.get("review_agent_type") or None,
         review_agent_config=data.get("review_agent_config") or {}, review_prompt=data.get("review_prompt") or "",
-        secret_names=list(data.get("secret_names") or []),
+        secret_names=list(data.get("secret_names") or []), credential_secret=data.get("credential_secret") or None,
     )
     return insert_unique(db, repo, "repo")
 

@@ -208,6 +208,9 @@ class Repo(WorkspaceScoped, Timestamps, Base):
     review_agent_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     review_prompt: Mapped[str] = mapped_column(Text, default="")
     secret_names: Mapped[list[Any]] = mapped_column(default=list)
+    # Name of the secret (workspace or repo scope) Optio's own git authenticates to the remote with; never the
+    # operator's credential helpers or ssh keys.
+    credential_secret: Mapped[str | None] = mapped_column(String(200), default=None)
     next_pr_number: Mapped[int] = mapped_column(Integer, default=1)
     # A vendor rate-limited one of this repo's agents: until then, run one agent at a time.
     rate_limited_until: Mapped[datetime | None] = mapped_column(default=None)

@@ -28,7 +28,16 @@ def add_repo(body: RepoCreate, ctx: Ctx = Depends(get_ctx)) -> RepoOut:
             check_url(url, allowlist=ctx.optio.settings.outbound_allowlist)
         except UnsafeURLError as exc:
             raise Invalid(str(exc), field="remote_url") from None
-    return repo_out(repo_service.add_repo(ctx.db, ctx.workspace_id, body.model_dump()))
+    credential = None
+    if body.credential_secret:
+        # Read now so a private remote's default branch can be detected; the forge reads it again on each use.
+        credential = ctx.optio.auth.secrets.env_for(ctx.workspace_id, [body.credential_secret]).get(
+            body.credential_secret
+        )
+        if credential is None:
+            raise Invalid(f"no secret named {body.credential_secret!r} in this workspace", field="credential_secret")
+    return repo_out(repo_service.add_repo(ctx.db, ctx.workspace_id, body.model_dump(), credential=credential,
+                                          allowlist=ctx.optio.settings.outbound_allowlist))
 
 
 @router.get("", response_model=list[RepoOut])

@@ -186,15 +186,25 @@ class RepoTaskHandler:
                     "OPTIO_BASE_BRANCH": extra["default_branch"], **AGENT_GIT_IDENTITY})
         if action.resume_reason:
             env["OPTIO_RESUME_REASON"] = action.resume_reason
+        cwd = Path(extra["worktree"] or worktree_path(ctx, task_id))
+
+        def sync_origin() -> None:
+            # The clone's origin/* are Optio's copy of the cache's: bring them current so a resumed agent's
+            # `git fetch origin && git rebase origin/<base>` sees the base as it is now.
+            with ctx.db.read() as session:
+                repo = session.get(Repo, extra["repo_id"])
+            if repo is not None:
+                forge_of(ctx).cache(repo).sync_clone(cwd)
+
         processes.launch(
             ctx,
             processes.LaunchRequest(
                 kind=KIND, run_id=task_id, workspace_id=loaded.workspace_id, attempt=attempt,
                 agent_type=extra["agent_type"], agent_config=extra["agent_config"],
                 prompt=action.prompt or loaded.snapshot.prompt,
-                cwd=Path(extra["worktree"] or worktree_path(ctx, task_id)), env=env,
+                cwd=cwd, env=env,
                 timeout_s=extra["agent_config"].get("timeout_s") or ctx.settings.agent_timeout_s,
-                resume_session_id=extra["session_id"] if action.resume_reason else None,
+                resume_session_id=extra["session_id"] if action.resume_reason else None, prepare=sync_origin,
             ),
         )
 
