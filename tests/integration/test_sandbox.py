@@ -194,12 +194,14 @@ def test_git_commits_in_a_clone_that_borrows_the_cache_objects(world: World, tmp
         f"""
         echo change > new.txt && git add new.txt && git commit -qm 'agent commit' && echo committed
         git log --oneline | wc -l
+        git fetch -q origin && git rev-parse --verify -q origin/main >/dev/null && echo fetched-from-the-cache
         touch {alternates}/planted || echo cache-objects-read-only
         """,
         cwd=clone, env=IDENTITY,
     )
     assert code == 0, out
-    assert "committed" in out and "stdout: 2" in out and "cache-objects-read-only" in out, out
+    for expected in ("committed", "stdout: 2", "fetched-from-the-cache", "cache-objects-read-only"):
+        assert expected in out, (expected, out)
     assert sorted(p.name for p in (cache / "objects").rglob("*")) == packs_before
     log = subprocess.run(["git", "log", "-1", "--format=%s"], cwd=clone, capture_output=True, text=True)
     assert log.stdout.strip() == "agent commit"

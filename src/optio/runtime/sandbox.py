@@ -238,7 +238,39 @@ def git_metadata(mounts: Mounts) -> tuple[list[Path], list[Path], list[Path]]:
                 (writable if rw else readonly).append(gitdir)
         if objects is not None:
             readonly += [p for p in _alternates(objects) if p not in readonly]
+            readonly += [p for p in _local_remotes(objects.parent / "config") if p not in readonly]
     return readonly, writable, list(dict.fromkeys(masks))
+
+
+_REMOTE_SECTION = re.compile(r'^\s*\[\s*remote\s+"[^"]*"\s*\]', re.IGNORECASE)
+_SECTION = re.compile(r"^\s*\[")
+_URL = re.compile(r"^\s*url\s*=\s*(.+?)\s*$", re.IGNORECASE)
+
+
+def _local_remotes(config: Path) -> list[Path]:
+    """Remotes on this machine (a path or ``file://``), shown read-only so ``git fetch`` works inside.
+
+    A task's clone fetches from the repo cache; nothing inside can write to a remote shown this way.
+    """
+    try:
+        lines = config.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    found: list[Path] = []
+    in_remote = False
+    for line in lines:
+        if _SECTION.match(line):
+            in_remote = bool(_REMOTE_SECTION.match(line))
+            continue
+        match = _URL.match(line) if in_remote else None
+        if match is None:
+            continue
+        url = match.group(1).strip('"')
+        if url.startswith("file://"):
+            url = url[len("file://") :]
+        if os.path.isabs(url) and Path(url).is_dir():
+            found.append(Path(url).resolve())
+    return found
 
 
 def _gitdir_of(dotgit: Path) -> Path | None:
