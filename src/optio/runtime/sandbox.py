@@ -237,8 +237,12 @@ def git_metadata(mounts: Mounts) -> tuple[list[Path], list[Path], list[Path]]:
             else:
                 (writable if rw else readonly).append(gitdir)
         if objects is not None:
-            readonly += [p for p in _alternates(objects) if p not in readonly]
-            readonly += [p for p in _local_remotes(objects.parent / "config") if p not in readonly]
+            borrowed = _alternates(objects)
+            readonly += [p for p in borrowed if p not in readonly]
+            # The remotes of the checkout and of the repositories it borrows from (the cache's upstream):
+            # a local remote is shown read-only as a network one is reachable read-only.
+            for config in (objects.parent / "config", *(b.parent / "config" for b in borrowed)):
+                readonly += [p for p in _local_remotes(config) if p not in readonly]
     return readonly, writable, list(dict.fromkeys(masks))
 
 
@@ -247,11 +251,14 @@ _SECTION = re.compile(r"^\s*\[")
 _URL = re.compile(r"^\s*url\s*=\s*(.+?)\s*$", re.IGNORECASE)
 
 
-def _local_remotes(config: Path) -> list[Path]:
+def _local_remotes(config: Path, depth: int = 0) -> list[Path]:
     """Remotes on this machine (a path or ``file://``), shown read-only so ``git fetch`` works inside.
 
-    A task's clone fetches from the repo cache; nothing inside can write to a remote shown this way.
+    A task's clone fetches from the repo cache, whose own remote may be a local repository too (one more
+    level is followed); nothing inside can write to a remote shown this way.
     """
+    if depth > 1:
+        return []
     try:
         lines = config.read_text(errors="replace").splitlines()
     except OSError:
@@ -269,7 +276,11 @@ def _local_remotes(config: Path) -> list[Path]:
         if url.startswith("file://"):
             url = url[len("file://") :]
         if os.path.isabs(url) and Path(url).is_dir():
-            found.append(Path(url).resolve())
+            remote = Path(url).resolve()
+            found.append(remote)
+            for nested in (remote / "config", remote / ".git" / "config"):
+                if nested.is_file():
+                    found += _local_remotes(nested, depth + 1)
     return found
 
 
