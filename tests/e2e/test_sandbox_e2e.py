@@ -186,11 +186,15 @@ def test_a_server_with_auth_refuses_to_start_without_a_sandbox(tmp_path: Path) -
 
 
 def test_sandbox_off_must_be_explicit_and_is_announced(tmp_path: Path) -> None:
-    server = OptioServer(tmp_path / "data", env={"PATH": fake_bwrap(tmp_path), "OPTIO_SANDBOX": "off"}).start()
-    try:
-        assert "sandbox is OFF" in server.log()
-    finally:
-        server.stop()
+    """Unconfined agents only with OPTIO_SANDBOX=off, or on a single-user server (auth disabled) under auto."""
+    path = fake_bwrap(tmp_path)
+    for name, env in (("off", {"OPTIO_SANDBOX": "off"}),
+                      ("single-user", {"OPTIO_SANDBOX": "auto", "OPTIO_AUTH": "disabled"})):
+        server = OptioServer(tmp_path / name, env={"PATH": path, **env}).start()
+        try:
+            assert "sandbox is OFF" in server.log()
+        finally:
+            server.stop()
 
 
 def test_agents_doctor_reports_the_sandbox(tmp_path: Path) -> None:
