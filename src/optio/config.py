@@ -40,6 +40,19 @@ class Settings(BaseSettings):
     )
     log_level: str = "info"
 
+    # --- the sandbox around agents, CI and review commands (bubblewrap) -----------------------------------
+    sandbox: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="auto = on when bubblewrap works (else refuse to start with auth on); on = required; "
+        "off = explicit, single-user machine only",
+    )
+    sandbox_memory_mb: int = Field(default=16384, ge=0, description="Address-space limit per run process; 0 = none")
+    sandbox_max_processes: int = Field(default=4096, ge=0, description="Process limit per run (not for root); 0 = none")
+    sandbox_max_file_mb: int = Field(default=8192, ge=0, description="Largest file a run may write; 0 = none")
+    sandbox_readonly_paths: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Extra host dirs shown read-only in the sandbox (comma-separated)"
+    )
+
     # --- auth, secrets and request limits -------------------------------------------------------------
     auth: Literal["enabled", "disabled"] = Field(
         default="enabled", description="'disabled' only for a single-user laptop: binds 127.0.0.1 and warns"
@@ -80,6 +93,13 @@ class Settings(BaseSettings):
     login_rate_limit: int = Field(default=10, ge=1, description="Login attempts per client per window")
     webhook_rate_limit: int = Field(default=60, ge=1, description="Webhook deliveries per client per window")
     rate_limit_window_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("sandbox_readonly_paths", mode="before")
+    @classmethod
+    def _split_paths(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("outbound_allowlist", "trusted_proxies", "allowed_hosts", mode="before")
     @classmethod

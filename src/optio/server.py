@@ -17,6 +17,7 @@ from optio.control.kinds.repo import RepoTaskHandler
 from optio.control.kinds.review import ReviewRunHandler
 from optio.control.worker import WorkerPool, resync
 from optio.forge.local import LocalForge
+from optio.runtime import sandbox as run_sandbox
 from optio.runtime.local import LocalRuntime
 from optio.security import private_file
 from optio.security.redact import default_redactor
@@ -77,9 +78,12 @@ def build(settings: Settings) -> Optio:
         RepoTaskHandler.kind: RepoTaskHandler(),
         ReviewRunHandler.kind: ReviewRunHandler(),
     }
+    # Raises (the server does not start) when a multi-user server cannot confine its agents.
+    sandbox = run_sandbox.from_settings(settings)
     ctx.forge = LocalForge(db, settings.resolved_data_dir, redact=ctx.redact, secrets=auth.secrets,
                            outbound_allowlist=settings.outbound_allowlist)
-    ctx.runtime = LocalRuntime(processes.DbSink(ctx))
+    ctx.forge.sandbox = sandbox
+    ctx.runtime = LocalRuntime(processes.DbSink(ctx), sandbox=sandbox)
     return Optio(settings=settings, ctx=ctx, workers=WorkerPool(ctx), auth=auth)
 
 

@@ -19,7 +19,7 @@ def doctor(path: str, extra: dict[str, str] | None = None) -> list[dict]:
     env = {"PATH": path, "HOME": "/nonexistent", **(extra or {})}
     res = subprocess.run([sys.executable, "-m", "optio.cli.main", "agents", "doctor", "--json"], env=env,
                          capture_output=True, text=True, timeout=120, check=True)
-    return json.loads(res.stdout)
+    return json.loads(res.stdout)["agents"]
 
 
 def test_doctor_without_any_cli_says_how_to_install(tmp_path: Path) -> None:

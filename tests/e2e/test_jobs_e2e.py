@@ -47,8 +47,9 @@ def test_thousand_lines_complete_in_order(optio_server: OptioServer) -> None:
     assert logs.stdout.splitlines() == [f"line {i}" for i in range(1, 1001)]
 
 
-def test_fails_twice_then_succeeds_with_retries(optio_server: OptioServer, tmp_path: Path) -> None:
-    counter = tmp_path / "attempts"
+def test_fails_twice_then_succeeds_with_retries(optio_server: OptioServer) -> None:
+    # The run's HOME is the one place of the host an attempt shares with the next (the sandbox hides the rest).
+    counter = "$HOME/attempts"
     script = f'n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; echo "try $n"; [ "$n" -ge 3 ]'
     optio_server.cli("job", "create", "--name", "flaky", "--prompt", "p", "--command", script,
                      "--max-retries", "3", check=True)
@@ -181,18 +182,22 @@ def test_concurrency_caps_are_never_exceeded(tmp_path: Path) -> None:
     """Eight runs against a global cap of 3 and a job cap of 2: the agents' own start/end marks show at
     most 2 of them ever ran at once, though four reconcile workers decide in parallel."""
     server = OptioServer(tmp_path / "data", env={"OPTIO_MAX_CONCURRENT_RUNS": "3"}).start()
-    marks = tmp_path / "marks"
     try:
         server.api("POST", "/api/jobs", json={
             "name": "capped", "prompt_template": "p", "max_concurrent_runs": 2,
-            "agent_config": {"command": f"echo start >> {marks}; sleep 0.4; echo end >> {marks}"},
+            "agent_config": {"command": "echo start $(date +%s%N); sleep 0.4; echo end $(date +%s%N)"},
         }).raise_for_status()
         ids = [server.api("POST", "/api/jobs/capped/runs", json={}).json()["id"] for _ in range(8)]
         for run_id in ids:
             assert server.wait_state(f"/api/runs/{run_id}", {"completed", "failed"}, timeout=90)["state"] == "completed"
+        marks: list[tuple[int, int]] = []  # (when, +1 start / -1 end), from each run's own log
+        for run_id in ids:
+            for item in server.api("GET", f"/api/runs/{run_id}/logs").json()["items"]:
+                word, _, when = item["text"].partition(" ")
+                marks.append((int(when), 1 if word == "start" else -1))
         running = peak = 0
-        for mark in marks.read_text().split():
-            running += 1 if mark == "start" else -1
+        for _, step in sorted(marks):
+            running += step
             peak = max(peak, running)
         assert peak == 2
     finally:

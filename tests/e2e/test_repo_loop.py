@@ -34,9 +34,25 @@ def agent_starts(server: OptioServer, task_id: int) -> int:
                           (task_id,)).fetchone()[0]
 
 
+def run_home(server: OptioServer, task_id: int) -> Path:
+    """The task's own HOME on the host: the one place its sandboxed agent and this test both reach."""
+    return server.data_dir / "homes" / f"repo_task-{task_id}"
+
+
+def log_texts(server: OptioServer, task_id: int) -> list[str]:
+    return [item["text"] for item in server.api("GET", f"/api/repo-tasks/{task_id}/logs").json()["items"]]
+
+
 def new_task(server: OptioServer, *args: str) -> dict:
     res = server.cli("task", "new", *args, "--json", check=True)
     return json.loads(res.stdout)
+
+
+def wait_for_file(path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.1)
 
 
 def wait_task(server: OptioServer, task_id: int, states: set[str], timeout: float = 90) -> dict:
@@ -73,22 +89,19 @@ def test_red_ci_resumes_agent_with_output_until_merged(optio_server: OptioServer
 
 def test_review_agent_requests_changes_then_approves(optio_server: OptioServer, tmp_path: Path) -> None:
     remote = make_remote(tmp_path)
-    marker = tmp_path / "reviewed-once"
-    prompts = tmp_path / "prompts"
-    prompts.mkdir()
-    review = (f'if [ -f {marker} ]; then echo "looks good"; exit 0; fi; touch {marker}; '
+    review = ('if [ "$(tail -c 1 out.txt | od -An -tx1 | tr -d " ")" = 0a ]; then echo "looks good"; exit 0; fi; '
               'echo "please add a trailing newline"; exit 1')
     optio_server.cli("repo", "add", str(remote), "--name", "reviewed", "--require-approval",
                      "--review-command", review, check=True)
-    agent = (f'cp "$OPTIO_PROMPT_FILE" {prompts}/$OPTIO_ATTEMPT.md; '
-             'if grep -q "please add a trailing newline" "$OPTIO_PROMPT_FILE"; then printf "done\\n" > out.txt; '
-             'else printf "done" > out.txt; fi')
+    agent = ('if grep -q "please add a trailing newline" "$OPTIO_PROMPT_FILE"; then '
+             'echo "attempt $OPTIO_ATTEMPT saw the review"; printf "done\\n" > out.txt; '
+             'else echo "attempt $OPTIO_ATTEMPT saw no review"; printf "done" > out.txt; fi')
     res = optio_server.cli("task", "new", "--repo", "reviewed", "--title", "Write out.txt", "--prompt", "write it",
                            "--command", agent, "--wait", "--json", timeout=120)
     task = json.loads(res.stdout)
     assert task["state"] == "completed", (task, optio_server.log()[-3000:])
-    assert "please add a trailing newline" in (prompts / "2.md").read_text()
-    assert "please add a trailing newline" not in (prompts / "1.md").read_text()
+    lines = log_texts(optio_server, task["id"])
+    assert "attempt 1 saw no review" in lines and "attempt 2 saw the review" in lines, lines
     assert show(remote, "out.txt") == "done\n"
     pr = json.loads(optio_server.cli("pr", "show", str(task["id"]), "--json", check=True).stdout)
     assert [r["verdict"] for r in pr["reviews"]] == ["request_changes", "approve"]
@@ -98,20 +111,22 @@ def test_review_agent_requests_changes_then_approves(optio_server: OptioServer, 
 def test_conflict_after_first_merge_is_resumed_to_rebase(optio_server: OptioServer, tmp_path: Path) -> None:
     remote = make_remote(tmp_path, files={"shared.txt": "base\n"})
     optio_server.cli("repo", "add", str(remote), "--name", "shared", check=True)
-    gate = tmp_path / "b-started"
-    # A waits until B's agent runs, so B's branch starts from the old main and collides with A's change.
+    # A waits until B's agent runs (the test passes the word on through their HOMEs), so B's branch starts
+    # from the old main and collides with A's change.
     first = new_task(optio_server, "--repo", "shared", "--title", "A", "--prompt", "A",
-                     "--command", f"until [ -f {gate} ]; do sleep 0.1; done; echo A > shared.txt")
+                     "--command", 'until [ -f "$HOME/gate" ]; do sleep 0.1; done; echo A > shared.txt')
     second_script = (
         'if grep -qi "conflict" "$OPTIO_PROMPT_FILE"; then '
         'git fetch -q origin && (git rebase origin/main || '
         '{ printf "A\\nB\\n" > shared.txt; git add shared.txt; GIT_EDITOR=true git rebase --continue; }); '
-        f"else touch {gate}; "
+        'else touch "$HOME/started"; '
         # The clone's origin/* are refreshed by Optio at each launch, not live: watch the remote itself.
         f"until git --git-dir={remote} show main:shared.txt 2>/dev/null | grep -q A; do sleep 0.2; done; "
         'echo B > shared.txt; fi'
     )
     second = new_task(optio_server, "--repo", "shared", "--title", "B", "--prompt", "B", "--command", second_script)
+    wait_for_file(run_home(optio_server, second["id"]) / "started")
+    (run_home(optio_server, first["id"]) / "gate").touch()
     a = wait_task(optio_server, first["id"], END)
     b = wait_task(optio_server, second["id"], END, timeout=120)
     assert a["state"] == "completed", a
@@ -153,10 +168,10 @@ def test_same_failure_on_same_commit_is_not_resumed_twice(optio_server: OptioSer
 
 def test_depends_on_waits_for_parent(optio_server: OptioServer, tmp_path: Path) -> None:
     remote = make_remote(tmp_path)
-    gate = tmp_path / "gate"
     optio_server.cli("repo", "add", str(remote), "--name", "deps", check=True)
     parent = new_task(optio_server, "--repo", "deps", "--title", "Parent", "--prompt", "p",
-                      "--command", f"until [ -f {gate} ]; do sleep 0.1; done; echo p > parent.txt")
+                      "--command", 'until [ -f "$HOME/gate" ]; do sleep 0.1; done; echo p > parent.txt')
+    gate = run_home(optio_server, parent["id"]) / "gate"
     child = new_task(optio_server, "--repo", "deps", "--title", "Child", "--prompt", "c",
                      "--command", "test -f parent.txt && echo c > child.txt", "--depends-on", str(parent["id"]))
     wait_task(optio_server, child["id"], {"waiting_on_deps"})
@@ -223,11 +238,11 @@ def test_kill9_mid_loop_reaches_same_end(tmp_path: Path, phase: str) -> None:
     server = OptioServer(tmp_path / "data").start()
     try:
         remote = make_remote(tmp_path)
-        runs_file = tmp_path / "agent-runs"
         ci = "sleep 3; test -f work.txt" if phase == "ci_pending" else "test -f work.txt"
         server.cli("repo", "add", str(remote), "--name", "crash", "--ci-command", ci, check=True)
-        agent = f"echo run >> {runs_file}; " + ("sleep 3; " if phase == "running" else "") + "echo w > work.txt"
+        agent = 'echo run >> "$HOME/agent-runs"; ' + ("sleep 3; " if phase == "running" else "") + "echo w > work.txt"
         task = new_task(server, "--repo", "crash", "--title", "Survive", "--prompt", "p", "--command", agent)
+        runs_file = run_home(server, task["id"]) / "agent-runs"
         if phase == "running":
             wait_task(server, task["id"], {"running"})
             time.sleep(0.5)
@@ -269,21 +284,23 @@ def test_priority_decides_who_gets_the_repo_slot(tmp_path: Path) -> None:
     server = OptioServer(tmp_path / "data", env={"OPTIO_MAX_CONCURRENT_PER_REPO": "1"}).start()
     try:
         remote = make_remote(tmp_path)
-        gate = tmp_path / "gate"
-        order = tmp_path / "order"
         server.cli("repo", "add", str(remote), "--name", "prio", check=True)
+        # Each agent notes when it ran in its own HOME; the test reads them all.
+        ran = 'date +%s%N > "$HOME/ran"'
         first = new_task(server, "--repo", "prio", "--title", "first", "--prompt", "p",
-                         "--command", f"until [ -f {gate} ]; do sleep 0.1; done; echo first >> {order}")
+                         "--command", f'until [ -f "$HOME/gate" ]; do sleep 0.1; done; {ran}')
         wait_task(server, first["id"], {"running"})
         low = new_task(server, "--repo", "prio", "--title", "low", "--prompt", "p", "--priority", "0",
-                       "--command", f"echo low >> {order}; echo low > low.txt")
+                       "--command", f"{ran}; echo low > low.txt")
         high = new_task(server, "--repo", "prio", "--title", "high", "--prompt", "p", "--priority", "5",
-                        "--command", f"echo high >> {order}; echo high > high.txt")
+                        "--command", f"{ran}; echo high > high.txt")
         wait_task(server, low["id"], {"queued"})
         wait_task(server, high["id"], {"queued"})
-        gate.touch()
-        for task in (first, low, high):
+        (run_home(server, first["id"]) / "gate").touch()
+        tasks = {"first": first, "low": low, "high": high}
+        for task in tasks.values():
             assert wait_task(server, task["id"], END)["state"] == "completed"
-        assert order.read_text().split() == ["first", "high", "low"]
+        when = {name: int((run_home(server, task["id"]) / "ran").read_text()) for name, task in tasks.items()}
+        assert sorted(when, key=when.__getitem__) == ["first", "high", "low"]
     finally:
         server.stop()

@@ -14,6 +14,7 @@ import psutil
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.sandbox import runtime_sandbox
 
 from optio.runtime.base import LaunchSpec, ProcessInfo, RuntimeLaunchError
 from optio.runtime.local import LocalRuntime, read_process_file
@@ -92,7 +93,7 @@ def sink() -> RecordingSink:
 
 @pytest.fixture
 def runtime(sink: RecordingSink):
-    rt = LocalRuntime(sink, poll_interval_s=0.05)
+    rt = LocalRuntime(sink, poll_interval_s=0.05, sandbox=runtime_sandbox())
     yield rt
     rt.shutdown()
 
@@ -251,12 +252,15 @@ def test_kill_escalates_to_sigkill_for_a_process_ignoring_sigterm(tmp_path: Path
 
 
 def test_stragglers_are_ended_when_the_leader_exits(tmp_path: Path, runtime, sink) -> None:
-    pidfile = tmp_path / "bg.pid"
-    spec = make_spec(tmp_path, f"sleep 600 & echo $! > {pidfile}; exit 0")
+    # Found by a unique argument: inside the sandbox's pid namespace, `$!` is not the host's pid.
+    marker = f"600.{time.monotonic_ns()}"
+    started = tmp_path / "bg.started"
+    spec = make_spec(tmp_path, f"sleep {marker} & touch {started}; exit 0")
     runtime.launch(spec)
     assert sink.exit_for(spec.key) == (0, "exited")
-    straggler = psutil.Process(int(pidfile.read_text()))
-    assert descendants_alive([straggler]) == []
+    assert started.exists()
+    stragglers = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", marker]]
+    assert descendants_alive(stragglers) == []
 
 
 def test_env_is_minimal_and_merged(tmp_path: Path, runtime, sink, monkeypatch) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from tests.support.model_server import ModelServer, ToolCall, Turn
+from tests.support.sandbox import runtime_sandbox
 
 from optio.agents.base import AgentRequest
 from optio.agents.claude_code import ClaudeCodeAgent
@@ -37,6 +38,7 @@ from optio.agents.events import (
 )
 from optio.agents.opencode import OpenCodeAgent
 from optio.domain.agent_errors import policy_for
+from optio.runtime.base import Mounts
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "agents"
@@ -79,10 +81,16 @@ def run_cli(adapter: Any, request: AgentRequest, home: Path, *, record: str | No
         "XDG_STATE_HOME": str(home / ".local" / "state"),
         **spec.env,
     }
+    argv = list(spec.argv)
+    sandbox = runtime_sandbox()
+    if sandbox is not None:  # as Optio runs them: in the sandbox, seeing the workspace, HOME and its files
+        shown = [request.prompt_file, *(Path(p) for p in spec.files if home not in Path(p).parents)]
+        mounts = Mounts(writable=(request.workdir, home), readonly=tuple(shown))
+        argv, env = sandbox.wrap(argv, cwd=request.workdir, env=env, mounts=mounts)
     stdin = open(spec.stdin_path, "rb") if spec.stdin_path else subprocess.DEVNULL  # noqa: SIM115
     try:
         proc = subprocess.run(
-            spec.argv,
+            argv,
             cwd=request.workdir,
             env=env,
             stdin=stdin,

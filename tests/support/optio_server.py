@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.support import sandbox
 
 OPTIO = [sys.executable, "-m", "optio.cli.main"]
 
@@ -49,7 +50,8 @@ class OptioServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPTIO_")}
         env.update({"OPTIO_DATA_DIR": str(self.data_dir), "OPTIO_PORT": str(self.port), "OPTIO_URL": self.url,
                     "OPTIO_ADMIN_API_KEY": self.admin_key, "OPTIO_TOKEN": self.admin_key,
-                    "OPTIO_CONFIG_DIR": str(self.data_dir / "cli-config")})
+                    "OPTIO_CONFIG_DIR": str(self.data_dir / "cli-config"),
+                    "OPTIO_SANDBOX": sandbox.server_mode()})
         env.update(self.extra_env)
         return env
 

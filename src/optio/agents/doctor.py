@@ -1,8 +1,9 @@
-"""``optio agents doctor``: which vendor CLIs are installed and which have credentials.
+"""``optio agents doctor``: which vendor CLIs are installed and which have credentials, and the sandbox.
 
 Optio does not bundle vendor CLIs. This check runs each CLI's ``--version`` (a real subprocess with
 a short timeout, so a hung or broken install shows up as such) and looks for the env vars / secrets
-each vendor authenticates with, and prints the exact command that installs a missing CLI.
+each vendor authenticates with, and prints the exact command that installs a missing CLI. It also
+tries the sandbox agents run in (bubblewrap, user namespaces, the per-run limits) for real.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rich.table import Table
+
+from optio.config import Settings
+from optio.runtime.sandbox import probe
 
 VERSION_TIMEOUT_S = 10.0
 
@@ -111,4 +115,52 @@ def render_doctor(rows: list[DoctorRow]) -> Table:
             installed = "[red]not on PATH[/red]"
         creds = row.credentials if row.credentials.startswith("configured") else f"[yellow]{row.credentials}[/yellow]"
         table.add_row(row.vendor, row.cli, installed, creds, "" if row.found else row.install_command)
+    return table
+
+
+@dataclass(frozen=True)
+class SandboxReport:
+    mode: str
+    works: bool
+    bwrap: str | None
+    version: str | None
+    problem: str | None
+    limits: dict[str, str]
+
+
+def sandbox_report(settings: Settings | None = None) -> SandboxReport:
+    """The sandbox as the server would set it up here, tried with a real bubblewrap run."""
+    settings = settings or Settings()
+    found = probe()
+    limit = "set with prlimit" if found.prlimit else "not set: prlimit (util-linux) is missing"
+
+    def show(value: int, unit: str, enforced: bool = True) -> str:
+        if not value:
+            return "none"
+        return f"{value} {unit} ({limit if enforced else 'not enforced: the server runs as root'})"
+
+    limits = {
+        "memory": show(settings.sandbox_memory_mb, "MiB address space"),
+        "processes": show(settings.sandbox_max_processes, "processes", found.nproc_enforced),
+        "file size": show(settings.sandbox_max_file_mb, "MiB per file"),
+    }
+    return SandboxReport(mode=settings.sandbox, works=found.works, bwrap=found.bwrap, version=found.version,
+                         problem=found.reason, limits=limits)
+
+
+def render_sandbox(report: SandboxReport) -> Table:
+    table = Table(title="Sandbox", show_header=False)
+    table.add_column("what")
+    table.add_column("state")
+    if report.mode == "off":
+        state = "[yellow]off (OPTIO_SANDBOX=off): agents run as the server's own user[/yellow]"
+    elif report.works:
+        state = "[green]on: user, pid, ipc and uts namespaces, data dir hidden[/green]"
+    else:
+        state = f"[red]unavailable: {report.problem}[/red]"
+    table.add_row("sandbox", state)
+    installed = f"{report.bwrap} {report.version or ''}".strip() if report.bwrap else "[red]not installed[/red]"
+    table.add_row("bubblewrap", installed)
+    for name, value in report.limits.items():
+        table.add_row(f"limit: {name}", value)
     return table

@@ -7,7 +7,7 @@ import os
 import typer
 
 from optio.agents.doctor import doctor as run_doctor
-from optio.agents.doctor import render_doctor
+from optio.agents.doctor import render_doctor, render_sandbox, sandbox_report
 from optio.cli.common import console, print_json
 
 app = typer.Typer(help="Agent CLIs on this machine.", no_args_is_help=True)
@@ -15,9 +15,11 @@ app = typer.Typer(help="Agent CLIs on this machine.", no_args_is_help=True)
 
 @app.command("doctor")
 def doctor(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Report each vendor CLI: on PATH (and its version), credentials configured, and how to install it."""
+    """Report each vendor CLI (on PATH, version, credentials, how to install) and the sandbox agents run in."""
     rows = run_doctor(dict(os.environ))
+    sandbox = sandbox_report()
     if as_json:
-        print_json([row.__dict__ for row in rows])
+        print_json({"agents": [row.__dict__ for row in rows], "sandbox": sandbox.__dict__})
         return
     console.print(render_doctor(rows))
+    console.print(render_sandbox(sandbox))

@@ -65,6 +65,17 @@ def serve(
         settings = Settings(**{**overrides, "host": "127.0.0.1"})  # type: ignore[arg-type]
         typer.echo("WARNING: authentication is DISABLED (OPTIO_AUTH=disabled): every local user and process on "
                    "this machine has full admin access. Use this only on a single-user laptop.", err=True)
+    from optio.runtime.sandbox import SandboxUnavailable, from_settings
+
+    try:
+        sandboxed = from_settings(settings) is not None
+    except SandboxUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if not sandboxed:
+        typer.echo("WARNING: the agent sandbox is OFF: agents, CI and review commands run as this server's own "
+                   "user and can read its data dir (database, keys). Use this only on a single-user machine.",
+                   err=True)
     typer.echo(f"Optio serving on http://{settings.host}:{settings.port} (data dir {settings.resolved_data_dir})",
                err=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",

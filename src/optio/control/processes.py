@@ -247,6 +247,18 @@ class LaunchRequest:
     mounts: Mounts | None = None
 
 
+def run_mounts(req: LaunchRequest, *, home: Path, files: list[Path]) -> Mounts:
+    """What a run's sandbox shows: its cwd (or what the request says), its HOME, and the files Optio wrote for it.
+
+    The prompt and CLI config files live in the run's log dir, which the sandbox otherwise hides; each is
+    shown read-only on its own. A file under a writable mount (e.g. a CLI login in HOME) stays writable.
+    """
+    base = req.mounts if req.mounts is not None else Mounts(writable=(req.cwd,))
+    writable = (*base.writable, home)
+    shown = tuple(f for f in files if f.exists() and not any(f == w or w in f.parents for w in writable))
+    return Mounts(writable=writable, readonly=(*base.readonly, *shown))
+
+
 def launch(ctx: ControlContext, req: LaunchRequest) -> None:
     """Record the process, start it, record its pid. Failures become a process row the decision sees."""
     assert ctx.runtime is not None
@@ -283,6 +295,7 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
                 base_url=req.agent_config.get("base_url"),
             )
         )
+        files = [Path(path) for path in (getattr(spec, "files", None) or {})]
         for path, content in (getattr(spec, "files", None) or {}).items():
             target = Path(path)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -307,7 +320,8 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
         output_relay.check_command(key, spec.argv, env, req.cwd)
         info = ctx.runtime.launch(
             LaunchSpec(key=key, argv=output_relay.wrap(spec.argv), env=env, cwd=req.cwd, log_dir=log_dir,
-                       stdin_path=spec.stdin_path, timeout_s=req.timeout_s, mounts=req.mounts)
+                       stdin_path=spec.stdin_path, timeout_s=req.timeout_s,
+                       mounts=run_mounts(req, home=home, files=[prompt_file, *files]))
         )
     except AgentConfigError as exc:  # a bad config or missing secret will not fix itself: fail fast
         error = str(exc)

@@ -56,6 +56,8 @@ from optio.forge.gitcmd import (
     run_git,
     scrubbed_env,
 )
+from optio.runtime.base import Mounts
+from optio.runtime.sandbox import Sandbox
 from optio.security.ssrf import Allowlist, Resolver, UnsafeURLError
 
 __all__ = [
@@ -721,6 +723,7 @@ class RepoCache:
         timeout_s: float = 1800,
         env: dict[str, str] | None = None,
         inherit_env: bool = True,
+        sandbox: Sandbox | None = None,
     ) -> CiResult:
         """Run the repo's CI command on a clean checkout of ``head_sha``.
 
@@ -728,6 +731,8 @@ class RepoCache:
         make CI pass. The command runs in its own process group so a timeout can
         take down everything it started. With ``inherit_env=False`` the command sees
         exactly ``env``: CI is the repo's code and must not read the server's secrets.
+        With a ``sandbox`` it sees only its checkout and a fresh ``HOME`` of the host's
+        files besides the system; without ``HOME`` in ``env`` it gets that fresh one too.
         """
         self.ensure()
         sha = self._ensure_commit(head_sha)
@@ -735,15 +740,21 @@ class RepoCache:
         scratch = Path(tempfile.mkdtemp(prefix="ci-", dir=work_root))
         checkout = scratch / "checkout"
         log_path = scratch / "output.log"
+        home = scratch / "home"
         try:
             self._clone(checkout, sha, None)
+            home.mkdir(mode=0o700)
+            run_env = scrubbed_env(env) if inherit_env else dict(env or {})
+            run_env.setdefault("HOME", str(home))
             started = time.monotonic()
             exit_code = _run_in_group(
                 ["sh", "-c", command],
                 cwd=checkout,
                 log_path=log_path,
                 timeout_s=timeout_s,
-                env=scrubbed_env(env) if inherit_env else dict(env or {}),
+                env=run_env,
+                sandbox=sandbox,
+                mounts=Mounts(writable=(checkout, home)),
             )
             duration = time.monotonic() - started
             suffix = ""
@@ -960,12 +971,25 @@ class RepoCache:
             self._git(["worktree", "prune"], check=False)
 
 
-def _run_in_group(argv: list[str], *, cwd: Path, log_path: Path, timeout_s: float, env: dict[str, str]) -> int | None:
+def _run_in_group(
+    argv: list[str],
+    *,
+    cwd: Path,
+    log_path: Path,
+    timeout_s: float,
+    env: dict[str, str],
+    sandbox: Sandbox | None = None,
+    mounts: Mounts | None = None,
+) -> int | None:
     """Run argv with output to ``log_path``; returns its exit code, None on timeout.
 
     Whatever the command left running in its process group is killed once it
-    ends, so background daemons started by a test suite do not outlive CI.
+    ends, so background daemons started by a test suite do not outlive CI. In a
+    ``sandbox`` the command sees ``mounts`` (default: ``cwd`` read-write); the log
+    stays outside it.
     """
+    if sandbox is not None:
+        argv, env = sandbox.wrap(argv, cwd=cwd, env=env, mounts=mounts)
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
             argv,

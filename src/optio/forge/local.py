@@ -24,6 +24,7 @@ from optio.errors import Conflict, NotFound
 from optio.forge.base import CiInfo, PullRequestInfo, ReviewInfo
 from optio.forge.git import CiResult, GitError, MergeConflictError, RepoCache
 from optio.forge.merge_gates import require_merge_gates
+from optio.runtime.sandbox import Sandbox
 from optio.store import queue
 from optio.store.db import Database
 from optio.store.models import CiRun, PrReview, PullRequest, Repo, RepoTask
@@ -55,6 +56,8 @@ def _enqueue_task(session: Session, pr: PullRequest, reason: str) -> None:
 
 class LocalForge:
     name = "local"
+    # Set by the server: the sandbox CI commands run in (None = unconfined, OPTIO_SANDBOX=off).
+    sandbox: Sandbox | None = None
 
     def __init__(self, db: Database, data_dir: Path, *, ci_workers: int = 2,
                  redact: Callable[[str, int, int | None], str] | None = None, secrets: Any = None,
@@ -273,11 +276,13 @@ class LocalForge:
         return result.clean
 
     def _ci_env(self) -> dict[str, str]:
-        """The whole environment of a CI command: enough to run tools, nothing of the server's."""
-        home = self.data_dir / "ci-home"
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """The whole environment of a CI command: enough to run tools, nothing of the server's.
+
+        No ``HOME``: each CI run gets a fresh one in its scratch dir, so one PR's CI cannot plant
+        configuration (a pip index, a git alias) that another repo's CI then uses.
+        """
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")}
-        env.update({"HOME": str(home), "CI": "true", "OPTIO_CI": "1"})
+        env.update({"CI": "true", "OPTIO_CI": "1"})
         return env
 
     def schedule_ci(self, pr_id: int, head_sha: str) -> None:
@@ -303,7 +308,7 @@ class LocalForge:
             cache.fetch()
             try:
                 result = cache.run_ci(head_sha, command, work_root=self.data_dir / "ci", env=self._ci_env(),
-                                      inherit_env=False)
+                                      inherit_env=False, sandbox=self.sandbox)
             except Exception as exc:  # CI infrastructure failure is a failing CI with the reason as output
                 result = CiResult(status="failing", exit_code=None, output=f"optio: CI could not run: {exc}",
                                   duration_s=0.0)

@@ -34,11 +34,13 @@ from optio.runtime.base import (
     STDOUT_FILE,
     ExitReason,
     LaunchSpec,
+    Mounts,
     OutputSink,
     ProcessInfo,
     RuntimeLaunchError,
     Stream,
 )
+from optio.runtime.sandbox import Sandbox
 from optio.runtime.tail import FileTail
 from optio.security import private_file
 
@@ -316,8 +318,9 @@ class _Watcher(threading.Thread):
 class LocalRuntime:
     """Runs agents as local processes; see the module docstring for how they survive restarts."""
 
-    def __init__(self, sink: OutputSink, *, poll_interval_s: float = 0.1) -> None:
+    def __init__(self, sink: OutputSink, *, poll_interval_s: float = 0.1, sandbox: Sandbox | None = None) -> None:
         self._sink = sink
+        self.sandbox = sandbox
         self._poll_interval_s = poll_interval_s
         self._watchers: dict[str, _Watcher] = {}
         self._launching: set[str] = set()
@@ -351,13 +354,19 @@ class LocalRuntime:
                 stale.unlink(missing_ok=True)
         except OSError as exc:
             raise RuntimeLaunchError(f"{spec.key}: cannot prepare log dir {str(spec.log_dir)!r}: {exc}") from exc
-        argv = ["/bin/sh", "-c", _WRAPPER_SCRIPT, _WRAPPER_NAME, str(exit_file), *spec.argv]
+        command = list(spec.argv)
+        if self.sandbox is not None:
+            # The wrapper stays outside: the sandbox never sees the log dir, so it cannot forge its exit file.
+            mounts = spec.mounts if spec.mounts is not None else Mounts(writable=(spec.cwd,))
+            command, env = self.sandbox.wrap(command, cwd=spec.cwd, env=env, mounts=mounts)
+        argv = ["/bin/sh", "-c", _WRAPPER_SCRIPT, _WRAPPER_NAME, str(exit_file), *command]
         files: list[BinaryIO] = []
         try:
             stdin: BinaryIO | int = subprocess.DEVNULL
             if spec.stdin_path is not None:
                 stdin = spec.stdin_path.open("rb")
                 files.append(stdin)
+            # Raw output holds secrets unredacted until stored: only the server's user may read it.
             stdout = private_file.open_private(spec.log_dir / STDOUT_FILE)
             files.append(stdout)
             stderr = private_file.open_private(spec.log_dir / STDERR_FILE)
