@@ -33,14 +33,13 @@ def run_job(server: OptioServer, name: str, command: str) -> dict[str, Any]:
 def test_output_past_the_cap_is_dropped_with_one_marker_and_the_run_completes(tmp_path: Path) -> None:
     server = OptioServer(tmp_path / "data", env={"OPTIO_MAX_RUN_LOG_BYTES": str(CAP)}).start()
     try:
-        # ~200 KB of output in 2000 lines, ten times the cap, on both streams; then a file proves the
-        # script ran to its end.
-        done = tmp_path / "done"
-        script = (f'i=0; while [ $i -lt 2000 ]; do echo "line $i $(printf %080d 0)"; '
-                  f'[ $((i % 100)) -eq 0 ] && echo "err $i" >&2; i=$((i+1)); done; touch {done}')
+        # ~200 KB of output in 2000 lines, ten times the cap, on both streams; then a file in the run's own
+        # HOME (the one place both the sandboxed script and this test reach) proves it ran to its end.
+        script = ('i=0; while [ $i -lt 2000 ]; do echo "line $i $(printf %080d 0)"; '
+                  '[ $((i % 100)) -eq 0 ] && echo "err $i" >&2; i=$((i+1)); done; touch "$HOME/done"')
         run = run_job(server, "loud", script)
         assert run["state"] == "completed", run
-        assert done.exists()
+        assert (server.data_dir / "homes" / f"job_run-{run['id']}" / "done").exists()
         lines = all_lines(server, run["id"])
         markers = [line for line in lines if "log size cap" in line["text"]]
         assert len(markers) == 1 and markers[0]["stream"] == "optio", markers

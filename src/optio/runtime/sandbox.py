@@ -146,6 +146,10 @@ class Sandbox:
         located = shutil.which(program, path=env.get("PATH", "")) if "/" not in program else program
         if located:
             found += _install_root(Path(located))
+        # A wrapper (the output relay, `sh -c`) names the real program later in argv, often by absolute path.
+        for arg in argv[1:]:
+            if os.path.isabs(arg) and os.path.isfile(arg) and os.access(arg, os.X_OK):
+                found += _install_root(Path(arg))
         for entry in env.get("PATH", "").split(os.pathsep):
             if entry and os.path.isabs(entry) and Path(entry).is_dir():
                 found += _install_root(Path(entry) / "_")
