@@ -232,6 +232,27 @@ def test_commit_all_returns_none_when_nothing_changed(tmp_path: Path, cache: Rep
     assert cache.commit_all(wt, "again") is None
 
 
+def test_a_same_size_rewrite_right_after_a_commit_is_committed(tmp_path: Path, cache: RepoCache) -> None:
+    """git compares whole seconds of mtime: a file rewritten with the same size in the second of the last
+    commit looks unchanged unless the racy-entry check runs against the index the stat data came from."""
+    wt = tmp_path / "wt"
+    cache.add_worktree(wt, branch_for_task(1), "main")
+    for i in range(5):
+        stamp = wt / "attempt.txt"
+        stamp.write_text(f"{i:019d}\n")
+        second = int(stamp.stat().st_mtime)
+        sha = cache.commit_all(wt, f"attempt {i}")
+        stamp.write_text(f"{i + 1:019d}\n")
+        if int(stamp.stat().st_mtime) != second:
+            continue  # crossed a second boundary: try again, the case needs both writes in one second
+        assert cache.has_changes(wt)
+        again = cache.commit_all(wt, f"attempt {i} again")
+        assert again is not None and again != sha
+        assert run_git(["show", "HEAD:attempt.txt"], cwd=wt).stdout == f"{i + 1:019d}\n"
+        return
+    pytest.fail("no two writes landed in one second")
+
+
 def test_push_shows_up_on_the_remote(tmp_path: Path, cache: RepoCache, remote: Path) -> None:
     wt, pushed = start_task(cache, tmp_path, 7, {"feature.txt": "seven\n"})
     assert pushed == cache.head_sha(wt)
