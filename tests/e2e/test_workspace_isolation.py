@@ -29,6 +29,7 @@ BODIES: dict[str, Any] = {
     "MemberSet": {"role": "viewer"},
     "SecretSet": {"value": "from-b"},
     "TicketWork": {"repo": "ra", "agent_config": {"command": "true"}},
+    "RepoUpdate": {"require_approval": False, "default_branch": "main"},
 }
 
 
