@@ -156,7 +156,8 @@ def test_free_text_that_reaches_git_or_a_shell_refuses_control_characters(
                 for value in cases:
                     res = server.api(method, fill(path, params), json={**base, field: value})
                     assert res.status_code == 422, (method, path, field, value, res.status_code, res.text[:200])
-                    assert res.json()["error"]["field"] == field, (method, path, field, res.text[:200])
+                    named = res.json()["error"]["field"] or ""
+                    assert named == field or named.startswith(field + "."), (method, path, field, res.text[:200])
                     checked += 1
             if name in ("JobCreate", "RepoTaskCreate", "TicketCreate"):
                 for n, field in enumerate(sorted(MULTILINE & set(schema.get("properties", {})))):

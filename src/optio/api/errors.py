@@ -28,7 +28,9 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 
 
 def _field_of(loc: Any) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]  # where it came from, not a field (a field may itself be called `body`)
     return ".".join(parts) or None
 
 
