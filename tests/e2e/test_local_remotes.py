@@ -122,11 +122,12 @@ def test_no_roots_configured_means_no_local_remotes(tmp_path: Path) -> None:
 def test_single_user_setup_allows_local_paths_anywhere_but_the_data_dir(tmp_path: Path) -> None:
     remote = make_remote(tmp_path)
     server = OptioServer(tmp_path / "data", env={"OPTIO_LOCAL_REMOTE_ROOTS": "", "OPTIO_AUTH": "disabled"}).start()
+    same_site = {"X-Optio-CSRF": "1"}  # what the CLI sends; without auth, writes must show they are not cross-site
     try:
-        res = server.api("POST", "/api/repos", json={"remote_url": str(remote), "name": "laptop"})
+        res = server.api("POST", "/api/repos", headers=same_site, json={"remote_url": str(remote), "name": "laptop"})
         assert res.status_code == 201, res.text
         inside = server.data_dir / "planted.git"
         git("init", "-q", "--bare", str(inside), cwd=tmp_path)
-        refused_alike(server.api("POST", "/api/repos", json={"remote_url": str(inside)}))
+        refused_alike(server.api("POST", "/api/repos", headers=same_site, json={"remote_url": str(inside)}))
     finally:
         server.stop()
