@@ -7,6 +7,7 @@ clear error at the API instead of a task that retries provisioning for ever.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,14 +22,17 @@ class RemoteRefs:
     head: str | None  # the branch the remote's HEAD names, when it says
 
 
-def ls_remote(remote: str, *, timeout: float = LS_REMOTE_TIMEOUT_S) -> RemoteRefs:
+def ls_remote(remote: str, *, config: Sequence[str] = (), env: Mapping[str, str] | None = None,
+              timeout: float = LS_REMOTE_TIMEOUT_S) -> RemoteRefs:
     """Branches and HEAD of `remote`; raises GitError when it is not a reachable git repository.
 
-    Runs from an empty directory so no repository around the server's working directory is involved, and
-    with `--` so a remote can never be read as an option.
+    `config` (`-c key=value` pairs) and `env` are what the remote's access rules give this one call (transport,
+    pinned address, credential). Runs from an empty directory so no repository around the server's working
+    directory is involved, and with `--` so a remote can never be read as an option.
     """
     with tempfile.TemporaryDirectory(prefix="optio-ls-remote-") as empty:
-        proc = run_git(["ls-remote", "--symref", "--", remote], cwd=Path(empty), timeout=timeout)
+        proc = run_git([*config, "ls-remote", "--symref", "--", remote], cwd=Path(empty), timeout=timeout,
+                       env=dict(env) if env else None)
     branches: set[str] = set()
     head = None
     for line in proc.stdout.splitlines():

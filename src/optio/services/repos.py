@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -30,9 +31,10 @@ def normalise_remote(remote: str, policy: remotes.LocalRemotePolicy) -> str:
     return remotes.check_remote(remote, policy)
 
 
-def remote_refs(remote: str) -> RemoteRefs:
+def remote_refs(remote: str, *, config: Sequence[str] = (), env: Mapping[str, str] | None = None) -> RemoteRefs:
+    """What the remote offers; `config`/`env` carry the remote's access rules for this call (see `ls_remote`)."""
     try:
-        return ls_remote(remote)
+        return ls_remote(remote, config=config, env=env)
     except GitError as exc:
         detail = exc.stderr_tail.strip()[:300] or str(exc)[:300]
         raise Invalid(f"{remote!r} is not a reachable git repository: {detail}", field="remote_url") from None
