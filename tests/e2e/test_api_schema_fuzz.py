@@ -74,6 +74,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "TicketCreate": {"title": "t"},
     "TicketWork": {"repo": "fuzzrepo", "agent_config": {"command": "true"}},
     "ReviewIn": {"comment": "c"},
+    "MergeIn": {"force": False},
 }
 # Routes whose ids are still parsed leniently: their module takes `optio.api.schemas.Id` in a later change.
 NOT_YET_STRICT = ("/api/prs/",)
