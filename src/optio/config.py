@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     outbound_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Hosts/CIDRs the SSRF guard allows (comma-separated)"
     )
+    local_remote_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Directories under which local paths and file:// remotes may be registered (comma-separated); "
+        "empty: none, except with OPTIO_AUTH=disabled, where any path outside the data dir is allowed",
+    )
     oidc_issuer: str | None = None
     oidc_client_id: str | None = None
     oidc_client_secret: str | None = None
@@ -108,6 +113,19 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("local_remote_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def allowed_local_remote_roots(self) -> list[Path] | None:
+        """Resolved roots for local remotes; None means anywhere (the embedded single-user setup)."""
+        if self.local_remote_roots:
+            return [root.expanduser().resolve() for root in self.local_remote_roots]
+        return None if not self.auth_enabled else []
     @field_validator("trusted_proxies")
     @classmethod
     def _check_proxies(cls, value: list[str]) -> list[str]:

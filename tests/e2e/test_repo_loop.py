@@ -89,7 +89,8 @@ def test_red_ci_resumes_agent_with_output_until_merged(optio_server: OptioServer
 
 def test_review_agent_requests_changes_then_approves(optio_server: OptioServer, tmp_path: Path) -> None:
     remote = make_remote(tmp_path)
-    review = ('if [ "$(tail -c 1 "$OPTIO_PR_HEAD_DIR/out.txt" | od -An -tx1 | tr -d " ")" = 0a ]; then echo "looks good"; exit 0; fi; '
+    review = ('if [ "$(tail -c 1 "$OPTIO_PR_HEAD_DIR/out.txt" | od -An -tx1 | tr -d " ")" = 0a ]; then '
+              'echo "looks good"; exit 0; fi; '
               'echo "please add a trailing newline"; exit 1')
     optio_server.cli("repo", "add", str(remote), "--name", "reviewed", "--require-approval",
                      "--review-command", review, check=True)

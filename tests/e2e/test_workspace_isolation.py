@@ -31,6 +31,7 @@ BODIES: dict[str, Any] = {
     "PasswordIn": {"password": "from-b-long-password"},
     "SecretSet": {"value": "from-b"},
     "TicketWork": {"repo": "ra", "agent_config": {"command": "true"}},
+    "RepoUpdate": {"require_approval": False, "default_branch": "main"},
 }
 
 

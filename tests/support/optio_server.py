@@ -34,7 +34,9 @@ class OptioServer:
     """One server process over a data dir; `restart()` reuses the same dir like a real restart would.
 
     Auth is on, as in production: the server is started with a preset bootstrap admin key
-    (`OPTIO_ADMIN_API_KEY`), which the CLI gets as `OPTIO_TOKEN` and `api()` sends by default.
+    (`OPTIO_ADMIN_API_KEY`), which the CLI gets as `OPTIO_TOKEN` and `api()` sends by default. Local git
+    remotes are allowed under the test's temporary directory (the data dir's parent, where tests make their
+    remotes), as an administrator would allow a directory of repositories (`OPTIO_LOCAL_REMOTE_ROOTS`).
     """
 
     def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None) -> None:
@@ -51,6 +53,7 @@ class OptioServer:
         env.update({"OPTIO_DATA_DIR": str(self.data_dir), "OPTIO_PORT": str(self.port), "OPTIO_URL": self.url,
                     "OPTIO_ADMIN_API_KEY": self.admin_key, "OPTIO_TOKEN": self.admin_key,
                     "OPTIO_CONFIG_DIR": str(self.data_dir / "cli-config"),
+                    "OPTIO_LOCAL_REMOTE_ROOTS": str(self.data_dir.resolve().parent),
                     "OPTIO_SANDBOX": sandbox.server_mode()})
         env.update(self.extra_env)
         return env

@@ -28,8 +28,26 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 
 
 def _field_of(loc: Any) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]  # where it came from, not a field (a field may itself be called `body`)
     return ".".join(parts) or None
+
+
+def _field_of_error(error: dict[str, Any], body: Any) -> str | None:
+    """The field an error is about, as the client spelled it.
+
+    In a tagged union (`POST /api/tasks`) pydantic puts the chosen tag into the location (`repo_task.title`);
+    it is dropped so the field reads as sent (`title`). A missing or unknown tag is about the tag's field.
+    """
+    loc = list(error.get("loc", ()))
+    if error.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+        discriminator = str((error.get("ctx") or {}).get("discriminator", "")).strip("'")
+        return _field_of([*loc, discriminator]) if discriminator else _field_of(loc)
+    if (len(loc) >= 3 and loc[0] == "body" and isinstance(body, dict) and isinstance(loc[1], str)
+            and loc[1] not in body and loc[1] in [v for v in body.values() if isinstance(v, str)]):
+        del loc[1]
+    return _field_of(loc)
 
 
 def install(app: FastAPI) -> None:
@@ -41,7 +59,7 @@ def install(app: FastAPI) -> None:
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-        field = _field_of(first.get("loc", ()))
+        field = _field_of_error(dict(first), exc.body)
         message = str(first.get("msg", "invalid request"))
         if field:
             message = f"{field}: {message}"

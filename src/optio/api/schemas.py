@@ -2,34 +2,142 @@
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic_core import PydanticCustomError
+
+from optio.api.account_schemas import SECRET_NAME_PATTERN
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+MAX_DB_INT = 2**63 - 1  # the largest value a database integer column (and SQLite's driver) takes
+
+# --- strict numbers ---------------------------------------------------------------------------------------
+# Path and query parameters arrive as text. Lax parsing reads "1 ", "+1" and "1.0" as 1, so a request for
+# `/api/apikeys/1%20` acted on key 1; these types take digits and nothing else. Bodies are strict models.
+
+
+def _digits_only(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "must be an integer")
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit() and len(value) <= 19):
+            raise PydanticCustomError("int_digits", "must be a whole number written with the digits 0-9 only")
+        return int(value)
+    return value
+
+
+Id = Annotated[int, Field(ge=1, le=MAX_DB_INT), BeforeValidator(_digits_only)]
+"""A row id in a path: 1..2**63-1, digits only."""
+Seq = Annotated[int, Field(ge=0, le=MAX_DB_INT), BeforeValidator(_digits_only)]
+"""A log cursor (`after`): 0..2**63-1, digits only; anything beyond cannot be a stored sequence number."""
+PageLimit = Annotated[int, Field(ge=1, le=500), BeforeValidator(_digits_only)]
+LogLimit = Annotated[int, Field(ge=1, le=10_000), BeforeValidator(_digits_only)]
+
+# --- free text --------------------------------------------------------------------------------------------
+# Titles, names, branches and commands end up in git commit messages, ref names, argv and shells. A control
+# character there (a NUL makes `git commit` fail on every retry) is refused here, with the field named, rather
+# than jamming a run later. Multi-line text (prompts, bodies, commands) may hold newlines and tabs.
+
+LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+BRANCH_PATTERN = r"^[^-\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+TEXT_PATTERN = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+_TEXT_ALLOWED = frozenset("\n\t")
+
+
+def bad_character(text: str, *, multiline: bool) -> str | None:
+    """Why `text` cannot go to git or a shell (a control character or a lone surrogate), else None."""
+    for ch in text:
+        category = unicodedata.category(ch)
+        if category == "Cc" and not (multiline and ch in _TEXT_ALLOWED):
+            return f"must not contain control characters (found U+{ord(ch):04X})"
+        if category == "Cs":
+            return f"must be valid Unicode (found a lone surrogate U+{ord(ch):04X})"
+    return None
+
+
+def _refuse(problem: str | None) -> None:
+    if problem:
+        raise PydanticCustomError("control_character", "{problem}", {"problem": problem})
+
+
+def _line(text: str) -> str:
+    _refuse(bad_character(text, multiline=False))
+    return text
+
+
+def _text(text: str) -> str:
+    _refuse(bad_character(text, multiline=True))
+    return text
+
+
+def _branch(text: str) -> str:
+    _refuse(bad_character(text, multiline=False))
+    if text.startswith("-"):
+        raise PydanticCustomError("branch_name", "a branch name must not start with '-'")
+    return text
+
+
+def _config(config: dict[str, Any]) -> dict[str, Any]:
+    """Agent configs carry commands, models and argv: every string in them, keys included, is checked."""
+
+    def walk(value: Any, path: str, depth: int) -> None:
+        if depth > 20:
+            raise PydanticCustomError("too_deep", "is nested too deeply")
+        if isinstance(value, str):
+            problem = bad_character(value, multiline=True)
+            _refuse(f"{path}: {problem}" if problem else None)
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                name = f"{path}.{key}" if path else str(key)
+                problem = bad_character(str(key), multiline=False)
+                _refuse(f"key {name!r}: {problem}" if problem else None)
+                walk(item, name, depth + 1)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]", depth + 1)
+
+    walk(config, "", 0)
+    return config
+
+
+Line = Annotated[str, AfterValidator(_line), Field(json_schema_extra={"pattern": LINE_PATTERN})]
+"""One line of text: no control characters at all."""
+Text = Annotated[str, AfterValidator(_text), Field(json_schema_extra={"pattern": TEXT_PATTERN})]
+"""Multi-line text: newlines and tabs allowed, other control characters not."""
+AgentConfig = Annotated[dict[str, Any], AfterValidator(_config)]
+SecretName = Annotated[str, Field(pattern=SECRET_NAME_PATTERN)]
+BranchName = Annotated[str, AfterValidator(_branch),
+                       Field(min_length=1, max_length=200, json_schema_extra={"pattern": BRANCH_PATTERN})]
+"""A branch name as typed: one line, not an option. Whether git accepts it is checked when it is used."""
+
+STRICT_INPUT = ConfigDict(extra="forbid", strict=True)
 
 
 class ParamSpecIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_INPUT
     required: bool = True
-    default: str | None = None
-    description: str = Field(default="", max_length=2000)
+    default: Text | None = Field(default=None, max_length=200_000)
+    description: Text = Field(default="", max_length=2000)
 
 
 class JobCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_INPUT
     name: str = Field(pattern=NAME_PATTERN, description="Unique per workspace; letters, digits, . _ -")
-    description: str = Field(default="", max_length=10_000)
-    prompt_template: str = Field(min_length=1, max_length=200_000, description="May contain {{PARAM}} placeholders")
-    agent_type: str = Field(default="script", min_length=1, max_length=64)
-    agent_config: dict[str, Any] = Field(default_factory=dict)
-    params_schema: dict[str, ParamSpecIn] = Field(default_factory=dict)
+    description: Text = Field(default="", max_length=10_000)
+    prompt_template: Text = Field(min_length=1, max_length=200_000, description="May contain {{PARAM}} placeholders")
+    agent_type: Line = Field(default="script", min_length=1, max_length=64)
+    agent_config: AgentConfig = Field(default_factory=dict)
+    params_schema: dict[Annotated[Line, Field(max_length=200)], ParamSpecIn] = Field(default_factory=dict)
     max_retries: int = Field(default=0, ge=0, le=100)
     max_concurrent_runs: int | None = Field(default=None, ge=1, le=10_000)
     budget_usd: float | None = Field(default=None, ge=0)
     timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
-    secret_names: list[str] = Field(default_factory=list, max_length=100)
+    secret_names: list[SecretName] = Field(default_factory=list, max_length=100,
+                                           description="Workspace secrets to inject; each must exist")
 
 
 class JobOut(BaseModel):
@@ -49,8 +157,9 @@ class JobOut(BaseModel):
 
 
 class RunCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    params: dict[str, str] = Field(default_factory=dict)
+    model_config = STRICT_INPUT
+    params: dict[Annotated[Line, Field(max_length=200)], Annotated[Text, Field(max_length=200_000)]] = Field(
+        default_factory=dict)
 
 
 class RunOut(BaseModel):
@@ -114,24 +223,44 @@ class Health(BaseModel):
 
 
 class RepoCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    remote_url: str = Field(min_length=1, max_length=2000, description="Local path, file:// or http(s) git URL")
+    model_config = STRICT_INPUT
+    remote_url: Line = Field(min_length=1, max_length=2000, description=(
+        "http(s), ssh or git URL; or a local path / file:// URL under OPTIO_LOCAL_REMOTE_ROOTS"))
     name: str | None = Field(default=None, pattern=NAME_PATTERN)
-    default_branch: str | None = Field(default=None, min_length=1, max_length=200)
-    ci_command: str | None = Field(default=None, max_length=10_000)
+    default_branch: BranchName | None = Field(default=None, description="Must exist on the remote; default: its HEAD")
+    ci_command: Text | None = Field(default=None, max_length=10_000)
     require_approval: bool = False
     auto_merge: bool = True
     max_concurrent: int | None = Field(default=None, ge=1, le=1000)
-    agent_type: str = Field(default="script", min_length=1, max_length=64)
-    agent_config: dict[str, Any] = Field(default_factory=dict)
-    review_agent_type: str | None = Field(default=None, min_length=1, max_length=64)
-    review_agent_config: dict[str, Any] = Field(default_factory=dict)
-    review_prompt: str = Field(default="", max_length=100_000)
-    secret_names: list[str] = Field(default_factory=list, max_length=100)
+    agent_type: Line = Field(default="script", min_length=1, max_length=64)
+    agent_config: AgentConfig = Field(default_factory=dict)
+    review_agent_type: Line | None = Field(default=None, min_length=1, max_length=64)
+    review_agent_config: AgentConfig = Field(default_factory=dict)
+    review_prompt: Text = Field(default="", max_length=100_000)
+    secret_names: list[SecretName] = Field(default_factory=list, max_length=100,
+                                           description="Workspace secrets to inject into its tasks; each must exist")
     credential_secret: str | None = Field(
         default=None, pattern=NAME_PATTERN,
         description="Secret holding the password/token Optio's git uses for the remote (user name: in the URL)",
     )
+
+
+class RepoUpdate(BaseModel):
+    """Change a repo's settings; fields left out keep their value. The remote and the name stay as registered."""
+
+    model_config = STRICT_INPUT
+    default_branch: BranchName | None = Field(default=None, description="Must exist on the remote")
+    ci_command: Text | None = Field(default=None, max_length=10_000, description="Empty string: no CI")
+    require_approval: bool | None = None
+    auto_merge: bool | None = None
+    max_concurrent: int | None = Field(default=None, ge=1, le=1000)
+    agent_type: Line | None = Field(default=None, min_length=1, max_length=64)
+    agent_config: AgentConfig | None = None
+    review_agent_type: Line | None = Field(default=None, max_length=64, description="Empty string: no review agent")
+    review_agent_config: AgentConfig | None = None
+    review_prompt: Text | None = Field(default=None, max_length=100_000)
+    secret_names: list[SecretName] | None = Field(
+        default=None, max_length=100, description="Workspace or this repo's secrets; each must exist")
 
 
 class RepoOut(BaseModel):
@@ -154,16 +283,17 @@ class RepoOut(BaseModel):
 
 
 class RepoTaskCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    repo: str = Field(min_length=1, max_length=200, description="Repo name or id")
-    title: str = Field(min_length=1, max_length=500)
-    prompt: str = Field(min_length=1, max_length=200_000)
-    agent_type: str | None = Field(default=None, min_length=1, max_length=64)
-    agent_config: dict[str, Any] = Field(default_factory=dict)
-    depends_on: list[int] = Field(default_factory=list, max_length=100)
+    model_config = STRICT_INPUT
+    repo: Line = Field(min_length=1, max_length=200, description="Repo name or id")
+    title: Line = Field(min_length=1, max_length=500, description="One line; becomes the commit and PR title")
+    prompt: Text = Field(min_length=1, max_length=200_000)
+    agent_type: Line | None = Field(default=None, min_length=1, max_length=64)
+    agent_config: AgentConfig = Field(default_factory=dict)
+    depends_on: list[Annotated[int, Field(ge=1, le=MAX_DB_INT)]] = Field(default_factory=list, max_length=100)
     priority: int = Field(default=0, ge=-1000, le=1000)
     max_retries: int = Field(default=1, ge=0, le=20)
-    secret_names: list[str] = Field(default_factory=list, max_length=100)
+    secret_names: list[SecretName] = Field(default_factory=list, max_length=100,
+                                           description="Workspace or the repo's secrets; each must exist")
 
 
 class RepoTaskOut(BaseModel):
@@ -205,8 +335,8 @@ class RepoTaskPage(BaseModel):
 
 
 class ReviewIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    comment: str = Field(default="", max_length=100_000)
+    model_config = STRICT_INPUT
+    comment: Text = Field(default="", max_length=100_000)
 
 
 class MergeIn(BaseModel):
@@ -263,22 +393,22 @@ class PullRequestDetail(PullRequestOut):
 
 
 class TicketCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    title: str = Field(min_length=1, max_length=500)
-    body: str = Field(default="", max_length=200_000)
-    repo: str | None = Field(default=None, min_length=1, max_length=200, description="Repo name or id")
+    model_config = STRICT_INPUT
+    title: Line = Field(min_length=1, max_length=500)
+    body: Text = Field(default="", max_length=200_000)
+    repo: Line | None = Field(default=None, min_length=1, max_length=200, description="Repo name or id")
 
 
 class TicketWork(BaseModel):
     """Hand the ticket to an agent as a repo task (fields as for a repo task; the ticket gives the prompt)."""
 
-    model_config = ConfigDict(extra="forbid")
-    repo: str | None = Field(default=None, min_length=1, max_length=200)
-    agent_type: str | None = Field(default=None, min_length=1, max_length=64)
-    agent_config: dict[str, Any] = Field(default_factory=dict)
+    model_config = STRICT_INPUT
+    repo: Line | None = Field(default=None, min_length=1, max_length=200)
+    agent_type: Line | None = Field(default=None, min_length=1, max_length=64)
+    agent_config: AgentConfig = Field(default_factory=dict)
     priority: int = Field(default=0, ge=-1000, le=1000)
     max_retries: int = Field(default=1, ge=0, le=20)
-    secret_names: list[str] = Field(default_factory=list, max_length=100)
+    secret_names: list[SecretName] = Field(default_factory=list, max_length=100)
 
 
 class TicketOut(BaseModel):

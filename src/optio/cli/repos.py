@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
+from urllib.parse import urlparse
 
 import typer
 from rich.table import Table
@@ -16,7 +18,8 @@ app = typer.Typer(help="Register and inspect repos.", no_args_is_help=True)
 @handle_errors
 def add(
     ctx: typer.Context,
-    remote: str = typer.Argument(..., help="Local path, file:// URL or git URL"),
+    remote: str = typer.Argument(..., help="git URL, or a local path / file:// URL under the server's "
+                                 "OPTIO_LOCAL_REMOTE_ROOTS"),
     name: str | None = typer.Option(None, "--name"),
     default_branch: str | None = typer.Option(None, "--default-branch", help="Default: the remote's HEAD"),
     ci_command: str | None = typer.Option(None, "--ci-command", help="Shell command run on each PR head"),
@@ -38,6 +41,8 @@ def add(
     if review_command is not None:
         review_config["command"] = review_command
         review_agent = review_agent or "script"
+    if not urlparse(remote).scheme and Path(remote).expanduser().exists():
+        remote = str(Path(remote).expanduser().absolute())  # relative to where you are, not to the server
     body = {
         "remote_url": remote, "name": name, "default_branch": default_branch, "ci_command": ci_command,
         "require_approval": require_approval, "auto_merge": auto_merge, "review_agent_type": review_agent,
@@ -50,6 +55,33 @@ def add(
         print_json(repo)
     else:
         console.print(f"added repo [bold]{repo['name']}[/bold] (id {repo['id']}, branch {repo['default_branch']})")
+
+
+@app.command("update")
+@handle_errors
+def update(
+    ctx: typer.Context,
+    repo: str = typer.Argument(..., help="Repo name or id"),
+    default_branch: str | None = typer.Option(None, "--default-branch", help="Must exist on the remote"),
+    ci_command: str | None = typer.Option(None, "--ci-command", help="'' for no CI"),
+    require_approval: bool | None = typer.Option(None, "--require-approval/--no-require-approval"),
+    auto_merge: bool | None = typer.Option(None, "--auto-merge/--no-auto-merge"),
+    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1),
+    secret: list[str] | None = typer.Option(None, "--secret", help="Replace the secret names (repeatable)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Change a repo's settings; only the options given are changed."""
+    body: dict[str, object] = {key: value for key, value in {
+        "default_branch": default_branch, "ci_command": ci_command, "require_approval": require_approval,
+        "auto_merge": auto_merge, "max_concurrent": max_concurrent,
+    }.items() if value is not None}
+    if secret is not None:
+        body["secret_names"] = secret
+    data = client_from(ctx).request("PATCH", f"/api/repos/{repo}", json=body)
+    if as_json:
+        print_json(data)
+    else:
+        console.print(f"updated repo [bold]{data['name']}[/bold] (branch {data['default_branch']})")
 
 
 @app.command("list")

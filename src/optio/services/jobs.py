@@ -12,6 +12,7 @@ from optio.agents.registry import get_adapter
 from optio.domain.prompts import ParamSpec, TemplateError, placeholders, render, resolve_params
 from optio.errors import Invalid
 from optio.services.named import find_by_ref, insert_unique
+from optio.services.secret_refs import require_visible
 from optio.store import queue
 from optio.store.db import Database
 from optio.store.models import Job, JobRun
@@ -32,17 +33,25 @@ def _param_specs(schema: dict[str, Any]) -> dict[str, ParamSpec]:
     return specs
 
 
-def validate_agent(agent_type: str, agent_config: dict[str, Any]) -> None:
+def validate_agent(agent_type: str, agent_config: dict[str, Any], *, prefix: str = "") -> None:
+    """`prefix` names the fields in errors: "" for the agent, "review_" for a repo's review agent."""
     try:
         get_adapter(agent_type)
     except AgentConfigError as exc:
-        raise Invalid(str(exc), field="agent_type") from None
-    if agent_type == "script" and not str(agent_config.get("command") or "").strip():
-        raise Invalid("the script agent needs a command (agent_config.command)", field="agent_config.command")
+        raise Invalid(str(exc), field=f"{prefix}agent_type") from None
+    command = agent_config.get("command")
+    if command is not None and not isinstance(command, str):
+        raise Invalid("the command must be a string (a shell command line)", field=f"{prefix}agent_config.command")
+    if agent_type == "script" and not (command or "").strip():
+        raise Invalid(f"the script agent needs a command ({prefix}agent_config.command)",
+                      field=f"{prefix}agent_config.command")
 
 
 def create_job(db: Database, workspace_id: int, data: dict[str, Any]) -> Job:
     validate_agent(data["agent_type"], data.get("agent_config") or {})
+    secret_names = list(data.get("secret_names") or [])
+    with db.read() as session:
+        require_visible(session, workspace_id, secret_names)  # a job has no repo: workspace secrets only
     schema = dict(data.get("params_schema") or {})
     for name in placeholders(data["prompt_template"]):
         schema.setdefault(name, {"required": True})
@@ -58,7 +67,7 @@ def create_job(db: Database, workspace_id: int, data: dict[str, Any]) -> Job:
         max_concurrent_runs=data.get("max_concurrent_runs"),
         budget_usd=data.get("budget_usd"),
         timeout_s=data.get("timeout_s"),
-        secret_names=list(data.get("secret_names") or []),
+        secret_names=secret_names,
     )
     return insert_unique(db, job, "job")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -10,68 +10,82 @@ from urllib.parse import urlparse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from optio.errors import Invalid
-from optio.forge.gitcmd import GitError, RemoteAccess, remote_access, run_git
+from optio.errors import Conflict, Invalid
+from optio.forge.gitcmd import GitError, remote_access
+from optio.forge.remote_refs import RemoteRefs, is_valid_branch_name, ls_remote
 from optio.security.ssrf import Allowlist, UnsafeURLError
+from optio.services import remotes
 from optio.services.jobs import validate_agent
 from optio.services.named import find_by_ref, insert_unique
+from optio.services.secret_refs import require_visible
 from optio.store.db import Database
 from optio.store.models import Repo
 
+CredentialOf = Callable[[str], "str | None"]
 
-def normalise_remote(remote: str) -> str:
-    """Local paths become absolute `file://`-free paths; URLs are kept. Unreachable remotes are refused now."""
-    if not remote.isprintable() or not _utf8(remote):
-        raise Invalid("remote must be printable text", field="remote_url")
-    parsed = urlparse(remote)
-    if parsed.scheme in ("", "file"):
-        path = Path(parsed.path if parsed.scheme == "file" else remote).expanduser().resolve()
-        if not path.exists():
-            raise Invalid(f"remote {remote!r} does not exist", field="remote_url")
-        return str(path)
-    if parsed.scheme not in ("http", "https", "ssh", "git"):
-        raise Invalid(f"unsupported remote scheme {parsed.scheme!r}", field="remote_url")
-    return remote
+# Settings a repo keeps after it is registered and that `update_repo` may change.
+NULLABLE = frozenset({"ci_command", "max_concurrent", "review_agent_type"})
+UPDATABLE = NULLABLE | {"default_branch", "require_approval", "auto_merge", "agent_type", "agent_config",
+                        "review_agent_config", "review_prompt", "secret_names"}
 
 
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates from a JSON body
-        return False
-    return True
+def normalise_remote(remote: str, policy: remotes.LocalRemotePolicy) -> str:
+    """Local paths become resolved absolute paths (if the policy allows them); URLs are kept."""
+    return remotes.check_remote(remote, policy)
 
 
-def detect_default_branch(remote: str, access: RemoteAccess | None = None) -> str | None:
-    access = access or remote_access(remote)
-    try:
-        out = run_git(["ls-remote", "--symref", remote, "HEAD"], cwd=Path("/"), timeout=30, check=False,
-                      config=access.config, env=access.env)
-    except (OSError, GitError):
-        return None
-    if out.returncode != 0:
-        raise Invalid(f"{remote!r} is not a reachable git repository: {out.stderr.strip()[:300]}",
-                      field="remote_url")
-    for line in out.stdout.splitlines():
-        if line.startswith("ref: refs/heads/") and line.endswith("HEAD"):
-            return line.split()[1].removeprefix("refs/heads/")
-    return None
-
-
-def add_repo(db: Database, workspace_id: int, data: dict[str, Any], *, credential: str | None = None,
-             allowlist: Sequence[str] | Allowlist = ()) -> Repo:
-    """``credential`` is the value of ``data["credential_secret"]``, for reaching a private remote now."""
-    remote = normalise_remote(data["remote_url"])
+def remote_refs(remote: str, *, credential: str | None = None, allowlist: Sequence[str] | Allowlist = ()
+                ) -> RemoteRefs:
+    """What the remote offers, asked under its access rules (transport, SSRF pin, credential)."""
     try:
         access = remote_access(remote, credential=credential, allowlist=allowlist)
     except UnsafeURLError as exc:
         raise Invalid(str(exc), field="remote_url") from None
-    detected = detect_default_branch(remote, access)
-    branch = data.get("default_branch") or detected or "main"
+    try:
+        return ls_remote(remote, config=access.config, env=access.env)
+    except GitError as exc:
+        detail = exc.stderr_tail.strip()[:300] or str(exc)[:300]
+        raise Invalid(f"{remote!r} is not a reachable git repository: {detail}", field="remote_url") from None
+
+
+def check_branch(refs: RemoteRefs, branch: str, *, chosen: bool) -> None:
+    """A default branch must be a branch name git accepts and must exist on the remote, or no task can start."""
+    if not is_valid_branch_name(branch):
+        raise Invalid(f"{branch!r} is not a valid branch name", field="default_branch")
+    if branch in refs.branches:
+        return
+    if not refs.branches:
+        raise Invalid("the remote has no branches yet; push one first", field="default_branch")
+    known = ", ".join(sorted(refs.branches)[:10]) + (", ..." if len(refs.branches) > 10 else "")
+    hint = "" if chosen else "; pass default_branch"
+    raise Invalid(f"branch {branch!r} does not exist on the remote (it has: {known}){hint}", field="default_branch")
+
+
+def refuse_if_registered_elsewhere(session: Session, workspace_id: int, remote: str) -> None:
+    key = remotes.identity(remote)
+    others = session.scalars(select(Repo.remote_url).where(Repo.workspace_id != workspace_id))
+    if any(remotes.identity(other) == key for other in others):
+        raise Conflict("this remote is registered by another workspace and cannot be added here",
+                       field="remote_url")
+
+
+def add_repo(db: Database, workspace_id: int, data: dict[str, Any], policy: remotes.LocalRemotePolicy, *,
+             credential: str | None = None, allowlist: Sequence[str] | Allowlist = ()) -> Repo:
+    """``credential`` is the value of ``data["credential_secret"]``, for reaching a private remote now."""
+    remote = normalise_remote(data["remote_url"], policy)
+    with db.read() as session:
+        refuse_if_registered_elsewhere(session, workspace_id, remote)
+    refs = remote_refs(remote, credential=credential, allowlist=allowlist)
+    branch = data.get("default_branch") or refs.head or "main"
+    check_branch(refs, branch, chosen=bool(data.get("default_branch")))
     name = data.get("name") or Path(urlparse(remote).path).name.removesuffix(".git") or "repo"
     validate_agent(data.get("agent_type") or "script", data.get("agent_config") or {"command": "true"})
     if data.get("review_agent_type"):
-        validate_agent(data["review_agent_type"], data.get("review_agent_config") or {})
+        validate_agent(data["review_agent_type"], data.get("review_agent_config") or {}, prefix="review_")
+    secret_names = list(data.get("secret_names") or [])
+    with db.read() as session:
+        # A repo's own secrets cannot exist before it does: at registration only workspace secrets qualify.
+        require_visible(session, workspace_id, secret_names)
     repo = Repo(
         workspace_id=workspace_id, name=name, remote_url=remote, default_branch=branch,
         ci_command=data.get("ci_command") or None, require_approval=bool(data.get("require_approval", False)),
@@ -79,9 +93,45 @@ def add_repo(db: Database, workspace_id: int, data: dict[str, Any], *, credentia
         agent_type=data.get("agent_type") or "script", agent_config=data.get("agent_config") or {},
         review_agent_type=data.get("review_agent_type") or None,
         review_agent_config=data.get("review_agent_config") or {}, review_prompt=data.get("review_prompt") or "",
-        secret_names=list(data.get("secret_names") or []), credential_secret=data.get("credential_secret") or None,
+        secret_names=secret_names, credential_secret=data.get("credential_secret") or None,
     )
     return insert_unique(db, repo, "repo")
+
+
+def update_repo(db: Database, workspace_id: int, ref: str | int, changes: dict[str, Any], *,
+                credential_of: CredentialOf = lambda _name: None, allowlist: Sequence[str] | Allowlist = ()) -> Repo:
+    """Change the settings given in `changes` (None clears the nullable ones, leaves the others as they are).
+
+    A new default branch is checked against the remote like at registration; secret names may name the
+    workspace's secrets or this repo's own.
+    """
+    unknown = set(changes) - UPDATABLE
+    if unknown:
+        raise Invalid(f"cannot change {sorted(unknown)[0]}", field=sorted(unknown)[0])
+    changes = {k: v for k, v in changes.items() if v is not None or k in NULLABLE}
+    for key in ("ci_command", "review_agent_type"):
+        if key in changes and not changes[key]:
+            changes[key] = None
+    with db.read() as session:
+        repo = find_repo(session, workspace_id, ref)
+        current = {key: getattr(repo, key) for key in UPDATABLE}
+        repo_id, remote, credential_secret = repo.id, repo.remote_url, repo.credential_secret
+    merged = {**current, **changes}
+    if "default_branch" in changes and changes["default_branch"] != current["default_branch"]:
+        credential = credential_of(credential_secret) if credential_secret else None
+        check_branch(remote_refs(remote, credential=credential, allowlist=allowlist), changes["default_branch"],
+                     chosen=True)
+    if {"agent_type", "agent_config"} & set(changes):
+        validate_agent(merged["agent_type"], merged["agent_config"] or {"command": "true"})
+    if merged["review_agent_type"] and {"review_agent_type", "review_agent_config"} & set(changes):
+        validate_agent(merged["review_agent_type"], merged["review_agent_config"] or {}, prefix="review_")
+    with db.write() as session:
+        if "secret_names" in changes:
+            require_visible(session, workspace_id, changes["secret_names"], repo_id=repo_id)
+        repo = find_repo(session, workspace_id, repo_id)
+        for key, value in changes.items():
+            setattr(repo, key, list(value) if key == "secret_names" else value)
+    return repo
 
 
 def find_repo(session: Session, workspace_id: int, ref: str | int) -> Repo:

@@ -12,6 +12,7 @@ from optio.errors import Invalid, NotFound
 from optio.services.jobs import validate_agent
 from optio.services.repos import find_repo
 from optio.services.runs import decode_cursor, encode_cursor
+from optio.services.secret_refs import require_visible
 from optio.store import queue
 from optio.store.db import Database
 from optio.store.models import CiRun, PrReview, PullRequest, Repo, RepoTask, TaskDependency
@@ -28,6 +29,8 @@ def create_task(db: Database, workspace_id: int, data: dict[str, Any]) -> RepoTa
         agent_config = dict(repo.agent_config or {}) if agent_type == repo.agent_type else {}
         agent_config.update(data.get("agent_config") or {})
         validate_agent(agent_type, agent_config)
+        secret_names = list(data.get("secret_names") or [])
+        require_visible(session, workspace_id, secret_names, repo_id=repo.id)
         deps = sorted(set(data.get("depends_on") or []))
         for dep in deps:
             exists = session.scalar(
@@ -38,7 +41,7 @@ def create_task(db: Database, workspace_id: int, data: dict[str, Any]) -> RepoTa
         task = RepoTask(
             workspace_id=workspace_id, repo_id=repo.id, title=data["title"], prompt=data["prompt"],
             agent_type=agent_type, agent_config=agent_config, priority=data.get("priority", 0),
-            max_retries=data.get("max_retries", 1), state="pending", secret_names=list(data.get("secret_names") or []),
+            max_retries=data.get("max_retries", 1), state="pending", secret_names=secret_names,
             ticket_ref=data.get("ticket_ref"), created_by=data.get("created_by"),
         )
         session.add(task)

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends
 from optio.api.account_schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from optio.api.deps import Ctx, get_self_ctx
 from optio.api.errors import ERROR_RESPONSES
+from optio.api.schemas import Id
 from optio.services import credentials
 from optio.store.models import ApiKey
 
@@ -30,6 +31,6 @@ def create_key(body: ApiKeyCreate, ctx: Ctx = Depends(get_self_ctx)) -> ApiKeyCr
 
 
 @router.delete("/{key_id}", response_model=ApiKeyOut)
-def revoke_key(key_id: int, ctx: Ctx = Depends(get_self_ctx)) -> ApiKeyOut:
+def revoke_key(key_id: Id, ctx: Ctx = Depends(get_self_ctx)) -> ApiKeyOut:
     """Revoke one of your keys; it stops working at once and stays listed as revoked."""
     return key_out(credentials.revoke_api_key(ctx.db, ctx.user_id or 0, key_id))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Query
 
 from optio.api.account_schemas import AuditEventOut, AuditPage
 from optio.api.deps import Ctx, get_admin_ctx
 from optio.api.errors import ERROR_RESPONSES
+from optio.api.schemas import PageLimit
 from optio.services import audit
 
 router = APIRouter(prefix="/api/audit", tags=["audit"], responses=ERROR_RESPONSES)
@@ -17,7 +20,7 @@ def list_audit(
     ctx: Ctx = Depends(get_admin_ctx),
     action: str | None = Query(default=None, max_length=100, description="e.g. create_job, cancel_run, secret.inject"),
     actor: str | None = Query(default=None, max_length=200),
-    limit: int = Query(default=50, ge=1, le=500),
+    limit: Annotated[PageLimit, Query()] = 50,
     cursor: str | None = Query(default=None, max_length=100),
 ) -> AuditPage:
     rows, next_cursor = audit.list_events(ctx.db, ctx.workspace_id, action=action, actor=actor, limit=limit,

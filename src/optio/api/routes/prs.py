@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query
 
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
-from optio.api.schemas import MergeIn, PullRequestDetail, PullRequestOut, ReviewIn
+from optio.api.schemas import Id, MergeIn, PullRequestDetail, PullRequestOut, ReviewIn
 from optio.api.views import pr_out
 from optio.errors import AppError
 from optio.forge.local import LocalForge
@@ -47,12 +47,12 @@ def resolve_pr(ref: str = Query(min_length=1, max_length=100, description="Task 
 
 
 @router.get("/{pr_id}", response_model=PullRequestDetail)
-def get_pr(pr_id: int, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
+def get_pr(pr_id: Id, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
     return _detail(ctx, pr_id)
 
 
 @router.post("/{pr_id}/approve", response_model=PullRequestDetail)
-def approve(pr_id: int, body: ReviewIn | None = None, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
+def approve(pr_id: Id, body: ReviewIn | None = None, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
     pr = _detail(ctx, pr_id)
     _forge(ctx).submit_review(pr.repo_id, pr.number, verdict="approve", comments=(body or ReviewIn()).comment,
                               author=f"user:{ctx.username or ctx.user_id or 'local'}")
@@ -60,7 +60,7 @@ def approve(pr_id: int, body: ReviewIn | None = None, ctx: Ctx = Depends(get_ctx
 
 
 @router.post("/{pr_id}/request-changes", response_model=PullRequestDetail)
-def request_changes(pr_id: int, body: ReviewIn, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
+def request_changes(pr_id: Id, body: ReviewIn, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
     pr = _detail(ctx, pr_id)
     if not body.comment.strip():
         raise AppError("a change request needs a comment", field="comment", code="invalid")
@@ -72,14 +72,14 @@ def request_changes(pr_id: int, body: ReviewIn, ctx: Ctx = Depends(get_ctx)) -> 
 @router.post("/{pr_id}/merge", response_model=PullRequestDetail,
              description="Squash-merge the head. Refused (409) unless CI passed on that head and the repo's "
                          "approval rule holds on it; `force: true` (admins only, audited) overrides.")
-def merge(pr_id: int, body: MergeIn | None = None, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
+def merge(pr_id: Id, body: MergeIn | None = None, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
     pr_service.merge_pr(ctx.db, _forge(ctx), ctx.workspace_id, pr_id, user_id=ctx.user_id,
                         actor=ctx.username or "anonymous", role=ctx.role, force=(body or MergeIn()).force)
     return _detail(ctx, pr_id)
 
 
 @router.post("/{pr_id}/close", response_model=PullRequestDetail)
-def close(pr_id: int, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
+def close(pr_id: Id, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
     pr = _detail(ctx, pr_id)
     _forge(ctx).close(pr.repo_id, pr.number)
     return _detail(ctx, pr_id)

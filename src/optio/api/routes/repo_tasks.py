@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
@@ -10,7 +10,17 @@ from fastapi.responses import StreamingResponse
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
 from optio.api.logstream import STREAM_RESPONSES, log_page, sse
-from optio.api.schemas import LogPage, RepoTaskCreate, RepoTaskOut, RepoTaskPage, RunEventOut
+from optio.api.schemas import (
+    Id,
+    LogLimit,
+    LogPage,
+    PageLimit,
+    RepoTaskCreate,
+    RepoTaskOut,
+    RepoTaskPage,
+    RunEventOut,
+    Seq,
+)
 from optio.api.views import events_out, task_out
 from optio.domain.states import TERMINAL, RepoTaskState, RunKind
 from optio.services import runs as run_service
@@ -42,7 +52,7 @@ def list_tasks(
     ctx: Ctx = Depends(get_ctx),
     repo: str | None = Query(default=None, max_length=200),
     state: str | None = Query(default=None, pattern=STATE_PATTERN),
-    limit: int = Query(default=50, ge=1, le=500),
+    limit: Annotated[PageLimit, Query()] = 50,
     cursor: str | None = Query(default=None, max_length=100),
 ) -> RepoTaskPage:
     views, next_cursor = task_service.list_tasks(ctx.db, ctx.workspace_id, repo=repo, state=state, limit=limit,
@@ -51,12 +61,12 @@ def list_tasks(
 
 
 @router.get("/{task_id}", response_model=RepoTaskOut)
-def get_task(task_id: int, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
+def get_task(task_id: Id, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
     return _out(ctx, task_id)
 
 
 @router.get("/{task_id}/events", response_model=list[RunEventOut])
-def task_events(task_id: int, ctx: Ctx = Depends(get_ctx)) -> list[RunEventOut]:
+def task_events(task_id: Id, ctx: Ctx = Depends(get_ctx)) -> list[RunEventOut]:
     with ctx.db.read() as session:
         task_service.get_task(session, ctx.workspace_id, task_id)
         return events_out(session, KIND, task_id, ctx.workspace_id)
@@ -73,17 +83,18 @@ def _page(ctx: Ctx, task_id: int, after: int, limit: int) -> LogPage:
 
 @router.get("/{task_id}/logs", response_model=LogPage)
 def task_logs(
-    task_id: int,
+    task_id: Id,
     ctx: Ctx = Depends(get_ctx),
-    after: int = Query(default=0, ge=0),
-    limit: int = Query(default=1000, ge=1, le=10_000),
+    after: Annotated[Seq, Query(description="Return lines with seq > after")] = 0,
+    limit: Annotated[LogLimit, Query()] = 1000,
 ) -> LogPage:
     return _page(ctx, task_id, after, limit)
 
 
 @router.get("/{task_id}/logs/stream", response_class=StreamingResponse, responses=STREAM_RESPONSES)
-def stream_task_logs(task_id: int, ctx: Ctx = Depends(get_ctx),
-                     after: int = Query(default=0, ge=0)) -> StreamingResponse:
+def stream_task_logs(task_id: Id, ctx: Ctx = Depends(get_ctx),
+                     after: Annotated[Seq, Query(description="Replay lines with seq > after")] = 0
+                     ) -> StreamingResponse:
     _out(ctx, task_id)
     return sse(lambda cursor: _page(ctx, task_id, cursor, 1000), after)
 
@@ -95,15 +106,15 @@ def _intent(ctx: Ctx, task_id: int, intent: str) -> RepoTaskOut:
 
 
 @router.post("/{task_id}/cancel", response_model=RepoTaskOut, status_code=202)
-def cancel_task(task_id: int, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
+def cancel_task(task_id: Id, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
     return _intent(ctx, task_id, "cancel")
 
 
 @router.post("/{task_id}/retry", response_model=RepoTaskOut, status_code=202)
-def retry_task(task_id: int, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
+def retry_task(task_id: Id, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
     return _intent(ctx, task_id, "retry")
 
 
 @router.post("/{task_id}/resume", response_model=RepoTaskOut, status_code=202)
-def resume_task(task_id: int, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
+def resume_task(task_id: Id, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
     return _intent(ctx, task_id, "resume")

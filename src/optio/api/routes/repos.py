@@ -8,17 +8,24 @@ from fastapi import APIRouter, Depends
 
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
-from optio.api.schemas import RepoCreate, RepoOut
+from optio.api.schemas import RepoCreate, RepoOut, RepoUpdate
 from optio.api.views import repo_out
 from optio.errors import Invalid
 from optio.security.ssrf import UnsafeURLError, check_url
 from optio.services import repos as repo_service
+from optio.services.remotes import LocalRemotePolicy
 
 router = APIRouter(prefix="/api/repos", tags=["repos"], responses=ERROR_RESPONSES)
 
 
+def local_remote_policy(ctx: Ctx) -> LocalRemotePolicy:
+    settings = ctx.optio.settings
+    return LocalRemotePolicy.of(settings.allowed_local_remote_roots, settings.resolved_data_dir)
+
+
 @router.post("", response_model=RepoOut, status_code=201)
 def add_repo(body: RepoCreate, ctx: Ctx = Depends(get_ctx)) -> RepoOut:
+    """Register a git remote. Local paths and file:// URLs only under OPTIO_LOCAL_REMOTE_ROOTS (see README)."""
     parsed = urlparse(body.remote_url)
     if parsed.scheme in ("http", "https", "ssh", "git"):
         # Optio will fetch from and push to this forge: refuse internal addresses unless allowlisted. The guard
@@ -36,8 +43,8 @@ def add_repo(body: RepoCreate, ctx: Ctx = Depends(get_ctx)) -> RepoOut:
         )
         if credential is None:
             raise Invalid(f"no secret named {body.credential_secret!r} in this workspace", field="credential_secret")
-    return repo_out(repo_service.add_repo(ctx.db, ctx.workspace_id, body.model_dump(), credential=credential,
-                                          allowlist=ctx.optio.settings.outbound_allowlist))
+    return repo_out(repo_service.add_repo(ctx.db, ctx.workspace_id, body.model_dump(), local_remote_policy(ctx),
+                                          credential=credential, allowlist=ctx.optio.settings.outbound_allowlist))
 
 
 @router.get("", response_model=list[RepoOut])
@@ -49,3 +56,13 @@ def list_repos(ctx: Ctx = Depends(get_ctx)) -> list[RepoOut]:
 def get_repo(repo_ref: str, ctx: Ctx = Depends(get_ctx)) -> RepoOut:
     with ctx.db.read() as session:
         return repo_out(repo_service.find_repo(session, ctx.workspace_id, repo_ref))
+
+
+@router.patch("/{repo_ref}", response_model=RepoOut)
+def update_repo(repo_ref: str, body: RepoUpdate, ctx: Ctx = Depends(get_ctx)) -> RepoOut:
+    """Change a repo's settings (only the fields sent). A new default branch must exist on the remote."""
+    secrets = ctx.optio.auth.secrets
+    return repo_out(repo_service.update_repo(
+        ctx.db, ctx.workspace_id, repo_ref, body.model_dump(exclude_unset=True),
+        credential_of=lambda name: secrets.env_for(ctx.workspace_id, [name]).get(name),
+        allowlist=ctx.optio.settings.outbound_allowlist))

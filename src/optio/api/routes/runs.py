@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
 from optio.api.logstream import STREAM_RESPONSES, log_page, sse
-from optio.api.schemas import LogPage, RunEventOut, RunOut, RunPage
+from optio.api.schemas import Id, LogLimit, LogPage, PageLimit, RunEventOut, RunOut, RunPage, Seq
 from optio.api.views import events_out, run_out
 from optio.domain.states import TERMINAL, RunKind
 from optio.services import runs as run_service
@@ -34,7 +34,7 @@ def list_runs(
     ctx: Ctx = Depends(get_ctx),
     job: str | None = Query(default=None, max_length=200, description="Job id or name"),
     state: str | None = Query(default=None, pattern=STATE_PATTERN),
-    limit: int = Query(default=50, ge=1, le=500),
+    limit: Annotated[PageLimit, Query()] = 50,
     cursor: str | None = Query(default=None, max_length=100),
 ) -> RunPage:
     rows, next_cursor = run_service.list_job_runs(ctx.db, ctx.workspace_id, job=job, state=state, limit=limit,
@@ -43,12 +43,12 @@ def list_runs(
 
 
 @router.get("/{run_id}", response_model=RunOut)
-def get_run(run_id: int, ctx: Ctx = Depends(get_ctx)) -> RunOut:
+def get_run(run_id: Id, ctx: Ctx = Depends(get_ctx)) -> RunOut:
     return _load(ctx, run_id)
 
 
 @router.get("/{run_id}/events", response_model=list[RunEventOut])
-def run_events(run_id: int, ctx: Ctx = Depends(get_ctx)) -> list[RunEventOut]:
+def run_events(run_id: Id, ctx: Ctx = Depends(get_ctx)) -> list[RunEventOut]:
     _load(ctx, run_id)
     with ctx.db.read() as session:
         return events_out(session, KIND, run_id, ctx.workspace_id)
@@ -65,23 +65,24 @@ def _page(ctx: Ctx, run_id: int, after: int, limit: int) -> LogPage:
 
 @router.get("/{run_id}/logs", response_model=LogPage)
 def run_logs(
-    run_id: int,
+    run_id: Id,
     ctx: Ctx = Depends(get_ctx),
-    after: int = Query(default=0, ge=0, description="Return lines with seq > after"),
-    limit: int = Query(default=1000, ge=1, le=10_000),
+    after: Annotated[Seq, Query(description="Return lines with seq > after")] = 0,
+    limit: Annotated[LogLimit, Query()] = 1000,
 ) -> LogPage:
     return _page(ctx, run_id, after, limit)
 
 
 @router.get("/{run_id}/logs/stream", response_class=StreamingResponse, responses=STREAM_RESPONSES)
-def stream_logs(run_id: int, ctx: Ctx = Depends(get_ctx), after: int = Query(default=0, ge=0)) -> StreamingResponse:
+def stream_logs(run_id: Id, ctx: Ctx = Depends(get_ctx),
+                after: Annotated[Seq, Query(description="Replay lines with seq > after")] = 0) -> StreamingResponse:
     """Replays lines after `after`, then follows until the run ends (SSE: `line` events, then `end`)."""
     _load(ctx, run_id)
     return sse(lambda cursor: _page(ctx, run_id, cursor, 1000), after)
 
 
 @router.post("/{run_id}/cancel", response_model=RunOut, status_code=202)
-def cancel_run(run_id: int, ctx: Ctx = Depends(get_ctx)) -> RunOut:
+def cancel_run(run_id: Id, ctx: Ctx = Depends(get_ctx)) -> RunOut:
     run_service.get_job_run_or_404(ctx.db, ctx.workspace_id, run_id)
     run_service.set_intent(ctx.db, ctx.workspace_id, KIND, run_id, "cancel",
                            {"cancel": ("queued", "running")})
@@ -89,7 +90,7 @@ def cancel_run(run_id: int, ctx: Ctx = Depends(get_ctx)) -> RunOut:
 
 
 @router.post("/{run_id}/retry", response_model=RunOut, status_code=202)
-def retry_run(run_id: int, ctx: Ctx = Depends(get_ctx)) -> RunOut:
+def retry_run(run_id: Id, ctx: Ctx = Depends(get_ctx)) -> RunOut:
     run_service.get_job_run_or_404(ctx.db, ctx.workspace_id, run_id)
     run_service.set_intent(ctx.db, ctx.workspace_id, KIND, run_id, "retry", {"retry": ("failed", "cancelled")})
     return _load(ctx, run_id)

@@ -13,12 +13,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import and_, or_, select
 
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
-from optio.api.schemas import RepoTaskCreate, RepoTaskOut, RunOut
+from optio.api.schemas import STRICT_INPUT, Line, PageLimit, RepoTaskCreate, RepoTaskOut, RunCreate, RunOut
 from optio.api.views import run_out, task_out
 from optio.domain.states import JobRunState, RepoTaskState
 from optio.errors import Invalid
@@ -48,11 +48,10 @@ class TaskPage(BaseModel):
     next_cursor: str | None
 
 
-class JobRunTaskCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class JobRunTaskCreate(RunCreate):
+    model_config = STRICT_INPUT
     type: Literal["job_run"]
-    job: str = Field(min_length=1, max_length=200, description="Job name or id")
-    params: dict[str, str] = Field(default_factory=dict)
+    job: Line = Field(min_length=1, max_length=200, description="Job name or id")
 
 
 class RepoTaskTaskCreate(RepoTaskCreate):
@@ -100,7 +99,7 @@ def list_tasks(
     ctx: Ctx = Depends(get_ctx),
     type: Literal["job_run", "repo_task"] | None = Query(default=None, description="Only this kind"),
     state: str | None = Query(default=None, pattern=STATE_PATTERN),
-    limit: int = Query(default=50, ge=1, le=500),
+    limit: Annotated[PageLimit, Query()] = 50,
     cursor: str | None = Query(default=None, max_length=200),
 ) -> TaskPage:
     position = _decode(cursor)
@@ -133,7 +132,7 @@ def list_tasks(
 
 
 @router.post("", response_model=TaskItem, status_code=201)
-def create_task(body: TaskCreate = Body(...), ctx: Ctx = Depends(get_ctx)) -> Any:
+def create_task(body: Annotated[TaskCreate, Body()], ctx: Ctx = Depends(get_ctx)) -> Any:
     """Create a task of any kind: `type: job_run` runs a job, `type: repo_task` starts work on a repo."""
     if isinstance(body, JobRunTaskCreate):
         run = job_service.start_run(ctx.db, ctx.workspace_id, body.job, body.params, created_by=ctx.user_id)

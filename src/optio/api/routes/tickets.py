@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query
 
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
-from optio.api.schemas import RepoTaskOut, TicketCreate, TicketOut, TicketWork
+from optio.api.schemas import Id, RepoTaskOut, TicketCreate, TicketOut, TicketWork
 from optio.api.views import task_out
 from optio.services import tasks as task_service
 from optio.services import tickets as ticket_service
@@ -32,18 +32,18 @@ def list_tickets(ctx: Ctx = Depends(get_ctx),
 
 
 @router.get("/{number}", response_model=TicketOut)
-def get_ticket(number: int, ctx: Ctx = Depends(get_ctx)) -> TicketOut:
+def get_ticket(number: Id, ctx: Ctx = Depends(get_ctx)) -> TicketOut:
     with ctx.db.read() as session:
         return ticket_out(ticket_service.get_ticket(session, ctx.workspace_id, number))
 
 
 @router.post("/{number}/close", response_model=TicketOut)
-def close_ticket(number: int, ctx: Ctx = Depends(get_ctx)) -> TicketOut:
+def close_ticket(number: Id, ctx: Ctx = Depends(get_ctx)) -> TicketOut:
     return ticket_out(ticket_service.close_ticket(ctx.db, ctx.workspace_id, number,
                                                   f"closed by {ctx.username or 'a person'}"))
 
 
 @router.post("/{number}/work", response_model=RepoTaskOut, status_code=201)
-def work_on_ticket(number: int, body: TicketWork, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
+def work_on_ticket(number: Id, body: TicketWork, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
     task = ticket_service.work_on(ctx.db, ctx.workspace_id, number, body.model_dump())
     return task_out(task_service.task_view(ctx.db, ctx.workspace_id, task.id))
