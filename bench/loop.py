@@ -33,12 +33,15 @@ def run_optio(n: int, tmp: Path) -> tuple[float, list[float], int]:
     remote = make_remote(tmp)
     server = OptioServer(tmp / "data", env={"OPTIO_AUTH": "disabled", "OPTIO_LOG_LEVEL": "warning"}).start()
     try:
-        server.api("POST", "/api/repos", json={"remote_url": str(remote), "name": "bench",
-                                               "ci_command": 'test -n "$(ls task-*.txt)"'}).raise_for_status()
+        # With auth disabled a write must say it is not cross-site, as the CLI does.
+        csrf = {"X-Optio-CSRF": "1"}
+        server.api("POST", "/api/repos", headers=csrf, json={"remote_url": str(remote), "name": "bench",
+                                                             "ci_command": 'test -n "$(ls task-*.txt)"'}
+                   ).raise_for_status()
         start = time.perf_counter()
         ids = []
         for i in range(n):
-            resp = server.api("POST", "/api/repo-tasks", json={
+            resp = server.api("POST", "/api/repo-tasks", headers=csrf, json={
                 "repo": "bench", "title": f"task {i}", "prompt": "write one file",
                 "agent_config": {"command": 'echo done > "task-$OPTIO_TASK_ID.txt"'}})
             resp.raise_for_status()
