@@ -175,7 +175,8 @@ def _result_events(data: dict[str, Any]) -> list[AgentEvent]:
         )
     subtype = str(data.get("subtype") or "")
     is_error = bool(data.get("is_error")) or (subtype not in ("", "success"))
-    summary = data.get("result") if isinstance(data.get("result"), str) else ""
+    result = data.get("result")
+    summary = result if isinstance(result, str) else ""
     if not is_error:
         return end_of_run(summary, usage=usage_event)
     errors = data.get("errors")

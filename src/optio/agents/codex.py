@@ -181,7 +181,8 @@ def _item_completed(item: Any) -> list[AgentEvent]:
         output = summarize(item.get("aggregated_output") or f"exit code {exit_code}")
         return [ToolResultEvent(output=output, tool_id=item_id, is_error=failed)]
     if itype == "file_change":
-        changes = item.get("changes") if isinstance(item.get("changes"), list) else []
+        listed = item.get("changes")
+        changes = listed if isinstance(listed, list) else []
         summary = ", ".join(f"{c.get('kind', '?')} {c.get('path', '?')}" for c in changes if isinstance(c, dict))
         failed = item.get("status") == "failed"
         return [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from optio.agents.events import AgentEvent, ErrorEvent, ResultEvent
-from optio.domain.agent_errors import AgentError, classify_error, describe_error, parse_retry_after
+from optio.domain.agent_errors import AgentError, as_error_kind, classify_error, describe_error, parse_retry_after
 
 _GENERIC = ("unknown", "crashed")
 
@@ -62,7 +62,7 @@ def classify_run(
         if retry_after is None and specific.kind == "rate_limited":
             retry_after = parse_retry_after(stderr_tail)
         return describe_error(
-            specific.kind,  # type: ignore[arg-type]
+            as_error_kind(specific.kind) or "unknown",
             specific.message,
             exit_code=exit_code,
             retry_after_s=retry_after,

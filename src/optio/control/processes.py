@@ -25,6 +25,7 @@ from optio.agents.events import to_json as event_to_json
 from optio.agents.registry import get_adapter
 from optio.control import output_relay
 from optio.control.context import ControlContext
+from optio.domain.backoff import rate_limit_throttle_s
 from optio.domain.snapshot import ProcessStatus, ProcessView
 from optio.runtime.base import STDERR_FILE, STDOUT_FILE, LaunchSpec, Mounts, ProcessInfo
 from optio.runtime.local import read_exit_code
@@ -153,15 +154,12 @@ class DbSink:
         log.info("agent_exit", key=key, exit_code=exit_code, reason=reason)
 
 
-RATE_LIMIT_THROTTLE_S = 300.0
-
-
 def throttle_repo(session: Any, task_id: int, now: datetime, retry_after_s: float | None) -> None:
     """The vendor said slow down: the repo runs one agent at a time for a while (see the repo snapshot)."""
     task = session.get(RepoTask, task_id)
     if task is None:
         return
-    until = now + timedelta(seconds=max(RATE_LIMIT_THROTTLE_S, retry_after_s or 0.0))
+    until = now + timedelta(seconds=rate_limit_throttle_s(retry_after_s))
     session.execute(update(Repo).where(Repo.id == task.repo_id).values(rate_limited_until=until))
 
 

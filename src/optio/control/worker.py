@@ -16,6 +16,7 @@ from optio.control import executor
 from optio.control.context import ControlContext
 from optio.control.handlers import Outcome
 from optio.domain.actions import target_state
+from optio.domain.backoff import snapshot_error_delay
 from optio.store import queue, runs
 from optio.store.queue import ClaimedItem
 from optio.store.types import utcnow
@@ -41,7 +42,8 @@ def reconcile_one(ctx: ControlContext, item: ClaimedItem) -> Outcome:
         log.exception("decision", kind=item.kind, id=item.run_id, action="defer_with_backoff",
                       reason=f"snapshot failed: {exc}", outcome="deferred")
         with ctx.db.write() as session:
-            queue.enqueue(session, item.kind, item.run_id, item.workspace_id, delay_s=2.0, reason="snapshot failed")
+            queue.enqueue(session, item.kind, item.run_id, item.workspace_id, delay_s=snapshot_error_delay(),
+                          reason="snapshot failed")
         return Outcome("deferred")
     if loaded is None:
         return Outcome("applied", "run gone")

@@ -22,6 +22,7 @@ ErrorKind = Literal[
     "crashed",
     "timeout",
     "budget",
+    "config",
     "unknown",
 ]
 
@@ -34,15 +35,24 @@ ERROR_KINDS: tuple[ErrorKind, ...] = (
     "crashed",
     "timeout",
     "budget",
+    "config",
     "unknown",
 )
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """What a failure of one kind means for its run (applied by ``optio.domain.retry``).
+
+    ``retry`` false fails the run at once: retrying an invalid key, a model that does not exist or a
+    prompt that does not fit only burns time and money. ``extra_attempts`` are granted beyond the run's
+    ``max_retries``, for failures that are not the agent's fault.
+    """
+
     retry: bool
     backoff: bool
     lower_concurrency: bool
+    extra_attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -54,15 +64,22 @@ class AgentError:
     secret_name: str | None = None
 
 
+# A rate limit is not the agent's fault: it gets this many attempts beyond ``max_retries`` before giving up.
+RATE_LIMIT_EXTRA_ATTEMPTS = 5
+
+# The one error-policy table: the retry decisions of every run kind and the agent adapters read it.
 _POLICIES: dict[ErrorKind, RetryPolicy] = {
     "auth": RetryPolicy(retry=False, backoff=False, lower_concurrency=False),
-    "rate_limited": RetryPolicy(retry=True, backoff=True, lower_concurrency=True),
+    "rate_limited": RetryPolicy(retry=True, backoff=True, lower_concurrency=True,
+                                extra_attempts=RATE_LIMIT_EXTRA_ATTEMPTS),
     "context_too_long": RetryPolicy(retry=False, backoff=False, lower_concurrency=False),
     "model_not_found": RetryPolicy(retry=False, backoff=False, lower_concurrency=False),
     "network": RetryPolicy(retry=True, backoff=True, lower_concurrency=False),
     "crashed": RetryPolicy(retry=True, backoff=True, lower_concurrency=False),
     "timeout": RetryPolicy(retry=False, backoff=False, lower_concurrency=False),
     "budget": RetryPolicy(retry=False, backoff=False, lower_concurrency=False),
+    # The agent could not even be configured (a bad agent config, a missing secret): it will not fix itself.
+    "config": RetryPolicy(retry=False, backoff=False, lower_concurrency=False),
     "unknown": RetryPolicy(retry=True, backoff=True, lower_concurrency=False),
 }
 
@@ -70,6 +87,16 @@ _POLICIES: dict[ErrorKind, RetryPolicy] = {
 def policy_for(kind: ErrorKind) -> RetryPolicy:
     """Retry-or-fail policy of a failure kind; callers still cap the number of attempts."""
     return _POLICIES[kind]
+
+
+def as_error_kind(kind: str | None) -> ErrorKind | None:
+    """A stored or reported kind as an ``ErrorKind``; one this version does not know counts as ``unknown``."""
+    if kind is None:
+        return None
+    for known in ERROR_KINDS:
+        if known == kind:
+            return known
+    return "unknown"
 
 
 def _rx(*patterns: str) -> re.Pattern[str]:
@@ -237,6 +264,8 @@ def describe_error(
         message = f"the agent timed out ({detail})"
     elif kind == "budget":
         message = f"spending limit reached ({detail})"
+    elif kind == "config":
+        message = f"the agent could not be configured ({detail})"
     elif kind == "crashed":
         message = f"the agent exited unexpectedly with code {exit_code} ({detail})"
     else:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from optio.domain.failures import FailurePolicy, policy_for_failure
+from optio.domain.retry import Failure, process_failure
 from optio.domain.snapshot import ProcessStatus, ProcessView, RunView
 
 WATCH_RECHECK_S = 30.0
@@ -19,14 +19,14 @@ WATCH_RECHECK_S = 30.0
 @dataclass(frozen=True)
 class Health:
     outcome: Literal["succeeded", "failed", "running", "starting"]
-    policy: FailurePolicy | None = None
+    failure: Failure | None = None
     kill: bool = False
     recheck_after_s: float | None = None
 
 
 def _failed(why: str, *, proc: ProcessView | None = None, classify: bool = False, kill: bool = False) -> Health:
-    policy = policy_for_failure(proc, why) if classify else FailurePolicy(why=why)
-    return Health("failed", policy=policy, kill=kill)
+    failure = process_failure(proc, why) if classify else Failure(why=why)
+    return Health("failed", failure=failure, kill=kill)
 
 
 def assess(run: RunView, proc: ProcessView | None, *, now: datetime, stall_threshold_s: float) -> Health:

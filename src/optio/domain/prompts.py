@@ -55,3 +55,62 @@ def render(template: str, params: Mapping[str, str]) -> str:
     if missing:
         raise TemplateError(f"missing value for placeholder {{{{{missing[0]}}}}}", field=missing[0])
     return PLACEHOLDER.sub(lambda m: str(params[m.group(1)]), template)
+
+
+# --- text Optio writes around an agent's work: commits, pull requests, review prompts ------------------
+
+
+def task_commit_message(title: str, task_id: int) -> str:
+    """The commit Optio makes of what the agent left uncommitted in its worktree."""
+    return f"{title}\n\nOptio task #{task_id}"
+
+
+def pull_request_body(task_prompt: str, task_id: int) -> str:
+    """A task's pull request says what was asked, so a reviewer sees the request next to the change."""
+    return f"{task_prompt}\n\n---\nOpened by Optio for task #{task_id}."
+
+
+def squash_merge_message(title: str, pr_number: int, task_id: int) -> str:
+    """The squash commit on the base branch names the pull request and the task it came from."""
+    return f"{title} (#{pr_number})\n\nOptio task #{task_id}"
+
+
+def review_prompt(review_prompt: str | None, *, pr_number: int, pr_title: str, base_branch: str, head_sha: str,
+                  task_prompt: str) -> str:
+    """What a review agent is asked: the repo's review prompt, then the pull request and the original task."""
+    return (
+        f"{review_prompt or 'Review this pull request.'}\n\n"
+        f"Pull request #{pr_number}: {pr_title}\n"
+        f"Base branch: {base_branch}  Head: {head_sha}\n\n"
+        f"Original task:\n{task_prompt}\n"
+    )
+
+
+# Optio's own code around the repo's review command: the command's exit code becomes the verdict file.
+# It runs after the command, so whatever the command (or anything it ran) wrote there is overwritten.
+SCRIPT_VERDICT_WRAPPER = (
+    '/bin/sh -c "$OPTIO_REVIEW_COMMAND"; code=$?; '
+    'if [ "$code" -eq 0 ]; then verdict=approve; else verdict=request_changes; fi; '
+    'printf "%s\\n" "$verdict" > "$OPTIO_REVIEW_VERDICT_FILE"; exit "$code"'
+)
+VENDOR_VERDICT_INSTRUCTIONS = (
+    "\n\nThe pull request head is checked out read-only at {head} ($OPTIO_PR_HEAD_DIR); your working "
+    "directory is the base branch. Review the head. When you are done, write exactly `approve` or "
+    "`request_changes` to the file {verdict} ($OPTIO_REVIEW_VERDICT_FILE); anything else, or no file, "
+    "requests changes. Your final message is the review comment.\n"
+)
+
+
+def vendor_verdict_instructions(head: object, verdict_file: object) -> str:
+    """Appended to a vendor review agent's prompt: where the head is and where its verdict goes."""
+    return VENDOR_VERDICT_INSTRUCTIONS.format(head=head, verdict=verdict_file)
+
+
+def review_comment(text: str, note: str | None) -> str:
+    """A review's comment, with Optio's note when the verdict is not simply what the review said."""
+    return f"{text}\n\noptio: {note}".strip() if note else text
+
+
+def ticket_close_note(task_id: int) -> str:
+    """Why a ticket closed: the task that completed it."""
+    return f"completed by Optio task #{task_id}"

@@ -103,10 +103,6 @@ class FileTail:
         self.offset = batch.end_offset
         self._pending = None
 
-    def has_buffered_lines(self) -> bool:
-        """Whether a further batch is ready without waiting for the writer."""
-        return b"\n" in self._buf or len(self._buf) >= MAX_LINE_BYTES
-
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()

@@ -16,6 +16,7 @@ from optio.control.context import ControlContext
 from optio.control.executor import write_transition
 from optio.control.handlers import Loaded, Outcome
 from optio.control.kinds.job import active_process_count, executor_error_policy, run_view
+from optio.domain import prompts
 from optio.domain.actions import Action, LaunchReview, MergePullRequest, OpenPullRequest, Provision
 from optio.domain.reconcile.repo import decide_repo_task
 from optio.domain.repo_snapshot import (
@@ -266,7 +267,7 @@ class RepoTaskHandler:
         cache = forge.cache(repo)
         path = Path(loaded.extra["worktree"] or worktree_path(ctx, task_id))
         branch = branch_for_task(task_id)
-        cache.commit_all(path, f"{snap.title}\n\nOptio task #{task_id}")
+        cache.commit_all(path, prompts.task_commit_message(snap.title, task_id))
         cache.fetch()
         if cache.commits_ahead(path, f"origin/{repo.default_branch}") == 0 and snap.pr is None:
             ok = write_transition(ctx, self, loaded, to="completed", reason="agent made no changes; no pull request",
@@ -277,7 +278,7 @@ class RepoTaskHandler:
                 self.cleanup(ctx, loaded)
             return Outcome("applied" if ok else "stale")
         head_sha = cache.push_branch(path, branch)
-        body = f"{snap.prompt}\n\n---\nOpened by Optio for task #{task_id}."
+        body = prompts.pull_request_body(snap.prompt, task_id)
         info = forge.open_or_update_pr(repo.id, task_id, head_branch=branch, head_sha=head_sha, title=snap.title,
                                        body=body)
         event = "pr_updated" if snap.pr is not None else "pr_opened"
@@ -294,12 +295,9 @@ class RepoTaskHandler:
                                                                ReviewRun.state.not_in(("failed", "cancelled"))))
             if exists is not None:
                 return Outcome("applied", "review already launched")
-            prompt = (
-                f"{extra['review_prompt'] or 'Review this pull request.'}\n\n"
-                f"Pull request #{extra['pr_number']}: {extra['pr_title']}\n"
-                f"Base branch: {extra['default_branch']}  Head: {action.head_sha}\n\n"
-                f"Original task:\n{loaded.snapshot.prompt}\n"
-            )
+            prompt = prompts.review_prompt(extra["review_prompt"], pr_number=extra["pr_number"],
+                                           pr_title=extra["pr_title"], base_branch=extra["default_branch"],
+                                           head_sha=action.head_sha, task_prompt=loaded.snapshot.prompt)
             review = ReviewRun(workspace_id=loaded.workspace_id, task_id=loaded.run.id, pr_id=extra["pr_id"],
                                head_sha=action.head_sha, agent_type=extra["review_agent_type"] or "script",
                                agent_config=extra["review_agent_config"], prompt=prompt, state="queued")
@@ -314,7 +312,7 @@ class RepoTaskHandler:
     def _merge(self, ctx: ControlContext, loaded: Loaded, action: MergePullRequest, now: datetime) -> Outcome:
         snap: RepoTaskSnapshot = loaded.snapshot
         assert snap.pr is not None
-        message = f"{snap.title} (#{snap.pr.number})\n\nOptio task #{loaded.run.id}"
+        message = prompts.squash_merge_message(snap.title, snap.pr.number, loaded.run.id)
         try:
             merged_sha = forge_of(ctx).merge(loaded.extra["repo_id"], snap.pr.number, head_sha=action.head_sha,
                                              message=message)
@@ -334,7 +332,7 @@ class RepoTaskHandler:
         if to_state == "completed":
             task = session.get(RepoTask, task_id)
             if task is not None:
-                close_for_task(session, task, f"completed by Optio task #{task_id}")
+                close_for_task(session, task, prompts.ticket_close_note(task_id))
         if to_state in self.terminal:
             for dep_task, ws in session.execute(
                 select(TaskDependency.task_id, TaskDependency.workspace_id)

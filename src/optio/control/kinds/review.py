@@ -19,6 +19,7 @@ from optio.control.context import ControlContext
 from optio.control.handlers import Loaded, Outcome
 from optio.control.kinds.job import active_process_count, executor_error_policy, run_view
 from optio.domain.actions import Action
+from optio.domain.prompts import SCRIPT_VERDICT_WRAPPER, review_comment, vendor_verdict_instructions
 from optio.domain.reconcile.review import ReviewRunSnapshot, decide_pr_review, read_verdict
 from optio.domain.snapshot import Capacity, ProcessStatus
 from optio.domain.states import TERMINAL, RunKind
@@ -33,19 +34,6 @@ log = structlog.get_logger("optio.reviews")
 KIND = RunKind.PR_REVIEW.value
 COMMENT_MAX_CHARS = 20_000
 VERDICT_MAX_BYTES = 1024
-# Optio's own code around the repo's review command: the command's exit code becomes the verdict file.
-# It runs after the command, so whatever the command (or anything it ran) wrote there is overwritten.
-SCRIPT_VERDICT_WRAPPER = (
-    '/bin/sh -c "$OPTIO_REVIEW_COMMAND"; code=$?; '
-    'if [ "$code" -eq 0 ]; then verdict=approve; else verdict=request_changes; fi; '
-    'printf "%s\\n" "$verdict" > "$OPTIO_REVIEW_VERDICT_FILE"; exit "$code"'
-)
-VENDOR_VERDICT_INSTRUCTIONS = (
-    "\n\nThe pull request head is checked out read-only at {head} ($OPTIO_PR_HEAD_DIR); your working "
-    "directory is the base branch. Review the head. When you are done, write exactly `approve` or "
-    "`request_changes` to the file {verdict} ($OPTIO_REVIEW_VERDICT_FILE); anything else, or no file, "
-    "requests changes. Your final message is the review comment.\n"
-)
 
 
 @dataclass(frozen=True)
@@ -174,7 +162,7 @@ class ReviewRunHandler:
                 env["OPTIO_REVIEW_COMMAND"] = command
                 agent_config["command"] = SCRIPT_VERDICT_WRAPPER
         else:
-            prompt += VENDOR_VERDICT_INSTRUCTIONS.format(head=layout.head, verdict=layout.verdict_file)
+            prompt += vendor_verdict_instructions(layout.head, layout.verdict_file)
         processes.launch(
             ctx,
             processes.LaunchRequest(
@@ -205,7 +193,7 @@ class ReviewRunHandler:
             )
             text = "\n".join(lines).strip()
             if found.note:
-                text = f"{text}\n\noptio: {found.note}".strip()
+                text = review_comment(text, found.note)
             comments = ctx.redact(text[-COMMENT_MAX_CHARS:] if found.note else text[:COMMENT_MAX_CHARS],
                                   loaded.workspace_id, extra["repo_id"])
             session.execute(update(ReviewRun).where(ReviewRun.id == loaded.run.id)

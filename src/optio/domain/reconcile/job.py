@@ -16,40 +16,31 @@ from optio.domain.actions import (
     StartAgent,
     Transition,
 )
-from optio.domain.backoff import backoff_seconds, read_error_delay
+from optio.domain.backoff import read_error_delay
 from optio.domain.executor_errors import decide_executor_error
-from optio.domain.failures import FailurePolicy
 from optio.domain.process_health import WATCH_RECHECK_S as WATCH_RECHECK_S
 from optio.domain.process_health import assess
+from optio.domain.retry import Failure, decide_retry
 from optio.domain.snapshot import JobRunSnapshot
 from optio.domain.states import JobRunState as S
 
 CAPACITY_RECHECK_S = 2.0
 
 
-def _failed_attempt(snap: JobRunSnapshot, why: str, *, kill: bool = False,
-                    policy: FailurePolicy | None = None) -> Action:
+def _failed_attempt(snap: JobRunSnapshot, failure: Failure, *, kill: bool = False) -> Action:
     run = snap.run
-    policy = policy or FailurePolicy(why=why)
-    why = policy.why
-    if not policy.fail_fast and run.attempts <= snap.max_retries + policy.extra_attempts:
-        delay = max(backoff_seconds(run.attempts, seed=run.id), policy.min_delay_s)
-        until = snap.now + timedelta(seconds=delay)
+    decision = decide_retry(failure, attempt=run.attempts, max_retries=snap.max_retries, seed=run.id)
+    if decision.outcome == "retry":
+        until = snap.now + timedelta(seconds=decision.delay_s)
         return Transition(
             to=S.QUEUED,
-            reason=f"attempt {run.attempts} failed: {why}; retrying in {delay:.1f}s",
-            patch={"reconcile_backoff_until": until, "error": why},
+            reason=decision.reason,
+            patch={"reconcile_backoff_until": until, "error": decision.why},
             kill_process=kill,
             event="retry_scheduled",
         )
-    tail = "not retried" if policy.fail_fast else f"no retries left (max {snap.max_retries})"
-    return Transition(
-        to=S.FAILED,
-        reason=f"attempt {run.attempts} failed: {why}; {tail}",
-        patch={"error": why},
-        kill_process=kill,
-        event="failed",
-    )
+    return Transition(to=S.FAILED, reason=decision.reason, patch={"error": decision.why}, kill_process=kill,
+                      event="failed")
 
 
 def executor_error_gate(snap: JobRunSnapshot) -> Action | None:
@@ -113,8 +104,8 @@ def decide_job_run(snap: JobRunSnapshot) -> Action:
         return Transition(to=S.FAILED, reason=why, patch={"error": why}, kill_process=True, event="failed")
     health = assess(run, snap.process, now=snap.now, stall_threshold_s=snap.stall_threshold_s)
     if health.outcome == "failed":
-        assert health.policy is not None
-        return _failed_attempt(snap, health.policy.why, kill=health.kill, policy=health.policy)
+        assert health.failure is not None
+        return _failed_attempt(snap, health.failure, kill=health.kill)
     if health.outcome == "succeeded":
         return Transition(to=S.COMPLETED, reason="agent exited 0", patch={"error": None}, event="completed")
     return Noop(reason=f"agent {health.outcome}", recheck_after_s=health.recheck_after_s)

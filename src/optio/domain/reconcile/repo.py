@@ -53,13 +53,13 @@ from optio.domain.actions import (
     StartAgent,
     Transition,
 )
-from optio.domain.backoff import backoff_seconds, read_error_delay
+from optio.domain.backoff import read_error_delay
 from optio.domain.executor_errors import decide_executor_error
-from optio.domain.failures import FailurePolicy
 from optio.domain.process_health import WATCH_RECHECK_S as WATCH_RECHECK_S
 from optio.domain.process_health import assess
 from optio.domain.repo_snapshot import PullRequestView, RepoTaskSnapshot
 from optio.domain.resume_prompts import ResumeReason, build_resume_prompt
+from optio.domain.retry import Failure, decide_retry
 from optio.domain.snapshot import ProcessStatus
 from optio.domain.states import PrReviewState, RunKind, can_transition
 from optio.domain.states import RepoTaskState as S
@@ -153,41 +153,28 @@ def _decide_intent(snap: RepoTaskSnapshot, intent: str) -> Action:
 # --- failed attempts -----------------------------------------------------------------------------------
 
 
-def _failed_attempt(snap: RepoTaskSnapshot, why: str, *, kill: bool = False, before_start: bool = False,
-                    policy: FailurePolicy | None = None) -> Action:
+def _failed_attempt(snap: RepoTaskSnapshot, failure: Failure, *, kill: bool = False,
+                    before_start: bool = False) -> Action:
     """Retry, fail, or hand to a person once a pull request holds work worth keeping.
 
     `before_start` marks a failure before the agent was launched (provisioning), which has not bumped
     `attempts` yet; it still has to use up an attempt or a worktree that never gets ready would retry forever.
     """
     run = snap.run
-    policy = policy or FailurePolicy(why=why)
-    why = policy.why
     attempt = run.attempts + 1 if before_start else run.attempts
-    patch: dict[str, object] = {"error": why}
+    patch: dict[str, object] = {"error": failure.why}
     if before_start:
         patch["attempts"] = attempt
     if snap.pr is not None:
-        reason = f"attempt {attempt} failed: {why}; pull request #{snap.pr.number} is kept for a person to decide"
+        reason = (f"attempt {attempt} failed: {failure.why}; pull request #{snap.pr.number} is kept for a person "
+                  "to decide")
         return Transition(to=S.NEEDS_ATTENTION, reason=reason, patch=patch, kill_process=kill, event="needs_attention")
-    if not policy.fail_fast and attempt <= snap.max_retries + policy.extra_attempts:
-        delay = max(backoff_seconds(attempt, seed=run.id), policy.min_delay_s)
-        patch["reconcile_backoff_until"] = snap.now + timedelta(seconds=delay)
-        return Transition(
-            to=S.QUEUED,
-            reason=f"attempt {attempt} failed: {why}; retrying in {delay:.1f}s",
-            patch=patch,
-            kill_process=kill,
-            event="retry_scheduled",
-        )
-    return Transition(
-        to=S.FAILED,
-        reason=f"attempt {attempt} failed: {why}; "
-        + ("not retried" if policy.fail_fast else f"no retries left (max {snap.max_retries})"),
-        patch=patch,
-        kill_process=kill,
-        event="failed",
-    )
+    decision = decide_retry(failure, attempt=attempt, max_retries=snap.max_retries, seed=run.id)
+    if decision.outcome == "retry":
+        patch["reconcile_backoff_until"] = snap.now + timedelta(seconds=decision.delay_s)
+        return Transition(to=S.QUEUED, reason=decision.reason, patch=patch, kill_process=kill,
+                          event="retry_scheduled")
+    return Transition(to=S.FAILED, reason=decision.reason, patch=patch, kill_process=kill, event="failed")
 
 
 # --- per state -------------------------------------------------------------------------------------------
@@ -226,15 +213,15 @@ def _decide_provisioning(snap: RepoTaskSnapshot) -> Action:
     since = snap.provisioning_since
     if since is not None and snap.now - since > PROVISION_TIMEOUT:
         minutes = int(PROVISION_TIMEOUT.total_seconds() // 60)
-        return _failed_attempt(snap, f"worktree not ready after {minutes} minutes", before_start=True)
+        return _failed_attempt(snap, Failure(why=f"worktree not ready after {minutes} minutes"), before_start=True)
     return Provision(reason="re-provision", to=S.PROVISIONING)
 
 
 def _decide_running(snap: RepoTaskSnapshot) -> Action:
     health = assess(snap.run, snap.process, now=snap.now, stall_threshold_s=snap.stall_threshold_s)
     if health.outcome == "failed":
-        assert health.policy is not None
-        return _failed_attempt(snap, health.policy.why, kill=health.kill, policy=health.policy)
+        assert health.failure is not None
+        return _failed_attempt(snap, health.failure, kill=health.kill)
     if health.outcome == "succeeded":
         return OpenPullRequest(reason="agent exited 0: pushing the branch")
     return Noop(reason=f"agent {health.outcome}", recheck_after_s=health.recheck_after_s)

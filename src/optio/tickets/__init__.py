@@ -1,1 +1,0 @@
-"""Optio tickets."""
