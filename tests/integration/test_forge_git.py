@@ -234,7 +234,8 @@ def test_commit_all_returns_none_when_nothing_changed(tmp_path: Path, cache: Rep
 
 def test_a_same_size_rewrite_right_after_a_commit_is_committed(tmp_path: Path, cache: RepoCache) -> None:
     """git compares whole seconds of mtime: a file rewritten with the same size in the second of the last
-    commit looks unchanged unless the racy-entry check runs against the index the stat data came from."""
+    commit, and looked at in a later second, looks unchanged unless the racy-entry check runs against the
+    index the stat data came from (an agent resumed within a second of its last commit does exactly this)."""
     wt = tmp_path / "wt"
     cache.add_worktree(wt, branch_for_task(1), "main")
     for i in range(5):
@@ -245,6 +246,8 @@ def test_a_same_size_rewrite_right_after_a_commit_is_committed(tmp_path: Path, c
         stamp.write_text(f"{i + 1:019d}\n")
         if int(stamp.stat().st_mtime) != second:
             continue  # crossed a second boundary: try again, the case needs both writes in one second
+        while int(time.time()) == second:
+            time.sleep(0.05)
         assert cache.has_changes(wt)
         again = cache.commit_all(wt, f"attempt {i} again")
         assert again is not None and again != sha

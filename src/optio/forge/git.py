@@ -531,6 +531,11 @@ class RepoCache:
             if own.is_file() and not own.is_symlink():
                 shutil.copyfile(own, index)
                 seeded = self._cache_git(["read-tree", "-m", head], clone=clone, env=env, check=False).returncode == 0
+                # The lent stat data is only as fresh as the index it came from: keep that index's mtime, so
+                # git's racy-entry check still re-reads a file rewritten (same size) in that index's second.
+                if seeded:
+                    stat = own.stat()
+                    os.utime(index, ns=(stat.st_atime_ns, stat.st_mtime_ns))
             if not seeded:
                 index.unlink(missing_ok=True)
                 self._cache_git(["read-tree", head], clone=clone, env=env)
