@@ -10,7 +10,6 @@ from optio.api.errors import ERROR_RESPONSES
 from optio.services.repos import find_repo
 from optio.services.secrets import SecretStore
 from optio.store import workspaces
-from optio.store.models import Secret
 
 router = APIRouter(tags=["secrets"], responses=ERROR_RESPONSES)
 SecretName = Path(pattern=SECRET_NAME_PATTERN, max_length=128)
@@ -29,9 +28,8 @@ def _repo_id(ctx: Ctx, ref: str | None) -> int | None:
         return find_repo(session, ctx.workspace_id, ref).id
 
 
-def secret_out(row: Secret) -> SecretOut:
-    return SecretOut(name=row.name, scope=row.scope, repo_id=row.repo_id,  # type: ignore[arg-type]
-                     key_version=row.key_version, created_at=row.created_at, updated_at=row.updated_at)
+def secret_out(row: object) -> SecretOut:
+    return SecretOut.model_validate(row)
 
 
 @router.get("/api/secrets", response_model=list[SecretOut])
