@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -10,15 +10,9 @@ from sqlalchemy.orm import Session
 
 from optio.errors import Conflict, NotFound
 from optio.store.db import Database
+from optio.store.models import Job, Repo
 
-
-class _Named(Protocol):
-    id: Any
-    name: Any
-    workspace_id: Any
-
-
-T = TypeVar("T", bound=_Named)
+T = TypeVar("T", Job, Repo)
 MAX_ID_DIGITS = 18  # larger numbers cannot be a row id on any backend; treat them as names
 
 
