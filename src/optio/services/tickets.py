@@ -12,8 +12,9 @@ from optio.store import tickets as ticket_store
 from optio.store.db import Database
 from optio.store.models import RepoTask, Ticket
 from optio.store.session import Session
+from optio.store.tickets import REF_PREFIX, close_for_task
 
-REF_PREFIX = "local#"
+__all__ = ["REF_PREFIX", "close_for_task", "close_ticket", "create_ticket", "get_ticket", "list_tickets", "work_on"]
 
 
 def create_ticket(db: Database, workspace_id: int, data: dict[str, Any]) -> Ticket:
@@ -37,16 +38,6 @@ def close_ticket(db: Database, workspace_id: int, number: int, reason: str) -> T
         ticket = get_ticket(session, workspace_id, number)
         ticket_store.close(ticket, reason)
         return ticket
-
-
-def close_for_task(session: Session, task: RepoTask, reason: str) -> None:
-    """Close the ticket a completed task came from, inside the caller's transaction."""
-    if not task.ticket_ref or not task.ticket_ref.startswith(REF_PREFIX):
-        return
-    number = int(task.ticket_ref.removeprefix(REF_PREFIX))
-    ticket = ticket_store.find_ticket(session, task.workspace_id, number)
-    if ticket is not None and ticket.state == "open":
-        ticket_store.close(ticket, reason)
 
 
 def work_on(db: Database, workspace_id: int, number: int, data: dict[str, Any]) -> RepoTask:

@@ -6,8 +6,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from optio.errors import NotFound
-from optio.store.models import Ticket
+from optio.store.models import RepoTask, Ticket
 from optio.store.types import utcnow
+
+REF_PREFIX = "local#"  # a task's ticket_ref for a local ticket: local#<number>
 
 
 def insert_ticket(session: Session, workspace_id: int, *, repo_id: int | None, title: str, body: str) -> Ticket:
@@ -45,3 +47,13 @@ def close(ticket: Ticket, reason: str) -> None:
 
 def link_task(session: Session, workspace_id: int, number: int, task_id: int) -> None:
     get_ticket(session, workspace_id, number).task_id = task_id
+
+
+def close_for_task(session: Session, task: RepoTask, reason: str) -> None:
+    """Close the open ticket a completed task came from, inside the caller's transaction."""
+    if not task.ticket_ref or not task.ticket_ref.startswith(REF_PREFIX):
+        return
+    number = int(task.ticket_ref.removeprefix(REF_PREFIX))
+    ticket = find_ticket(session, task.workspace_id, number)
+    if ticket is not None and ticket.state == "open":
+        close(ticket, reason)
