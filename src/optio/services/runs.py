@@ -73,6 +73,12 @@ def set_intent(db: Database, workspace_id: int, kind: str, run_id: int, intent: 
     raise Conflict("run is changing too fast; try again")
 
 
+def queue_depth(db: Database) -> int:
+    """How many runs wait for the reconciler (shown by /api/health)."""
+    with db.read() as session:
+        return queue.depth(session)
+
+
 def get_job_run_or_404(db: Database, workspace_id: int, run_id: int) -> JobRun:
     with db.read() as session:
         return get_job_run(session, workspace_id, run_id)

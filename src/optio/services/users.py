@@ -28,6 +28,7 @@ from optio.store.session import Session
 ROLES = ("viewer", "member", "admin")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 BOOTSTRAP_USERNAME = "admin"
+DEFAULT_WORKSPACE_SLUG = workspaces.DEFAULT_SLUG
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}$")
 
