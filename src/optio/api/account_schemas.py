@@ -91,6 +91,8 @@ class ApiKeyCreate(BaseModel):
 
 
 class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     name: str
     prefix: str
@@ -111,6 +113,8 @@ class SecretSet(BaseModel):
 
 
 class SecretOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     name: str
     scope: Literal["workspace", "repo"]
     repo_id: int | None
@@ -130,6 +134,8 @@ class KeyRotationOut(BaseModel):
 
 
 class AuditEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     actor: str
     user_id: int | None

@@ -19,7 +19,7 @@ from optio.api.routes import secrets as secret_routes
 from optio.api.schemas import Health
 from optio.config import Settings
 from optio.server import Optio, build, start
-from optio.store import queue
+from optio.services import runs as run_service
 
 
 def create_app(settings: Settings | None = None, optio: Optio | None = None, *, start_workers: bool = True) -> FastAPI:
@@ -56,8 +56,7 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     @app.get("/api/health", response_model=Health, tags=["system"])
     def health() -> Health:
         instance: Optio = app.state.optio
-        with instance.db.read() as session:
-            depth = queue.depth(session)
+        depth = run_service.queue_depth(instance.db)
         unreadable = len(instance.auth.secrets.unreadable) if instance.auth is not None else 0
         return Health(status="degraded" if unreadable else "ok", version=__version__, database=instance.db.dialect,
                       queue_depth=depth, unreadable_secrets=unreadable)

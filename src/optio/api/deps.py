@@ -29,6 +29,7 @@ from optio.errors import AppError
 from optio.security import tokens
 from optio.server import Optio
 from optio.services import credentials, users
+from optio.services.auth_state import AuthState
 from optio.services.credentials import Identity
 from optio.store.db import Database
 
@@ -48,6 +49,13 @@ class Unauthorized(AppError):
 class Forbidden(AppError):
     status = 403
     code = "forbidden"
+
+
+def auth_of(optio: Optio) -> AuthState:
+    """The server's auth state, which start-up sets before any request is served."""
+    if optio.auth is None:
+        raise RuntimeError("the server's auth state is not set up")
+    return optio.auth
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,7 @@ def identify(
 ) -> Identity:
     optio: Optio = request.app.state.optio
     if not optio.settings.auth_enabled:
-        return Identity(user_id=optio.auth.bootstrap.user_id, username="admin", via="disabled")
+        return Identity(user_id=auth_of(optio).bootstrap.user_id, username="admin", via="disabled")
     if bearer is not None:
         identity = credentials.identify_api_key(optio.db, bearer.credentials)
         if identity is None:
@@ -83,7 +91,7 @@ def identify(
         if identity is None:
             raise Unauthorized("session expired; sign in again at /login")
         if request.method not in SAFE_METHODS and not tokens.check_csrf(
-            cookie, optio.auth.session_secret, request.headers.get(CSRF_HEADER)
+            cookie, auth_of(optio).session_secret, request.headers.get(CSRF_HEADER)
         ):
             raise Forbidden(f"missing or wrong {CSRF_HEADER} header for a session-authenticated change")
         return identity

@@ -9,27 +9,11 @@ from collections.abc import AsyncIterator, Callable
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from optio.api.schemas import LogLine, LogPage
-from optio.store import logs
-from optio.store.db import Database
+from optio.api.schemas import LogPage
 
 STREAM_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"content": {"text/event-stream": {}}, "description": "Server-sent events: `line` events, then `end`"}
 }
-
-
-def log_page(db: Database, kind: str, run_id: int, workspace_id: int, *, state_of: Callable[..., str],
-             terminal: frozenset[str], after: int, limit: int) -> LogPage:
-    with db.read() as session:
-        state = state_of(session, workspace_id, run_id)
-        rows = logs.read(session, kind, run_id, workspace_id, after=after, limit=limit)
-        last = rows[-1].seq if rows else after
-        done = state in terminal and last >= logs.last_seq(session, kind, run_id)
-        return LogPage(
-            items=[LogLine(seq=r.seq, attempt=r.attempt, stream=r.stream, text=r.text, created_at=r.created_at)
-                   for r in rows],
-            last_seq=last, state=state, done=done,
-        )
 
 
 def sse(page: Callable[[int], LogPage], after: int) -> StreamingResponse:

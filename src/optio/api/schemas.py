@@ -141,6 +141,8 @@ class JobCreate(BaseModel):
 
 
 class JobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     name: str
     description: str
@@ -190,6 +192,8 @@ class RunPage(BaseModel):
 
 
 class RunEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     event: str
     from_state: str | None
@@ -199,6 +203,8 @@ class RunEventOut(BaseModel):
 
 
 class LogLine(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     seq: int
     attempt: int
     stream: str
@@ -264,6 +270,8 @@ class RepoUpdate(BaseModel):
 
 
 class RepoOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     name: str
     remote_url: str
@@ -346,6 +354,8 @@ class MergeIn(BaseModel):
 
 
 class CiRunOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     head_sha: str
     status: str
     exit_code: int | None
@@ -356,6 +366,8 @@ class CiRunOut(BaseModel):
 
 
 class ReviewOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     head_sha: str
     verdict: str
@@ -412,6 +424,8 @@ class TicketWork(BaseModel):
 
 
 class TicketOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     number: int
     title: str
     body: str

@@ -1,34 +1,19 @@
-"""Model rows to API bodies."""
+"""Rows to API bodies: `model_validate` where a row has the body's shape, a few derived fields where not."""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
+from typing import Any
 
-from optio.api.schemas import (
-    CiRunOut,
-    JobOut,
-    PullRequestDetail,
-    RepoOut,
-    RepoTaskOut,
-    ReviewOut,
-    RunEventOut,
-    RunOut,
-)
+from optio.api.schemas import CiRunOut, JobOut, PullRequestDetail, RepoOut, RepoTaskOut, ReviewOut, RunOut
 from optio.services.tasks import TaskView
-from optio.store import runs
-from optio.store.models import CiRun, Job, JobRun, PrReview, PullRequest, Repo
 
 
-def job_out(job: Job) -> JobOut:
-    return JobOut(
-        id=job.id, name=job.name, description=job.description, prompt_template=job.prompt_template,
-        agent_type=job.agent_type, agent_config=job.agent_config or {}, params_schema=job.params_schema or {},
-        max_retries=job.max_retries, max_concurrent_runs=job.max_concurrent_runs, budget_usd=job.budget_usd,
-        timeout_s=job.timeout_s, secret_names=list(job.secret_names or []), created_at=job.created_at,
-    )
+def job_out(job: Any) -> JobOut:
+    return JobOut.model_validate(job)
 
 
-def run_out(run: JobRun, job_name: str) -> RunOut:
+def run_out(run: Any, job_name: str) -> RunOut:
+    """A job run with its job's name and its retry count (attempts after the first)."""
     return RunOut(
         id=run.id, job_id=run.job_id, job_name=job_name, state=run.state, params=run.params or {},
         prompt=run.prompt, attempts=run.attempts, retry_count=max(0, run.attempts - 1), error=run.error,
@@ -38,15 +23,8 @@ def run_out(run: JobRun, job_name: str) -> RunOut:
     )
 
 
-def repo_out(repo: Repo) -> RepoOut:
-    return RepoOut(
-        id=repo.id, name=repo.name, remote_url=repo.remote_url, default_branch=repo.default_branch,
-        ci_command=repo.ci_command, require_approval=repo.require_approval, auto_merge=repo.auto_merge,
-        max_concurrent=repo.max_concurrent, agent_type=repo.agent_type, agent_config=repo.agent_config or {},
-        review_agent_type=repo.review_agent_type, review_agent_config=repo.review_agent_config or {},
-        review_prompt=repo.review_prompt, secret_names=list(repo.secret_names or []), created_at=repo.created_at,
-        credential_secret=repo.credential_secret,
-    )
+def repo_out(repo: Any) -> RepoOut:
+    return RepoOut.model_validate(repo)
 
 
 def task_out(view: TaskView) -> RepoTaskOut:
@@ -63,7 +41,7 @@ def task_out(view: TaskView) -> RepoTaskOut:
     )
 
 
-def pr_out(pr: PullRequest, repo: Repo, cis: list[CiRun], reviews: list[PrReview]) -> PullRequestDetail:
+def pr_out(pr: Any, repo: Any, cis: list[Any], reviews: list[Any]) -> PullRequestDetail:
     head_ci = next((c for c in cis if c.head_sha == pr.head_sha), None)
     ci_status = (head_ci.status if head_ci else "pending") if repo.ci_command else None
     review_status = None
@@ -76,16 +54,6 @@ def pr_out(pr: PullRequest, repo: Repo, cis: list[CiRun], reviews: list[PrReview
         conflicting_files=list(pr.conflicting_files or []),
         merged_sha=pr.merged_sha, ci_status=ci_status, review_status=review_status, created_at=pr.created_at,
         merged_at=pr.merged_at, closed_at=pr.closed_at,
-        ci_runs=[CiRunOut(head_sha=c.head_sha, status=c.status, exit_code=c.exit_code, output=c.output,
-                          duration_s=c.duration_s, created_at=c.created_at, finished_at=c.finished_at) for c in cis],
-        reviews=[ReviewOut(id=r.id, head_sha=r.head_sha, verdict=r.verdict, comments=r.comments, author=r.author,
-                           created_at=r.created_at) for r in reviews],
+        ci_runs=[CiRunOut.model_validate(c) for c in cis],
+        reviews=[ReviewOut.model_validate(r) for r in reviews],
     )
-
-
-def events_out(session: Session, kind: str, run_id: int, workspace_id: int) -> list[RunEventOut]:
-    return [
-        RunEventOut(id=e.id, event=e.event, from_state=e.from_state, to_state=e.to_state, reason=e.reason,
-                    created_at=e.created_at)
-        for e in runs.list_events(session, kind, run_id, workspace_id)
-    ]

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from optio.security.redact import registry_for
 from optio.services.runs import decode_cursor, encode_cursor
+from optio.store import audit as audit_store
 from optio.store.db import Database
 from optio.store.models import AuditEvent
-from optio.store.types import utcnow
+from optio.store.session import Session
 
 
 def record_in(
@@ -22,12 +20,11 @@ def record_in(
 
     Its detail is masked with the workspace's own secrets (any scope), never another workspace's.
     """
-    redactor = registry_for(str(session.get_bind().url)).for_workspace(workspace_id)
-    session.add(AuditEvent(
-        workspace_id=workspace_id, user_id=user_id, actor=actor[:200], action=action[:100],
-        target_type=target_type[:64], target_id=str(target_id)[:200],
-        detail=redactor.redact_value(detail or {}), created_at=utcnow(),
-    ))
+    redactor = registry_for(audit_store.database_url(session)).for_workspace(workspace_id)
+    audit_store.add_event(
+        session, workspace_id=workspace_id, user_id=user_id, actor=actor[:200], action=action[:100],
+        target_type=target_type[:64], target_id=str(target_id)[:200], detail=redactor.redact_value(detail or {}),
+    )
 
 
 def record(db: Database, **kwargs: Any) -> None:
@@ -40,14 +37,8 @@ def list_events(
     limit: int = 50, cursor: str | None = None,
 ) -> tuple[list[AuditEvent], str | None]:
     before = decode_cursor(cursor)
-    q = select(AuditEvent).where(AuditEvent.workspace_id == workspace_id).order_by(AuditEvent.id.desc())
-    if action:
-        q = q.where(AuditEvent.action == action)
-    if actor:
-        q = q.where(AuditEvent.actor == actor)
-    if before is not None:
-        q = q.where(AuditEvent.id < before)
     with db.read() as session:
-        rows = list(session.scalars(q.limit(limit + 1)))
+        rows = audit_store.list_events(session, workspace_id, action=action, actor=actor, before=before,
+                                       limit=limit + 1)
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return rows[:limit], next_cursor

@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select, update
-
 from optio.errors import NotFound
 from optio.security import tokens
+from optio.store import accounts
 from optio.store.db import Database
-from optio.store.models import ApiKey, User, WebSession
+from optio.store.models import ApiKey
 from optio.store.types import utcnow
 
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -33,20 +32,19 @@ def create_api_key(db: Database, user_id: int, name: str) -> tuple[ApiKey, str]:
     """A new key for `user_id`; the plaintext is returned here and never again."""
     material = tokens.generate_api_key()
     with db.write() as session:
-        key = ApiKey(user_id=user_id, name=name, prefix=material.prefix, digest=material.digest)
-        session.add(key)
+        key = accounts.add_api_key(session, user_id, name, material.prefix, material.digest)
     return key, material.plaintext
 
 
 def list_api_keys(db: Database, user_id: int) -> list[ApiKey]:
     with db.read() as session:
-        return list(session.scalars(select(ApiKey).where(ApiKey.user_id == user_id).order_by(ApiKey.id)))
+        return accounts.api_keys_of(session, user_id)
 
 
 def revoke_api_key(db: Database, user_id: int, key_id: int) -> ApiKey:
     """Revoke one of the caller's own keys (another user's key id is simply not found)."""
     with db.write() as session:
-        key = session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user_id))
+        key = accounts.api_key_of(session, user_id, key_id)
         if key is None:
             raise NotFound(f"API key {key_id} not found")
         if key.revoked_at is None:
@@ -60,16 +58,13 @@ def identify_api_key(db: Database, plaintext: str) -> Identity | None:
     digest = tokens.hash_api_key(plaintext)
     now = utcnow()
     with db.read() as session:
-        row = session.execute(
-            select(ApiKey, User).join(User, User.id == ApiKey.user_id)
-            .where(ApiKey.digest == digest, ApiKey.revoked_at.is_(None), User.is_active.is_(True))
-        ).first()
+        row = accounts.live_api_key(session, digest)
     if row is None:
         return None
     key, user = row
     if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
         with db.write() as session:
-            session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+            accounts.mark_api_key_used(session, key.id, now)
     return Identity(user_id=user.id, username=user.username, via="api_key")
 
 
@@ -77,8 +72,7 @@ def create_session(db: Database, user_id: int, ttl_s: float) -> str:
     token = tokens.new_session_token()
     now = utcnow()
     with db.write() as session:
-        session.add(WebSession(user_id=user_id, digest=tokens.hash_token(token), created_at=now,
-                               expires_at=now + timedelta(seconds=ttl_s)))
+        accounts.add_web_session(session, user_id, tokens.hash_token(token), now, now + timedelta(seconds=ttl_s))
     return token
 
 
@@ -86,10 +80,7 @@ def identify_session(db: Database, token: str) -> Identity | None:
     if not token or len(token) > 200:
         return None
     with db.read() as session:
-        row = session.execute(
-            select(WebSession, User).join(User, User.id == WebSession.user_id)
-            .where(WebSession.digest == tokens.hash_token(token), User.is_active.is_(True))
-        ).first()
+        row = accounts.web_session(session, tokens.hash_token(token))
     if row is None or row[0].expires_at <= utcnow():
         return None
     return Identity(user_id=row[1].id, username=row[1].username, via="session", session_token=token)
@@ -97,6 +88,4 @@ def identify_session(db: Database, token: str) -> Identity | None:
 
 def end_session(db: Database, token: str) -> None:
     with db.write() as session:
-        ws = session.scalar(select(WebSession).where(WebSession.digest == tokens.hash_token(token)))
-        if ws is not None:
-            session.delete(ws)
+        accounts.delete_web_session(session, tokens.hash_token(token))

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from optio.agents.base import AgentConfigError
 from optio.agents.registry import get_adapter
 from optio.domain.prompts import ParamSpec, TemplateError, placeholders, render, resolve_params
 from optio.errors import Invalid
-from optio.services.named import find_by_ref, insert_unique
 from optio.services.secret_refs import require_visible
-from optio.store import queue
+from optio.store import jobs as job_store
 from optio.store.db import Database
 from optio.store.models import Job, JobRun
-from optio.store.runs import record_event
-from optio.store.types import utcnow
+from optio.store.session import Session
 
 
 def _param_specs(schema: dict[str, Any]) -> dict[str, ParamSpec]:
@@ -55,8 +50,7 @@ def create_job(db: Database, workspace_id: int, data: dict[str, Any]) -> Job:
     schema = dict(data.get("params_schema") or {})
     for name in placeholders(data["prompt_template"]):
         schema.setdefault(name, {"required": True})
-    job = Job(
-        workspace_id=workspace_id,
+    return job_store.insert_job(db, workspace_id, dict(
         name=data["name"],
         description=data.get("description") or "",
         prompt_template=data["prompt_template"],
@@ -68,17 +62,16 @@ def create_job(db: Database, workspace_id: int, data: dict[str, Any]) -> Job:
         budget_usd=data.get("budget_usd"),
         timeout_s=data.get("timeout_s"),
         secret_names=secret_names,
-    )
-    return insert_unique(db, job, "job")
+    ))
 
 
 def find_job(session: Session, workspace_id: int, ref: str | int) -> Job:
-    return find_by_ref(session, Job, workspace_id, ref, "job")
+    return job_store.find_job(session, workspace_id, ref)
 
 
 def list_jobs(db: Database, workspace_id: int) -> list[Job]:
     with db.read() as session:
-        return list(session.scalars(select(Job).where(Job.workspace_id == workspace_id).order_by(Job.id)))
+        return job_store.list_jobs(session, workspace_id)
 
 
 def start_run(db: Database, workspace_id: int, job_ref: str | int, params: dict[str, str], *,
@@ -91,11 +84,4 @@ def start_run(db: Database, workspace_id: int, job_ref: str | int, params: dict[
             prompt = render(job.prompt_template, resolved)
         except TemplateError as exc:
             raise Invalid(str(exc), field=f"params.{exc.field}" if exc.field else "params") from None
-        run = JobRun(workspace_id=workspace_id, job_id=job.id, params=resolved, prompt=prompt, state="queued",
-                     created_at=utcnow(), created_by=created_by)
-        session.add(run)
-        session.flush()
-        record_event(session, workspace_id=workspace_id, kind="job_run", run_id=run.id, event="created",
-                     from_state=None, to_state="queued", reason=f"run of job {job.name!r} requested")
-        queue.enqueue(session, "job_run", run.id, workspace_id, reason="created")
-    return run
+        return job_store.insert_run(session, workspace_id, job, resolved, prompt, created_by=created_by)

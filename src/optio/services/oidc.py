@@ -27,7 +27,7 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import httpx
@@ -37,17 +37,15 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from optio.config import Settings
 from optio.errors import AppError
 from optio.security.ssrf import UnsafeURLError, check_url, guarded_client
 from optio.services.users import USERNAME_RE
-from optio.store import workspaces
+from optio.store import accounts, workspaces
 from optio.store.db import Database
-from optio.store.models import Membership, User
+from optio.store.models import User
+from optio.store.session import Session
 
 log = structlog.get_logger(__name__)
 STATE_TTL_S = 600
@@ -172,7 +170,7 @@ def finish(settings: Settings, attempt: Attempt, state: str, code: str) -> dict[
 def verify_id_token(id_token: str, jwks: dict[str, Any], *, issuer: str, client_id: str, nonce: str,
                     leeway_s: int = 60) -> dict[str, Any]:
     try:
-        keys = KeySet.import_key_set(jwks)
+        keys = KeySet.import_key_set(cast(Any, jwks))  # a provider's JWKS, checked by the import
         token = jwt.decode(id_token, keys, algorithms=ALGORITHMS)
     except (JoseError, ValueError, TypeError) as exc:
         raise OidcError(f"ID token signature is not valid: {exc}") from None
@@ -212,12 +210,12 @@ def admitted_email(settings: Settings, claims: dict[str, Any]) -> str:
 
 
 def _new_username(session: Session, issuer: str, subject: str, email: str) -> str:
-    if USERNAME_RE.match(email) and session.scalar(select(User.id).where(User.username == email)) is None:
+    if USERNAME_RE.match(email) and not accounts.username_taken(session, email):
         return email
     digest = hashlib.sha256(f"{issuer}\x00{subject}".encode()).hexdigest()
     for length in range(12, len(digest) + 1, 4):
         name = f"oidc-{digest[:length]}"
-        if session.scalar(select(User.id).where(User.username == name)) is None:
+        if not accounts.username_taken(session, name):
             return name
     raise OidcError("no free username for this identity; ask an administrator")
 
@@ -227,9 +225,9 @@ def user_for_claims(db: Database, settings: Settings, claims: dict[str, Any]) ->
     issuer, subject = str(claims["iss"]), str(claims["sub"])
     email = admitted_email(settings, claims)
     with db.write() as session:
-        user = session.scalar(select(User).where(User.oidc_issuer == issuer, User.oidc_subject == subject))
-        if user is not None:
-            return user
+        existing = accounts.user_by_identity(session, issuer, subject)
+        if existing is not None:
+            return existing
         username = _new_username(session, issuer, subject, email)
         ws = None
         if settings.oidc_default_workspace:
@@ -237,13 +235,11 @@ def user_for_claims(db: Database, settings: Settings, claims: dict[str, Any]) ->
             if ws is None:
                 log.warning("OPTIO_OIDC_DEFAULT_WORKSPACE names no workspace; the new user joins none",
                             workspace=settings.oidc_default_workspace)
-        user = User(username=username, display_name=str(claims.get("name") or username)[:200], email=email,
-                    oidc_issuer=issuer, oidc_subject=subject, default_workspace_id=ws.id if ws else None)
-        session.add(user)
-        try:
-            session.flush()
-        except IntegrityError:
-            raise OidcError("this identity was just registered concurrently; sign in again") from None
+        user = accounts.add_user(session, username=username, display_name=str(claims.get("name") or username)[:200],
+                                 email=email, oidc_issuer=issuer, oidc_subject=subject,
+                                 default_workspace_id=ws.id if ws else None)
+        if user is None:
+            raise OidcError("this identity was just registered concurrently; sign in again")
         if ws is not None:
-            session.add(Membership(workspace_id=ws.id, user_id=user.id, role=settings.oidc_default_role))
+            accounts.add_membership(session, ws.id, user.id, settings.oidc_default_role)
     return user

@@ -7,19 +7,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from optio.errors import Conflict, Invalid
 from optio.forge.gitcmd import GitError, remote_access
 from optio.forge.remote_refs import RemoteRefs, is_valid_branch_name, ls_remote
 from optio.security.ssrf import Allowlist, UnsafeURLError
 from optio.services import remotes
 from optio.services.jobs import validate_agent
-from optio.services.named import find_by_ref, insert_unique
 from optio.services.secret_refs import require_visible
+from optio.store import repos as repo_store
 from optio.store.db import Database
 from optio.store.models import Repo
+from optio.store.session import Session
 
 CredentialOf = Callable[[str], "str | None"]
 
@@ -63,7 +61,7 @@ def check_branch(refs: RemoteRefs, branch: str, *, chosen: bool) -> None:
 
 def refuse_if_registered_elsewhere(session: Session, workspace_id: int, remote: str) -> None:
     key = remotes.identity(remote)
-    others = session.scalars(select(Repo.remote_url).where(Repo.workspace_id != workspace_id))
+    others = repo_store.remotes_outside(session, workspace_id)
     if any(remotes.identity(other) == key for other in others):
         raise Conflict("this remote is registered by another workspace and cannot be added here",
                        field="remote_url")
@@ -86,16 +84,15 @@ def add_repo(db: Database, workspace_id: int, data: dict[str, Any], policy: remo
     with db.read() as session:
         # A repo's own secrets cannot exist before it does: at registration only workspace secrets qualify.
         require_visible(session, workspace_id, secret_names)
-    repo = Repo(
-        workspace_id=workspace_id, name=name, remote_url=remote, default_branch=branch,
+    return repo_store.insert_repo(db, workspace_id, dict(
+        name=name, remote_url=remote, default_branch=branch,
         ci_command=data.get("ci_command") or None, require_approval=bool(data.get("require_approval", False)),
         auto_merge=bool(data.get("auto_merge", True)), max_concurrent=data.get("max_concurrent"),
         agent_type=data.get("agent_type") or "script", agent_config=data.get("agent_config") or {},
         review_agent_type=data.get("review_agent_type") or None,
         review_agent_config=data.get("review_agent_config") or {}, review_prompt=data.get("review_prompt") or "",
         secret_names=secret_names, credential_secret=data.get("credential_secret") or None,
-    )
-    return insert_unique(db, repo, "repo")
+    ))
 
 
 def update_repo(db: Database, workspace_id: int, ref: str | int, changes: dict[str, Any], *,
@@ -128,16 +125,14 @@ def update_repo(db: Database, workspace_id: int, ref: str | int, changes: dict[s
     with db.write() as session:
         if "secret_names" in changes:
             require_visible(session, workspace_id, changes["secret_names"], repo_id=repo_id)
-        repo = find_repo(session, workspace_id, repo_id)
-        for key, value in changes.items():
-            setattr(repo, key, list(value) if key == "secret_names" else value)
-    return repo
+        return repo_store.update_repo(session, workspace_id, repo_id, {
+            key: list(value) if key == "secret_names" else value for key, value in changes.items()})
 
 
 def find_repo(session: Session, workspace_id: int, ref: str | int) -> Repo:
-    return find_by_ref(session, Repo, workspace_id, ref, "repo")
+    return repo_store.find_repo(session, workspace_id, ref)
 
 
 def list_repos(db: Database, workspace_id: int) -> list[Repo]:
     with db.read() as session:
-        return list(session.scalars(select(Repo).where(Repo.workspace_id == workspace_id).order_by(Repo.id)))
+        return repo_store.list_repos(session, workspace_id)

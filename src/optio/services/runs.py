@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from optio.errors import Conflict, Invalid, NotFound
-from optio.store import queue, runs
+from optio.store import jobs as job_store
+from optio.store import logs, queue, runs
 from optio.store.db import Database
-from optio.store.models import Job, JobRun
+from optio.store.models import JobRun, RunEvent, RunLog
+from optio.store.session import Session
 
 INTENTS = ("cancel", "retry", "resume")
 
 
 def get_job_run(session: Session, workspace_id: int, run_id: int) -> JobRun:
-    run = session.scalar(select(JobRun).where(JobRun.id == run_id, JobRun.workspace_id == workspace_id))
-    if run is None:
-        raise NotFound(f"run {run_id} not found")
-    return run
+    return job_store.get_run(session, workspace_id, run_id)
 
 
 def encode_cursor(last_id: int) -> str:
@@ -46,20 +43,7 @@ def list_job_runs(
     """Newest first, keyset-paginated by id."""
     before = decode_cursor(cursor)
     with db.read() as session:
-        q = (
-            select(JobRun, Job.name)
-            .join(Job, Job.id == JobRun.job_id)
-            .where(JobRun.workspace_id == workspace_id)
-            .order_by(JobRun.id.desc())
-            .limit(limit + 1)
-        )
-        if job is not None:
-            q = q.where(Job.id == int(job)) if job.isascii() and job.isdigit() else q.where(Job.name == job)
-        if state is not None:
-            q = q.where(JobRun.state == state)
-        if before is not None:
-            q = q.where(JobRun.id < before)
-        rows = [(r[0], r[1]) for r in session.execute(q)]
+        rows = job_store.list_runs(session, workspace_id, job=job, state=state, limit=limit + 1, before=before)
     next_cursor = encode_cursor(rows[limit - 1][0].id) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
@@ -89,6 +73,54 @@ def set_intent(db: Database, workspace_id: int, kind: str, run_id: int, intent: 
     raise Conflict("run is changing too fast; try again")
 
 
+def queue_depth(db: Database) -> int:
+    """How many runs wait for the reconciler (shown by /api/health)."""
+    with db.read() as session:
+        return queue.depth(session)
+
+
 def get_job_run_or_404(db: Database, workspace_id: int, run_id: int) -> JobRun:
     with db.read() as session:
         return get_job_run(session, workspace_id, run_id)
+
+
+def job_run_with_name(db: Database, workspace_id: int, run_id: int) -> tuple[JobRun, str]:
+    """The run and its job's name ("" if the job is gone); not found outside the workspace."""
+    with db.read() as session:
+        run = get_job_run(session, workspace_id, run_id)
+        return run, job_store.job_name(session, run.job_id)
+
+
+@dataclass(frozen=True)
+class LogSlice:
+    """A page of a run's log, with whether a reader has seen all of it for good."""
+
+    lines: list[RunLog]
+    last_seq: int
+    state: str
+    done: bool
+
+
+def require_run(session: Session, kind: str, run_id: int, workspace_id: int, noun: str) -> Any:
+    """The run of `kind` in the workspace; not found (named by `noun`) otherwise."""
+    run = runs.get_run(session, kind, run_id, workspace_id)
+    if run is None:
+        raise NotFound(f"{noun} {run_id} not found")
+    return run
+
+
+def run_events(db: Database, kind: str, run_id: int, workspace_id: int, noun: str) -> list[RunEvent]:
+    with db.read() as session:
+        require_run(session, kind, run_id, workspace_id, noun)
+        return runs.list_events(session, kind, run_id, workspace_id)
+
+
+def log_slice(db: Database, kind: str, run_id: int, workspace_id: int, *, noun: str, terminal: frozenset[str],
+              after: int, limit: int) -> LogSlice:
+    """Lines after `after`, read in one transaction with the run's state, so `done` is never premature."""
+    with db.read() as session:
+        state = require_run(session, kind, run_id, workspace_id, noun).state
+        rows = logs.read(session, kind, run_id, workspace_id, after=after, limit=limit)
+        last = rows[-1].seq if rows else after
+        done = state in terminal and last >= logs.last_seq(session, kind, run_id)
+        return LogSlice(rows, last, state, done)

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from optio.errors import Invalid
 from optio.services.secrets import NAME_RE, scope_key
-from optio.store.models import Secret
+from optio.store import secrets as secret_store
+from optio.store.session import Session
 
 
 def require_visible(session: Session, workspace_id: int, names: Iterable[str], *, repo_id: int | None = None,
@@ -27,8 +25,7 @@ def require_visible(session: Session, workspace_id: int, names: Iterable[str], *
     if not wanted:
         return
     scopes = [scope_key(None)] + ([scope_key(repo_id)] if repo_id is not None else [])
-    found = set(session.scalars(select(Secret.name).where(
-        Secret.workspace_id == workspace_id, Secret.scope_key.in_(scopes), Secret.name.in_(wanted))))
+    found = secret_store.existing_names(session, workspace_id, wanted, scopes)
     missing = [name for name in wanted if name not in found]
     if missing:
         where = "this workspace or this repo" if repo_id is not None else "this workspace"

@@ -13,23 +13,22 @@ the log and by `/api/health` instead of stopping the server.
 
 from __future__ import annotations
 
+import builtins
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from optio.errors import Conflict, Invalid, NotFound
 from optio.security import crypto
 from optio.security.redact import MIN_SECRET_LENGTH, Redactor, RedactorRegistry, default_redactor, registry_for
 from optio.services import audit
+from optio.store import secrets as secret_store
 from optio.store.db import Database
-from optio.store.models import JobRun, Repo, RepoTask, ReviewRun, Secret, User
-from optio.store.types import utcnow
+from optio.store.models import Secret
+from optio.store.session import Session
 
 log = structlog.get_logger("optio.secrets")
 
@@ -99,7 +98,7 @@ class SecretStore:
         secret; instead the row is logged (names only) and shown by `/api/health` until it is set again.
         """
         with self.db.read() as session:
-            rows = list(session.scalars(select(Secret)))
+            rows = secret_store.all_secrets(session)
         values: dict[tuple[int, int | None, str], str] = {}
         unreadable: list[UnreadableSecret] = []
         for row in rows:
@@ -148,46 +147,25 @@ class SecretStore:
         key = scope_key(repo_id)
         token = self.keyring.encrypt(value, aad=_aad(workspace_id, key, name))
         version = crypto.key_version_of(token)
-        try:
-            with self.db.write() as session:
-                if repo_id is not None and session.scalar(
-                    select(Repo.id).where(Repo.id == repo_id, Repo.workspace_id == workspace_id)
-                ) is None:
-                    raise NotFound(f"repo {repo_id} not found", field="repo_id")
-                row = session.scalar(select(Secret).where(
-                    Secret.workspace_id == workspace_id, Secret.scope_key == key, Secret.name == name))
-                created = row is None
-                if row is None:
-                    row = Secret(workspace_id=workspace_id, scope="repo" if repo_id is not None else "workspace",
-                                 repo_id=repo_id, scope_key=key, name=name, created_by=user_id,
-                                 ciphertext=token, key_version=version)
-                    session.add(row)
-                else:
-                    row.ciphertext, row.key_version, row.updated_at = token, version, utcnow()
-        except IntegrityError:
-            raise Conflict(f"secret {name!r} was set concurrently; try again", field="name") from None
-        return row, created
+        return secret_store.upsert(self.db, workspace_id, repo_id=repo_id, scope_key=key, name=name,
+                                   ciphertext=token, key_version=version, created_by=user_id)
 
     def list(self, workspace_id: int, *, repo_id: int | None = None) -> list[Secret]:
-        q = select(Secret).where(Secret.workspace_id == workspace_id).order_by(Secret.scope_key, Secret.name)
-        if repo_id is not None:
-            q = q.where(Secret.repo_id == repo_id)
         with self.db.read() as session:
-            return list(session.scalars(q))
+            return secret_store.list_secrets(session, workspace_id, repo_id=repo_id)
 
     def delete(self, workspace_id: int, name: str, *, repo_id: int | None = None) -> Secret:
         with self.db.write() as session:
-            row = session.scalar(select(Secret).where(
-                Secret.workspace_id == workspace_id, Secret.scope_key == scope_key(repo_id), Secret.name == name))
+            row = secret_store.find(session, workspace_id, scope_key(repo_id), name)
             if row is None:
                 raise NotFound(f"secret {name!r} not found")
-            session.delete(row)
+            secret_store.delete(session, row)
         self.redactors.remove((workspace_id, repo_id, name))
         self.unreadable = [u for u in self.unreadable
                            if (u.workspace_id, u.scope_key, u.name) != (workspace_id, scope_key(repo_id), name)]
         return row
 
-    def env_for(self, workspace_id: int, names: list[str], repo_id: int | None = None, *,
+    def env_for(self, workspace_id: int, names: builtins.list[str], repo_id: int | None = None, *,
                 run: RunRef | None = None) -> dict[str, str]:
         """The named secrets as environment variables; repo-scoped values win over workspace ones.
 
@@ -200,8 +178,7 @@ class SecretStore:
             return {}
         keys = [scope_key(None)] + ([scope_key(repo_id)] if repo_id is not None else [])
         with self.db.read() as session:
-            rows = list(session.scalars(select(Secret).where(
-                Secret.workspace_id == workspace_id, Secret.name.in_(wanted), Secret.scope_key.in_(keys))))
+            rows = secret_store.named(session, workspace_id, wanted, keys)
         env: dict[str, str] = {}
         scopes: dict[str, str] = {}
         for row in sorted(rows, key=lambda r: r.scope == "repo"):
@@ -234,7 +211,7 @@ class SecretStore:
             rotated = crypto.rotate_keyring(self.data_dir)
             count = 0
             with self.db.write() as session:
-                for row in session.scalars(select(Secret)):
+                for row in secret_store.all_secrets(session):
                     aad = _aad(row.workspace_id, row.scope_key, row.name)
                     try:
                         token = crypto.reencrypt(row.ciphertext, rotated, aad=aad)
@@ -243,7 +220,7 @@ class SecretStore:
                     if token != row.ciphertext:
                         row.ciphertext, row.key_version = token, rotated.current_version
                         count += 1
-                in_use = set(session.scalars(select(Secret.key_version).distinct()))
+                in_use = secret_store.key_versions_in_use(session)
             self.keyring = rotated
             for version in previous:
                 if version not in in_use:
@@ -253,13 +230,7 @@ class SecretStore:
 
 def _run_creator(session: Session, run: RunRef | None) -> tuple[int | None, str]:
     """The user who created the run (a review run's task's creator), and the name the audit log shows."""
-    user_id: int | None = None
-    if run is not None and run.kind == "job_run":
-        user_id = session.scalar(select(JobRun.created_by).where(JobRun.id == run.run_id))
-    elif run is not None and run.kind == "repo_task":
-        user_id = session.scalar(select(RepoTask.created_by).where(RepoTask.id == run.run_id))
-    elif run is not None and run.kind == "pr_review":
-        user_id = session.scalar(select(RepoTask.created_by).join(ReviewRun, ReviewRun.task_id == RepoTask.id)
-                                 .where(ReviewRun.id == run.run_id))
-    username = session.scalar(select(User.username).where(User.id == user_id)) if user_id is not None else None
+    if run is None:
+        return None, "system"
+    user_id, username = secret_store.run_creator(session, run.kind, run.run_id)
     return user_id, username or "system"

@@ -5,60 +5,39 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
-from optio.errors import Conflict, NotFound
+from optio.errors import Conflict
 from optio.services import tasks as task_service
 from optio.services.repos import find_repo
+from optio.store import tickets as ticket_store
 from optio.store.db import Database
 from optio.store.models import RepoTask, Ticket
-from optio.store.types import utcnow
+from optio.store.session import Session
+from optio.store.tickets import REF_PREFIX, close_for_task
 
-REF_PREFIX = "local#"
+__all__ = ["REF_PREFIX", "close_for_task", "close_ticket", "create_ticket", "get_ticket", "list_tickets", "work_on"]
 
 
 def create_ticket(db: Database, workspace_id: int, data: dict[str, Any]) -> Ticket:
     with db.write() as session:
         repo_id = find_repo(session, workspace_id, data["repo"]).id if data.get("repo") else None
-        number = (session.scalar(select(func.max(Ticket.number)).where(Ticket.workspace_id == workspace_id)) or 0) + 1
-        ticket = Ticket(workspace_id=workspace_id, number=number, repo_id=repo_id, title=data["title"],
-                        body=data.get("body") or "", state="open")
-        session.add(ticket)
-    return ticket
+        return ticket_store.insert_ticket(session, workspace_id, repo_id=repo_id, title=data["title"],
+                                          body=data.get("body") or "")
 
 
 def get_ticket(session: Session, workspace_id: int, number: int) -> Ticket:
-    ticket = session.scalar(select(Ticket).where(Ticket.workspace_id == workspace_id, Ticket.number == number))
-    if ticket is None:
-        raise NotFound(f"ticket {number} not found")
-    return ticket
+    return ticket_store.get_ticket(session, workspace_id, number)
 
 
 def list_tickets(db: Database, workspace_id: int, state: str | None = None) -> list[Ticket]:
     with db.read() as session:
-        q = select(Ticket).where(Ticket.workspace_id == workspace_id).order_by(Ticket.number.desc())
-        if state:
-            q = q.where(Ticket.state == state)
-        return list(session.scalars(q.limit(500)))
+        return ticket_store.list_tickets(session, workspace_id, state)
 
 
 def close_ticket(db: Database, workspace_id: int, number: int, reason: str) -> Ticket:
     with db.write() as session:
         ticket = get_ticket(session, workspace_id, number)
-        if ticket.state != "closed":
-            ticket.state, ticket.closed_reason, ticket.closed_at = "closed", reason, utcnow()
+        ticket_store.close(ticket, reason)
         return ticket
-
-
-def close_for_task(session: Session, task: RepoTask, reason: str) -> None:
-    """Close the ticket a completed task came from, inside the caller's transaction."""
-    if not task.ticket_ref or not task.ticket_ref.startswith(REF_PREFIX):
-        return
-    number = int(task.ticket_ref.removeprefix(REF_PREFIX))
-    ticket = session.scalar(select(Ticket).where(Ticket.workspace_id == task.workspace_id, Ticket.number == number))
-    if ticket is not None and ticket.state == "open":
-        ticket.state, ticket.closed_reason, ticket.closed_at = "closed", reason, utcnow()
 
 
 def work_on(db: Database, workspace_id: int, number: int, data: dict[str, Any]) -> RepoTask:
@@ -78,5 +57,5 @@ def work_on(db: Database, workspace_id: int, number: int, data: dict[str, Any]) 
         "prompt": data.get("prompt") or prompt, "ticket_ref": f"{REF_PREFIX}{number}",
     })
     with db.write() as session:
-        get_ticket(session, workspace_id, number).task_id = task.id
+        ticket_store.link_task(session, workspace_id, number, task.id)
     return task

@@ -18,19 +18,17 @@ import secrets
 from dataclasses import dataclass
 from functools import cache
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-
 from optio.errors import AppError, Conflict, Invalid, NotFound
 from optio.security import tokens
-from optio.store import workspaces
+from optio.store import accounts, workspaces
 from optio.store.db import Database
-from optio.store.models import ApiKey, Membership, User, WebSession, Workspace
+from optio.store.models import User, Workspace
+from optio.store.session import Session
 
 ROLES = ("viewer", "member", "admin")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 BOOTSTRAP_USERNAME = "admin"
+DEFAULT_WORKSPACE_SLUG = workspaces.DEFAULT_SLUG
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}$")
 
@@ -58,94 +56,71 @@ def ensure_bootstrap_admin(db: Database, preset_key: str | None) -> Bootstrap:
         raise ValueError("OPTIO_ADMIN_API_KEY must look like optio_ followed by 40 letters and digits")
     with db.write() as session:
         ws = workspaces.ensure_default(session)
-        if session.scalar(select(func.count()).select_from(User)):
-            admin = session.scalar(select(User).order_by(User.id).limit(1))
-            assert admin is not None
-            return Bootstrap(user_id=admin.id, api_key=None)
-        admin = User(username=BOOTSTRAP_USERNAME, display_name="Administrator", default_workspace_id=ws.id,
-                     is_server_admin=True)
-        session.add(admin)
-        session.flush()
-        session.add(Membership(workspace_id=ws.id, user_id=admin.id, role="admin"))
+        existing = accounts.first_user(session)
+        if existing is not None:
+            return Bootstrap(user_id=existing.id, api_key=None)
+        admin = accounts.add_user(session, username=BOOTSTRAP_USERNAME, display_name="Administrator",
+                                  default_workspace_id=ws.id, is_server_admin=True)
+        if admin is None:
+            raise Conflict("the bootstrap admin was created concurrently; start again")
+        accounts.add_membership(session, ws.id, admin.id, "admin")
         if preset_key is not None:
             plaintext, prefix, digest = preset_key, preset_key[: tokens.API_KEY_DISPLAY_LENGTH], \
                 tokens.hash_api_key(preset_key)
         else:
             material = tokens.generate_api_key()
             plaintext, prefix, digest = material.plaintext, material.prefix, material.digest
-        session.add(ApiKey(user_id=admin.id, name="bootstrap", prefix=prefix, digest=digest))
+        accounts.add_api_key(session, admin.id, "bootstrap", prefix, digest)
         return Bootstrap(user_id=admin.id, api_key=plaintext)
 
 
+def get_user(db: Database, user_id: int) -> User:
+    with db.read() as session:
+        user = accounts.get_user(session, user_id)
+    if user is None:
+        raise NotFound("user not found")
+    return user
+
+
 def first_admin_id(session: Session) -> int | None:
-    return session.scalar(select(User.id).order_by(User.id).limit(1))
+    user = accounts.first_user(session)
+    return user.id if user is not None else None
 
 
 def workspace_for(session: Session, user_id: int, slug: str | None) -> tuple[Workspace, str]:
     """The workspace a request acts in (named, else the user's default) and the user's role there."""
-    user = session.get(User, user_id)
+    user = accounts.get_user(session, user_id)
     if user is None:
         raise NotFound("user not found")
     if slug:
         ws = workspaces.by_slug(session, slug)
     elif user.default_workspace_id is not None:
-        ws = session.get(Workspace, user.default_workspace_id)
+        ws = accounts.get_workspace(session, user.default_workspace_id)
     else:
-        ws = session.scalar(
-            select(Workspace).join(Membership, Membership.workspace_id == Workspace.id)
-            .where(Membership.user_id == user_id).order_by(Workspace.id).limit(1)
-        )
-    role = None
-    if ws is not None:
-        role = session.scalar(
-            select(Membership.role).where(Membership.workspace_id == ws.id, Membership.user_id == user_id)
-        )
+        ws = accounts.first_workspace_of(session, user_id)
+    role = accounts.role_in(session, ws.id, user_id) if ws is not None else None
     if ws is None or role is None:
         raise NotFound(f"workspace {slug!r} not found" if slug else "you are not a member of any workspace")
     return ws, role
 
 
 def memberships_of(session: Session, user_id: int) -> list[tuple[Workspace, str]]:
-    rows = session.execute(
-        select(Workspace, Membership.role).join(Membership, Membership.workspace_id == Workspace.id)
-        .where(Membership.user_id == user_id).order_by(Workspace.id)
-    )
-    return [(r[0], r[1]) for r in rows]
+    return accounts.memberships_of(session, user_id)
 
 
 def create_workspace(db: Database, creator_id: int, slug: str, name: str) -> Workspace:
     """A new workspace with its creator as admin."""
     if not SLUG_RE.match(slug):
         raise Invalid("slug must be lowercase letters, digits and dashes", field="slug")
-    try:
-        with db.write() as session:
-            ws = Workspace(slug=slug, name=name or slug)
-            session.add(ws)
-            session.flush()
-            session.add(Membership(workspace_id=ws.id, user_id=creator_id, role="admin"))
-    except IntegrityError:
-        raise Conflict(f"a workspace with slug {slug!r} already exists", field="slug") from None
-    return ws
+    return accounts.insert_workspace(db, creator_id, slug, name or slug)
 
 
 def list_members(session: Session, workspace_id: int) -> list[tuple[User, str]]:
-    rows = session.execute(
-        select(User, Membership.role).join(Membership, Membership.user_id == User.id)
-        .where(Membership.workspace_id == workspace_id).order_by(User.id)
-    )
-    return [(r[0], r[1]) for r in rows]
+    return accounts.members_of(session, workspace_id)
 
 
 def is_server_admin(session: Session, user_id: int | None) -> bool:
-    return bool(user_id) and bool(session.scalar(select(User.is_server_admin).where(User.id == user_id)))
-
-
-def _shares_a_workspace(session: Session, user_a: int, user_b: int) -> bool:
-    """Whether two users are members of a common workspace: then each already sees the other's name."""
-    mine = select(Membership.workspace_id).where(Membership.user_id == user_a)
-    return session.scalar(
-        select(Membership.id).where(Membership.user_id == user_b, Membership.workspace_id.in_(mine)).limit(1)
-    ) is not None
+    return accounts.is_server_admin(session, user_id)
 
 
 def _unknown_user(username: str) -> NotFound:
@@ -168,8 +143,10 @@ def set_member(
         raise Invalid(f"role must be one of {', '.join(ROLES)}", field="role")
     with db.write() as session:
         server_admin = is_server_admin(session, actor_id)
-        user = session.scalar(select(User).where(User.username == username))
-        if user is not None and not server_admin and not _shares_a_workspace(session, actor_id or 0, user.id):
+        user = accounts.user_by_name(session, username)
+        # Two people who share a workspace already see each other's name; nobody else is addressable.
+        if user is not None and not server_admin and not accounts.shares_a_workspace(session, actor_id or 0,
+                                                                                      user.id):
             user = None
         created = False
         if user is None:
@@ -177,18 +154,17 @@ def set_member(
                 raise _unknown_user(username)
             if not USERNAME_RE.match(username):
                 raise Invalid("username must be letters, digits and . _ @ -", field="username")
-            user = User(username=username, display_name=username, default_workspace_id=workspace_id)
-            session.add(user)
-            session.flush()
+            user = accounts.add_user(session, username=username, display_name=username,
+                                     default_workspace_id=workspace_id)
+            if user is None:
+                raise Conflict(f"user {username!r} was created concurrently; try again", field="username")
             created = True
-        membership = session.scalar(
-            select(Membership).where(Membership.workspace_id == workspace_id, Membership.user_id == user.id)
-        )
+        membership = accounts.membership(session, workspace_id, user.id)
         previous = membership.role if membership else None
         if membership is None:
-            session.add(Membership(workspace_id=workspace_id, user_id=user.id, role=role))
+            accounts.add_membership(session, workspace_id, user.id, role)
         else:
-            if previous == "admin" and role != "admin" and _admin_count(session, workspace_id) <= 1:
+            if previous == "admin" and role != "admin" and accounts.admin_count(session, workspace_id) <= 1:
                 raise Conflict("the last admin of a workspace cannot be demoted", field="role")
             membership.role = role
         if user.default_workspace_id is None:
@@ -198,47 +174,24 @@ def set_member(
 
 def remove_member(db: Database, workspace_id: int, username: str) -> User:
     with db.write() as session:
-        row = session.execute(
-            select(Membership, User).join(User, User.id == Membership.user_id)
-            .where(Membership.workspace_id == workspace_id, User.username == username)
-        ).first()
+        row = accounts.member_by_name(session, workspace_id, username)
         if row is None:
             raise NotFound(f"member {username!r} not found")
         membership, user = row
-        if membership.role == "admin" and _admin_count(session, workspace_id) <= 1:
+        if membership.role == "admin" and accounts.admin_count(session, workspace_id) <= 1:
             raise Conflict("the last admin of a workspace cannot be removed")
-        session.delete(membership)
+        accounts.remove_membership(session, membership)
     return user
-
-
-def _admin_count(session: Session, workspace_id: int) -> int:
-    return session.scalar(
-        select(func.count()).select_from(Membership)
-        .where(Membership.workspace_id == workspace_id, Membership.role == "admin")
-    ) or 0
 
 
 def list_users(session: Session) -> list[tuple[User, list[tuple[str, str]]]]:
     """Every user with their (workspace slug, role) pairs: a server administrator's view."""
-    out: list[tuple[User, list[tuple[str, str]]]] = []
-    for user in session.scalars(select(User).order_by(User.id)):
-        rows = session.execute(
-            select(Workspace.slug, Membership.role).join(Membership, Membership.workspace_id == Workspace.id)
-            .where(Membership.user_id == user.id).order_by(Workspace.id)
-        )
-        out.append((user, [(r[0], r[1]) for r in rows]))
-    return out
+    return accounts.users_with_roles(session)
 
 
 def _end_sessions(session: Session, user_id: int, keep_token: str | None = None) -> int:
     """Delete the user's browser sessions except the one holding `keep_token`; how many ended."""
-    q = select(WebSession).where(WebSession.user_id == user_id)
-    if keep_token:
-        q = q.where(WebSession.digest != tokens.hash_token(keep_token))
-    ended = list(session.scalars(q))
-    for row in ended:
-        session.delete(row)
-    return len(ended)
+    return accounts.end_web_sessions(session, user_id, tokens.hash_token(keep_token) if keep_token else None)
 
 
 def change_own_password(
@@ -251,7 +204,7 @@ def change_own_password(
     from itself, so a stolen session cannot plant a way in that outlives the identity provider's say.
     """
     with db.read() as session:
-        user = session.get(User, user_id)
+        user = accounts.get_user(session, user_id)
         if user is None:
             raise NotFound("user not found")
         stored = user.password_hash
@@ -266,7 +219,7 @@ def change_own_password(
                             field="password")
     new_hash = tokens.hash_password(new)  # deliberately slow: not inside the write transaction
     with db.write() as session:
-        user = session.get(User, user_id)
+        user = accounts.get_user(session, user_id)
         if user is None or user.password_hash != stored:
             raise Conflict("the password was changed meanwhile; try again", field="password")
         user.password_hash = new_hash
@@ -277,7 +230,7 @@ def reset_password(db: Database, username: str, new: str) -> User:
     """A server administrator sets someone's password; every browser session of theirs ends."""
     new_hash = tokens.hash_password(new)
     with db.write() as session:
-        user = session.scalar(select(User).where(User.username == username))
+        user = accounts.user_by_name(session, username)
         if user is None:
             raise NotFound(f"user {username!r} not found", field="username")
         user.password_hash = new_hash
@@ -288,7 +241,7 @@ def reset_password(db: Database, username: str, new: str) -> User:
 def check_password(db: Database, username: str, password: str) -> User | None:
     """The user if the password matches; None otherwise (also for unknown users and users without one)."""
     with db.read() as session:
-        user = session.scalar(select(User).where(User.username == username, User.is_active.is_(True)))
+        user = accounts.user_by_name(session, username, active_only=True)
     if user is None or not user.password_hash:
         # Spend comparable time so the response does not reveal which usernames exist.
         tokens.verify_password(password or "x", _dummy_hash())

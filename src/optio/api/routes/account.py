@@ -25,7 +25,6 @@ from optio.api.deps import SESSION_COOKIE, Ctx, Forbidden, get_admin_ctx, get_ct
 from optio.api.errors import ERROR_RESPONSES, ErrorBody
 from optio.errors import NotFound
 from optio.services import audit, credentials, users
-from optio.store.models import User
 
 router = APIRouter(tags=["account"], responses=ERROR_RESPONSES)
 Username = Path(pattern=USERNAME_PATTERN, max_length=200)
@@ -39,9 +38,7 @@ def _workspaces(ctx: Ctx) -> list[WorkspaceOut]:
 
 @router.get("/api/me", response_model=WhoAmI)
 def whoami(ctx: Ctx = Depends(get_self_ctx)) -> WhoAmI:
-    with ctx.db.read() as session:
-        user = session.get(User, ctx.user_id)
-    assert user is not None
+    user = users.get_user(ctx.db, ctx.user_id or 0)
     mine = _workspaces(ctx)
     current = next(w for w in mine if w.id == ctx.workspace_id)
     return WhoAmI(user_id=user.id, username=user.username, display_name=user.display_name, email=user.email,

@@ -9,14 +9,12 @@ from optio.api.deps import Ctx, get_self_ctx
 from optio.api.errors import ERROR_RESPONSES
 from optio.api.schemas import Id
 from optio.services import credentials
-from optio.store.models import ApiKey
 
 router = APIRouter(prefix="/api/apikeys", tags=["api keys"], responses=ERROR_RESPONSES)
 
 
-def key_out(key: ApiKey) -> ApiKeyOut:
-    return ApiKeyOut(id=key.id, name=key.name, prefix=key.prefix, created_at=key.created_at,
-                     last_used_at=key.last_used_at, revoked_at=key.revoked_at)
+def key_out(key: object) -> ApiKeyOut:
+    return ApiKeyOut.model_validate(key)
 
 
 @router.get("", response_model=list[ApiKeyOut])

@@ -26,7 +26,6 @@ def list_audit(
     rows, next_cursor = audit.list_events(ctx.db, ctx.workspace_id, action=action, actor=actor, limit=limit,
                                           cursor=cursor)
     return AuditPage(
-        items=[AuditEventOut(id=r.id, actor=r.actor, user_id=r.user_id, action=r.action, target_type=r.target_type,
-                             target_id=r.target_id, detail=r.detail or {}, created_at=r.created_at) for r in rows],
+        items=[AuditEventOut.model_validate(r) for r in rows],
         next_cursor=next_cursor,
     )

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import StreamingResponse
 
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
-from optio.api.logstream import STREAM_RESPONSES, log_page, sse
-from optio.api.schemas import (
-    Id,
-    LogLimit,
-    LogPage,
-    PageLimit,
-    RepoTaskCreate,
-    RepoTaskOut,
-    RepoTaskPage,
-    RunEventOut,
-    Seq,
-)
-from optio.api.views import events_out, task_out
+from optio.api.run_routes import add_run_routes
+from optio.api.schemas import Id, PageLimit, RepoTaskCreate, RepoTaskOut, RepoTaskPage
+from optio.api.views import task_out
 from optio.domain.states import TERMINAL, RepoTaskState, RunKind
 from optio.services import runs as run_service
 from optio.services import tasks as task_service
@@ -65,38 +54,8 @@ def get_task(task_id: Id, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
     return _out(ctx, task_id)
 
 
-@router.get("/{task_id}/events", response_model=list[RunEventOut])
-def task_events(task_id: Id, ctx: Ctx = Depends(get_ctx)) -> list[RunEventOut]:
-    with ctx.db.read() as session:
-        task_service.get_task(session, ctx.workspace_id, task_id)
-        return events_out(session, KIND, task_id, ctx.workspace_id)
-
-
-def _state_of(session: Any, workspace_id: int, task_id: int) -> str:
-    return task_service.get_task(session, workspace_id, task_id).state
-
-
-def _page(ctx: Ctx, task_id: int, after: int, limit: int) -> LogPage:
-    return log_page(ctx.db, KIND, task_id, ctx.workspace_id, state_of=_state_of, terminal=TERMINAL_STATES,
-                    after=after, limit=limit)
-
-
-@router.get("/{task_id}/logs", response_model=LogPage)
-def task_logs(
-    task_id: Id,
-    ctx: Ctx = Depends(get_ctx),
-    after: Annotated[Seq, Query(description="Return lines with seq > after")] = 0,
-    limit: Annotated[LogLimit, Query()] = 1000,
-) -> LogPage:
-    return _page(ctx, task_id, after, limit)
-
-
-@router.get("/{task_id}/logs/stream", response_class=StreamingResponse, responses=STREAM_RESPONSES)
-def stream_task_logs(task_id: Id, ctx: Ctx = Depends(get_ctx),
-                     after: Annotated[Seq, Query(description="Replay lines with seq > after")] = 0
-                     ) -> StreamingResponse:
-    _out(ctx, task_id)
-    return sse(lambda cursor: _page(ctx, task_id, cursor, 1000), after)
+add_run_routes(router, kind=KIND, id_name="task_id", noun="task", terminal=TERMINAL_STATES,
+               names=("task_events", "task_logs", "stream_task_logs"))
 
 
 def _intent(ctx: Ctx, task_id: int, intent: str) -> RepoTaskOut:

@@ -6,7 +6,7 @@ from urllib.parse import urlparse
 
 from fastapi import APIRouter, Depends
 
-from optio.api.deps import Ctx, get_ctx
+from optio.api.deps import Ctx, auth_of, get_ctx
 from optio.api.errors import ERROR_RESPONSES
 from optio.api.schemas import RepoCreate, RepoOut, RepoUpdate
 from optio.api.views import repo_out
@@ -38,7 +38,7 @@ def add_repo(body: RepoCreate, ctx: Ctx = Depends(get_ctx)) -> RepoOut:
     credential = None
     if body.credential_secret:
         # Read now so a private remote's default branch can be detected; the forge reads it again on each use.
-        credential = ctx.optio.auth.secrets.env_for(ctx.workspace_id, [body.credential_secret]).get(
+        credential = auth_of(ctx.optio).secrets.env_for(ctx.workspace_id, [body.credential_secret]).get(
             body.credential_secret
         )
         if credential is None:
@@ -61,7 +61,7 @@ def get_repo(repo_ref: str, ctx: Ctx = Depends(get_ctx)) -> RepoOut:
 @router.patch("/{repo_ref}", response_model=RepoOut)
 def update_repo(repo_ref: str, body: RepoUpdate, ctx: Ctx = Depends(get_ctx)) -> RepoOut:
     """Change a repo's settings (only the fields sent). A new default branch must exist on the remote."""
-    secrets = ctx.optio.auth.secrets
+    secrets = auth_of(ctx.optio).secrets
     return repo_out(repo_service.update_repo(
         ctx.db, ctx.workspace_id, repo_ref, body.model_dump(exclude_unset=True),
         credential_of=lambda name: secrets.env_for(ctx.workspace_id, [name]).get(name),

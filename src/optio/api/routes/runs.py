@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import StreamingResponse
 
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
-from optio.api.logstream import STREAM_RESPONSES, log_page, sse
-from optio.api.schemas import Id, LogLimit, LogPage, PageLimit, RunEventOut, RunOut, RunPage, Seq
-from optio.api.views import events_out, run_out
+from optio.api.run_routes import add_run_routes
+from optio.api.schemas import Id, PageLimit, RunOut, RunPage
+from optio.api.views import run_out
 from optio.domain.states import TERMINAL, RunKind
 from optio.services import runs as run_service
-from optio.store.models import Job
 
 router = APIRouter(prefix="/api/runs", tags=["runs"], responses=ERROR_RESPONSES)
 KIND = RunKind.JOB_RUN.value
@@ -23,10 +21,7 @@ STATE_PATTERN = "^(" + "|".join(s for s in ("queued", "running", "completed", "f
 
 
 def _load(ctx: Ctx, run_id: int) -> RunOut:
-    with ctx.db.read() as session:
-        run = run_service.get_job_run(session, ctx.workspace_id, run_id)
-        job = session.get(Job, run.job_id)
-        return run_out(run, job.name if job else "")
+    return run_out(*run_service.job_run_with_name(ctx.db, ctx.workspace_id, run_id))
 
 
 @router.get("", response_model=RunPage)
@@ -47,38 +42,8 @@ def get_run(run_id: Id, ctx: Ctx = Depends(get_ctx)) -> RunOut:
     return _load(ctx, run_id)
 
 
-@router.get("/{run_id}/events", response_model=list[RunEventOut])
-def run_events(run_id: Id, ctx: Ctx = Depends(get_ctx)) -> list[RunEventOut]:
-    _load(ctx, run_id)
-    with ctx.db.read() as session:
-        return events_out(session, KIND, run_id, ctx.workspace_id)
-
-
-def _state_of(session: Any, workspace_id: int, run_id: int) -> str:
-    return run_service.get_job_run(session, workspace_id, run_id).state
-
-
-def _page(ctx: Ctx, run_id: int, after: int, limit: int) -> LogPage:
-    return log_page(ctx.db, KIND, run_id, ctx.workspace_id, state_of=_state_of, terminal=TERMINAL_STATES,
-                    after=after, limit=limit)
-
-
-@router.get("/{run_id}/logs", response_model=LogPage)
-def run_logs(
-    run_id: Id,
-    ctx: Ctx = Depends(get_ctx),
-    after: Annotated[Seq, Query(description="Return lines with seq > after")] = 0,
-    limit: Annotated[LogLimit, Query()] = 1000,
-) -> LogPage:
-    return _page(ctx, run_id, after, limit)
-
-
-@router.get("/{run_id}/logs/stream", response_class=StreamingResponse, responses=STREAM_RESPONSES)
-def stream_logs(run_id: Id, ctx: Ctx = Depends(get_ctx),
-                after: Annotated[Seq, Query(description="Replay lines with seq > after")] = 0) -> StreamingResponse:
-    """Replays lines after `after`, then follows until the run ends (SSE: `line` events, then `end`)."""
-    _load(ctx, run_id)
-    return sse(lambda cursor: _page(ctx, run_id, cursor, 1000), after)
+add_run_routes(router, kind=KIND, id_name="run_id", noun="run", terminal=TERMINAL_STATES,
+               names=("run_events", "run_logs", "stream_logs"))
 
 
 @router.post("/{run_id}/cancel", response_model=RunOut, status_code=202)

@@ -7,10 +7,9 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from optio.api.account_schemas import SECRET_NAME_PATTERN, KeyRotationOut, SecretOut, SecretSet, SecretSetOut
 from optio.api.deps import Ctx, Forbidden, get_admin_ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
+from optio.services import users
 from optio.services.repos import find_repo
 from optio.services.secrets import SecretStore
-from optio.store import workspaces
-from optio.store.models import Secret
 
 router = APIRouter(tags=["secrets"], responses=ERROR_RESPONSES)
 SecretName = Path(pattern=SECRET_NAME_PATTERN, max_length=128)
@@ -29,9 +28,8 @@ def _repo_id(ctx: Ctx, ref: str | None) -> int | None:
         return find_repo(session, ctx.workspace_id, ref).id
 
 
-def secret_out(row: Secret) -> SecretOut:
-    return SecretOut(name=row.name, scope=row.scope, repo_id=row.repo_id,  # type: ignore[arg-type]
-                     key_version=row.key_version, created_at=row.created_at, updated_at=row.updated_at)
+def secret_out(row: object) -> SecretOut:
+    return SecretOut.model_validate(row)
 
 
 @router.get("/api/secrets", response_model=list[SecretOut])
@@ -59,7 +57,7 @@ def rotate_encryption_key(ctx: Ctx = Depends(get_admin_ctx)) -> KeyRotationOut:
 
     The key is instance-wide, so only an admin of the default workspace may rotate it.
     """
-    if ctx.workspace_slug != workspaces.DEFAULT_SLUG:
+    if ctx.workspace_slug != users.DEFAULT_WORKSPACE_SLUG:
         raise Forbidden("rotating the encryption key needs the admin role in the default workspace")
     result = _store(ctx).rotate_key()
     return KeyRotationOut(previous_versions=result.previous_versions, current_version=result.current_version,

@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, or_, select
 
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
@@ -23,8 +22,8 @@ from optio.api.views import run_out, task_out
 from optio.domain.states import JobRunState, RepoTaskState
 from optio.errors import Invalid
 from optio.services import jobs as job_service
+from optio.services import task_feed as feed_service
 from optio.services import tasks as task_service
-from optio.store.models import Job, JobRun, RepoTask
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=ERROR_RESPONSES)
 TASK_TYPES = ("job_run", "repo_task")  # newest-first tie-break order within one timestamp
@@ -79,21 +78,6 @@ def _decode(cursor: str | None) -> tuple[datetime, int, int] | None:
         raise Invalid("malformed cursor", field="cursor") from None
 
 
-def _after(model: Any, rank: int, cursor: tuple[datetime, int, int] | None) -> Any:
-    """Rows strictly after the cursor in (created_at desc, type rank desc, id desc) order."""
-    if cursor is None:
-        return True
-    when, c_rank, c_id = cursor
-    same_ts = model.created_at == when
-    if rank < c_rank:
-        tie = same_ts
-    elif rank == c_rank:
-        tie = and_(same_ts, model.id < c_id)
-    else:
-        tie = False
-    return or_(model.created_at < when, tie)
-
-
 @router.get("", response_model=TaskPage)
 def list_tasks(
     ctx: Ctx = Depends(get_ctx),
@@ -102,32 +86,18 @@ def list_tasks(
     limit: Annotated[PageLimit, Query()] = 50,
     cursor: str | None = Query(default=None, max_length=200),
 ) -> TaskPage:
-    position = _decode(cursor)
-    rows: list[tuple[datetime, int, int, Any]] = []
-    with ctx.db.read() as session:
-        if type in (None, "job_run"):
-            q = (select(JobRun, Job.name).join(Job, Job.id == JobRun.job_id)
-                 .where(JobRun.workspace_id == ctx.workspace_id, _after(JobRun, 0, position))
-                 .order_by(JobRun.created_at.desc(), JobRun.id.desc()).limit(limit + 1))
-            if state:
-                q = q.where(JobRun.state == state)
-            rows += [(r.created_at, 0, r.id, run_out(r, name)) for r, name in session.execute(q)]
-        if type in (None, "repo_task"):
-            q2 = (select(RepoTask).where(RepoTask.workspace_id == ctx.workspace_id, _after(RepoTask, 1, position))
-                  .order_by(RepoTask.created_at.desc(), RepoTask.id.desc()).limit(limit + 1))
-            if state:
-                q2 = q2.where(RepoTask.state == state)
-            rows += [(t.created_at, 1, t.id, None) for t in session.scalars(q2)]
-    rows.sort(key=lambda r: (r[0], r[1], r[2]), reverse=True)
+    ranks = tuple(rank for rank, kind in enumerate(TASK_TYPES) if type in (None, kind))
+    rows = feed_service.newest(ctx.db, ctx.workspace_id, ranks=ranks, state=state, position=_decode(cursor),
+                               limit=limit + 1)
     page, more = rows[:limit], len(rows) > limit
     items: list[Any] = []
-    for _created, rank, row_id, out in page:
-        if rank == 0:
-            items.append(JobRunTask(**out.model_dump(exclude={"type"})))
+    for row in page:
+        if row.run is not None:
+            items.append(JobRunTask(**run_out(row.run, row.job_name).model_dump(exclude={"type"})))
         else:
-            view = task_out(task_service.task_view(ctx.db, ctx.workspace_id, row_id))
+            view = task_out(task_service.task_view(ctx.db, ctx.workspace_id, row.id))
             items.append(RepoTaskItem(**view.model_dump(exclude={"type"})))
-    next_cursor = _encode(page[-1][0], TASK_TYPES[page[-1][1]], page[-1][2]) if more and page else None
+    next_cursor = _encode(page[-1].created_at, TASK_TYPES[page[-1].rank], page[-1].id) if more and page else None
     return TaskPage(items=items, next_cursor=next_cursor)
 
 

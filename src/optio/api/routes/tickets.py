@@ -10,14 +10,12 @@ from optio.api.schemas import Id, RepoTaskOut, TicketCreate, TicketOut, TicketWo
 from optio.api.views import task_out
 from optio.services import tasks as task_service
 from optio.services import tickets as ticket_service
-from optio.store.models import Ticket
 
 router = APIRouter(prefix="/api/tickets", tags=["tickets"], responses=ERROR_RESPONSES)
 
 
-def ticket_out(t: Ticket) -> TicketOut:
-    return TicketOut(number=t.number, title=t.title, body=t.body, state=t.state, repo_id=t.repo_id,
-                     task_id=t.task_id, closed_reason=t.closed_reason, created_at=t.created_at, closed_at=t.closed_at)
+def ticket_out(ticket: object) -> TicketOut:
+    return TicketOut.model_validate(ticket)
 
 
 @router.post("", response_model=TicketOut, status_code=201)

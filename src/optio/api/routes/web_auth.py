@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import secrets
+from typing import Any
 
 import structlog
 from fastapi import APIRouter, Form, Query, Request
@@ -22,7 +23,6 @@ from optio.errors import NotFound
 from optio.security import tokens
 from optio.server import Optio
 from optio.services import audit, credentials, oidc, users
-from optio.store.models import User
 
 log = structlog.get_logger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -74,7 +74,7 @@ def _login_form(request: Request, error: str = "", status: int = 200) -> HTMLRes
     return response
 
 
-def _start_session(request: Request, user: User, via: str) -> RedirectResponse:
+def _start_session(request: Request, user: Any, via: str) -> RedirectResponse:
     optio = _optio(request)
     token = credentials.create_session(optio.db, user.id, optio.settings.session_ttl_s)
     try:

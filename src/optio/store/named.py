@@ -1,8 +1,8 @@
-"""Resources people refer to by id or by name (jobs, repos): one lookup and one unique insert for all."""
+"""Rows people refer to by id or by name (jobs, repos): one lookup and one unique insert for all."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session
 
 from optio.errors import Conflict, NotFound
 from optio.store.db import Database
+from optio.store.models import Job, Repo
 
-T = TypeVar("T")
+T = TypeVar("T", Job, Repo)
 MAX_ID_DIGITS = 18  # larger numbers cannot be a row id on any backend; treat them as names
 
 
@@ -22,18 +23,18 @@ def looks_like_id(ref: str | int) -> bool:
 
 def find_by_ref(session: Session, model: type[T], workspace_id: int, ref: str | int, noun: str) -> T:
     """By id when `ref` looks like one, else (or when no such id) by name; always within the workspace."""
-    q = select(model).where(model.workspace_id == workspace_id)  # type: ignore[attr-defined]
-    found = None
+    q = select(model).where(model.workspace_id == workspace_id)
+    found: T | None = None
     if looks_like_id(ref):
-        found = session.scalar(q.where(model.id == int(ref)))  # type: ignore[attr-defined]
+        found = session.scalar(q.where(model.id == int(ref)))
     if found is None:
-        found = session.scalar(q.where(model.name == str(ref)))  # type: ignore[attr-defined]
+        found = session.scalar(q.where(model.name == str(ref)))
     if found is None:
         raise NotFound(f"{noun} {ref!r} not found")
     return found
 
 
-def insert_unique(db: Database, row: Any, noun: str) -> Any:
+def insert_unique(db: Database, row: T, noun: str) -> T:
     """Insert a row whose name is unique per workspace; a clash is a 409 naming the name."""
     try:
         with db.write() as session:

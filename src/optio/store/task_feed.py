@@ -1,0 +1,63 @@
+"""Every kind of task in one newest-first stream, keyset-paged on (created_at, kind rank, id)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, or_, select, true
+from sqlalchemy.orm import Session
+
+from optio.store.models import Job, JobRun, RepoTask
+
+JOB_RUN, REPO_TASK = 0, 1  # kind ranks: the newest-first tie-break order within one timestamp
+Position = tuple[datetime, int, int]
+
+
+@dataclass(frozen=True)
+class FeedRow:
+    """One task in the feed; a job run comes with its row and job name, a repo task with its id only."""
+
+    created_at: datetime
+    rank: int
+    id: int
+    run: JobRun | None = None
+    job_name: str = ""
+
+
+def _after(model: Any, rank: int, cursor: Position | None) -> ColumnElement[bool]:
+    """Rows strictly after the cursor in (created_at desc, type rank desc, id desc) order."""
+    if cursor is None:
+        return true()
+    when, c_rank, c_id = cursor
+    same_ts = model.created_at == when
+    tie: ColumnElement[bool]
+    if rank < c_rank:
+        tie = same_ts
+    elif rank == c_rank:
+        tie = and_(same_ts, model.id < c_id)
+    else:
+        tie = false()
+    return or_(model.created_at < when, tie)
+
+
+def newest(session: Session, workspace_id: int, *, ranks: tuple[int, ...], state: str | None,
+           position: Position | None, limit: int) -> list[FeedRow]:
+    """Up to `limit` rows of each kind in `ranks` after `position`, merged newest first (the caller cuts)."""
+    rows: list[FeedRow] = []
+    if JOB_RUN in ranks:
+        q = (select(JobRun, Job.name).join(Job, Job.id == JobRun.job_id)
+             .where(JobRun.workspace_id == workspace_id, _after(JobRun, JOB_RUN, position))
+             .order_by(JobRun.created_at.desc(), JobRun.id.desc()).limit(limit))
+        if state:
+            q = q.where(JobRun.state == state)
+        rows += [FeedRow(r.created_at, JOB_RUN, r.id, r, name) for r, name in session.execute(q).tuples()]
+    if REPO_TASK in ranks:
+        q2 = (select(RepoTask).where(RepoTask.workspace_id == workspace_id, _after(RepoTask, REPO_TASK, position))
+              .order_by(RepoTask.created_at.desc(), RepoTask.id.desc()).limit(limit))
+        if state:
+            q2 = q2.where(RepoTask.state == state)
+        rows += [FeedRow(t.created_at, REPO_TASK, t.id) for t in session.scalars(q2)]
+    rows.sort(key=lambda r: (r.created_at, r.rank, r.id), reverse=True)
+    return rows
