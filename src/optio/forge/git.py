@@ -529,7 +529,7 @@ class RepoCache:
             own = self._objects_of(clone).parent / "index"
             seeded = False
             if own.is_file() and not own.is_symlink():
-                shutil.copyfile(own, index)
+                shutil.copy2(own, index)  # its mtime too: git then re-checks racily clean entries
                 seeded = self._cache_git(["read-tree", "-m", head], clone=clone, env=env, check=False).returncode == 0
             if not seeded:
                 index.unlink(missing_ok=True)
