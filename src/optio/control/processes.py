@@ -18,17 +18,20 @@ from typing import Any
 
 import structlog
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from optio.agents.base import AgentConfigError, AgentRequest
 from optio.agents.events import SessionEvent, UsageEvent, UsageTotals
 from optio.agents.events import to_json as event_to_json
 from optio.agents.registry import get_adapter
+from optio.config import Settings
 from optio.control import output_relay
 from optio.control.context import ControlContext
+from optio.control.ports import RedactorPort
 from optio.domain.snapshot import ProcessStatus, ProcessView
 from optio.runtime.base import STDERR_FILE, STDOUT_FILE, LaunchSpec, Mounts, ProcessInfo
-from optio.runtime.local import read_exit_code
 from optio.store import logs, queue, runs
+from optio.store.db import Database
 from optio.store.models import AgentProcess, Job, Repo, RepoTask, RunLog
 from optio.store.types import utcnow
 
@@ -46,8 +49,12 @@ def process_key(kind: str, run_id: int, attempt: int, purpose: str = "agent") ->
 class DbSink:
     """The runtime's OutputSink, writing into run logs and the process table."""
 
-    def __init__(self, ctx: ControlContext) -> None:
-        self.ctx = ctx
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    def run_redactor(self, session: Session, kind: str, run_id: int, workspace_id: int) -> RedactorPort:
+        return runs.redactor_for_run(session, kind, run_id, workspace_id)
 
     def on_output(self, key: str, stream: str, lines: list[str], offset: int) -> None:
         """Store the lines and, for each line the adapter understands, Optio's own events (stream "event").
@@ -56,11 +63,11 @@ class DbSink:
         and cost counters in it too (imputing a cost from the price table when the vendor gave none).
         """
         now = utcnow()
-        with self.ctx.db.write() as session:
+        with self.db.write() as session:
             proc = session.scalar(select(AgentProcess).where(AgentProcess.key == key))
             if proc is None:
                 return
-            redact = self.ctx.run_redactor(session, proc.run_kind, proc.run_id, proc.workspace_id).redact
+            redact = self.run_redactor(session, proc.run_kind, proc.run_id, proc.workspace_id).redact
             adapter = _adapter(proc.agent_type)
             entries: list[tuple[str, str]] = []
             totals = UsageTotals()
@@ -112,7 +119,7 @@ class DbSink:
         The lines past the cap are still read (the file offset moves on, usage still counts), only not
         stored, so a run that prints without end still finishes normally. One marker line says where.
         """
-        cap = self.ctx.settings.max_run_log_bytes
+        cap = self.settings.max_run_log_bytes
         row = session.execute(
             select(model.log_bytes, model.log_dropped_bytes).where(model.id == proc.run_id)
         ).first()
@@ -129,7 +136,7 @@ class DbSink:
 
     def on_exit(self, key: str, exit_code: int | None, reason: str) -> None:
         now = utcnow()
-        with self.ctx.db.write() as session:
+        with self.db.write() as session:
             proc = session.scalar(select(AgentProcess).where(AgentProcess.key == key))
             if proc is None or proc.status in ("exited", "gone"):
                 return
@@ -144,7 +151,7 @@ class DbSink:
                 failure = classify_exit(session, proc, exit_code)
                 if failure is not None:
                     values.update(failure_kind=failure.kind, retry_after_s=failure.retry_after_s,
-                                  error=self.ctx.run_redactor(session, proc.run_kind, proc.run_id,
+                                  error=self.run_redactor(session, proc.run_kind, proc.run_id,
                                                               proc.workspace_id).redact(failure.message))
                     if failure.kind == "rate_limited" and proc.run_kind == "repo_task":
                         throttle_repo(session, proc.run_id, now, failure.retry_after_s)
@@ -261,7 +268,6 @@ def run_mounts(req: LaunchRequest, *, home: Path, files: list[Path]) -> Mounts:
 
 def launch(ctx: ControlContext, req: LaunchRequest) -> None:
     """Record the process, start it, record its pid. Failures become a process row the decision sees."""
-    assert ctx.runtime is not None
     key = process_key(req.kind, req.run_id, req.attempt, req.purpose)
     run_dir = ctx.run_dir(req.kind, req.run_id)
     log_dir = run_dir / f"attempt-{req.attempt}" if req.purpose == "agent" else run_dir / f"{req.purpose}-{req.attempt}"
@@ -361,11 +367,11 @@ def process_view(ctx: ControlContext, proc: AgentProcess | None) -> ProcessView 
     status = ProcessStatus(proc.status)
     exit_code, exit_reason = proc.exit_code, proc.exit_reason
     runtime = ctx.runtime
-    unwatched = status == ProcessStatus.ALIVE and runtime is not None and proc.key not in runtime.active_keys()
-    if unwatched and (proc.pid is None or not runtime.is_alive(proc.pid, proc.start_time or 0.0)):  # type: ignore[union-attr]
+    unwatched = status == ProcessStatus.ALIVE and proc.key not in runtime.active_keys()
+    if unwatched and (proc.pid is None or not runtime.is_alive(proc.pid, proc.start_time or 0.0)):
         # Nobody watches it and it is gone. Its exit file (written by the runtime's wrapper) still tells an
         # ordinary exit apart from a vanished process.
-        recorded = read_exit_code(Path(proc.log_dir))
+        recorded = runtime.exit_status(_info(proc))
         if recorded is not None:
             status, exit_code, exit_reason = ProcessStatus.EXITED, recorded, "exited"
         else:
@@ -379,8 +385,6 @@ def process_view(ctx: ControlContext, proc: AgentProcess | None) -> ProcessView 
 
 
 def kill_run_processes(ctx: ControlContext, kind: str, run_id: int) -> None:
-    if ctx.runtime is None:
-        return
     with ctx.db.read() as session:
         procs = list(session.scalars(
             select(AgentProcess).where(AgentProcess.run_kind == kind, AgentProcess.run_id == run_id,
@@ -404,7 +408,6 @@ def recover(ctx: ControlContext) -> int:
 
     A process of a run that already ended is killed instead: its work is no longer wanted.
     """
-    assert ctx.runtime is not None
     with ctx.db.read() as session:
         procs = list(session.scalars(select(AgentProcess).where(AgentProcess.status.in_(ACTIVE))))
         finished: set[str] = set()

@@ -11,19 +11,20 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from optio.control.ports import SecretsProvider
 from optio.errors import Conflict, NotFound
-from optio.forge.base import CiInfo, PullRequestInfo, ReviewInfo
-from optio.forge.git import CiResult, GitError, MergeConflictError, RepoCache
+from optio.forge.base import CiInfo, ForgeEvent, PullRequestInfo, PullRequestState, ReviewInfo
+from optio.forge.git import CiResult, GitError, MergeConflictError
 from optio.forge.merge_gates import require_merge_gates
+from optio.forge.worktrees import RepoCaches, RepoWorktrees
 from optio.runtime.sandbox import Sandbox
 from optio.store import queue
 from optio.store.db import Database
@@ -45,7 +46,7 @@ def _info(pr: PullRequest) -> PullRequestInfo:
     return PullRequestInfo(
         number=pr.number, state=pr.state, title=pr.title, head_branch=pr.head_branch, head_sha=pr.head_sha,
         base_branch=pr.base_branch, mergeable=pr.mergeable, conflicting_files=tuple(pr.conflicting_files or ()),
-        merged_sha=pr.merged_sha,
+        merged_sha=pr.merged_sha, id=pr.id, base_sha=pr.base_sha,
     )
 
 
@@ -60,15 +61,16 @@ class LocalForge:
     sandbox: Sandbox | None = None
 
     def __init__(self, db: Database, data_dir: Path, *, ci_workers: int = 2,
-                 redact: Callable[[str, int, int | None], str] | None = None, secrets: Any = None,
-                 outbound_allowlist: Sequence[str] = ()) -> None:
+                 redact: Callable[[str, int, int | None], str] | None = None,
+                 secrets: SecretsProvider | None = None, outbound_allowlist: Sequence[str] = ()) -> None:
         self.db = db
         self.data_dir = data_dir
         # (text, workspace id, repo id) -> text masked with that workspace's and repo's secrets
         self.redact: Callable[[str, int, int | None], str] = redact or (lambda text, _ws, _repo: text)
-        self.secrets = secrets  # provider with env_for(workspace_id, names, repo_id=None) -> dict[str, str]
+        self.secrets = secrets
         self.outbound_allowlist = list(outbound_allowlist)
-        self._caches: dict[int, RepoCache] = {}
+        # The repo caches: this forge's own (CI, merges) and the server's `Worktrees` port for task clones.
+        self.worktrees = RepoCaches(data_dir, credential=self.credential, outbound_allowlist=outbound_allowlist)
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=ci_workers, thread_name_prefix="optio-ci")
         self._bg = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optio-forge")
@@ -76,15 +78,8 @@ class LocalForge:
 
     # --- git plumbing ---------------------------------------------------------------------------------
 
-    def cache(self, repo: Repo) -> RepoCache:
-        with self._lock:
-            cache = self._caches.get(repo.id)
-            if cache is None:
-                repo_id = repo.id
-                cache = RepoCache(repo.remote_url, self.data_dir / "repos" / str(repo.id) / "cache.git",
-                                  credential=lambda: self.credential(repo_id), allowlist=self.outbound_allowlist)
-                self._caches[repo.id] = cache
-            return cache
+    def cache(self, repo: Repo) -> RepoWorktrees:
+        return self.worktrees.for_repo(repo)
 
     def credential(self, repo_id: int) -> str | None:
         """The repo's own git credential, read at each remote operation so a changed secret applies at once."""
@@ -145,6 +140,28 @@ class LocalForge:
     def get_pr(self, repo_id: int, number: int) -> PullRequestInfo:
         with self.db.read() as session:
             return _info(self._pr(session, repo_id, number))
+
+    def pr_for_task(self, repo_id: int, task_id: int) -> PullRequestState | None:
+        with self.db.read() as session:
+            row = session.execute(
+                select(PullRequest, Repo.ci_command).join(RepoTask, RepoTask.pr_id == PullRequest.id)
+                .join(Repo, Repo.id == PullRequest.repo_id)
+                .where(RepoTask.id == task_id, PullRequest.repo_id == repo_id)
+            ).first()
+            if row is None:
+                return None
+            pr, ci_command = row
+            ci_info = None
+            if ci_command:
+                ci = session.scalar(select(CiRun).where(CiRun.pr_id == pr.id, CiRun.head_sha == pr.head_sha))
+                ci_info = None if ci is None else CiInfo(head_sha=ci.head_sha, status=ci.status, output=ci.output)
+            rev = session.scalar(select(PrReview).where(PrReview.pr_id == pr.id).order_by(PrReview.id.desc()).limit(1))
+            review = None if rev is None else ReviewInfo(rev.id, rev.head_sha, rev.verdict, rev.comments, rev.author)
+            return PullRequestState(info=_info(pr), ci_required=bool(ci_command), ci=ci_info, review=review)
+
+    def parse_event(self, headers: Mapping[str, str], body: bytes) -> ForgeEvent | None:
+        """The local forge sends no webhooks: its changes enqueue their task in the same transaction."""
+        return None
 
     def ci_for_head(self, repo_id: int, number: int) -> CiInfo | None:
         with self.db.read() as session:

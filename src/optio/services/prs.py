@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from optio.control.ports import Forge, ForgeRegistry, UnknownForge
 from optio.errors import AppError, Invalid, NotFound
-from optio.forge.local import LocalForge
 from optio.forge.merge_gates import check_merge_gates
 from optio.services import audit
 from optio.store.db import Database
@@ -72,11 +72,21 @@ def details(session: Session, pr: PullRequest) -> tuple[Repo, list[CiRun], list[
     return repo, cis, reviews
 
 
+def forge_for(session: Session, forges: ForgeRegistry, workspace_id: int, pr_id: int) -> Forge:
+    """The forge the PR's repo lives on."""
+    pr = get_pr(session, workspace_id, pr_id)
+    kind = session.scalar(select(Repo.forge).where(Repo.id == pr.repo_id)) or "local"
+    try:
+        return forges.get(kind)
+    except UnknownForge as exc:
+        raise AppError(str(exc)) from None
+
+
 def merge_message(pr: PullRequest) -> str:
     return f"{pr.title} (#{pr.number})" + (f"\n\nOptio task #{pr.task_id}" if pr.task_id else "")
 
 
-def merge_pr(db: Database, forge: LocalForge, workspace_id: int, pr_id: int, *, user_id: int | None, actor: str,
+def merge_pr(db: Database, forge: Forge, workspace_id: int, pr_id: int, *, user_id: int | None, actor: str,
              role: str, force: bool = False) -> None:
     """Merge through the gates; an admin's `force` skips them and leaves an audit row saying what it skipped.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from optio.control.context import ControlContext
 from optio.control.executor import write_transition
 from optio.control.handlers import Loaded, Outcome
 from optio.control.kinds.job import active_process_count, executor_error_policy, run_view
+from optio.control.ports import Forge, PullRequestState, Worktrees
 from optio.domain.actions import Action, LaunchReview, MergePullRequest, OpenPullRequest, Provision
 from optio.domain.reconcile.repo import decide_repo_task
 from optio.domain.repo_snapshot import (
@@ -29,10 +31,9 @@ from optio.domain.snapshot import Capacity
 from optio.domain.states import TERMINAL, RunKind
 from optio.errors import AppError
 from optio.forge.git import branch_for_task
-from optio.forge.local import LocalForge
 from optio.services.tickets import close_for_task
 from optio.store import queue, runs
-from optio.store.models import CiRun, PrReview, PullRequest, Repo, RepoTask, ReviewRun, TaskDependency
+from optio.store.models import PullRequest, Repo, RepoTask, ReviewRun, TaskDependency
 
 log = structlog.get_logger("optio.repo_tasks")
 
@@ -47,25 +48,36 @@ AGENT_GIT_IDENTITY = {
 }
 
 
-def forge_of(ctx: ControlContext) -> LocalForge:
-    forge = ctx.forge
-    assert forge is not None, "the local forge is not configured"
-    return forge  # type: ignore[no-any-return]
+@dataclass(frozen=True)
+class RepoAt:
+    """A repo as the ports see it: its id and where its remote is."""
+
+    id: int
+    remote_url: str
+
+
+def forge_of(ctx: ControlContext, loaded: Loaded) -> Forge:
+    """The forge the task's repo lives on (resolved per repo, so repos on different forges coexist)."""
+    return ctx.forge_for(loaded.extra["forge_kind"])
+
+
+def worktrees_of(ctx: ControlContext, loaded: Loaded) -> Worktrees:
+    return ctx.worktrees_for(RepoAt(loaded.extra["repo_id"], loaded.extra["remote_url"]))
 
 
 def worktree_path(ctx: ControlContext, task_id: int) -> Path:
     return ctx.data_dir / "worktrees" / f"task-{task_id}"
 
 
-def pr_view(session: Session, pr: PullRequest, repo: Repo) -> PullRequestView:
+def pr_view(state: PullRequestState) -> PullRequestView:
+    """The decision's view of the task's PR, from what its forge reports."""
+    pr, ci, review = state.info, state.ci, state.review
     ci_status: str | None = None
     ci_tail = ""
-    if repo.ci_command:
-        ci = session.scalar(select(CiRun).where(CiRun.pr_id == pr.id, CiRun.head_sha == pr.head_sha))
+    if state.ci_required:
         ci_status = "pending" if ci is None else ci.status
         if ci is not None and ci.status == "failing":
             ci_tail = ci.output[-CI_TAIL_CHARS:]
-    review = session.scalar(select(PrReview).where(PrReview.pr_id == pr.id).order_by(PrReview.id.desc()).limit(1))
     status = None
     if review is not None:
         status = "approved" if review.verdict == "approve" else "changes_requested"
@@ -127,7 +139,9 @@ class RepoTaskHandler:
         process = None
         if task.state == "running":
             process = processes.process_view(ctx, processes.latest_process(session, KIND, task.id))
-        pr = session.get(PullRequest, task.pr_id) if task.pr_id else None
+        # Only a task that got as far as a branch can have a PR; its forge says which and in what state.
+        pr_state = ctx.forge_for(repo.forge).pr_for_task(repo.id, task.id) if task.branch else None
+        pr = pr_state.info if pr_state is not None else None
         review = session.scalar(
             select(ReviewRun).where(ReviewRun.task_id == task.id).order_by(ReviewRun.id.desc()).limit(1)
         )
@@ -144,7 +158,7 @@ class RepoTaskHandler:
             dependencies=deps,
             process=process,
             capacity=capacity,
-            pr=pr_view(session, pr, repo) if pr is not None else None,
+            pr=pr_view(pr_state) if pr_state is not None else None,
             review_run=ReviewRunView(id=review.id, state=review.state, head_sha=review.head_sha,
                                      verdict=review.verdict) if review else None,  # type: ignore[arg-type]
             worktree_ready=task.worktree_ready,
@@ -155,7 +169,8 @@ class RepoTaskHandler:
             executor_errors=executor_error_policy(ctx),
         )
         extra = {
-            "repo_id": repo.id, "remote_url": repo.remote_url, "default_branch": repo.default_branch,
+            "repo_id": repo.id, "remote_url": repo.remote_url, "forge_kind": repo.forge,
+            "default_branch": repo.default_branch,
             "agent_type": task.agent_type, "agent_config": dict(task.agent_config or {}),
             "secret_names": sorted(set(task.secret_names or []) | set(repo.secret_names or [])),
             "session_id": task.agent_session_id, "pr_number": pr.number if pr else None,
@@ -191,10 +206,7 @@ class RepoTaskHandler:
         def sync_origin() -> None:
             # The clone's origin/* are Optio's copy of the cache's: bring them current so a resumed agent's
             # `git fetch origin && git rebase origin/<base>` sees the base as it is now.
-            with ctx.db.read() as session:
-                repo = session.get(Repo, extra["repo_id"])
-            if repo is not None:
-                forge_of(ctx).cache(repo).sync_clone(cwd)
+            worktrees_of(ctx, loaded).sync_clone(cwd)
 
         processes.launch(
             ctx,
@@ -232,15 +244,11 @@ class RepoTaskHandler:
                                   clear_intent=False, now=now)
             if not ok:
                 return Outcome("stale")
-        forge = forge_of(ctx)
-        with ctx.db.read() as session:
-            repo = session.get(Repo, loaded.extra["repo_id"])
-            assert repo is not None
-        cache = forge.cache(repo)
+        cache = worktrees_of(ctx, loaded)
         # A failure here (a base branch that does not exist, an unreachable remote) is an executor error:
         # recorded, retried with backoff from the queue (not from a run slot), and given up after a bound.
         cache.ensure()
-        cache.add_worktree(path, branch, repo.default_branch)
+        cache.add_worktree(path, branch, loaded.extra["default_branch"])
         with ctx.db.write() as session:
             marked = session.execute(
                 update(RepoTask).where(RepoTask.id == task_id, RepoTask.state == "provisioning")
@@ -259,16 +267,13 @@ class RepoTaskHandler:
         """Commit what the agent left, push, open or update the PR; no changes at all completes the task."""
         task_id = loaded.run.id
         snap: RepoTaskSnapshot = loaded.snapshot
-        forge = forge_of(ctx)
-        with ctx.db.read() as session:
-            repo = session.get(Repo, loaded.extra["repo_id"])
-            assert repo is not None
-        cache = forge.cache(repo)
+        forge = forge_of(ctx, loaded)
+        cache = worktrees_of(ctx, loaded)
         path = Path(loaded.extra["worktree"] or worktree_path(ctx, task_id))
         branch = branch_for_task(task_id)
         cache.commit_all(path, f"{snap.title}\n\nOptio task #{task_id}")
         cache.fetch()
-        if cache.commits_ahead(path, f"origin/{repo.default_branch}") == 0 and snap.pr is None:
+        if cache.commits_ahead(path, f"origin/{loaded.extra['default_branch']}") == 0 and snap.pr is None:
             ok = write_transition(ctx, self, loaded, to="completed", reason="agent made no changes; no pull request",
                                   event="completed", patch={"note": "agent finished without changing anything",
                                                            "error": None},
@@ -278,8 +283,8 @@ class RepoTaskHandler:
             return Outcome("applied" if ok else "stale")
         head_sha = cache.push_branch(path, branch)
         body = f"{snap.prompt}\n\n---\nOpened by Optio for task #{task_id}."
-        info = forge.open_or_update_pr(repo.id, task_id, head_branch=branch, head_sha=head_sha, title=snap.title,
-                                       body=body)
+        info = forge.open_or_update_pr(loaded.extra["repo_id"], task_id, head_branch=branch, head_sha=head_sha,
+                                       title=snap.title, body=body)
         event = "pr_updated" if snap.pr is not None else "pr_opened"
         ok = write_transition(ctx, self, loaded, to="pr_opened",
                               reason=f"pushed {head_sha[:10]} to #{info.number}", event=event,
@@ -316,7 +321,7 @@ class RepoTaskHandler:
         assert snap.pr is not None
         message = f"{snap.title} (#{snap.pr.number})\n\nOptio task #{loaded.run.id}"
         try:
-            merged_sha = forge_of(ctx).merge(loaded.extra["repo_id"], snap.pr.number, head_sha=action.head_sha,
+            merged_sha = forge_of(ctx, loaded).merge(loaded.extra["repo_id"], snap.pr.number, head_sha=action.head_sha,
                                              message=message)
         except AppError as exc:
             return Outcome("deferred", exc.message)  # the forge enqueued the task with the new facts
@@ -355,6 +360,12 @@ class RepoTaskHandler:
 
     def after_commit(self, ctx: ControlContext, loaded: Loaded, action: Any) -> None:
         to = getattr(action, "to", None)
+        if to == "cancelled" and loaded.extra.get("pr_number") is not None and loaded.extra.get("pr_id") is None:
+            # A PR the forge keeps elsewhere (the local forge's closed with the cancel itself, just above).
+            try:
+                forge_of(ctx, loaded).close(loaded.extra["repo_id"], loaded.extra["pr_number"])
+            except Exception:
+                log.exception("pr_close_failed", task=loaded.run.id)
         if to in self.terminal:
             self.cleanup(ctx, loaded)
 
@@ -364,9 +375,6 @@ class RepoTaskHandler:
         if not path:
             return
         try:
-            with ctx.db.read() as session:
-                repo = session.get(Repo, loaded.extra["repo_id"])
-            if repo is not None:
-                forge_of(ctx).cache(repo).remove_worktree(Path(path))
+            worktrees_of(ctx, loaded).remove_worktree(Path(path))
         except Exception:
             log.exception("worktree_cleanup_failed", task=loaded.run.id, path=path)

@@ -18,12 +18,11 @@ from optio.control import processes
 from optio.control.context import ControlContext
 from optio.control.handlers import Loaded, Outcome
 from optio.control.kinds.job import active_process_count, executor_error_policy, run_view
+from optio.control.kinds.repo import RepoAt
 from optio.domain.actions import Action
 from optio.domain.reconcile.review import ReviewRunSnapshot, decide_pr_review, read_verdict
 from optio.domain.snapshot import Capacity, ProcessStatus
 from optio.domain.states import TERMINAL, RunKind
-from optio.forge.export import export_tree
-from optio.forge.local import LocalForge
 from optio.runtime.base import Mounts
 from optio.store import queue
 from optio.store.models import PrReview, PullRequest, Repo, ReviewRun, RunLog
@@ -121,7 +120,8 @@ class ReviewRunHandler:
                                  capacity=capacity, stall_threshold_s=ctx.settings.stall_threshold_s,
                                  verdict_file=verdict,
                                  executor_errors=executor_error_policy(ctx))
-        extra = {"repo_id": repo.id, "task_id": run.task_id, "pr_id": pr.id, "head_sha": run.head_sha,
+        extra = {"repo_id": repo.id, "remote_url": repo.remote_url, "task_id": run.task_id, "pr_id": pr.id,
+                 "head_sha": run.head_sha,
                  "agent_type": run.agent_type, "agent_config": dict(run.agent_config or {}), "prompt": run.prompt,
                  "worktree": run.worktree_path, "pr_number": pr.number, "base_branch": pr.base_branch,
                  "base_sha": pr.base_sha, "secret_names": list(repo.secret_names or [])}
@@ -129,10 +129,6 @@ class ReviewRunHandler:
 
     def decide(self, snapshot: Any) -> Action:
         return decide_pr_review(snapshot)
-
-    def _forge(self, ctx: ControlContext) -> LocalForge:
-        assert ctx.forge is not None
-        return ctx.forge  # type: ignore[no-any-return]
 
     def launch(self, ctx: ControlContext, loaded: Loaded, action: Any, attempt: int) -> None:
         """Start the review with the base branch as its (trusted) working directory and the head read-only.
@@ -147,16 +143,14 @@ class ReviewRunHandler:
         with ctx.db.write() as session:
             session.execute(update(ReviewRun).where(ReviewRun.id == loaded.run.id)
                             .values(worktree_path=str(layout.root)))
-            repo = session.get(Repo, extra["repo_id"])
-            assert repo is not None
-        cache = self._forge(ctx).cache(repo)
+        cache = ctx.worktrees_for(RepoAt(extra["repo_id"], extra["remote_url"]))
 
         def checkout() -> None:
             # A review must see the PR head and the base; without them the launch fails rather than review nothing.
             cache.ensure()
             cache.fetch()
-            export_tree(cache, extra["head_sha"], layout.head)
-            export_tree(cache, extra["base_sha"] or f"origin/{extra['base_branch']}", layout.base)
+            cache.export_tree(extra["head_sha"], layout.head)
+            cache.export_tree(extra["base_sha"] or f"origin/{extra['base_branch']}", layout.base)
             if layout.verdict_dir.exists():
                 shutil.rmtree(layout.verdict_dir)
             layout.verdict_dir.mkdir(mode=0o700)
