@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import Session
-
 from optio.config import Settings
 from optio.control.ports import (
     Forge,
@@ -25,6 +23,7 @@ from optio.control.ports import (
 from optio.store import runs
 from optio.store.db import Database
 from optio.store.queue import ENQUEUED_FLAG
+from optio.store.tx import Session
 
 if TYPE_CHECKING:
     from optio.control.handlers import RunKindHandler

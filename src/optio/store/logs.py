@@ -98,3 +98,12 @@ def read(
             .limit(limit)
         )
     )
+
+
+def attempt_lines(session: Session, kind: str, run_id: int, attempt: int, stream: str = "stdout") -> list[str]:
+    """The stored lines of one stream of one attempt, in order."""
+    return list(session.scalars(
+        select(RunLog.text).where(RunLog.run_kind == kind, RunLog.run_id == run_id, RunLog.stream == stream,
+                                  RunLog.attempt == attempt)
+        .order_by(RunLog.seq)
+    ))
