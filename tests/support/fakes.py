@@ -16,7 +16,6 @@ from optio.control.ports import (
     ForgeEvent,
     PullRequestInfo,
     PullRequestState,
-    RedactorPort,
     ReviewInfo,
     RunRef,
 )
@@ -198,26 +197,6 @@ class NoSecrets:
     def env_for(self, workspace_id: int, names: list[str], repo_id: int | None = None, *,
                 run: RunRef | None = None) -> dict[str, str]:
         return {}
-
-
-class MaskingRedactor:
-    def __init__(self, values: tuple[str, ...]) -> None:
-        self.values = values
-
-    def redact(self, text: str) -> str:
-        for value in self.values:
-            text = text.replace(value, "***")
-        return text
-
-
-class FixedRedactors:
-    """Redactors that mask the same fixed values in every scope."""
-
-    def __init__(self, *values: str) -> None:
-        self.redactor = MaskingRedactor(values)
-
-    def for_scope(self, workspace_id: int, repo_id: int | None = None) -> RedactorPort:
-        return self.redactor
 
 
 class FakeRuntime:
