@@ -23,7 +23,7 @@ from optio.control.handlers import AnyLoaded, Outcome, RunKindHandler
 from optio.control.kinds.job import JobRunHandler
 from optio.control.kinds.repo import RepoTaskHandler
 from optio.control.kinds.review import ReviewRunHandler
-from optio.control.ports import ForgeRegistry
+from optio.control.ports import ForgeRegistry, UnknownForge
 from optio.control.processes import DbSink
 from optio.domain.actions import (
     Action,
@@ -362,3 +362,39 @@ def test_cancelling_a_task_closes_its_pr_on_its_own_forge(world: World, repo_tas
     assert pr is not None
     assert world.apply("repo_task", task_id, Transition(to="cancelled", reason="asked")).status == "applied"
     assert world.forge.closed == [(repo_id, pr.info.number)]
+
+
+def test_repos_on_different_forges_coexist_each_task_on_its_own_forge(world: World) -> None:
+    other = InMemoryForge()
+    other.name = "other"
+    world.ctx.forges = ForgeRegistry({world.forge.name: world.forge, other.name: other})
+    world.ctx.settings.max_concurrent_runs = 10
+    remote = make_remote(world.tmp)
+    tasks = {}
+    with world.db.write() as session:
+        for kind in ("memory", "other"):
+            repo = Repo(workspace_id=world.workspace_id, name=f"on-{kind}", remote_url=str(remote), forge=kind,
+                        agent_type="script", agent_config={})
+            session.add(repo)
+            session.flush()
+            task = RepoTask(workspace_id=world.workspace_id, repo_id=repo.id, title=kind, prompt="p",
+                            agent_type="script", agent_config={"command": "true"}, state="queued")
+            session.add(task)
+            session.flush()
+            tasks[kind] = task.id
+    for kind, task_id in tasks.items():
+        world.apply("repo_task", task_id, Provision(reason="go"))
+        world.apply("repo_task", task_id, StartAgent(to="running", reason="go", patch={"attempts": 1}))
+        (Path(world.run("repo_task", task_id).worktree_path or "") / f"{kind}.txt").write_text(kind)  # type: ignore[union-attr]
+        assert world.apply("repo_task", task_id, OpenPullRequest(reason="done")).status == "applied"
+    assert world.forge.pr_of_task(tasks["memory"]) is not None and world.forge.pr_of_task(tasks["other"]) is None
+    assert other.pr_of_task(tasks["other"]) is not None and other.pr_of_task(tasks["memory"]) is None
+
+
+def test_a_repo_on_a_forge_the_server_does_not_have_is_a_clear_error(world: World,
+                                                                      repo_task: tuple[int, int]) -> None:
+    _repo_id, task_id = repo_task
+    world.apply("repo_task", task_id, Provision(reason="go"))
+    world.ctx.forges = ForgeRegistry({})
+    with pytest.raises(UnknownForge, match="no forge of kind 'memory'"):
+        world.load("repo_task", task_id)
