@@ -43,7 +43,19 @@ from optio.forge.worktrees import RepoCaches
 from optio.security.redact import registry_for
 from optio.store import migrate, workspaces
 from optio.store.db import Database
-from optio.store.models import AgentProcess, Job, JobRun, ReconcileItem, Repo, RepoTask, RunEvent, RunLog
+from optio.store.models import (
+    AgentProcess,
+    Job,
+    JobRun,
+    PrReview,
+    PullRequest,
+    ReconcileItem,
+    Repo,
+    RepoTask,
+    ReviewRun,
+    RunEvent,
+    RunLog,
+)
 from optio.store.types import utcnow
 
 
@@ -398,3 +410,46 @@ def test_a_repo_on_a_forge_the_server_does_not_have_is_a_clear_error(world: Worl
     world.ctx.forges = ForgeRegistry({})
     with pytest.raises(UnknownForge, match="no forge of kind 'memory'"):
         world.load("repo_task", task_id)
+
+
+def test_review_handler_launches_on_base_with_head_read_only_and_records_the_verdict(
+        world: World, repo_task: tuple[int, int]) -> None:
+    repo_id, task_id = repo_task
+    seed = world.tmp / "remote.git-seed"
+    git("checkout", "-qb", "feature", cwd=seed)
+    (seed / "feature.txt").write_text("new\n")
+    git("add", "-A", cwd=seed)
+    git("commit", "-qm", "feature", cwd=seed)
+    git("push", "-q", "origin", "feature", cwd=seed)
+    head = git("rev-parse", "HEAD", cwd=seed).strip()
+    with world.db.write() as session:
+        pr = PullRequest(workspace_id=world.workspace_id, repo_id=repo_id, task_id=task_id, number=1, title="T",
+                         body="", head_branch="feature", head_sha=head, base_branch="main", state="open")
+        session.add(pr)
+        session.flush()
+        review = ReviewRun(workspace_id=world.workspace_id, task_id=task_id, pr_id=pr.id, head_sha=head,
+                           agent_type="script", agent_config={"command": "true"}, prompt="review", state="queued")
+        session.add(review)
+        session.flush()
+        review_id, pr_id = review.id, pr.id
+    assert world.apply("pr_review", review_id, StartAgent(to="running", reason="go", patch={"attempts": 1})).status \
+        == "applied"
+    [spec] = world.runtime.launched
+    head_dir, verdict_file = Path(spec.env["OPTIO_PR_HEAD_DIR"]), Path(spec.env["OPTIO_REVIEW_VERDICT_FILE"])
+    assert (head_dir / "feature.txt").read_text() == "new\n"  # exported through the Worktrees port
+    assert not (spec.cwd / "feature.txt").exists()  # the review runs in the base
+    assert spec.mounts is not None and head_dir in spec.mounts.readonly
+    assert verdict_file.parent in spec.mounts.writable
+    verdict_file.write_text("approve\n")
+    world.runtime.finish(spec.key, 0, ["looks good s3cr3t-value"])
+    loaded = world.load("pr_review", review_id)
+    action = world.handler("pr_review").decide(loaded.snapshot)
+    assert executor.apply(world.ctx, world.handler("pr_review"), loaded, action, utcnow()).status == "applied"
+    with world.db.read() as session:
+        [recorded] = list(session.scalars(select(PrReview).where(PrReview.pr_id == pr_id)))
+        run = session.get(ReviewRun, review_id)
+        assert run is not None and run.state == "completed" and run.verdict == "approve"
+    assert (recorded.verdict, recorded.head_sha, recorded.author) == ("approve", head, "review-agent:script")
+    assert recorded.comments == "looks good ***"
+    assert "review completed" in world.queued("repo_task", task_id)
+    assert not head_dir.exists()  # the checkouts are removed once the review is over
