@@ -9,12 +9,12 @@ different forges coexist in one server.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from optio.forge.base import CiInfo, ForgeEvent, PullRequestInfo, PullRequestState, ReviewInfo
 from optio.runtime.base import Runtime
-from optio.services.secrets import RunRef
 
 __all__ = [
     "CiInfo",
@@ -34,6 +34,14 @@ __all__ = [
     "WorktreeProvider",
     "Worktrees",
 ]
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """The run a secret is injected into, for the audit log."""
+
+    kind: str
+    run_id: int
 
 
 class RepoRef(Protocol):
