@@ -6,8 +6,10 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from typing import cast
 
 import structlog
+from structlog.typing import Processor
 
 from optio.config import Settings
 from optio.control import processes
@@ -32,7 +34,7 @@ def configure_logging(level: str = "info") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            default_redactor.structlog_processor,
+            cast("Processor", default_redactor.structlog_processor),
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -49,7 +51,7 @@ class Optio:
     settings: Settings
     ctx: ControlContext
     workers: WorkerPool
-    auth: AuthState | None = None
+    auth: AuthState
 
     @property
     def db(self) -> Database:

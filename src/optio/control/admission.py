@@ -8,7 +8,7 @@ see one free slot and both start. Re-counting inside the start transaction close
 from __future__ import annotations
 
 from optio.store import admission, job_runs, repo_tasks
-from optio.store.tx import Session
+from optio.store.session import Session
 
 
 def admit_job_run(session: Session, run_id: int, job_id: int, max_global: int, max_job: int | None) -> bool:

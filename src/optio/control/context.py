@@ -23,7 +23,7 @@ from optio.control.ports import (
 from optio.store import runs
 from optio.store.db import Database
 from optio.store.queue import ENQUEUED_FLAG
-from optio.store.tx import Session
+from optio.store.session import Session
 
 if TYPE_CHECKING:
     from optio.control.handlers import RunKindHandler

@@ -9,7 +9,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from optio.control.context import ControlContext
 from optio.domain.actions import Action
 from optio.domain.snapshot import RunView
-from optio.store.tx import Session
+from optio.store.session import Session
 
 
 @dataclass(frozen=True)

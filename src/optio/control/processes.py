@@ -32,7 +32,7 @@ from optio.store import logs, queue, runs
 from optio.store import processes as store
 from optio.store.db import Database
 from optio.store.models import AgentProcess
-from optio.store.tx import Session
+from optio.store.session import Session
 from optio.store.types import utcnow
 
 log = structlog.get_logger("optio.processes")

@@ -28,7 +28,7 @@ from optio.store import pull_requests as prs
 from optio.store import queue
 from optio.store.db import Database
 from optio.store.models import PullRequest, Repo
-from optio.store.tx import Session
+from optio.store.session import Session
 from optio.store.types import utcnow
 
 log = structlog.get_logger("optio.forge.local")

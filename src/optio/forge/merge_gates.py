@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from optio.errors import Conflict
 from optio.store import pull_requests as prs
 from optio.store.models import PullRequest, Repo
-from optio.store.tx import Session
+from optio.store.session import Session
 
 REVIEW_AGENT_AUTHOR_PREFIX = "review-agent:"
 

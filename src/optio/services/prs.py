@@ -10,7 +10,7 @@ from optio.store import pull_requests as prs
 from optio.store import repo_tasks
 from optio.store.db import Database
 from optio.store.models import CiRun, PrReview, PullRequest, Repo
-from optio.store.tx import Session
+from optio.store.session import Session
 
 
 class Forbidden(AppError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from optio.store.models import RunLog
@@ -78,7 +78,7 @@ def append(
             }
         )
     if rows:
-        session.execute(RunLog.__table__.insert(), rows)
+        session.execute(insert(RunLog), rows)
     return seq
 
 

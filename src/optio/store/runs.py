@@ -28,7 +28,7 @@ def redactor_for_run(session: Session, kind: str, run_id: int, workspace_id: int
 
     The repo is looked up only when the workspace has repo-scoped secrets at all.
     """
-    registry = registry_for(str(session.get_bind().url))
+    registry = registry_for(str(session.get_bind().engine.url))
     model = model_for(kind)
     if workspace_id is None:
         workspace_id = session.scalar(select(model.workspace_id).where(model.id == run_id))

@@ -15,7 +15,7 @@ from optio.domain.reconcile.job import decide_job_run
 from optio.domain.snapshot import Capacity, ExecutorErrorPolicy, JobRunSnapshot, RunView
 from optio.domain.states import TERMINAL, RunKind
 from optio.store import admission, job_runs, queue
-from optio.store.tx import Session
+from optio.store.session import Session
 
 KIND = RunKind.JOB_RUN.value
 

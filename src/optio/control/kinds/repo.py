@@ -32,7 +32,7 @@ from optio.forge.git import branch_for_task
 from optio.services.tickets import close_for_task
 from optio.store import pull_requests, queue, repo_tasks, runs
 from optio.store.models import Repo
-from optio.store.tx import Session
+from optio.store.session import Session
 
 log = structlog.get_logger("optio.repo_tasks")
 

@@ -23,7 +23,7 @@ from optio.domain.snapshot import Capacity, ProcessStatus
 from optio.domain.states import TERMINAL, RunKind
 from optio.runtime.base import Mounts
 from optio.store import logs, pull_requests, queue, repo_tasks, reviews, runs
-from optio.store.tx import Session
+from optio.store.session import Session
 
 log = structlog.get_logger("optio.reviews")
 
