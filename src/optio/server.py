@@ -6,8 +6,10 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from typing import cast
 
 import structlog
+from structlog.typing import Processor
 
 from optio.config import Settings
 from optio.control import processes
@@ -15,6 +17,7 @@ from optio.control.context import ControlContext
 from optio.control.kinds.job import JobRunHandler
 from optio.control.kinds.repo import RepoTaskHandler
 from optio.control.kinds.review import ReviewRunHandler
+from optio.control.ports import ForgeRegistry
 from optio.control.worker import WorkerPool, resync
 from optio.forge.local import LocalForge
 from optio.runtime import sandbox as run_sandbox
@@ -31,7 +34,7 @@ def configure_logging(level: str = "info") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            default_redactor.structlog_processor,
+            cast("Processor", default_redactor.structlog_processor),
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -48,7 +51,7 @@ class Optio:
     settings: Settings
     ctx: ControlContext
     workers: WorkerPool
-    auth: AuthState | None = None
+    auth: AuthState
 
     @property
     def db(self) -> Database:
@@ -56,10 +59,9 @@ class Optio:
 
     def stop(self) -> None:
         self.workers.stop()
-        if self.ctx.forge is not None:
-            self.ctx.forge.shutdown()
-        if self.ctx.runtime is not None:
-            self.ctx.runtime.shutdown()
+        for forge in self.ctx.forges.all():
+            forge.shutdown()
+        self.ctx.runtime.shutdown()
 
 
 def build(settings: Settings) -> Optio:
@@ -72,18 +74,23 @@ def build(settings: Settings) -> Optio:
     with db.write() as session:
         workspaces.ensure_default(session)
     auth = build_auth_state(settings, db)
-    ctx = ControlContext(settings=settings, db=db, redactors=auth.secrets.redactors, secrets=auth.secrets)
+    redactors = auth.secrets.redactors
+    # Raises (the server does not start) when a multi-user server cannot confine its agents.
+    sandbox = run_sandbox.from_settings(settings)
+    forge = LocalForge(db, settings.resolved_data_dir,
+                       redact=lambda text, ws, repo_id: redactors.for_scope(ws, repo_id).redact(text),
+                       secrets=auth.secrets, outbound_allowlist=settings.outbound_allowlist)
+    forge.sandbox = sandbox
+    ctx = ControlContext(
+        settings=settings, db=db, runtime=LocalRuntime(processes.DbSink(db, settings), sandbox=sandbox),
+        forges=ForgeRegistry({forge.name: forge}), worktrees=forge.worktrees, secrets=auth.secrets,
+        redactors=redactors,
+    )
     ctx.handlers = {
         JobRunHandler.kind: JobRunHandler(),
         RepoTaskHandler.kind: RepoTaskHandler(),
         ReviewRunHandler.kind: ReviewRunHandler(),
     }
-    # Raises (the server does not start) when a multi-user server cannot confine its agents.
-    sandbox = run_sandbox.from_settings(settings)
-    ctx.forge = LocalForge(db, settings.resolved_data_dir, redact=ctx.redact, secrets=auth.secrets,
-                           outbound_allowlist=settings.outbound_allowlist)
-    ctx.forge.sandbox = sandbox
-    ctx.runtime = LocalRuntime(processes.DbSink(ctx), sandbox=sandbox)
     return Optio(settings=settings, ctx=ctx, workers=WorkerPool(ctx), auth=auth)
 
 
@@ -102,7 +109,7 @@ def uvicorn_proxy_options(settings: Settings) -> dict[str, object]:
 def start(optio: Optio) -> None:
     """Adopt processes left by a previous server, sweep every open run, then start the workers."""
     processes.recover(optio.ctx)
-    if optio.ctx.forge is not None:
-        optio.ctx.forge.recover()
+    for forge in optio.ctx.forges.all():
+        forge.recover()
     resync(optio.ctx)
     optio.workers.start()

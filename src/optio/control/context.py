@@ -5,20 +5,28 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from optio.config import Settings
-from optio.security.redact import Redactor, RedactorRegistry, registry_for
-from optio.services.secrets import RunRef
+from optio.control.ports import (
+    Forge,
+    ForgeRegistry,
+    RedactorPort,
+    Redactors,
+    RepoRef,
+    RunRef,
+    Runtime,
+    SecretsProvider,
+    WorktreeProvider,
+    Worktrees,
+)
 from optio.store import runs
 from optio.store.db import Database
 from optio.store.queue import ENQUEUED_FLAG
+from optio.store.session import Session
 
 if TYPE_CHECKING:
     from optio.control.handlers import RunKindHandler
-    from optio.runtime.local import LocalRuntime
 
 
 class WakeSignal:
@@ -42,23 +50,31 @@ class WakeSignal:
 
 @dataclass
 class ControlContext:
+    """The control plane's world: settings, database and the ports (every one of them required)."""
+
     settings: Settings
     db: Database
-    runtime: LocalRuntime | None = None
+    runtime: Runtime
+    forges: ForgeRegistry
+    worktrees: WorktreeProvider
+    secrets: SecretsProvider
+    redactors: Redactors  # per-workspace/repo redactors
     handlers: dict[str, RunKindHandler] = field(default_factory=dict)
     wake: WakeSignal = field(default_factory=WakeSignal)
-    redactors: RedactorRegistry | None = None  # per-workspace/repo redactors; default: the database's registry
-    secrets: Any = None  # provider with env_for(workspace_id, names, repo_id=None, run=None) -> dict[str, str]
-    forge: Any = None  # the local forge (optio.forge.local.LocalForge)
 
     def __post_init__(self) -> None:
-        def _after_commit(session: Any) -> None:
+        def _after_commit(session: Session) -> None:
             if session.info.pop(ENQUEUED_FLAG, False):
                 self.wake.notify()
 
         self.db.on_commit(_after_commit)
-        if self.redactors is None:
-            self.redactors = registry_for(str(self.db.engine.url))
+
+    def forge_for(self, forge_kind: str) -> Forge:
+        """The forge a repo lives on, by the repo's forge kind."""
+        return self.forges.get(forge_kind)
+
+    def worktrees_for(self, repo: RepoRef) -> Worktrees:
+        return self.worktrees.for_repo(repo)
 
     @property
     def data_dir(self) -> Path:
@@ -69,10 +85,9 @@ class ControlContext:
 
     def redact(self, text: str, workspace_id: int, repo_id: int | None = None) -> str:
         """``text`` masked with the secrets of its own workspace (and repo), never another workspace's."""
-        assert self.redactors is not None
         return self.redactors.for_scope(workspace_id, repo_id).redact(text)
 
-    def run_redactor(self, session: Session, kind: str, run_id: int, workspace_id: int) -> Redactor:
+    def run_redactor(self, session: Session, kind: str, run_id: int, workspace_id: int) -> RedactorPort:
         """The redactor for a run's output: its workspace's secrets, and its repo's for a repo's runs."""
         return runs.redactor_for_run(session, kind, run_id, workspace_id)
 
@@ -82,7 +97,7 @@ class ControlContext:
 
         ``run`` is the (kind, id) of the run they are injected into, recorded with each injection's audit row.
         """
-        if not names or self.secrets is None:
+        if not names:
             return {}
         ref = RunRef(kind=run[0], run_id=run[1]) if run is not None else None
         return dict(self.secrets.env_for(workspace_id, names, repo_id=repo_id, run=ref))

@@ -10,10 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
-
 from optio.control.context import ControlContext
-from optio.control.handlers import Loaded, Outcome, RunKindHandler
+from optio.control.handlers import AnyLoaded, Outcome, RunKindHandler
 from optio.control.processes import kill_run_processes
 from optio.domain.actions import (
     Action,
@@ -40,7 +38,7 @@ def _requeue_delay(values: dict[str, Any], now: datetime) -> float:
 def write_transition(
     ctx: ControlContext,
     handler: RunKindHandler,
-    snap: Loaded,
+    snap: AnyLoaded,
     *,
     to: str,
     reason: str,
@@ -62,8 +60,7 @@ def write_transition(
     if to in handler.terminal and to != run.state:
         values.setdefault("finished_at", now)
     with ctx.db.write() as session:
-        admit = getattr(handler, "admit", None)
-        if admit is not None and not admit(ctx, session, snap, to):
+        if not handler.admit(ctx, session, snap, to):
             # Another worker took the last slot since the snapshot: look again when one frees up.
             queue.enqueue(session, handler.kind, run.id, snap.workspace_id, delay_s=ADMISSION_RECHECK_S,
                           reason="capacity taken meanwhile")
@@ -93,7 +90,7 @@ def write_transition(
     return True
 
 
-def apply(ctx: ControlContext, handler: RunKindHandler, snap: Loaded, action: Action, now: datetime) -> Outcome:
+def apply(ctx: ControlContext, handler: RunKindHandler, snap: AnyLoaded, action: Action, now: datetime) -> Outcome:
     run = snap.run
     ws = snap.workspace_id
     if isinstance(action, Transition):
@@ -152,12 +149,7 @@ def apply(ctx: ControlContext, handler: RunKindHandler, snap: Loaded, action: Ac
     if isinstance(action, DeferWithBackoff):
         with ctx.db.write() as session:
             if action.count_attempt:
-                model = runs.model_for(handler.kind)
-                session.execute(
-                    update(model)
-                    .where(model.id == run.id)
-                    .values(reconcile_attempts=model.reconcile_attempts + 1)
-                )
+                runs.count_reconcile_attempt(session, handler.kind, run.id)
             queue.enqueue(session, handler.kind, run.id, ws, delay_s=action.delay_s, reason="deferred")
         return Outcome("deferred", f"{action.delay_s:.1f}s")
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
-
-from sqlalchemy.orm import Session
+from typing import Any, Generic, Protocol, TypeVar
 
 from optio.control.context import ControlContext
 from optio.domain.actions import Action
+from optio.domain.snapshot import RunView
+from optio.store.session import Session
 
 
 @dataclass(frozen=True)
@@ -20,17 +20,31 @@ class Outcome:
     detail: str = ""
 
 
-@dataclass(frozen=True)
-class Loaded:
-    """A pure snapshot plus what the executor needs beyond it (workspace, configs for side effects)."""
-
-    workspace_id: int
-    snapshot: Loaded
-    extra: dict[str, Any]
+class Snapshot(Protocol):
+    """What every kind's frozen snapshot has: the run row as the decision saw it."""
 
     @property
-    def run(self) -> Any:
+    def run(self) -> RunView: ...
+
+
+S = TypeVar("S", bound=Snapshot, covariant=True)
+F = TypeVar("F", covariant=True)
+
+
+@dataclass(frozen=True)
+class Loaded(Generic[S, F]):
+    """A pure snapshot plus the typed facts the executor needs beyond it (configs for side effects)."""
+
+    workspace_id: int
+    snapshot: S
+    facts: F
+
+    @property
+    def run(self) -> RunView:
         return self.snapshot.run
+
+
+AnyLoaded = Loaded[Any, Any]
 
 
 class RunKindHandler(Protocol):
@@ -38,20 +52,23 @@ class RunKindHandler(Protocol):
     terminal: frozenset[str]
 
     def build_snapshot(self, ctx: ControlContext, session: Session, run_id: int, workspace_id: int,
-                       now: datetime) -> Loaded | None:
+                       now: datetime) -> AnyLoaded | None:
         """A frozen snapshot for the decision, or None when the run no longer exists."""
 
     def decide(self, snapshot: Any) -> Action: ...
 
-    def launch(self, ctx: ControlContext, snapshot: Loaded, action: Any, attempt: int) -> None:
+    def admit(self, ctx: ControlContext, session: Session, loaded: Any, to_state: str) -> bool:
+        """Whether the run may take a slot now (re-checked inside the transaction that starts it)."""
+
+    def launch(self, ctx: ControlContext, loaded: Any, action: Any, attempt: int) -> None:
         """Start the agent process for a StartAgent action (after its CAS write committed)."""
 
-    def apply_special(self, ctx: ControlContext, snapshot: Loaded, action: Any, now: datetime) -> Outcome:
+    def apply_special(self, ctx: ControlContext, loaded: Any, action: Any, now: datetime) -> Outcome:
         """Apply a kind-specific action (provisioning, pull requests, reviews, merges)."""
 
-    def on_transition(self, ctx: ControlContext, session: Session, snapshot: Loaded, to_state: str,
+    def on_transition(self, ctx: ControlContext, session: Session, loaded: Any, to_state: str,
                       now: datetime) -> None:
         """Extra writes in the same transaction as a state change (e.g. wake runs waiting for capacity)."""
 
-    def after_commit(self, ctx: ControlContext, snapshot: Loaded, action: Any) -> None:
+    def after_commit(self, ctx: ControlContext, loaded: Any, action: Any) -> None:
         """Side effects after a transition committed (e.g. cleanup of worktrees)."""

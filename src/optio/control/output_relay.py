@@ -49,6 +49,7 @@ def relay_main() -> None:
     pending = {"o": b"", "e": b""}
     sel = selectors.DefaultSelector()
     for tag, pipe in (("o", child.stdout), ("e", child.stderr)):
+        assert pipe is not None  # both are pipes: Popen was given PIPE for each
         os.set_blocking(pipe.fileno(), False)
         sel.register(pipe, selectors.EVENT_READ, tag)
 

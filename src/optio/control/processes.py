@@ -17,25 +17,28 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
 
 from optio.agents.base import AgentConfigError, AgentRequest
 from optio.agents.events import SessionEvent, UsageEvent, UsageTotals
 from optio.agents.events import to_json as event_to_json
 from optio.agents.registry import get_adapter
+from optio.config import Settings
 from optio.control import output_relay
 from optio.control.context import ControlContext
+from optio.control.ports import RedactorPort
 from optio.domain.backoff import rate_limit_throttle_s
 from optio.domain.snapshot import ProcessStatus, ProcessView
 from optio.runtime.base import STDERR_FILE, STDOUT_FILE, LaunchSpec, Mounts, ProcessInfo
-from optio.runtime.local import read_exit_code
 from optio.store import logs, queue, runs
-from optio.store.models import AgentProcess, Job, Repo, RepoTask, RunLog
+from optio.store import processes as store
+from optio.store.db import Database
+from optio.store.models import AgentProcess
+from optio.store.session import Session
 from optio.store.types import utcnow
 
 log = structlog.get_logger("optio.processes")
 
-ACTIVE = ("starting", "alive")
+ACTIVE = store.ACTIVE
 OUTPUT_FILES = (STDOUT_FILE, STDERR_FILE)
 
 
@@ -47,8 +50,12 @@ def process_key(kind: str, run_id: int, attempt: int, purpose: str = "agent") ->
 class DbSink:
     """The runtime's OutputSink, writing into run logs and the process table."""
 
-    def __init__(self, ctx: ControlContext) -> None:
-        self.ctx = ctx
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    def run_redactor(self, session: Session, kind: str, run_id: int, workspace_id: int) -> RedactorPort:
+        return runs.redactor_for_run(session, kind, run_id, workspace_id)
 
     def on_output(self, key: str, stream: str, lines: list[str], offset: int) -> None:
         """Store the lines and, for each line the adapter understands, Optio's own events (stream "event").
@@ -57,11 +64,11 @@ class DbSink:
         and cost counters in it too (imputing a cost from the price table when the vendor gave none).
         """
         now = utcnow()
-        with self.ctx.db.write() as session:
-            proc = session.scalar(select(AgentProcess).where(AgentProcess.key == key))
+        with self.db.write() as session:
+            proc = store.by_key(session, key)
             if proc is None:
                 return
-            redact = self.ctx.run_redactor(session, proc.run_kind, proc.run_id, proc.workspace_id).redact
+            redact = self.run_redactor(session, proc.run_kind, proc.run_id, proc.workspace_id).redact
             adapter = _adapter(proc.agent_type)
             entries: list[tuple[str, str]] = []
             totals = UsageTotals()
@@ -78,60 +85,44 @@ class DbSink:
                 for event in events:
                     if isinstance(event, UsageEvent):
                         if not model_known:
-                            model_name = _agent_config(session, proc.run_kind, proc.run_id).get("model")
+                            model_name = store.agent_config(session, proc.run_kind, proc.run_id).get("model")
                             model_known = True
                         event = totals.add(event, model=model_name)
                     elif isinstance(event, SessionEvent):
                         session_id = event.session_id
                     entries.append(("event", redact(json.dumps(event_to_json(event)))))
-            model = runs.model_for(proc.run_kind)
-            values: dict[str, Any] = {"heartbeat_at": now}
-            values.update(self._within_cap(session, model, proc, entries))
+            kept_bytes, dropped = self._within_cap(session, proc, entries)
             logs.append(session, workspace_id=proc.workspace_id, kind=proc.run_kind, run_id=proc.run_id,
                         attempt=proc.attempt, entries=entries, now=now)
             column = "stdout_offset" if stream == "stdout" else "stderr_offset"
-            session.execute(
-                update(AgentProcess).where(AgentProcess.id == proc.id).values(**{column: offset}, last_output_at=now)
+            store.update_process(session, proc.id, {column: offset, "last_output_at": now})
+            store.add_run_output(
+                session, proc.run_kind, proc.run_id, now=now, log_bytes=kept_bytes, dropped_bytes=dropped,
+                cost_usd=totals.cost_usd, input_tokens=totals.input_tokens, output_tokens=totals.output_tokens,
+                cache_tokens=totals.cache_read_tokens + totals.cache_write_tokens, cost_imputed=totals.cost_imputed,
+                session_id=session_id,
             )
-            if totals.input_tokens or totals.output_tokens or totals.cost_usd:
-                values.update(
-                    cost_usd=model.cost_usd + totals.cost_usd,
-                    input_tokens=model.input_tokens + totals.input_tokens,
-                    output_tokens=model.output_tokens + totals.output_tokens,
-                    cache_tokens=model.cache_tokens + totals.cache_read_tokens + totals.cache_write_tokens,
-                )
-                if totals.cost_imputed:
-                    values["cost_imputed"] = True
-            if session_id:
-                values.update(_session_column(model, session_id))
-            session.execute(update(model).where(model.id == proc.run_id).values(**values))
 
-    def _within_cap(self, session: Any, model: Any, proc: AgentProcess,
-                    entries: list[tuple[str, str]]) -> dict[str, Any]:
+    def _within_cap(self, session: Session, proc: AgentProcess, entries: list[tuple[str, str]]) -> tuple[int, int]:
         """Trim `entries` (in place) to the run's log size cap; the run's byte counters to write with them.
 
         The lines past the cap are still read (the file offset moves on, usage still counts), only not
         stored, so a run that prints without end still finishes normally. One marker line says where.
         """
-        cap = self.ctx.settings.max_run_log_bytes
-        row = session.execute(
-            select(model.log_bytes, model.log_dropped_bytes).where(model.id == proc.run_id)
-        ).first()
-        stored, dropped_before = (row[0] or 0, row[1] or 0) if row is not None else (0, 0)
+        cap = self.settings.max_run_log_bytes
+        stored, dropped_before = store.log_counters(session, proc.run_kind, proc.run_id)
         kept, kept_bytes, dropped = logs.within_cap(entries, stored_bytes=stored, cap=cap,
                                                     dropping=dropped_before > 0)
         if dropped and not dropped_before:
             kept.append(logs.cap_marker(cap))
             log.warning("run_log_capped", key=proc.key, cap=cap)
         entries[:] = kept
-        if not dropped:
-            return {"log_bytes": model.log_bytes + kept_bytes}
-        return {"log_bytes": model.log_bytes + kept_bytes, "log_dropped_bytes": model.log_dropped_bytes + dropped}
+        return kept_bytes, dropped
 
     def on_exit(self, key: str, exit_code: int | None, reason: str) -> None:
         now = utcnow()
-        with self.ctx.db.write() as session:
-            proc = session.scalar(select(AgentProcess).where(AgentProcess.key == key))
+        with self.db.write() as session:
+            proc = store.by_key(session, key)
             if proc is None or proc.status in ("exited", "gone"):
                 return
             # The runtime calls this only after every line was stored (redacted) through on_output: the raw
@@ -145,40 +136,26 @@ class DbSink:
                 failure = classify_exit(session, proc, exit_code)
                 if failure is not None:
                     values.update(failure_kind=failure.kind, retry_after_s=failure.retry_after_s,
-                                  error=self.ctx.run_redactor(session, proc.run_kind, proc.run_id,
+                                  error=self.run_redactor(session, proc.run_kind, proc.run_id,
                                                               proc.workspace_id).redact(failure.message))
                     if failure.kind == "rate_limited" and proc.run_kind == "repo_task":
                         throttle_repo(session, proc.run_id, now, failure.retry_after_s)
-            session.execute(update(AgentProcess).where(AgentProcess.id == proc.id).values(**values))
+            store.update_process(session, proc.id, values)
             queue.enqueue(session, proc.run_kind, proc.run_id, proc.workspace_id, reason=f"process {reason}")
         log.info("agent_exit", key=key, exit_code=exit_code, reason=reason)
 
 
-def throttle_repo(session: Any, task_id: int, now: datetime, retry_after_s: float | None) -> None:
+def throttle_repo(session: Session, task_id: int, now: datetime, retry_after_s: float | None) -> None:
     """The vendor said slow down: the repo runs one agent at a time for a while (see the repo snapshot)."""
-    task = session.get(RepoTask, task_id)
-    if task is None:
-        return
     until = now + timedelta(seconds=rate_limit_throttle_s(retry_after_s))
-    session.execute(update(Repo).where(Repo.id == task.repo_id).values(rate_limited_until=until))
+    store.throttle_repo_of_task(session, task_id, until)
 
 
 CLASSIFY_STDERR_LINES = 40
 CLASSIFY_STDOUT_LINES = 300
 
 
-def _agent_config(session: Any, kind: str, run_id: int) -> dict[str, Any]:
-    run = session.get(runs.model_for(kind), run_id)
-    if run is None:
-        return {}
-    config = getattr(run, "agent_config", None)
-    if config is None and hasattr(run, "job_id"):
-        job = session.get(Job, run.job_id)
-        config = job.agent_config if job is not None else None
-    return dict(config or {})
-
-
-def classify_exit(session: Any, proc: AgentProcess, exit_code: int) -> Any | None:
+def classify_exit(session: Session, proc: AgentProcess, exit_code: int) -> Any | None:
     """Ask the agent's adapter why this attempt failed, from its last stderr lines and stdout events."""
     adapter = _adapter(proc.agent_type)
     classify = getattr(adapter, "classify_failure", None)
@@ -186,27 +163,18 @@ def classify_exit(session: Any, proc: AgentProcess, exit_code: int) -> Any | Non
         return None
 
     def tail(streams: tuple[str, ...], limit: int) -> list[str]:
-        rows = session.scalars(
-            select(RunLog.text).where(RunLog.run_kind == proc.run_kind, RunLog.run_id == proc.run_id,
-                                      RunLog.attempt == proc.attempt, RunLog.stream.in_(streams))
-            .order_by(RunLog.seq.desc()).limit(limit)
-        )
-        return list(reversed(list(rows)))
+        return store.tail_lines(session, proc.run_kind, proc.run_id, proc.attempt, streams, limit)
 
     events: list[Any] = []
     for line in tail(("stdout", "raw"), CLASSIFY_STDOUT_LINES):
         events.extend(_parse(adapter, line))
-    secret = _agent_config(session, proc.run_kind, proc.run_id).get("api_key_secret")
+    secret = store.agent_config(session, proc.run_kind, proc.run_id).get("api_key_secret")
     kwargs = {"secret_name": secret} if secret else {}
     try:
         return classify(exit_code, "\n".join(tail(("stderr",), CLASSIFY_STDERR_LINES)), events, **kwargs)
     except Exception:
         log.exception("classify_failed", key=proc.key)
         return None
-
-
-def _session_column(model: Any, session_id: str) -> dict[str, Any]:
-    return {"agent_session_id": session_id} if hasattr(model, "agent_session_id") else {}
 
 
 def _adapter(agent_type: str) -> Any | None:
@@ -259,22 +227,15 @@ def run_mounts(req: LaunchRequest, *, home: Path, files: list[Path]) -> Mounts:
 
 def launch(ctx: ControlContext, req: LaunchRequest) -> None:
     """Record the process, start it, record its pid. Failures become a process row the decision sees."""
-    assert ctx.runtime is not None
     key = process_key(req.kind, req.run_id, req.attempt, req.purpose)
     run_dir = ctx.run_dir(req.kind, req.run_id)
     log_dir = run_dir / f"attempt-{req.attempt}" if req.purpose == "agent" else run_dir / f"{req.purpose}-{req.attempt}"
     log_dir.mkdir(parents=True, exist_ok=True)
     with ctx.db.write() as session:
-        existing = session.scalar(select(AgentProcess).where(AgentProcess.key == key))
-        if existing is not None:
+        if store.by_key(session, key) is not None:
             return  # this step was launched already (e.g. a replayed decision); never run an agent twice
-        session.add(
-            AgentProcess(
-                workspace_id=req.workspace_id, key=key, run_kind=req.kind, run_id=req.run_id,
-                attempt=req.attempt, purpose=req.purpose, agent_type=req.agent_type, status="starting",
-                log_dir=str(log_dir),
-            )
-        )
+        store.add(session, workspace_id=req.workspace_id, key=key, kind=req.kind, run_id=req.run_id,
+                  attempt=req.attempt, purpose=req.purpose, agent_type=req.agent_type, log_dir=str(log_dir))
     error: str | None = None
     failure_kind: str | None = None
     info: ProcessInfo | None = None
@@ -328,28 +289,18 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
         error = f"{type(exc).__name__}: {exc}"
     with ctx.db.write() as session:
         if info is not None:
-            session.execute(
-                update(AgentProcess).where(AgentProcess.key == key, AgentProcess.status == "starting")
-                .values(status="alive", pid=info.pid, start_time=info.start_time, timeout_at=info.timeout_at)
-            )
+            store.mark_alive(session, key, pid=info.pid, start_time=info.start_time, timeout_at=info.timeout_at)
         else:
-            session.execute(
-                update(AgentProcess).where(AgentProcess.key == key)
-                .values(status="exited", exit_reason="spawn_failed", failure_kind=failure_kind,
-                        error=ctx.run_redactor(session, req.kind, req.run_id, req.workspace_id).redact(error),
-                        finished_at=utcnow())
-            )
+            store.update_by_key(session, key, {
+                "status": "exited", "exit_reason": "spawn_failed", "failure_kind": failure_kind,
+                "error": ctx.run_redactor(session, req.kind, req.run_id, req.workspace_id).redact(error or ""),
+                "finished_at": utcnow()})
             queue.enqueue(session, req.kind, req.run_id, req.workspace_id, reason="spawn failed")
             log.warning("agent_spawn_failed", key=key, error=error)
 
 
-def latest_process(session: Any, kind: str, run_id: int, purpose: str = "agent") -> AgentProcess | None:
-    return session.scalar(
-        select(AgentProcess)
-        .where(AgentProcess.run_kind == kind, AgentProcess.run_id == run_id, AgentProcess.purpose == purpose)
-        .order_by(AgentProcess.id.desc())
-        .limit(1)
-    )
+def latest_process(session: Session, kind: str, run_id: int, purpose: str = "agent") -> AgentProcess | None:
+    return store.latest(session, kind, run_id, purpose)
 
 
 def process_view(ctx: ControlContext, proc: AgentProcess | None) -> ProcessView | None:
@@ -359,11 +310,11 @@ def process_view(ctx: ControlContext, proc: AgentProcess | None) -> ProcessView 
     status = ProcessStatus(proc.status)
     exit_code, exit_reason = proc.exit_code, proc.exit_reason
     runtime = ctx.runtime
-    unwatched = status == ProcessStatus.ALIVE and runtime is not None and proc.key not in runtime.active_keys()
-    if unwatched and (proc.pid is None or not runtime.is_alive(proc.pid, proc.start_time or 0.0)):  # type: ignore[union-attr]
+    unwatched = status == ProcessStatus.ALIVE and proc.key not in runtime.active_keys()
+    if unwatched and (proc.pid is None or not runtime.is_alive(proc.pid, proc.start_time or 0.0)):
         # Nobody watches it and it is gone. Its exit file (written by the runtime's wrapper) still tells an
         # ordinary exit apart from a vanished process.
-        recorded = read_exit_code(Path(proc.log_dir))
+        recorded = runtime.exit_status(_info(proc))
         if recorded is not None:
             status, exit_code, exit_reason = ProcessStatus.EXITED, recorded, "exited"
         else:
@@ -377,13 +328,8 @@ def process_view(ctx: ControlContext, proc: AgentProcess | None) -> ProcessView 
 
 
 def kill_run_processes(ctx: ControlContext, kind: str, run_id: int) -> None:
-    if ctx.runtime is None:
-        return
     with ctx.db.read() as session:
-        procs = list(session.scalars(
-            select(AgentProcess).where(AgentProcess.run_kind == kind, AgentProcess.run_id == run_id,
-                                       AgentProcess.status.in_(ACTIVE))
-        ))
+        procs = store.active_of_run(session, kind, run_id)
     for proc in procs:
         if proc.key in ctx.runtime.active_keys():
             ctx.runtime.kill(proc.key)
@@ -402,9 +348,8 @@ def recover(ctx: ControlContext) -> int:
 
     A process of a run that already ended is killed instead: its work is no longer wanted.
     """
-    assert ctx.runtime is not None
     with ctx.db.read() as session:
-        procs = list(session.scalars(select(AgentProcess).where(AgentProcess.status.in_(ACTIVE))))
+        procs = store.all_active(session)
         finished: set[str] = set()
         for proc in procs:
             run = runs.get_run(session, proc.run_kind, proc.run_id, proc.workspace_id)
@@ -415,9 +360,9 @@ def recover(ctx: ControlContext) -> int:
     for proc in procs:
         if proc.pid is None:
             with ctx.db.write() as session:
-                session.execute(update(AgentProcess).where(AgentProcess.id == proc.id)
-                                .values(status="gone", exit_reason="lost", finished_at=utcnow(),
-                                        error="server stopped before the process started"))
+                store.update_process(session, proc.id, {"status": "gone", "exit_reason": "lost",
+                                                        "finished_at": utcnow(),
+                                                        "error": "server stopped before the process started"})
                 queue.enqueue(session, proc.run_kind, proc.run_id, proc.workspace_id, reason="recovery")
             continue
         if proc.key in finished:

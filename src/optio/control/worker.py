@@ -127,8 +127,8 @@ class WorkerPool:
         """The PR watcher: a poll behind the forge's own events (catches bases moved outside Optio)."""
         while not self._stop.wait(self.ctx.settings.watch_interval_s):
             try:
-                if self.ctx.forge is not None:
-                    self.ctx.forge.poll_open_prs()
+                for forge in self.ctx.forges.all():
+                    forge.poll_open_prs()
             except Exception:
                 log.exception("pr_watch_error")
 

@@ -1,13 +1,12 @@
-"""The forge interface: what Optio needs from a git platform to drive a pull request to its end.
+"""What a forge reports: plain values every forge returns, whichever platform it speaks to.
 
-It is deliberately narrow — push a branch and open/update a PR, read its state, record reviews, merge,
-close — so the GitHub, GitLab and Gitea adapters implement the same few calls as the local forge.
+The `Forge` protocol itself lives with the other ports in `optio.control.ports`; these values are
+shared by it, the forge implementations and the services that show pull requests.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -21,6 +20,9 @@ class PullRequestInfo:
     mergeable: bool | None
     conflicting_files: tuple[str, ...]
     merged_sha: str | None = None
+    # The forge's own id of the PR where it has one Optio can refer to (the local forge's row id).
+    id: int | None = None
+    base_sha: str | None = None
 
 
 @dataclass(frozen=True)
@@ -39,20 +41,24 @@ class ReviewInfo:
     author: str
 
 
-class Forge(Protocol):
-    name: str
+@dataclass(frozen=True)
+class PullRequestState:
+    """Everything the repo decision needs to know about a task's PR, read in one call.
 
-    def open_or_update_pr(self, repo_id: int, task_id: int, *, head_branch: str, head_sha: str, title: str,
-                          body: str) -> PullRequestInfo: ...
+    ``ci_required`` says whether the repo runs CI at all; ``ci`` is the run on the current head (None when
+    it has not been reported yet). ``review`` is the latest review of the PR, on any head.
+    """
 
-    def get_pr(self, repo_id: int, number: int) -> PullRequestInfo: ...
+    info: PullRequestInfo
+    ci_required: bool
+    ci: CiInfo | None
+    review: ReviewInfo | None
 
-    def ci_for_head(self, repo_id: int, number: int) -> CiInfo | None: ...
 
-    def latest_review(self, repo_id: int, number: int) -> ReviewInfo | None: ...
+@dataclass(frozen=True)
+class ForgeEvent:
+    """A forge's webhook, parsed: which PR of which repo changed, and how (e.g. `ci`, `review`, `closed`)."""
 
-    def submit_review(self, repo_id: int, number: int, *, verdict: str, comments: str, author: str) -> ReviewInfo: ...
-
-    def merge(self, repo_id: int, number: int, *, head_sha: str, message: str, force: bool = False) -> str: ...
-
-    def close(self, repo_id: int, number: int) -> None: ...
+    repo_id: int
+    number: int
+    kind: str

@@ -11,23 +11,24 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import structlog
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
 
+from optio.control.ports import SecretsProvider
 from optio.errors import Conflict, NotFound
-from optio.forge.base import CiInfo, PullRequestInfo, ReviewInfo
-from optio.forge.git import CiResult, GitError, MergeConflictError, RepoCache
+from optio.forge.base import CiInfo, ForgeEvent, PullRequestInfo, PullRequestState, ReviewInfo
+from optio.forge.git import CiResult, GitError, MergeConflictError
 from optio.forge.merge_gates import require_merge_gates
+from optio.forge.worktrees import RepoCaches, RepoWorktrees
 from optio.runtime.sandbox import Sandbox
+from optio.store import pull_requests as prs
 from optio.store import queue
 from optio.store.db import Database
-from optio.store.models import CiRun, PrReview, PullRequest, Repo, RepoTask
+from optio.store.models import PullRequest, Repo
+from optio.store.session import Session
 from optio.store.types import utcnow
 
 log = structlog.get_logger("optio.forge.local")
@@ -45,7 +46,7 @@ def _info(pr: PullRequest) -> PullRequestInfo:
     return PullRequestInfo(
         number=pr.number, state=pr.state, title=pr.title, head_branch=pr.head_branch, head_sha=pr.head_sha,
         base_branch=pr.base_branch, mergeable=pr.mergeable, conflicting_files=tuple(pr.conflicting_files or ()),
-        merged_sha=pr.merged_sha,
+        merged_sha=pr.merged_sha, id=pr.id, base_sha=pr.base_sha,
     )
 
 
@@ -60,15 +61,16 @@ class LocalForge:
     sandbox: Sandbox | None = None
 
     def __init__(self, db: Database, data_dir: Path, *, ci_workers: int = 2,
-                 redact: Callable[[str, int, int | None], str] | None = None, secrets: Any = None,
-                 outbound_allowlist: Sequence[str] = ()) -> None:
+                 redact: Callable[[str, int, int | None], str] | None = None,
+                 secrets: SecretsProvider | None = None, outbound_allowlist: Sequence[str] = ()) -> None:
         self.db = db
         self.data_dir = data_dir
         # (text, workspace id, repo id) -> text masked with that workspace's and repo's secrets
         self.redact: Callable[[str, int, int | None], str] = redact or (lambda text, _ws, _repo: text)
-        self.secrets = secrets  # provider with env_for(workspace_id, names, repo_id=None) -> dict[str, str]
+        self.secrets = secrets
         self.outbound_allowlist = list(outbound_allowlist)
-        self._caches: dict[int, RepoCache] = {}
+        # The repo caches: this forge's own (CI, merges) and the server's `Worktrees` port for task clones.
+        self.worktrees = RepoCaches(data_dir, credential=self.credential, outbound_allowlist=outbound_allowlist)
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=ci_workers, thread_name_prefix="optio-ci")
         self._bg = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optio-forge")
@@ -76,15 +78,8 @@ class LocalForge:
 
     # --- git plumbing ---------------------------------------------------------------------------------
 
-    def cache(self, repo: Repo) -> RepoCache:
-        with self._lock:
-            cache = self._caches.get(repo.id)
-            if cache is None:
-                repo_id = repo.id
-                cache = RepoCache(repo.remote_url, self.data_dir / "repos" / str(repo.id) / "cache.git",
-                                  credential=lambda: self.credential(repo_id), allowlist=self.outbound_allowlist)
-                self._caches[repo.id] = cache
-            return cache
+    def cache(self, repo: Repo) -> RepoWorktrees:
+        return self.worktrees.for_repo(repo)
 
     def credential(self, repo_id: int) -> str | None:
         """The repo's own git credential, read at each remote operation so a changed secret applies at once."""
@@ -99,13 +94,13 @@ class LocalForge:
         return str(value)
 
     def _repo(self, session: Session, repo_id: int) -> Repo:
-        repo = session.get(Repo, repo_id)
+        repo = prs.get_repo(session, repo_id)
         if repo is None:
             raise NotFound(f"repo {repo_id} not found")
         return repo
 
     def _pr(self, session: Session, repo_id: int, number: int) -> PullRequest:
-        pr = session.scalar(select(PullRequest).where(PullRequest.repo_id == repo_id, PullRequest.number == number))
+        pr = prs.by_number(session, repo_id, number)
         if pr is None:
             raise NotFound(f"pull request #{number} not found")
         return pr
@@ -117,25 +112,17 @@ class LocalForge:
         """Create the task's PR or move it to the new head; a new head gets a pending CI run."""
         with self.db.write() as session:
             repo = self._repo(session, repo_id)
-            pr = session.scalar(select(PullRequest).where(PullRequest.task_id == task_id,
-                                                          PullRequest.state == "open"))
+            pr = prs.open_for_task(session, task_id)
             if pr is None:
-                number = repo.next_pr_number
-                repo.next_pr_number = number + 1
-                pr = PullRequest(workspace_id=repo.workspace_id, repo_id=repo.id, task_id=task_id, number=number,
-                                 title=title, body=body, head_branch=head_branch, head_sha=head_sha,
-                                 base_branch=repo.default_branch, state="open")
-                session.add(pr)
-                session.flush()
+                pr = prs.create(session, repo, task_id, title=title, body=body, head_branch=head_branch,
+                                head_sha=head_sha)
             elif pr.head_sha != head_sha:
                 pr.head_sha = head_sha
                 pr.mergeable = None
                 pr.conflicting_files = []
             if repo.ci_command:
-                exists = session.scalar(select(CiRun.id).where(CiRun.pr_id == pr.id, CiRun.head_sha == head_sha))
-                if exists is None:
-                    session.add(CiRun(workspace_id=pr.workspace_id, pr_id=pr.id, head_sha=head_sha, status="pending"))
-            session.execute(update(RepoTask).where(RepoTask.id == task_id).values(pr_id=pr.id))
+                prs.add_pending_ci(session, pr, head_sha)
+            prs.point_task_at(session, task_id, pr.id)
             info = _info(pr)
             pr_id = pr.id
         self.schedule_ci(pr_id, head_sha)
@@ -146,16 +133,34 @@ class LocalForge:
         with self.db.read() as session:
             return _info(self._pr(session, repo_id, number))
 
+    def pr_for_task(self, repo_id: int, task_id: int) -> PullRequestState | None:
+        with self.db.read() as session:
+            row = prs.of_task(session, repo_id, task_id)
+            if row is None:
+                return None
+            pr, ci_command = row
+            ci_info = None
+            if ci_command:
+                ci = prs.ci_run(session, pr.id, pr.head_sha)
+                ci_info = None if ci is None else CiInfo(head_sha=ci.head_sha, status=ci.status, output=ci.output)
+            rev = prs.latest_review(session, pr.id)
+            review = None if rev is None else ReviewInfo(rev.id, rev.head_sha, rev.verdict, rev.comments, rev.author)
+            return PullRequestState(info=_info(pr), ci_required=bool(ci_command), ci=ci_info, review=review)
+
+    def parse_event(self, headers: Mapping[str, str], body: bytes) -> ForgeEvent | None:
+        """The local forge sends no webhooks: its changes enqueue their task in the same transaction."""
+        return None
+
     def ci_for_head(self, repo_id: int, number: int) -> CiInfo | None:
         with self.db.read() as session:
             pr = self._pr(session, repo_id, number)
-            ci = session.scalar(select(CiRun).where(CiRun.pr_id == pr.id, CiRun.head_sha == pr.head_sha))
+            ci = prs.ci_run(session, pr.id, pr.head_sha)
             return None if ci is None else CiInfo(head_sha=ci.head_sha, status=ci.status, output=ci.output)
 
     def latest_review(self, repo_id: int, number: int) -> ReviewInfo | None:
         with self.db.read() as session:
             pr = self._pr(session, repo_id, number)
-            rev = session.scalar(select(PrReview).where(PrReview.pr_id == pr.id).order_by(PrReview.id.desc()).limit(1))
+            rev = prs.latest_review(session, pr.id)
             return None if rev is None else ReviewInfo(rev.id, rev.head_sha, rev.verdict, rev.comments, rev.author)
 
     def submit_review(self, repo_id: int, number: int, *, verdict: str, comments: str, author: str) -> ReviewInfo:
@@ -165,10 +170,9 @@ class LocalForge:
             pr = self._pr(session, repo_id, number)
             if pr.state != "open":
                 raise Conflict(f"pull request #{number} is {pr.state}", field="state")
-            rev = PrReview(workspace_id=pr.workspace_id, pr_id=pr.id, head_sha=pr.head_sha, verdict=verdict,
-                           comments=self.redact(comments, pr.workspace_id, pr.repo_id), author=author)
-            session.add(rev)
-            session.flush()
+            rev = prs.add_review_row(session, workspace_id=pr.workspace_id, pr_id=pr.id, head_sha=pr.head_sha,
+                                     verdict=verdict, comments=self.redact(comments, pr.workspace_id, pr.repo_id),
+                                     author=author)
             _enqueue_task(session, pr, f"review {verdict}")
             return ReviewInfo(rev.id, rev.head_sha, rev.verdict, rev.comments, rev.author)
 
@@ -230,8 +234,7 @@ class LocalForge:
         try:
             with self.db.read() as session:
                 repo = self._repo(session, repo_id)
-                open_ids = list(session.scalars(select(PullRequest.id).where(PullRequest.repo_id == repo_id,
-                                                                             PullRequest.state == "open")))
+                open_ids = prs.open_ids(session, repo_id)
             cache = self.cache(repo)
             try:
                 cache.delete_remote_branch(head_branch)
@@ -254,7 +257,7 @@ class LocalForge:
     def refresh_mergeability(self, pr_id: int) -> bool | None:
         """Recompute whether the PR head merges cleanly into the current base; enqueue its task on change."""
         with self.db.read() as session:
-            pr = session.get(PullRequest, pr_id)
+            pr = prs.get(session, pr_id)
             if pr is None or pr.state != "open":
                 return None
             repo = self._repo(session, pr.repo_id)
@@ -264,7 +267,7 @@ class LocalForge:
         result = cache.mergeability(base_branch, head_sha)
         base_sha = cache.resolve(f"origin/{base_branch}")
         with self.db.write() as session:
-            pr = session.get(PullRequest, pr_id)
+            pr = prs.get(session, pr_id)
             if pr is None or pr.state != "open" or pr.head_sha != head_sha:
                 return None
             changed = pr.mergeable != result.clean or pr.base_sha != base_sha
@@ -295,8 +298,8 @@ class LocalForge:
     def _run_ci(self, pr_id: int, head_sha: str) -> None:
         try:
             with self.db.read() as session:
-                pr = session.get(PullRequest, pr_id)
-                ci = session.scalar(select(CiRun).where(CiRun.pr_id == pr_id, CiRun.head_sha == head_sha))
+                pr = prs.get(session, pr_id)
+                ci = prs.ci_run(session, pr_id, head_sha)
                 if pr is None or ci is None or ci.status != "pending":
                     return
                 repo = self._repo(session, pr.repo_id)
@@ -313,8 +316,8 @@ class LocalForge:
                 result = CiResult(status="failing", exit_code=None, output=f"optio: CI could not run: {exc}",
                                   duration_s=0.0)
             with self.db.write() as session:
-                ci = session.scalar(select(CiRun).where(CiRun.pr_id == pr_id, CiRun.head_sha == head_sha))
-                pr = session.get(PullRequest, pr_id)
+                ci = prs.ci_run(session, pr_id, head_sha)
+                pr = prs.get(session, pr_id)
                 if ci is None or pr is None:
                     return
                 ci.status = result.status
@@ -335,7 +338,7 @@ class LocalForge:
         removed = 0
         scratch_roots = [self.data_dir / "ci", self.data_dir / "merges"]
         with self.db.read() as session:
-            repos = list(session.scalars(select(Repo)))
+            repos = prs.all_repos(session)
         for repo in repos:
             cache = self.cache(repo)
             if not cache.cache_dir.exists():
@@ -357,12 +360,8 @@ class LocalForge:
         """After a restart: sweep scratch checkouts, rerun CI left pending, recompute unknown mergeability."""
         self.sweep_scratch()
         with self.db.read() as session:
-            pending = list(session.execute(
-                select(CiRun.pr_id, CiRun.head_sha).join(PullRequest, PullRequest.id == CiRun.pr_id)
-                .where(CiRun.status == "pending", PullRequest.state == "open")
-            ))
-            unknown = list(session.scalars(select(PullRequest.id).where(PullRequest.state == "open",
-                                                                        PullRequest.mergeable.is_(None))))
+            pending = prs.pending_ci_of_open_prs(session)
+            unknown = prs.open_ids_unknown_mergeability(session)
         for pr_id, head_sha in pending:
             self.schedule_ci(pr_id, head_sha)
         for pr_id in unknown:
@@ -371,7 +370,7 @@ class LocalForge:
     def poll_open_prs(self) -> int:
         """The PR watcher's safety net: refresh every open PR (catches bases moved outside Optio)."""
         with self.db.read() as session:
-            ids = list(session.scalars(select(PullRequest.id).where(PullRequest.state == "open")))
+            ids = prs.open_ids(session)
         for pr_id in ids:
             self._safe_refresh(pr_id)
         return len(ids)

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from optio.errors import Conflict
-from optio.store.models import CiRun, PrReview, PullRequest, Repo
+from optio.store import pull_requests as prs
+from optio.store.models import PullRequest, Repo
+from optio.store.session import Session
 
 REVIEW_AGENT_AUTHOR_PREFIX = "review-agent:"
 
@@ -49,15 +48,14 @@ def check_merge_gates(session: Session, repo: Repo, pr: PullRequest) -> GateRepo
     short = head[:10]
     unmet: list[str] = []
     if repo.ci_command:
-        ci = session.scalar(select(CiRun).where(CiRun.pr_id == pr.id, CiRun.head_sha == head))
+        ci = prs.ci_run(session, pr.id, head)
         if ci is None:
             unmet.append(f"CI has not run on {short}")
         elif ci.status == "pending":
             unmet.append(f"CI is still running on {short}")
         elif ci.status != "passing":
             unmet.append(f"CI is {ci.status} on {short}")
-    reviews = list(session.scalars(select(PrReview).where(PrReview.pr_id == pr.id, PrReview.head_sha == head)
-                                   .order_by(PrReview.id)))
+    reviews = prs.reviews(session, pr.id, head_sha=head)
     if repo.require_approval:
         if not reviews:
             unmet.append(f"approval required: no review of {short}")

@@ -94,9 +94,21 @@ class OutputSink(Protocol):
 
 
 class Runtime(Protocol):
-    """The operations the control plane needs from any place agents can run."""
+    """The operations the control plane needs from any place agents can run.
+
+    Output offsets travel through the :class:`OutputSink` (each batch carries its offset) and back in
+    through :meth:`adopt`; a runtime never stores them itself.
+    """
 
     def launch(self, spec: LaunchSpec) -> ProcessInfo: ...
+
+    def is_alive(self, pid: int, start_time: float) -> bool:
+        """Whether the process (pid, kernel start time) still runs, also one this server does not watch."""
+        ...
+
+    def exit_status(self, info: ProcessInfo) -> int | None:
+        """How a process nobody watched ended: its exit code, or None when it did not end by itself."""
+        ...
 
     def adopt(self, info: ProcessInfo, *, stdout_offset: int, stderr_offset: int) -> None: ...
 

@@ -416,6 +416,11 @@ class LocalRuntime:
     def is_alive(pid: int, start_time: float) -> bool:
         return process_group.is_alive(pid, start_time)
 
+    @staticmethod
+    def exit_status(info: ProcessInfo) -> int | None:
+        """The exit status of a process nobody watched end, from the file its wrapper wrote."""
+        return read_exit_code(info.log_dir)
+
     def kill(self, key: str, *, grace_s: float = 1.0) -> None:
         with self._lock:
             watcher = self._watchers.get(key)

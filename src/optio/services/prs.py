@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
+from optio.control.ports import Forge, ForgeRegistry, UnknownForge
 from optio.errors import AppError, Invalid, NotFound
-from optio.forge.local import LocalForge
 from optio.forge.merge_gates import check_merge_gates
 from optio.services import audit
+from optio.store import pull_requests as prs
+from optio.store import repo_tasks
 from optio.store.db import Database
-from optio.store.models import CiRun, PrReview, PullRequest, Repo, RepoTask
+from optio.store.models import CiRun, PrReview, PullRequest, Repo
+from optio.store.session import Session
 
 
 class Forbidden(AppError):
@@ -19,7 +19,7 @@ class Forbidden(AppError):
 
 
 def get_pr(session: Session, workspace_id: int, pr_id: int) -> PullRequest:
-    pr = session.scalar(select(PullRequest).where(PullRequest.id == pr_id, PullRequest.workspace_id == workspace_id))
+    pr = prs.in_workspace(session, workspace_id, pr_id)
     if pr is None:
         raise NotFound(f"pull request {pr_id} not found")
     return pr
@@ -32,10 +32,7 @@ def resolve(session: Session, workspace_id: int, ref: str, repo: str | None = No
         number = ref.removeprefix("#").removeprefix("pr:")
         if not number.isdigit():
             raise Invalid(f"bad pull request reference {ref!r}", field="ref")
-        q = select(PullRequest).where(PullRequest.workspace_id == workspace_id, PullRequest.number == int(number))
-        if repo is not None:
-            q = q.join(Repo, Repo.id == PullRequest.repo_id).where((Repo.name == repo) | (Repo.id == _int(repo)))
-        found = list(session.scalars(q))
+        found = prs.by_number_in_workspace(session, workspace_id, int(number), repo)
         if not found:
             raise NotFound(f"pull request {ref} not found")
         if len(found) > 1:
@@ -44,39 +41,40 @@ def resolve(session: Session, workspace_id: int, ref: str, repo: str | None = No
     task_ref = ref.removeprefix("task:")
     if not task_ref.isdigit():
         raise Invalid(f"bad reference {ref!r}: use a task id or #PR", field="ref")
-    task = session.scalar(select(RepoTask).where(RepoTask.id == int(task_ref), RepoTask.workspace_id == workspace_id))
-    if task is None:
+    task = repo_tasks.get_task(session, int(task_ref))
+    if task is None or task.workspace_id != workspace_id:
         raise NotFound(f"task {task_ref} not found")
     if task.pr_id is None:
         raise NotFound(f"task {task_ref} has no pull request yet")
     return get_pr(session, workspace_id, task.pr_id)
 
 
-def _int(value: str) -> int:
-    return int(value) if value.isdigit() else -1
-
-
 def list_prs(db: Database, workspace_id: int, *, state: str | None = None) -> list[PullRequest]:
     with db.read() as session:
-        q = select(PullRequest).where(PullRequest.workspace_id == workspace_id).order_by(PullRequest.id.desc())
-        if state:
-            q = q.where(PullRequest.state == state)
-        return list(session.scalars(q.limit(500)))
+        return prs.list_in_workspace(session, workspace_id, state=state)
 
 
 def details(session: Session, pr: PullRequest) -> tuple[Repo, list[CiRun], list[PrReview]]:
-    repo = session.get(Repo, pr.repo_id)
+    repo = prs.repo_of(session, pr)
     assert repo is not None
-    cis = list(session.scalars(select(CiRun).where(CiRun.pr_id == pr.id).order_by(CiRun.id)))
-    reviews = list(session.scalars(select(PrReview).where(PrReview.pr_id == pr.id).order_by(PrReview.id)))
-    return repo, cis, reviews
+    return repo, prs.ci_runs(session, pr.id), prs.reviews(session, pr.id)
+
+
+def forge_for(session: Session, forges: ForgeRegistry, workspace_id: int, pr_id: int) -> Forge:
+    """The forge the PR's repo lives on."""
+    pr = get_pr(session, workspace_id, pr_id)
+    kind = prs.forge_kind_of(session, pr.repo_id) or "local"
+    try:
+        return forges.get(kind)
+    except UnknownForge as exc:
+        raise AppError(str(exc)) from None
 
 
 def merge_message(pr: PullRequest) -> str:
     return f"{pr.title} (#{pr.number})" + (f"\n\nOptio task #{pr.task_id}" if pr.task_id else "")
 
 
-def merge_pr(db: Database, forge: LocalForge, workspace_id: int, pr_id: int, *, user_id: int | None, actor: str,
+def merge_pr(db: Database, forge: Forge, workspace_id: int, pr_id: int, *, user_id: int | None, actor: str,
              role: str, force: bool = False) -> None:
     """Merge through the gates; an admin's `force` skips them and leaves an audit row saying what it skipped.
 
@@ -87,7 +85,7 @@ def merge_pr(db: Database, forge: LocalForge, workspace_id: int, pr_id: int, *, 
         pr = get_pr(session, workspace_id, pr_id)
         if force and role != "admin":
             raise Forbidden("only a workspace admin can force a merge past its gates")
-        repo = session.get(Repo, pr.repo_id)
+        repo = prs.repo_of(session, pr)
         assert repo is not None
         report = check_merge_gates(session, repo, pr)
         repo_id, number, head_sha, message = pr.repo_id, pr.number, pr.head_sha, merge_message(pr)

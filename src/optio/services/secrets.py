@@ -21,6 +21,7 @@ from pathlib import Path
 
 import structlog
 
+from optio.control.ports import RunRef
 from optio.errors import Conflict, Invalid, NotFound
 from optio.security import crypto
 from optio.security.redact import MIN_SECRET_LENGTH, Redactor, RedactorRegistry, default_redactor, registry_for
@@ -53,14 +54,6 @@ class UnreadableSecret:
     name: str
     key_version: int
     reason: str
-
-
-@dataclass(frozen=True)
-class RunRef:
-    """The run a secret is injected into, for the audit log."""
-
-    kind: str
-    run_id: int
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from optio.store.models import RunLog
@@ -78,7 +78,7 @@ def append(
             }
         )
     if rows:
-        session.execute(RunLog.__table__.insert(), rows)
+        session.execute(insert(RunLog), rows)
     return seq
 
 
@@ -98,3 +98,12 @@ def read(
             .limit(limit)
         )
     )
+
+
+def attempt_lines(session: Session, kind: str, run_id: int, attempt: int, stream: str = "stdout") -> list[str]:
+    """The stored lines of one stream of one attempt, in order."""
+    return list(session.scalars(
+        select(RunLog.text).where(RunLog.run_kind == kind, RunLog.run_id == run_id, RunLog.stream == stream,
+                                  RunLog.attempt == attempt)
+        .order_by(RunLog.seq)
+    ))

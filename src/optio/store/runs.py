@@ -28,7 +28,7 @@ def redactor_for_run(session: Session, kind: str, run_id: int, workspace_id: int
 
     The repo is looked up only when the workspace has repo-scoped secrets at all.
     """
-    registry = registry_for(str(session.get_bind().url))
+    registry = registry_for(str(session.get_bind().engine.url))
     model = model_for(kind)
     if workspace_id is None:
         workspace_id = session.scalar(select(model.workspace_id).where(model.id == run_id))
@@ -66,21 +66,39 @@ def cas_update(
     session: Session,
     kind: str,
     run_id: int,
-    expected_version: int,
+    expected_version: int | None,
     values: Mapping[str, Any],
     *,
     now: datetime | None = None,
+    expected_state: str | None = None,
 ) -> bool:
-    """`UPDATE ... SET version = version + 1 WHERE id = ? AND version = ?`; False means we lost a race."""
+    """`UPDATE ... SET version = version + 1 WHERE id = ? AND version = ?`; False means we lost a race.
+
+    `expected_state` guards by state instead of (or besides) the version, for a write that must land
+    whatever output or intent bumped the version meanwhile, as long as the run is still where it was.
+    Free-text columns are redacted with the run's own secrets.
+    """
     model = model_for(kind)
     values = {k: _redact_text(v, session, kind, run_id) if k in REDACTED_COLUMNS else v for k, v in values.items()}
+    guards = [model.id == run_id]
+    if expected_version is not None:
+        guards.append(model.version == expected_version)
+    if expected_state is not None:
+        guards.append(model.state == expected_state)
     res = session.execute(
         update(model)
-        .where(model.id == run_id, model.version == expected_version)
+        .where(*guards)
         .values(version=model.version + 1, updated_at=now or utcnow(), **values)
         .execution_options(synchronize_session=False)
     )
     return res.rowcount == 1  # type: ignore[attr-defined]
+
+
+def count_reconcile_attempt(session: Session, kind: str, run_id: int) -> None:
+    """One more deferred look at the run (not a state change: the version stays)."""
+    model = model_for(kind)
+    session.execute(update(model).where(model.id == run_id)
+                    .values(reconcile_attempts=model.reconcile_attempts + 1))
 
 
 def record_event(

@@ -8,8 +8,8 @@ from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
 from optio.api.schemas import Id, MergeIn, PullRequestDetail, PullRequestOut, ReviewIn
 from optio.api.views import pr_out
+from optio.control.ports import Forge
 from optio.errors import AppError
-from optio.forge.local import LocalForge
 from optio.services import prs as pr_service
 
 router = APIRouter(prefix="/api/prs", tags=["pull requests"], responses=ERROR_RESPONSES)
@@ -21,11 +21,10 @@ def _detail(ctx: Ctx, pr_id: int) -> PullRequestDetail:
         return pr_out(pr, *pr_service.details(session, pr))
 
 
-def _forge(ctx: Ctx) -> LocalForge:
-    forge = ctx.optio.ctx.forge
-    if forge is None:
-        raise AppError("no forge configured")
-    return forge  # type: ignore[no-any-return]
+def _forge(ctx: Ctx, pr_id: int) -> Forge:
+    """The forge of the PR's own repo (repos on different forges live side by side)."""
+    with ctx.db.read() as session:
+        return pr_service.forge_for(session, ctx.optio.ctx.forges, ctx.workspace_id, pr_id)
 
 
 @router.get("", response_model=list[PullRequestOut])
@@ -54,7 +53,7 @@ def get_pr(pr_id: Id, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
 @router.post("/{pr_id}/approve", response_model=PullRequestDetail)
 def approve(pr_id: Id, body: ReviewIn | None = None, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
     pr = _detail(ctx, pr_id)
-    _forge(ctx).submit_review(pr.repo_id, pr.number, verdict="approve", comments=(body or ReviewIn()).comment,
+    _forge(ctx, pr_id).submit_review(pr.repo_id, pr.number, verdict="approve", comments=(body or ReviewIn()).comment,
                               author=f"user:{ctx.username or ctx.user_id or 'local'}")
     return _detail(ctx, pr_id)
 
@@ -64,7 +63,7 @@ def request_changes(pr_id: Id, body: ReviewIn, ctx: Ctx = Depends(get_ctx)) -> P
     pr = _detail(ctx, pr_id)
     if not body.comment.strip():
         raise AppError("a change request needs a comment", field="comment", code="invalid")
-    _forge(ctx).submit_review(pr.repo_id, pr.number, verdict="request_changes", comments=body.comment,
+    _forge(ctx, pr_id).submit_review(pr.repo_id, pr.number, verdict="request_changes", comments=body.comment,
                               author=f"user:{ctx.username or ctx.user_id or 'local'}")
     return _detail(ctx, pr_id)
 
@@ -73,7 +72,7 @@ def request_changes(pr_id: Id, body: ReviewIn, ctx: Ctx = Depends(get_ctx)) -> P
              description="Squash-merge the head. Refused (409) unless CI passed on that head and the repo's "
                          "approval rule holds on it; `force: true` (admins only, audited) overrides.")
 def merge(pr_id: Id, body: MergeIn | None = None, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
-    pr_service.merge_pr(ctx.db, _forge(ctx), ctx.workspace_id, pr_id, user_id=ctx.user_id,
+    pr_service.merge_pr(ctx.db, _forge(ctx, pr_id), ctx.workspace_id, pr_id, user_id=ctx.user_id,
                         actor=ctx.username or "anonymous", role=ctx.role, force=(body or MergeIn()).force)
     return _detail(ctx, pr_id)
 
@@ -81,5 +80,5 @@ def merge(pr_id: Id, body: MergeIn | None = None, ctx: Ctx = Depends(get_ctx)) -
 @router.post("/{pr_id}/close", response_model=PullRequestDetail)
 def close(pr_id: Id, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
     pr = _detail(ctx, pr_id)
-    _forge(ctx).close(pr.repo_id, pr.number)
+    _forge(ctx, pr_id).close(pr.repo_id, pr.number)
     return _detail(ctx, pr_id)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from optio.control import processes
 from optio.control.admission import admit_job_run
@@ -16,10 +14,25 @@ from optio.domain.actions import Action
 from optio.domain.reconcile.job import decide_job_run
 from optio.domain.snapshot import Capacity, ExecutorErrorPolicy, JobRunSnapshot, RunView
 from optio.domain.states import TERMINAL, RunKind
-from optio.store import queue
-from optio.store.models import AgentProcess, Job, JobRun
+from optio.store import admission, job_runs, queue
+from optio.store.session import Session
 
 KIND = RunKind.JOB_RUN.value
+
+
+@dataclass(frozen=True)
+class JobRunFacts:
+    """What launching a job run needs beyond its snapshot."""
+
+    job_id: int
+    agent_type: str
+    agent_config: dict[str, Any]
+    prompt: str
+    timeout_s: float | None
+    secret_names: tuple[str, ...]
+
+
+JobLoaded = Loaded[JobRunSnapshot, JobRunFacts]
 
 
 def run_view(run: Any, kind: RunKind) -> RunView:
@@ -41,9 +54,7 @@ def executor_error_policy(ctx: ControlContext) -> ExecutorErrorPolicy:
 
 
 def active_process_count(session: Session) -> int:
-    return session.scalar(
-        select(func.count()).select_from(AgentProcess).where(AgentProcess.status.in_(processes.ACTIVE))
-    ) or 0
+    return admission.active_processes(session)
 
 
 class JobRunHandler:
@@ -51,11 +62,8 @@ class JobRunHandler:
     terminal = TERMINAL[RunKind.JOB_RUN]
 
     def build_snapshot(self, ctx: ControlContext, session: Session, run_id: int, workspace_id: int,
-                       now: datetime) -> Loaded | None:
-        row = session.execute(
-            select(JobRun, Job).join(Job, Job.id == JobRun.job_id)
-            .where(JobRun.id == run_id, JobRun.workspace_id == workspace_id)
-        ).first()
+                       now: datetime) -> JobLoaded | None:
+        row = job_runs.load(session, run_id, workspace_id)
         if row is None:
             return None
         run, job = row
@@ -63,9 +71,7 @@ class JobRunHandler:
         # ones. Terminal runs (most of a resync sweep) then cost a single query.
         capacity = Capacity()
         if run.state == "queued" and run.control_intent is None:
-            running_for_job = session.scalar(
-                select(func.count()).select_from(JobRun).where(JobRun.job_id == job.id, JobRun.state == "running")
-            ) or 0
+            running_for_job = job_runs.running_for_job(session, job.id)
             capacity = Capacity(
                 running_global=active_process_count(session), max_global=ctx.settings.max_concurrent_runs,
                 running_scope=running_for_job, max_scope=job.max_concurrent_runs,
@@ -84,52 +90,48 @@ class JobRunHandler:
             cost_usd=run.cost_usd,
             executor_errors=executor_error_policy(ctx),
         )
-        extra = {
-            "agent_type": job.agent_type, "agent_config": dict(job.agent_config or {}), "prompt": run.prompt,
-            "timeout_s": job.timeout_s, "secret_names": list(job.secret_names or []), "job_id": job.id,
-        }
-        return Loaded(workspace_id=workspace_id, snapshot=snap, extra=extra)
+        facts = JobRunFacts(job_id=job.id, agent_type=job.agent_type, agent_config=dict(job.agent_config or {}),
+                            prompt=run.prompt, timeout_s=job.timeout_s,
+                            secret_names=tuple(job.secret_names or ()))
+        return Loaded(workspace_id=workspace_id, snapshot=snap, facts=facts)
 
     def decide(self, snapshot: Any) -> Action:
         return decide_job_run(snapshot)
 
-    def admit(self, ctx: ControlContext, session: Session, loaded: Loaded, to_state: str) -> bool:
+    def admit(self, ctx: ControlContext, session: Session, loaded: JobLoaded, to_state: str) -> bool:
         """Starting a queued run takes a slot: re-check the caps inside the start's own transaction."""
         if not (loaded.run.state == "queued" and to_state == "running"):
             return True
         cap = loaded.snapshot.capacity
-        return admit_job_run(session, loaded.run.id, loaded.extra["job_id"], ctx.settings.max_concurrent_runs,
+        return admit_job_run(session, loaded.run.id, loaded.facts.job_id, ctx.settings.max_concurrent_runs,
                              cap.max_scope)
 
-    def launch(self, ctx: ControlContext, loaded: Loaded, action: Any, attempt: int) -> None:
-        extra = loaded.extra
+    def launch(self, ctx: ControlContext, loaded: JobLoaded, action: Any, attempt: int) -> None:
+        facts = loaded.facts
         processes.launch(
             ctx,
             processes.LaunchRequest(
                 kind=KIND, run_id=loaded.run.id, workspace_id=loaded.workspace_id, attempt=attempt,
-                agent_type=extra["agent_type"], agent_config=extra["agent_config"],
-                prompt=action.prompt or extra["prompt"], cwd=ctx.run_dir(KIND, loaded.run.id) / "work",
-                env=ctx.secret_env(loaded.workspace_id, extra["secret_names"], run=(KIND, loaded.run.id)),
-                timeout_s=extra["timeout_s"] or ctx.settings.agent_timeout_s,
+                agent_type=facts.agent_type, agent_config=facts.agent_config,
+                prompt=action.prompt or facts.prompt, cwd=ctx.run_dir(KIND, loaded.run.id) / "work",
+                env=ctx.secret_env(loaded.workspace_id, list(facts.secret_names), run=(KIND, loaded.run.id)),
+                timeout_s=facts.timeout_s or ctx.settings.agent_timeout_s,
             ),
         )
 
-    def apply_special(self, ctx: ControlContext, loaded: Loaded, action: Any, now: datetime) -> Outcome:
+    def apply_special(self, ctx: ControlContext, loaded: JobLoaded, action: Any, now: datetime) -> Outcome:
         return Outcome("error", f"job runs do not support action {action.name!r}")
 
-    def on_transition(self, ctx: ControlContext, session: Session, loaded: Loaded, to_state: str,
+    def on_transition(self, ctx: ControlContext, session: Session, loaded: JobLoaded, to_state: str,
                       now: datetime) -> None:
         if loaded.run.state == "running" and to_state != "running":
             wake_queued_job_runs(session)
 
-    def after_commit(self, ctx: ControlContext, loaded: Loaded, action: Any) -> None:
+    def after_commit(self, ctx: ControlContext, loaded: JobLoaded, action: Any) -> None:
         return None
 
 
 def wake_queued_job_runs(session: Session, limit: int = 10) -> None:
     """A slot was freed: look at the oldest queued runs now instead of at their next capacity recheck."""
-    rows = session.execute(
-        select(JobRun.id, JobRun.workspace_id).where(JobRun.state == "queued").order_by(JobRun.id).limit(limit)
-    )
-    for run_id, ws in rows:
+    for run_id, ws in job_runs.oldest_queued(session, limit):
         queue.enqueue(session, KIND, run_id, ws, reason="capacity freed")

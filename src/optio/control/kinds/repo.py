@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
 
 from optio.control import processes
 from optio.control.admission import admit_repo_task
@@ -16,6 +15,7 @@ from optio.control.context import ControlContext
 from optio.control.executor import write_transition
 from optio.control.handlers import Loaded, Outcome
 from optio.control.kinds.job import active_process_count, executor_error_policy, run_view
+from optio.control.ports import Forge, PullRequestState, Worktrees
 from optio.domain import prompts
 from optio.domain.actions import Action, LaunchReview, MergePullRequest, OpenPullRequest, Provision
 from optio.domain.reconcile.repo import decide_repo_task
@@ -30,10 +30,10 @@ from optio.domain.snapshot import Capacity
 from optio.domain.states import TERMINAL, RunKind
 from optio.errors import AppError
 from optio.forge.git import branch_for_task
-from optio.forge.local import LocalForge
-from optio.services.tickets import close_for_task
-from optio.store import queue, runs
-from optio.store.models import CiRun, PrReview, PullRequest, Repo, RepoTask, ReviewRun, TaskDependency
+from optio.store import pull_requests, queue, repo_tasks, runs
+from optio.store.models import Repo
+from optio.store.session import Session
+from optio.store.tickets import close_for_task
 
 log = structlog.get_logger("optio.repo_tasks")
 
@@ -48,30 +48,66 @@ AGENT_GIT_IDENTITY = {
 }
 
 
-def forge_of(ctx: ControlContext) -> LocalForge:
-    forge = ctx.forge
-    assert forge is not None, "the local forge is not configured"
-    return forge  # type: ignore[no-any-return]
+@dataclass(frozen=True)
+class RepoAt:
+    """A repo as the ports see it: its id and where its remote is."""
+
+    id: int
+    remote_url: str
+
+
+@dataclass(frozen=True)
+class RepoTaskFacts:
+    """What a repo task's side effects need beyond its snapshot: its repo, agent, PR and worktree."""
+
+    repo_id: int
+    remote_url: str
+    forge_kind: str
+    default_branch: str
+    agent_type: str
+    agent_config: dict[str, Any]
+    secret_names: list[str]
+    session_id: str | None
+    worktree: str | None
+    review_agent_type: str | None
+    review_agent_config: dict[str, Any]
+    review_prompt: str
+    pr_number: int | None
+    pr_id: int | None  # the forge's own id of the PR, where it has one (the local forge's row)
+    pr_title: str | None
+
+
+RepoLoaded = Loaded[RepoTaskSnapshot, RepoTaskFacts]
+
+
+def forge_of(ctx: ControlContext, loaded: RepoLoaded) -> Forge:
+    """The forge the task's repo lives on (resolved per repo, so repos on different forges coexist)."""
+    return ctx.forge_for(loaded.facts.forge_kind)
+
+
+def worktrees_of(ctx: ControlContext, loaded: RepoLoaded) -> Worktrees:
+    return ctx.worktrees_for(RepoAt(loaded.facts.repo_id, loaded.facts.remote_url))
 
 
 def worktree_path(ctx: ControlContext, task_id: int) -> Path:
     return ctx.data_dir / "worktrees" / f"task-{task_id}"
 
 
-def pr_view(session: Session, pr: PullRequest, repo: Repo) -> PullRequestView:
+def pr_view(state: PullRequestState) -> PullRequestView:
+    """The decision's view of the task's PR, from what its forge reports."""
+    pr, ci, review = state.info, state.ci, state.review
     ci_status: str | None = None
     ci_tail = ""
-    if repo.ci_command:
-        ci = session.scalar(select(CiRun).where(CiRun.pr_id == pr.id, CiRun.head_sha == pr.head_sha))
+    if state.ci_required:
         ci_status = "pending" if ci is None else ci.status
         if ci is not None and ci.status == "failing":
             ci_tail = ci.output[-CI_TAIL_CHARS:]
-    review = session.scalar(select(PrReview).where(PrReview.pr_id == pr.id).order_by(PrReview.id.desc()).limit(1))
     status = None
     if review is not None:
         status = "approved" if review.verdict == "approve" else "changes_requested"
     return PullRequestView(
-        number=pr.number, state=pr.state, head_sha=pr.head_sha, base_sha=pr.base_sha, mergeable=pr.mergeable,
+        number=pr.number, state=pr.state, head_sha=pr.head_sha,  # type: ignore[arg-type]
+        base_sha=pr.base_sha, mergeable=pr.mergeable,
         conflicting_files=tuple(pr.conflicting_files or ()), ci_status=ci_status,  # type: ignore[arg-type]
         ci_output_tail=ci_tail, review_status=status,  # type: ignore[arg-type]
         review_id=review.id if review else None,
@@ -92,35 +128,19 @@ class RepoTaskHandler:
     terminal = TERMINAL[RunKind.REPO_TASK]
 
     def build_snapshot(self, ctx: ControlContext, session: Session, run_id: int, workspace_id: int,
-                       now: datetime) -> Loaded | None:
-        task = session.scalar(select(RepoTask).where(RepoTask.id == run_id, RepoTask.workspace_id == workspace_id))
-        if task is None:
+                       now: datetime) -> RepoLoaded | None:
+        row = repo_tasks.load(session, run_id, workspace_id)
+        if row is None:
             return None
-        repo = session.get(Repo, task.repo_id)
-        if repo is None:
-            return None
-        deps = tuple(
-            DependencyView(id=dep_id, state=state)
-            for dep_id, state in session.execute(
-                select(RepoTask.id, RepoTask.state)
-                .join(TaskDependency, TaskDependency.depends_on_id == RepoTask.id)
-                .where(TaskDependency.task_id == task.id)
-            )
-        )
+        task, repo = row
+        deps = tuple(DependencyView(id=dep_id, state=state)
+                     for dep_id, state in repo_tasks.dependencies(session, task.id))
         capacity = Capacity()
         if task.state == "queued":
-            in_repo = session.scalar(
-                select(func.count()).select_from(RepoTask)
-                .where(RepoTask.repo_id == repo.id, RepoTask.state.in_(ACTIVE_STATES))
-            ) or 0
+            in_repo = repo_tasks.active_in_repo(session, repo.id)
             # Queued tasks of the repo that come first (higher priority, then older) hold their claim on the
             # next free slots, so --priority decides who starts, not whoever is looked at first.
-            ahead = session.scalar(
-                select(func.count()).select_from(RepoTask)
-                .where(RepoTask.repo_id == repo.id, RepoTask.state == "queued", RepoTask.id != task.id,
-                       (RepoTask.priority > task.priority)
-                       | ((RepoTask.priority == task.priority) & (RepoTask.id < task.id)))
-            ) or 0
+            ahead = repo_tasks.queued_ahead(session, task)
             capacity = Capacity(
                 running_global=active_process_count(session), max_global=ctx.settings.max_concurrent_runs,
                 running_scope=in_repo + ahead, max_scope=repo_cap(ctx, repo, now),
@@ -128,10 +148,10 @@ class RepoTaskHandler:
         process = None
         if task.state == "running":
             process = processes.process_view(ctx, processes.latest_process(session, KIND, task.id))
-        pr = session.get(PullRequest, task.pr_id) if task.pr_id else None
-        review = session.scalar(
-            select(ReviewRun).where(ReviewRun.task_id == task.id).order_by(ReviewRun.id.desc()).limit(1)
-        )
+        # Only a task that got as far as a branch can have a PR; its forge says which and in what state.
+        pr_state = ctx.forge_for(repo.forge).pr_for_task(repo.id, task.id) if task.branch else None
+        pr = pr_state.info if pr_state is not None else None
+        review = repo_tasks.latest_review_run(session, task.id)
         snap = RepoTaskSnapshot(
             now=now,
             run=run_view(task, RunKind.REPO_TASK),
@@ -145,7 +165,7 @@ class RepoTaskHandler:
             dependencies=deps,
             process=process,
             capacity=capacity,
-            pr=pr_view(session, pr, repo) if pr is not None else None,
+            pr=pr_view(pr_state) if pr_state is not None else None,
             review_run=ReviewRunView(id=review.id, state=review.state, head_sha=review.head_sha,
                                      verdict=review.verdict) if review else None,  # type: ignore[arg-type]
             worktree_ready=task.worktree_ready,
@@ -155,63 +175,60 @@ class RepoTaskHandler:
             provisioning_since=task.provisioning_since,
             executor_errors=executor_error_policy(ctx),
         )
-        extra = {
-            "repo_id": repo.id, "remote_url": repo.remote_url, "default_branch": repo.default_branch,
-            "agent_type": task.agent_type, "agent_config": dict(task.agent_config or {}),
-            "secret_names": sorted(set(task.secret_names or []) | set(repo.secret_names or [])),
-            "session_id": task.agent_session_id, "pr_number": pr.number if pr else None,
-            "worktree": task.worktree_path, "review_agent_type": repo.review_agent_type,
-            "review_agent_config": dict(repo.review_agent_config or {}), "review_prompt": repo.review_prompt,
-            "pr_id": pr.id if pr else None, "pr_title": pr.title if pr else None,
-        }
-        return Loaded(workspace_id=workspace_id, snapshot=snap, extra=extra)
+        facts = RepoTaskFacts(
+            repo_id=repo.id, remote_url=repo.remote_url, forge_kind=repo.forge, default_branch=repo.default_branch,
+            agent_type=task.agent_type, agent_config=dict(task.agent_config or {}),
+            secret_names=sorted(set(task.secret_names or []) | set(repo.secret_names or [])),
+            session_id=task.agent_session_id, worktree=task.worktree_path,
+            review_agent_type=repo.review_agent_type, review_agent_config=dict(repo.review_agent_config or {}),
+            review_prompt=repo.review_prompt, pr_number=pr.number if pr else None, pr_id=pr.id if pr else None,
+            pr_title=pr.title if pr else None,
+        )
+        return Loaded(workspace_id=workspace_id, snapshot=snap, facts=facts)
 
     def decide(self, snapshot: Any) -> Action:
         return decide_repo_task(snapshot)
 
-    def admit(self, ctx: ControlContext, session: Session, loaded: Loaded, to_state: str) -> bool:
+    def admit(self, ctx: ControlContext, session: Session, loaded: RepoLoaded, to_state: str) -> bool:
         """Leaving the queue takes a slot: re-check the caps inside that transition's own transaction."""
         if not (loaded.run.state == "queued" and to_state == "provisioning"):
             return True
-        repo = session.get(Repo, loaded.extra["repo_id"])
+        repo = repo_tasks.get_repo(session, loaded.facts.repo_id)
         if repo is None:
             return True
-        return admit_repo_task(session, loaded.run.id, repo, ctx.settings.max_concurrent_runs,
+        return admit_repo_task(session, loaded.run.id, repo.id, ctx.settings.max_concurrent_runs,
                                repo_cap(ctx, repo, loaded.snapshot.now))
 
-    def launch(self, ctx: ControlContext, loaded: Loaded, action: Any, attempt: int) -> None:
-        extra = loaded.extra
+    def launch(self, ctx: ControlContext, loaded: RepoLoaded, action: Any, attempt: int) -> None:
+        facts = loaded.facts
         task_id = loaded.run.id
-        env = ctx.secret_env(loaded.workspace_id, extra["secret_names"], repo_id=extra["repo_id"], run=(KIND, task_id))
+        env = ctx.secret_env(loaded.workspace_id, facts.secret_names, repo_id=facts.repo_id, run=(KIND, task_id))
         env.update({"OPTIO_TASK_ID": str(task_id), "OPTIO_BRANCH": branch_for_task(task_id),
-                    "OPTIO_BASE_BRANCH": extra["default_branch"], **AGENT_GIT_IDENTITY})
+                    "OPTIO_BASE_BRANCH": facts.default_branch, **AGENT_GIT_IDENTITY})
         if action.resume_reason:
             env["OPTIO_RESUME_REASON"] = action.resume_reason
-        cwd = Path(extra["worktree"] or worktree_path(ctx, task_id))
+        cwd = Path(facts.worktree or worktree_path(ctx, task_id))
 
         def sync_origin() -> None:
             # The clone's origin/* are Optio's copy of the cache's: bring them current so a resumed agent's
             # `git fetch origin && git rebase origin/<base>` sees the base as it is now.
-            with ctx.db.read() as session:
-                repo = session.get(Repo, extra["repo_id"])
-            if repo is not None:
-                forge_of(ctx).cache(repo).sync_clone(cwd)
+            worktrees_of(ctx, loaded).sync_clone(cwd)
 
         processes.launch(
             ctx,
             processes.LaunchRequest(
                 kind=KIND, run_id=task_id, workspace_id=loaded.workspace_id, attempt=attempt,
-                agent_type=extra["agent_type"], agent_config=extra["agent_config"],
+                agent_type=facts.agent_type, agent_config=facts.agent_config,
                 prompt=action.prompt or loaded.snapshot.prompt,
                 cwd=cwd, env=env,
-                timeout_s=extra["agent_config"].get("timeout_s") or ctx.settings.agent_timeout_s,
-                resume_session_id=extra["session_id"] if action.resume_reason else None, prepare=sync_origin,
+                timeout_s=facts.agent_config.get("timeout_s") or ctx.settings.agent_timeout_s,
+                resume_session_id=facts.session_id if action.resume_reason else None, prepare=sync_origin,
             ),
         )
 
     # --- kind-specific actions -------------------------------------------------------------------------
 
-    def apply_special(self, ctx: ControlContext, loaded: Loaded, action: Any, now: datetime) -> Outcome:
+    def apply_special(self, ctx: ControlContext, loaded: RepoLoaded, action: Any, now: datetime) -> Outcome:
         if isinstance(action, Provision):
             return self._provision(ctx, loaded, action, now)
         if isinstance(action, OpenPullRequest):
@@ -222,7 +239,7 @@ class RepoTaskHandler:
             return self._merge(ctx, loaded, action, now)
         return Outcome("error", f"repo tasks do not support action {action.name!r}")
 
-    def _provision(self, ctx: ControlContext, loaded: Loaded, action: Provision, now: datetime) -> Outcome:
+    def _provision(self, ctx: ControlContext, loaded: RepoLoaded, action: Provision, now: datetime) -> Outcome:
         task_id = loaded.run.id
         path = worktree_path(ctx, task_id)
         branch = branch_for_task(task_id)
@@ -233,43 +250,36 @@ class RepoTaskHandler:
                                   clear_intent=False, now=now)
             if not ok:
                 return Outcome("stale")
-        forge = forge_of(ctx)
-        with ctx.db.read() as session:
-            repo = session.get(Repo, loaded.extra["repo_id"])
-            assert repo is not None
-        cache = forge.cache(repo)
+        cache = worktrees_of(ctx, loaded)
         # A failure here (a base branch that does not exist, an unreachable remote) is an executor error:
         # recorded, retried with backoff from the queue (not from a run slot), and given up after a bound.
         cache.ensure()
-        cache.add_worktree(path, branch, repo.default_branch)
+        cache.add_worktree(path, branch, loaded.facts.default_branch)
         with ctx.db.write() as session:
-            marked = session.execute(
-                update(RepoTask).where(RepoTask.id == task_id, RepoTask.state == "provisioning")
-                .values(worktree_ready=True, worktree_path=str(path), branch=branch, error=None,
-                        version=RepoTask.version + 1)
-            ).rowcount  # type: ignore[attr-defined]
+            # Guarded by the state, not the version: output or an intent may have bumped the version meanwhile.
+            marked = runs.cas_update(session, KIND, task_id, None, {"worktree_ready": True,
+                                                                   "worktree_path": str(path), "branch": branch,
+                                                                   "error": None},
+                                     now=now, expected_state="provisioning")
             queue.enqueue(session, KIND, task_id, loaded.workspace_id, reason="worktree ready")
-            ended = not marked and session.scalar(select(RepoTask.state).where(RepoTask.id == task_id)) in self.terminal
+            ended = not marked and repo_tasks.state_of(session, task_id) in self.terminal
         if ended:
             # The task ended (e.g. cancelled) while git was busy, so its cleanup may have run before the
             # worktree existed. A task that merely moved on (a parallel re-provision won) keeps it.
             cache.remove_worktree(path)
         return Outcome("applied" if marked else "stale")
 
-    def _open_pr(self, ctx: ControlContext, loaded: Loaded, action: OpenPullRequest, now: datetime) -> Outcome:
+    def _open_pr(self, ctx: ControlContext, loaded: RepoLoaded, action: OpenPullRequest, now: datetime) -> Outcome:
         """Commit what the agent left, push, open or update the PR; no changes at all completes the task."""
         task_id = loaded.run.id
         snap: RepoTaskSnapshot = loaded.snapshot
-        forge = forge_of(ctx)
-        with ctx.db.read() as session:
-            repo = session.get(Repo, loaded.extra["repo_id"])
-            assert repo is not None
-        cache = forge.cache(repo)
-        path = Path(loaded.extra["worktree"] or worktree_path(ctx, task_id))
+        forge = forge_of(ctx, loaded)
+        cache = worktrees_of(ctx, loaded)
+        path = Path(loaded.facts.worktree or worktree_path(ctx, task_id))
         branch = branch_for_task(task_id)
         cache.commit_all(path, prompts.task_commit_message(snap.title, task_id))
         cache.fetch()
-        if cache.commits_ahead(path, f"origin/{repo.default_branch}") == 0 and snap.pr is None:
+        if cache.commits_ahead(path, f"origin/{loaded.facts.default_branch}") == 0 and snap.pr is None:
             ok = write_transition(ctx, self, loaded, to="completed", reason="agent made no changes; no pull request",
                                   event="completed", patch={"note": "agent finished without changing anything",
                                                            "error": None},
@@ -279,42 +289,40 @@ class RepoTaskHandler:
             return Outcome("applied" if ok else "stale")
         head_sha = cache.push_branch(path, branch)
         body = prompts.pull_request_body(snap.prompt, task_id)
-        info = forge.open_or_update_pr(repo.id, task_id, head_branch=branch, head_sha=head_sha, title=snap.title,
-                                       body=body)
+        info = forge.open_or_update_pr(loaded.facts.repo_id, task_id, head_branch=branch, head_sha=head_sha,
+                                       title=snap.title, body=body)
         event = "pr_updated" if snap.pr is not None else "pr_opened"
         ok = write_transition(ctx, self, loaded, to="pr_opened",
                               reason=f"pushed {head_sha[:10]} to #{info.number}", event=event,
                               patch={"error": None}, clear_intent=False, now=now)
         return Outcome("applied" if ok else "stale")
 
-    def _launch_review(self, ctx: ControlContext, loaded: Loaded, action: LaunchReview, now: datetime) -> Outcome:
-        extra = loaded.extra
+    def _launch_review(self, ctx: ControlContext, loaded: RepoLoaded, action: LaunchReview, now: datetime) -> Outcome:
+        facts = loaded.facts
         with ctx.db.write() as session:
-            exists = session.scalar(select(ReviewRun.id).where(ReviewRun.task_id == loaded.run.id,
-                                                               ReviewRun.head_sha == action.head_sha,
-                                                               ReviewRun.state.not_in(("failed", "cancelled"))))
-            if exists is not None:
+            if repo_tasks.live_review_exists(session, loaded.run.id, action.head_sha):
                 return Outcome("applied", "review already launched")
-            prompt = prompts.review_prompt(extra["review_prompt"], pr_number=extra["pr_number"],
-                                           pr_title=extra["pr_title"], base_branch=extra["default_branch"],
+            if facts.pr_id is None or facts.pr_number is None:
+                return Outcome("error", "the task's forge keeps no PR row a review agent can be attached to")
+            prompt = prompts.review_prompt(facts.review_prompt, pr_number=facts.pr_number,
+                                           pr_title=facts.pr_title or "", base_branch=facts.default_branch,
                                            head_sha=action.head_sha, task_prompt=loaded.snapshot.prompt)
-            review = ReviewRun(workspace_id=loaded.workspace_id, task_id=loaded.run.id, pr_id=extra["pr_id"],
-                               head_sha=action.head_sha, agent_type=extra["review_agent_type"] or "script",
-                               agent_config=extra["review_agent_config"], prompt=prompt, state="queued")
-            session.add(review)
-            session.flush()
+            review_id = repo_tasks.add_review_run(
+                session, workspace_id=loaded.workspace_id, task_id=loaded.run.id, pr_id=facts.pr_id,
+                head_sha=action.head_sha, agent_type=facts.review_agent_type or "script",
+                agent_config=facts.review_agent_config, prompt=prompt)
             runs.record_event(session, workspace_id=loaded.workspace_id, kind=KIND, run_id=loaded.run.id,
                               event="review_requested", from_state=loaded.run.state, to_state=loaded.run.state,
-                              reason=f"review agent run #{review.id} on {action.head_sha[:10]}", now=now)
-            queue.enqueue(session, RunKind.PR_REVIEW.value, review.id, loaded.workspace_id, reason="created")
+                              reason=f"review agent run #{review_id} on {action.head_sha[:10]}", now=now)
+            queue.enqueue(session, RunKind.PR_REVIEW.value, review_id, loaded.workspace_id, reason="created")
         return Outcome("applied")
 
-    def _merge(self, ctx: ControlContext, loaded: Loaded, action: MergePullRequest, now: datetime) -> Outcome:
+    def _merge(self, ctx: ControlContext, loaded: RepoLoaded, action: MergePullRequest, now: datetime) -> Outcome:
         snap: RepoTaskSnapshot = loaded.snapshot
         assert snap.pr is not None
         message = prompts.squash_merge_message(snap.title, snap.pr.number, loaded.run.id)
         try:
-            merged_sha = forge_of(ctx).merge(loaded.extra["repo_id"], snap.pr.number, head_sha=action.head_sha,
+            merged_sha = forge_of(ctx, loaded).merge(loaded.facts.repo_id, snap.pr.number, head_sha=action.head_sha,
                                              message=message)
         except AppError as exc:
             return Outcome("deferred", exc.message)  # the forge enqueued the task with the new facts
@@ -326,45 +334,39 @@ class RepoTaskHandler:
 
     # --- hooks ----------------------------------------------------------------------------------------
 
-    def on_transition(self, ctx: ControlContext, session: Session, loaded: Loaded, to_state: str,
+    def on_transition(self, ctx: ControlContext, session: Session, loaded: RepoLoaded, to_state: str,
                       now: datetime) -> None:
         task_id = loaded.run.id
         if to_state == "completed":
-            task = session.get(RepoTask, task_id)
+            task = repo_tasks.get_task(session, task_id)
             if task is not None:
                 close_for_task(session, task, prompts.ticket_close_note(task_id))
         if to_state in self.terminal:
-            for dep_task, ws in session.execute(
-                select(TaskDependency.task_id, TaskDependency.workspace_id)
-                .where(TaskDependency.depends_on_id == task_id)
-            ):
+            for dep_task, ws in repo_tasks.dependents(session, task_id):
                 queue.enqueue(session, KIND, dep_task, ws, reason=f"dependency #{task_id} {to_state}")
-            if to_state == "cancelled" and loaded.extra.get("pr_id"):
-                session.execute(update(PullRequest).where(PullRequest.id == loaded.extra["pr_id"],
-                                                          PullRequest.state == "open")
-                                .values(state="closed", closed_at=now))
+            if to_state == "cancelled" and loaded.facts.pr_id:
+                pull_requests.close_if_open(session, loaded.facts.pr_id, now)
         if loaded.run.state in ACTIVE_STATES and to_state not in ACTIVE_STATES:
-            for other, ws in session.execute(
-                select(RepoTask.id, RepoTask.workspace_id)
-                .where(RepoTask.repo_id == loaded.extra["repo_id"], RepoTask.state == "queued")
-                .order_by(RepoTask.priority.desc(), RepoTask.id).limit(10)
-            ):
+            for other, ws in repo_tasks.next_queued_in_repo(session, loaded.facts.repo_id, 10):
                 queue.enqueue(session, KIND, other, ws, reason="capacity freed")
 
-    def after_commit(self, ctx: ControlContext, loaded: Loaded, action: Any) -> None:
+    def after_commit(self, ctx: ControlContext, loaded: RepoLoaded, action: Any) -> None:
         to = getattr(action, "to", None)
+        if to == "cancelled" and loaded.facts.pr_number is not None and loaded.facts.pr_id is None:
+            # A PR the forge keeps elsewhere (the local forge's closed with the cancel itself, just above).
+            try:
+                forge_of(ctx, loaded).close(loaded.facts.repo_id, loaded.facts.pr_number)
+            except Exception:
+                log.exception("pr_close_failed", task=loaded.run.id)
         if to in self.terminal:
             self.cleanup(ctx, loaded)
 
-    def cleanup(self, ctx: ControlContext, loaded: Loaded) -> None:
+    def cleanup(self, ctx: ControlContext, loaded: RepoLoaded) -> None:
         """Remove the task's worktree once the task is over (it is kept while the PR is open)."""
-        path = loaded.extra.get("worktree")
+        path = loaded.facts.worktree
         if not path:
             return
         try:
-            with ctx.db.read() as session:
-                repo = session.get(Repo, loaded.extra["repo_id"])
-            if repo is not None:
-                forge_of(ctx).cache(repo).remove_worktree(Path(path))
+            worktrees_of(ctx, loaded).remove_worktree(Path(path))
         except Exception:
             log.exception("worktree_cleanup_failed", task=loaded.run.id, path=path)

@@ -11,23 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
 
 from optio.control import processes
 from optio.control.context import ControlContext
 from optio.control.handlers import Loaded, Outcome
 from optio.control.kinds.job import active_process_count, executor_error_policy, run_view
+from optio.control.kinds.repo import RepoAt
 from optio.domain.actions import Action
 from optio.domain.prompts import SCRIPT_VERDICT_WRAPPER, review_comment, vendor_verdict_instructions
 from optio.domain.reconcile.review import ReviewRunSnapshot, decide_pr_review, read_verdict
 from optio.domain.snapshot import Capacity, ProcessStatus
 from optio.domain.states import TERMINAL, RunKind
-from optio.forge.export import export_tree
-from optio.forge.local import LocalForge
 from optio.runtime.base import Mounts
-from optio.store import queue
-from optio.store.models import PrReview, PullRequest, Repo, ReviewRun, RunLog
+from optio.store import logs, pull_requests, queue, repo_tasks, reviews, runs
+from optio.store.session import Session
 
 log = structlog.get_logger("optio.reviews")
 
@@ -82,19 +79,38 @@ def read_verdict_file(path: Path) -> str | None:
         return ""
 
 
+@dataclass(frozen=True)
+class ReviewRunFacts:
+    """What launching a review and recording its verdict need beyond the snapshot."""
+
+    repo_id: int
+    remote_url: str
+    task_id: int
+    pr_id: int
+    pr_number: int
+    head_sha: str
+    base_branch: str
+    base_sha: str | None
+    agent_type: str
+    agent_config: dict[str, Any]
+    prompt: str
+    worktree: str | None
+    secret_names: list[str]
+
+
+ReviewLoaded = Loaded[ReviewRunSnapshot, ReviewRunFacts]
+
+
 class ReviewRunHandler:
     kind = KIND
     terminal = TERMINAL[RunKind.PR_REVIEW]
 
     def build_snapshot(self, ctx: ControlContext, session: Session, run_id: int, workspace_id: int,
-                       now: datetime) -> Loaded | None:
-        run = session.scalar(select(ReviewRun).where(ReviewRun.id == run_id, ReviewRun.workspace_id == workspace_id))
-        if run is None:
+                       now: datetime) -> ReviewLoaded | None:
+        row = reviews.load(session, run_id, workspace_id)
+        if row is None:
             return None
-        pr = session.get(PullRequest, run.pr_id)
-        repo = session.get(Repo, pr.repo_id) if pr else None
-        if pr is None or repo is None:
-            return None
+        run, pr, repo = row
         capacity = Capacity()
         if run.state == "queued":
             capacity = Capacity(running_global=active_process_count(session),
@@ -109,20 +125,20 @@ class ReviewRunHandler:
                                  capacity=capacity, stall_threshold_s=ctx.settings.stall_threshold_s,
                                  verdict_file=verdict,
                                  executor_errors=executor_error_policy(ctx))
-        extra = {"repo_id": repo.id, "task_id": run.task_id, "pr_id": pr.id, "head_sha": run.head_sha,
-                 "agent_type": run.agent_type, "agent_config": dict(run.agent_config or {}), "prompt": run.prompt,
-                 "worktree": run.worktree_path, "pr_number": pr.number, "base_branch": pr.base_branch,
-                 "base_sha": pr.base_sha, "secret_names": list(repo.secret_names or [])}
-        return Loaded(workspace_id=workspace_id, snapshot=snap, extra=extra)
+        facts = ReviewRunFacts(repo_id=repo.id, remote_url=repo.remote_url, task_id=run.task_id, pr_id=pr.id,
+                               pr_number=pr.number, head_sha=run.head_sha, base_branch=pr.base_branch,
+                               base_sha=pr.base_sha, agent_type=run.agent_type,
+                               agent_config=dict(run.agent_config or {}), prompt=run.prompt,
+                               worktree=run.worktree_path, secret_names=list(repo.secret_names or []))
+        return Loaded(workspace_id=workspace_id, snapshot=snap, facts=facts)
 
     def decide(self, snapshot: Any) -> Action:
         return decide_pr_review(snapshot)
 
-    def _forge(self, ctx: ControlContext) -> LocalForge:
-        assert ctx.forge is not None
-        return ctx.forge  # type: ignore[no-any-return]
+    def admit(self, ctx: ControlContext, session: Session, loaded: ReviewLoaded, to_state: str) -> bool:
+        return True
 
-    def launch(self, ctx: ControlContext, loaded: Loaded, action: Any, attempt: int) -> None:
+    def launch(self, ctx: ControlContext, loaded: ReviewLoaded, action: Any, attempt: int) -> None:
         """Start the review with the base branch as its (trusted) working directory and the head read-only.
 
         The review command is resolved and run in a checkout of the base branch, so a PR that rewrites
@@ -130,32 +146,29 @@ class ReviewRunHandler:
         `$OPTIO_PR_HEAD_DIR`. The verdict goes to `$OPTIO_REVIEW_VERDICT_FILE` in a directory only the
         review can write; for the script agent Optio's wrapper writes it from the command's exit code.
         """
-        extra = loaded.extra
+        facts = loaded.facts
         layout = ReviewLayout(ctx.data_dir / "worktrees" / f"review-{loaded.run.id}-{attempt}")
         with ctx.db.write() as session:
-            session.execute(update(ReviewRun).where(ReviewRun.id == loaded.run.id)
-                            .values(worktree_path=str(layout.root)))
-            repo = session.get(Repo, extra["repo_id"])
-            assert repo is not None
-        cache = self._forge(ctx).cache(repo)
+            runs.cas_update(session, KIND, loaded.run.id, None, {"worktree_path": str(layout.root)})
+        cache = ctx.worktrees_for(RepoAt(facts.repo_id, facts.remote_url))
 
         def checkout() -> None:
             # A review must see the PR head and the base; without them the launch fails rather than review nothing.
             cache.ensure()
             cache.fetch()
-            export_tree(cache, extra["head_sha"], layout.head)
-            export_tree(cache, extra["base_sha"] or f"origin/{extra['base_branch']}", layout.base)
+            cache.export_tree(facts.head_sha, layout.head)
+            cache.export_tree(facts.base_sha or f"origin/{facts.base_branch}", layout.base)
             if layout.verdict_dir.exists():
                 shutil.rmtree(layout.verdict_dir)
             layout.verdict_dir.mkdir(mode=0o700)
 
-        env = ctx.secret_env(loaded.workspace_id, extra["secret_names"], repo_id=extra["repo_id"],
+        env = ctx.secret_env(loaded.workspace_id, facts.secret_names, repo_id=facts.repo_id,
                              run=(KIND, loaded.run.id))
-        env.update({"OPTIO_PR_NUMBER": str(extra["pr_number"]), "OPTIO_HEAD_SHA": extra["head_sha"],
-                    "OPTIO_BASE_BRANCH": extra["base_branch"], "OPTIO_PR_HEAD_DIR": str(layout.head),
+        env.update({"OPTIO_PR_NUMBER": str(facts.pr_number), "OPTIO_HEAD_SHA": facts.head_sha,
+                    "OPTIO_BASE_BRANCH": facts.base_branch, "OPTIO_PR_HEAD_DIR": str(layout.head),
                     "OPTIO_PR_BASE_DIR": str(layout.base), "OPTIO_REVIEW_VERDICT_FILE": str(layout.verdict_file)})
-        agent_config, prompt = dict(extra["agent_config"]), extra["prompt"]
-        if extra["agent_type"] == "script":
+        agent_config, prompt = dict(facts.agent_config), facts.prompt
+        if facts.agent_type == "script":
             command = agent_config.get("command")
             if isinstance(command, str) and command.strip():  # else the script agent refuses the config itself
                 # The repo's command (from settings, run in the base checkout) keeps its meaning: exit 0 approves.
@@ -167,49 +180,44 @@ class ReviewRunHandler:
             ctx,
             processes.LaunchRequest(
                 kind=KIND, run_id=loaded.run.id, workspace_id=loaded.workspace_id, attempt=attempt,
-                agent_type=extra["agent_type"], agent_config=agent_config, prompt=prompt,
+                agent_type=facts.agent_type, agent_config=agent_config, prompt=prompt,
                 cwd=layout.base, env=env, timeout_s=agent_config.get("timeout_s") or ctx.settings.agent_timeout_s,
                 prepare=checkout,
                 mounts=Mounts(writable=(layout.verdict_dir,), readonly=(layout.head, layout.base)),
             ),
         )
 
-    def apply_special(self, ctx: ControlContext, loaded: Loaded, action: Any, now: datetime) -> Outcome:
+    def apply_special(self, ctx: ControlContext, loaded: ReviewLoaded, action: Any, now: datetime) -> Outcome:
         return Outcome("error", f"review runs do not support action {action.name!r}")
 
-    def on_transition(self, ctx: ControlContext, session: Session, loaded: Loaded, to_state: str,
+    def on_transition(self, ctx: ControlContext, session: Session, loaded: ReviewLoaded, to_state: str,
                       now: datetime) -> None:
         """A finished review becomes a review on the PR, in the same transaction; the task looks at once."""
-        extra = loaded.extra
+        facts = loaded.facts
         if to_state == "completed":
             snap = loaded.snapshot
             code = snap.process.exit_code if snap.process is not None else None
             found = read_verdict(code, snap.verdict_file if isinstance(snap, ReviewRunSnapshot) else None)
             verdict = found.verdict
-            lines = session.scalars(
-                select(RunLog.text).where(RunLog.run_kind == KIND, RunLog.run_id == loaded.run.id,
-                                          RunLog.stream == "stdout", RunLog.attempt == loaded.run.attempts)
-                .order_by(RunLog.seq)
-            )
+            lines = logs.attempt_lines(session, KIND, loaded.run.id, loaded.run.attempts)
             text = "\n".join(lines).strip()
             if found.note:
                 text = review_comment(text, found.note)
             comments = ctx.redact(text[-COMMENT_MAX_CHARS:] if found.note else text[:COMMENT_MAX_CHARS],
-                                  loaded.workspace_id, extra["repo_id"])
-            session.execute(update(ReviewRun).where(ReviewRun.id == loaded.run.id)
-                            .values(verdict=verdict, comments=comments))
-            session.add(PrReview(workspace_id=loaded.workspace_id, pr_id=extra["pr_id"], head_sha=extra["head_sha"],
-                                 verdict=verdict, comments=comments, author=f"review-agent:{extra['agent_type']}"))
+                                  loaded.workspace_id, facts.repo_id)
+            runs.cas_update(session, KIND, loaded.run.id, None, {"verdict": verdict, "comments": comments}, now=now)
+            pull_requests.add_review(session, workspace_id=loaded.workspace_id, pr_id=facts.pr_id,
+                                     head_sha=facts.head_sha, verdict=verdict, comments=comments,
+                                     author=f"review-agent:{facts.agent_type}")
         if to_state in self.terminal:
-            queue.enqueue(session, "repo_task", extra["task_id"], loaded.workspace_id, reason=f"review {to_state}")
+            queue.enqueue(session, "repo_task", facts.task_id, loaded.workspace_id, reason=f"review {to_state}")
 
-    def after_commit(self, ctx: ControlContext, loaded: Loaded, action: Any) -> None:
+    def after_commit(self, ctx: ControlContext, loaded: ReviewLoaded, action: Any) -> None:
         if getattr(action, "to", None) not in self.terminal:
             return
         with ctx.db.read() as session:
-            run = session.get(ReviewRun, loaded.run.id)
-            repo = session.get(Repo, loaded.extra["repo_id"])
-            path = run.worktree_path if run else None
+            path = reviews.worktree_path(session, loaded.run.id)
+            repo = repo_tasks.get_repo(session, loaded.facts.repo_id)
         if path and repo is not None and Path(path).name.startswith("review-"):
             try:
                 ReviewLayout(Path(path)).remove()

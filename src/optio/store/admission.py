@@ -1,0 +1,38 @@
+"""The counts behind the exact concurrency caps, read inside the transaction that starts a run.
+
+On SQLite write transactions are serialized already (BEGIN IMMEDIATE); on PostgreSQL an advisory lock
+serializes the starts, so the count a start sees includes every start committed before it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from optio.store.models import AgentProcess, JobRun, RepoTask, ReviewRun
+
+ADMISSION_LOCK_KEY = 0x0F710  # any constant shared by every Optio replica
+ACTIVE: dict[type[Any], tuple[str, ...]] = {
+    JobRun: ("running",), RepoTask: ("provisioning", "running"), ReviewRun: ("running",),
+}
+ACTIVE_PROCESS_STATES = ("starting", "alive")
+
+
+def serialize_starts(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK_KEY})
+
+
+def active_runs(session: Session) -> int:
+    total = 0
+    for model, states in ACTIVE.items():
+        total += session.scalar(select(func.count()).select_from(model).where(model.state.in_(states))) or 0
+    return total
+
+
+def active_processes(session: Session) -> int:
+    return session.scalar(
+        select(func.count()).select_from(AgentProcess).where(AgentProcess.status.in_(ACTIVE_PROCESS_STATES))
+    ) or 0

@@ -1,0 +1,159 @@
+"""Pull requests of the local forge with their CI runs and reviews: the aggregate's reads and named writes.
+
+The local forge, the merge gates, the PR service and the control plane reach these rows only through here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from optio.store.models import CiRun, PrReview, PullRequest, Repo, RepoTask
+
+
+def close_if_open(session: Session, pr_id: int, now: datetime) -> None:
+    session.execute(update(PullRequest).where(PullRequest.id == pr_id, PullRequest.state == "open")
+                    .values(state="closed", closed_at=now))
+
+
+def add_review(session: Session, *, workspace_id: int, pr_id: int, head_sha: str, verdict: str, comments: str,
+               author: str) -> None:
+    """Record a review of `head_sha` (its comments already redacted by the caller)."""
+    session.add(PrReview(workspace_id=workspace_id, pr_id=pr_id, head_sha=head_sha, verdict=verdict,
+                         comments=comments, author=author))
+
+
+# --- reads ----------------------------------------------------------------------------------------------
+
+def get(session: Session, pr_id: int) -> PullRequest | None:
+    return session.get(PullRequest, pr_id)
+
+
+def in_workspace(session: Session, workspace_id: int, pr_id: int) -> PullRequest | None:
+    return session.scalar(select(PullRequest).where(PullRequest.id == pr_id, PullRequest.workspace_id == workspace_id))
+
+
+def by_number(session: Session, repo_id: int, number: int) -> PullRequest | None:
+    return session.scalar(select(PullRequest).where(PullRequest.repo_id == repo_id, PullRequest.number == number))
+
+
+def by_number_in_workspace(session: Session, workspace_id: int, number: int,
+                           repo: str | None = None) -> list[PullRequest]:
+    """PRs numbered `number` in the workspace, in the repo named (or numbered) `repo` when given."""
+    q = select(PullRequest).where(PullRequest.workspace_id == workspace_id, PullRequest.number == number)
+    if repo is not None:
+        repo_id = int(repo) if repo.isdigit() else -1
+        q = q.join(Repo, Repo.id == PullRequest.repo_id).where((Repo.name == repo) | (Repo.id == repo_id))
+    return list(session.scalars(q))
+
+
+def list_in_workspace(session: Session, workspace_id: int, *, state: str | None = None,
+                      limit: int = 500) -> list[PullRequest]:
+    q = select(PullRequest).where(PullRequest.workspace_id == workspace_id).order_by(PullRequest.id.desc())
+    if state:
+        q = q.where(PullRequest.state == state)
+    return list(session.scalars(q.limit(limit)))
+
+
+def open_for_task(session: Session, task_id: int) -> PullRequest | None:
+    return session.scalar(select(PullRequest).where(PullRequest.task_id == task_id, PullRequest.state == "open"))
+
+
+def of_task(session: Session, repo_id: int, task_id: int) -> tuple[PullRequest, str | None] | None:
+    """The task's current PR (the one its row points at) and its repo's CI command."""
+    row = session.execute(
+        select(PullRequest, Repo.ci_command).join(RepoTask, RepoTask.pr_id == PullRequest.id)
+        .join(Repo, Repo.id == PullRequest.repo_id)
+        .where(RepoTask.id == task_id, PullRequest.repo_id == repo_id)
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+def open_ids(session: Session, repo_id: int | None = None) -> list[int]:
+    q = select(PullRequest.id).where(PullRequest.state == "open")
+    if repo_id is not None:
+        q = q.where(PullRequest.repo_id == repo_id)
+    return list(session.scalars(q))
+
+
+def open_ids_unknown_mergeability(session: Session) -> list[int]:
+    return list(session.scalars(select(PullRequest.id).where(PullRequest.state == "open",
+                                                             PullRequest.mergeable.is_(None))))
+
+
+def ci_run(session: Session, pr_id: int, head_sha: str) -> CiRun | None:
+    return session.scalar(select(CiRun).where(CiRun.pr_id == pr_id, CiRun.head_sha == head_sha))
+
+
+def ci_runs(session: Session, pr_id: int) -> list[CiRun]:
+    return list(session.scalars(select(CiRun).where(CiRun.pr_id == pr_id).order_by(CiRun.id)))
+
+
+def pending_ci_of_open_prs(session: Session) -> list[tuple[int, str]]:
+    rows = session.execute(
+        select(CiRun.pr_id, CiRun.head_sha).join(PullRequest, PullRequest.id == CiRun.pr_id)
+        .where(CiRun.status == "pending", PullRequest.state == "open")
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def latest_review(session: Session, pr_id: int) -> PrReview | None:
+    return session.scalar(select(PrReview).where(PrReview.pr_id == pr_id).order_by(PrReview.id.desc()).limit(1))
+
+
+def reviews(session: Session, pr_id: int, *, head_sha: str | None = None) -> list[PrReview]:
+    q = select(PrReview).where(PrReview.pr_id == pr_id)
+    if head_sha is not None:
+        q = q.where(PrReview.head_sha == head_sha)
+    return list(session.scalars(q.order_by(PrReview.id)))
+
+
+def repo_of(session: Session, pr: PullRequest) -> Repo | None:
+    return session.get(Repo, pr.repo_id)
+
+
+def get_repo(session: Session, repo_id: int) -> Repo | None:
+    return session.get(Repo, repo_id)
+
+
+def all_repos(session: Session) -> list[Repo]:
+    return list(session.scalars(select(Repo)))
+
+
+def forge_kind_of(session: Session, repo_id: int) -> str | None:
+    return session.scalar(select(Repo.forge).where(Repo.id == repo_id))
+
+
+# --- writes ---------------------------------------------------------------------------------------------
+
+def create(session: Session, repo: Repo, task_id: int, *, title: str, body: str, head_branch: str,
+           head_sha: str) -> PullRequest:
+    """A new open PR of `repo`, numbered by the repo's own counter."""
+    number = repo.next_pr_number
+    repo.next_pr_number = number + 1
+    pr = PullRequest(workspace_id=repo.workspace_id, repo_id=repo.id, task_id=task_id, number=number, title=title,
+                     body=body, head_branch=head_branch, head_sha=head_sha, base_branch=repo.default_branch,
+                     state="open")
+    session.add(pr)
+    session.flush()
+    return pr
+
+
+def add_pending_ci(session: Session, pr: PullRequest, head_sha: str) -> None:
+    if ci_run(session, pr.id, head_sha) is None:
+        session.add(CiRun(workspace_id=pr.workspace_id, pr_id=pr.id, head_sha=head_sha, status="pending"))
+
+
+def point_task_at(session: Session, task_id: int, pr_id: int) -> None:
+    session.execute(update(RepoTask).where(RepoTask.id == task_id).values(pr_id=pr_id))
+
+
+def add_review_row(session: Session, *, workspace_id: int, pr_id: int, head_sha: str, verdict: str, comments: str,
+                   author: str) -> PrReview:
+    review = PrReview(workspace_id=workspace_id, pr_id=pr_id, head_sha=head_sha, verdict=verdict,
+                      comments=comments, author=author)
+    session.add(review)
+    session.flush()
+    return review

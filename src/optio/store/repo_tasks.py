@@ -1,0 +1,96 @@
+"""Repo tasks as the control plane reads and writes them: the task with its repo, dependencies and counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from optio.store.models import Repo, RepoTask, ReviewRun, TaskDependency
+
+ACTIVE_STATES = ("provisioning", "running")
+
+
+def load(session: Session, task_id: int, workspace_id: int) -> tuple[RepoTask, Repo] | None:
+    task = session.scalar(select(RepoTask).where(RepoTask.id == task_id, RepoTask.workspace_id == workspace_id))
+    if task is None:
+        return None
+    repo = session.get(Repo, task.repo_id)
+    return None if repo is None else (task, repo)
+
+
+def get_task(session: Session, task_id: int) -> RepoTask | None:
+    return session.get(RepoTask, task_id)
+
+
+def get_repo(session: Session, repo_id: int) -> Repo | None:
+    return session.get(Repo, repo_id)
+
+
+def state_of(session: Session, task_id: int) -> str | None:
+    return session.scalar(select(RepoTask.state).where(RepoTask.id == task_id))
+
+
+def dependencies(session: Session, task_id: int) -> list[tuple[int, str]]:
+    """(id, state) of every task this one waits for."""
+    rows = session.execute(
+        select(RepoTask.id, RepoTask.state)
+        .join(TaskDependency, TaskDependency.depends_on_id == RepoTask.id)
+        .where(TaskDependency.task_id == task_id)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def dependents(session: Session, task_id: int) -> list[tuple[int, int]]:
+    """(task id, workspace id) of every task waiting for this one."""
+    rows = session.execute(
+        select(TaskDependency.task_id, TaskDependency.workspace_id).where(TaskDependency.depends_on_id == task_id)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def active_in_repo(session: Session, repo_id: int, *, except_task: int | None = None) -> int:
+    q = select(func.count()).select_from(RepoTask).where(RepoTask.repo_id == repo_id,
+                                                         RepoTask.state.in_(ACTIVE_STATES))
+    if except_task is not None:
+        q = q.where(RepoTask.id != except_task)
+    return session.scalar(q) or 0
+
+
+def queued_ahead(session: Session, task: RepoTask) -> int:
+    """Queued tasks of the repo that come first (higher priority, then older)."""
+    return session.scalar(
+        select(func.count()).select_from(RepoTask)
+        .where(RepoTask.repo_id == task.repo_id, RepoTask.state == "queued", RepoTask.id != task.id,
+               (RepoTask.priority > task.priority)
+               | ((RepoTask.priority == task.priority) & (RepoTask.id < task.id)))
+    ) or 0
+
+
+def next_queued_in_repo(session: Session, repo_id: int, limit: int) -> list[tuple[int, int]]:
+    rows = session.execute(
+        select(RepoTask.id, RepoTask.workspace_id)
+        .where(RepoTask.repo_id == repo_id, RepoTask.state == "queued")
+        .order_by(RepoTask.priority.desc(), RepoTask.id).limit(limit)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def latest_review_run(session: Session, task_id: int) -> ReviewRun | None:
+    return session.scalar(select(ReviewRun).where(ReviewRun.task_id == task_id).order_by(ReviewRun.id.desc()).limit(1))
+
+
+def live_review_exists(session: Session, task_id: int, head_sha: str) -> bool:
+    """A review run of this head that has not failed or been cancelled."""
+    return session.scalar(select(ReviewRun.id).where(ReviewRun.task_id == task_id, ReviewRun.head_sha == head_sha,
+                                                     ReviewRun.state.not_in(("failed", "cancelled")))) is not None
+
+
+def add_review_run(session: Session, *, workspace_id: int, task_id: int, pr_id: int, head_sha: str,
+                   agent_type: str, agent_config: dict[str, Any], prompt: str) -> int:
+    review = ReviewRun(workspace_id=workspace_id, task_id=task_id, pr_id=pr_id, head_sha=head_sha,
+                       agent_type=agent_type, agent_config=agent_config, prompt=prompt, state="queued")
+    session.add(review)
+    session.flush()
+    return review.id

@@ -1,0 +1,23 @@
+"""Review-agent runs (`pr_review`) as the control plane reads them: the run with its PR and repo."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from optio.store.models import PullRequest, Repo, ReviewRun
+
+
+def load(session: Session, run_id: int, workspace_id: int) -> tuple[ReviewRun, PullRequest, Repo] | None:
+    run = session.scalar(select(ReviewRun).where(ReviewRun.id == run_id, ReviewRun.workspace_id == workspace_id))
+    if run is None:
+        return None
+    pr = session.get(PullRequest, run.pr_id)
+    repo = session.get(Repo, pr.repo_id) if pr else None
+    if pr is None or repo is None:
+        return None
+    return run, pr, repo
+
+
+def worktree_path(session: Session, run_id: int) -> str | None:
+    return session.scalar(select(ReviewRun.worktree_path).where(ReviewRun.id == run_id))
