@@ -134,3 +134,19 @@ def test_a_custom_driver_is_merged_as_text_and_never_run(tmp_path: Path) -> None
 
     assert cache.mergeability("main", sha2).conflicting_files == ["CHANGES"]
     assert not marker.exists()
+
+
+def test_a_gitattributes_that_is_a_symlink_counts_for_nothing_as_in_a_checkout(tmp_path: Path) -> None:
+    remote = make_remote(tmp_path, {"attrs.txt": "CHANGES merge=union\n", "CHANGES": "- first entry\n"})
+    seed = tmp_path / "seed"
+    (seed / ".gitattributes").symlink_to("attrs.txt")
+    run_git(["add", "-A"], cwd=seed)
+    run_git(["commit", "--quiet", "-m", "link the attributes"], cwd=seed)
+    run_git(["push", "--quiet", str(remote), "main"], cwd=seed, config=LOCAL_TRANSPORT)
+    cache = RepoCache(str(remote), tmp_path / "cache")
+    _, sha1 = start_task(cache, tmp_path, 1, {"CHANGES": "- from task one\n"})
+    wt2, sha2 = start_task(cache, tmp_path, 2, {"CHANGES": "- from task two\n"})
+    cache.squash_merge("main", sha1, "Task one (#1)", work_root=tmp_path / "merge")
+
+    assert rebase_conflicts(cache, wt2)
+    assert cache.mergeability("main", sha2).conflicting_files == ["CHANGES"]

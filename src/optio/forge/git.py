@@ -739,8 +739,9 @@ class RepoCache:
         for entry in listing.stdout.split("\0"):
             meta, _, path = entry.partition("\t")
             parts = meta.split()
-            if len(parts) == 3 and parts[1] == "blob" and (path == ".gitattributes"
-                                                            or path.endswith("/.gitattributes")):
+            # Regular files only: git does not follow a .gitattributes that is a symbolic link.
+            if len(parts) == 3 and parts[0] in ("100644", "100755") and (path == ".gitattributes"
+                                                                          or path.endswith("/.gitattributes")):
                 found.append((path, parts[2]))
         found.sort(key=lambda item: (item[0].count("/"), item[0]))
         chunks = []
