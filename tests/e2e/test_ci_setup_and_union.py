@@ -97,3 +97,24 @@ def test_two_tasks_appending_to_a_union_file_both_merge_without_a_conflict(
     assert b["resume_count"] == 0 and agent_starts(optio_server, second["id"]) == 1
     assert "conflict" not in events(optio_server, second["id"])
     assert git("show", "main:CHANGES", cwd=remote) == "- base\n- A\n- B\n"
+
+
+def test_a_ci_killed_by_its_timeout_needs_attention_without_resuming(tmp_path: Path) -> None:
+    server = OptioServer(tmp_path / "data", env={"OPTIO_CI_TIMEOUT_S": "2"}).start()
+    try:
+        remote = make_remote(tmp_path)
+        server.cli("repo", "add", str(remote), "--name", "slow-ci", "--ci-command",
+                   "echo running the suite; sleep 60", check=True)
+        task = new_task(server, "--repo", "slow-ci", "--title", "Add a file", "--prompt", "p",
+                        "--command", "echo hello > hello.txt")
+
+        final = server.wait_state(f"/api/repo-tasks/{task['id']}", END, timeout=90)
+
+        assert final["state"] == "needs_attention", (final, server.log()[-3000:])
+        assert agent_starts(server, task["id"]) == 1 and final["resume_count"] == 0
+        assert ci_runs(server, task["id"]) == [("error", "timeout")]
+        assert "killed by its timeout" in final["error"] and "running the suite" in final["error"]
+        shown = server.cli("pr", "show", "pr:1", "--repo", "slow-ci", check=True).stdout
+        assert "could not run: timeout" in shown and "timed out after 2s" in shown
+    finally:
+        server.stop()

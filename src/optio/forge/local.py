@@ -65,6 +65,8 @@ class LocalForge:
     name = "local"
     # Set by the server: the sandbox CI commands run in (None = unconfined, OPTIO_SANDBOX=off).
     sandbox: Sandbox | None = None
+    # Set by the server (OPTIO_CI_TIMEOUT_S): a CI run killed by it is a CI setup failure (status "error").
+    ci_timeout_s: float = 1800.0
 
     def __init__(self, db: Database, data_dir: Path, *, ci_workers: int = 2,
                  redact: Callable[[str, int, int | None], str] | None = None,
@@ -318,7 +320,7 @@ class LocalForge:
             could_not_run = False
             try:
                 result = cache.run_ci(head_sha, command, work_root=self.data_dir / "ci", env=self._ci_env(),
-                                      inherit_env=False, sandbox=self.sandbox)
+                                      inherit_env=False, sandbox=self.sandbox, timeout_s=self.ci_timeout_s)
             except Exception as exc:  # CI infrastructure failure is a failing CI with the reason as output
                 result = CiResult(status="failing", exit_code=None, output=f"optio: CI could not run: {exc}",
                                   duration_s=0.0)
