@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     watch_interval_s: float = Field(default=30.0, gt=0, description="PR watcher poll interval")
     max_auto_resumes: int = Field(default=10, ge=0)
     agent_timeout_s: float = Field(default=3600.0, gt=0, description="Default wall-clock limit per agent run")
+    ci_timeout_s: float = Field(default=1800.0, gt=0,
+                                description="Wall-clock limit per CI run; a CI killed by it needs a person")
     queue_lease_s: float = Field(default=60.0, gt=0)
     max_executor_errors: int = Field(
         default=5, ge=1, description="The same failure applying a run's decision this many times in a row gives it up"

@@ -81,6 +81,7 @@ def build(settings: Settings) -> Optio:
                        redact=lambda text, ws, repo_id: redactors.for_scope(ws, repo_id).redact(text),
                        secrets=auth.secrets, outbound_allowlist=settings.outbound_allowlist)
     forge.sandbox = sandbox
+    forge.ci_timeout_s = settings.ci_timeout_s
     ctx = ControlContext(
         settings=settings, db=db, runtime=LocalRuntime(processes.DbSink(db, settings), sandbox=sandbox),
         forges=ForgeRegistry({forge.name: forge}), worktrees=forge.worktrees, secrets=auth.secrets,

@@ -363,6 +363,7 @@ class CiRunOut(BaseModel):
     duration_s: float | None
     created_at: datetime
     finished_at: datetime | None
+    failure_kind: str | None = None  # with status "error": not_found | not_executable | timeout | could_not_run
 
 
 class ReviewOut(BaseModel):

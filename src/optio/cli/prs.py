@@ -14,6 +14,7 @@ app = typer.Typer(help="Pull requests: list, inspect, approve, request changes, 
                   no_args_is_help=True)
 
 REF_HELP = "A task id (12, task:12) or a PR number (#3, pr:3)"
+CI_TAIL_LINES = 20
 
 
 def _resolve(client: Client, ref: str, repo: str | None) -> dict[str, Any]:
@@ -53,9 +54,20 @@ def show(ctx: typer.Context, ref: str = typer.Argument(..., help=REF_HELP),
     if pr["conflicting_files"]:
         console.print(f"  conflicts: {', '.join(pr['conflicting_files'])}")
     for ci in pr["ci_runs"]:
-        console.print(f"  CI {ci['head_sha'][:10]}: {ci['status']} (exit {ci['exit_code']})")
+        console.print(_ci_line(ci), markup=False)
+    last = pr["ci_runs"][-1] if pr["ci_runs"] else None
+    if last is not None and last["status"] in ("failing", "error") and last["output"]:
+        console.print(f"  CI output of {last['head_sha'][:10]} (last {CI_TAIL_LINES} lines):", markup=False)
+        for line in last["output"].rstrip("\n").splitlines()[-CI_TAIL_LINES:]:
+            console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
     for r in pr["reviews"]:
         console.print(f"  review by {r['author']} on {r['head_sha'][:10]}: {r['verdict']} {r['comments'][:200]}")
+
+
+def _ci_line(ci: dict[str, Any]) -> str:
+    took = f", {ci['duration_s']:.1f}s" if ci.get("duration_s") is not None else ""
+    kind = f" — could not run: {ci['failure_kind']}" if ci.get("failure_kind") else ""
+    return f"  CI {ci['head_sha'][:10]}: {ci['status']} (exit {ci['exit_code']}{took}){kind}"
 
 
 def _act(ctx: typer.Context, ref: str, repo: str | None, action: str, body: dict[str, Any] | None = None) -> None:

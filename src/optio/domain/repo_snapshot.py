@@ -14,7 +14,8 @@ from typing import Literal
 from optio.domain.snapshot import Capacity, ExecutorErrorPolicy, ProcessView, RunView
 
 PrState = Literal["open", "merged", "closed"]
-CiStatus = Literal["pending", "passing", "failing"]
+# "error": the CI command could not test the code at all (not found, not executable, timed out).
+CiStatus = Literal["pending", "passing", "failing", "error"]
 ReviewStatus = Literal["approved", "changes_requested"]
 ReviewVerdict = Literal["approve", "request_changes"]
 
@@ -54,6 +55,9 @@ class PullRequestView:
     conflicting_files: tuple[str, ...] = ()
     ci_status: CiStatus | None = None
     ci_output_tail: str = ""
+    # With ci_status "error": not_found | not_executable | timeout | could_not_run (None when unknown).
+    ci_failure_kind: str | None = None
+    ci_duration_s: float | None = None
     review_status: ReviewStatus | None = None
     review_id: int | None = None
     review_comments: tuple[str, ...] = ()

@@ -28,8 +28,10 @@ class PullRequestInfo:
 @dataclass(frozen=True)
 class CiInfo:
     head_sha: str
-    status: str  # pending | passing | failing
+    status: str  # pending | passing | failing | error (the command could not test anything: see failure_kind)
     output: str
+    failure_kind: str | None = None  # with "error": not_found | not_executable | timeout | could_not_run
+    duration_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -699,25 +699,56 @@ class RepoCache:
     # -- review-time operations on the cache ---------------------------------
 
     def mergeability(self, base_ref: str, head_sha: str) -> Mergeability:
-        """Would ``head_sha`` merge cleanly onto the current remote base? Touches no worktree."""
+        """Would ``head_sha`` merge cleanly onto the current remote base, as the agent's rebase would see it?
+
+        ``git merge-tree`` in a bare repository reads no ``.gitattributes`` from any tree, so a file marked
+        ``merge=union`` (or ``binary``, ``-merge``) would be merged as plain text and show a conflict that a
+        rebase in a checkout never meets. The base tree's ``.gitattributes`` files are therefore handed to
+        git as the attributes file of this one command (:func:`_attributes_of`), and git's built-in drivers
+        (``text``, ``union``, ``binary``) apply as in a checkout of the base. A custom driver name
+        (``merge=foo``) runs nothing: Optio's git never runs a command a repository defines, and git merges
+        a file whose driver is not configured with the default text merge, which is what Optio reports.
+        Touches no worktree.
+        """
         self.fetch()
         head = self._ensure_commit(head_sha)
-        args = [
-            "merge-tree",
-            "--write-tree",
-            "--name-only",
-            "--no-messages",
-            "-z",
-            self._qualify(base_ref),
-            head,
-        ]
-        proc = self._git(args, check=False)
+        base = self._qualify(base_ref)
+        args = ["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", base, head]
+        with tempfile.TemporaryDirectory(prefix="optio-attrs-") as tmp:
+            attributes = Path(tmp) / "attributes"
+            attributes.write_text(self._attributes_of(base))
+            proc = run_git(args, cwd=self.cache_dir, config=("-c", f"core.attributesFile={attributes}"),
+                           check=False)
         if proc.returncode == 0:
             return Mergeability(clean=True, conflicting_files=[])
         if proc.returncode != 1:
             raise GitError(args, proc.returncode, proc.stderr)
         names = [n for n in proc.stdout.split("\0")[1:] if n]
         return Mergeability(clean=False, conflicting_files=list(dict.fromkeys(names)))
+
+    def _attributes_of(self, tree_ish: str) -> str:
+        """Every ``.gitattributes`` of ``tree_ish`` as one attributes file whose patterns are relative to the root.
+
+        Files come shallowest first, so a deeper file's lines win over its parents', as git's own precedence
+        has it (later lines win; a deeper directory overrides its parents).
+        """
+        listing = self._git(["ls-tree", "-r", "-z", "--full-tree", tree_ish], check=False)
+        if listing.returncode != 0:
+            return ""
+        found: list[tuple[str, str]] = []
+        for entry in listing.stdout.split("\0"):
+            meta, _, path = entry.partition("\t")
+            parts = meta.split()
+            # Regular files only: git does not follow a .gitattributes that is a symbolic link.
+            if len(parts) == 3 and parts[0] in ("100644", "100755") and (path == ".gitattributes"
+                                                                          or path.endswith("/.gitattributes")):
+                found.append((path, parts[2]))
+        found.sort(key=lambda item: (item[0].count("/"), item[0]))
+        chunks = []
+        for path, blob in found:
+            text = self._git(["cat-file", "blob", blob], check=False).stdout
+            chunks.append(_rebase_attributes(text, path.rpartition("/")[0]))
+        return "".join(chunks)
 
     def run_ci(
         self,
@@ -1040,3 +1071,27 @@ def _read_tail(path: Path, cap: int) -> str:
     if newline != -1:
         data = data[newline + 1 :]
     return marker + data.decode("utf-8", "replace")
+
+
+def _rebase_attributes(text: str, directory: str) -> str:
+    """The lines of ``directory``'s ``.gitattributes`` with patterns rewritten to match from the repository root.
+
+    A pattern without a slash matches a name at any depth below its directory; one with a slash is anchored
+    at its directory. Macro definitions (``[attr]``) count only at the top level, as in git.
+    """
+    if not directory:
+        return text if text.endswith("\n") or not text else text + "\n"
+    out = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("#", "[attr]")):
+            continue
+        quote = '"' if stripped.startswith('"') else ""
+        if quote:  # a C-style quoted pattern: "with space" attr
+            pattern, _, rest = stripped[1:].partition('"')
+        else:
+            pattern, _, rest = stripped.partition(" ") if " " in stripped else stripped.partition("\t")
+            rest = " " + rest
+        prefix = f"{directory}/" if "/" in pattern.rstrip("/") else f"{directory}/**/"
+        out.append(f"{quote}{prefix}{pattern.lstrip('/')}{quote}{rest}")
+    return "".join(f"{line}\n" for line in out)

@@ -20,6 +20,7 @@ import structlog
 from optio.control.ports import SecretsProvider
 from optio.errors import Conflict, NotFound
 from optio.forge.base import CiInfo, ForgeEvent, PullRequestInfo, PullRequestState, ReviewInfo
+from optio.forge.ci_setup import classify
 from optio.forge.git import CiResult, GitError, MergeConflictError
 from optio.forge.merge_gates import require_merge_gates
 from optio.forge.worktrees import RepoCaches, RepoWorktrees
@@ -27,7 +28,7 @@ from optio.runtime.sandbox import Sandbox
 from optio.store import pull_requests as prs
 from optio.store import queue
 from optio.store.db import Database
-from optio.store.models import PullRequest, Repo
+from optio.store.models import CiRun, PullRequest, Repo
 from optio.store.session import Session
 from optio.store.types import utcnow
 
@@ -50,6 +51,11 @@ def _info(pr: PullRequest) -> PullRequestInfo:
     )
 
 
+def _ci_info(ci: CiRun) -> CiInfo:
+    return CiInfo(head_sha=ci.head_sha, status=ci.status, output=ci.output, failure_kind=ci.failure_kind,
+                  duration_s=ci.duration_s)
+
+
 def _enqueue_task(session: Session, pr: PullRequest, reason: str) -> None:
     if pr.task_id is not None:
         queue.enqueue(session, "repo_task", pr.task_id, pr.workspace_id, reason=reason)
@@ -59,6 +65,8 @@ class LocalForge:
     name = "local"
     # Set by the server: the sandbox CI commands run in (None = unconfined, OPTIO_SANDBOX=off).
     sandbox: Sandbox | None = None
+    # Set by the server (OPTIO_CI_TIMEOUT_S): a CI run killed by it is a CI setup failure (status "error").
+    ci_timeout_s: float = 1800.0
 
     def __init__(self, db: Database, data_dir: Path, *, ci_workers: int = 2,
                  redact: Callable[[str, int, int | None], str] | None = None,
@@ -142,7 +150,7 @@ class LocalForge:
             ci_info = None
             if ci_command:
                 ci = prs.ci_run(session, pr.id, pr.head_sha)
-                ci_info = None if ci is None else CiInfo(head_sha=ci.head_sha, status=ci.status, output=ci.output)
+                ci_info = None if ci is None else _ci_info(ci)
             rev = prs.latest_review(session, pr.id)
             review = None if rev is None else ReviewInfo(rev.id, rev.head_sha, rev.verdict, rev.comments, rev.author)
             return PullRequestState(info=_info(pr), ci_required=bool(ci_command), ci=ci_info, review=review)
@@ -155,7 +163,7 @@ class LocalForge:
         with self.db.read() as session:
             pr = self._pr(session, repo_id, number)
             ci = prs.ci_run(session, pr.id, pr.head_sha)
-            return None if ci is None else CiInfo(head_sha=ci.head_sha, status=ci.status, output=ci.output)
+            return None if ci is None else _ci_info(ci)
 
     def latest_review(self, repo_id: int, number: int) -> ReviewInfo | None:
         with self.db.read() as session:
@@ -309,24 +317,29 @@ class LocalForge:
             cache = self.cache(repo)
             cache.ensure()
             cache.fetch()
+            could_not_run = False
             try:
                 result = cache.run_ci(head_sha, command, work_root=self.data_dir / "ci", env=self._ci_env(),
-                                      inherit_env=False, sandbox=self.sandbox)
+                                      inherit_env=False, sandbox=self.sandbox, timeout_s=self.ci_timeout_s)
             except Exception as exc:  # CI infrastructure failure is a failing CI with the reason as output
                 result = CiResult(status="failing", exit_code=None, output=f"optio: CI could not run: {exc}",
                                   duration_s=0.0)
+                could_not_run = True
+            outcome = classify(result, could_not_run=could_not_run)
             with self.db.write() as session:
                 ci = prs.ci_run(session, pr_id, head_sha)
                 pr = prs.get(session, pr_id)
                 if ci is None or pr is None:
                     return
-                ci.status = result.status
+                ci.status = outcome.status
+                ci.failure_kind = outcome.failure_kind
                 ci.exit_code = result.exit_code
                 ci.output = self.redact(result.output[-CI_OUTPUT_MAX:], pr.workspace_id, pr.repo_id)
                 ci.duration_s = result.duration_s
                 ci.finished_at = utcnow()
-                _enqueue_task(session, pr, f"CI {result.status}")
-            log.info("ci_finished", pr=pr_id, head=head_sha[:10], status=result.status)
+                _enqueue_task(session, pr, f"CI {outcome.status}")
+            log.info("ci_finished", pr=pr_id, head=head_sha[:10], status=outcome.status,
+                     failure_kind=outcome.failure_kind)
         except Exception:
             log.exception("ci_failed_to_run", pr=pr_id, head=head_sha[:10])
         finally:

@@ -286,6 +286,8 @@ class CiRun(WorkspaceScoped, Base):
     duration_s: Mapped[float | None] = mapped_column(Float, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # With status "error": why the command could not test the code at all (see optio.forge.ci_setup).
+    failure_kind: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class PrReview(WorkspaceScoped, Base):

@@ -100,7 +100,7 @@ def pr_view(state: PullRequestState) -> PullRequestView:
     ci_tail = ""
     if state.ci_required:
         ci_status = "pending" if ci is None else ci.status
-        if ci is not None and ci.status == "failing":
+        if ci is not None and ci.status in ("failing", "error"):
             ci_tail = ci.output[-CI_TAIL_CHARS:]
     status = None
     if review is not None:
@@ -110,6 +110,8 @@ def pr_view(state: PullRequestState) -> PullRequestView:
         base_sha=pr.base_sha, mergeable=pr.mergeable,
         conflicting_files=tuple(pr.conflicting_files or ()), ci_status=ci_status,  # type: ignore[arg-type]
         ci_output_tail=ci_tail, review_status=status,  # type: ignore[arg-type]
+        ci_failure_kind=ci.failure_kind if ci is not None else None,
+        ci_duration_s=ci.duration_s if ci is not None else None,
         review_id=review.id if review else None,
         review_comments=(review.comments,) if review and review.comments else (),
         review_head_sha=review.head_sha if review else None,

@@ -22,8 +22,10 @@ Order of precedence (the first rule that applies wins):
      timed out, could not spawn, non-zero exit, stalled) is retried with backoff while attempts remain,
      else the task fails; once a pull request exists a failed attempt goes to `needs_attention` instead,
      so the work in the pull request is never thrown away. Exit 0 opens or updates the pull request.
-   - `pr_opened`: merged completes; closed fails; then, in this order, conflicts, failing CI and requested
-     changes each resume the agent with the evidence; pending CI waits; a configured review agent runs
+   - `pr_opened`: merged completes; closed fails; a CI run that could not test anything (command not found
+     or not executable, timed out: CI status `error`) goes to `needs_attention` with its output, never to
+     the agent; then, in this order, conflicts, failing CI and requested changes each resume the agent
+     with the evidence; pending CI waits; a configured review agent runs
      once per head; an approved (or approval-free) pull request is merged when auto-merge is on.
    - `needs_attention`, `completed`, `failed`, `cancelled`: nothing; only intents move them.
 
@@ -268,6 +270,8 @@ def _decide_pr_opened(snap: RepoTaskSnapshot) -> Action:
 
     head = _short(pr.head_sha)
 
+    if (setup_failure := _ci_setup_failure(pr)) is not None:
+        return setup_failure
     if pr.mergeable is False:
         return _resume(
             snap,
@@ -345,6 +349,33 @@ def _decide_pr_opened(snap: RepoTaskSnapshot) -> Action:
         ci = "CI passing" if pr.ci_status == "passing" else "no CI configured"
         return MergePullRequest(reason=f"{why}, {ci}: merging pull request #{pr.number}", head_sha=pr.head_sha)
     return Noop(reason="waiting for review", recheck_after_s=PR_RECHECK_S)
+
+
+CI_ERROR_TAIL_CHARS = 4000
+_CI_SETUP_WHY = {
+    "not_found": "the CI command was not found (exit 127)",
+    "not_executable": "the CI command could not be executed (exit 126)",
+    "timeout": "the CI command was killed by its timeout",
+    "could_not_run": "Optio could not start the CI command",
+}
+
+
+def _ci_setup_failure(pr: PullRequestView) -> Action | None:
+    """A CI run that could not test the code at all goes to a person at once, never to the agent.
+
+    Its output says nothing about the agent's change (a command or interpreter missing, a timeout), so a
+    resume could only guess, and burn the resume budget doing it. The task's error carries the reason,
+    the duration and the output's tail, so the person sees in one place what to fix (the repo's CI
+    command, its environment, its timeout) before retrying.
+    """
+    if pr.ci_status != "error":
+        return None
+    why = _CI_SETUP_WHY.get(pr.ci_failure_kind or "", "the CI command could not run")
+    took = f" after {pr.ci_duration_s:.1f}s" if pr.ci_duration_s is not None else ""
+    reason = f"CI could not run on {_short(pr.head_sha)}: {why}{took}; the agent was not resumed"
+    tail = pr.ci_output_tail[-CI_ERROR_TAIL_CHARS:].strip()
+    error = f"{reason}\n--- CI output (tail) ---\n{tail}" if tail else f"{reason} (no output)"
+    return Transition(to=S.NEEDS_ATTENTION, reason=reason, patch={"error": error}, event="needs_attention")
 
 
 def _review_gate(snap: RepoTaskSnapshot, pr: PullRequestView) -> Action | None:
