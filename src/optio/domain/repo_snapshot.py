@@ -54,6 +54,9 @@ class PullRequestView:
     conflicting_files: tuple[str, ...] = ()
     ci_status: CiStatus | None = None
     ci_output_tail: str = ""
+    # The base tip CI merged the head onto (None when the forge tested the head alone): a CI result holds
+    # for the pair (head, base), so a failure on a new base is a new failure.
+    ci_base_sha: str | None = None
     review_status: ReviewStatus | None = None
     review_id: int | None = None
     review_comments: tuple[str, ...] = ()

@@ -30,6 +30,8 @@ class CiInfo:
     head_sha: str
     status: str  # pending | passing | failing
     output: str
+    # The base tip the head was merged onto for this run (None: the forge tested the head alone or does not say).
+    base_sha: str | None = None
 
 
 @dataclass(frozen=True)
