@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.integration.test_forge_git import make_remote, outsider_clone, remote_sha, start_task
 
 from optio.forge.git import MergeConflictError, RepoCache, run_git
 from optio.forge.gitcmd import LOCAL_TRANSPORT
-from tests.integration.test_forge_git import make_remote, outsider_clone, remote_sha, start_task
 
 
 @pytest.fixture

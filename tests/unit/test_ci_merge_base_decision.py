@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from tests.unit.test_repo_decision import HEAD, pr, pr_task
+
 from optio.domain.actions import StartAgent, Transition
 from optio.domain.resume_prompts import build_resume_prompt
 from optio.domain.states import RepoTaskState as S
-from tests.unit.test_repo_decision import HEAD, pr, pr_task
 
 BASE_1 = "b" * 40
 BASE_2 = "c" * 40
