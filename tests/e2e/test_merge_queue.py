@@ -166,4 +166,36 @@ def test_twenty_tasks_at_once_every_main_commit_passed_ci_on_its_tree(optio_serv
         final = optio_server.wait_state(f"/api/repo-tasks/{task_id}", END, timeout=300)
         assert final["state"] == "completed", (final, optio_server.log()[-3000:])
     assert len(main_commits(remote)) == 21
+    # One run per PR plus at most one re-test each: the queue re-tests one PR at a time, not every open PR
+    # on every new base (which would be about n²/2 runs).
+    runs = db_rows(optio_server, "SELECT count(*) FROM ci_runs")[0][0]
+    assert runs <= 2 * len(ids), runs
     assert_main_green_and_tested(optio_server, remote, ci, cache_of(optio_server))
+
+
+def test_a_person_merging_a_pr_green_on_an_old_base_queues_it_for_a_retest(optio_server: OptioServer,
+                                                                           tmp_path: Path) -> None:
+    remote = make_remote(tmp_path)
+    optio_server.cli("repo", "add", str(remote), "--name", "manual", "--ci-command", CI_NOT_BOTH,
+                     "--no-auto-merge", check=True)
+    first = new_task(optio_server, "--repo", "manual", "--title", "A", "--prompt", "a", "--command", "echo a > a.txt")
+    second = new_task(optio_server, "--repo", "manual", "--title", "C", "--prompt", "c", "--command", "echo c > c.txt")
+    wait_ci(optio_server, first["id"], "passing")
+    wait_ci(optio_server, second["id"], "passing")
+    csrf = {"X-Optio-CSRF": "1"}
+    merged = optio_server.api("POST", f"/api/prs/{pr_id(optio_server, first['id'])}/merge", json={}, headers=csrf)
+    assert merged.status_code == 200, merged.text
+    new_main = git("rev-parse", "main", cwd=remote).strip()
+    second_pr = pr_id(optio_server, second["id"])
+    refused = optio_server.api("POST", f"/api/prs/{second_pr}/merge", json={}, headers=csrf)
+    assert refused.status_code == 409 and "queued" in refused.text, refused.text
+    assert git("rev-parse", "main", cwd=remote).strip() == new_main  # nothing landed untested
+    deadline = time.monotonic() + 60
+    while not db_rows(optio_server, "SELECT 1 FROM ci_runs WHERE pr_id=? AND base_sha=? AND status='passing'",
+                      second_pr, new_main):
+        assert time.monotonic() < deadline, db_rows(optio_server, "SELECT * FROM ci_runs")
+        time.sleep(0.2)
+    merged = optio_server.api("POST", f"/api/prs/{second_pr}/merge", json={}, headers=csrf)
+    assert merged.status_code == 200, merged.text
+    assert git("log", "--format=%s", "main", cwd=remote).splitlines()[1:] == ["A (#1)", "initial"]
+    assert_main_green_and_tested(optio_server, remote, CI_NOT_BOTH, cache_of(optio_server))

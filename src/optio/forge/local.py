@@ -40,6 +40,9 @@ from optio.store.types import utcnow
 log = structlog.get_logger("optio.forge.local")
 
 CI_OUTPUT_MAX = 1024 * 1024
+# A queue front green on the current base that nobody merges within this time (auto-merge off, a person who
+# asked to merge and went away) leaves the queue so it does not hold up the PRs behind it; asking again re-queues it.
+QUEUE_FRONT_GRACE_S = 120.0
 
 
 def merge_trailers(task_id: int | None, number: int, head_sha: str) -> dict[str, str]:
@@ -368,6 +371,10 @@ class LocalForge:
                 if ci.status == "pending":
                     break
                 if ci.status == "passing":
+                    waited = (utcnow() - ci.finished_at).total_seconds() if ci.finished_at else 0.0
+                    if waited > QUEUE_FRONT_GRACE_S:
+                        pr.merge_queued_at = None
+                        continue
                     _enqueue_task(session, pr, "merge queue: CI passed on the current base")
                     break
                 pr.merge_queued_at = None
