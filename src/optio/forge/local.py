@@ -319,7 +319,8 @@ class LocalForge:
     # --- background work ------------------------------------------------------------------------------
 
     def _after_merge(self, repo_id: int, head_branch: str, base_branch: str) -> None:
-        """The base moved: drop the merged branch, recheck the other open PRs, re-test the queue's next PR."""
+        """The base moved: re-test the queue's next PR, drop the merged branch, recheck the other open PRs."""
+        self._safe_advance(repo_id, base_branch)  # first: the queue waits on it, the rest is bookkeeping
         try:
             with self.db.read() as session:
                 repo = self._repo(session, repo_id)
@@ -333,7 +334,6 @@ class LocalForge:
                 self.refresh_mergeability(pr_id)
         except Exception:
             log.exception("after_merge_failed", repo=repo_id)
-        self._safe_advance(repo_id, base_branch)
 
     # --- the merge queue ------------------------------------------------------------------------------
 
