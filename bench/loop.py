@@ -3,8 +3,10 @@
 Optio runs each task through its real pipeline (`optio serve` subprocess, per-task worktree, script agent
 writing one file, push, PR, CI command in a clean checkout, squash-merge). The baseline is
 `bench/loop_baseline.sh`, which does the same git work for each task sequentially with nothing else.
-Both run in this process's lifetime on this machine; the script prints optio/baseline and the median
-latency from CI turning green to the merge landing.
+Both run in this process's lifetime on this machine; the script prints optio/baseline, the median
+latency from CI turning green to the merge landing, the number of CI runs (CI runs on the merge of each
+PR onto the base tip, and a PR is re-tested when the base moved before it merged), and how many commits
+of main landed exactly a tree CI passed on over their parent (all of them, or main could have gone red).
 
 usage: .venv/bin/python bench/loop.py [N]
 """
@@ -29,7 +31,20 @@ from tests.support.optio_server import OptioServer  # noqa: E402
 TERMINAL = {"completed", "failed", "cancelled", "needs_attention"}
 
 
-def run_optio(n: int, tmp: Path) -> tuple[float, list[float], int]:
+def tested_on_parent(remote: Path, cache: Path, db: sqlite3.Connection) -> tuple[int, int]:
+    """(commits of main whose tree CI passed on, as a merge onto their parent; commits Optio merged)."""
+    def git(cwd: Path, *args: str) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+    tested = {(base, git(cache, "rev-parse", f"{sha}^{{tree}}").strip()) for base, sha in db.execute(
+        "SELECT base_sha, tested_sha FROM ci_runs WHERE status='passing' AND tested_sha IS NOT NULL")}
+    merged = [line.split() for line in git(remote, "log", "--first-parent", "--format=%H %P", "main").splitlines()]
+    merged = [row for row in merged if len(row) > 1]
+    ok = sum((parent, git(remote, "rev-parse", f"{sha}^{{tree}}").strip()) in tested for sha, parent, *_ in merged)
+    return ok, len(merged)
+
+
+def run_optio(n: int, tmp: Path) -> tuple[float, list[float], int, int, tuple[int, int]]:
     remote = make_remote(tmp)
     server = OptioServer(tmp / "data", env={"OPTIO_AUTH": "disabled", "OPTIO_LOG_LEVEL": "warning"}).start()
     try:
@@ -53,12 +68,16 @@ def run_optio(n: int, tmp: Path) -> tuple[float, list[float], int]:
             time.sleep(0.1)
         elapsed = time.perf_counter() - start
         with sqlite3.connect(server.data_dir / "optio.db") as db:
+            # The green run a merge waited for is the head's last passing one (earlier ones were on older bases).
             rows = db.execute(
-                "SELECT c.finished_at, p.merged_at FROM pull_requests p JOIN ci_runs c ON c.pr_id = p.id "
-                "AND c.head_sha = p.head_sha WHERE p.state = 'merged' AND c.status = 'passing'").fetchall()
+                "SELECT max(c.finished_at), p.merged_at FROM pull_requests p JOIN ci_runs c ON c.pr_id = p.id "
+                "AND c.head_sha = p.head_sha WHERE p.state = 'merged' AND c.status = 'passing' "
+                "GROUP BY p.id").fetchall()
             completed = db.execute("SELECT count(*) FROM repo_tasks WHERE state='completed'").fetchone()[0]
+            ci_runs = db.execute("SELECT count(*) FROM ci_runs").fetchone()[0]
+            tested = tested_on_parent(remote, server.data_dir / "repos" / "1" / "cache.git", db)
         latencies = [(datetime.fromisoformat(m) - datetime.fromisoformat(c)).total_seconds() for c, m in rows]
-        return elapsed, latencies, completed
+        return elapsed, latencies, completed, ci_runs, tested
     finally:
         server.stop()
 
@@ -73,8 +92,10 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 50
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         baseline = run_baseline(n, Path(b))
-        elapsed, latencies, completed = run_optio(n, Path(a))
+        elapsed, latencies, completed, ci_runs, (tested, merged) = run_optio(n, Path(a))
     print(f"tasks: {n}  merged by optio: {completed}")
+    print(f"CI runs: {ci_runs} ({ci_runs / max(n, 1):.2f} per task)")
+    print(f"main commits that landed a tree CI passed on, over their parent: {tested}/{merged}")
     print(f"baseline shell script (sequential git work): {baseline:8.2f} s")
     print(f"optio (create → merged, whole loop):         {elapsed:8.2f} s")
     print(f"ratio optio/baseline:                        {elapsed / baseline:8.2f}")

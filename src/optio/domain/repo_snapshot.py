@@ -58,6 +58,9 @@ class PullRequestView:
     # With ci_status "error": not_found | not_executable | timeout | could_not_run (None when unknown).
     ci_failure_kind: str | None = None
     ci_duration_s: float | None = None
+    # The base tip CI merged the head onto (None when the forge tested the head alone): a CI result holds
+    # for the pair (head, base), so a failure on a new base is a new failure.
+    ci_base_sha: str | None = None
     review_status: ReviewStatus | None = None
     review_id: int | None = None
     review_comments: tuple[str, ...] = ()

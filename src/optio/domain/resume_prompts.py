@@ -55,6 +55,14 @@ def _fenced(text: str) -> str:
     return f"{fence}\n{text}\n{fence}"
 
 
+def _ci_merge_note(base_branch: str, base_sha: str) -> str:
+    return (
+        f"CI ran on your branch merged onto the current `{base_branch}` (at {base_sha[:12]}), which is exactly "
+        "what would land. If the failure comes from changes merged there since your branch started, bring your "
+        f"branch up to date first (`git fetch origin && git rebase origin/{base_branch}`) and make both work together."
+    )
+
+
 def _ci_section(ci_output: str) -> list[str]:
     if not ci_output.strip():
         return [
@@ -134,10 +142,13 @@ def build_resume_prompt(
     conflicting_files: tuple[str, ...] = (),
     base_branch: str = "main",
     note: str = "",
+    ci_base_sha: str | None = None,
 ) -> str:
     """The full prompt for a resumed agent: original task, why it was resumed, the evidence, what to do."""
     if reason == "ci_failed":
         why = _ci_section(ci_output)
+        if ci_base_sha:
+            why += ["", _ci_merge_note(base_branch, ci_base_sha)]
         heading = "Why you are resumed: CI failed"
     elif reason == "changes_requested":
         why = _review_section(comments)

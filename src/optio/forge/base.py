@@ -32,6 +32,8 @@ class CiInfo:
     output: str
     failure_kind: str | None = None  # with "error": not_found | not_executable | timeout | could_not_run
     duration_s: float | None = None
+    # The base tip the head was merged onto for this run (None: the forge tested the head alone or does not say).
+    base_sha: str | None = None
 
 
 @dataclass(frozen=True)

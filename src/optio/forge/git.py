@@ -803,6 +803,37 @@ class RepoCache:
         status = "passing" if exit_code == 0 else "failing"
         return CiResult(status=status, exit_code=exit_code, output=output, duration_s=duration)
 
+    def test_merge(self, base_sha: str, head_sha: str, *, work_root: Path) -> str:
+        """The commit CI runs on: ``head_sha`` merged onto ``base_sha``, like a forge's ``refs/pull/N/merge``.
+
+        Made the way the squash-merge lands a PR (``git merge`` in a scratch checkout of the base, the
+        base's own ``.gitattributes`` applying), so its tree is exactly what a squash onto ``base_sha``
+        would put on the base. Nothing is pushed; the commit lives only in the cache's object store.
+        Raises ``MergeConflictError`` when the head does not merge cleanly onto that base.
+        """
+        self.ensure()
+        base = self._ensure_commit(base_sha)
+        head = self._ensure_commit(head_sha)
+        work_root.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix="test-merge-", dir=work_root))
+        checkout = scratch / "checkout"
+        try:
+            with self._lock:
+                self._git(["worktree", "add", "--quiet", "--detach", str(checkout), base])
+            merge_args = ["merge", "--no-ff", "--no-edit", "--quiet", "--no-verify", "-m",
+                          f"optio test merge of {head[:12]} onto {base[:12]}", head]
+            merge = run_git(merge_args, cwd=checkout, check=False)
+            if merge.returncode != 0:
+                unmerged = run_git(["diff", "--name-only", "--diff-filter=U", "-z"], cwd=checkout).stdout
+                files = [f for f in unmerged.split("\0") if f]
+                if files:
+                    raise MergeConflictError(merge_args, merge.returncode, merge.stderr or merge.stdout, files)
+                raise GitError(merge_args, merge.returncode, merge.stderr or merge.stdout)
+            return self._resolve_in(checkout, "HEAD")
+        finally:
+            self._discard_worktree(checkout)
+            shutil.rmtree(scratch, ignore_errors=True)
+
     def squash_merge(
         self,
         base_branch: str,

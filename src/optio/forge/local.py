@@ -1,9 +1,15 @@
 """The local forge: pull requests in Optio's database, branches on the repo's own git remote.
 
-CI is the repo's CI command run in a clean checkout of the PR head (never an agent's worktree); reviews
-come from people (API/CLI) or review agents; merging is a squash onto the base branch pushed to the
-remote. Every change of forge state enqueues a reconcile of the owning task in the same transaction, so
-"CI green → merged" never waits for a poll.
+CI is the repo's CI command run in a clean checkout of the PR head merged onto the base tip (a test merge
+commit, like a forge's ``refs/pull/N/merge``; never an agent's worktree), and a result holds for that pair
+(head, base) only. Reviews come from people (API/CLI) or review agents; merging is a squash onto the base
+branch pushed to the remote, allowed only when CI passed on the merge onto the current base tip, so what
+lands is exactly a tree CI passed on.
+
+Merges are serialised per (repo, base branch). A PR ready to merge whose CI result is for an older base
+joins that base's merge queue; only the queue's front is re-tested on the current base at a time, and it
+merges when green or goes back to its agent with the CI output when red. Every change of forge state
+enqueues a reconcile of the owning task in the same transaction, so "CI green → merged" never waits for a poll.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ import structlog
 from optio.control.ports import SecretsProvider
 from optio.errors import Conflict, NotFound
 from optio.forge.base import CiInfo, ForgeEvent, PullRequestInfo, PullRequestState, ReviewInfo
-from optio.forge.ci_setup import classify
+from optio.forge.ci_setup import ClassifiedCi, classify
 from optio.forge.git import CiResult, GitError, MergeConflictError
-from optio.forge.merge_gates import require_merge_gates
+from optio.forge.merge_gates import MergeGateRefused, check_merge_gates
 from optio.forge.worktrees import RepoCaches, RepoWorktrees
 from optio.runtime.sandbox import Sandbox
 from optio.store import pull_requests as prs
@@ -35,6 +41,9 @@ from optio.store.types import utcnow
 log = structlog.get_logger("optio.forge.local")
 
 CI_OUTPUT_MAX = 1024 * 1024
+# A queue front green on the current base that nobody merges within this time (auto-merge off, a person who
+# asked to merge and went away) leaves the queue so it does not hold up the PRs behind it; asking again re-queues it.
+QUEUE_FRONT_GRACE_S = 120.0
 
 
 def merge_trailers(task_id: int | None, number: int, head_sha: str) -> dict[str, str]:
@@ -53,12 +62,33 @@ def _info(pr: PullRequest) -> PullRequestInfo:
 
 def _ci_info(ci: CiRun) -> CiInfo:
     return CiInfo(head_sha=ci.head_sha, status=ci.status, output=ci.output, failure_kind=ci.failure_kind,
-                  duration_s=ci.duration_s)
+                  duration_s=ci.duration_s, base_sha=ci.base_sha)
 
 
 def _enqueue_task(session: Session, pr: PullRequest, reason: str) -> None:
     if pr.task_id is not None:
         queue.enqueue(session, "repo_task", pr.task_id, pr.workspace_id, reason=reason)
+
+
+def _current_ci(session: Session, pr: PullRequest) -> CiInfo | None:
+    """The CI result that decides the PR now: the run on its head merged onto the base tip last seen.
+
+    A PR waiting in the merge queue without that run reads as pending (it will be re-tested); otherwise,
+    before the new base's run exists, the latest run of the head stands (the merge gate still asks for
+    the current base, which is what puts a green PR into the queue).
+    """
+    ci = prs.ci_run_on(session, pr.id, pr.head_sha, pr.base_sha) if pr.base_sha else None
+    if ci is None:
+        if pr.merge_queued_at is not None:
+            return CiInfo(head_sha=pr.head_sha, status="pending", output="", base_sha=pr.base_sha)
+        ci = prs.ci_run(session, pr.id, pr.head_sha)
+    return None if ci is None else _ci_info(ci)
+
+
+class MergeQueued(Conflict):
+    """The PR is green on an older base: it waits in the merge queue to be re-tested on the current one."""
+
+    code = "merge_queued"
 
 
 class LocalForge:
@@ -82,7 +112,9 @@ class LocalForge:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=ci_workers, thread_name_prefix="optio-ci")
         self._bg = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optio-forge")
-        self._ci_inflight: set[tuple[int, str]] = set()
+        self._ci_inflight: set[tuple[int, str, str | None]] = set()
+        # One merge at a time per (repo, base branch): the merge queue's lock.
+        self._base_locks: dict[tuple[int, str], threading.RLock] = {}
 
     # --- git plumbing ---------------------------------------------------------------------------------
 
@@ -107,6 +139,20 @@ class LocalForge:
             raise NotFound(f"repo {repo_id} not found")
         return repo
 
+    def _base_lock(self, repo_id: int, base_branch: str) -> threading.RLock:
+        with self._lock:
+            return self._base_locks.setdefault((repo_id, base_branch), threading.RLock())
+
+    def _base_tip(self, repo: Repo, base_branch: str) -> str | None:
+        """The cache's idea of the base tip (callers fetch first when it must be current)."""
+        try:
+            cache = self.cache(repo)
+            cache.ensure()
+            return cache.resolve(f"origin/{base_branch}")
+        except Exception:
+            log.warning("base_tip_unknown", repo=repo.id, base=base_branch)
+            return None
+
     def _pr(self, session: Session, repo_id: int, number: int) -> PullRequest:
         pr = prs.by_number(session, repo_id, number)
         if pr is None:
@@ -117,7 +163,14 @@ class LocalForge:
 
     def open_or_update_pr(self, repo_id: int, task_id: int, *, head_branch: str, head_sha: str, title: str,
                           body: str) -> PullRequestInfo:
-        """Create the task's PR or move it to the new head; a new head gets a pending CI run."""
+        """Create the task's PR or move it to the new head; a new head gets a pending CI run on the base tip."""
+        with self.db.read() as session:
+            repo = self._repo(session, repo_id)
+            existing = prs.open_for_task(session, task_id)
+            base_branch = existing.base_branch if existing is not None else repo.default_branch
+        # The task's push fetched just before: the cache's base is the one the agent's work meets now.
+        base_sha = self._base_tip(repo, base_branch)
+        left_queue = False
         with self.db.write() as session:
             repo = self._repo(session, repo_id)
             pr = prs.open_for_task(session, task_id)
@@ -128,13 +181,20 @@ class LocalForge:
                 pr.head_sha = head_sha
                 pr.mergeable = None
                 pr.conflicting_files = []
+                left_queue = pr.merge_queued_at is not None
+                pr.merge_queued_at = None  # a new head is tested afresh before it queues again
+            if base_sha is not None:
+                pr.base_sha = base_sha
             if repo.ci_command:
-                prs.add_pending_ci(session, pr, head_sha)
+                prs.add_pending_ci(session, pr, head_sha, base_sha)
             prs.point_task_at(session, task_id, pr.id)
             info = _info(pr)
-            pr_id = pr.id
-        self.schedule_ci(pr_id, head_sha)
+            pr_id, pr_base = pr.id, pr.base_branch
+        if repo.ci_command:
+            self.schedule_ci(pr_id, head_sha, base_sha)
         self.schedule_mergeability(pr_id)
+        if left_queue:
+            self._bg.submit(self._safe_advance, repo_id, pr_base)
         return info
 
     def get_pr(self, repo_id: int, number: int) -> PullRequestInfo:
@@ -147,10 +207,7 @@ class LocalForge:
             if row is None:
                 return None
             pr, ci_command = row
-            ci_info = None
-            if ci_command:
-                ci = prs.ci_run(session, pr.id, pr.head_sha)
-                ci_info = None if ci is None else _ci_info(ci)
+            ci_info = _current_ci(session, pr) if ci_command else None
             rev = prs.latest_review(session, pr.id)
             review = None if rev is None else ReviewInfo(rev.id, rev.head_sha, rev.verdict, rev.comments, rev.author)
             return PullRequestState(info=_info(pr), ci_required=bool(ci_command), ci=ci_info, review=review)
@@ -161,9 +218,7 @@ class LocalForge:
 
     def ci_for_head(self, repo_id: int, number: int) -> CiInfo | None:
         with self.db.read() as session:
-            pr = self._pr(session, repo_id, number)
-            ci = prs.ci_run(session, pr.id, pr.head_sha)
-            return None if ci is None else _ci_info(ci)
+            return _current_ci(session, self._pr(session, repo_id, number))
 
     def latest_review(self, repo_id: int, number: int) -> ReviewInfo | None:
         with self.db.read() as session:
@@ -187,44 +242,71 @@ class LocalForge:
     def merge(self, repo_id: int, number: int, *, head_sha: str, message: str, force: bool = False) -> str:
         """Squash-merge `head_sha`; a conflict marks the PR unmergeable (and enqueues its task) then raises.
 
-        The merge gates (green CI and the approval rule on this head) are checked first; `force` skips
-        them and is only ever passed for an admin's audited override.
+        One merge at a time per base branch. The merge gates (CI passed on the merge of this head onto the
+        current base tip, the approval rule on this head) are checked under that lock against a freshly
+        fetched base; a PR that meets every gate but CI on the current base joins the merge queue and
+        `MergeQueued` is raised. `force` skips the gates and is only ever passed for an admin's audited override.
         """
         with self.db.read() as session:
             repo = self._repo(session, repo_id)
             pr = self._pr(session, repo_id, number)
             if pr.state == "merged":
                 return pr.merged_sha or ""
-            if pr.state != "open":
-                raise Conflict(f"pull request #{number} is {pr.state}", field="state")
-            if pr.head_sha != head_sha:
-                raise Conflict(f"pull request #{number} moved to {pr.head_sha[:10]}; not merging {head_sha[:10]}")
-            if not force:
-                require_merge_gates(session, repo, pr)
-            cache = self.cache(repo)
             base_branch = pr.base_branch
-            trailers = merge_trailers(pr.task_id, number, head_sha)
-        try:
-            # The trailers make the merge idempotent: after a crash between the push and the write below,
-            # the retry finds this PR's own commit on the base instead of recording whatever is on top.
-            merged_sha = cache.squash_merge(base_branch, head_sha, message, work_root=self.data_dir / "merges",
-                                            trailers=trailers)
-        except MergeConflictError as exc:
+        cache = self.cache(repo)
+        with self._base_lock(repo_id, base_branch):
+            cache.ensure()
+            cache.fetch()
+            tip = cache.resolve(f"origin/{base_branch}")
+            queued = False
+            with self.db.write() as session:
+                repo = self._repo(session, repo_id)
+                pr = self._pr(session, repo_id, number)
+                if pr.state == "merged":
+                    return pr.merged_sha or ""
+                if pr.state != "open":
+                    raise Conflict(f"pull request #{number} is {pr.state}", field="state")
+                if pr.head_sha != head_sha:
+                    raise Conflict(f"pull request #{number} moved to {pr.head_sha[:10]}; not merging {head_sha[:10]}")
+                if pr.base_sha != tip:
+                    pr.base_sha = tip
+                if not force:
+                    report = check_merge_gates(session, repo, pr, tip)
+                    if report.only_stale_ci:
+                        if pr.merge_queued_at is None:
+                            pr.merge_queued_at = utcnow()
+                        _enqueue_task(session, pr, "merge queued: re-testing on the current base")
+                        queued = True
+                    elif not report.ok:
+                        raise MergeGateRefused(pr.number, pr.head_sha, report.unmet)
+                trailers = merge_trailers(pr.task_id, number, head_sha)
+            if queued:
+                self._advance_queue(repo_id, base_branch)
+                raise MergeQueued(f"pull request #{number} is queued to be tested on {base_branch} at {tip[:10]} "
+                                  "before it merges")
+            try:
+                # The trailers make the merge idempotent: after a crash between the push and the write below,
+                # the retry finds this PR's own commit on the base instead of recording whatever is on top.
+                merged_sha = cache.squash_merge(base_branch, head_sha, message, work_root=self.data_dir / "merges",
+                                                trailers=trailers)
+            except MergeConflictError as exc:
+                with self.db.write() as session:
+                    pr = self._pr(session, repo_id, number)
+                    pr.mergeable = False
+                    pr.conflicting_files = list(exc.conflicting_files)
+                    pr.merge_queued_at = None
+                    _enqueue_task(session, pr, "merge conflict")
+                raise Conflict(f"pull request #{number} conflicts with {base_branch}: "
+                               f"{', '.join(exc.conflicting_files)}") from None
             with self.db.write() as session:
                 pr = self._pr(session, repo_id, number)
-                pr.mergeable = False
-                pr.conflicting_files = list(exc.conflicting_files)
-                _enqueue_task(session, pr, "merge conflict")
-            raise Conflict(f"pull request #{number} conflicts with {base_branch}: "
-                           f"{', '.join(exc.conflicting_files)}") from None
-        with self.db.write() as session:
-            pr = self._pr(session, repo_id, number)
-            pr.state = "merged"
-            pr.merged_sha = merged_sha
-            pr.merged_at = utcnow()
-            _enqueue_task(session, pr, "pull request merged")
-            head_branch = pr.head_branch
-        self._bg.submit(self._after_merge, repo_id, head_branch)
+                pr.state = "merged"
+                pr.merged_sha = merged_sha
+                pr.merged_at = utcnow()
+                pr.merge_queued_at = None
+                _enqueue_task(session, pr, "pull request merged")
+                head_branch = pr.head_branch
+        self._bg.submit(self._after_merge, repo_id, head_branch, base_branch)
         return merged_sha
 
     def close(self, repo_id: int, number: int) -> None:
@@ -234,11 +316,18 @@ class LocalForge:
                 pr.state = "closed"
                 pr.closed_at = utcnow()
                 _enqueue_task(session, pr, "pull request closed")
+                queued, base_branch = pr.merge_queued_at is not None, pr.base_branch
+                pr.merge_queued_at = None
+            else:
+                queued = False
+        if queued:
+            self._bg.submit(self._safe_advance, repo_id, base_branch)
 
     # --- background work ------------------------------------------------------------------------------
 
-    def _after_merge(self, repo_id: int, head_branch: str) -> None:
-        """The base moved: drop the merged branch and recheck every other open PR of the repo for conflicts."""
+    def _after_merge(self, repo_id: int, head_branch: str, base_branch: str) -> None:
+        """The base moved: re-test the queue's next PR, drop the merged branch, recheck the other open PRs."""
+        self._safe_advance(repo_id, base_branch)  # first: the queue waits on it, the rest is bookkeeping
         try:
             with self.db.read() as session:
                 repo = self._repo(session, repo_id)
@@ -252,6 +341,54 @@ class LocalForge:
                 self.refresh_mergeability(pr_id)
         except Exception:
             log.exception("after_merge_failed", repo=repo_id)
+
+    # --- the merge queue ------------------------------------------------------------------------------
+
+    def _safe_advance(self, repo_id: int, base_branch: str) -> None:
+        try:
+            with self._base_lock(repo_id, base_branch):
+                self._advance_queue(repo_id, base_branch)
+        except Exception:
+            log.exception("merge_queue_failed", repo=repo_id, base=base_branch)
+
+    def _advance_queue(self, repo_id: int, base_branch: str) -> None:
+        """Give the queue's front what it needs next (the caller holds the base's lock).
+
+        The front is re-tested on the current base tip unless it has been; green, its task is woken to
+        merge; red, it leaves the queue and its task is woken (its agent gets the CI output) and the next
+        PR becomes the front. Only one PR is tested at a time, so a merge never wastes the others' runs.
+        """
+        with self.db.read() as session:
+            repo = self._repo(session, repo_id)
+            if not prs.merge_queue(session, repo_id, base_branch):
+                return
+        cache = self.cache(repo)
+        cache.ensure()
+        cache.fetch()
+        tip = cache.resolve(f"origin/{base_branch}")
+        to_test: tuple[int, str] | None = None
+        with self.db.write() as session:
+            for pr in prs.merge_queue(session, repo_id, base_branch):
+                pr.base_sha = tip
+                ci = prs.ci_run_on(session, pr.id, pr.head_sha, tip)
+                if ci is None:
+                    prs.add_pending_ci(session, pr, pr.head_sha, tip)
+                    to_test = (pr.id, pr.head_sha)
+                    break
+                if ci.status == "pending":
+                    break
+                if ci.status == "passing":
+                    waited = (utcnow() - ci.finished_at).total_seconds() if ci.finished_at else 0.0
+                    if waited > QUEUE_FRONT_GRACE_S:
+                        pr.merge_queued_at = None
+                        continue
+                    _enqueue_task(session, pr, "merge queue: CI passed on the current base")
+                    break
+                pr.merge_queued_at = None
+                _enqueue_task(session, pr, f"merge queue: CI {ci.status} on the current base")
+        if to_test is not None:
+            log.info("merge_queue_retest", pr=to_test[0], head=to_test[1][:10], base=tip[:10])
+            self.schedule_ci(to_test[0], to_test[1], tip)
 
     def schedule_mergeability(self, pr_id: int) -> None:
         self._bg.submit(self._safe_refresh, pr_id)
@@ -296,18 +433,28 @@ class LocalForge:
         env.update({"CI": "true", "OPTIO_CI": "1"})
         return env
 
-    def schedule_ci(self, pr_id: int, head_sha: str) -> None:
+    def schedule_ci(self, pr_id: int, head_sha: str, base_sha: str | None = None) -> None:
+        key = (pr_id, head_sha, base_sha)
         with self._lock:
-            if (pr_id, head_sha) in self._ci_inflight:
+            if key in self._ci_inflight:
                 return
-            self._ci_inflight.add((pr_id, head_sha))
-        self._pool.submit(self._run_ci, pr_id, head_sha)
+            self._ci_inflight.add(key)
+        self._pool.submit(self._run_ci, pr_id, head_sha, base_sha)
 
-    def _run_ci(self, pr_id: int, head_sha: str) -> None:
+    def _test_merge(self, cache: RepoWorktrees, head_sha: str, base_sha: str | None) -> tuple[str, list[str]]:
+        """The commit CI runs on (the head merged onto the base) and the files that conflict, if any."""
+        if base_sha is None:
+            return head_sha, []
+        try:
+            return cache.test_merge(base_sha, head_sha, work_root=self.data_dir / "ci"), []
+        except MergeConflictError as exc:
+            return "", list(exc.conflicting_files)
+
+    def _run_ci(self, pr_id: int, head_sha: str, base_sha: str | None = None) -> None:
         try:
             with self.db.read() as session:
                 pr = prs.get(session, pr_id)
-                ci = prs.ci_run(session, pr_id, head_sha)
+                ci = prs.ci_run_on(session, pr_id, head_sha, base_sha)
                 if pr is None or ci is None or ci.status != "pending":
                     return
                 repo = self._repo(session, pr.repo_id)
@@ -317,17 +464,28 @@ class LocalForge:
             cache = self.cache(repo)
             cache.ensure()
             cache.fetch()
+            conflicts: list[str] = []
             could_not_run = False
             try:
-                result = cache.run_ci(head_sha, command, work_root=self.data_dir / "ci", env=self._ci_env(),
-                                      inherit_env=False, sandbox=self.sandbox, timeout_s=self.ci_timeout_s)
+                tested, conflicts = self._test_merge(cache, head_sha, base_sha)
+                if conflicts:
+                    result = CiResult(status="failing", exit_code=None, duration_s=0.0,
+                                      output=f"optio: {head_sha[:12]} does not merge cleanly onto "
+                                             f"{(base_sha or '')[:12]}; conflicts in: {', '.join(conflicts)}\n")
+                else:
+                    result = cache.run_ci(tested, command, work_root=self.data_dir / "ci", env=self._ci_env(),
+                                          inherit_env=False, sandbox=self.sandbox, timeout_s=self.ci_timeout_s)
             except Exception as exc:  # CI infrastructure failure is a failing CI with the reason as output
+                tested = ""
                 result = CiResult(status="failing", exit_code=None, output=f"optio: CI could not run: {exc}",
                                   duration_s=0.0)
                 could_not_run = True
-            outcome = classify(result, could_not_run=could_not_run)
+            # A merge conflict is the agent's to fix (a failing CI); anything else that did not test the code
+            # (not found, not executable, timed out, could not run) is a person's.
+            outcome = ClassifiedCi("failing", None) if conflicts else classify(result, could_not_run=could_not_run)
+            advance: tuple[int, str] | None = None
             with self.db.write() as session:
-                ci = prs.ci_run(session, pr_id, head_sha)
+                ci = prs.ci_run_on(session, pr_id, head_sha, base_sha)
                 pr = prs.get(session, pr_id)
                 if ci is None or pr is None:
                     return
@@ -337,14 +495,27 @@ class LocalForge:
                 ci.output = self.redact(result.output[-CI_OUTPUT_MAX:], pr.workspace_id, pr.repo_id)
                 ci.duration_s = result.duration_s
                 ci.finished_at = utcnow()
+                ci.tested_sha = tested or None
+                self._after_ci(pr, head_sha, conflicts)
+                if pr.merge_queued_at is not None and pr.head_sha == head_sha:
+                    advance = (pr.repo_id, pr.base_branch)  # the queue's front finished: merge it or move on
                 _enqueue_task(session, pr, f"CI {outcome.status}")
-            log.info("ci_finished", pr=pr_id, head=head_sha[:10], status=outcome.status,
+            log.info("ci_finished", pr=pr_id, head=head_sha[:10], base=(base_sha or "")[:10], status=outcome.status,
                      failure_kind=outcome.failure_kind)
+            if advance is not None:
+                self._safe_advance(*advance)
         except Exception:
             log.exception("ci_failed_to_run", pr=pr_id, head=head_sha[:10])
         finally:
             with self._lock:
-                self._ci_inflight.discard((pr_id, head_sha))
+                self._ci_inflight.discard((pr_id, head_sha, base_sha))
+
+    @staticmethod
+    def _after_ci(pr: PullRequest, head_sha: str, conflicts: list[str]) -> None:
+        """A test merge that conflicts is a conflict of the PR (its agent rebases), not only a red CI."""
+        if conflicts and pr.head_sha == head_sha:
+            pr.mergeable = False
+            pr.conflicting_files = conflicts
 
     def sweep_scratch(self) -> int:
         """Remove CI and merge checkouts a killed server left behind (none can be in use at start-up)."""
@@ -375,17 +546,23 @@ class LocalForge:
         with self.db.read() as session:
             pending = prs.pending_ci_of_open_prs(session)
             unknown = prs.open_ids_unknown_mergeability(session)
-        for pr_id, head_sha in pending:
-            self.schedule_ci(pr_id, head_sha)
+            queues = prs.queued_bases(session)
+        for pr_id, head_sha, base_sha in pending:
+            self.schedule_ci(pr_id, head_sha, base_sha)
         for pr_id in unknown:
             self.schedule_mergeability(pr_id)
+        for repo_id, base_branch in queues:
+            self._bg.submit(self._safe_advance, repo_id, base_branch)
 
     def poll_open_prs(self) -> int:
         """The PR watcher's safety net: refresh every open PR (catches bases moved outside Optio)."""
         with self.db.read() as session:
             ids = prs.open_ids(session)
+            queues = prs.queued_bases(session)
         for pr_id in ids:
             self._safe_refresh(pr_id)
+        for repo_id, base_branch in queues:
+            self._safe_advance(repo_id, base_branch)
         return len(ids)
 
     def shutdown(self) -> None:

@@ -2,7 +2,8 @@
 
 People (API/CLI) and the reconciler merge through the same `LocalForge.merge`, so the rules are checked
 there and cannot be skipped by calling a different door. They apply to the exact head being merged:
-CI must have passed on that sha (when the repo has CI), the repo's approval rule must hold on that sha
+CI must have passed on the merge of that sha onto the current base tip (when the repo has CI: a result
+on an older base says nothing about what would land now), the repo's approval rule must hold on that sha
 (an approving review when approval is required; the review agent's approval when one is configured),
 and the squash itself refuses a head that no longer merges onto the current base. Only an admin's
 explicit, audited force skips them (see `services.prs.merge_pr`).
@@ -37,24 +38,39 @@ class GateReport:
 
     head_sha: str
     unmet: tuple[str, ...]
+    # CI passed on this head merged onto an older base only: re-testing on the current base may clear it.
+    stale_ci: bool = False
 
     @property
     def ok(self) -> bool:
         return not self.unmet
 
+    @property
+    def only_stale_ci(self) -> bool:
+        """Everything holds but CI on the current base: the PR belongs in the merge queue."""
+        return self.stale_ci and len(self.unmet) == 1
 
-def check_merge_gates(session: Session, repo: Repo, pr: PullRequest) -> GateReport:
+
+def check_merge_gates(session: Session, repo: Repo, pr: PullRequest, base_sha: str | None = None) -> GateReport:
+    """The unmet rules for merging the PR's head onto `base_sha` (default: the base tip last seen)."""
     head = pr.head_sha
     short = head[:10]
+    base = base_sha or pr.base_sha
     unmet: list[str] = []
+    stale = False
     if repo.ci_command:
-        ci = prs.ci_run(session, pr.id, head)
-        if ci is None:
+        ci = prs.ci_run_on(session, pr.id, head, base) if base else prs.ci_run(session, pr.id, head)
+        latest = ci or prs.ci_run(session, pr.id, head)
+        if ci is None and latest is not None and latest.status == "passing":
+            stale = True
+            unmet.append(f"CI passed on {short} merged onto an older base, not onto {pr.base_branch} at "
+                         f"{(base or '')[:10]}")
+        elif latest is None:
             unmet.append(f"CI has not run on {short}")
-        elif ci.status == "pending":
+        elif latest.status == "pending":
             unmet.append(f"CI is still running on {short}")
-        elif ci.status != "passing":
-            unmet.append(f"CI is {ci.status} on {short}")
+        elif latest.status != "passing":
+            unmet.append(f"CI is {latest.status} on {short}")
     reviews = prs.reviews(session, pr.id, head_sha=head)
     if repo.require_approval:
         if not reviews:
@@ -67,11 +83,11 @@ def check_merge_gates(session: Session, repo: Repo, pr: PullRequest) -> GateRepo
             unmet.append(f"the review agent has not reviewed {short}")
         elif agent[-1].verdict != "approve":
             unmet.append(f"the review agent requested changes on {short}")
-    return GateReport(head_sha=head, unmet=tuple(unmet))
+    return GateReport(head_sha=head, unmet=tuple(unmet), stale_ci=stale)
 
 
-def require_merge_gates(session: Session, repo: Repo, pr: PullRequest) -> None:
-    """Raise `MergeGateRefused` (a 409) unless the PR's current head meets every rule."""
-    report = check_merge_gates(session, repo, pr)
+def require_merge_gates(session: Session, repo: Repo, pr: PullRequest, base_sha: str | None = None) -> None:
+    """Raise `MergeGateRefused` (a 409) unless the PR's current head meets every rule on `base_sha`."""
+    report = check_merge_gates(session, repo, pr, base_sha)
     if not report.ok:
         raise MergeGateRefused(pr.number, pr.head_sha, report.unmet)

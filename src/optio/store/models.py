@@ -270,16 +270,24 @@ class PullRequest(WorkspaceScoped, Timestamps, Base):
     merged_sha: Mapped[str | None] = mapped_column(String(64), default=None)
     merged_at: Mapped[datetime | None] = mapped_column(default=None)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set while the PR waits in its base branch's merge queue to be re-tested on the moved base.
+    merge_queued_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class CiRun(WorkspaceScoped, Base):
-    """The repo's CI command run on one PR head, in a clean checkout."""
+    """The repo's CI command run on the merge of one PR head onto one base tip, in a clean checkout.
+
+    A result holds for the pair (head, base) only: once the base moves, what would land is another tree.
+    `tested_sha` is the test merge commit CI actually ran on (its tree is what a squash onto `base_sha` lands).
+    """
 
     __tablename__ = "ci_runs"
-    __table_args__ = (UniqueConstraint("pr_id", "head_sha", name="uq_ci_runs_head"),)
+    __table_args__ = (UniqueConstraint("pr_id", "head_sha", "base_sha", name="uq_ci_runs_head_base"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     pr_id: Mapped[int] = mapped_column(ForeignKey("pull_requests.id", ondelete="CASCADE"), index=True)
     head_sha: Mapped[str] = mapped_column(String(64))
+    base_sha: Mapped[str | None] = mapped_column(String(64), default=None)
+    tested_sha: Mapped[str | None] = mapped_column(String(64), default=None)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     exit_code: Mapped[int | None] = mapped_column(Integer, default=None)
     output: Mapped[str] = mapped_column(Text, default="")

@@ -84,18 +84,42 @@ def open_ids_unknown_mergeability(session: Session) -> list[int]:
 
 
 def ci_run(session: Session, pr_id: int, head_sha: str) -> CiRun | None:
-    return session.scalar(select(CiRun).where(CiRun.pr_id == pr_id, CiRun.head_sha == head_sha))
+    """The latest CI run of `head_sha`, on whichever base it was tested."""
+    return session.scalar(select(CiRun).where(CiRun.pr_id == pr_id, CiRun.head_sha == head_sha)
+                          .order_by(CiRun.id.desc()).limit(1))
+
+
+def ci_run_on(session: Session, pr_id: int, head_sha: str, base_sha: str | None) -> CiRun | None:
+    """The CI run of the merge of `head_sha` onto `base_sha` (the pair a result holds for)."""
+    base = CiRun.base_sha.is_(None) if base_sha is None else CiRun.base_sha == base_sha
+    return session.scalar(select(CiRun).where(CiRun.pr_id == pr_id, CiRun.head_sha == head_sha, base)
+                          .order_by(CiRun.id.desc()).limit(1))
 
 
 def ci_runs(session: Session, pr_id: int) -> list[CiRun]:
     return list(session.scalars(select(CiRun).where(CiRun.pr_id == pr_id).order_by(CiRun.id)))
 
 
-def pending_ci_of_open_prs(session: Session) -> list[tuple[int, str]]:
+def pending_ci_of_open_prs(session: Session) -> list[tuple[int, str, str | None]]:
     rows = session.execute(
-        select(CiRun.pr_id, CiRun.head_sha).join(PullRequest, PullRequest.id == CiRun.pr_id)
+        select(CiRun.pr_id, CiRun.head_sha, CiRun.base_sha).join(PullRequest, PullRequest.id == CiRun.pr_id)
         .where(CiRun.status == "pending", PullRequest.state == "open")
     )
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def merge_queue(session: Session, repo_id: int, base_branch: str) -> list[PullRequest]:
+    """The open PRs waiting in the merge queue of `base_branch`, first come first."""
+    return list(session.scalars(
+        select(PullRequest).where(PullRequest.repo_id == repo_id, PullRequest.base_branch == base_branch,
+                                  PullRequest.state == "open", PullRequest.merge_queued_at.is_not(None))
+        .order_by(PullRequest.merge_queued_at, PullRequest.id)))
+
+
+def queued_bases(session: Session) -> list[tuple[int, str]]:
+    """Every (repo, base branch) with a non-empty merge queue."""
+    rows = session.execute(select(PullRequest.repo_id, PullRequest.base_branch).distinct()
+                           .where(PullRequest.state == "open", PullRequest.merge_queued_at.is_not(None)))
     return [(r[0], r[1]) for r in rows]
 
 
@@ -141,9 +165,14 @@ def create(session: Session, repo: Repo, task_id: int, *, title: str, body: str,
     return pr
 
 
-def add_pending_ci(session: Session, pr: PullRequest, head_sha: str) -> None:
-    if ci_run(session, pr.id, head_sha) is None:
-        session.add(CiRun(workspace_id=pr.workspace_id, pr_id=pr.id, head_sha=head_sha, status="pending"))
+def add_pending_ci(session: Session, pr: PullRequest, head_sha: str, base_sha: str | None = None) -> bool:
+    """A pending CI run for the merge of `head_sha` onto `base_sha`, unless that pair has one; True if added."""
+    if ci_run_on(session, pr.id, head_sha, base_sha) is not None:
+        return False
+    session.add(CiRun(workspace_id=pr.workspace_id, pr_id=pr.id, head_sha=head_sha, base_sha=base_sha,
+                      status="pending"))
+    session.flush()
+    return True
 
 
 def point_task_at(session: Session, task_id: int, pr_id: int) -> None:

@@ -109,7 +109,8 @@ def pr_view(state: PullRequestState) -> PullRequestView:
         number=pr.number, state=pr.state, head_sha=pr.head_sha,  # type: ignore[arg-type]
         base_sha=pr.base_sha, mergeable=pr.mergeable,
         conflicting_files=tuple(pr.conflicting_files or ()), ci_status=ci_status,  # type: ignore[arg-type]
-        ci_output_tail=ci_tail, review_status=status,  # type: ignore[arg-type]
+        ci_output_tail=ci_tail, ci_base_sha=ci.base_sha if ci is not None else None,
+        review_status=status,  # type: ignore[arg-type]
         ci_failure_kind=ci.failure_kind if ci is not None else None,
         ci_duration_s=ci.duration_s if ci is not None else None,
         review_id=review.id if review else None,

@@ -30,7 +30,8 @@ Order of precedence (the first rule that applies wins):
    - `needs_attention`, `completed`, `failed`, `cancelled`: nothing; only intents move them.
 
 Every automatic resume passes one gate. Its key names the exact failure (`conflict:<head>`,
-`ci_failed:<head>`, `changes_requested:<review id>`); a key already in `resume_keys` means the agent had
+`ci_failed:<head>:<base>` when CI ran on the merge onto a base tip, else `ci_failed:<head>`,
+`changes_requested:<review id>`); a key already in `resume_keys` means the agent had
 its go at this failure and did not move the head, and `resume_count >= max_auto_resumes` means the loop
 has run long enough. Either way the task goes to `needs_attention`, never a silent stop or an endless loop.
 
@@ -287,17 +288,21 @@ def _decide_pr_opened(snap: RepoTaskSnapshot) -> Action:
             ),
         )
     if pr.ci_status == "failing":
+        # A result holds for (head, base): the same head failing on a base that moved is a new failure.
+        base = pr.ci_base_sha
         return _resume(
             snap,
-            key=f"ci_failed:{pr.head_sha}",
+            key=f"ci_failed:{pr.head_sha}:{base}" if base else f"ci_failed:{pr.head_sha}",
             reason="ci_failed",
-            what=f"CI failed on {head}",
+            what=f"CI failed on {head} merged onto {snap.base_branch} at {_short(base)}" if base
+            else f"CI failed on {head}",
             prompt=build_resume_prompt(
                 title=snap.title,
                 original_prompt=snap.prompt,
                 reason="ci_failed",
                 ci_output=pr.ci_output_tail,
                 base_branch=snap.base_branch,
+                ci_base_sha=base,
             ),
         )
 

@@ -1,0 +1,90 @@
+"""The local forge's merge queue: one re-test at a time per base, in order, and a front nobody merges moves aside.
+
+Real SQLite, real git remote, the real local forge and its CI threads; no reconciler (the test merges as
+a person would).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from tests.integration.test_merge_recovery import open_pr
+from tests.support.git_remote import git, make_remote
+
+from optio.forge import local
+from optio.forge.local import LocalForge, MergeQueued
+from optio.store import migrate
+from optio.store.db import Database
+from optio.store.models import CiRun, PullRequest, Repo, Workspace
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> tuple[Database, Path, int]:
+    db = Database(f"sqlite:///{tmp_path / 'optio.db'}")
+    migrate.upgrade(db)
+    remote = make_remote(tmp_path, files={"README.md": "demo\n"})
+    with db.write() as session:
+        ws = Workspace(slug="w", name="w")
+        session.add(ws)
+        session.flush()
+        repo = Repo(workspace_id=ws.id, name="demo", remote_url=str(remote), default_branch="main",
+                    ci_command="true", require_approval=False)
+        session.add(repo)
+        session.flush()
+        repo_id = repo.id
+    return db, remote, repo_id
+
+
+def runs(db: Database, number: int) -> list[tuple[str | None, str]]:
+    with db.read() as session:
+        pr = session.query(PullRequest).filter_by(number=number).one()
+        return [(r.base_sha, r.status) for r in session.query(CiRun).filter_by(pr_id=pr.id).order_by(CiRun.id)]
+
+
+def wait_run(db: Database, number: int, base: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while (base, "passing") not in runs(db, number):
+        assert time.monotonic() < deadline, runs(db, number)
+        time.sleep(0.05)
+
+
+def test_queue_retests_one_pr_at_a_time_in_order(world: tuple[Database, Path, int], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    db, remote, repo_id = world
+    forge = LocalForge(db, tmp_path / "data")
+    try:
+        initial = git("rev-parse", "main", cwd=remote).strip()
+        opened = {task: open_pr(forge, tmp_path, repo_id, task) for task in (1, 2, 3)}
+        for number, _ in opened.values():
+            wait_run(db, number, initial)
+        forge.merge(repo_id, opened[1][0], head_sha=opened[1][1], message="one")
+        after_one = git("rev-parse", "main", cwd=remote).strip()
+
+        for task in (2, 3):
+            number, head = opened[task]
+            with pytest.raises(MergeQueued):
+                forge.merge(repo_id, number, head_sha=head, message=str(task))
+        assert git("rev-parse", "main", cwd=remote).strip() == after_one  # nothing landed untested
+        wait_run(db, opened[2][0], after_one)
+        time.sleep(0.5)
+        assert [b for b, _ in runs(db, opened[3][0])] == [initial]  # the second in line waits its turn
+
+        # Nobody merges the green front: after the grace it moves aside and the next PR is tested.
+        monkeypatch.setattr(local, "QUEUE_FRONT_GRACE_S", 0.0)
+        time.sleep(0.05)
+        forge.poll_open_prs()
+        wait_run(db, opened[3][0], after_one)
+        forge.merge(repo_id, opened[3][0], head_sha=opened[3][1], message="three")
+        after_three = git("rev-parse", "main", cwd=remote).strip()
+        assert git("rev-parse", "main^", cwd=remote).strip() == after_one
+
+        # The front that moved aside is re-queued when asked again, and tested on the new base first.
+        with pytest.raises(MergeQueued):
+            forge.merge(repo_id, opened[2][0], head_sha=opened[2][1], message="two")
+        wait_run(db, opened[2][0], after_three)
+        forge.merge(repo_id, opened[2][0], head_sha=opened[2][1], message="two")
+        assert git("log", "--format=%s", "main", cwd=remote).splitlines() == ["two", "three", "one", "initial"]
+    finally:
+        forge.shutdown()
