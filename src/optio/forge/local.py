@@ -25,7 +25,7 @@ from optio.forge.merge_gates import require_merge_gates
 from optio.forge.worktrees import RepoCaches, RepoWorktrees
 from optio.runtime.sandbox import Sandbox
 from optio.store import pull_requests as prs
-from optio.store import queue
+from optio.store import queue, runs
 from optio.store.db import Database
 from optio.store.models import PullRequest, Repo
 from optio.store.session import Session
@@ -50,9 +50,14 @@ def _info(pr: PullRequest) -> PullRequestInfo:
     )
 
 
-def _enqueue_task(session: Session, pr: PullRequest, reason: str) -> None:
+def _enqueue_task(session: Session, pr: PullRequest, reason: str, *, event: str | None = None,
+                  detail: str = "") -> None:
+    """Enqueue the PR's task; `event` also records the fact on the task's timeline, in the same transaction."""
     if pr.task_id is not None:
         queue.enqueue(session, "repo_task", pr.task_id, pr.workspace_id, reason=reason)
+        if event is not None:
+            runs.record_event(session, workspace_id=pr.workspace_id, kind="repo_task", run_id=pr.task_id,
+                              event=event, from_state=None, to_state=None, reason=detail or reason)
 
 
 class LocalForge:
@@ -173,7 +178,10 @@ class LocalForge:
             rev = prs.add_review_row(session, workspace_id=pr.workspace_id, pr_id=pr.id, head_sha=pr.head_sha,
                                      verdict=verdict, comments=self.redact(comments, pr.workspace_id, pr.repo_id),
                                      author=author)
-            _enqueue_task(session, pr, f"review {verdict}")
+            who = "the review agent" if author.startswith("review-agent:") else author
+            _enqueue_task(session, pr, f"review {verdict}",
+                          event="approved" if verdict == "approve" else "changes_requested",
+                          detail=f"{who} reviewed #{number} at {pr.head_sha[:10]}: {verdict}")
             return ReviewInfo(rev.id, rev.head_sha, rev.verdict, rev.comments, rev.author)
 
     def merge(self, repo_id: int, number: int, *, head_sha: str, message: str, force: bool = False) -> str:
@@ -214,7 +222,8 @@ class LocalForge:
             pr.state = "merged"
             pr.merged_sha = merged_sha
             pr.merged_at = utcnow()
-            _enqueue_task(session, pr, "pull request merged")
+            _enqueue_task(session, pr, "pull request merged", event="merged",
+                          detail=f"#{number} squash-merged into {base_branch} as {merged_sha[:10]}")
             head_branch = pr.head_branch
         self._bg.submit(self._after_merge, repo_id, head_branch)
         return merged_sha
@@ -304,6 +313,8 @@ class LocalForge:
                     return
                 repo = self._repo(session, pr.repo_id)
                 command = repo.ci_command
+                # Green CI is where a person's approval becomes the only thing missing.
+                needs_person = repo.require_approval and not repo.review_agent_type
             if not command:
                 return
             cache = self.cache(repo)
@@ -325,7 +336,15 @@ class LocalForge:
                 ci.output = self.redact(result.output[-CI_OUTPUT_MAX:], pr.workspace_id, pr.repo_id)
                 ci.duration_s = result.duration_s
                 ci.finished_at = utcnow()
-                _enqueue_task(session, pr, f"CI {result.status}")
+                took = f" in {result.duration_s:.1f}s" if result.duration_s is not None else ""
+                _enqueue_task(session, pr, f"CI {result.status}",
+                              event="ci_passed" if result.status == "passing" else "ci_failed",
+                              detail=f"CI {result.status} on {head_sha[:10]} (exit {result.exit_code}){took}")
+                on_head = prs.reviews(session, pr.id, head_sha=head_sha)
+                if result.status == "passing" and needs_person and not (on_head and on_head[-1].verdict == "approve"):
+                    _enqueue_task(session, pr, "approval needed", event="review_requested",
+                                  detail=f"CI passed on {head_sha[:10]}: waiting for a person's approval of "
+                                         f"#{pr.number}")
             log.info("ci_finished", pr=pr_id, head=head_sha[:10], status=result.status)
         except Exception:
             log.exception("ci_failed_to_run", pr=pr_id, head=head_sha[:10])
