@@ -122,8 +122,12 @@ def _separator(section: dict[str, Any]) -> str:
     return f"===== {section['source']}{status}{started} ====="
 
 
-def _print_timeline(client: Client, task_id: int, printed: dict[tuple[str, int], int], *, raw: bool) -> bool:
-    """Print what is new in the task's timeline since `printed` (lines seen per section); True once it ended."""
+def _print_timeline(client: Client, task_id: int, printed: dict[tuple[str, int], int], open_: set[tuple[str, int]],
+                    *, raw: bool) -> bool:
+    """Print what is new in the task's timeline since `printed` (lines seen per section); True once it ended.
+
+    A section first seen while its run was still going (`open_`) gets a closing line with its outcome.
+    """
     got = client.get(f"/api/repo-tasks/{task_id}/timeline-logs")
     for section in got["sections"]:
         key = (section["kind"], section["ref"])
@@ -131,9 +135,14 @@ def _print_timeline(client: Client, task_id: int, printed: dict[tuple[str, int],
         if seen is None:
             sys.stdout.write(_separator(section) + "\n")
             seen = 0
+            if section["finished_at"] is None:
+                open_.add(key)
         for line in section["lines"][seen:]:
             print_log_line(line, raw=raw)
         printed[key] = len(section["lines"])
+        if key in open_ and section["finished_at"] is not None:
+            open_.discard(key)
+            sys.stdout.write(f"----- {section['source']}: {section['status']} -----\n")
     sys.stdout.flush()
     return bool(got["done"])
 
@@ -156,10 +165,11 @@ def logs(ctx: typer.Context, task_id: int,
             dump_logs(client, path, after, raw=raw)
         return
     printed: dict[tuple[str, int], int] = {}
-    done = _print_timeline(client, task_id, printed, raw=raw)
+    open_: set[tuple[str, int]] = set()
+    done = _print_timeline(client, task_id, printed, open_, raw=raw)
     while follow and not done:
         time.sleep(poll)
-        done = _print_timeline(client, task_id, printed, raw=raw)
+        done = _print_timeline(client, task_id, printed, open_, raw=raw)
 
 
 def _intent(ctx: typer.Context, task_id: int, intent: str) -> None:

@@ -178,10 +178,9 @@ class LocalForge:
             rev = prs.add_review_row(session, workspace_id=pr.workspace_id, pr_id=pr.id, head_sha=pr.head_sha,
                                      verdict=verdict, comments=self.redact(comments, pr.workspace_id, pr.repo_id),
                                      author=author)
-            who = "the review agent" if author.startswith("review-agent:") else author
-            _enqueue_task(session, pr, f"review {verdict}",
-                          event="approved" if verdict == "approve" else "changes_requested",
-                          detail=f"{who} reviewed #{number} at {pr.head_sha[:10]}: {verdict}")
+            # Requested changes reach the timeline with the resume they cause (or the reason there is none).
+            _enqueue_task(session, pr, f"review {verdict}", event="approved" if verdict == "approve" else None,
+                          detail=f"{author} approved #{number} at {pr.head_sha[:10]}")
             return ReviewInfo(rev.id, rev.head_sha, rev.verdict, rev.comments, rev.author)
 
     def merge(self, repo_id: int, number: int, *, head_sha: str, message: str, force: bool = False) -> str:
@@ -222,8 +221,7 @@ class LocalForge:
             pr.state = "merged"
             pr.merged_sha = merged_sha
             pr.merged_at = utcnow()
-            _enqueue_task(session, pr, "pull request merged", event="merged",
-                          detail=f"#{number} squash-merged into {base_branch} as {merged_sha[:10]}")
+            _enqueue_task(session, pr, "pull request merged")
             head_branch = pr.head_branch
         self._bg.submit(self._after_merge, repo_id, head_branch)
         return merged_sha
@@ -336,10 +334,11 @@ class LocalForge:
                 ci.output = self.redact(result.output[-CI_OUTPUT_MAX:], pr.workspace_id, pr.repo_id)
                 ci.duration_s = result.duration_s
                 ci.finished_at = utcnow()
+                # A red CI reaches the timeline with the resume it causes (or the reason there is none).
                 took = f" in {result.duration_s:.1f}s" if result.duration_s is not None else ""
                 _enqueue_task(session, pr, f"CI {result.status}",
-                              event="ci_passed" if result.status == "passing" else "ci_failed",
-                              detail=f"CI {result.status} on {head_sha[:10]} (exit {result.exit_code}){took}")
+                              event="ci_passed" if result.status == "passing" else None,
+                              detail=f"CI passed on {head_sha[:10]}{took}")
                 on_head = prs.reviews(session, pr.id, head_sha=head_sha)
                 if result.status == "passing" and needs_person and not (on_head and on_head[-1].verdict == "approve"):
                     _enqueue_task(session, pr, "approval needed", event="review_requested",
