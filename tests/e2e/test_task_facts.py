@@ -120,6 +120,11 @@ def test_task_logs_show_attempts_ci_and_reviews_in_order(optio_server: OptioServ
     items = page.json()["items"]
     assert len(items) == 2 and all(i["type"] == "pr_review" and i["task_id"] == task["id"] for i in items)
     assert [i["verdict"] for i in items] == ["approve", "request_changes"]  # newest first
+    first = optio_server.api("GET", "/api/tasks", params={"type": "pr_review", "limit": 1}).json()
+    second = optio_server.api("GET", "/api/tasks", params={"type": "pr_review", "limit": 1,
+                                                           "cursor": first["next_cursor"]}).json()
+    assert [first["items"][0]["id"], second["items"][0]["id"]] == [i["id"] for i in items]
+    assert second["next_cursor"] is None
     default = optio_server.api("GET", "/api/tasks").json()["items"]
     assert {i["type"] for i in default} == {"repo_task"}
 
