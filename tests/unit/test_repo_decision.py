@@ -198,7 +198,7 @@ def test_resume_by_a_person_starts_the_agent_past_the_caps(state: str) -> None:
     assert action.clear_intent is True
     assert action.resume_reason == "manual"
     assert action.resume_key is None
-    assert action.patch == {"attempts": 3}
+    assert action.patch == {"attempts": 3, "human_resumes": 1}
     assert action.prompt is not None
     assert "resumed by a person" in action.prompt
     assert "try the v2 api" in action.prompt
@@ -632,6 +632,29 @@ def test_the_resume_cap_needs_attention(the_pr: PullRequestView) -> None:
     assert "cap of 3 automatic resumes" in action.reason
 
 
+def test_changes_a_person_requested_do_not_count_toward_the_automatic_cap() -> None:
+    the_pr = pr(review_status="changes_requested", review_id=9, review_head_sha=HEAD, review_by_person=True)
+    action = pr_task(pr=the_pr, resume_count=3, max_auto_resumes=3, human_resumes=1,
+                     resume_keys=frozenset({f"ci_failed:{OLD_HEAD}"}))
+    assert isinstance(action, StartAgent) and action.to == S.RUNNING
+    assert action.resume_reason == "changes_requested"
+    assert action.resume_key is None  # the executor bumps resume_count only for a resume key
+    assert action.patch["human_resumes"] == 2
+    assert set(action.patch["resume_keys"]) == {f"ci_failed:{OLD_HEAD}", "changes_requested:9"}
+    assert "requested by a person" in action.reason
+
+
+def test_the_same_review_by_a_person_resumes_only_once() -> None:
+    the_pr = pr(review_status="changes_requested", review_id=9, review_head_sha=HEAD, review_by_person=True)
+    action = _transition(pr_task(pr=the_pr, resume_keys=frozenset({"changes_requested:9"})), S.NEEDS_ATTENTION)
+    assert "changes_requested:9" in action.reason
+
+
+def test_changes_the_review_agent_requested_still_count_toward_the_cap() -> None:
+    the_pr = pr(review_status="changes_requested", review_id=9, review_head_sha=HEAD, review_by_person=False)
+    _transition(pr_task(pr=the_pr, resume_count=3, max_auto_resumes=3), S.NEEDS_ATTENTION)
+
+
 def test_a_new_head_gets_a_new_resume_for_the_same_kind_of_failure() -> None:
     action = pr_task(pr=pr(ci_status="failing"), resume_keys=frozenset({f"ci_failed:{OLD_HEAD}"}), resume_count=1)
     assert isinstance(action, StartAgent)
@@ -705,6 +728,7 @@ _prs = st.one_of(
         review_id=st.one_of(st.none(), st.integers(1, 4)),
         review_comments=st.lists(st.text(max_size=20), max_size=2).map(tuple),
         review_head_sha=st.one_of(st.none(), _shas),
+        review_by_person=st.booleans(),
     ),
 )
 
@@ -760,6 +784,7 @@ _snapshots = st.builds(
     review_run=_review_runs,
     worktree_ready=st.booleans(),
     resume_count=st.integers(0, 5),
+    human_resumes=st.integers(0, 5),
     resume_keys=_keys,
     stall_threshold_s=st.floats(1, 3600),
     provisioning_since=_times,
@@ -785,10 +810,16 @@ def test_target_state_is_always_allowed_or_unchanged(s: RepoTaskSnapshot) -> Non
 def test_automatic_resumes_respect_the_keys_and_the_cap(s: RepoTaskSnapshot) -> None:
     action = decide_repo_task(s)
     if isinstance(action, StartAgent) and action.resume_reason not in (None, "manual"):
+        assert s.pr is not None and s.pr.state == "open"
+        if "human_resumes" in action.patch:  # changes a person requested: keyed, counted apart, never capped
+            assert action.resume_reason == "changes_requested" and s.pr.review_by_person
+            assert action.resume_key is None and action.patch["human_resumes"] == s.human_resumes + 1
+            new_keys = set(action.patch["resume_keys"]) - s.resume_keys
+            assert len(new_keys) == 1 and next(iter(new_keys)).startswith("changes_requested:")
+            return
         assert action.resume_key is not None
         assert action.resume_key not in s.resume_keys
         assert s.resume_count < s.max_auto_resumes
-        assert s.pr is not None and s.pr.state == "open"
 
 
 @settings(max_examples=600)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 from pydantic_core import PydanticCustomError
@@ -304,6 +304,20 @@ class RepoTaskCreate(BaseModel):
                                            description="Workspace or the repo's secrets; each must exist")
 
 
+class AttemptOut(BaseModel):
+    """One start of a run's agent (first run, retry or resume), with its own timestamps and outcome."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    attempt: int
+    purpose: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    exit_code: int | None
+    exit_reason: str | None
+
+
 class RepoTaskOut(BaseModel):
     id: int
     type: str = "repo_task"
@@ -335,11 +349,62 @@ class RepoTaskOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    human_resumes: int = Field(default=0, description="Resumes a person asked for; `resume_count` counts the "
+                                                      "automatic ones, which OPTIO_MAX_AUTO_RESUMES caps")
+    attempt_runs: list[AttemptOut] = Field(default_factory=list, description="Each agent start, oldest first")
 
 
 class RepoTaskPage(BaseModel):
     items: list[RepoTaskOut]
     next_cursor: str | None
+
+
+class TimelineLine(BaseModel):
+    stream: str
+    text: str
+
+
+class TimelineSection(BaseModel):
+    """The output of one run of a task: an agent attempt, a CI run on its PR or a review agent run."""
+
+    kind: Literal["attempt", "ci", "review"]
+    ref: int
+    source: str = Field(description="`attempt N`, `ci #K on <sha>` or `review #R`")
+    status: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    head_sha: str | None
+    exit_code: int | None
+    lines: list[TimelineLine]
+
+
+class TaskTimelineLogs(BaseModel):
+    task_id: int
+    state: str
+    done: bool = Field(description="The task ended: no section will grow any more")
+    sections: list[TimelineSection]
+
+
+class ReviewRunOut(BaseModel):
+    """A review agent run (`type: pr_review`) on one head of a task's pull request."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    type: Literal["pr_review"] = "pr_review"
+    task_id: int
+    pr_id: int
+    head_sha: str
+    agent_type: str
+    state: str
+    verdict: str | None
+    comments: str | None
+    attempts: int
+    error: str | None
+    cost_usd: float
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
 
 
 class ReviewIn(BaseModel):

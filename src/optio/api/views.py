@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from optio.api.schemas import CiRunOut, JobOut, PullRequestDetail, RepoOut, RepoTaskOut, ReviewOut, RunOut
+from optio.api.schemas import AttemptOut, CiRunOut, JobOut, PullRequestDetail, RepoOut, RepoTaskOut, ReviewOut, RunOut
 from optio.services.tasks import TaskView
 
 
@@ -37,7 +37,8 @@ def task_out(view: TaskView) -> RepoTaskOut:
         cost_usd=t.cost_usd, cost_imputed=t.cost_imputed, input_tokens=t.input_tokens,
         output_tokens=t.output_tokens, agent_session_id=t.agent_session_id, error=t.error, note=t.note,
         control_intent=t.control_intent, version=t.version, created_at=t.created_at, started_at=t.started_at,
-        finished_at=t.finished_at,
+        finished_at=t.finished_at, human_resumes=t.human_resumes,
+        attempt_runs=[AttemptOut.model_validate(p) for p in view.attempts],
     )
 
 

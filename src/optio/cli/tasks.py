@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import sys
+import time
+from typing import Any
+
 import typer
 from rich.table import Table
 
+from optio.cli.client import Client
 from optio.cli.common import client_from, console, handle_errors, print_json
-from optio.cli.runs import dump_logs, follow_logs, styled, wait_for
+from optio.cli.runs import dump_logs, follow_logs, print_log_line, styled, wait_for
 
 app = typer.Typer(help="Repo tasks: an agent works in a worktree and its branch becomes a pull request.",
                   no_args_is_help=True)
 
 TASK_END = {"completed", "failed", "cancelled", "needs_attention"}
-SHOW_KEYS = ("id", "state", "pr_number", "pr_state", "ci_status", "review_status", "resume_count", "cost_usd",
-             "error", "note")
+SHOW_KEYS = ("id", "state", "pr_number", "pr_state", "ci_status", "review_status", "resume_count", "human_resumes",
+             "started_at", "finished_at", "cost_usd", "error", "note")
 
 
 @app.command("new")
@@ -99,23 +104,72 @@ def show(ctx: typer.Context, task_id: int, as_json: bool = typer.Option(False, "
     for key in SHOW_KEYS[2:]:
         if task.get(key) not in (None, ""):
             console.print(f"  {key}: {task[key]}")
+    if task.get("attempt_runs"):
+        attempts = Table("ATTEMPT", "STARTED", "FINISHED", "STATUS", "EXIT")
+        for a in task["attempt_runs"]:
+            attempts.add_row(str(a["attempt"]), a["started_at"], a["finished_at"] or "", a["status"],
+                             "" if a["exit_code"] is None else str(a["exit_code"]))
+        console.print(attempts)
     table = Table("WHEN", "EVENT", "FROM", "TO", "REASON")
     for e in client.get(f"/api/repo-tasks/{task_id}/events"):
         table.add_row(e["created_at"][11:19], e["event"], e["from_state"] or "", e["to_state"] or "", e["reason"])
     console.print(table)
 
 
+def _separator(section: dict[str, Any]) -> str:
+    status = f" ({section['status']})" if section.get("status") else ""
+    started = f" started {section['started_at'][:19].replace('T', ' ')}" if section.get("started_at") else ""
+    return f"===== {section['source']}{status}{started} ====="
+
+
+def _print_timeline(client: Client, task_id: int, printed: dict[tuple[str, int], int], open_: set[tuple[str, int]],
+                    *, raw: bool) -> bool:
+    """Print what is new in the task's timeline since `printed` (lines seen per section); True once it ended.
+
+    A section first seen while its run was still going (`open_`) gets a closing line with its outcome.
+    """
+    got = client.get(f"/api/repo-tasks/{task_id}/timeline-logs")
+    for section in got["sections"]:
+        key = (section["kind"], section["ref"])
+        seen = printed.get(key)
+        if seen is None:
+            sys.stdout.write(_separator(section) + "\n")
+            seen = 0
+            if section["finished_at"] is None:
+                open_.add(key)
+        for line in section["lines"][seen:]:
+            print_log_line(line, raw=raw)
+        printed[key] = len(section["lines"])
+        if key in open_ and section["finished_at"] is not None:
+            open_.discard(key)
+            sys.stdout.write(f"----- {section['source']}: {section['status']} -----\n")
+    sys.stdout.flush()
+    return bool(got["done"])
+
+
 @app.command("logs")
 @handle_errors
-def logs(ctx: typer.Context, task_id: int, follow: bool = typer.Option(False, "--follow", "-f"),
-         after: int = typer.Option(0, "--after"),
-         raw: bool = typer.Option(False, "--raw", help="Vendor CLI output as printed")) -> None:
+def logs(ctx: typer.Context, task_id: int,
+         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the task ends"),
+         after: int = typer.Option(0, "--after", help="Only the agent's lines after this sequence number"),
+         raw: bool = typer.Option(False, "--raw", help="Vendor CLI output as printed"),
+         poll: float = typer.Option(1.0, "--poll", min=0.1, max=60, help="Seconds between checks with --follow"),
+         ) -> None:
+    """The agent's attempts, the CI runs and the review runs of the task, in order, one separator each."""
     client = client_from(ctx)
-    path = f"/api/repo-tasks/{task_id}/logs"
-    if follow:
-        follow_logs(client, path, after, raw=raw)
-    else:
-        dump_logs(client, path, after, raw=raw)
+    if after:  # the agent's own log from a sequence number, as before
+        path = f"/api/repo-tasks/{task_id}/logs"
+        if follow:
+            follow_logs(client, path, after, raw=raw)
+        else:
+            dump_logs(client, path, after, raw=raw)
+        return
+    printed: dict[tuple[str, int], int] = {}
+    open_: set[tuple[str, int]] = set()
+    done = _print_timeline(client, task_id, printed, open_, raw=raw)
+    while follow and not done:
+        time.sleep(poll)
+        done = _print_timeline(client, task_id, printed, open_, raw=raw)
 
 
 def _intent(ctx: typer.Context, task_id: int, intent: str) -> None:

@@ -106,7 +106,8 @@ def apply(ctx: ControlContext, handler: RunKindHandler, snap: AnyLoaded, action:
     if isinstance(action, StartAgent):
         attempt = int(action.patch.get("attempts", run.attempts))
         patch = dict(action.patch)
-        patch.setdefault("started_at", now)
+        if run.started_at is None:  # the first start; each attempt's own times are on its process row
+            patch.setdefault("started_at", now)
         patch["heartbeat_at"] = now
         extra: tuple[tuple[str, str], ...] = ()
         if action.resume_reason:

@@ -65,6 +65,9 @@ class PullRequestView:
     review_id: int | None = None
     review_comments: tuple[str, ...] = ()
     review_head_sha: str | None = None
+    # The latest review came from a person (not a review agent): their requested changes are a human-requested
+    # resume, which the automatic resume cap does not count.
+    review_by_person: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ class RepoTaskSnapshot:
     review_run: ReviewRunView | None = None
     worktree_ready: bool = False
     resume_count: int = 0
+    human_resumes: int = 0
     resume_keys: frozenset[str] = frozenset()
     stall_threshold_s: float = 900.0
     provisioning_since: datetime | None = None

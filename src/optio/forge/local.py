@@ -32,7 +32,7 @@ from optio.forge.merge_gates import MergeGateRefused, check_merge_gates
 from optio.forge.worktrees import RepoCaches, RepoWorktrees
 from optio.runtime.sandbox import Sandbox
 from optio.store import pull_requests as prs
-from optio.store import queue
+from optio.store import queue, runs
 from optio.store.db import Database
 from optio.store.models import CiRun, PullRequest, Repo
 from optio.store.session import Session
@@ -65,9 +65,14 @@ def _ci_info(ci: CiRun) -> CiInfo:
                   duration_s=ci.duration_s, base_sha=ci.base_sha)
 
 
-def _enqueue_task(session: Session, pr: PullRequest, reason: str) -> None:
+def _enqueue_task(session: Session, pr: PullRequest, reason: str, *, event: str | None = None,
+                  detail: str = "") -> None:
+    """Enqueue the PR's task; `event` also records the fact on the task's timeline, in the same transaction."""
     if pr.task_id is not None:
         queue.enqueue(session, "repo_task", pr.task_id, pr.workspace_id, reason=reason)
+        if event is not None:
+            runs.record_event(session, workspace_id=pr.workspace_id, kind="repo_task", run_id=pr.task_id,
+                              event=event, from_state=None, to_state=None, reason=detail or reason)
 
 
 def _current_ci(session: Session, pr: PullRequest) -> CiInfo | None:
@@ -236,7 +241,9 @@ class LocalForge:
             rev = prs.add_review_row(session, workspace_id=pr.workspace_id, pr_id=pr.id, head_sha=pr.head_sha,
                                      verdict=verdict, comments=self.redact(comments, pr.workspace_id, pr.repo_id),
                                      author=author)
-            _enqueue_task(session, pr, f"review {verdict}")
+            # Requested changes reach the timeline with the resume they cause (or the reason there is none).
+            _enqueue_task(session, pr, f"review {verdict}", event="approved" if verdict == "approve" else None,
+                          detail=f"{author} approved #{number} at {pr.head_sha[:10]}")
             return ReviewInfo(rev.id, rev.head_sha, rev.verdict, rev.comments, rev.author)
 
     def merge(self, repo_id: int, number: int, *, head_sha: str, message: str, force: bool = False) -> str:
@@ -459,6 +466,8 @@ class LocalForge:
                     return
                 repo = self._repo(session, pr.repo_id)
                 command = repo.ci_command
+                # Green CI is where a person's approval becomes the only thing missing.
+                needs_person = repo.require_approval and not repo.review_agent_type
             if not command:
                 return
             cache = self.cache(repo)
@@ -499,7 +508,16 @@ class LocalForge:
                 self._after_ci(pr, head_sha, conflicts)
                 if pr.merge_queued_at is not None and pr.head_sha == head_sha:
                     advance = (pr.repo_id, pr.base_branch)  # the queue's front finished: merge it or move on
-                _enqueue_task(session, pr, f"CI {outcome.status}")
+                # A red CI reaches the timeline with the resume it causes (or the reason there is none).
+                took = f" in {result.duration_s:.1f}s" if result.duration_s is not None else ""
+                _enqueue_task(session, pr, f"CI {outcome.status}",
+                              event="ci_passed" if outcome.status == "passing" else None,
+                              detail=f"CI passed on {head_sha[:10]}{took}")
+                on_head = prs.reviews(session, pr.id, head_sha=head_sha)
+                if outcome.status == "passing" and needs_person and not (on_head and on_head[-1].verdict == "approve"):
+                    _enqueue_task(session, pr, "approval needed", event="review_requested",
+                                  detail=f"CI passed on {head_sha[:10]}: waiting for a person's approval of "
+                                         f"#{pr.number}")
             log.info("ci_finished", pr=pr_id, head=head_sha[:10], base=(base_sha or "")[:10], status=outcome.status,
                      failure_kind=outcome.failure_kind)
             if advance is not None:

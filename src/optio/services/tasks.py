@@ -13,8 +13,9 @@ from optio.store.db import Database
 from optio.store.models import RepoTask
 from optio.store.repo_tasks_read import TaskView
 from optio.store.session import Session
+from optio.store.task_timeline import Section, task_sections
 
-__all__ = ["TaskView", "create_task", "get_task", "list_tasks", "task_view"]
+__all__ = ["TaskView", "create_task", "get_task", "list_tasks", "task_timeline", "task_view"]
 KIND = "repo_task"
 
 
@@ -55,3 +56,10 @@ def list_tasks(db: Database, workspace_id: int, *, repo: str | None = None, stat
                                       before=before)
         views = [task_store.view_of(session, t) for t in tasks[:limit]]
     return views, encode_cursor(tasks[limit - 1].id) if len(tasks) > limit else None
+
+
+def task_timeline(db: Database, workspace_id: int, task_id: int) -> tuple[str, list[Section]]:
+    """The task's state and every run's output (attempts, CI, reviews) in order, read in one transaction."""
+    with db.read() as session:
+        task = get_task(session, workspace_id, task_id)
+        return task.state, task_sections(session, task_id, workspace_id)

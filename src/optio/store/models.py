@@ -227,6 +227,9 @@ class RepoTask(RunColumns, Base):
     priority: Mapped[int] = mapped_column(Integer, default=0)
     max_retries: Mapped[int] = mapped_column(Integer, default=1)
     resume_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Resumes a person asked for (a `resume` intent, a person's requested changes): not counted in
+    # `resume_count`, which the automatic resume cap (OPTIO_MAX_AUTO_RESUMES) applies to.
+    human_resumes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     resume_keys: Mapped[list[Any]] = mapped_column(default=list)
     branch: Mapped[str | None] = mapped_column(String(300), default=None)
     worktree_path: Mapped[str | None] = mapped_column(Text, default=None)

@@ -5,15 +5,16 @@ Control reads and writes a running task through `store.runs`; this module is the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from optio.errors import Invalid, NotFound
 from optio.store import queue
-from optio.store.models import CiRun, PrReview, PullRequest, Repo, RepoTask, TaskDependency
+from optio.store.models import AgentProcess, CiRun, PrReview, PullRequest, Repo, RepoTask, TaskDependency
 from optio.store.runs import record_event
+from optio.store.task_timeline import attempts_of
 
 KIND = "repo_task"
 
@@ -28,6 +29,7 @@ class TaskView:
     ci_status: str | None
     review_status: str | None
     depends_on: list[int]
+    attempts: list[AgentProcess] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,24 @@ def view_of(session: Session, task: RepoTask) -> TaskView:
         rev = session.scalar(select(PrReview).where(PrReview.pr_id == pr.id).order_by(PrReview.id.desc()).limit(1))
         if rev is not None:
             review_status = "approved" if rev.verdict == "approve" else "changes_requested"
+        if _awaits_person(task, repo, pr, ci_status, rev):
+            review_status = "awaiting_approval"
     deps = list(session.scalars(select(TaskDependency.depends_on_id).where(TaskDependency.task_id == task.id)))
-    return TaskView(task, repo, pr, ci_status, review_status, deps)
+    return TaskView(task, repo, pr, ci_status, review_status, deps,
+                    attempts_of(session, KIND, task.id, task.workspace_id))
+
+
+def _awaits_person(task: RepoTask, repo: Repo, pr: PullRequest, ci_status: str | None,
+                   latest: PrReview | None) -> bool:
+    """CI is green (or absent), the repo wants an approval, and no review was given on this head yet.
+
+    Only a person can move such a task on (a configured review agent reviews by itself), so it must say so.
+    """
+    if task.state != "pr_opened" or pr.state != "open" or not repo.require_approval or repo.review_agent_type:
+        return False
+    if ci_status not in ("passing", None):
+        return False
+    return latest is None or latest.head_sha != pr.head_sha
 
 
 def list_tasks(session: Session, workspace_id: int, *, repo_id: int | None, state: str | None, limit: int,

@@ -9,21 +9,23 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
 from sqlalchemy.orm import Session
 
-from optio.store.models import Job, JobRun, RepoTask
+from optio.store.models import Job, JobRun, RepoTask, ReviewRun
 
-JOB_RUN, REPO_TASK = 0, 1  # kind ranks: the newest-first tie-break order within one timestamp
+JOB_RUN, REPO_TASK, PR_REVIEW = 0, 1, 2  # kind ranks: the newest-first tie-break order within one timestamp
 Position = tuple[datetime, int, int]
 
 
 @dataclass(frozen=True)
 class FeedRow:
-    """One task in the feed; a job run comes with its row and job name, a repo task with its id only."""
+    """One task in the feed; a job run comes with its row and job name, a review run with its row, a repo task
+    with its id only."""
 
     created_at: datetime
     rank: int
     id: int
     run: JobRun | None = None
     job_name: str = ""
+    review: ReviewRun | None = None
 
 
 def _after(model: Any, rank: int, cursor: Position | None) -> ColumnElement[bool]:
@@ -59,5 +61,12 @@ def newest(session: Session, workspace_id: int, *, ranks: tuple[int, ...], state
         if state:
             q2 = q2.where(RepoTask.state == state)
         rows += [FeedRow(t.created_at, REPO_TASK, t.id) for t in session.scalars(q2)]
+    if PR_REVIEW in ranks:
+        q3 = (select(ReviewRun)
+              .where(ReviewRun.workspace_id == workspace_id, _after(ReviewRun, PR_REVIEW, position))
+              .order_by(ReviewRun.created_at.desc(), ReviewRun.id.desc()).limit(limit))
+        if state:
+            q3 = q3.where(ReviewRun.state == state)
+        rows += [FeedRow(r.created_at, PR_REVIEW, r.id, review=r) for r in session.scalars(q3)]
     rows.sort(key=lambda r: (r.created_at, r.rank, r.id), reverse=True)
     return rows

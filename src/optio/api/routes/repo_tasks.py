@@ -9,7 +9,16 @@ from fastapi import APIRouter, Depends, Query
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
 from optio.api.run_routes import add_run_routes
-from optio.api.schemas import Id, PageLimit, RepoTaskCreate, RepoTaskOut, RepoTaskPage
+from optio.api.schemas import (
+    Id,
+    PageLimit,
+    RepoTaskCreate,
+    RepoTaskOut,
+    RepoTaskPage,
+    TaskTimelineLogs,
+    TimelineLine,
+    TimelineSection,
+)
 from optio.api.views import task_out
 from optio.domain.states import TERMINAL, RepoTaskState, RunKind
 from optio.services import runs as run_service
@@ -52,6 +61,21 @@ def list_tasks(
 @router.get("/{task_id}", response_model=RepoTaskOut)
 def get_task(task_id: Id, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
     return _out(ctx, task_id)
+
+
+@router.get("/{task_id}/timeline-logs", response_model=TaskTimelineLogs)
+def task_timeline_logs(task_id: Id, ctx: Ctx = Depends(get_ctx)) -> TaskTimelineLogs:
+    """The output of every run of the task in the order they started: the agent's attempts, the CI runs on its
+    pull request and its review agent runs, each section labelled with its source (`/logs` keeps the agent's)."""
+    state, sections = task_service.task_timeline(ctx.db, ctx.workspace_id, task_id)
+    return TaskTimelineLogs(
+        task_id=task_id, state=state, done=state in TERMINAL_STATES,
+        sections=[TimelineSection(kind=s.kind, ref=s.ref, source=s.source,  # type: ignore[arg-type]
+                                  status=s.status, started_at=s.started_at, finished_at=s.finished_at,
+                                  head_sha=s.head_sha, exit_code=s.exit_code,
+                                  lines=[TimelineLine(stream=st, text=tx) for st, tx in s.lines])
+                  for s in sections],
+    )
 
 
 add_run_routes(router, kind=KIND, id_name="task_id", noun="task", terminal=TERMINAL_STATES,

@@ -1,8 +1,9 @@
 """`/api/tasks`: every kind of task in one newest-first stream, and one place to create any of them.
 
 Each item carries `type` (`job_run` or `repo_task`) and has the same shape as on its per-kind route
-(`/api/runs/{id}`, `/api/repo-tasks/{id}`). Pages are keyset-paginated on (created_at, type, id), so a
-page boundary is stable while new tasks arrive.
+(`/api/runs/{id}`, `/api/repo-tasks/{id}`). Review agent runs (`type=pr_review`) are listed when asked for by
+type; their output is in their task's `/api/repo-tasks/{id}/timeline-logs`. Pages are keyset-paginated on
+(created_at, type, id), so a page boundary is stable while new tasks arrive.
 """
 
 from __future__ import annotations
@@ -17,17 +18,27 @@ from pydantic import BaseModel, Field
 
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
-from optio.api.schemas import STRICT_INPUT, Line, PageLimit, RepoTaskCreate, RepoTaskOut, RunCreate, RunOut
+from optio.api.schemas import (
+    STRICT_INPUT,
+    Line,
+    PageLimit,
+    RepoTaskCreate,
+    RepoTaskOut,
+    ReviewRunOut,
+    RunCreate,
+    RunOut,
+)
 from optio.api.views import run_out, task_out
-from optio.domain.states import JobRunState, RepoTaskState
+from optio.domain.states import JobRunState, PrReviewState, RepoTaskState
 from optio.errors import Invalid
 from optio.services import jobs as job_service
 from optio.services import task_feed as feed_service
 from optio.services import tasks as task_service
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=ERROR_RESPONSES)
-TASK_TYPES = ("job_run", "repo_task")  # newest-first tie-break order within one timestamp
-STATES = sorted({s.value for s in JobRunState} | {s.value for s in RepoTaskState})
+TASK_TYPES = ("job_run", "repo_task", "pr_review")  # newest-first tie-break order within one timestamp
+DEFAULT_TYPES = ("job_run", "repo_task")  # what the feed lists without `type`
+STATES = sorted({s.value for s in JobRunState} | {s.value for s in RepoTaskState} | {s.value for s in PrReviewState})
 STATE_PATTERN = "^(" + "|".join(STATES) + ")$"
 
 
@@ -40,10 +51,11 @@ class RepoTaskItem(RepoTaskOut):
 
 
 TaskItem = Annotated[JobRunTask | RepoTaskItem, Field(discriminator="type")]
+FeedItem = Annotated[JobRunTask | RepoTaskItem | ReviewRunOut, Field(discriminator="type")]
 
 
 class TaskPage(BaseModel):
-    items: list[TaskItem]
+    items: list[FeedItem]
     next_cursor: str | None
 
 
@@ -71,7 +83,8 @@ def _decode(cursor: str | None) -> tuple[datetime, int, int] | None:
     try:
         ts, rank, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         when = datetime.fromisoformat(ts)
-        if when.tzinfo is None or rank not in (0, 1) or not isinstance(row_id, int) or not 0 <= row_id < 2**62:
+        if (when.tzinfo is None or rank not in range(len(TASK_TYPES)) or not isinstance(row_id, int)
+                or not 0 <= row_id < 2**62):
             raise ValueError
         return when, rank, row_id
     except (ValueError, TypeError, UnicodeDecodeError):
@@ -81,18 +94,22 @@ def _decode(cursor: str | None) -> tuple[datetime, int, int] | None:
 @router.get("", response_model=TaskPage)
 def list_tasks(
     ctx: Ctx = Depends(get_ctx),
-    type: Literal["job_run", "repo_task"] | None = Query(default=None, description="Only this kind"),
+    type: Literal["job_run", "repo_task", "pr_review"] | None = Query(
+        default=None, description="Only this kind (`pr_review`: review agent runs, listed only when asked for)"),
     state: str | None = Query(default=None, pattern=STATE_PATTERN),
     limit: Annotated[PageLimit, Query()] = 50,
     cursor: str | None = Query(default=None, max_length=200),
 ) -> TaskPage:
-    ranks = tuple(rank for rank, kind in enumerate(TASK_TYPES) if type in (None, kind))
+    ranks = tuple(rank for rank, kind in enumerate(TASK_TYPES) if (kind in DEFAULT_TYPES if type is None
+                                                                   else kind == type))
     rows = feed_service.newest(ctx.db, ctx.workspace_id, ranks=ranks, state=state, position=_decode(cursor),
                                limit=limit + 1)
     page, more = rows[:limit], len(rows) > limit
     items: list[Any] = []
     for row in page:
-        if row.run is not None:
+        if row.review is not None:
+            items.append(ReviewRunOut.model_validate(row.review))
+        elif row.run is not None:
             items.append(JobRunTask(**run_out(row.run, row.job_name).model_dump(exclude={"type"})))
         else:
             view = task_out(task_service.task_view(ctx.db, ctx.workspace_id, row.id))

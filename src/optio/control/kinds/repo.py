@@ -40,6 +40,8 @@ log = structlog.get_logger("optio.repo_tasks")
 KIND = RunKind.REPO_TASK.value
 ACTIVE_STATES = ("provisioning", "running")
 CI_TAIL_CHARS = 20_000
+# The author the review agent's verdicts carry on the pull request (see kinds/review.py): anything else is a person.
+REVIEW_AGENT_AUTHOR = "review-agent:"
 # Agents that commit (or rebase) in their worktree need an identity; the agent gets its own, so its
 # commits are told apart from the ones Optio makes for it.
 AGENT_GIT_IDENTITY = {
@@ -116,6 +118,7 @@ def pr_view(state: PullRequestState) -> PullRequestView:
         review_id=review.id if review else None,
         review_comments=(review.comments,) if review and review.comments else (),
         review_head_sha=review.head_sha if review else None,
+        review_by_person=review is not None and not review.author.startswith(REVIEW_AGENT_AUTHOR),
     )
 
 
@@ -173,6 +176,7 @@ class RepoTaskHandler:
                                      verdict=review.verdict) if review else None,  # type: ignore[arg-type]
             worktree_ready=task.worktree_ready,
             resume_count=task.resume_count,
+            human_resumes=task.human_resumes,
             resume_keys=frozenset(task.resume_keys or ()),
             stall_threshold_s=ctx.settings.stall_threshold_s,
             provisioning_since=task.provisioning_since,

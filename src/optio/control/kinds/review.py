@@ -209,6 +209,10 @@ class ReviewRunHandler:
             pull_requests.add_review(session, workspace_id=loaded.workspace_id, pr_id=facts.pr_id,
                                      head_sha=facts.head_sha, verdict=verdict, comments=comments,
                                      author=f"review-agent:{facts.agent_type}")
+            if verdict == "approve":  # requested changes reach the task's timeline with the resume they cause
+                runs.record_event(session, workspace_id=loaded.workspace_id, kind="repo_task", run_id=facts.task_id,
+                                  event="approved", from_state=None, to_state=None,
+                                  reason=f"review agent run #{loaded.run.id} approved {facts.head_sha[:10]}", now=now)
         if to_state in self.terminal:
             queue.enqueue(session, "repo_task", facts.task_id, loaded.workspace_id, reason=f"review {to_state}")
 

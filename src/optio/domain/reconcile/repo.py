@@ -34,6 +34,8 @@ Every automatic resume passes one gate. Its key names the exact failure (`confli
 `changes_requested:<review id>`); a key already in `resume_keys` means the agent had
 its go at this failure and did not move the head, and `resume_count >= max_auto_resumes` means the loop
 has run long enough. Either way the task goes to `needs_attention`, never a silent stop or an endless loop.
+Changes a person requested in a review pass the same key check but are counted in `human_resumes`, not
+against the automatic cap (nor stopped by it), like a `resume` intent.
 
 Every agent start (first run, retry or resume) bumps `attempts`, so a process left over from an earlier
 start can never be mistaken for the current one.
@@ -145,7 +147,7 @@ def _decide_intent(snap: RepoTaskSnapshot, intent: str) -> Action:
                 reason=f"resumed by a person on pull request #{pr.number}",
                 prompt=prompt,
                 resume_reason="manual",
-                patch={"attempts": run.attempts + 1},
+                patch={"attempts": run.attempts + 1, "human_resumes": snap.human_resumes + 1},
                 clear_intent=True,
                 event="resumed",
             )
@@ -230,10 +232,26 @@ def _decide_running(snap: RepoTaskSnapshot) -> Action:
     return Noop(reason=f"agent {health.outcome}", recheck_after_s=health.recheck_after_s)
 
 
-def _resume(snap: RepoTaskSnapshot, *, key: str, reason: ResumeReason, what: str, prompt: str) -> Action:
-    """The single gate every automatic resume passes through."""
+def _resume(snap: RepoTaskSnapshot, *, key: str, reason: ResumeReason, what: str, prompt: str,
+            by_person: bool = False) -> Action:
+    """The single gate every resume on the pull request's facts passes through.
+
+    `by_person` marks a resume a person asked for (their review requested changes): it still records its key,
+    so the same review never resumes the agent twice, but it counts in `human_resumes`, not against the
+    automatic cap, and the cap does not stop it.
+    """
     if key in snap.resume_keys:
         return _needs_attention(f"{what}, and the agent already had a go at it without moving the head ({key})")
+    if by_person:
+        return StartAgent(
+            to=S.RUNNING,
+            reason=f"{what}: resuming the agent (requested by a person; not counted as an automatic resume)",
+            prompt=prompt,
+            resume_reason=reason,
+            patch={"attempts": snap.run.attempts + 1, "human_resumes": snap.human_resumes + 1,
+                   "resume_keys": sorted(snap.resume_keys | {key})},
+            event=reason,
+        )
     if snap.resume_count >= snap.max_auto_resumes:
         return _needs_attention(f"{what}, and the cap of {snap.max_auto_resumes} automatic resumes is reached")
     n = snap.resume_count + 1
@@ -327,6 +345,7 @@ def _decide_pr_opened(snap: RepoTaskSnapshot) -> Action:
                     comments=pr.review_comments,
                     base_branch=snap.base_branch,
                 ),
+                by_person=pr.review_by_person,
             )
 
     if pr.ci_status == "pending":
