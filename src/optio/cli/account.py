@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 from rich.table import Table
 
 from optio.cli import config_file
-from optio.cli.client import Client
-from optio.cli.common import client_from, console, handle_errors, print_json
+from optio.cli.client import Client, fail
+from optio.cli.common import client_from, console, handle_errors, print_json, print_table
 
 workspace_app = typer.Typer(help="List the workspaces you belong to and pick the one the CLI acts in.",
                             no_args_is_help=True)
@@ -18,6 +20,13 @@ member_app = typer.Typer(help="Members of the current workspace and their roles 
 user_app = typer.Typer(help="Every account on the server (server administrators only).", no_args_is_help=True)
 
 
+def read_secret(label: str) -> str:
+    """Prompted without echo on a terminal; piped, the first line of stdin (getpass would warn and echo)."""
+    if sys.stdin.isatty():
+        return str(typer.prompt(label, hide_input=True))
+    return sys.stdin.readline().strip()
+
+
 @handle_errors
 def login(
     ctx: typer.Context,
@@ -25,7 +34,9 @@ def login(
 ) -> None:
     """Check an API key against the server and remember it for later commands."""
     obj = ctx.find_root().obj or {}
-    key = token or typer.prompt("API key", hide_input=True)
+    key = token or read_secret("API key")
+    if not key.strip():
+        raise fail("no API key given (pass --token, type it, or pipe it on stdin)", code=2)
     me = Client(url=obj["url"], workspace=obj.get("workspace"), token=key.strip()).get("/api/me")
     path = config_file.save(token=key.strip(), url=obj["url"])
     console.print(f"signed in as [bold]{me['username']}[/bold] (workspace {me['workspace']['slug']}, "
@@ -55,7 +66,7 @@ def workspace_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--js
     table = Table("", "SLUG", "NAME", "ROLE")
     for w in items:
         table.add_row("*" if w["slug"] == current else "", w["slug"], w["name"], w["role"])
-    console.print(table)
+    print_table(table)
 
 
 @workspace_app.command("switch")
@@ -91,7 +102,7 @@ def apikey_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
     for k in keys:
         table.add_row(str(k["id"]), k["name"], k["prefix"] + "…", k["created_at"][:19],
                       (k["last_used_at"] or "never")[:19], (k["revoked_at"] or "")[:19])
-    console.print(table)
+    print_table(table)
 
 
 @apikey_app.command("revoke")
@@ -126,7 +137,7 @@ def member_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
     table = Table("ID", "USERNAME", "NAME", "ROLE")
     for m in members:
         table.add_row(str(m["user_id"]), m["username"], m["display_name"], m["role"])
-    console.print(table)
+    print_table(table)
 
 
 @member_app.command("set")
@@ -175,7 +186,7 @@ def user_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"))
     for u in items:
         table.add_row(str(u["id"]), u["username"], u["email"] or "", "yes" if u["sso"] else "",
                       "yes" if u["server_admin"] else "", ", ".join(f"{k}:{v}" for k, v in u["workspaces"].items()))
-    console.print(table)
+    print_table(table)
 
 
 @user_app.command("reset-password")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from optio.cli.common import client_from, console, handle_errors, parse_params, print_json
+from optio.cli.common import client_from, console, handle_errors, parse_params, print_json, print_table
 from optio.cli.runs import styled, wait_for
 
 app = typer.Typer(help="Define jobs (reusable prompts with no repo) and run them.", no_args_is_help=True)
@@ -54,7 +54,7 @@ def list_jobs(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"))
     table = Table("ID", "NAME", "AGENT", "RETRIES", "PARAMS")
     for j in jobs:
         table.add_row(str(j["id"]), j["name"], j["agent_type"], str(j["max_retries"]), ", ".join(j["params_schema"]))
-    console.print(table)
+    print_table(table)
 
 
 @app.command("show")

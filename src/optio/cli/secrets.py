@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.table import Table
 
-from optio.cli.common import client_from, console, handle_errors, print_json
+from optio.cli.common import client_from, console, handle_errors, print_json, print_table
 
 app = typer.Typer(help="Workspace and repo secrets (write-only values, injected into runs that name them).",
                   no_args_is_help=True)
@@ -44,7 +44,7 @@ def list_secrets(
     table = Table("NAME", "SCOPE", "REPO", "KEY VERSION", "UPDATED")
     for s in items:
         table.add_row(s["name"], s["scope"], str(s["repo_id"] or ""), str(s["key_version"]), s["updated_at"][:19])
-    console.print(table)
+    print_table(table)
 
 
 @app.command("rm")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from optio.cli.common import client_from, console, handle_errors, print_json
+from optio.cli.common import client_from, clip, console, handle_errors, print_json, print_table
 from optio.cli.runs import dump_logs, follow_logs, styled, wait_for
 
 app = typer.Typer(help="Repo tasks: an agent works in a worktree and its branch becomes a pull request.",
@@ -81,10 +81,10 @@ def list_tasks(
         return
     table = Table("ID", "REPO", "TITLE", "STATE", "PR", "CI", "REVIEW", "RESUMES", "COST")
     for t in page["items"]:
-        table.add_row(str(t["id"]), t["repo"], t["title"][:40], styled(t["state"]),
+        table.add_row(str(t["id"]), t["repo"], clip(t["title"], 40), styled(t["state"]),
                       f"#{t['pr_number']} {t['pr_state']}" if t["pr_number"] else "", t["ci_status"] or "",
                       t["review_status"] or "", str(t["resume_count"]), f"${t['cost_usd']:.4f}")
-    console.print(table)
+    print_table(table)
 
 
 @app.command("show")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from optio.cli.common import client_from, console, handle_errors, print_json
+from optio.cli.common import client_from, clip, console, handle_errors, print_json, print_table
 
 app = typer.Typer(help="Local tickets: file work, hand it to an agent, see it closed on merge.",
                   no_args_is_help=True)
@@ -32,8 +32,8 @@ def list_tickets(ctx: typer.Context, state: str | None = typer.Option(None, "--s
         return
     table = Table("#", "TITLE", "STATE", "TASK")
     for t in tickets:
-        table.add_row(str(t["number"]), t["title"][:60], t["state"], str(t["task_id"] or ""))
-    console.print(table)
+        table.add_row(str(t["number"]), clip(t["title"], 60), t["state"], str(t["task_id"] or ""))
+    print_table(table)
 
 
 @app.command("show")
