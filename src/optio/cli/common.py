@@ -20,6 +20,7 @@ from optio.cli.client import ApiError, Client, err_console
 PIPED_WIDTH = 1_000_000
 console = Console() if sys.stdout.isatty() else Console(width=PIPED_WIDTH, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
+AS_JSON = typer.Option(False, "--json", help="Machine-readable output")
 
 
 def is_terminal() -> bool:

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from optio.cli.client import Client, fail
-from optio.cli.common import client_from, clip, console, handle_errors, print_json, print_table
+from optio.cli.common import AS_JSON, client_from, clip, console, handle_errors, print_json, print_table
 
 app = typer.Typer(help="Pull requests: list, inspect, approve, request changes, merge, close.",
                   no_args_is_help=True)
@@ -40,7 +40,7 @@ def _resolve(client: Client, ref: str | None, task: int | None) -> dict[str, Any
 @app.command("list")
 @handle_errors
 def list_prs(ctx: typer.Context, state: str | None = typer.Option(None, "--state", help="open, merged or closed"),
-             as_json: bool = typer.Option(False, "--json", help="Machine-readable output")) -> None:
+             as_json: bool = AS_JSON) -> None:
     """Pull requests of the workspace, newest first."""
     params = {"state": state} if state else {}
     prs = client_from(ctx).get("/api/prs", params=params)
@@ -58,7 +58,7 @@ def list_prs(ctx: typer.Context, state: str | None = typer.Option(None, "--state
 @handle_errors
 def show(ctx: typer.Context, ref: str | None = typer.Argument(None, help=REF_HELP),
          task: int | None = typer.Option(None, "--task", help=TASK_HELP),
-         as_json: bool = typer.Option(False, "--json", help="Machine-readable output")) -> None:
+         as_json: bool = AS_JSON) -> None:
     """The pull request with its CI runs and reviews."""
     pr = _resolve(client_from(ctx), ref, task)
     if as_json:

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from optio.cli.client import fail
-from optio.cli.common import client_from, console, handle_errors, print_json, print_table
+from optio.cli.common import AS_JSON, client_from, console, handle_errors, print_json, print_table
 
 app = typer.Typer(help="Register and inspect repos.", no_args_is_help=True)
 
@@ -21,23 +21,27 @@ def add(
     ctx: typer.Context,
     remote: str = typer.Argument(..., help="git URL, or a local path / file:// URL under the server's "
                                  "OPTIO_LOCAL_REMOTE_ROOTS"),
-    name: str | None = typer.Option(None, "--name"),
+    name: str | None = typer.Option(None, "--name", help="Name in the workspace (default: from the URL)"),
     default_branch: str | None = typer.Option(None, "--default-branch", help="Default: the remote's HEAD"),
     ci_command: str | None = typer.Option(None, "--ci-command", help="Shell command run on each PR head"),
-    require_approval: bool = typer.Option(False, "--require-approval/--no-require-approval"),
-    auto_merge: bool = typer.Option(True, "--auto-merge/--no-auto-merge"),
+    require_approval: bool = typer.Option(False, "--require-approval/--no-require-approval",
+                                          help="Whether a merge needs an approving review"),
+    auto_merge: bool = typer.Option(True, "--auto-merge/--no-auto-merge",
+                                    help="Merge by itself once CI and review allow it"),
     review_agent: str | None = typer.Option(None, "--review-agent", help="Agent type of the review agent"),
     review_command: str | None = typer.Option(None, "--review-command", help="Command of a script review agent"),
-    review_prompt: str = typer.Option("", "--review-prompt"),
+    review_prompt: str = typer.Option("", "--review-prompt", help="What the review agent is asked"),
     agent: str = typer.Option("script", "--agent", help="Default agent type for tasks"),
     command: str | None = typer.Option(None, "--command", help="Default script agent command for tasks"),
-    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1),
+    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1,
+                                              help="Tasks of this repo running at once"),
     secret: list[str] | None = typer.Option(None, "--secret", help="Secret to inject (repeatable)"),
     credential_secret: str | None = typer.Option(
         None, "--credential-secret", help="Secret with the password/token Optio's git uses for the remote"
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = AS_JSON,
 ) -> None:
+    """Register a git remote that tasks can work on."""
     review_config: dict[str, object] = {}
     if review_command is not None:
         review_config["command"] = review_command
@@ -79,7 +83,7 @@ def set_repo(
     max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1,
                                               help="Tasks of this repo running at once"),
     secret: list[str] | None = typer.Option(None, "--secret", help="Replace the secret names (repeatable)"),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output"),
+    as_json: bool = AS_JSON,
 ) -> None:
     """Change a repo's settings; only the options given are changed."""
     body: dict[str, object] = {key: value for key, value in {
@@ -116,7 +120,8 @@ def remove(ctx: typer.Context, repo: str = typer.Argument(..., help="Repo name o
 
 @app.command("list")
 @handle_errors
-def list_repos(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+def list_repos(ctx: typer.Context, as_json: bool = AS_JSON) -> None:
+    """The workspace's repos and their loop settings."""
     repos = client_from(ctx).get("/api/repos")
     if as_json:
         print_json(repos)
@@ -131,7 +136,8 @@ def list_repos(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")
 
 @app.command("show")
 @handle_errors
-def show(ctx: typer.Context, repo: str, as_json: bool = typer.Option(False, "--json")) -> None:
+def show(ctx: typer.Context, repo: str = typer.Argument(..., help="Repo name or id"), as_json: bool = AS_JSON) -> None:
+    """A repo's settings."""
     data = client_from(ctx).get(f"/api/repos/{repo}")
     if as_json:
         print_json(data)

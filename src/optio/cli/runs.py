@@ -12,7 +12,7 @@ from rich.status import Status
 from rich.table import Table
 
 from optio.cli.client import ApiError, Client, err_console
-from optio.cli.common import client_from, clip, console, handle_errors, print_json, print_table
+from optio.cli.common import AS_JSON, client_from, clip, console, handle_errors, print_json, print_table
 
 app = typer.Typer(help="Inspect and steer job runs.", no_args_is_help=True)
 
@@ -29,10 +29,11 @@ def styled(state: str) -> str:
 def list_runs(
     ctx: typer.Context,
     job: str | None = typer.Option(None, "--job", help="Only runs of this job (name or id)"),
-    state: str | None = typer.Option(None, "--state"),
-    limit: int = typer.Option(50, "--limit", min=1, max=500),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output"),
+    state: str | None = typer.Option(None, "--state", help="Only runs in this state"),
+    limit: int = typer.Option(50, "--limit", min=1, max=500, help="At most this many, newest first"),
+    as_json: bool = AS_JSON,
 ) -> None:
+    """Job runs, newest first."""
     params: dict[str, Any] = {"limit": limit}
     if job:
         params["job"] = job
@@ -51,7 +52,8 @@ def list_runs(
 
 @app.command("show")
 @handle_errors
-def show(ctx: typer.Context, run_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
+def show(ctx: typer.Context, run_id: int = typer.Argument(..., help="Run id"), as_json: bool = AS_JSON) -> None:
+    """A run with its attempts, cost and timeline."""
     client = client_from(ctx)
     run = client.get(f"/api/runs/{run_id}")
     if as_json:
@@ -138,11 +140,12 @@ def follow_logs(client: Client, path: str, after: int = 0, *, raw: bool = False)
 @handle_errors
 def logs(
     ctx: typer.Context,
-    run_id: int,
+    run_id: int = typer.Argument(..., help="Run id"),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming until the run ends"),
     after: int = typer.Option(0, "--after", help="Start after this sequence number"),
     raw: bool = typer.Option(False, "--raw", help="Vendor CLI output as printed, instead of Optio's events"),
 ) -> None:
+    """A run's output; --follow streams it until the run ends."""
     client = client_from(ctx)
     path = f"/api/runs/{run_id}/logs"
     if follow:
@@ -153,14 +156,16 @@ def logs(
 
 @app.command("cancel")
 @handle_errors
-def cancel(ctx: typer.Context, run_id: int) -> None:
+def cancel(ctx: typer.Context, run_id: int = typer.Argument(..., help="Run id")) -> None:
+    """Stop the run (its agent is killed)."""
     run = client_from(ctx).post(f"/api/runs/{run_id}/cancel")
     console.print(f"cancel requested for run {run['id']} ({styled(run['state'])})")
 
 
 @app.command("retry")
 @handle_errors
-def retry(ctx: typer.Context, run_id: int) -> None:
+def retry(ctx: typer.Context, run_id: int = typer.Argument(..., help="Run id")) -> None:
+    """Run a failed or cancelled run again."""
     run = client_from(ctx).post(f"/api/runs/{run_id}/retry")
     console.print(f"retry requested for run {run['id']} ({styled(run['state'])})")
 

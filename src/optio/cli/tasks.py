@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from optio.cli.common import client_from, clip, console, handle_errors, print_json, print_table
+from optio.cli.common import AS_JSON, client_from, clip, console, handle_errors, print_json, print_table
 from optio.cli.runs import dump_logs, follow_logs, styled, wait_for
 
 app = typer.Typer(help="Repo tasks: an agent works in a worktree and its branch becomes a pull request.",
@@ -21,18 +21,19 @@ SHOW_KEYS = ("id", "state", "pr_number", "pr_state", "ci_status", "review_status
 def new(
     ctx: typer.Context,
     repo: str = typer.Option(..., "--repo", help="Repo name or id"),
-    title: str = typer.Option(..., "--title"),
-    prompt: str = typer.Option(..., "--prompt"),
+    title: str = typer.Option(..., "--title", help="Title of the task, its commit and its PR"),
+    prompt: str = typer.Option(..., "--prompt", help="What the agent is asked to do"),
     agent: str | None = typer.Option(None, "--agent", help="Agent type (default: the repo's)"),
     command: str | None = typer.Option(None, "--command", help="Script agent command"),
-    model: str | None = typer.Option(None, "--model"),
+    model: str | None = typer.Option(None, "--model", help="Model for a vendor agent"),
     depends_on: list[int] | None = typer.Option(None, "--depends-on", help="Task id to wait for (repeatable)"),
-    priority: int = typer.Option(0, "--priority"),
-    max_retries: int = typer.Option(1, "--max-retries", min=0, max=20),
+    priority: int = typer.Option(0, "--priority", help="Higher starts first when the repo is busy"),
+    max_retries: int = typer.Option(1, "--max-retries", min=0, max=20, help="Attempts after a failed one"),
     secret: list[str] | None = typer.Option(None, "--secret", help="Secret to inject (repeatable)"),
     wait: bool = typer.Option(False, "--wait", help="Wait until merged (exit 0) or stopped (exit 1)"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = AS_JSON,
 ) -> None:
+    """Hand a prompt to an agent on a repo; its changes become a pull request the loop drives to merge."""
     config: dict[str, object] = {}
     if command is not None:
         config["command"] = command
@@ -65,11 +66,12 @@ def new(
 @handle_errors
 def list_tasks(
     ctx: typer.Context,
-    repo: str | None = typer.Option(None, "--repo"),
-    state: str | None = typer.Option(None, "--state"),
-    limit: int = typer.Option(50, "--limit", min=1, max=500),
-    as_json: bool = typer.Option(False, "--json"),
+    repo: str | None = typer.Option(None, "--repo", help="Only tasks of this repo"),
+    state: str | None = typer.Option(None, "--state", help="Only tasks in this state"),
+    limit: int = typer.Option(50, "--limit", min=1, max=500, help="At most this many, newest first"),
+    as_json: bool = AS_JSON,
 ) -> None:
+    """Repo tasks, newest first."""
     params: dict[str, object] = {"limit": limit}
     if repo:
         params["repo"] = repo
@@ -125,17 +127,20 @@ def _intent(ctx: typer.Context, task_id: int, intent: str) -> None:
 
 @app.command("cancel")
 @handle_errors
-def cancel(ctx: typer.Context, task_id: int) -> None:
+def cancel(ctx: typer.Context, task_id: int = typer.Argument(..., help="Task id")) -> None:
+    """Stop the task: its agent is killed, its PR closed and its branch deleted."""
     _intent(ctx, task_id, "cancel")
 
 
 @app.command("retry")
 @handle_errors
-def retry(ctx: typer.Context, task_id: int) -> None:
+def retry(ctx: typer.Context, task_id: int = typer.Argument(..., help="Task id")) -> None:
+    """Start a failed or cancelled task again."""
     _intent(ctx, task_id, "retry")
 
 
 @app.command("resume")
 @handle_errors
-def resume(ctx: typer.Context, task_id: int) -> None:
+def resume(ctx: typer.Context, task_id: int = typer.Argument(..., help="Task id")) -> None:
+    """Resume a task that needs attention: its agent continues where it stopped."""
     _intent(ctx, task_id, "resume")
