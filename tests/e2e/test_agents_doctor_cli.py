@@ -24,7 +24,9 @@ def doctor(path: str, extra: dict[str, str] | None = None) -> list[dict]:
 
 def test_doctor_without_any_cli_says_how_to_install(tmp_path: Path) -> None:
     rows = {r["vendor"]: r for r in doctor(str(tmp_path))}
-    assert set(rows) == {"claude-code", "codex", "gemini", "copilot", "opencode"}
+    assert set(rows) == {"claude-code", "codex", "gemini", "copilot", "opencode", "script"}
+    script = rows.pop("script")  # the built-in agent: a shell command, nothing to install
+    assert script["found"] and script["cli"] == "/bin/sh" and script["credentials"].startswith("none needed")
     for row in rows.values():
         assert not row["found"] and row["version"] is None
         assert row["install_command"].startswith("npm install -g ")
@@ -44,3 +46,11 @@ def test_doctor_with_the_installed_clis_reports_versions_and_credentials() -> No
     assert not rows["claude-code"]["credentials"].startswith("missing")
     assert "ANTHROPIC_API_KEY" in rows["claude-code"]["credentials"]
     assert rows["codex"]["credentials"].startswith("missing")
+
+
+def test_doctor_table_lists_the_script_agent() -> None:
+    res = subprocess.run([sys.executable, "-m", "optio.cli.main", "agents", "doctor"], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "PATH": os.environ.get("PATH", "")})
+    assert res.returncode == 0, res.stderr
+    row = next(line for line in res.stdout.splitlines() if "script" in line)
+    assert "/bin/sh" in row and "built in" in row

@@ -63,10 +63,10 @@ def test_a_ci_command_that_does_not_exist_needs_attention_after_one_run(
     names = events(optio_server, task["id"])
     assert "needs_attention" in names and "ci_failed" not in names and "resumed" not in names
 
-    shown = optio_server.cli("pr", "show", "pr:1", "--repo", "broken-ci", check=True).stdout
+    shown = optio_server.cli("pr", "show", "broken-ci#1", check=True).stdout
     assert "error (exit 127" in shown and "could not run: not_found" in shown
     assert "CI output of" in shown and "does-not-exist: not found" in shown
-    as_json = json.loads(optio_server.cli("pr", "show", "pr:1", "--repo", "broken-ci", "--json",
+    as_json = json.loads(optio_server.cli("pr", "show", "broken-ci#1", "--json",
                                           check=True).stdout)
     assert as_json["ci_runs"][-1]["failure_kind"] == "not_found"
     assert as_json["ci_runs"][-1]["duration_s"] is not None
@@ -114,7 +114,7 @@ def test_a_ci_killed_by_its_timeout_needs_attention_without_resuming(tmp_path: P
         assert agent_starts(server, task["id"]) == 1 and final["resume_count"] == 0
         assert ci_runs(server, task["id"]) == [("error", "timeout")]
         assert "killed by its timeout" in final["error"] and "running the suite" in final["error"]
-        shown = server.cli("pr", "show", "pr:1", "--repo", "slow-ci", check=True).stdout
+        shown = server.cli("pr", "show", "slow-ci#1", check=True).stdout
         assert "could not run: timeout" in shown and "timed out after 2s" in shown
     finally:
         server.stop()

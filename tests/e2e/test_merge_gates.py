@@ -59,13 +59,13 @@ def test_red_ci_refuses_everyone_but_the_audited_admin_force(server: OptioServer
     member = member_key(server, "mo")
     pr = open_pr(server, "red", "Red CI")
     pr = wait_ci(server, pr["id"], "failing")
-    server.cli("pr", "approve", f"#{pr['number']}", check=True)  # approved, but CI is red
+    server.cli("pr", "approve", f"red#{pr['number']}", check=True)  # approved, but CI is red
 
     refused = server.api("POST", f"/api/prs/{pr['id']}/merge", token=member)
     assert refused.status_code == 409, refused.text
     assert "CI is failing" in refused.json()["error"]["message"]
     assert server.api("POST", f"/api/prs/{pr['id']}/merge").status_code == 409  # admin, no force
-    cli = server.cli("pr", "merge", f"#{pr['number']}")
+    cli = server.cli("pr", "merge", f"red#{pr['number']}")
     assert cli.returncode != 0 and "CI is failing" in cli.stdout + cli.stderr
     forced_by_member = server.api("POST", f"/api/prs/{pr['id']}/merge", token=member, json={"force": True})
     assert forced_by_member.status_code == 403
@@ -73,7 +73,7 @@ def test_red_ci_refuses_everyone_but_the_audited_admin_force(server: OptioServer
     assert server.api("GET", f"/api/prs/{pr['id']}").json()["state"] == "open"
     assert main_log(remote) == ["initial"]
 
-    server.cli("pr", "merge", f"#{pr['number']}", "--force", check=True)
+    server.cli("pr", "merge", f"red#{pr['number']}", "--force", check=True)
     assert server.api("GET", f"/api/prs/{pr['id']}").json()["state"] == "merged"
     assert main_log(remote) == [f"Red CI (#{pr['number']})", "initial"]
     rows = server.api("GET", "/api/audit", params={"action": "pr.force_merge"}).json()["items"]

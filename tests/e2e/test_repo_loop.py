@@ -104,7 +104,7 @@ def test_review_agent_requests_changes_then_approves(optio_server: OptioServer, 
     lines = log_texts(optio_server, task["id"])
     assert "attempt 1 saw no review" in lines and "attempt 2 saw the review" in lines, lines
     assert show(remote, "out.txt") == "done\n"
-    pr = json.loads(optio_server.cli("pr", "show", str(task["id"]), "--json", check=True).stdout)
+    pr = json.loads(optio_server.cli("pr", "show", "--task", str(task["id"]), "--json", check=True).stdout)
     assert [r["verdict"] for r in pr["reviews"]] == ["request_changes", "approve"]
     assert all(r["author"].startswith("review-agent") for r in pr["reviews"])
 
@@ -214,22 +214,22 @@ def test_human_review_and_manual_merge(optio_server: OptioServer, tmp_path: Path
              'else echo hello > hello.txt; fi')
     task = new_task(optio_server, "--repo", "manual", "--title", "Hello", "--prompt", "p", "--command", agent)
     wait_task(optio_server, task["id"], {"pr_opened"})
-    optio_server.cli("pr", "request-changes", str(task["id"]), "--comment", "use uppercase", check=True)
+    optio_server.cli("pr", "request-changes", "--task", str(task["id"]), "--comment", "use uppercase", check=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        pr = json.loads(optio_server.cli("pr", "show", str(task["id"]), "--json", check=True).stdout)
+        pr = json.loads(optio_server.cli("pr", "show", "--task", str(task["id"]), "--json", check=True).stdout)
         shown = task_json(optio_server, task["id"])
         # a person asked for this resume: it is counted apart from the automatic ones
         if shown["human_resumes"] == 1 and shown["resume_count"] == 0 and shown["state"] == "pr_opened":
             break
         time.sleep(0.2)
-    optio_server.cli("pr", "approve", str(task["id"]), check=True)
+    optio_server.cli("pr", "approve", "--task", str(task["id"]), check=True)
     time.sleep(1)
     assert task_json(optio_server, task["id"])["state"] == "pr_opened"  # no auto-merge: waits for a person
-    optio_server.cli("pr", "merge", str(task["id"]), check=True)
+    optio_server.cli("pr", "merge", "--task", str(task["id"]), check=True)
     assert wait_task(optio_server, task["id"], END)["state"] == "completed"
     assert show(remote, "hello.txt") == "HELLO\n"
-    pr = json.loads(optio_server.cli("pr", "show", f"#{pr['number']}", "--json", check=True).stdout)
+    pr = json.loads(optio_server.cli("pr", "show", f"manual#{pr['number']}", "--json", check=True).stdout)
     assert pr["state"] == "merged"
 
 

@@ -33,7 +33,7 @@ def run_task(server: OptioServer, title: str, command: str) -> tuple[dict, dict]
     task = json.loads(server.cli("task", "new", "--repo", "guarded", "--title", title, "--prompt", "p",
                                  "--command", command, "--json", check=True).stdout)
     final = server.wait_state(f"/api/repo-tasks/{task['id']}", END, timeout=120)
-    pr = json.loads(server.cli("pr", "show", str(task["id"]), "--json", check=True).stdout)
+    pr = json.loads(server.cli("pr", "show", "--task", str(task["id"]), "--json", check=True).stdout)
     return final, pr
 
 

@@ -168,6 +168,12 @@ class InMemoryForge:
         self.on_change(pr.task_id)
         return merged_sha
 
+    def rerun_ci(self, repo_id: int, number: int) -> None:
+        with self._lock:
+            pr = self._pr(repo_id, number)
+            pr.ci.pop(pr.info.head_sha, None)
+        self.on_change(pr.task_id)
+
     def close(self, repo_id: int, number: int) -> None:
         with self._lock:
             pr = self._pr(repo_id, number)

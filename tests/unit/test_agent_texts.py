@@ -16,6 +16,8 @@ def test_commit_pr_and_merge_texts_name_the_task() -> None:
     assert prompts.task_commit_message("Add a changelog", 7) == "Add a changelog\n\nOptio task #7"
     assert prompts.pull_request_body("Please add it.", 7) == "Please add it.\n\n---\nOpened by Optio for task #7."
     assert prompts.squash_merge_message("Add a changelog", 3, 7) == "Add a changelog (#3)\n\nOptio task #7"
+    assert prompts.squash_merge_message("Add a changelog", 3, 7, "ticket #4") == \
+        "Add a changelog (#3)\n\nOptio task #7\nCloses ticket #4"
     assert prompts.ticket_close_note(7) == "completed by Optio task #7"
 
 

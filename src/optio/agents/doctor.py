@@ -101,7 +101,17 @@ def doctor(env: Mapping[str, str], path: str | None = None) -> list[DoctorRow]:
                 install_command=f"npm install -g {vendor.npm_package}",
             )
         )
+    rows.append(script_row(search_path))
     return rows
+
+
+def script_row(search_path: str | None) -> DoctorRow:
+    """The script agent: any shell command, run with /bin/sh; nothing to install and no credentials of its own."""
+    shell = "/bin/sh" if os.access("/bin/sh", os.X_OK) else (shutil.which("sh", path=search_path) if search_path
+                                                             else None)
+    return DoctorRow(vendor="script", cli=shell or "sh", found=shell is not None, version=None,
+                     credentials="none needed (secrets named by the task are in its environment)",
+                     install_command="" if shell else "install a POSIX shell at /bin/sh")
 
 
 def render_doctor(rows: list[DoctorRow]) -> Table:
@@ -110,10 +120,12 @@ def render_doctor(rows: list[DoctorRow]) -> Table:
         table.add_column(column)
     for row in rows:
         if row.found:
-            installed = f"[green]{row.version or 'yes (version unknown)'}[/green]"
+            found = row.version or ("built in" if row.vendor == "script" else "yes (version unknown)")
+            installed = f"[green]{found}[/green]"
         else:
             installed = "[red]not on PATH[/red]"
-        creds = row.credentials if row.credentials.startswith("configured") else f"[yellow]{row.credentials}[/yellow]"
+        fine = row.credentials.startswith(("configured", "none"))
+        creds = row.credentials if fine else f"[yellow]{row.credentials}[/yellow]"
         table.add_row(row.vendor, row.cli, installed, creds, "" if row.found else row.install_command)
     return table
 

@@ -8,13 +8,13 @@ import typer
 
 from optio.agents.doctor import doctor as run_doctor
 from optio.agents.doctor import render_doctor, render_sandbox, sandbox_report
-from optio.cli.common import console, print_json
+from optio.cli.common import AS_JSON, console, print_json
 
 app = typer.Typer(help="Agent CLIs on this machine.", no_args_is_help=True)
 
 
 @app.command("doctor")
-def doctor(as_json: bool = typer.Option(False, "--json")) -> None:
+def doctor(as_json: bool = AS_JSON) -> None:
     """Report each vendor CLI (on PATH, version, credentials, how to install) and the sandbox agents run in."""
     rows = run_doctor(dict(os.environ))
     sandbox = sandbox_report()

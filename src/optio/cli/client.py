@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,8 @@ import httpx
 import typer
 from rich.console import Console
 
-err_console = Console(stderr=True)
+# Piped stderr is not wrapped at 80 columns either (an error message stays one line).
+err_console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=1_000_000, soft_wrap=True)
 
 
 class ApiError(Exception):

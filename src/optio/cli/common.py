@@ -10,11 +10,41 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from optio.cli.client import ApiError, Client, err_console
 
-console = Console()
+# Piped output is never cut at 80 columns: without a terminal Rich gets a width no line reaches, and tables
+# become plain tab-separated rows (`--json` stays the format for programs).
+PIPED_WIDTH = 1_000_000
+console = Console() if sys.stdout.isatty() else Console(width=PIPED_WIDTH, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
+AS_JSON = typer.Option(False, "--json", help="Machine-readable output")
+
+
+def is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def clip(text: str, width: int) -> str:
+    """Shorten a long cell for a terminal table; piped rows keep every character."""
+    return text[:width] if is_terminal() else text
+
+
+def print_table(table: Table) -> None:
+    """The table on a terminal; piped, one tab-separated line per row (header first, markup stripped)."""
+    if is_terminal():
+        console.print(table)
+        return
+    columns = [[str(column.header), *(plain(cell) for cell in column.cells)] for column in table.columns]
+    lines = ["\t".join(row) for row in zip(*columns, strict=True)] if columns else []
+    sys.stdout.write("".join(line + "\n" for line in lines))
+
+
+def plain(cell: object) -> str:
+    text = cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain
+    return text.replace("\t", " ").replace("\n", " ")
 
 
 def client_from(ctx: typer.Context) -> Client:

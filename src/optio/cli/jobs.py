@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from optio.cli.common import client_from, console, handle_errors, parse_params, print_json
+from optio.cli.common import AS_JSON, client_from, console, handle_errors, parse_params, print_json, print_table
 from optio.cli.runs import styled, wait_for
 
 app = typer.Typer(help="Define jobs (reusable prompts with no repo) and run them.", no_args_is_help=True)
@@ -19,14 +19,17 @@ def create(
     prompt: str = typer.Option(..., "--prompt", help="Prompt template; {{PARAM}} placeholders allowed"),
     agent: str = typer.Option("script", "--agent", help="Agent type"),
     command: str | None = typer.Option(None, "--command", help="Shell command (script agent)"),
-    model: str | None = typer.Option(None, "--model"),
-    max_retries: int = typer.Option(0, "--max-retries", min=0, max=100),
-    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1),
+    model: str | None = typer.Option(None, "--model", help="Model for a vendor agent"),
+    max_retries: int = typer.Option(0, "--max-retries", min=0, max=100,
+                                   help="Attempts after a failed one"),
+    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1,
+                                                 help="Runs of this job at once"),
     timeout: float | None = typer.Option(None, "--timeout", help="Seconds per attempt"),
     budget: float | None = typer.Option(None, "--budget", help="USD per run"),
     secret: list[str] | None = typer.Option(None, "--secret", help="Secret to inject (repeatable)"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = AS_JSON,
 ) -> None:
+    """Define a job: a prompt template run by an agent, with {{PARAM}} placeholders filled per run."""
     agent_config: dict[str, object] = {}
     if command is not None:
         agent_config["command"] = command
@@ -46,7 +49,8 @@ def create(
 
 @app.command("list")
 @handle_errors
-def list_jobs(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+def list_jobs(ctx: typer.Context, as_json: bool = AS_JSON) -> None:
+    """The workspace's jobs."""
     jobs = client_from(ctx).get("/api/jobs")
     if as_json:
         print_json(jobs)
@@ -54,12 +58,13 @@ def list_jobs(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"))
     table = Table("ID", "NAME", "AGENT", "RETRIES", "PARAMS")
     for j in jobs:
         table.add_row(str(j["id"]), j["name"], j["agent_type"], str(j["max_retries"]), ", ".join(j["params_schema"]))
-    console.print(table)
+    print_table(table)
 
 
 @app.command("show")
 @handle_errors
-def show(ctx: typer.Context, job: str, as_json: bool = typer.Option(False, "--json")) -> None:
+def show(ctx: typer.Context, job: str = typer.Argument(..., help="Job name or id"), as_json: bool = AS_JSON) -> None:
+    """A job's definition."""
     data = client_from(ctx).get(f"/api/jobs/{job}")
     if as_json:
         print_json(data)
@@ -75,8 +80,9 @@ def run(
     job: str = typer.Argument(..., help="Job name or id"),
     param: list[str] | None = typer.Option(None, "--param", "-p", help="KEY=VALUE (repeatable)"),
     wait: bool = typer.Option(False, "--wait", help="Wait for the run to end; exit 0 only if it completed"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = AS_JSON,
 ) -> None:
+    """Start a run of the job; with --wait, follow it to the end."""
     client = client_from(ctx)
     created = client.post(f"/api/jobs/{job}/runs", {"params": parse_params(param)})
     if not wait:

@@ -31,9 +31,12 @@ app.command("password")(account.password)
 @app.callback()
 def main(
     ctx: typer.Context,
-    url: str | None = typer.Option(None, "--url", envvar="OPTIO_URL", help="Optio API base URL"),
-    workspace: str | None = typer.Option(None, "--workspace", envvar="OPTIO_WORKSPACE"),
-    token: str | None = typer.Option(None, "--token", envvar="OPTIO_TOKEN", help="API key"),
+    url: str | None = typer.Option(None, "--url", envvar="OPTIO_URL",
+                                   help="Optio server URL, e.g. http://127.0.0.1:8470 (or OPTIO_URL)"),
+    workspace: str | None = typer.Option(None, "--workspace", envvar="OPTIO_WORKSPACE",
+                                    help="Workspace slug to act in (default: the one `workspace switch` chose)"),
+    token: str | None = typer.Option(None, "--token", envvar="OPTIO_TOKEN",
+                                     help="API key (default: the one `optio login` stored)"),
 ) -> None:
     settings = Settings()
     saved = config_file.load()

@@ -7,27 +7,42 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from optio.cli.client import Client
-from optio.cli.common import client_from, console, handle_errors, print_json
+from optio.cli.client import Client, fail
+from optio.cli.common import AS_JSON, client_from, clip, console, handle_errors, print_json, print_table
 
 app = typer.Typer(help="Pull requests: list, inspect, approve, request changes, merge, close.",
                   no_args_is_help=True)
 
-REF_HELP = "A task id (12, task:12) or a PR number (#3, pr:3)"
+REF_HELP = "The pull request as REPO#N (PR numbers are per repo); omit it and pass --task ID instead"
+TASK_HELP = "Act on the pull request of this task instead of naming it as REPO#N"
+FORMS = "name a pull request as REPO#N (e.g. demo#3) or a task's as --task ID"
 CI_TAIL_LINES = 20
 
 
-def _resolve(client: Client, ref: str, repo: str | None) -> dict[str, Any]:
-    params = {"ref": ref}
-    if repo:
-        params["repo"] = repo
-    return client.get("/api/prs/resolve", params=params)  # type: ignore[no-any-return]
+def parse_ref(ref: str | None, task: int | None) -> dict[str, str]:
+    """The API's lookup for REPO#N or --task ID; anything else (a bare number above all) is refused, not guessed."""
+    if task is not None:
+        if ref:
+            raise fail(f"give either REPO#N or --task, not both; {FORMS}", code=2)
+        return {"ref": f"task:{task}"}
+    if not ref:
+        raise fail(f"no pull request given: {FORMS}", code=2)
+    repo, sep, number = ref.strip().rpartition("#")
+    if not sep or not repo or not number.isdigit():
+        hint = f" (PR numbers are per repo; task {ref}'s PR is --task {ref})" if ref.strip().isdigit() else ""
+        raise fail(f"{ref!r} is not a pull request reference{hint}: {FORMS}", code=2)
+    return {"ref": f"#{int(number)}", "repo": repo}
+
+
+def _resolve(client: Client, ref: str | None, task: int | None) -> dict[str, Any]:
+    return client.get("/api/prs/resolve", params=parse_ref(ref, task))  # type: ignore[no-any-return]
 
 
 @app.command("list")
 @handle_errors
-def list_prs(ctx: typer.Context, state: str | None = typer.Option(None, "--state"),
-             as_json: bool = typer.Option(False, "--json")) -> None:
+def list_prs(ctx: typer.Context, state: str | None = typer.Option(None, "--state", help="open, merged or closed"),
+             as_json: bool = AS_JSON) -> None:
+    """Pull requests of the workspace, newest first."""
     params = {"state": state} if state else {}
     prs = client_from(ctx).get("/api/prs", params=params)
     if as_json:
@@ -35,16 +50,18 @@ def list_prs(ctx: typer.Context, state: str | None = typer.Option(None, "--state
         return
     table = Table("REPO", "#", "TASK", "TITLE", "STATE", "CI", "REVIEW", "MERGEABLE", "HEAD")
     for p in prs:
-        table.add_row(p["repo"], str(p["number"]), str(p["task_id"] or ""), p["title"][:40], p["state"],
+        table.add_row(p["repo"], str(p["number"]), str(p["task_id"] or ""), clip(p["title"], 40), p["state"],
                       p["ci_status"] or "", p["review_status"] or "", str(p["mergeable"]), p["head_sha"][:10])
-    console.print(table)
+    print_table(table)
 
 
 @app.command("show")
 @handle_errors
-def show(ctx: typer.Context, ref: str = typer.Argument(..., help=REF_HELP),
-         repo: str | None = typer.Option(None, "--repo"), as_json: bool = typer.Option(False, "--json")) -> None:
-    pr = _resolve(client_from(ctx), ref, repo)
+def show(ctx: typer.Context, ref: str | None = typer.Argument(None, help=REF_HELP),
+         task: int | None = typer.Option(None, "--task", help=TASK_HELP),
+         as_json: bool = AS_JSON) -> None:
+    """The pull request with its CI runs and reviews."""
+    pr = _resolve(client_from(ctx), ref, task)
     if as_json:
         print_json(pr)
         return
@@ -70,40 +87,53 @@ def _ci_line(ci: dict[str, Any]) -> str:
     return f"  CI {ci['head_sha'][:10]}: {ci['status']} (exit {ci['exit_code']}{took}){kind}"
 
 
-def _act(ctx: typer.Context, ref: str, repo: str | None, action: str, body: dict[str, Any] | None = None) -> None:
+def _act(ctx: typer.Context, ref: str | None, task: int | None, action: str,
+         body: dict[str, Any] | None = None) -> None:
     client = client_from(ctx)
-    pr = _resolve(client, ref, repo)
+    pr = _resolve(client, ref, task)
     after = client.post(f"/api/prs/{pr['id']}/{action}", body)
-    console.print(f"#{after['number']} ({after['repo']}): {action.replace('-', ' ')} done — {after['state']}")
+    console.print(f"{after['repo']}#{after['number']}: {action.replace('-', ' ')} done — {after['state']}")
+
+
+Ref = typer.Argument(None, help=REF_HELP, show_default=False)
+Task = typer.Option(None, "--task", help=TASK_HELP)
 
 
 @app.command("approve")
 @handle_errors
-def approve(ctx: typer.Context, ref: str = typer.Argument(..., help=REF_HELP),
-            repo: str | None = typer.Option(None, "--repo"), comment: str = typer.Option("", "--comment")) -> None:
-    _act(ctx, ref, repo, "approve", {"comment": comment})
+def approve(ctx: typer.Context, ref: str | None = Ref, task: int | None = Task,
+            comment: str = typer.Option("", "--comment", help="Optional comment with the approval")) -> None:
+    """Approve the pull request's current head."""
+    _act(ctx, ref, task, "approve", {"comment": comment})
 
 
 @app.command("request-changes")
 @handle_errors
-def request_changes(ctx: typer.Context, ref: str = typer.Argument(..., help=REF_HELP),
-                    comment: str = typer.Option(..., "--comment"),
-                    repo: str | None = typer.Option(None, "--repo")) -> None:
-    _act(ctx, ref, repo, "request-changes", {"comment": comment})
+def request_changes(ctx: typer.Context, ref: str | None = Ref, task: int | None = Task,
+                    comment: str = typer.Option(..., "--comment", help="What to change (the agent is resumed "
+                                                                       "with it)")) -> None:
+    """Ask for changes; the task's agent is resumed with the comment."""
+    _act(ctx, ref, task, "request-changes", {"comment": comment})
 
 
 @app.command("merge")
 @handle_errors
-def merge(ctx: typer.Context, ref: str = typer.Argument(..., help=REF_HELP),
-          repo: str | None = typer.Option(None, "--repo"),
+def merge(ctx: typer.Context, ref: str | None = Ref, task: int | None = Task,
           force: bool = typer.Option(False, "--force", help="Admins only: merge past red CI or a missing "
                                                             "approval (recorded in the audit log)")) -> None:
     """Squash-merge; refused unless CI passed and the repo's approval rule holds on the head."""
-    _act(ctx, ref, repo, "merge", {"force": True} if force else None)
+    _act(ctx, ref, task, "merge", {"force": True} if force else None)
 
 
 @app.command("close")
 @handle_errors
-def close(ctx: typer.Context, ref: str = typer.Argument(..., help=REF_HELP),
-          repo: str | None = typer.Option(None, "--repo")) -> None:
-    _act(ctx, ref, repo, "close")
+def close(ctx: typer.Context, ref: str | None = Ref, task: int | None = Task) -> None:
+    """Close the pull request without merging it."""
+    _act(ctx, ref, task, "close")
+
+
+@app.command("rerun-ci")
+@handle_errors
+def rerun_ci(ctx: typer.Context, ref: str | None = Ref, task: int | None = Task) -> None:
+    """Run the repo's CI again on the pull request's current head (e.g. after fixing a flaky runner)."""
+    _act(ctx, ref, task, "rerun-ci")

@@ -9,7 +9,8 @@ from urllib.parse import urlparse
 import typer
 from rich.table import Table
 
-from optio.cli.common import client_from, console, handle_errors, print_json
+from optio.cli.client import fail
+from optio.cli.common import AS_JSON, client_from, console, handle_errors, print_json, print_table
 
 app = typer.Typer(help="Register and inspect repos.", no_args_is_help=True)
 
@@ -20,23 +21,27 @@ def add(
     ctx: typer.Context,
     remote: str = typer.Argument(..., help="git URL, or a local path / file:// URL under the server's "
                                  "OPTIO_LOCAL_REMOTE_ROOTS"),
-    name: str | None = typer.Option(None, "--name"),
+    name: str | None = typer.Option(None, "--name", help="Name in the workspace (default: from the URL)"),
     default_branch: str | None = typer.Option(None, "--default-branch", help="Default: the remote's HEAD"),
     ci_command: str | None = typer.Option(None, "--ci-command", help="Shell command run on each PR head"),
-    require_approval: bool = typer.Option(False, "--require-approval/--no-require-approval"),
-    auto_merge: bool = typer.Option(True, "--auto-merge/--no-auto-merge"),
+    require_approval: bool = typer.Option(False, "--require-approval/--no-require-approval",
+                                          help="Whether a merge needs an approving review"),
+    auto_merge: bool = typer.Option(True, "--auto-merge/--no-auto-merge",
+                                    help="Merge by itself once CI and review allow it"),
     review_agent: str | None = typer.Option(None, "--review-agent", help="Agent type of the review agent"),
     review_command: str | None = typer.Option(None, "--review-command", help="Command of a script review agent"),
-    review_prompt: str = typer.Option("", "--review-prompt"),
+    review_prompt: str = typer.Option("", "--review-prompt", help="What the review agent is asked"),
     agent: str = typer.Option("script", "--agent", help="Default agent type for tasks"),
     command: str | None = typer.Option(None, "--command", help="Default script agent command for tasks"),
-    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1),
+    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1,
+                                              help="Tasks of this repo running at once"),
     secret: list[str] | None = typer.Option(None, "--secret", help="Secret to inject (repeatable)"),
     credential_secret: str | None = typer.Option(
         None, "--credential-secret", help="Secret with the password/token Optio's git uses for the remote"
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = AS_JSON,
 ) -> None:
+    """Register a git remote that tasks can work on."""
     review_config: dict[str, object] = {}
     if review_command is not None:
         review_config["command"] = review_command
@@ -57,26 +62,44 @@ def add(
         console.print(f"added repo [bold]{repo['name']}[/bold] (id {repo['id']}, branch {repo['default_branch']})")
 
 
-@app.command("update")
+@app.command("set")
 @handle_errors
-def update(
+def set_repo(
     ctx: typer.Context,
     repo: str = typer.Argument(..., help="Repo name or id"),
     default_branch: str | None = typer.Option(None, "--default-branch", help="Must exist on the remote"),
-    ci_command: str | None = typer.Option(None, "--ci-command", help="'' for no CI"),
-    require_approval: bool | None = typer.Option(None, "--require-approval/--no-require-approval"),
-    auto_merge: bool | None = typer.Option(None, "--auto-merge/--no-auto-merge"),
-    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1),
+    ci_command: str | None = typer.Option(None, "--ci-command", help="Shell command run on each PR; '' for no CI"),
+    require_approval: bool | None = typer.Option(None, "--require-approval/--no-require-approval",
+                                                 help="Whether a merge needs an approving review"),
+    auto_merge: bool | None = typer.Option(None, "--auto-merge/--no-auto-merge",
+                                           help="Merge by itself once CI and review allow it"),
+    review_agent: str | None = typer.Option(None, "--review-agent",
+                                            help="Agent type of the review agent; '' for none"),
+    review_command: str | None = typer.Option(None, "--review-command",
+                                              help="Command of a script review agent (exit 0 approves)"),
+    review_prompt: str | None = typer.Option(None, "--review-prompt", help="What the review agent is asked"),
+    agent: str | None = typer.Option(None, "--agent", help="Default agent type for tasks"),
+    command: str | None = typer.Option(None, "--command", help="Default script agent command for tasks"),
+    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1,
+                                              help="Tasks of this repo running at once"),
     secret: list[str] | None = typer.Option(None, "--secret", help="Replace the secret names (repeatable)"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = AS_JSON,
 ) -> None:
     """Change a repo's settings; only the options given are changed."""
     body: dict[str, object] = {key: value for key, value in {
         "default_branch": default_branch, "ci_command": ci_command, "require_approval": require_approval,
-        "auto_merge": auto_merge, "max_concurrent": max_concurrent,
+        "auto_merge": auto_merge, "max_concurrent": max_concurrent, "review_prompt": review_prompt,
+        "agent_type": agent, "review_agent_type": review_agent,
     }.items() if value is not None}
+    if review_command is not None:
+        body["review_agent_config"] = {"command": review_command}
+        body.setdefault("review_agent_type", "script")
+    if command is not None:
+        body["agent_config"] = {"command": command}
     if secret is not None:
         body["secret_names"] = secret
+    if not body:
+        raise fail("nothing to change: give at least one option (see `optio repo set --help`)", code=2)
     data = client_from(ctx).request("PATCH", f"/api/repos/{repo}", json=body)
     if as_json:
         print_json(data)
@@ -84,9 +107,21 @@ def update(
         console.print(f"updated repo [bold]{data['name']}[/bold] (branch {data['default_branch']})")
 
 
+app.command("update", hidden=True, help="Old name of `optio repo set`.")(set_repo)
+
+
+@app.command("remove")
+@handle_errors
+def remove(ctx: typer.Context, repo: str = typer.Argument(..., help="Repo name or id")) -> None:
+    """Remove a repo, its tasks' history and its git cache; refused while any of its tasks is unfinished."""
+    client_from(ctx).request("DELETE", f"/api/repos/{repo}")
+    console.print(f"removed repo [bold]{repo}[/bold]")
+
+
 @app.command("list")
 @handle_errors
-def list_repos(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+def list_repos(ctx: typer.Context, as_json: bool = AS_JSON) -> None:
+    """The workspace's repos and their loop settings."""
     repos = client_from(ctx).get("/api/repos")
     if as_json:
         print_json(repos)
@@ -96,12 +131,13 @@ def list_repos(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")
         table.add_row(str(r["id"]), r["name"], r["remote_url"], r["default_branch"], r["ci_command"] or "",
                       "yes" if r["require_approval"] else "no", "yes" if r["auto_merge"] else "no",
                       r["review_agent_type"] or "")
-    console.print(table)
+    print_table(table)
 
 
 @app.command("show")
 @handle_errors
-def show(ctx: typer.Context, repo: str, as_json: bool = typer.Option(False, "--json")) -> None:
+def show(ctx: typer.Context, repo: str = typer.Argument(..., help="Repo name or id"), as_json: bool = AS_JSON) -> None:
+    """A repo's settings."""
     data = client_from(ctx).get(f"/api/repos/{repo}")
     if as_json:
         print_json(data)

@@ -11,8 +11,8 @@ import typer
 from rich.status import Status
 from rich.table import Table
 
-from optio.cli.client import Client, err_console
-from optio.cli.common import client_from, console, handle_errors, print_json
+from optio.cli.client import ApiError, Client, err_console
+from optio.cli.common import AS_JSON, client_from, clip, console, handle_errors, print_json, print_table
 
 app = typer.Typer(help="Inspect and steer job runs.", no_args_is_help=True)
 
@@ -29,10 +29,11 @@ def styled(state: str) -> str:
 def list_runs(
     ctx: typer.Context,
     job: str | None = typer.Option(None, "--job", help="Only runs of this job (name or id)"),
-    state: str | None = typer.Option(None, "--state"),
-    limit: int = typer.Option(50, "--limit", min=1, max=500),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output"),
+    state: str | None = typer.Option(None, "--state", help="Only runs in this state"),
+    limit: int = typer.Option(50, "--limit", min=1, max=500, help="At most this many, newest first"),
+    as_json: bool = AS_JSON,
 ) -> None:
+    """Job runs, newest first."""
     params: dict[str, Any] = {"limit": limit}
     if job:
         params["job"] = job
@@ -45,13 +46,14 @@ def list_runs(
     table = Table("ID", "JOB", "STATE", "ATTEMPTS", "COST", "CREATED", "ERROR")
     for r in page["items"]:
         table.add_row(str(r["id"]), r["job_name"], styled(r["state"]), str(r["attempts"]), f"${r['cost_usd']:.4f}",
-                      r["created_at"][:19], (r["error"] or "")[:60])
-    console.print(table)
+                      r["created_at"][:19], clip(r["error"] or "", 60))
+    print_table(table)
 
 
 @app.command("show")
 @handle_errors
-def show(ctx: typer.Context, run_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
+def show(ctx: typer.Context, run_id: int = typer.Argument(..., help="Run id"), as_json: bool = AS_JSON) -> None:
+    """A run with its attempts, cost and timeline."""
     client = client_from(ctx)
     run = client.get(f"/api/runs/{run_id}")
     if as_json:
@@ -66,7 +68,7 @@ def show(ctx: typer.Context, run_id: int, as_json: bool = typer.Option(False, "-
     table = Table("WHEN", "EVENT", "FROM", "TO", "REASON")
     for e in events:
         table.add_row(e["created_at"][11:19], e["event"], e["from_state"] or "", e["to_state"] or "", e["reason"])
-    console.print(table)
+    print_table(table)
 
 
 def render_event(text: str) -> str | None:
@@ -138,11 +140,12 @@ def follow_logs(client: Client, path: str, after: int = 0, *, raw: bool = False)
 @handle_errors
 def logs(
     ctx: typer.Context,
-    run_id: int,
+    run_id: int = typer.Argument(..., help="Run id"),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming until the run ends"),
     after: int = typer.Option(0, "--after", help="Start after this sequence number"),
     raw: bool = typer.Option(False, "--raw", help="Vendor CLI output as printed, instead of Optio's events"),
 ) -> None:
+    """A run's output; --follow streams it until the run ends."""
     client = client_from(ctx)
     path = f"/api/runs/{run_id}/logs"
     if follow:
@@ -153,39 +156,60 @@ def logs(
 
 @app.command("cancel")
 @handle_errors
-def cancel(ctx: typer.Context, run_id: int) -> None:
+def cancel(ctx: typer.Context, run_id: int = typer.Argument(..., help="Run id")) -> None:
+    """Stop the run (its agent is killed)."""
     run = client_from(ctx).post(f"/api/runs/{run_id}/cancel")
     console.print(f"cancel requested for run {run['id']} ({styled(run['state'])})")
 
 
 @app.command("retry")
 @handle_errors
-def retry(ctx: typer.Context, run_id: int) -> None:
+def retry(ctx: typer.Context, run_id: int = typer.Argument(..., help="Run id")) -> None:
+    """Run a failed or cancelled run again."""
     run = client_from(ctx).post(f"/api/runs/{run_id}/retry")
     console.print(f"retry requested for run {run['id']} ({styled(run['state'])})")
 
 
+def stage_of(item: dict[str, Any]) -> str:
+    """A run's or a task's stage as a person follows it: its state, and once it has a PR the PR, CI and review."""
+    parts = [item["state"]]
+    if item.get("attempts"):
+        parts.append(f"attempt {item['attempts']}")
+    if item.get("pr_number"):
+        parts.append(f"PR #{item['pr_number']} {item.get('pr_state') or ''}".rstrip())
+        if item.get("ci_status"):
+            parts.append(f"CI {item['ci_status']}")
+        if item.get("review_status"):
+            parts.append(f"review {item['review_status']}")
+    return parts[0] + (f" ({', '.join(parts[1:])})" if parts[1:] else "")
+
+
 def wait_for(client: Client, path: str, *, label: str, quiet: bool = False,
              terminal: set[str] = TERMINAL, poll_s: float = 0.3) -> dict[str, Any]:
-    """Poll until the run is terminal, showing its state, attempts and newest log line."""
+    """Poll until the run is terminal; each change of stage is one line on stderr (so also when piped, and
+    beside --json, whose stdout stays the final object alone), under a live spinner on a terminal."""
     last_line = ""
+    last_stage = ""
     after = 0
-    status = Status(f"{label}: starting", console=err_console) if not quiet else None
+    status = Status(f"{label}: starting", console=err_console) if not quiet and err_console.is_terminal else None
     if status:
         status.start()
     try:
         while True:
             run = client.get(path)
-            try:
-                page = client.get(path + "/logs", params={"after": after, "limit": 1000})
-                if page["items"]:
-                    after = page["last_seq"]
-                    last_line = page["items"][-1]["text"][:80]
-            except Exception:
-                pass
+            stage = stage_of(run)
+            if stage != last_stage:
+                err_console.print(f"{label}: {stage}", markup=False, highlight=False, soft_wrap=True)
+                last_stage = stage
             if status:
-                extra = f" · attempt {run.get('attempts', 0)}" if run.get("attempts") else ""
-                status.update(f"{label}: {run['state']}{extra} · {after} log lines · {last_line}")
+                try:
+                    page = client.get(path + "/logs", params={"after": after, "limit": 1000})
+                    if page["items"]:
+                        after = page["last_seq"]
+                        last_line = page["items"][-1]["text"][:80]
+                except ApiError:
+                    pass
+                status.update(f"{label}: {stage} · {after} log lines · {last_line}")
             if run["state"] in terminal:
                 return run
             time.sleep(poll_s)

@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.table import Table
 
-from optio.cli.common import client_from, console, handle_errors, print_json
+from optio.cli.common import AS_JSON, client_from, console, handle_errors, print_json, print_table
 
 app = typer.Typer(help="Workspace and repo secrets (write-only values, injected into runs that name them).",
                   no_args_is_help=True)
@@ -17,10 +17,11 @@ app = typer.Typer(help="Workspace and repo secrets (write-only values, injected 
 @handle_errors
 def set_secret(
     ctx: typer.Context,
-    name: str,
+    name: str = typer.Argument(..., help="Secret name (an environment variable name)"),
     value: str | None = typer.Option(None, "--value", help="The value; read from stdin (or prompted) if omitted"),
     repo: str | None = typer.Option(None, "--repo", help="Scope the secret to this repo"),
 ) -> None:
+    """Create or replace a secret; its value is never shown again."""
     if value is None:
         value = sys.stdin.read().rstrip("\n") if not sys.stdin.isatty() else typer.prompt(
             f"value for {name}", hide_input=True)
@@ -34,9 +35,10 @@ def set_secret(
 @handle_errors
 def list_secrets(
     ctx: typer.Context,
-    repo: str | None = typer.Option(None, "--repo"),
-    as_json: bool = typer.Option(False, "--json"),
+    repo: str | None = typer.Option(None, "--repo", help="Also the secrets of this repo"),
+    as_json: bool = AS_JSON,
 ) -> None:
+    """Secret names and scopes (never values)."""
     items = client_from(ctx).get("/api/secrets", params={"repo": repo} if repo else None)
     if as_json:
         print_json(items)
@@ -44,12 +46,14 @@ def list_secrets(
     table = Table("NAME", "SCOPE", "REPO", "KEY VERSION", "UPDATED")
     for s in items:
         table.add_row(s["name"], s["scope"], str(s["repo_id"] or ""), str(s["key_version"]), s["updated_at"][:19])
-    console.print(table)
+    print_table(table)
 
 
 @app.command("rm")
 @handle_errors
-def remove(ctx: typer.Context, name: str, repo: str | None = typer.Option(None, "--repo")) -> None:
+def remove(ctx: typer.Context, name: str = typer.Argument(..., help="Secret name"),
+           repo: str | None = typer.Option(None, "--repo", help="Remove the repo's secret of that name")) -> None:
+    """Delete a secret."""
     client_from(ctx).request("DELETE", f"/api/secrets/{name}", params={"repo": repo} if repo else None)
     console.print(f"secret {name} removed")
 

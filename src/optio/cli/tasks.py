@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from optio.cli.client import Client
-from optio.cli.common import client_from, console, handle_errors, print_json
+from optio.cli.common import AS_JSON, client_from, clip, console, handle_errors, print_json, print_table
 from optio.cli.runs import dump_logs, follow_logs, print_log_line, styled, wait_for
 
 app = typer.Typer(help="Repo tasks: an agent works in a worktree and its branch becomes a pull request.",
@@ -26,18 +26,19 @@ SHOW_KEYS = ("id", "state", "pr_number", "pr_state", "ci_status", "review_status
 def new(
     ctx: typer.Context,
     repo: str = typer.Option(..., "--repo", help="Repo name or id"),
-    title: str = typer.Option(..., "--title"),
-    prompt: str = typer.Option(..., "--prompt"),
+    title: str = typer.Option(..., "--title", help="Title of the task, its commit and its PR"),
+    prompt: str = typer.Option(..., "--prompt", help="What the agent is asked to do"),
     agent: str | None = typer.Option(None, "--agent", help="Agent type (default: the repo's)"),
     command: str | None = typer.Option(None, "--command", help="Script agent command"),
-    model: str | None = typer.Option(None, "--model"),
+    model: str | None = typer.Option(None, "--model", help="Model for a vendor agent"),
     depends_on: list[int] | None = typer.Option(None, "--depends-on", help="Task id to wait for (repeatable)"),
-    priority: int = typer.Option(0, "--priority"),
-    max_retries: int = typer.Option(1, "--max-retries", min=0, max=20),
+    priority: int = typer.Option(0, "--priority", help="Higher starts first when the repo is busy"),
+    max_retries: int = typer.Option(1, "--max-retries", min=0, max=20, help="Attempts after a failed one"),
     secret: list[str] | None = typer.Option(None, "--secret", help="Secret to inject (repeatable)"),
     wait: bool = typer.Option(False, "--wait", help="Wait until merged (exit 0) or stopped (exit 1)"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = AS_JSON,
 ) -> None:
+    """Hand a prompt to an agent on a repo; its changes become a pull request the loop drives to merge."""
     config: dict[str, object] = {}
     if command is not None:
         config["command"] = command
@@ -70,11 +71,12 @@ def new(
 @handle_errors
 def list_tasks(
     ctx: typer.Context,
-    repo: str | None = typer.Option(None, "--repo"),
-    state: str | None = typer.Option(None, "--state"),
-    limit: int = typer.Option(50, "--limit", min=1, max=500),
-    as_json: bool = typer.Option(False, "--json"),
+    repo: str | None = typer.Option(None, "--repo", help="Only tasks of this repo"),
+    state: str | None = typer.Option(None, "--state", help="Only tasks in this state"),
+    limit: int = typer.Option(50, "--limit", min=1, max=500, help="At most this many, newest first"),
+    as_json: bool = AS_JSON,
 ) -> None:
+    """Repo tasks, newest first."""
     params: dict[str, object] = {"limit": limit}
     if repo:
         params["repo"] = repo
@@ -86,15 +88,15 @@ def list_tasks(
         return
     table = Table("ID", "REPO", "TITLE", "STATE", "PR", "CI", "REVIEW", "RESUMES", "COST")
     for t in page["items"]:
-        table.add_row(str(t["id"]), t["repo"], t["title"][:40], styled(t["state"]),
+        table.add_row(str(t["id"]), t["repo"], clip(t["title"], 40), styled(t["state"]),
                       f"#{t['pr_number']} {t['pr_state']}" if t["pr_number"] else "", t["ci_status"] or "",
                       t["review_status"] or "", str(t["resume_count"]), f"${t['cost_usd']:.4f}")
-    console.print(table)
+    print_table(table)
 
 
-@app.command("show")
+@app.command("show", help="A task's state, PR, CI, review status and each attempt's times.")
 @handle_errors
-def show(ctx: typer.Context, task_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
+def show(ctx: typer.Context, task_id: int = typer.Argument(..., help="The task's id"), as_json: bool = AS_JSON) -> None:
     client = client_from(ctx)
     task = client.get(f"/api/repo-tasks/{task_id}")
     if as_json:
@@ -149,7 +151,7 @@ def _print_timeline(client: Client, task_id: int, printed: dict[tuple[str, int],
 
 @app.command("logs")
 @handle_errors
-def logs(ctx: typer.Context, task_id: int,
+def logs(ctx: typer.Context, task_id: int = typer.Argument(..., help="The task's id"),
          follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the task ends"),
          after: int = typer.Option(0, "--after", help="Only the agent's lines after this sequence number"),
          raw: bool = typer.Option(False, "--raw", help="Vendor CLI output as printed"),
@@ -179,17 +181,20 @@ def _intent(ctx: typer.Context, task_id: int, intent: str) -> None:
 
 @app.command("cancel")
 @handle_errors
-def cancel(ctx: typer.Context, task_id: int) -> None:
+def cancel(ctx: typer.Context, task_id: int = typer.Argument(..., help="Task id")) -> None:
+    """Stop the task: its agent is killed, its PR closed and its branch deleted."""
     _intent(ctx, task_id, "cancel")
 
 
 @app.command("retry")
 @handle_errors
-def retry(ctx: typer.Context, task_id: int) -> None:
+def retry(ctx: typer.Context, task_id: int = typer.Argument(..., help="Task id")) -> None:
+    """Start a failed or cancelled task again."""
     _intent(ctx, task_id, "retry")
 
 
 @app.command("resume")
 @handle_errors
-def resume(ctx: typer.Context, task_id: int) -> None:
+def resume(ctx: typer.Context, task_id: int = typer.Argument(..., help="Task id")) -> None:
+    """Resume a task that needs attention: its agent continues where it stopped."""
     _intent(ctx, task_id, "resume")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from optio.cli.common import client_from, console, handle_errors, print_json
+from optio.cli.common import AS_JSON, client_from, clip, console, handle_errors, print_json, print_table
 
 app = typer.Typer(help="Local tickets: file work, hand it to an agent, see it closed on merge.",
                   no_args_is_help=True)
@@ -13,8 +13,11 @@ app = typer.Typer(help="Local tickets: file work, hand it to an agent, see it cl
 
 @app.command("new")
 @handle_errors
-def new(ctx: typer.Context, title: str = typer.Option(..., "--title"), body: str = typer.Option("", "--body"),
-        repo: str | None = typer.Option(None, "--repo"), as_json: bool = typer.Option(False, "--json")) -> None:
+def new(ctx: typer.Context, title: str = typer.Option(..., "--title", help="One-line summary"),
+        body: str = typer.Option("", "--body", help="The details (the agent's prompt when worked on)"),
+        repo: str | None = typer.Option(None, "--repo", help="Repo the ticket is about"),
+        as_json: bool = AS_JSON) -> None:
+    """File a ticket."""
     ticket = client_from(ctx).post("/api/tickets", {"title": title, "body": body, "repo": repo})
     if as_json:
         print_json(ticket)
@@ -24,21 +27,23 @@ def new(ctx: typer.Context, title: str = typer.Option(..., "--title"), body: str
 
 @app.command("list")
 @handle_errors
-def list_tickets(ctx: typer.Context, state: str | None = typer.Option(None, "--state"),
-                 as_json: bool = typer.Option(False, "--json")) -> None:
+def list_tickets(ctx: typer.Context, state: str | None = typer.Option(None, "--state", help="open or closed"),
+                 as_json: bool = AS_JSON) -> None:
+    """The workspace's tickets."""
     tickets = client_from(ctx).get("/api/tickets", params={"state": state} if state else {})
     if as_json:
         print_json(tickets)
         return
     table = Table("#", "TITLE", "STATE", "TASK")
     for t in tickets:
-        table.add_row(str(t["number"]), t["title"][:60], t["state"], str(t["task_id"] or ""))
-    console.print(table)
+        table.add_row(str(t["number"]), clip(t["title"], 60), t["state"], str(t["task_id"] or ""))
+    print_table(table)
 
 
 @app.command("show")
 @handle_errors
-def show(ctx: typer.Context, number: int, as_json: bool = typer.Option(False, "--json")) -> None:
+def show(ctx: typer.Context, number: int = typer.Argument(..., help="Ticket number"), as_json: bool = AS_JSON) -> None:
+    """A ticket and the task working on it."""
     ticket = client_from(ctx).get(f"/api/tickets/{number}")
     if as_json:
         print_json(ticket)
@@ -52,7 +57,8 @@ def show(ctx: typer.Context, number: int, as_json: bool = typer.Option(False, "-
 
 @app.command("close")
 @handle_errors
-def close(ctx: typer.Context, number: int) -> None:
+def close(ctx: typer.Context, number: int = typer.Argument(..., help="Ticket number")) -> None:
+    """Close a ticket by hand."""
     ticket = client_from(ctx).post(f"/api/tickets/{number}/close")
     console.print(f"ticket {ticket['number']} {ticket['state']}")
 
@@ -61,11 +67,11 @@ def close(ctx: typer.Context, number: int) -> None:
 @handle_errors
 def work(
     ctx: typer.Context,
-    number: int,
+    number: int = typer.Argument(..., help="Ticket number"),
     repo: str | None = typer.Option(None, "--repo", help="Default: the ticket's repo"),
-    agent: str | None = typer.Option(None, "--agent"),
+    agent: str | None = typer.Option(None, "--agent", help="Agent type (default: the repo's)"),
     command: str | None = typer.Option(None, "--command", help="Script agent command"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = AS_JSON,
 ) -> None:
     """Hand the ticket to an agent as a repo task; the ticket closes when the task's PR merges."""
     body = {"repo": repo, "agent_type": agent, "agent_config": {"command": command} if command else {}}

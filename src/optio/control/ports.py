@@ -81,9 +81,17 @@ class Worktrees(Protocol):
         """A plain (no .git) copy of the tree at ``sha`` in ``dest``; the full sha exported."""
         ...
 
+    def delete_remote_branch(self, branch: str) -> None:
+        """Best effort: remove a finished task's branch from the remote (a failure is only logged)."""
+        ...
+
 
 class WorktreeProvider(Protocol):
     def for_repo(self, repo: RepoRef) -> Worktrees: ...
+
+    def forget(self, repo_id: int) -> None:
+        """Drop a removed repo's cache (its directory and any handle kept on it)."""
+        ...
 
 
 class Forge(Protocol):
@@ -111,6 +119,10 @@ class Forge(Protocol):
         ...
 
     def close(self, repo_id: int, number: int) -> None: ...
+
+    def rerun_ci(self, repo_id: int, number: int) -> None:
+        """Schedule the repo's CI again on the PR's current head (a person's request, e.g. after a flaky run)."""
+        ...
 
     def parse_event(self, headers: Mapping[str, str], body: bytes) -> ForgeEvent | None:
         """A webhook delivery as an event, or None when it is not one this forge sends (or not about a PR)."""

@@ -70,9 +70,11 @@ def pull_request_body(task_prompt: str, task_id: int) -> str:
     return f"{task_prompt}\n\n---\nOpened by Optio for task #{task_id}."
 
 
-def squash_merge_message(title: str, pr_number: int, task_id: int) -> str:
-    """The squash commit on the base branch names the pull request and the task it came from."""
-    return f"{title} (#{pr_number})\n\nOptio task #{task_id}"
+def squash_merge_message(title: str, pr_number: int, task_id: int, ticket: str | None = None) -> str:
+    """The squash commit on the base branch names the pull request, the task it came from and the ticket it
+    closes (``ticket`` as people name it, e.g. ``ticket #4``), so `git log` leads back to why it was made."""
+    closes = f"\nCloses {ticket}" if ticket else ""
+    return f"{title} (#{pr_number})\n\nOptio task #{task_id}{closes}"
 
 
 def review_prompt(review_prompt: str | None, *, pr_number: int, pr_title: str, base_branch: str, head_sha: str,

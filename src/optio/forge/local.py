@@ -330,6 +330,23 @@ class LocalForge:
         if queued:
             self._bg.submit(self._safe_advance, repo_id, base_branch)
 
+    def rerun_ci(self, repo_id: int, number: int) -> None:
+        """CI of the current head becomes pending again and is scheduled; the task waits for the new result."""
+        with self.db.write() as session:
+            pr = self._pr(session, repo_id, number)
+            repo = self._repo(session, repo_id)
+            if pr.state != "open":
+                raise Conflict(f"pull request #{number} is {pr.state}; CI runs only on open pull requests")
+            if not repo.ci_command:
+                raise Conflict(f"repo {repo.name} has no CI command (set one with `optio repo set --ci-command`)")
+            current = prs.ci_run(session, pr.id, pr.head_sha)
+            if current is not None and current.status == "pending":
+                raise Conflict(f"CI is already pending on {pr.head_sha[:10]}")
+            prs.reset_ci(session, pr, pr.head_sha)
+            _enqueue_task(session, pr, "CI re-run requested")
+            pr_id, head_sha = pr.id, pr.head_sha
+        self.schedule_ci(pr_id, head_sha)
+
     # --- background work ------------------------------------------------------------------------------
 
     def _after_merge(self, repo_id: int, head_branch: str, base_branch: str) -> None:

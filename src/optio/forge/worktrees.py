@@ -7,6 +7,7 @@ applies at once.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -44,3 +45,8 @@ class RepoCaches:
                                       allowlist=self.outbound_allowlist)
                 self._caches[repo_id] = cache
             return cache
+
+    def forget(self, repo_id: int) -> None:
+        with self._lock:
+            self._caches.pop(repo_id, None)
+            shutil.rmtree(self.data_dir / "repos" / str(repo_id), ignore_errors=True)

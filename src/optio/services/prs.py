@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from optio.control.ports import Forge, ForgeRegistry, UnknownForge
+from optio.domain.prompts import squash_merge_message
 from optio.errors import AppError, Invalid, NotFound
 from optio.forge.merge_gates import check_merge_gates
 from optio.services import audit
@@ -70,8 +71,20 @@ def forge_for(session: Session, forges: ForgeRegistry, workspace_id: int, pr_id:
         raise AppError(str(exc)) from None
 
 
-def merge_message(pr: PullRequest) -> str:
-    return f"{pr.title} (#{pr.number})" + (f"\n\nOptio task #{pr.task_id}" if pr.task_id else "")
+def rerun_ci(db: Database, forge: Forge, workspace_id: int, pr_id: int) -> None:
+    """CI again on the PR's head, on the PR's own forge (409 when it is not open or the repo runs no CI)."""
+    with db.read() as session:
+        pr = get_pr(session, workspace_id, pr_id)
+        repo_id, number = pr.repo_id, pr.number
+    forge.rerun_ci(repo_id, number)
+
+
+def merge_message(session: Session, pr: PullRequest) -> str:
+    """The squash commit's message, the same as the loop's own merge writes (naming the ticket it closes)."""
+    if pr.task_id is None:
+        return f"{pr.title} (#{pr.number})"
+    task = repo_tasks.get_task(session, pr.task_id)
+    return squash_merge_message(pr.title, pr.number, pr.task_id, repo_tasks.ticket_label(task) if task else None)
 
 
 def merge_pr(db: Database, forge: Forge, workspace_id: int, pr_id: int, *, user_id: int | None, actor: str,
@@ -88,7 +101,7 @@ def merge_pr(db: Database, forge: Forge, workspace_id: int, pr_id: int, *, user_
         repo = prs.repo_of(session, pr)
         assert repo is not None
         report = check_merge_gates(session, repo, pr)
-        repo_id, number, head_sha, message = pr.repo_id, pr.number, pr.head_sha, merge_message(pr)
+        repo_id, number, head_sha, message = pr.repo_id, pr.number, pr.head_sha, merge_message(session, pr)
         already_merged = pr.state == "merged"
     merged_sha = forge.merge(repo_id, number, head_sha=head_sha, message=message, force=force)
     if force and not already_merged:

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from optio.control.ports import WorktreeProvider
+from optio.domain.states import TERMINAL, RunKind
 from optio.errors import Conflict, Invalid
 from optio.forge.gitcmd import GitError, remote_access
 from optio.forge.remote_refs import RemoteRefs, is_valid_branch_name, ls_remote
@@ -127,6 +129,20 @@ def update_repo(db: Database, workspace_id: int, ref: str | int, changes: dict[s
             require_visible(session, workspace_id, changes["secret_names"], repo_id=repo_id)
         return repo_store.update_repo(session, workspace_id, repo_id, {
             key: list(value) if key == "secret_names" else value for key, value in changes.items()})
+
+
+def remove_repo(db: Database, workspace_id: int, ref: str | int, worktrees: WorktreeProvider) -> None:
+    """Remove a repo and its history; refused (409) while a task of it is not finished, so no agent, CI or
+    merge is left working on a repo that no longer exists. Its git cache goes too."""
+    with db.write() as session:
+        repo = find_repo(session, workspace_id, ref)
+        unfinished = repo_store.unfinished_tasks(session, repo.id, TERMINAL[RunKind.REPO_TASK])
+        if unfinished:
+            raise Conflict(f"repo {repo.name} has {unfinished} unfinished task(s); cancel them first "
+                           "(`optio task cancel ID`)", field="repo")
+        repo_id = repo.id
+        repo_store.delete_repo(session, repo_id)
+    worktrees.forget(repo_id)
 
 
 def find_repo(session: Session, workspace_id: int, ref: str | int) -> Repo:

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from optio.store.models import Repo, RepoTask, ReviewRun, TaskDependency
+from optio.store.tickets import REF_PREFIX
 
 ACTIVE_STATES = ("provisioning", "running")
 
@@ -18,6 +19,15 @@ def load(session: Session, task_id: int, workspace_id: int) -> tuple[RepoTask, R
         return None
     repo = session.get(Repo, task.repo_id)
     return None if repo is None else (task, repo)
+
+
+def ticket_label(task: RepoTask) -> str | None:
+    """The ticket a task works on as people name it (``ticket #4`` for a local one), None without one."""
+    if not task.ticket_ref:
+        return None
+    if task.ticket_ref.startswith(REF_PREFIX):
+        return f"ticket #{task.ticket_ref.removeprefix(REF_PREFIX)}"
+    return task.ticket_ref
 
 
 def get_task(session: Session, task_id: int) -> RepoTask | None:

@@ -77,6 +77,14 @@ def merge(pr_id: Id, body: MergeIn | None = None, ctx: Ctx = Depends(get_ctx)) -
     return _detail(ctx, pr_id)
 
 
+@router.post("/{pr_id}/rerun-ci", response_model=PullRequestDetail,
+             description="Run the repo's CI again on the PR's current head. Refused (409) when the PR is not open, "
+                         "the repo has no CI command or CI is already pending on that head.")
+def rerun_ci(pr_id: Id, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
+    pr_service.rerun_ci(ctx.db, _forge(ctx, pr_id), ctx.workspace_id, pr_id)
+    return _detail(ctx, pr_id)
+
+
 @router.post("/{pr_id}/close", response_model=PullRequestDetail)
 def close(pr_id: Id, ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
     pr = _detail(ctx, pr_id)

@@ -58,6 +58,12 @@ def get_repo(repo_ref: str, ctx: Ctx = Depends(get_ctx)) -> RepoOut:
         return repo_out(repo_service.find_repo(session, ctx.workspace_id, repo_ref))
 
 
+@router.delete("/{repo_ref}", status_code=204)
+def remove_repo(repo_ref: str, ctx: Ctx = Depends(get_ctx)) -> None:
+    """Remove a repo, its tasks' history and its git cache. Refused (409) while any of its tasks is unfinished."""
+    repo_service.remove_repo(ctx.db, ctx.workspace_id, repo_ref, ctx.optio.ctx.worktrees)
+
+
 @router.patch("/{repo_ref}", response_model=RepoOut)
 def update_repo(repo_ref: str, body: RepoUpdate, ctx: Ctx = Depends(get_ctx)) -> RepoOut:
     """Change a repo's settings (only the fields sent). A new default branch must exist on the remote."""

@@ -77,6 +77,7 @@ class RepoTaskFacts:
     pr_number: int | None
     pr_id: int | None  # the forge's own id of the PR, where it has one (the local forge's row)
     pr_title: str | None
+    ticket: str | None = None  # the ticket the task closes, as the squash commit names it
 
 
 RepoLoaded = Loaded[RepoTaskSnapshot, RepoTaskFacts]
@@ -189,7 +190,7 @@ class RepoTaskHandler:
             session_id=task.agent_session_id, worktree=task.worktree_path,
             review_agent_type=repo.review_agent_type, review_agent_config=dict(repo.review_agent_config or {}),
             review_prompt=repo.review_prompt, pr_number=pr.number if pr else None, pr_id=pr.id if pr else None,
-            pr_title=pr.title if pr else None,
+            pr_title=pr.title if pr else None, ticket=repo_tasks.ticket_label(task),
         )
         return Loaded(workspace_id=workspace_id, snapshot=snap, facts=facts)
 
@@ -327,7 +328,7 @@ class RepoTaskHandler:
     def _merge(self, ctx: ControlContext, loaded: RepoLoaded, action: MergePullRequest, now: datetime) -> Outcome:
         snap: RepoTaskSnapshot = loaded.snapshot
         assert snap.pr is not None
-        message = prompts.squash_merge_message(snap.title, snap.pr.number, loaded.run.id)
+        message = prompts.squash_merge_message(snap.title, snap.pr.number, loaded.run.id, loaded.facts.ticket)
         try:
             merged_sha = forge_of(ctx, loaded).merge(loaded.facts.repo_id, snap.pr.number, head_sha=action.head_sha,
                                              message=message)
@@ -366,10 +367,14 @@ class RepoTaskHandler:
             except Exception:
                 log.exception("pr_close_failed", task=loaded.run.id)
         if to in self.terminal:
-            self.cleanup(ctx, loaded)
+            pr = loaded.snapshot.pr
+            # A failed task whose PR stays open keeps its branch for a person; a cancel closed the PR above.
+            left_open = to == "failed" and pr is not None and pr.state == "open"
+            self.cleanup(ctx, loaded, delete_branch=to in ("cancelled", "failed") and not left_open)
 
-    def cleanup(self, ctx: ControlContext, loaded: RepoLoaded) -> None:
-        """Remove the task's worktree once the task is over (it is kept while the PR is open)."""
+    def cleanup(self, ctx: ControlContext, loaded: RepoLoaded, *, delete_branch: bool = False) -> None:
+        """Remove the task's worktree once the task is over (it is kept while the PR is open), and with
+        ``delete_branch`` its branch on the remote (a merge deletes it through the forge)."""
         path = loaded.facts.worktree
         if not path:
             return
@@ -377,3 +382,8 @@ class RepoTaskHandler:
             worktrees_of(ctx, loaded).remove_worktree(Path(path))
         except Exception:
             log.exception("worktree_cleanup_failed", task=loaded.run.id, path=path)
+        if delete_branch:
+            try:
+                worktrees_of(ctx, loaded).delete_remote_branch(branch_for_task(loaded.run.id))
+            except Exception:
+                log.exception("branch_cleanup_failed", task=loaded.run.id)
