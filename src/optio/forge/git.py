@@ -820,15 +820,8 @@ class RepoCache:
         try:
             with self._lock:
                 self._git(["worktree", "add", "--quiet", "--detach", str(checkout), base])
-            merge_args = ["merge", "--no-ff", "--no-edit", "--quiet", "--no-verify", "-m",
-                          f"optio test merge of {head[:12]} onto {base[:12]}", head]
-            merge = run_git(merge_args, cwd=checkout, check=False)
-            if merge.returncode != 0:
-                unmerged = run_git(["diff", "--name-only", "--diff-filter=U", "-z"], cwd=checkout).stdout
-                files = [f for f in unmerged.split("\0") if f]
-                if files:
-                    raise MergeConflictError(merge_args, merge.returncode, merge.stderr or merge.stdout, files)
-                raise GitError(merge_args, merge.returncode, merge.stderr or merge.stdout)
+            _merge_in(checkout, ["merge", "--no-ff", "--no-edit", "--quiet", "--no-verify", "-m",
+                                 f"optio test merge of {head[:12]} onto {base[:12]}", head])
             return self._resolve_in(checkout, "HEAD")
         finally:
             self._discard_worktree(checkout)
@@ -922,14 +915,7 @@ class RepoCache:
         try:
             with self._lock:
                 self._git(["worktree", "add", "--quiet", "--detach", str(checkout), base_sha])
-            merge_args = ["merge", "--squash", "--quiet", head]
-            merge = run_git(merge_args, cwd=checkout, check=False)
-            if merge.returncode != 0:
-                unmerged = run_git(["diff", "--name-only", "--diff-filter=U", "-z"], cwd=checkout).stdout
-                files = [f for f in unmerged.split("\0") if f]
-                if files:
-                    raise MergeConflictError(merge_args, merge.returncode, merge.stderr or merge.stdout, files)
-                raise GitError(merge_args, merge.returncode, merge.stderr or merge.stdout)
+            _merge_in(checkout, ["merge", "--squash", "--quiet", head])
             commit = ["commit", "--quiet", "--no-verify", "-m", message]
             for key, value in (trailers or {}).items():
                 commit.append(f"--trailer={key}: {value}")
@@ -1036,6 +1022,22 @@ class RepoCache:
                 if proc.returncode != 0:
                     shutil.rmtree(path, ignore_errors=True)
             self._git(["worktree", "prune"], check=False)
+
+
+def _merge_in(checkout: Path, merge_args: list[str]) -> None:
+    """Run a merge in a scratch checkout; raise MergeConflictError naming the files, or GitError otherwise.
+
+    The test merge CI runs on and the squash that lands go through this one path, so both see the same
+    conflicts.
+    """
+    merge = run_git(merge_args, cwd=checkout, check=False)
+    if merge.returncode == 0:
+        return
+    unmerged = run_git(["diff", "--name-only", "--diff-filter=U", "-z"], cwd=checkout).stdout
+    files = [f for f in unmerged.split("\0") if f]
+    if files:
+        raise MergeConflictError(merge_args, merge.returncode, merge.stderr or merge.stdout, files)
+    raise GitError(merge_args, merge.returncode, merge.stderr or merge.stdout)
 
 
 def _run_in_group(
