@@ -339,13 +339,14 @@ class LocalForge:
                 raise Conflict(f"pull request #{number} is {pr.state}; CI runs only on open pull requests")
             if not repo.ci_command:
                 raise Conflict(f"repo {repo.name} has no CI command (set one with `optio repo set --ci-command`)")
-            current = prs.ci_run(session, pr.id, pr.head_sha)
+            # The run that decides the PR: its head merged onto the base tip last seen (see _current_ci).
+            current = prs.ci_run_on(session, pr.id, pr.head_sha, pr.base_sha)
             if current is not None and current.status == "pending":
                 raise Conflict(f"CI is already pending on {pr.head_sha[:10]}")
-            prs.reset_ci(session, pr, pr.head_sha)
+            prs.reset_ci(session, pr, pr.head_sha, pr.base_sha)
             _enqueue_task(session, pr, "CI re-run requested")
-            pr_id, head_sha = pr.id, pr.head_sha
-        self.schedule_ci(pr_id, head_sha)
+            pr_id, head_sha, base_sha = pr.id, pr.head_sha, pr.base_sha
+        self.schedule_ci(pr_id, head_sha, base_sha)
 
     # --- background work ------------------------------------------------------------------------------
 

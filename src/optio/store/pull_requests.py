@@ -175,13 +175,15 @@ def add_pending_ci(session: Session, pr: PullRequest, head_sha: str, base_sha: s
     return True
 
 
-def reset_ci(session: Session, pr: PullRequest, head_sha: str) -> None:
-    """CI of `head_sha` is pending again (a re-run): its previous result and output are dropped."""
-    ci = ci_run(session, pr.id, head_sha)
+def reset_ci(session: Session, pr: PullRequest, head_sha: str, base_sha: str | None) -> None:
+    """CI of `head_sha` merged onto `base_sha` is pending again (a re-run): its previous result is dropped."""
+    ci = ci_run_on(session, pr.id, head_sha, base_sha)
     if ci is None:
-        session.add(CiRun(workspace_id=pr.workspace_id, pr_id=pr.id, head_sha=head_sha, status="pending"))
+        session.add(CiRun(workspace_id=pr.workspace_id, pr_id=pr.id, head_sha=head_sha, base_sha=base_sha,
+                          status="pending"))
         return
     ci.status, ci.exit_code, ci.output, ci.duration_s, ci.finished_at = "pending", None, "", None, None
+    ci.failure_kind, ci.tested_sha = None, None
 
 
 def point_task_at(session: Session, task_id: int, pr_id: int) -> None:
