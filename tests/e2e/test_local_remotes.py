@@ -31,7 +31,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         assert repo.status_code == 201, repo.text
         task = server.api("POST", "/api/repo-tasks", json={"repo": "ra", "title": "t", "prompt": "p",
                                                            "agent_config": {"command": "echo x > x.txt"}}).json()
-        server.wait_state(f"/api/repo-tasks/{task['id']}", {"pr_opened", "failed", "needs_attention"}, timeout=90)
+        # the cache exists once the task reached a PR (it may even have merged already)
+        server.wait_state(f"/api/repo-tasks/{task['id']}", {"pr_opened", "completed", "failed", "needs_attention"},
+                          timeout=90)
         cache = server.data_dir / "repos" / str(repo.json()["id"]) / "cache.git"
         assert (cache / "HEAD").is_file()
         server.api("POST", "/api/workspaces", json={"slug": "b"}).raise_for_status()
