@@ -11,30 +11,18 @@ from pathlib import Path
 
 import pytest
 from tests.integration.test_merge_recovery import open_pr
-from tests.support.git_remote import git, make_remote
+from tests.support.forge_db import repo_world
+from tests.support.git_remote import git
 
 from optio.forge import local
 from optio.forge.local import LocalForge, MergeQueued
-from optio.store import migrate
 from optio.store.db import Database
-from optio.store.models import CiRun, PullRequest, Repo, Workspace
+from optio.store.models import CiRun, PullRequest
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> tuple[Database, Path, int]:
-    db = Database(f"sqlite:///{tmp_path / 'optio.db'}")
-    migrate.upgrade(db)
-    remote = make_remote(tmp_path, files={"README.md": "demo\n"})
-    with db.write() as session:
-        ws = Workspace(slug="w", name="w")
-        session.add(ws)
-        session.flush()
-        repo = Repo(workspace_id=ws.id, name="demo", remote_url=str(remote), default_branch="main",
-                    ci_command="true", require_approval=False)
-        session.add(repo)
-        session.flush()
-        repo_id = repo.id
-    return db, remote, repo_id
+    return repo_world(tmp_path, ci_command="true", require_approval=False)
 
 
 def runs(db: Database, number: int) -> list[tuple[str | None, str]]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.support.git_remote import git, make_remote
+from tests.support.forge_db import repo_world
+from tests.support.git_remote import git
 
 from optio.forge.git import RepoCache, branch_for_task
 from optio.forge.local import LocalForge
-from optio.store import migrate
 from optio.store.db import Database
-from optio.store.models import PullRequest, Repo, Workspace
+from optio.store.models import PullRequest, Repo
 
 
 class Crash(BaseException):
@@ -24,18 +24,7 @@ class Crash(BaseException):
 
 @pytest.fixture
 def world(tmp_path: Path) -> tuple[Database, Path, int]:
-    db = Database(f"sqlite:///{tmp_path / 'optio.db'}")
-    migrate.upgrade(db)
-    remote = make_remote(tmp_path, files={"README.md": "demo\n"})
-    with db.write() as session:
-        ws = Workspace(slug="w", name="w")
-        session.add(ws)
-        session.flush()
-        repo = Repo(workspace_id=ws.id, name="demo", remote_url=str(remote), default_branch="main")
-        session.add(repo)
-        session.flush()
-        repo_id = repo.id
-    return db, remote, repo_id
+    return repo_world(tmp_path)
 
 
 def open_pr(forge: LocalForge, tmp_path: Path, repo_id: int, task_id: int) -> tuple[int, str]:
