@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from optio.control.ports import (
     CiInfo,
     ForgeEvent,
+    LineComment,
     PullRequestInfo,
     PullRequestState,
     ReviewInfo,
@@ -126,7 +127,8 @@ class InMemoryForge:
             pr = self._pr(repo_id, number)
             return pr.reviews[-1] if pr.reviews else None
 
-    def submit_review(self, repo_id: int, number: int, *, verdict: str, comments: str, author: str) -> ReviewInfo:
+    def submit_review(self, repo_id: int, number: int, *, verdict: str, comments: str, author: str,
+                      line_comments: tuple[LineComment, ...] = ()) -> ReviewInfo:
         if verdict not in ("approve", "request_changes"):
             raise Conflict(f"unknown verdict {verdict!r}", field="verdict")
         with self._lock:
@@ -183,8 +185,8 @@ class InMemoryForge:
             self.closed.append((repo_id, number))
         self.on_change(pr.task_id)
 
-    def parse_event(self, headers: Mapping[str, str], body: bytes) -> ForgeEvent | None:
-        return None
+    def parse_event(self, repo_id: int, headers: Mapping[str, str], body: bytes) -> list[ForgeEvent]:
+        return []
 
     def poll_open_prs(self) -> int:
         with self._lock:

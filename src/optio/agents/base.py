@@ -28,6 +28,8 @@ class AgentRequest:
     base_url: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     mcp_servers: Mapping[str, Any] = field(default_factory=dict)
+    # Skills by name: instruction texts the run makes available where its vendor reads them.
+    skills: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

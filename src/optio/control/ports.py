@@ -13,14 +13,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from optio.forge.base import CiInfo, ForgeEvent, PullRequestInfo, PullRequestState, ReviewInfo
+from optio.forge.base import (
+    BadSignature,
+    CiInfo,
+    ForgeBusy,
+    ForgeEvent,
+    LineComment,
+    MergeRefused,
+    PullRequestInfo,
+    PullRequestState,
+    ReviewInfo,
+)
 from optio.runtime.base import Runtime
 
 __all__ = [
+    "BadSignature",
     "CiInfo",
     "Forge",
+    "ForgeBusy",
     "ForgeEvent",
     "ForgeRegistry",
+    "LineComment",
+    "MergeRefused",
     "PullRequestInfo",
     "PullRequestState",
     "RedactorPort",
@@ -112,7 +126,10 @@ class Forge(Protocol):
 
     def latest_review(self, repo_id: int, number: int) -> ReviewInfo | None: ...
 
-    def submit_review(self, repo_id: int, number: int, *, verdict: str, comments: str, author: str) -> ReviewInfo: ...
+    def submit_review(self, repo_id: int, number: int, *, verdict: str, comments: str, author: str,
+                      line_comments: tuple[LineComment, ...] = ()) -> ReviewInfo:
+        """Post a review; ``line_comments`` go on lines of the head where the forge supports it."""
+        ...
 
     def merge(self, repo_id: int, number: int, *, head_sha: str, message: str, force: bool = False) -> str:
         """Squash-merge ``head_sha`` past the forge's own gates (green CI, approval); ``force`` skips them."""
@@ -124,8 +141,12 @@ class Forge(Protocol):
         """Schedule the repo's CI again on the PR's current head (a person's request, e.g. after a flaky run)."""
         ...
 
-    def parse_event(self, headers: Mapping[str, str], body: bytes) -> ForgeEvent | None:
-        """A webhook delivery as an event, or None when it is not one this forge sends (or not about a PR)."""
+    def parse_event(self, repo_id: int, headers: Mapping[str, str], body: bytes) -> list[ForgeEvent]:
+        """A webhook delivery to ``repo_id``'s hook, verified and parsed: the PRs it changes (empty when none).
+
+        Raises :class:`BadSignature` when the delivery's signature or token does not verify against the
+        repo's webhook secret. Deduplicating deliveries is the caller's business.
+        """
         ...
 
     def poll_open_prs(self) -> int:

@@ -37,6 +37,19 @@ class CiInfo:
 
 
 @dataclass(frozen=True)
+class LineComment:
+    """A review comment on one line of the PR's head (``path`` relative to the repo root)."""
+
+    path: str
+    line: int
+    body: str
+
+    def as_text(self) -> str:
+        """How an agent reads it in a resume prompt."""
+        return f"{self.path}:{self.line}: {self.body}"
+
+
+@dataclass(frozen=True)
 class ReviewInfo:
     id: int
     head_sha: str
@@ -66,3 +79,28 @@ class ForgeEvent:
     repo_id: int
     number: int
     kind: str
+
+
+class BadSignature(Exception):
+    """A webhook delivery whose signature (or token) does not verify: refused with 401, nothing happens."""
+
+
+class ForgeBusy(Exception):
+    """The forge cannot answer now (rate limit, 5xx): defer the work until ``retry_after_s`` seconds from now.
+
+    Never a failure of the task: control reschedules the reconcile and spends none of the task's attempts.
+    """
+
+    def __init__(self, reason: str, retry_after_s: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class MergeRefused(Exception):
+    """The forge refused the merge for a reason a person must fix (protected branch, a required review):
+    the task ends ``needs_attention`` with ``reason``, never a retry loop."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -25,7 +25,7 @@ import structlog
 
 from optio.control.ports import SecretsProvider
 from optio.errors import Conflict, NotFound
-from optio.forge.base import CiInfo, ForgeEvent, PullRequestInfo, PullRequestState, ReviewInfo
+from optio.forge.base import CiInfo, ForgeEvent, LineComment, PullRequestInfo, PullRequestState, ReviewInfo
 from optio.forge.ci_setup import ClassifiedCi, classify
 from optio.forge.git import CiResult, GitError, MergeConflictError
 from optio.forge.merge_gates import MergeGateRefused, check_merge_gates
@@ -217,9 +217,9 @@ class LocalForge:
             review = None if rev is None else ReviewInfo(rev.id, rev.head_sha, rev.verdict, rev.comments, rev.author)
             return PullRequestState(info=_info(pr), ci_required=bool(ci_command), ci=ci_info, review=review)
 
-    def parse_event(self, headers: Mapping[str, str], body: bytes) -> ForgeEvent | None:
+    def parse_event(self, repo_id: int, headers: Mapping[str, str], body: bytes) -> list[ForgeEvent]:
         """The local forge sends no webhooks: its changes enqueue their task in the same transaction."""
-        return None
+        return []
 
     def ci_for_head(self, repo_id: int, number: int) -> CiInfo | None:
         with self.db.read() as session:
@@ -231,13 +231,17 @@ class LocalForge:
             rev = prs.latest_review(session, pr.id)
             return None if rev is None else ReviewInfo(rev.id, rev.head_sha, rev.verdict, rev.comments, rev.author)
 
-    def submit_review(self, repo_id: int, number: int, *, verdict: str, comments: str, author: str) -> ReviewInfo:
+    def submit_review(self, repo_id: int, number: int, *, verdict: str, comments: str, author: str,
+                      line_comments: tuple[LineComment, ...] = ()) -> ReviewInfo:
         if verdict not in ("approve", "request_changes"):
             raise Conflict(f"unknown verdict {verdict!r}", field="verdict")
         with self.db.write() as session:
             pr = self._pr(session, repo_id, number)
             if pr.state != "open":
                 raise Conflict(f"pull request #{number} is {pr.state}", field="state")
+            # The local forge keeps a review as one text: line comments follow the body as `path:line: text`.
+            comments = "\n".join([comments, *(c.as_text() for c in line_comments)]).strip() if line_comments \
+                else comments
             rev = prs.add_review_row(session, workspace_id=pr.workspace_id, pr_id=pr.id, head_sha=pr.head_sha,
                                      verdict=verdict, comments=self.redact(comments, pr.workspace_id, pr.repo_id),
                                      author=author)

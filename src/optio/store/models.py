@@ -211,6 +211,12 @@ class Repo(WorkspaceScoped, Timestamps, Base):
     # Name of the secret (workspace or repo scope) Optio's own git authenticates to the remote with; never the
     # operator's credential helpers or ssh keys.
     credential_secret: Mapped[str | None] = mapped_column(String(200), default=None)
+    # A hosted forge's API root (GitHub Enterprise, self-managed GitLab); None: the forge's public default.
+    api_url: Mapped[str | None] = mapped_column(Text, default=None)
+    # Name of the secret webhook deliveries to this repo are verified with (HMAC key or GitLab token).
+    webhook_secret: Mapped[str | None] = mapped_column(String(200), default=None)
+    # Forge-specific settings, e.g. GitHub App auth {"app_id", "installation_id", "private_key_secret"}, "draft".
+    forge_options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     next_pr_number: Mapped[int] = mapped_column(Integer, default=1)
     # A vendor rate-limited one of this repo's agents: until then, run one agent at a time.
     rate_limited_until: Mapped[datetime | None] = mapped_column(default=None)
