@@ -13,6 +13,8 @@ PACKAGES=(
   "@anthropic-ai/claude-code@2.1.331"
   "@openai/codex@0.169.0"
   "opencode-ai@1.18.33"
+  "@google/gemini-cli@0.61.0"
+  "@github/copilot@1.0.102"
 )
 
 mkdir -p "$PREFIX"

@@ -26,17 +26,21 @@ from tests.support.sandbox import runtime_sandbox
 from optio.agents.base import AgentRequest
 from optio.agents.claude_code import ClaudeCodeAgent
 from optio.agents.codex import CodexAgent
+from optio.agents.copilot import CopilotAgent
 from optio.agents.events import (
     AgentEvent,
     ResultEvent,
     SessionEvent,
+    TextEvent,
     ThinkingEvent,
     ToolResultEvent,
     ToolUseEvent,
     UsageEvent,
     UsageTotals,
 )
+from optio.agents.gemini import GeminiAgent
 from optio.agents.opencode import OpenCodeAgent
+from optio.control.processes import share_dirs
 from optio.domain.agent_errors import policy_for
 from optio.runtime.base import Mounts
 
@@ -66,7 +70,9 @@ class Run:
     events: list[AgentEvent]
 
 
-def run_cli(adapter: Any, request: AgentRequest, home: Path, *, record: str | None = None) -> Run:
+def run_cli(
+    adapter: Any, request: AgentRequest, home: Path, *, record: str | None = None, writable: tuple[Path, ...] = ()
+) -> Run:
     """Builds the command with the adapter and runs it as a real subprocess, then parses stdout."""
     spec = adapter.build_command(request)
     for path, content in spec.files.items():
@@ -85,7 +91,7 @@ def run_cli(adapter: Any, request: AgentRequest, home: Path, *, record: str | No
     sandbox = runtime_sandbox()
     if sandbox is not None:  # as Optio runs them: in the sandbox, seeing the workspace, HOME and its files
         shown = [request.prompt_file, *(Path(p) for p in spec.files if home not in Path(p).parents)]
-        mounts = Mounts(writable=(request.workdir, home), readonly=tuple(shown))
+        mounts = Mounts(writable=(request.workdir, home, *writable), readonly=tuple(shown))
         argv, env = sandbox.wrap(argv, cwd=request.workdir, env=env, mounts=mounts)
     stdin = open(spec.stdin_path, "rb") if spec.stdin_path else subprocess.DEVNULL  # noqa: SIM115
     try:
@@ -357,3 +363,154 @@ def test_opencode_invalid_key_is_classified_auth(workspace: Path, home: Path) ->
     )
     assert error is not None and error.kind == "auth"
     assert "OPENAI_API_KEY" in error.message
+
+
+# -- Gemini ---------------------------------------------------------------------------------------
+
+GEMINI_MODEL = "gemini-2.5-pro"
+
+
+def gemini_request(workspace: Path, home: Path, server: ModelServer, prompt: str, **kwargs: Any) -> AgentRequest:
+    config = {"cli": require_cli("gemini"), **kwargs.pop("config", {})}
+    env = {"GEMINI_API_KEY": "gm-test", "HOME": str(home), **kwargs.pop("env", {})}
+    return make_request(
+        workspace, prompt, config=config, env=env, model=GEMINI_MODEL, base_url=server.url, max_turns=5, **kwargs
+    )
+
+
+def test_gemini_writes_a_file_with_its_own_tool_and_reports_session_model_and_usage(
+    workspace: Path, home: Path
+) -> None:
+    target = workspace / "hello.txt"
+    turns = [
+        Turn(text="Writing the file now, as asked by the user.",
+             tool_calls=(ToolCall("write_file", {"file_path": str(target), "content": "hello from gemini\n"}),)),
+        Turn(text="Done: wrote hello.txt."),
+    ]
+    skills = {"house-style": "Always end files with the word BANANA-SKILL."}
+    with ModelServer(turns) as server:
+        request = gemini_request(workspace, home, server, "Create hello.txt", skills=skills)
+        run = run_cli(GeminiAgent(), request, home, record="success")
+        calls = server.model_requests()
+
+    assert run.exit_code == 0, run.stderr
+    assert target.read_text() == "hello from gemini\n"
+    assert calls and calls[0].headers.get("x-goog-api-key") == "gm-test"
+    assert "BANANA-SKILL" in repr(calls[0].body), "the skill text reaches the model"
+    assert not (workspace / "GEMINI.md").exists()
+    assert [e.name for e in only(run.events, ToolUseEvent)] == ["write_file"]
+    results = only(run.events, ToolResultEvent)
+    assert results and not results[0].is_error and results[0].output
+    assert len(only(run.events, SessionEvent)[0].session_id) == 36
+    # text chunks of one message become one text
+    merged = GeminiAgent().parse_lines(run.stdout.splitlines())
+    assert "Writing the file now, as asked by the user." in [e.text for e in merged if isinstance(e, TextEvent)]
+    usage = only(run.events, UsageEvent)
+    assert [(u.input_tokens, u.output_tokens, u.model) for u in usage] == [(2400, 160, GEMINI_MODEL)]
+    totals = UsageTotals()
+    totals.add_all(run.events)
+    assert totals.cost_imputed and totals.cost_usd > 0
+    assert only(run.events, ResultEvent)[-1].success
+    assert GeminiAgent().classify_failure(run.exit_code, run.stderr, run.events) is None
+
+
+def test_gemini_lasting_429_gives_up_soon_and_is_classified_rate_limited(workspace: Path, home: Path) -> None:
+    with ModelServer([Turn(text="never")]) as server:
+        server.fail_next(429, times=50, retry_after=0)
+        run = run_cli(GeminiAgent(), gemini_request(workspace, home, server, "Hi"), home, record="rate_limited")
+        calls = len(server.model_requests())
+
+    assert run.exit_code != 0
+    assert calls <= 2, "the CLI's own retries are bounded (general.maxAttempts)"
+    error = GeminiAgent().classify_failure(run.exit_code, run.stderr[-2000:], run.events)
+    assert error is not None and error.kind == "rate_limited" and error.retryable
+
+
+def test_gemini_invalid_key_is_classified_auth_naming_the_secret(workspace: Path, home: Path) -> None:
+    with ModelServer([Turn(text="never")]) as server:
+        server.fail_next(401, times=50)
+        run = run_cli(GeminiAgent(), gemini_request(workspace, home, server, "Hi"), home, record="auth_failed")
+
+    error = GeminiAgent().classify_failure(run.exit_code, run.stderr[-2000:], run.events)
+    assert error is not None and error.kind == "auth" and not error.retryable
+    assert "GEMINI_API_KEY" in error.message
+
+
+# -- Copilot --------------------------------------------------------------------------------------
+
+COPILOT_MODEL = "gpt-4.1"
+
+
+@pytest.fixture(scope="module")
+def copilot_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("copilot-cache")
+
+
+def copilot_request(workspace: Path, server: ModelServer, prompt: str, **kwargs: Any) -> AgentRequest:
+    config = {"cli": require_cli("copilot"), **kwargs.pop("config", {})}
+    env = {"COPILOT_PROVIDER_API_KEY": "sk-copilot-test", "HOME": str(kwargs.pop("home")), **kwargs.pop("env", {})}
+    return make_request(
+        workspace, prompt, config=config, env=env, model=COPILOT_MODEL, base_url=server.openai_url, **kwargs
+    )
+
+
+def run_copilot(request: AgentRequest, home: Path, cache: Path, *, record: str | None = None) -> Run:
+    share_dirs(cache, home, CopilotAgent().build_command(request).shared_dirs)
+    return run_cli(CopilotAgent(), request, home, record=record, writable=(cache,))
+
+
+def test_copilot_writes_a_file_with_its_own_tool_and_reports_session_and_usage(
+    workspace: Path, home: Path, copilot_cache: Path
+) -> None:
+    target = workspace / "hello.txt"
+    turns = [
+        Turn(text="Writing.",
+             tool_calls=(ToolCall("create", {"path": str(target), "file_text": "hello from copilot\n"}),)),
+        Turn(text="Done: wrote hello.txt."),
+    ]
+    skills = {"house-style": "Always end files with the word MANGO-SKILL."}
+    with ModelServer(turns) as server:
+        request = copilot_request(workspace, server, "Create hello.txt", skills=skills, home=home)
+        run = run_copilot(request, home, copilot_cache, record="success")
+        calls = [r for r in server.model_requests() if r.body.get("tools")]
+
+    assert run.exit_code == 0, run.stderr
+    assert target.read_text() == "hello from copilot\n"
+    assert calls and calls[0].headers.get("authorization") == "Bearer sk-copilot-test"
+    assert "MANGO-SKILL" in repr(calls[0].body), "the skill text reaches the model"
+    assert (copilot_cache / "copilot-pkg").is_dir() and any((copilot_cache / "copilot-pkg").iterdir())
+    assert [e.name for e in only(run.events, ToolUseEvent)] == ["create"]
+    assert only(run.events, ToolResultEvent)[0].output.startswith("Created file")
+    assert len(only(run.events, SessionEvent)[0].session_id) == 36
+    usage = only(run.events, UsageEvent)
+    assert [(u.input_tokens, u.output_tokens, u.model) for u in usage] == [(2400, 160, COPILOT_MODEL)]
+    totals = UsageTotals()
+    totals.add_all(run.events)
+    assert totals.cost_imputed and totals.cost_usd == pytest.approx((2400 * 2.0 + 160 * 8.0) / 1e6)
+    assert only(run.events, ResultEvent)[-1].success
+    assert CopilotAgent().classify_failure(run.exit_code, run.stderr, run.events) is None
+
+
+def test_copilot_lasting_429_is_classified_rate_limited(workspace: Path, home: Path, copilot_cache: Path) -> None:
+    with ModelServer([Turn(text="never")]) as server:
+        server.fail_next(429, times=50, retry_after=0)
+        request = copilot_request(workspace, server, "Hi", home=home)
+        run = run_copilot(request, home, copilot_cache, record="rate_limited")
+
+    error = CopilotAgent().classify_failure(run.exit_code, run.stderr[-2000:], run.events)
+    assert error is not None and error.kind == "rate_limited" and error.retryable
+
+
+def test_copilot_invalid_key_is_classified_auth_naming_the_provider_key(
+    workspace: Path, home: Path, copilot_cache: Path
+) -> None:
+    with ModelServer([Turn(text="never")]) as server:
+        server.fail_next(401, times=50)
+        request = copilot_request(workspace, server, "Hi", home=home)
+        run = run_copilot(request, home, copilot_cache, record="auth_failed")
+
+    adapter = CopilotAgent()
+    error = adapter.classify_failure(run.exit_code, run.stderr[-2000:], run.events,
+                                     secret_name=adapter.secret_name(request))
+    assert error is not None and error.kind == "auth" and not error.retryable
+    assert "COPILOT_PROVIDER_API_KEY" in error.message

@@ -7,6 +7,8 @@ through their base-URL settings. It implements the parts of the wire protocols t
   ``tool_use`` blocks with ``input_json_delta``), ``POST /v1/messages/count_tokens``.
 * OpenAI-compatible API: ``POST /v1/responses`` (SSE streaming and plain JSON, ``function_call`` items),
   ``POST /v1/chat/completions`` (streaming chunks and plain JSON, ``tool_calls``), ``GET /v1/models``.
+* Gemini API: ``POST /v1beta/models/{model}:streamGenerateContent?alt=sse`` (SSE ``GenerateContentResponse``
+  chunks with ``text`` and ``functionCall`` parts) and ``:generateContent`` (plain JSON).
 
 Which scripted turn answers a request is derived from the conversation the client sends: the number
 of assistant turns already in it. Requests that offer no tools (title generation and similar side
@@ -132,7 +134,9 @@ class ModelServer:
     def model_requests(self) -> list[RecordedRequest]:
         """Recorded model calls (messages / responses / chat completions), in order."""
         model_paths = ("/v1/messages", "/v1/responses", "/v1/chat/completions")
-        return [r for r in self.requests if r.path.split("?")[0] in model_paths]
+        return [
+            r for r in self.requests if r.path.split("?")[0] in model_paths or _gemini_call(r.path.split("?")[0])
+        ]
 
     def _take_failure(self) -> _Failure | None:
         with self._lock:
@@ -188,6 +192,11 @@ class _Handler(BaseHTTPRequestHandler):
             ("GET", "/v1/models"): self._openai_models,
         }
         route = routes.get((method, path))
+        gemini = _gemini_call(path) if method == "POST" else None
+        if gemini is not None:
+            model, streaming = gemini
+            self._gemini(body if isinstance(body, dict) else {}, model, streaming=streaming)
+            return
         if route is None:
             log.info("model server: unknown %s %s", method, self.path)
             self._json(404, {"error": {"type": "not_found_error", "message": f"no route {method} {path}"}})
@@ -245,6 +254,14 @@ class _Handler(BaseHTTPRequestHandler):
         a_type, message, o_code = kinds.get(failure.status, ("api_error", "Internal error", "server_error"))
         if flavour == "anthropic":
             payload: dict[str, Any] = {"type": "error", "error": {"type": a_type, "message": message}}
+        elif flavour == "gemini":
+            statuses = {401: "UNAUTHENTICATED", 429: "RESOURCE_EXHAUSTED", 529: "UNAVAILABLE"}
+            if failure.status == 401:
+                message = "API key not valid. Please pass a valid API key."
+            payload = {
+                "error": {"code": failure.status, "message": message,
+                          "status": statuses.get(failure.status, "INTERNAL")}
+            }
         else:
             o_type = "invalid_request_error" if failure.status == 401 else o_code
             if failure.status == 401:
@@ -373,6 +390,37 @@ class _Handler(BaseHTTPRequestHandler):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         self._sse(_chat_stream(completion_id, created, model, turn, tool_calls, finish, usage, include_usage))
 
+    # -- Gemini API (generativelanguage) -----------------------------------------------------------
+
+    def _gemini(self, body: dict[str, Any], model: str, *, streaming: bool) -> None:
+        if self._maybe_fail("gemini"):
+            return
+        contents = body.get("contents") or []
+        if body.get("tools"):
+            turn = self.model_server.turn_for(sum(1 for c in contents if c.get("role") == "model"))
+        else:
+            turn = Turn(text=self.model_server.side_reply, input_tokens=50, output_tokens=5)
+        parts: list[dict[str, Any]] = []
+        if turn.thinking:
+            parts.append({"text": turn.thinking, "thought": True})
+        if turn.text:
+            parts.append({"text": turn.text})
+        for call in turn.tool_calls:
+            parts.append({"functionCall": {"name": call.name, "args": call.input}})
+        usage = {
+            "promptTokenCount": turn.input_tokens + turn.cache_read_tokens,
+            "candidatesTokenCount": turn.output_tokens,
+            "totalTokenCount": turn.input_tokens + turn.cache_read_tokens + turn.output_tokens,
+            "cachedContentTokenCount": turn.cache_read_tokens,
+        }
+        response_id = _new_id("gem")
+        if not streaming:
+            candidate = {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
+            self._json(200, {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model,
+                             "responseId": response_id})
+            return
+        self._sse(_gemini_stream(parts, usage, model, response_id))
+
     def _openai_models(self, body: dict[str, Any]) -> None:
         names = ["gpt-5", "gpt-5-codex", "gpt-4o", "gpt-4.1"]
         self._json(
@@ -385,6 +433,38 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # -- wire-format builders -------------------------------------------------------------------------
+
+
+def _gemini_call(path: str) -> tuple[str, bool] | None:
+    """``(model, streaming)`` for a Gemini ``/v1beta/models/{model}:(stream)GenerateContent`` path."""
+    prefix = "/v1beta/models/"
+    if not path.startswith(prefix) or ":" not in path:
+        return None
+    model, _, method = path[len(prefix) :].partition(":")
+    if method not in ("streamGenerateContent", "generateContent"):
+        return None
+    return model, method == "streamGenerateContent"
+
+
+def _gemini_stream(
+    parts: list[dict[str, Any]], usage: dict[str, int], model: str, response_id: str
+) -> Iterator[tuple[str | None, Any]]:
+    """Text arrives in chunks, each function call in one chunk, and the last chunk has the finish reason."""
+    pieces: list[dict[str, Any]] = []
+    for part in parts:
+        if "text" in part:
+            pieces += [{**part, "text": piece} for piece in _chunks(part["text"])]
+        else:
+            pieces.append(part)
+    pieces = pieces or [{"text": ""}]
+    for index, piece in enumerate(pieces):
+        last = index == len(pieces) - 1
+        candidate: dict[str, Any] = {"content": {"role": "model", "parts": [piece]}, "index": 0}
+        chunk: dict[str, Any] = {"candidates": [candidate], "modelVersion": model, "responseId": response_id}
+        if last:
+            candidate["finishReason"] = "STOP"
+            chunk["usageMetadata"] = usage
+        yield None, chunk
 
 
 def _anthropic_content(turn: Turn) -> list[dict[str, Any]]:

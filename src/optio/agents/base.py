@@ -39,12 +39,17 @@ class CommandSpec:
     ``files`` maps absolute paths to contents the runner writes (mode 0600) before starting the
     process: config files some CLIs only read from disk (MCP servers, settings). They live beside the
     prompt file, outside the workspace, so they never end up in a commit.
+
+    ``shared_dirs`` maps a cache name to a path relative to the run's HOME that the runner shares
+    between runs (a link to a directory of that name in Optio's cache, writable in the sandbox): what a
+    CLI unpacks there on first start is not unpacked again by every fresh HOME.
     """
 
     argv: list[str]
     env: dict[str, str]
     stdin_path: Path | None = None
     files: Mapping[str, str] = field(default_factory=dict)
+    shared_dirs: Mapping[str, str] = field(default_factory=dict)
 
 
 class AgentAdapter(Protocol):

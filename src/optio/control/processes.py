@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -213,16 +214,56 @@ class LaunchRequest:
     mounts: Mounts | None = None
 
 
-def run_mounts(req: LaunchRequest, *, home: Path, files: list[Path]) -> Mounts:
+def run_mounts(req: LaunchRequest, *, home: Path, files: list[Path], shared: tuple[Path, ...] = ()) -> Mounts:
     """What a run's sandbox shows: its cwd (or what the request says), its HOME, and the files Optio wrote for it.
 
     The prompt and CLI config files live in the run's log dir, which the sandbox otherwise hides; each is
     shown read-only on its own. A file under a writable mount (e.g. a CLI login in HOME) stays writable.
+    ``shared`` are the caches a CLI keeps between runs (see ``CommandSpec.shared_dirs``), writable.
     """
     base = req.mounts if req.mounts is not None else Mounts(writable=(req.cwd,))
-    writable = (*base.writable, home)
+    writable = (*base.writable, home, *shared)
     shown = tuple(f for f in files if f.exists() and not any(f == w or w in f.parents for w in writable))
     return Mounts(writable=writable, readonly=(*base.readonly, *shown))
+
+
+def home_env(home: Path) -> dict[str, str]:
+    """Each run gets its own HOME: the agent never reads the operator's dotfiles or credentials, and a vendor
+    CLI's session store survives between attempts of the same run (native resume). Adapters see it too,
+    so a CLI that reads its settings only from HOME gets them there."""
+    return {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_STATE_HOME": str(home / ".local" / "state"),
+    }
+
+
+def share_dirs(cache_root: Path, home: Path, shared_dirs: Mapping[str, str]) -> tuple[Path, ...]:
+    """Links each ``HOME``-relative dir a CLI asks to keep between runs to ``cache_root/<name>``.
+
+    What a CLI unpacks on its first start (Copilot: about 235 MB) is then unpacked once per server, not
+    once per run. The link keeps the host path, which the sandbox shows at the same place.
+    """
+    shared: list[Path] = []
+    for name, relative in shared_dirs.items():
+        target = cache_root / Path(name).name
+        target.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if Path(relative).is_absolute() or ".." in Path(relative).parts:
+            continue  # only inside the run's own HOME
+        link = home / relative
+        if link.is_symlink() and link.resolve() == target.resolve():
+            shared.append(target)
+            continue
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_dir() and not link.is_symlink():
+            shutil.rmtree(link)  # unpacked before the cache was shared; the shared copy replaces it
+        elif link.exists() or link.is_symlink():
+            link.unlink()
+        link.symlink_to(target, target_is_directory=True)
+        shared.append(target)
+    return tuple(shared)
 
 
 def launch(ctx: ControlContext, req: LaunchRequest) -> None:
@@ -245,11 +286,13 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
         prompt_file = log_dir / "prompt.md"
         prompt_file.write_text(req.prompt, encoding="utf-8")
         req.cwd.mkdir(parents=True, exist_ok=True)
+        home = ctx.data_dir / "homes" / f"{req.kind}-{req.run_id}"
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
         adapter = get_adapter(req.agent_type)
         spec = adapter.build_command(
             AgentRequest(
                 prompt=req.prompt, prompt_file=prompt_file, workdir=req.cwd, config=dict(req.agent_config),
-                env=dict(req.env), resume_session_id=req.resume_session_id,
+                env=home_env(home) | dict(req.env), resume_session_id=req.resume_session_id,
                 model=req.agent_config.get("model"), max_turns=req.agent_config.get("max_turns"),
                 base_url=req.agent_config.get("base_url"),
             )
@@ -261,16 +304,8 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(content)
-        env = dict(spec.env)
-        home = ctx.data_dir / "homes" / f"{req.kind}-{req.run_id}"
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # Each run gets its own HOME: the agent never reads the operator's dotfiles or credentials, and a
-        # vendor CLI's session store survives between attempts of the same run (native resume).
-        env.setdefault("HOME", str(home))
-        env.setdefault("XDG_CONFIG_HOME", str(home / ".config"))
-        env.setdefault("XDG_DATA_HOME", str(home / ".local" / "share"))
-        env.setdefault("XDG_CACHE_HOME", str(home / ".cache"))
-        env.setdefault("XDG_STATE_HOME", str(home / ".local" / "state"))
+        env = home_env(home) | dict(spec.env)
+        shared = share_dirs(ctx.data_dir / "cache" / "cli", home, getattr(spec, "shared_dirs", None) or {})
         if req.agent_type == "claude-code":
             env.setdefault("IS_SANDBOX", "1")  # the worktree is the sandbox; Claude Code refuses root otherwise
         env.setdefault("OPTIO_RUN_ID", str(req.run_id))
@@ -280,7 +315,7 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
         info = ctx.runtime.launch(
             LaunchSpec(key=key, argv=output_relay.wrap(spec.argv), env=env, cwd=req.cwd, log_dir=log_dir,
                        stdin_path=spec.stdin_path, timeout_s=req.timeout_s,
-                       mounts=run_mounts(req, home=home, files=[prompt_file, *files]))
+                       mounts=run_mounts(req, home=home, files=[prompt_file, *files], shared=shared))
         )
     except AgentConfigError as exc:  # a bad config or missing secret will not fix itself: fail fast
         error = str(exc)

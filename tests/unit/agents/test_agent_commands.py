@@ -146,8 +146,13 @@ def test_config_errors(tmp_path: Path) -> None:
         ClaudeCodeAgent().build_command(request(tmp_path, env=env, config={"extra_args": "--foo"}))
     with pytest.raises(AgentConfigError, match="OAuth"):
         GeminiAgent().build_command(request(tmp_path, env={"GEMINI_API_KEY": "k"}, config={"auth": "oauth"}))
-    with pytest.raises(AgentConfigError, match="base_url"):
+    with pytest.raises(AgentConfigError, match="COPILOT_PROVIDER_API_KEY"):
         CopilotAgent().build_command(request(tmp_path, env={"COPILOT_GITHUB_TOKEN": "t"}, base_url="http://x"))
+    with pytest.raises(AgentConfigError, match="wire_api"):
+        CopilotAgent().build_command(request(tmp_path, env={"COPILOT_PROVIDER_API_KEY": "k"}, base_url="http://x",
+                                             config={"wire_api": "grpc"}))
+    with pytest.raises(AgentConfigError, match="max_attempts"):
+        GeminiAgent().build_command(request(tmp_path, env={"GEMINI_API_KEY": "k"}, config={"max_attempts": 0}))
 
 
 def test_require_secret_false_allows_a_keyless_local_server(tmp_path: Path) -> None:
@@ -218,7 +223,8 @@ def test_codex_oauth_writes_the_login_into_codex_home(tmp_path: Path) -> None:
 # -- Gemini ---------------------------------------------------------------------------------------
 
 
-def test_gemini_command(tmp_path: Path) -> None:
+def test_gemini_command_writes_its_settings_into_the_runs_home(tmp_path: Path) -> None:
+    home = tmp_path / "home"
     spec = GeminiAgent().build_command(
         request(
             tmp_path,
@@ -226,30 +232,43 @@ def test_gemini_command(tmp_path: Path) -> None:
             max_turns=9,
             resume_session_id="2f1c7a4e",
             base_url="http://127.0.0.1:9",
-            env={"GEMINI_API_KEY": "g"},
+            env={"GEMINI_API_KEY": "g", "HOME": str(home), "GOOGLE_API_KEY": "other"},
             mcp_servers=MCP,
+            skills={"style": "Use tabs."},
         )
     )
     argv = spec.argv
-    assert argv[:3] == ["gemini", "--output-format", "stream-json"] and argv[-1] == "Fix the bug"
+    assert argv[:4] == ["gemini", "--output-format", "stream-json", "--skip-trust"]
+    assert flag_value(argv, "--prompt") == "Fix the bug"
     assert flag_value(argv, "--model") == "gemini-2.5-pro"
     assert flag_value(argv, "--resume") == "2f1c7a4e"
     assert flag_value(argv, "--approval-mode") == "yolo"
-    settings = json.loads(spec.files[spec.env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"]])
+    # not GEMINI_CLI_SYSTEM_SETTINGS_PATH: the CLI skips that file unless root owns it and every parent
+    assert "GEMINI_CLI_SYSTEM_SETTINGS_PATH" not in spec.env and "GEMINI_CLI_HOME" not in spec.env
+    settings = json.loads(spec.files[str(home / ".gemini" / "settings.json")])
+    assert settings["security"]["auth"]["selectedType"] == "gemini-api-key"
+    assert settings["general"]["maxAttempts"] == 2  # a lasting 429 ends the attempt; Optio backs off
     assert settings["model"]["maxSessionTurns"] == 9
     assert settings["mcpServers"]["docs"] == {
         "command": "docs-mcp",
         "args": ["--stdio"],
         "env": {"DOCS_TOKEN": "mcp-secret"},
     }
+    assert "## style\n\nUse tabs." in spec.files[str(home / ".gemini" / "GEMINI.md")]
     assert spec.env["GOOGLE_GEMINI_BASE_URL"] == "http://127.0.0.1:9"
-    assert spec.env["GEMINI_API_KEY"] == "g"
+    assert spec.env["GEMINI_API_KEY"] == "g" and "GOOGLE_API_KEY" not in spec.env
 
 
 # -- Copilot --------------------------------------------------------------------------------------
 
 
-def test_copilot_command(tmp_path: Path) -> None:
+def copilot_argv(spec: Any) -> list[str]:
+    """The CLI's own argv inside the wrapper that prints its usage file."""
+    assert spec.argv[:2] == ["/bin/sh", "-c"] and "--usage-output-file" in spec.argv[2]
+    return list(spec.argv[4:])
+
+
+def test_copilot_command_for_githubs_service(tmp_path: Path) -> None:
     spec = CopilotAgent().build_command(
         request(
             tmp_path,
@@ -260,14 +279,36 @@ def test_copilot_command(tmp_path: Path) -> None:
             mcp_servers={"web": {"url": "https://mcp.example/mcp"}},
         )
     )
-    argv = spec.argv
+    argv = copilot_argv(spec)
     assert argv[:5] == ["copilot", "-p", "Fix the bug", "--output-format", "json"]
     assert flag_value(argv, "--model") == "claude-sonnet-4.5"
     assert flag_value(argv, "--resume") == "b7c1"
     assert "--allow-all-tools" in argv
     path = flag_value(argv, "--additional-mcp-config").removeprefix("@")
     assert json.loads(spec.files[path])["mcpServers"]["web"]["url"] == "https://mcp.example/mcp"
-    assert spec.env["COPILOT_GITHUB_TOKEN"] == "ghu"
+    assert spec.env["COPILOT_GITHUB_TOKEN"] == "ghu" and "COPILOT_OFFLINE" not in spec.env
+    assert spec.env["COPILOT_AUTO_UPDATE"] == "false"
+    assert spec.shared_dirs == {"copilot-pkg": ".cache/copilot/pkg"}
+
+
+def test_copilot_command_for_a_self_hosted_endpoint(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    spec = CopilotAgent().build_command(
+        request(
+            tmp_path,
+            model="gpt-5",
+            base_url="http://127.0.0.1:9/v1",
+            env={"COPILOT_PROVIDER_API_KEY": "sk-p", "GITHUB_TOKEN": "ghp-not-for-copilot", "HOME": str(home)},
+            config={"wire_api": "responses"},
+            skills={"style": "Use tabs."},
+        )
+    )
+    assert spec.env["COPILOT_OFFLINE"] == "true"
+    assert spec.env["COPILOT_PROVIDER_BASE_URL"] == "http://127.0.0.1:9/v1"
+    assert spec.env["COPILOT_PROVIDER_TYPE"] == "openai" and spec.env["COPILOT_PROVIDER_WIRE_API"] == "responses"
+    assert spec.env["COPILOT_PROVIDER_API_KEY"] == "sk-p" and "GITHUB_TOKEN" not in spec.env
+    assert "Use tabs." in spec.files[str(home / ".copilot" / "copilot-instructions.md")]
+    assert CopilotAgent().secret_name(request(tmp_path, base_url="http://x")) == "COPILOT_PROVIDER_API_KEY"
 
 
 # -- OpenCode -------------------------------------------------------------------------------------

@@ -2,8 +2,7 @@
 
 Claude Code, Codex and OpenCode fixtures are the real stdout of those CLIs, captured by
 ``tests/integration/test_vendor_clis.py`` against the local model server. The Gemini and Copilot
-fixtures are written from their documented formats (Gemini CLI ``docs/cli/headless.md`` stream-json
-events; Copilot SDK session-events schema), since those CLIs are not run here.
+fixtures are captured the same way.
 """
 
 from __future__ import annotations
@@ -258,48 +257,66 @@ def test_opencode_auth_capture() -> None:
     assert of(events, ResultEvent)[-1].success is False
 
 
-# -- Gemini (documented format) -------------------------------------------------------------------
+# -- Gemini (captured from gemini 0.61.0) --------------------------------------------------------
 
 
-def test_gemini_documented_stream() -> None:
-    """Based on Gemini CLI's documented stream-json events, not a captured run."""
-    events = parse(GeminiAgent(), "gemini", "documented")
-    assert of(events, SessionEvent) == [SessionEvent("2f1c7a4e-6d0b-4c1e-9a53-1b9e0d6f2a11")]
+def test_gemini_capture() -> None:
+    adapter = GeminiAgent()
+    events = parse(adapter, "gemini", "success")
+    assert len(of(events, SessionEvent)[0].session_id) == 36
     assert of(events, ToolUseEvent)[0].name == "write_file"
-    assert not of(events, ToolResultEvent)[0].is_error
-    assert [e.text for e in of(events, TextEvent)] == ["Done: wrote hello.txt."]  # user echo dropped
-    assert of(events, ErrorEvent)[0].kind == "unknown"  # a warning
+    (result,) = of(events, ToolResultEvent)
+    assert not result.is_error and result.output == "ok"  # a successful write prints no output
     (usage,) = of(events, UsageEvent)
-    assert (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens) == (1000, 200, 300)
-    assert of(events, ResultEvent) == [ResultEvent(summary="success", success=True)]
+    assert (usage.input_tokens, usage.output_tokens, usage.model) == (2400, 160, "gemini-2.5-pro")
+    assert of(events, ResultEvent)[-1].success
 
 
-def test_gemini_documented_quota_error() -> None:
-    """Based on Gemini CLI's documented error/result events, not a captured run."""
-    events = parse(GeminiAgent(), "gemini", "documented_error")
-    assert {e.kind for e in of(events, ErrorEvent)} == {"rate_limited"}
-    failure = GeminiAgent().classify_failure(1, "", events)
-    assert failure is not None and failure.kind == "rate_limited" and failure.retry_after_s == 12
+def test_gemini_delta_chunks_of_one_message_are_joined() -> None:
+    chunks = [
+        '{"type":"message","role":"assistant","content":"Writing the ","delta":true}',
+        '{"type":"message","role":"assistant","content":"file.","delta":true}',
+        '{"type":"tool_use","tool_name":"write_file","tool_id":"t1","parameters":{}}',
+        '{"type":"message","role":"assistant","content":"Done.","delta":true}',
+    ]
+    texts = [e.text for e in GeminiAgent().parse_lines(chunks) if isinstance(e, TextEvent)]
+    assert texts == ["Writing the file.", "Done."]
 
 
-# -- Copilot (documented format) ------------------------------------------------------------------
+def test_gemini_usage_is_split_by_model() -> None:
+    line = json.dumps({"type": "result", "status": "success", "stats": {"input_tokens": 30, "output_tokens": 3,
+                       "models": {"gemini-2.5-pro": {"input": 20, "output_tokens": 2, "cached": 0},
+                                  "gemini-2.5-flash": {"input": 10, "output_tokens": 1, "cached": 0}}}})
+    usage = of(GeminiAgent().parse_line(line), UsageEvent)
+    assert [(u.model, u.input_tokens) for u in usage] == [("gemini-2.5-pro", 20), ("gemini-2.5-flash", 10)]
 
 
-def test_copilot_documented_stream() -> None:
-    """Based on the Copilot SDK's session-events schema, not a captured run."""
-    events = parse(CopilotAgent(), "copilot", "documented")
-    assert of(events, SessionEvent) == [SessionEvent("b7c1d2e3-0f4a-4b5c-8d6e-7f8091a2b3c4")]
-    assert of(events, ThinkingEvent) == [ThinkingEvent("A file write is needed.")]
-    assert [e.text for e in of(events, TextEvent)] == ["Creating hello.txt.", "Done: wrote hello.txt."]
+def test_gemini_rate_limit_and_auth_captures() -> None:
+    limited = GeminiAgent().classify_failure(1, "", parse(GeminiAgent(), "gemini", "rate_limited"))
+    assert limited is not None and limited.kind == "rate_limited"
+    denied = GeminiAgent().classify_failure(1, "", parse(GeminiAgent(), "gemini", "auth_failed"))
+    assert denied is not None and denied.kind == "auth" and "GEMINI_API_KEY" in denied.message
+
+
+# -- Copilot (captured from copilot 1.0.102) ------------------------------------------------------
+
+
+def test_copilot_capture() -> None:
+    events = parse(CopilotAgent(), "copilot", "success")
+    assert len(of(events, SessionEvent)[0].session_id) == 36  # from the final "result" line
+    assert [e.text for e in of(events, TextEvent)] == ["Writing.", "Done: wrote hello.txt."]
     assert of(events, ToolUseEvent)[0].name == "create"
-    assert of(events, ToolResultEvent)[0].tool_id == "call-1"
-    (usage,) = of(events, UsageEvent)
-    assert usage.model == "gpt-5" and usage.cost_usd is None  # premium requests, not USD
-    assert of(events, ResultEvent) == [ResultEvent(summary="session idle", success=True)]
+    assert of(events, ToolResultEvent)[0].output.startswith("Created file")
+    (usage,) = of(events, UsageEvent)  # from the usage file the wrapper prints
+    assert (usage.input_tokens, usage.output_tokens, usage.model) == (2400, 160, "gpt-4.1")
+    assert usage.cost_usd is None  # premium requests, not USD: Optio imputes it
+    assert of(events, ResultEvent)[-1].success
 
 
-def test_copilot_documented_auth_error() -> None:
-    """Based on the Copilot SDK's session-events schema, not a captured run."""
-    events = parse(CopilotAgent(), "copilot", "documented_error")
-    failure = CopilotAgent().classify_failure(1, "", events, secret_name="COPILOT_GITHUB_TOKEN")
-    assert failure is not None and failure.kind == "auth" and "COPILOT_GITHUB_TOKEN" in failure.message
+def test_copilot_rate_limit_and_auth_captures() -> None:
+    limited = CopilotAgent().classify_failure(1, "", parse(CopilotAgent(), "copilot", "rate_limited"))
+    assert limited is not None and limited.kind == "rate_limited" and limited.retryable
+    events = parse(CopilotAgent(), "copilot", "auth_failed")
+    assert of(events, SessionEvent) and of(events, ResultEvent)[-1].success is False
+    denied = CopilotAgent().classify_failure(1, "", events)
+    assert denied is not None and denied.kind == "auth" and "COPILOT_PROVIDER_API_KEY" in denied.message
