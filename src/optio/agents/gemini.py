@@ -78,6 +78,10 @@ class GeminiAgent(VendorAgent):
             request, opts, secret_var=API_KEY_SECRET, base_url_var="GOOGLE_GEMINI_BASE_URL",
             clear=("GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_GENAI_USE_GCA"),
         )
+        # V8 reserves about 10 GB of address space per WebAssembly memory for its bounds-check trap handler;
+        # under the sandbox's address-space limit the CLI's HTTP client (undici's wasm parser) then cannot
+        # start. Without the trap handler it uses explicit bounds checks and a normal reservation.
+        env["NODE_OPTIONS"] = " ".join(filter(None, (env.get("NODE_OPTIONS"), "--disable-wasm-trap-handler")))
         home = request.env.get("HOME")
         if not home:  # not one of Optio's runs (they all have a HOME of their own): keep it beside the prompt
             home = config_file(request, "gemini-home")
