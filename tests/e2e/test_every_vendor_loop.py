@@ -11,7 +11,9 @@ with the CI output, and the model server sees the first attempt's turns in the r
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,5 +195,55 @@ def test_red_ci_resumes_the_stored_session_natively(tmp_path: Path, agent_type: 
         # the resumed conversation carries the first attempt's turns: the CLI continued its session
         earlier = repr(resumed[0].body)
         assert "ORIGINAL-ASK" in earlier and "Done: wrote hello.txt." in earlier
+    finally:
+        server.stop()
+
+
+def log_texts(server: OptioServer, task_id: int) -> str:
+    return "\n".join(line["text"] for line in server.api("GET", f"/api/repo-tasks/{task_id}/logs").json()["items"])
+
+
+@pytest.mark.parametrize("agent_type", ["gemini", "claude-code"])
+def test_vendor_review_agent_requests_changes_through_review_json(tmp_path: Path, agent_type: str) -> None:
+    """The review agent is a real CLI whose own file tool writes review.json; Optio posts it on the PR, and
+    the coding agent's resume prompt holds the line comment as `path:line: text`."""
+    vendor = VENDORS[agent_type]
+    remote = make_remote(tmp_path, files={"README.md": "demo\n"})
+    server = OptioServer(tmp_path / "data").start()
+    try:
+        server.cli("secret", "set", vendor.secret, "--value", "review-key-123", check=True)
+        report = {"verdict": "request_changes", "summary": "Almost: out.txt needs a header.",
+                  "comments": [{"path": "out.txt", "line": 1, "body": "START-WITH-A-HEADER please"}]}
+        review_file = server.data_dir / "worktrees" / "review-1-1" / "base" / "review.json"
+        turns = [Turn(text="Writing my review.", tool_calls=(vendor.write(review_file, json.dumps(report)),)),
+                 Turn(text="Review written.")]
+        with ModelServer(turns) as model:
+            resp = server.api("POST", "/api/repos", json={
+                "remote_url": str(remote), "name": "r", "secret_names": [vendor.secret],
+                "review_agent_type": agent_type, "review_prompt": "Check out.txt.",
+                "review_agent_config": {"cli": cli_path(vendor), "model": vendor.model,
+                                        "base_url": model.openai_url if vendor.openai else model.url},
+            })
+            assert resp.status_code == 201, resp.text
+            agent = 'cat "$OPTIO_PROMPT_FILE"; echo "attempt $OPTIO_ATTEMPT" >> out.txt'
+            resp = server.api("POST", "/api/repo-tasks", json={
+                "repo": "r", "title": "Write out.txt", "prompt": "write it", "agent_type": "script",
+                "agent_config": {"command": agent},
+            })
+            assert resp.status_code == 201, resp.text
+            task_id = int(resp.json()["id"])
+            deadline = time.monotonic() + 240
+            while "out.txt:1: START-WITH-A-HEADER please" not in log_texts(server, task_id):
+                assert time.monotonic() < deadline, (server.api("GET", f"/api/repo-tasks/{task_id}").json(),
+                                                     server.log()[-3000:])
+                time.sleep(1)
+            review_prompts = [r for r in model.model_requests() if "review.json" in repr(r.body)]
+        assert review_prompts, "the review prompt told the agent about review.json"
+        pr = json.loads(server.cli("pr", "show", "--task", str(task_id), "--json", check=True).stdout)
+        first = pr["reviews"][0]
+        assert first["verdict"] == "request_changes" and first["author"] == f"review-agent:{agent_type}"
+        assert "Almost: out.txt needs a header." in first["comments"]
+        assert "out.txt:1: START-WITH-A-HEADER please" in first["comments"]
+        assert not (server.data_dir / "worktrees" / "review-1-1").exists()
     finally:
         server.stop()

@@ -30,10 +30,12 @@ def test_review_prompt_falls_back_to_a_plain_request() -> None:
                                  task_prompt="p").startswith("Be strict.\n\nPull request #3: t\n")
 
 
-def test_vendor_verdict_instructions_name_the_head_and_the_verdict_file() -> None:
-    text = prompts.vendor_verdict_instructions(Path("/w/head"), Path("/w/verdict/verdict"))
+def test_vendor_review_instructions_name_the_head_and_the_review_file_and_its_shape() -> None:
+    text = prompts.vendor_review_instructions(Path("/w/head"), Path("/w/base/review.json"))
     assert "read-only at /w/head ($OPTIO_PR_HEAD_DIR)" in text
-    assert "to the file /w/verdict/verdict ($OPTIO_REVIEW_VERDICT_FILE)" in text
+    assert "review.json in your working directory (/w/base/review.json" in text
+    assert '"verdict": "approve" or "request_changes"' in text and '"comments": [{"path"' in text
+    assert "never approves" in text
 
 
 def test_review_comment_carries_optio_s_note_only_when_there_is_one() -> None:

@@ -115,6 +115,16 @@ class LaunchReview:
 
 
 @dataclass(frozen=True)
+class PostReview:
+    """A review agent wrote a valid review file: post it on the PR through the forge, then complete the run."""
+
+    reason: str
+    verdict: str
+    to: str = "completed"
+    name: ClassVar[str] = "post_review"
+
+
+@dataclass(frozen=True)
 class MergePullRequest:
     """Squash-merge the PR; the task completes once the forge confirms the merge."""
 
@@ -134,6 +144,7 @@ Action = (
     | Provision
     | OpenPullRequest
     | LaunchReview
+    | PostReview
     | MergePullRequest
 )
 

@@ -95,17 +95,24 @@ SCRIPT_VERDICT_WRAPPER = (
     'if [ "$code" -eq 0 ]; then verdict=approve; else verdict=request_changes; fi; '
     'printf "%s\\n" "$verdict" > "$OPTIO_REVIEW_VERDICT_FILE"; exit "$code"'
 )
-VENDOR_VERDICT_INSTRUCTIONS = (
+# A vendor review agent's report: `review.json` in its working directory (a base-branch checkout).
+REVIEW_FILE_NAME = "review.json"
+VENDOR_REVIEW_INSTRUCTIONS = (
     "\n\nThe pull request head is checked out read-only at {head} ($OPTIO_PR_HEAD_DIR); your working "
-    "directory is the base branch. Review the head. When you are done, write exactly `approve` or "
-    "`request_changes` to the file {verdict} ($OPTIO_REVIEW_VERDICT_FILE); anything else, or no file, "
-    "requests changes. Your final message is the review comment.\n"
+    "directory is a checkout of the base branch. Review the head. When you are done, write your review as "
+    "JSON to the file review.json in your working directory ({review_file}, also named by "
+    "$OPTIO_REVIEW_VERDICT_FILE), exactly in this shape:\n"
+    '{{"verdict": "approve" or "request_changes", "summary": "<your review, for the author>", '
+    '"comments": [{{"path": "<file path relative to the repository root>", "line": <line number in the head>, '
+    '"body": "<what to change there>"}}]}}\n'
+    "`comments` may be an empty list. Without a valid review.json the review fails and is run again; it never "
+    "approves.\n"
 )
 
 
-def vendor_verdict_instructions(head: object, verdict_file: object) -> str:
-    """Appended to a vendor review agent's prompt: where the head is and where its verdict goes."""
-    return VENDOR_VERDICT_INSTRUCTIONS.format(head=head, verdict=verdict_file)
+def vendor_review_instructions(head: object, review_file: object) -> str:
+    """Appended to a vendor review agent's prompt: where the head is and where its review.json goes."""
+    return VENDOR_REVIEW_INSTRUCTIONS.format(head=head, review_file=review_file)
 
 
 def review_comment(text: str, note: str | None) -> str:

@@ -14,12 +14,15 @@ import structlog
 
 from optio.control import processes
 from optio.control.context import ControlContext
+from optio.control.executor import write_transition
 from optio.control.handlers import Loaded, Outcome
 from optio.control.kinds.job import active_process_count, executor_error_policy, run_view
 from optio.control.kinds.repo import RepoAt
-from optio.domain.actions import Action
-from optio.domain.prompts import SCRIPT_VERDICT_WRAPPER, review_comment, vendor_verdict_instructions
-from optio.domain.reconcile.review import ReviewRunSnapshot, decide_pr_review, read_verdict
+from optio.control.ports import LineComment
+from optio.control.review_file import load_review_file
+from optio.domain.actions import Action, PostReview
+from optio.domain.prompts import REVIEW_FILE_NAME, SCRIPT_VERDICT_WRAPPER, review_comment, vendor_review_instructions
+from optio.domain.reconcile.review import ReviewReport, ReviewRunSnapshot, decide_pr_review, read_verdict
 from optio.domain.snapshot import Capacity, ProcessStatus
 from optio.domain.states import TERMINAL, RunKind
 from optio.runtime.base import Mounts
@@ -54,6 +57,11 @@ class ReviewLayout:
     @property
     def verdict_file(self) -> Path:
         return self.verdict_dir / "verdict"
+
+    @property
+    def review_file(self) -> Path:
+        """A vendor review's report, in its working directory (the base checkout)."""
+        return self.base / REVIEW_FILE_NAME
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -96,6 +104,12 @@ class ReviewRunFacts:
     prompt: str
     worktree: str | None
     secret_names: list[str]
+    forge_kind: str = "local"
+
+    @property
+    def structured(self) -> bool:
+        """A vendor review reports through review.json; the script agent's exit code is its verdict."""
+        return self.agent_type != "script"
 
 
 ReviewLoaded = Loaded[ReviewRunSnapshot, ReviewRunFacts]
@@ -119,17 +133,26 @@ class ReviewRunHandler:
         if run.state == "running":
             process = processes.process_view(ctx, processes.latest_process(session, KIND, run.id))
         verdict = None
+        structured = run.agent_type != "script"
+        report: ReviewReport | None = None
+        report_error: str | None = None
         if process is not None and process.status == ProcessStatus.EXITED and run.worktree_path:
-            verdict = read_verdict_file(ReviewLayout(Path(run.worktree_path)).verdict_file)
+            layout = ReviewLayout(Path(run.worktree_path))
+            if structured:
+                report, report_error = load_review_file(layout.review_file)
+            else:
+                verdict = read_verdict_file(layout.verdict_file)
         snap = ReviewRunSnapshot(now=now, run=run_view(run, RunKind.PR_REVIEW), max_retries=1, process=process,
                                  capacity=capacity, stall_threshold_s=ctx.settings.stall_threshold_s,
-                                 verdict_file=verdict,
+                                 verdict_file=verdict, structured=structured, report=report,
+                                 report_error=report_error,
                                  executor_errors=executor_error_policy(ctx))
         facts = ReviewRunFacts(repo_id=repo.id, remote_url=repo.remote_url, task_id=run.task_id, pr_id=pr.id,
                                pr_number=pr.number, head_sha=run.head_sha, base_branch=pr.base_branch,
                                base_sha=pr.base_sha, agent_type=run.agent_type,
                                agent_config=dict(run.agent_config or {}), prompt=run.prompt,
-                               worktree=run.worktree_path, secret_names=list(repo.secret_names or []))
+                               worktree=run.worktree_path, secret_names=list(repo.secret_names or []),
+                               forge_kind=repo.forge)
         return Loaded(workspace_id=workspace_id, snapshot=snap, facts=facts)
 
     def decide(self, snapshot: Any) -> Action:
@@ -143,8 +166,10 @@ class ReviewRunHandler:
 
         The review command is resolved and run in a checkout of the base branch, so a PR that rewrites
         its review script changes nothing about how it is judged; the head is what is reviewed, at
-        `$OPTIO_PR_HEAD_DIR`. The verdict goes to `$OPTIO_REVIEW_VERDICT_FILE` in a directory only the
-        review can write; for the script agent Optio's wrapper writes it from the command's exit code.
+        `$OPTIO_PR_HEAD_DIR`. The script agent's verdict goes to `$OPTIO_REVIEW_VERDICT_FILE` in a directory
+        only the review can write, by Optio's wrapper from the command's exit code. A vendor agent writes
+        `review.json` in its working directory (the base checkout, writable for it, with any review.json the
+        base branch carries removed first); `$OPTIO_REVIEW_VERDICT_FILE` names that file then.
         """
         facts = loaded.facts
         layout = ReviewLayout(ctx.data_dir / "worktrees" / f"review-{loaded.run.id}-{attempt}")
@@ -158,6 +183,8 @@ class ReviewRunHandler:
             cache.fetch()
             cache.export_tree(facts.head_sha, layout.head)
             cache.export_tree(facts.base_sha or f"origin/{facts.base_branch}", layout.base)
+            if layout.review_file.is_symlink() or layout.review_file.is_file():
+                layout.review_file.unlink()  # a review.json committed on the base is not this review's
             if layout.verdict_dir.exists():
                 shutil.rmtree(layout.verdict_dir)
             layout.verdict_dir.mkdir(mode=0o700)
@@ -166,7 +193,8 @@ class ReviewRunHandler:
                              run=(KIND, loaded.run.id))
         env.update({"OPTIO_PR_NUMBER": str(facts.pr_number), "OPTIO_HEAD_SHA": facts.head_sha,
                     "OPTIO_BASE_BRANCH": facts.base_branch, "OPTIO_PR_HEAD_DIR": str(layout.head),
-                    "OPTIO_PR_BASE_DIR": str(layout.base), "OPTIO_REVIEW_VERDICT_FILE": str(layout.verdict_file)})
+                    "OPTIO_PR_BASE_DIR": str(layout.base),
+                    "OPTIO_REVIEW_VERDICT_FILE": str(layout.review_file if facts.structured else layout.verdict_file)})
         agent_config, prompt = dict(facts.agent_config), facts.prompt
         if facts.agent_type == "script":
             command = agent_config.get("command")
@@ -174,8 +202,10 @@ class ReviewRunHandler:
                 # The repo's command (from settings, run in the base checkout) keeps its meaning: exit 0 approves.
                 env["OPTIO_REVIEW_COMMAND"] = command
                 agent_config["command"] = SCRIPT_VERDICT_WRAPPER
+            mounts = Mounts(writable=(layout.verdict_dir,), readonly=(layout.head, layout.base))
         else:
-            prompt += vendor_verdict_instructions(layout.head, layout.verdict_file)
+            prompt += vendor_review_instructions(layout.head, layout.review_file)
+            mounts = Mounts(writable=(layout.base,), readonly=(layout.head,))
         processes.launch(
             ctx,
             processes.LaunchRequest(
@@ -183,18 +213,46 @@ class ReviewRunHandler:
                 agent_type=facts.agent_type, agent_config=agent_config, prompt=prompt,
                 cwd=layout.base, env=env, timeout_s=agent_config.get("timeout_s") or ctx.settings.agent_timeout_s,
                 prepare=checkout,
-                mounts=Mounts(writable=(layout.verdict_dir,), readonly=(layout.head, layout.base)),
+                mounts=mounts,
             ),
         )
 
     def apply_special(self, ctx: ControlContext, loaded: ReviewLoaded, action: Any, now: datetime) -> Outcome:
+        if isinstance(action, PostReview):
+            return self._post_review(ctx, loaded, action, now)
         return Outcome("error", f"review runs do not support action {action.name!r}")
+
+    def _post_review(self, ctx: ControlContext, loaded: ReviewLoaded, action: PostReview, now: datetime) -> Outcome:
+        """Post a vendor review's report on the PR through the forge, then complete the run with its verdict.
+
+        Posted first: a crash in between posts it again on the next look rather than losing it.
+        """
+        facts, snap = loaded.facts, loaded.snapshot
+        report = snap.report if isinstance(snap, ReviewRunSnapshot) else None
+        if report is None:
+            return Outcome("error", "no review report to post")
+        def redact(text: str) -> str:
+            return ctx.redact(text, loaded.workspace_id, facts.repo_id)
+
+        summary = redact(report.summary.strip() or f"review agent: {report.verdict}")[:COMMENT_MAX_CHARS]
+        lines = tuple(LineComment(path=c.path, line=c.line, body=redact(c.body)) for c in report.comments)
+        ctx.forge_for(facts.forge_kind).submit_review(
+            facts.repo_id, facts.pr_number, verdict=report.verdict, comments=summary,
+            author=f"review-agent:{facts.agent_type}", line_comments=lines,
+        )
+        text = "\n".join([summary, *(c.as_text() for c in lines)])
+        ok = write_transition(ctx, self, loaded, to=action.to, reason=action.reason, event="review_" + report.verdict,
+                              patch={"verdict": report.verdict, "comments": text[:COMMENT_MAX_CHARS], "error": None},
+                              clear_intent=False, now=now)
+        if ok:
+            self.after_commit(ctx, loaded, action)
+        return Outcome("applied" if ok else "stale")
 
     def on_transition(self, ctx: ControlContext, session: Session, loaded: ReviewLoaded, to_state: str,
                       now: datetime) -> None:
         """A finished review becomes a review on the PR, in the same transaction; the task looks at once."""
         facts = loaded.facts
-        if to_state == "completed":
+        if to_state == "completed" and not facts.structured:  # a vendor review was posted through the forge
             snap = loaded.snapshot
             code = snap.process.exit_code if snap.process is not None else None
             found = read_verdict(code, snap.verdict_file if isinstance(snap, ReviewRunSnapshot) else None)

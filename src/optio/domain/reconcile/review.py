@@ -8,14 +8,22 @@ from the base branch, so a PR cannot rewrite the code that judges it. A missing 
 `approve` from a process that did not exit 0, requests changes. Only a process that could not give a
 verdict (never started, vanished, timed out, stalled) is a failed attempt. Everything else defers to
 the job decision's rules.
+
+A vendor review agent (any agent but the script one) instead writes a review file, `review.json`, in
+its working directory: a verdict, a summary and line comments. The control plane validates it and hands
+the decision a `ReviewReport` (or why there is none). Exiting 0 with a valid report posts it on the PR;
+exiting 0 without one is a failed attempt (retried by the retry rule), never an approval, and a non-zero
+exit is a failed attempt as for any job.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from optio.domain.actions import Action, Transition
+from optio.domain.actions import Action, PostReview, Transition
+from optio.domain.reconcile.job import _failed_attempt as failed_attempt
 from optio.domain.reconcile.job import decide_job_run, executor_error_gate
+from optio.domain.retry import Failure
 from optio.domain.snapshot import JobRunSnapshot, ProcessStatus
 from optio.domain.states import PrReviewState as S
 
@@ -23,10 +31,35 @@ VERDICTS = ("approve", "request_changes")
 
 
 @dataclass(frozen=True)
+class ReviewComment:
+    """A comment on one line of the PR head (``path`` relative to the repo root)."""
+
+    path: str
+    line: int
+    body: str
+
+
+@dataclass(frozen=True)
+class ReviewReport:
+    """A vendor review agent's validated review file."""
+
+    verdict: str
+    summary: str
+    comments: tuple[ReviewComment, ...] = ()
+
+
+@dataclass(frozen=True)
 class ReviewRunSnapshot(JobRunSnapshot):
-    """A job-run snapshot plus what the review wrote to its verdict file (None: no file was written)."""
+    """A job-run snapshot plus what the review wrote to its verdict file (None: no file was written).
+
+    ``structured`` reviews (vendor agents) report through ``report`` instead: the validated review
+    file, or None with ``report_error`` saying why there is none.
+    """
 
     verdict_file: str | None = None
+    structured: bool = False
+    report: ReviewReport | None = None
+    report_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +99,8 @@ def decide_pr_review(snap: JobRunSnapshot) -> Action:
         and proc.exit_reason == "exited"
         and proc.exit_code is not None
     ):
+        if isinstance(snap, ReviewRunSnapshot) and snap.structured:
+            return _decide_structured(snap, proc.exit_code)
         found = read_verdict(proc.exit_code, snap.verdict_file if isinstance(snap, ReviewRunSnapshot) else None)
         why = found.note or f"verdict file says {found.verdict}"
         return Transition(
@@ -75,3 +110,18 @@ def decide_pr_review(snap: JobRunSnapshot) -> Action:
             event="review_" + found.verdict,
         )
     return decide_job_run(snap)
+
+
+def _decide_structured(snap: ReviewRunSnapshot, exit_code: int) -> Action:
+    """A vendor review that exited: post its report, or count a failed attempt (never an approval)."""
+    if exit_code != 0:
+        return decide_job_run(snap)  # the retry rule, with the failure its adapter classified
+    if snap.report is None:
+        why = f"the review agent exited 0 without a valid review file: {snap.report_error or 'none was written'}"
+        return failed_attempt(snap, Failure(why=why))
+    report = snap.report
+    lines = len(report.comments)
+    return PostReview(
+        reason=f"review agent exited 0: {report.verdict} with {lines} line comment{'s' * (lines != 1)}",
+        verdict=report.verdict,
+    )
