@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,28 @@ def test_doctor_table_lists_the_script_agent() -> None:
     assert res.returncode == 0, res.stderr
     row = next(line for line in res.stdout.splitlines() if "script" in line)
     assert "/bin/sh" in row and "built in" in row
+
+
+def pinned_versions() -> dict[str, str]:
+    """The versions `scripts/install-vendor-clis.sh` pins, by npm package."""
+    script = (ROOT / "scripts" / "install-vendor-clis.sh").read_text()
+    specs = re.findall(r'^\s+"(@?[^"@]+)@([^"]+)"$', script, flags=re.MULTILINE)
+    return dict(specs)
+
+
+def test_doctor_reports_all_five_vendor_clis_installed_at_their_pinned_versions() -> None:
+    if not os.environ.get("OPTIO_VENDOR_CLI_BIN"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must set OPTIO_VENDOR_CLI_BIN (see .ci/run)")
+        pytest.skip("OPTIO_VENDOR_CLI_BIN is not set")
+    path = f"{CLI_BIN}:{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
+    rows = {r["vendor"]: r for r in doctor(path, {"GEMINI_API_KEY": "g", "COPILOT_PROVIDER_API_KEY": "c"})}
+    pinned = pinned_versions()
+    packages = {"claude-code": "@anthropic-ai/claude-code", "codex": "@openai/codex", "opencode": "opencode-ai",
+                "gemini": "@google/gemini-cli", "copilot": "@github/copilot"}
+    assert set(packages.values()) <= set(pinned), pinned
+    for vendor, package in packages.items():
+        assert rows[vendor]["found"], rows[vendor]
+        assert rows[vendor]["version"] == pinned[package], (vendor, rows[vendor])
+    assert "GEMINI_API_KEY" in rows["gemini"]["credentials"]
+    assert "COPILOT_PROVIDER_API_KEY" in rows["copilot"]["credentials"]

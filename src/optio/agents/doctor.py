@@ -35,7 +35,7 @@ VENDORS: tuple[VendorCli, ...] = (
     VendorCli("claude-code", "claude", "@anthropic-ai/claude-code", ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")),
     VendorCli("codex", "codex", "@openai/codex", ("OPENAI_API_KEY", "CODEX_AUTH_JSON")),
     VendorCli("gemini", "gemini", "@google/gemini-cli", ("GEMINI_API_KEY",)),
-    VendorCli("copilot", "copilot", "@github/copilot", ("COPILOT_GITHUB_TOKEN",)),
+    VendorCli("copilot", "copilot", "@github/copilot", ("COPILOT_GITHUB_TOKEN", "COPILOT_PROVIDER_API_KEY")),
     VendorCli(
         "opencode", "opencode", "opencode-ai", ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY")
     ),
