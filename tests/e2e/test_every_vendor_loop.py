@@ -131,6 +131,8 @@ def test_task_opens_and_merges_a_pr_written_by_the_clis_own_tool(tmp_path: Path,
         assert not any(f"{agent_type}-secret-key" in line["text"] for line in logs)
         shown = server.cli("task", "logs", str(task_id), check=True).stdout
         assert "Done: wrote hello.txt." in shown
+        if agent_type == "copilot":  # its ~235 MB package is unpacked once per workspace, not once per run
+            assert any((server.data_dir / "cache" / "cli").glob("workspace-*/copilot-pkg/*/*/app.js"))
     finally:
         server.stop()
 

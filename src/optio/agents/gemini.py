@@ -99,18 +99,23 @@ class GeminiAgent(VendorAgent):
             local=lambda server: {"command": server.command, "args": server.args},
         )
 
+    def is_text_chunk(self, line: str) -> bool:
+        """An assistant ``delta`` message: a chunk of text that the next chunks continue (the run log joins them)."""
+        return '"delta":true' in line.replace(" ", "") and '"role":"assistant"' in line.replace(" ", "")
+
     def parse_lines(self, lines: Iterable[str]) -> list[AgentEvent]:
         """A whole stream's events, with the assistant's ``delta`` chunks of one message joined."""
         events: list[AgentEvent] = []
         merging = False
         for line in lines:
+            chunk = self.is_text_chunk(line)
             for event in self.parse_line(line):
-                chunk = isinstance(event, TextEvent) and _is_delta(line)
-                if chunk and merging and isinstance(events[-1], TextEvent):
-                    events[-1] = TextEvent(text=events[-1].text + event.text)  # type: ignore[union-attr]
+                last = events[-1] if events else None
+                if chunk and merging and isinstance(event, TextEvent) and isinstance(last, TextEvent):
+                    events[-1] = TextEvent(text=last.text + event.text)
                 else:
                     events.append(event)
-                merging = chunk
+            merging = chunk
         return events
 
     def parse_object(self, data: dict[str, Any]) -> list[AgentEvent]:
@@ -152,10 +157,6 @@ def _max_attempts(config: Mapping[str, Any]) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10:
         raise AgentConfigError(f"gemini: max_attempts must be an integer from 1 to 10, not {value!r}")
     return value
-
-
-def _is_delta(line: str) -> bool:
-    return '"delta":true' in line.replace(" ", "")
 
 
 def _usage(stats: Mapping[str, Any], model: str | None) -> UsageEvent:

@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 
 from optio.agents.base import AgentConfigError, AgentRequest
-from optio.agents.events import SessionEvent, UsageEvent, UsageTotals
+from optio.agents.events import SessionEvent, TextEvent, UsageEvent, UsageTotals
 from optio.agents.events import to_json as event_to_json
 from optio.agents.registry import get_adapter
 from optio.config import Settings
@@ -76,6 +76,9 @@ class DbSink:
             session_id: str | None = None
             model_name: str | None = None
             model_known = False
+            # A text the vendor streams in chunks (one line each) is stored as one event per batch.
+            chunk_at: int | None = None
+            chunk_text = ""
             for relayed in lines:
                 # Behind the output relay both streams arrive on stdout, tagged, in the order they were
                 # printed; each line is stored under its own stream, in that order.
@@ -83,6 +86,9 @@ class DbSink:
                 events = _parse(adapter, line) if line_stream == "stdout" else []
                 # A vendor line the adapter understood is kept as "raw"; readers get its events instead.
                 entries.append(("raw" if events else line_stream, redact(line)))
+                chunked = bool(events) and _continues_text(adapter, line)
+                if not chunked:
+                    chunk_at = None
                 for event in events:
                     if isinstance(event, UsageEvent):
                         if not model_known:
@@ -91,6 +97,13 @@ class DbSink:
                         event = totals.add(event, model=model_name)
                     elif isinstance(event, SessionEvent):
                         session_id = event.session_id
+                    elif chunked and isinstance(event, TextEvent):
+                        chunk_text = chunk_text + event.text if chunk_at is not None else event.text
+                        merged = ("event", redact(json.dumps(event_to_json(TextEvent(text=chunk_text)))))
+                        if chunk_at is not None:
+                            entries[chunk_at] = merged
+                            continue
+                        chunk_at = len(entries)
                     entries.append(("event", redact(json.dumps(event_to_json(event)))))
             kept_bytes, dropped = self._within_cap(session, proc, entries)
             logs.append(session, workspace_id=proc.workspace_id, kind=proc.run_kind, run_id=proc.run_id,
@@ -185,6 +198,15 @@ def _adapter(agent_type: str) -> Any | None:
         return None
 
 
+def _continues_text(adapter: Any | None, line: str) -> bool:
+    """Whether the adapter says this line's text is a chunk of a message still being streamed."""
+    check = getattr(adapter, "is_text_chunk", None)
+    try:
+        return bool(check(line)) if check is not None else False
+    except Exception:
+        return False
+
+
 def _parse(adapter: Any | None, line: str) -> list[Any]:
     if adapter is None:
         return []
@@ -243,8 +265,8 @@ def home_env(home: Path) -> dict[str, str]:
 def share_dirs(cache_root: Path, home: Path, shared_dirs: Mapping[str, str]) -> tuple[Path, ...]:
     """Links each ``HOME``-relative dir a CLI asks to keep between runs to ``cache_root/<name>``.
 
-    What a CLI unpacks on its first start (Copilot: about 235 MB) is then unpacked once per server, not
-    once per run. The link keeps the host path, which the sandbox shows at the same place.
+    What a CLI unpacks on its first start (Copilot: about 235 MB) is then unpacked once, not once per
+    run. The link keeps the host path, which the sandbox shows at the same place.
     """
     shared: list[Path] = []
     for name, relative in shared_dirs.items():
@@ -305,7 +327,9 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(content)
         env = home_env(home) | dict(spec.env)
-        shared = share_dirs(ctx.data_dir / "cache" / "cli", home, getattr(spec, "shared_dirs", None) or {})
+        # Per workspace: a run can write what later runs execute there, so it is shared only within one.
+        cache_root = ctx.data_dir / "cache" / "cli" / f"workspace-{req.workspace_id}"
+        shared = share_dirs(cache_root, home, getattr(spec, "shared_dirs", None) or {})
         if req.agent_type == "claude-code":
             env.setdefault("IS_SANDBOX", "1")  # the worktree is the sandbox; Claude Code refuses root otherwise
         env.setdefault("OPTIO_RUN_ID", str(req.run_id))

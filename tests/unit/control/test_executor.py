@@ -7,6 +7,7 @@ effects land in the store. No process, forge or secret store is real here, the d
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -490,3 +491,23 @@ def test_vendor_review_runs_in_a_writable_base_without_the_bases_own_review_json
     assert loaded.snapshot.report is None and "was not written" in (loaded.snapshot.report_error or "")
     action = world.handler("pr_review").decide(loaded.snapshot)
     assert action.to == "queued"  # a failed attempt, retried: never the planted approval
+
+
+def test_text_a_vendor_streams_in_chunks_is_stored_as_one_event(world: World) -> None:
+    """Gemini prints each chunk of a message as its own `delta` line; the run log keeps the message whole."""
+    run_id = world.job_run("queued")
+    with world.db.write() as session:
+        job = session.get(Job, session.get(JobRun, run_id).job_id)  # type: ignore[union-attr]
+        job.agent_type, job.agent_config = "gemini", {"require_secret": False, "cli": "/bin/true"}  # type: ignore[union-attr]
+    world.apply("job_run", run_id, StartAgent(to="running", reason="go", patch={"attempts": 1}))
+    [spec] = world.runtime.launched
+    chunk = '{{"type":"message","role":"assistant","content":"{}","delta":true}}'
+    world.runtime.finish(spec.key, 0, [
+        chunk.format("Writing the "), chunk.format("file now, "), chunk.format("as asked."),
+        '{"type":"tool_use","tool_name":"write_file","tool_id":"t1","parameters":{}}',
+        chunk.format("Done."),
+    ])
+    with world.db.read() as session:
+        events = [json.loads(t) for t in session.scalars(
+            select(RunLog.text).where(RunLog.run_id == run_id, RunLog.stream == "event").order_by(RunLog.id))]
+    assert [e.get("text") or e["name"] for e in events] == ["Writing the file now, as asked.", "write_file", "Done."]
