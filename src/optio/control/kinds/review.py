@@ -236,11 +236,14 @@ class ReviewRunHandler:
 
         summary = redact(report.summary.strip() or f"review agent: {report.verdict}")[:COMMENT_MAX_CHARS]
         lines = tuple(LineComment(path=c.path, line=c.line, body=redact(c.body)) for c in report.comments)
-        ctx.forge_for(facts.forge_kind).submit_review(
-            facts.repo_id, facts.pr_number, verdict=report.verdict, comments=summary,
-            author=f"review-agent:{facts.agent_type}", line_comments=lines,
-        )
+        forge = ctx.forge_for(facts.forge_kind)
+        pr = forge.get_pr(facts.repo_id, facts.pr_number)
         text = "\n".join([summary, *(c.as_text() for c in lines)])
+        if pr.state == "open" and pr.head_sha == facts.head_sha:
+            forge.submit_review(facts.repo_id, facts.pr_number, verdict=report.verdict, comments=summary,
+                                author=f"review-agent:{facts.agent_type}", line_comments=lines)
+        else:  # a review of a head the PR no longer has must not pass for a review of the new one
+            text = review_comment(text, f"not posted: the pull request is {pr.state} at {pr.head_sha[:10]} now")
         ok = write_transition(ctx, self, loaded, to=action.to, reason=action.reason, event="review_" + report.verdict,
                               patch={"verdict": report.verdict, "comments": text[:COMMENT_MAX_CHARS], "error": None},
                               clear_intent=False, now=now)
