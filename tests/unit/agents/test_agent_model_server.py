@@ -113,3 +113,31 @@ def test_openai_chat_and_responses_shapes() -> None:
         done = json.loads(events[-1][1])["response"]
         assert done["output"][0]["content"][0]["text"] == "Done."
         assert done["usage"]["output_tokens"] == 80
+
+
+def test_gemini_stream_generate_content_replays_text_chunks_then_a_function_call() -> None:
+    turns = [
+        Turn(text="Writing the file now, as the task asks.",
+             tool_calls=(ToolCall("write_file", {"file_path": "a.txt", "content": "x"}),)),
+        Turn(text="Done."),
+    ]
+    path = "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse"
+    tools = [{"functionDeclarations": [{"name": "write_file"}]}]
+    with ModelServer(turns) as server:
+        body = {"contents": [{"role": "user", "parts": [{"text": "go"}]}], "tools": tools}
+        first = httpx.post(server.url + path, json=body, headers={"x-goog-api-key": "k"})
+        chunks = [json.loads(d) for _, d in sse_events(first.text)]
+        parts = [p for c in chunks for p in c["candidates"][0]["content"]["parts"]]
+        assert "".join(p.get("text", "") for p in parts) == "Writing the file now, as the task asks."
+        assert len([p for p in parts if "text" in p]) > 1  # streamed in chunks
+        assert parts[-1] == {"functionCall": {"name": "write_file", "args": {"file_path": "a.txt", "content": "x"}}}
+        assert chunks[-1]["candidates"][0]["finishReason"] == "STOP"
+        assert chunks[-1]["usageMetadata"]["promptTokenCount"] == 1200
+        body["contents"] += [{"role": "model", "parts": parts}, {"role": "user", "parts": [{"text": "result"}]}]
+        second = httpx.post(server.url + path.replace("streamGenerateContent?alt=sse", "generateContent"), json=body)
+        assert second.json()["candidates"][0]["content"]["parts"] == [{"text": "Done."}]
+        server.fail_next(429, times=1)
+        limited = httpx.post(server.url + path, json=body)
+        assert limited.status_code == 429 and limited.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+        assert len(server.model_requests()) == 3
+        assert server.model_requests()[0].headers["x-goog-api-key"] == "k"
