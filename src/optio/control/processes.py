@@ -272,20 +272,40 @@ def share_dirs(cache_root: Path, home: Path, shared_dirs: Mapping[str, str]) -> 
     for name, relative in shared_dirs.items():
         target = cache_root / Path(name).name
         target.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if Path(relative).is_absolute() or ".." in Path(relative).parts:
+        rel = Path(relative)
+        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
             continue  # only inside the run's own HOME
-        link = home / relative
-        if link.is_symlink() and link.resolve() == target.resolve():
+        link = own_dir(home, rel.parent) / rel.name
+        if link.is_symlink() and Path(os.readlink(link)) == target:
             shared.append(target)
             continue
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if link.is_dir() and not link.is_symlink():
-            shutil.rmtree(link)  # unpacked before the cache was shared; the shared copy replaces it
-        elif link.exists() or link.is_symlink():
-            link.unlink()
+        if link.exists() or link.is_symlink():
+            remove(link)  # e.g. unpacked before the cache was shared; the shared copy replaces it
         link.symlink_to(target, target_is_directory=True)
         shared.append(target)
     return tuple(shared)
+
+
+def own_dir(home: Path, relative: Path) -> Path:
+    """``home/relative`` as real directories: a link the agent left on the way is removed, not followed."""
+    current = home
+    for part in relative.parts:
+        if part in ("", ".", ".."):
+            raise ValueError(f"not a plain path inside HOME: {relative}")
+        current = current / part
+        if current.is_symlink() or (current.exists() and not current.is_dir()):
+            remove(current)
+        if not current.exists():
+            current.mkdir(mode=0o700)
+    return current
+
+
+def remove(path: Path) -> None:
+    """Removes a file, link or directory tree without following links."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def launch(ctx: ControlContext, req: LaunchRequest) -> None:
@@ -322,8 +342,15 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
         files = [Path(path) for path in (getattr(spec, "files", None) or {})]
         for path, content in (getattr(spec, "files", None) or {}).items():
             target = Path(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            if target.parent == home or home in target.parents:
+                # The agent could write in HOME during an earlier attempt: nothing it planted there (a link to
+                # a file of the host) may redirect what the server writes now.
+                target = own_dir(home, target.parent.relative_to(home)) / target.name
+                if target.is_symlink() or (target.exists() and not target.is_file()):
+                    remove(target)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(content)
         env = home_env(home) | dict(spec.env)

@@ -511,3 +511,45 @@ def test_text_a_vendor_streams_in_chunks_is_stored_as_one_event(world: World) ->
         events = [json.loads(t) for t in session.scalars(
             select(RunLog.text).where(RunLog.run_id == run_id, RunLog.stream == "event").order_by(RunLog.id))]
     assert [e.get("text") or e["name"] for e in events] == ["Writing the file now, as asked.", "write_file", "Done."]
+
+
+def test_files_written_into_a_runs_home_never_follow_links_the_agent_left_there(world: World) -> None:
+    """An earlier attempt could plant `~/.gemini -> /somewhere/on/the/host`; the next launch must not write
+    through it (the server writes as itself, outside the sandbox)."""
+    run_id = world.job_run("queued")
+    with world.db.write() as session:
+        job = session.get(Job, session.get(JobRun, run_id).job_id)  # type: ignore[union-attr]
+        job.agent_type, job.agent_config = "copilot", {"require_secret": False, "cli": "/bin/true"}  # type: ignore[union-attr]
+    host = world.tmp / "host"
+    host.mkdir()
+    (host / "settings.json").write_text("precious")
+    (host / "pkg").mkdir()
+    (host / "pkg" / "keep").write_text("precious")
+    home = world.ctx.data_dir / "homes" / f"job_run-{run_id}"
+    (home / ".cache" / "copilot").mkdir(parents=True)
+    (home / ".copilot").symlink_to(host)
+    (home / ".cache" / "copilot" / "pkg").symlink_to(host / "pkg")
+    world.apply("job_run", run_id, StartAgent(to="running", reason="go", patch={"attempts": 1}))
+    [spec] = world.runtime.launched
+    assert (host / "settings.json").read_text() == "precious" and (host / "pkg" / "keep").read_text() == "precious"
+    shared = home / ".cache" / "copilot" / "pkg"
+    assert shared.is_symlink() and shared.resolve().parent.name == f"workspace-{world.workspace_id}"
+    assert spec.mounts is not None and shared.resolve() in spec.mounts.writable
+
+
+def test_settings_written_into_a_runs_home_replace_a_link_the_agent_left_there(world: World) -> None:
+    host = world.tmp / "host"
+    host.mkdir()
+    (host / "settings.json").write_text("precious")
+    gemini_run = world.job_run("queued")
+    with world.db.write() as session:
+        job = session.get(Job, session.get(JobRun, gemini_run).job_id)  # type: ignore[union-attr]
+        job.agent_type, job.agent_config = "gemini", {"require_secret": False, "cli": "/bin/true"}  # type: ignore[union-attr]
+    gemini_home = world.ctx.data_dir / "homes" / f"job_run-{gemini_run}"
+    gemini_home.mkdir(parents=True)
+    (gemini_home / ".gemini").symlink_to(host)
+    started = world.apply("job_run", gemini_run, StartAgent(to="running", reason="go", patch={"attempts": 1}))
+    assert started.status == "applied", started
+    assert (host / "settings.json").read_text() == "precious"
+    written = gemini_home / ".gemini" / "settings.json"
+    assert not (gemini_home / ".gemini").is_symlink() and "gemini-api-key" in written.read_text()
