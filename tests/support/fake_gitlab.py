@@ -518,7 +518,7 @@ class FakeGitLab:
         target = self._rev(project, mr.target_branch)
         if target is None:
             return
-        tree, conflicts = self._merge_tree(project, target, mr.sha)
+        tree, _conflicts = self._merge_tree(project, target, mr.sha)
         was = mr.has_conflicts
         mr.has_conflicts = tree is None
         mr.merge_status = "cannot_be_merged" if mr.has_conflicts else "can_be_merged"

@@ -137,18 +137,18 @@ class GitLabApi:
                                         post_data=dict(data) if data is not None else None,
                                         obey_rate_limit=False, retry_transient_errors=False,
                                         extra_headers=dict(headers) if headers else None)
-        except gitlab.exceptions.GitlabHttpError as exc:
+        except gitlab.exceptions.GitlabError as exc:  # GitlabHttpError, and GitlabAuthenticationError for a 401
             if exc.response_code == 304 and headers and "If-None-Match" in headers:
                 raise _NotModified() from None
-            raise self._translate(verb, path, exc) from None
-        except gitlab.exceptions.GitlabError as exc:
+            if exc.response_code is not None:
+                raise self._translate(verb, path, exc) from None
             raise GitLabError(self.clean(f"GitLab {verb.upper()} {path}: {exc}")) from None
         except requests.RequestException as exc:
             # No answer at all (refused, reset, timed out): the instance is down for now, like a 5xx.
             raise ForgeBusy(self.clean(f"GitLab did not answer {verb.upper()} {path}: {type(exc).__name__}"),
                             DEFAULT_BUSY_RETRY_S) from None
 
-    def _translate(self, verb: str, path: str, exc: gitlab.exceptions.GitlabHttpError) -> Exception:
+    def _translate(self, verb: str, path: str, exc: gitlab.exceptions.GitlabError) -> Exception:
         code = exc.response_code or 0
         last: requests.Response | None = getattr(self._local, "last", None)
         resp_headers = last.headers if last is not None else {}
