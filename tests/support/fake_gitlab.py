@@ -841,7 +841,7 @@ class FakeGitLab:
 
     def _hook_project(self, p: Project) -> dict[str, Any]:
         j = self._project_json(p)
-        return {"id": p.id, "name": j["name"], "description": None, "web_url": j["web_url"], "avatar_url": None,
+        return {"id": p.id, "name": j["name"], "description": "", "web_url": j["web_url"], "avatar_url": None,
                 "git_ssh_url": j["ssh_url_to_repo"], "git_http_url": j["http_url_to_repo"],
                 "namespace": j["namespace"]["name"], "visibility_level": 0,
                 "path_with_namespace": p.path, "default_branch": p.default_branch, "ci_config_path": None,
@@ -850,7 +850,7 @@ class FakeGitLab:
 
     def _hook_repository(self, p: Project) -> dict[str, Any]:
         j = self._project_json(p)
-        return {"name": j["name"], "url": j["ssh_url_to_repo"], "description": None, "homepage": j["web_url"],
+        return {"name": j["name"], "url": j["ssh_url_to_repo"], "description": "", "homepage": j["web_url"],
                 "git_http_url": j["http_url_to_repo"], "git_ssh_url": j["ssh_url_to_repo"], "visibility_level": 0}
 
     def _hook_user(self, user: User) -> dict[str, Any]:
@@ -865,7 +865,9 @@ class FakeGitLab:
                 "draft": mr.draft, "work_in_progress": mr.draft, "url": self._mr_json(project, mr,
                                                                                      expanded=False)["web_url"],
                 "last_commit": self._hook_commit(project, mr.sha), "merge_commit_sha": mr.merge_commit_sha,
-                "blocking_discussions_resolved": not self._unresolved(mr)}
+                "blocking_discussions_resolved": not self._unresolved(mr), "assignee_id": None,
+                "milestone_id": None, "position": 0, "source": self._hook_project(project),
+                "target": self._hook_project(project)}
         if action is not None:
             data["action"] = action
         return data
