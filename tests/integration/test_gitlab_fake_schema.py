@@ -17,8 +17,10 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +92,6 @@ def models() -> Models:
 
 class Recorder:
     def __init__(self) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        import threading
-
         self.got: list[tuple[str, dict[str, Any]]] = []
         recorder = self
 
@@ -208,7 +207,7 @@ def test_rest_responses_match_gitlabs_published_models(models: Models, lived_in:
 
 
 def test_webhook_payloads_match_the_published_event_models(models: Models, lived_in: Any) -> None:
-    fake, env, recorder, ids = lived_in
+    fake, env, recorder, _ids = lived_in
     env.fake.push_to_default(env.project, {"other.txt": "x\n"})
     fake.wait_idle()
     by_event = {"Push Hook": "PushEvent", "Merge Request Hook": "MergeRequestEvent",
