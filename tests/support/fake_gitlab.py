@@ -353,6 +353,16 @@ class FakeGitLab:
             return self._discussion(project, mr, user or self.person, body, position=position,
                                     individual=not resolvable)
 
+    def resolve_all(self, project: Project, mr: MergeRequest, *, user: User | None = None) -> None:
+        """A person resolves every thread on the MR."""
+        with self.lock:
+            for d in mr.discussions:
+                for n in d.notes:
+                    if n.resolvable and not n.resolved:
+                        n.resolved, n.resolved_by, n.resolved_at = True, user or self.person, now_iso()
+            mr.updated_at = now_iso()
+            self._mr_hook(project, mr, "update", user or self.person)
+
     def approve_as_person(self, project: Project, mr: MergeRequest) -> None:
         with self.lock:
             self._approve(project, mr, self.person, None)
