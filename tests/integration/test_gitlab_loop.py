@@ -31,11 +31,12 @@ from optio.control.kinds.review import ReviewRunHandler
 from optio.control.ports import ForgeRegistry
 from optio.control.processes import DbSink
 from optio.control.worker import WorkerPool
+from optio.forge.base import BadSignature
 from optio.runtime.local import LocalRuntime
 from optio.security.redact import registry_for
 from optio.store import migrate, queue
 from optio.store.db import Database
-from optio.store.models import RepoTask, RunEvent
+from optio.store.models import Repo, RepoTask, RunEvent
 
 CI = 'grep -q "^ok" fixed.txt || { echo "EXPECTED ok GOT $(cat fixed.txt)"; exit 3; }'
 AGENT = ('if grep -q "fixed.txt:1: say please" "$OPTIO_PROMPT_FILE"; then echo "ok please" > fixed.txt; '
@@ -79,8 +80,6 @@ class HookRoute:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/api/forge-hooks/{env.repo_id}"
 
     def handle(self, headers: dict[str, str], body: bytes) -> int:
-        from optio.forge.base import BadSignature
-
         try:
             events = self.env.forge.parse_event(self.env.repo_id, headers, body)
         except BadSignature:
@@ -97,7 +96,8 @@ class HookRoute:
 
 @pytest.fixture
 def loop(tmp_path: Path) -> Iterator[tuple[GitLabOptio, WorkerPool]]:
-    settings = Settings(data_dir=tmp_path / "data", workers=2, watch_interval_s=60.0, resync_interval_s=60.0)
+    settings = Settings(data_dir=tmp_path / "data", workers=2, watch_interval_s=60.0, resync_interval_s=60.0,
+                        executor_error_backoff_s=0.2)
     db = Database(settings.resolved_database_url)
     migrate.upgrade(db)
     with FakeGitLab(tmp_path / "gitlab") as fake:
@@ -177,3 +177,29 @@ def test_a_task_on_gitlab_goes_red_reviewed_green_approved_and_squash_merged(loo
         events = session.query(RunEvent).filter(RunEvent.run_id == task_id).all()
         text = " ".join(f"{e.event} {e.reason}" for e in events) + (final.error or "") + (final.note or "")
     assert token_free(text, fake.bot.token)
+
+
+def test_a_protected_branch_refusal_ends_needs_attention_naming_the_rule(loop: tuple[GitLabOptio, WorkerPool]
+                                                                        ) -> None:
+    env, _pool = loop
+    fake, project = env.fake, env.project
+    fake.protect(project, "main", merge_level=0)  # "No one" may merge into main
+    with env.db.write() as session:
+        repo = session.get(Repo, env.repo_id)
+        assert repo is not None
+        repo.require_approval = False
+    task_id = env.task(title="Say ok", agent_config={"command": "echo ok > fixed.txt"})
+
+    def task() -> RepoTask:
+        with env.db.read() as session:
+            row = session.get(RepoTask, task_id)
+            assert row is not None
+            return row
+
+    wait_for("needs_attention", lambda: task().state in {"needs_attention", "completed", "failed"}, timeout=120)
+    final = task()
+    assert final.state == "needs_attention", (final.state, final.error)
+    assert "protected branch 'main'" in (final.error or "") and "No one" in (final.error or "")
+    mr = fake.mr_of_branch(project, f"optio/{task_id}")
+    assert mr is not None and mr.state == "opened"
+    assert token_free(final.error or "", fake.bot.token)
