@@ -203,3 +203,39 @@ def test_a_protected_branch_refusal_ends_needs_attention_naming_the_rule(loop: t
     mr = fake.mr_of_branch(project, f"optio/{task_id}")
     assert mr is not None and mr.state == "opened"
     assert token_free(final.error or "", fake.bot.token)
+
+
+@pytest.mark.parametrize("outage", ["rate_limit", "5xx_storm"])
+def test_a_lasting_rate_limit_or_5xx_storm_defers_and_then_the_task_completes(
+        loop: tuple[GitLabOptio, WorkerPool], outage: str) -> None:
+    env, _pool = loop
+    fake, project = env.fake, env.project
+    with env.db.write() as session:
+        repo = session.get(Repo, env.repo_id)
+        assert repo is not None
+        repo.require_approval = False
+    # The pipeline takes a moment, so the outage starts while the task waits on its MR.
+    project.ci_script = "sleep 1; " + CI
+    task_id = env.task(title="Say ok", agent_config={"command": "echo ok > fixed.txt"})
+
+    def task() -> RepoTask:
+        with env.db.read() as session:
+            row = session.get(RepoTask, task_id)
+            assert row is not None
+            return row
+
+    wait_for("the MR", lambda: fake.mr_of_branch(project, f"optio/{task_id}"))
+    if outage == "rate_limit":
+        fake.rate_limit_for(6)
+    else:
+        fake.fail_for(6, 503)
+    start = time.monotonic()
+    wait_for("completed", lambda: task().state in {"completed", "failed", "needs_attention"}, timeout=120)
+    final = task()
+    assert final.state == "completed", (final.state, final.error)
+    assert time.monotonic() - start >= 4, "the outage did not hold the task back"
+    refused = {429} if outage == "rate_limit" else {503}
+    assert refused & {status for _, _, status in fake.api_log}, "the outage was never met"
+    assert len(project.mrs) == 1, "a second MR was opened"
+    assert final.attempts == 1 and final.resume_count == 0, "the agent ran again"
+    assert project.mrs[1].state == "merged"

@@ -241,6 +241,7 @@ class FakeGitLab:
         self.deliveries: list[Delivery] = []
         self._injected: list[tuple[int, dict[str, str]]] = []
         self._rate_limited_until = 0.0
+        self._down_until, self._down_status = 0.0, 503
         self._hooks: queue.Queue[tuple[str, str, str, dict[str, Any]] | None] = queue.Queue()
         self._runner: queue.Queue[tuple[int, int] | None] = queue.Queue()
         fake = self
@@ -399,6 +400,11 @@ class FakeGitLab:
         """Every API call answers 429 until ``seconds`` from now (``Retry-After`` and ``RateLimit-Reset``)."""
         with self.lock:
             self._rate_limited_until = time.time() + seconds
+
+    def fail_for(self, seconds: float, status: int = 503) -> None:
+        """Every API call answers ``status`` (a 5xx storm) until ``seconds`` from now."""
+        with self.lock:
+            self._down_until, self._down_status = time.time() + seconds, status
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Until every pipeline has finished and every webhook has been delivered."""
@@ -1022,6 +1028,9 @@ class FakeGitLab:
         with self.lock:
             injected = self._injected.pop(0) if self._injected else None
             limited = self._rate_limited_until - time.time()
+            down = self._down_status if self._down_until > time.time() else None
+        if down is not None:
+            injected = (down, {})
         if limited > 0:
             injected = (429, {"Retry-After": str(int(limited) + 1), "RateLimit-Limit": "600",
                               "RateLimit-Remaining": "0", "RateLimit-Reset": str(int(self._rate_limited_until) + 1)})
