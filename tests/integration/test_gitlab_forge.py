@@ -300,28 +300,37 @@ def test_webhooks_verify_the_token_and_map_to_optios_mrs(env: GitLabOptio) -> No
         receiver.httpd.shutdown()
 
 
-def test_idle_polling_makes_only_304_requests(env: GitLabOptio) -> None:
-    task = env.task()
-    mark_pr_opened(env, task)
-    env.open(task, {"fixed.txt": "no\n"})
+def test_idle_polling_of_twenty_repos_makes_only_304_requests(env: GitLabOptio) -> None:
+    tasks: list[tuple[int, int]] = []  # (repo id, task id)
+    for n in range(20):
+        project = env.project if n == 0 else env.fake.create_project(f"acme/repo{n}", ci_script="true")
+        repo_id = env.repo_id if n == 0 else env.add_repo(project, f"repo{n}")
+        task = env.task(repo="gl" if n == 0 else f"repo{n}")
+        mark_pr_opened(env, task)
+        env.open(task, {"fixed.txt": "ok\n"}, repo_id=repo_id)
+        tasks.append((repo_id, task))
     env.fake.wait_idle()
-    assert env.forge.poll_open_prs() == 1
-    env.forge.pr_for_task(env.repo_id, task)  # the first look reads everything once
+    assert env.forge.poll_open_prs() == 20
+    for repo_id, task in tasks:
+        env.forge.pr_for_task(repo_id, task)  # the first look reads everything once
     with env.db.write() as session:
         session.query(ReconcileItem).delete()
     seen = len(env.fake.api_log)
-    for _ in range(5):
-        assert env.forge.poll_open_prs() == 1
-        env.forge.pr_for_task(env.repo_id, task)  # control's periodic look at an idle MR
+    for _ in range(10):  # the watcher's ticks while nothing happens
+        assert env.forge.poll_open_prs() == 20
+        for repo_id, task in tasks[:3]:
+            env.forge.pr_for_task(repo_id, task)  # control's periodic look at an idle MR
     idle = env.fake.api_log[seen:]
-    assert idle and {status for _, _, status in idle} == {304}, idle
+    assert len(idle) == 10 * (20 * 2 + 3 * 5)
+    assert {status for _, _, status in idle} == {304}, [r for r in idle if r[2] != 304][:5]
     with env.db.read() as session:
         assert session.query(ReconcileItem).count() == 0, "an idle poll enqueued work"
-    # Something changes: the next poll sees it and enqueues the task.
-    env.fake.comment(env.project, env.project.mrs[1], "look again")
+    # Something changes on one repo: the next poll sees it and enqueues that task alone.
+    project = env.project
+    env.fake.comment(project, project.mrs[1], "look again")
     env.forge.poll_open_prs()
     with env.db.read() as session:
-        assert [r.run_id for r in session.query(ReconcileItem).all()] == [task]
+        assert [r.run_id for r in session.query(ReconcileItem).all()] == [tasks[0][1]]
 
 
 def test_the_token_appears_in_no_error_or_log(env: GitLabOptio, tmp_path: Path,

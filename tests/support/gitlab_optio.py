@@ -60,41 +60,54 @@ class GitLabOptio:
         self.db = db
         with self.db.write() as session:
             self.workspace_id = workspaces.ensure_default(session).id
-            repo = Repo(workspace_id=self.workspace_id, name="gl", remote_url=fake.remote_url(project),
-                        forge="gitlab", default_branch=project.default_branch, credential_secret=TOKEN_SECRET,
-                        api_url=fake.base_url, webhook_secret=HOOK_SECRET, agent_type="script", agent_config={},
-                        **(repo_options or {}))
-            session.add(repo)
-            session.flush()
-            self.repo_id = repo.id
+        self.repo_id = self.add_repo(project, "gl", **(repo_options or {}))
+        self.projects = {self.repo_id: project}
         self.forge = GitLabForge(self.db, self.data_dir, redact=self.secrets.redact, secrets=self.secrets,
                                  outbound_allowlist=ALLOW, public_url="http://optio.test")
         self.caches = RepoCaches(self.data_dir, credential=self.credential, outbound_allowlist=ALLOW)
 
+    def add_repo(self, project: Project, name: str, **options: Any) -> int:
+        """A repo row for ``project`` on the fake, as `optio repo add URL --forge gitlab` makes it."""
+        with self.db.write() as session:
+            repo = Repo(workspace_id=self.workspace_id, name=name, remote_url=self.fake.remote_url(project),
+                        forge="gitlab", default_branch=project.default_branch, credential_secret=TOKEN_SECRET,
+                        api_url=self.fake.base_url, webhook_secret=HOOK_SECRET, agent_type="script",
+                        agent_config={}, **options)
+            session.add(repo)
+            session.flush()
+            repo_id = repo.id
+        if hasattr(self, "projects"):
+            self.projects[repo_id] = project
+        return repo_id
+
     def credential(self, repo_id: int) -> str | None:
         return self.secrets.values[TOKEN_SECRET]
 
-    def task(self, title: str = "Change things", **extra: Any) -> int:
-        return create_task(self.db, self.workspace_id, {"repo": "gl", "title": title, "prompt": "do it",
+    def task(self, title: str = "Change things", repo: str = "gl", **extra: Any) -> int:
+        return create_task(self.db, self.workspace_id, {"repo": repo, "title": title, "prompt": "do it",
                                                         "agent_config": {"command": "true"}, **extra}).id
 
-    def push(self, task_id: int, files: dict[str, str], message: str = "work") -> str:
+    def push(self, task_id: int, files: dict[str, str], message: str = "work", *, repo_id: int | None = None) -> str:
         """What Optio does for a task: a worktree from its cache, the agent's files committed, the branch pushed."""
-        cache = self.caches.for_repo(_RepoAt(self.repo_id, self.fake.remote_url(self.project)))
+        repo_id = self.repo_id if repo_id is None else repo_id
+        project = self.projects[repo_id]
+        cache = self.caches.for_repo(_RepoAt(repo_id, self.fake.remote_url(project)))
         cache.ensure()
         cache.fetch()
         path = self.data_dir / "worktrees" / f"task-{task_id}"
         if not path.exists():
-            cache.add_worktree(path, branch_for_task(task_id), self.project.default_branch)
+            cache.add_worktree(path, branch_for_task(task_id), project.default_branch)
         for name, content in files.items():
             (path / name).parent.mkdir(parents=True, exist_ok=True)
             (path / name).write_text(content)
         cache.commit_all(path, message)
         return cache.push_branch(path, branch_for_task(task_id))
 
-    def open(self, task_id: int, files: dict[str, str], title: str = "Change things") -> tuple[int, str]:
-        head = self.push(task_id, files)
-        info = self.forge.open_or_update_pr(self.repo_id, task_id, head_branch=branch_for_task(task_id),
+    def open(self, task_id: int, files: dict[str, str], title: str = "Change things", *,
+             repo_id: int | None = None) -> tuple[int, str]:
+        repo_id = self.repo_id if repo_id is None else repo_id
+        head = self.push(task_id, files, repo_id=repo_id)
+        info = self.forge.open_or_update_pr(repo_id, task_id, head_branch=branch_for_task(task_id),
                                             head_sha=head, title=title, body=f"do it\n\n---\nOpened by Optio for "
                                                                              f"task #{task_id}.")
         return info.number, head
