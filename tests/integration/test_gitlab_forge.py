@@ -174,6 +174,21 @@ def test_review_agent_posts_a_real_review_with_line_comments(env: GitLabOptio) -
     assert review.head_sha == head
 
 
+def test_review_agent_approval_counts_for_the_head_it_was_given_on(env: GitLabOptio) -> None:
+    task = env.task()
+    number, head = env.open(task, {"fixed.txt": "ok\n"})
+    env.forge.submit_review(env.repo_id, number, verdict="approve", comments="Looks right.",
+                            author="review-agent:claude")
+    # GitLab does not let the MR's author (Optio's token) approve; the verdict stands as Optio's note.
+    assert env.project.mrs[number].approved_by == []
+    review = env.forge.latest_review(env.repo_id, number)
+    assert review is not None and (review.verdict, review.head_sha, review.author) == (
+        "approve", head, "review-agent:claude")
+    new_head = env.push(task, {"fixed.txt": "ok\nmore\n"})
+    again = env.forge.latest_review(env.repo_id, number)
+    assert again is not None and again.head_sha == head != new_head  # not an approval of the new head
+
+
 def test_conflict_with_the_default_branch_is_unmergeable(env: GitLabOptio) -> None:
     task = env.task()
     number, _ = env.open(task, {"fixed.txt": "ok\n"})

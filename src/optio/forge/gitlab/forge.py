@@ -305,9 +305,10 @@ class GitLabForge:
         except GitLabError:
             reviewers = []  # an instance older than reviewer states
         versions: list[dict[str, Any]] = []
-        if any(not n.get("system") and n.get("type") != "DiffNote" and n.get("resolvable") and not n.get("resolved")
+        if any(not n.get("system") and n.get("type") != "DiffNote" and
+               ((n.get("resolvable") and not n.get("resolved")) or "<!-- optio-review " in str(n.get("body") or ""))
                for d in discussions for n in d.get("notes") or ()):
-            versions = api.get(f"{base}/versions")
+            versions = api.get(f"{base}/versions")  # the head each note was written on
         review = mapping.review_from(head_sha=str(mr.get("sha") or ""), discussions=discussions,
                                      approvals=approvals, versions=versions, reviewers=reviewers)
         if review is None:

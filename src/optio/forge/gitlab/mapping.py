@@ -219,7 +219,24 @@ def review_from(*, head_sha: str, discussions: Sequence[Mapping[str, Any]], appr
         user = (approvals["approved_by"][-1].get("user") or {})
         return ReviewInfo(id=0, head_sha=head_sha, verdict="approve", comments="",
                           author=f"gitlab:{user.get('username', 'unknown')}")
-    return None
+    return _optio_approval(discussions, versions, head_sha)
+
+
+def _optio_approval(discussions: Sequence[Mapping[str, Any]], versions: Sequence[Mapping[str, Any]],
+                    head_sha: str) -> ReviewInfo | None:
+    """The approval a review agent posted through Optio when GitLab would not record it as one (the token's
+    user is the MR's author, and GitLab does not let authors approve): its note, on the head it was made at.
+    GitLab's own approval rule still gates the merge."""
+    marked = [(n, m) for d in discussions for n in d.get("notes") or ()
+              if not n.get("system") and (m := _MARKER.match(str(n.get("body") or "")))]
+    if not marked:
+        return None
+    note, m = max(marked, key=lambda pair: int(pair[0].get("id") or 0))
+    if m["verdict"] != "approve":
+        return None
+    at = _head_at(str(note.get("created_at") or ""), versions, head_sha)
+    return ReviewInfo(id=int(note["id"]), head_sha=at, verdict="approve",
+                      comments=str(note.get("body") or "")[m.end():].strip(), author=m["author"])
 
 
 def hook_events(event: str, payload: Mapping[str, Any]) -> list[tuple[str, int | None, str | None]]:
