@@ -13,6 +13,7 @@ repo loop needs of every call:
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -70,6 +71,10 @@ class GitLabApi:
         self._redact = redact
         session = requests.Session()
         session.trust_env = False  # no proxy, no ~/.netrc from the server's environment
+        # ...but a self-managed instance's own CA, named the way git is told about it, is trusted alike.
+        ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
+        if ca:
+            session.verify = ca
         session.hooks["response"].append(self._remember)
         self._local = threading.local()
         self.gl = gitlab.Gitlab(self.base_url, private_token=token, session=session, timeout=timeout_s,
