@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -380,3 +381,27 @@ def test_the_token_appears_in_no_error_or_log(env: GitLabOptio, tmp_path: Path,
         assert all(token_free(t, token) for t in texts)
     finally:
         structlog.reset_defaults()
+
+
+def test_a_project_that_never_squashes_gets_a_merge_commit(env: GitLabOptio) -> None:
+    env.project.squash_option = "never"
+    task = env.task()
+    number, head = env.open(task, {"fixed.txt": "ok\n"})
+    before = log_lines(env.project, "main")[0].split()[0]
+    sha = env.forge.merge(env.repo_id, number, head_sha=head, message="Merge it")
+    parents = _git("show", "-s", "--format=%P", sha, cwd=env.project.repo).stdout.decode().split()
+    assert parents == [before, head]
+    assert env.project.mrs[number].squash is False
+
+
+def test_git_over_http_needs_the_token(env: GitLabOptio, tmp_path: Path) -> None:
+    url = env.fake.remote_url(env.project)
+    base = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GIT_TERMINAL_PROMPT": "0"}
+    anonymous = subprocess.run(["git", "ls-remote", url], env=base, capture_output=True, check=False)
+    assert anonymous.returncode != 0
+    wrong = url.replace("http://", "http://optio:guess@")
+    assert subprocess.run(["git", "ls-remote", wrong], env=base, capture_output=True, check=False).returncode != 0
+    task = env.task()
+    head = env.push(task, {"fixed.txt": "ok\n"})  # Optio's git: the token through GIT_ASKPASS
+    assert _git("rev-parse", f"optio/{task}", cwd=env.project.repo).stdout.decode().strip() == head
+    assert all(token_free(path, env.fake.bot.token) for _, path, _ in env.fake.git_log)
