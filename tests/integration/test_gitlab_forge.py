@@ -20,7 +20,9 @@ import structlog
 from tests.support.fake_gitlab import FakeGitLab, Project, _git
 from tests.support.gitlab_optio import GitLabOptio, token_free
 
+from optio.errors import Conflict
 from optio.forge.base import BadSignature, ForgeBusy, LineComment, MergeRefused
+from optio.forge.gitlab.forge import MAX_MERGE_WAITS
 from optio.store.models import ReconcileItem, RepoTask
 
 CI = 'test "$(cat fixed.txt)" = ok || { echo "EXPECTED ok GOT $(cat fixed.txt)"; exit 3; }'
@@ -405,3 +407,26 @@ def test_git_over_http_needs_the_token(env: GitLabOptio, tmp_path: Path) -> None
     head = env.push(task, {"fixed.txt": "ok\n"})  # Optio's git: the token through GIT_ASKPASS
     assert _git("rev-parse", f"optio/{task}", cwd=env.project.repo).stdout.decode().strip() == head
     assert all(token_free(path, env.fake.bot.token) for _, path, _ in env.fake.git_log)
+
+
+def test_a_transient_merge_refusal_waits_and_a_lasting_one_goes_to_a_person(env: GitLabOptio) -> None:
+    task = env.task()
+    number, head = env.open(task, {"fixed.txt": "ok\n"})
+    env.fake.refuse_merges(1)
+    with pytest.raises(Conflict):
+        env.forge.merge(env.repo_id, number, head_sha=head, message="m")
+    with env.db.read() as session:
+        queued = session.query(ReconcileItem).filter(ReconcileItem.run_id == task).one()
+        assert queued.reason.startswith("merge waits")
+    env.forge.merge(env.repo_id, number, head_sha=head, message="m")
+    assert env.project.mrs[number].state == "merged"
+
+    other = env.task()
+    number, head = env.open(other, {"other.txt": "x\n"})
+    env.fake.refuse_merges(100)
+    for _ in range(MAX_MERGE_WAITS):
+        with pytest.raises(Conflict):
+            env.forge.merge(env.repo_id, number, head_sha=head, message="m")
+    with pytest.raises(MergeRefused) as refused:
+        env.forge.merge(env.repo_id, number, head_sha=head, message="m")
+    assert "405 Method Not Allowed" in refused.value.reason

@@ -242,6 +242,7 @@ class FakeGitLab:
         self._injected: list[tuple[int, dict[str, str]]] = []
         self._rate_limited_until = 0.0
         self._down_until, self._down_status = 0.0, 503
+        self._refuse_merges = 0
         self._hooks: queue.Queue[tuple[str, str, str, dict[str, Any]] | None] = queue.Queue()
         self._runner: queue.Queue[tuple[int, int] | None] = queue.Queue()
         fake = self
@@ -400,6 +401,12 @@ class FakeGitLab:
         """Every API call answers 429 until ``seconds`` from now (``Retry-After`` and ``RateLimit-Reset``)."""
         with self.lock:
             self._rate_limited_until = time.time() + seconds
+
+    def refuse_merges(self, times: int) -> None:
+        """The next ``times`` merges answer 405 though the MR is mergeable, as GitLab does while it still
+        processes a push (its mergeability check not yet caught up)."""
+        with self.lock:
+            self._refuse_merges = times
 
     def fail_for(self, seconds: float, status: int = 503) -> None:
         """Every API call answers ``status`` (a 5xx storm) until ``seconds`` from now."""
@@ -974,7 +981,8 @@ class FakeGitLab:
         self._recheck(project, mr)
         if mr.has_conflicts:
             raise ApiError(406, "Branch cannot be merged")
-        if self._detailed_status(project, mr) != "mergeable":
+        if self._detailed_status(project, mr) != "mergeable" or self._refuse_merges > 0:
+            self._refuse_merges = max(0, self._refuse_merges - 1)
             raise ApiError(405, "405 Method Not Allowed")
         target = self._rev(project, mr.target_branch)
         assert target is not None

@@ -52,6 +52,7 @@ TRACE_TAIL_CHARS = 6000
 MAX_FAILED_JOBS = 5
 # A merge GitLab cannot do yet (pipeline running, mergeability being computed): look again after this.
 MERGE_WAIT_S = 5.0
+MAX_MERGE_WAITS = 12
 # detailed_merge_status values that pass by themselves.
 _MERGE_WAITS = {"checking", "unchecked", "ci_still_running", "preparing", "approvals_syncing", "mergeable"}
 _MERGE_REFUSAL_WHY = {
@@ -103,6 +104,7 @@ class GitLabForge:
         self._iids: dict[tuple[int, int], int] = {}  # (repo id, task id) -> MR iid
         self._failures: OrderedDict[tuple[int, int], str] = OrderedDict()  # (repo, pipeline id) -> output
         self._seen: dict[tuple[int, int], tuple[Any, ...]] = {}  # (repo, task) -> what the poller last saw
+        self._merge_waits: dict[tuple[int, int, str], int] = {}  # (project, MR, head) -> refusals waited out
 
     # --- plumbing -------------------------------------------------------------------------------------
 
@@ -418,6 +420,13 @@ class GitLabForge:
             raise MergeRefused(f"GitLab refused to merge !{number} into {target}: "
                                f"{rule or 'the token may not merge into it'} ({exc.message})") from None
         if detailed in _MERGE_WAITS or (detailed == "ci_must_pass" and _pipeline_running(fresh)):
+            # GitLab refuses a merge while it still settles a push (a 405 on an MR it calls mergeable); a refusal
+            # that outlasts a few looks is not transient and goes to a person with GitLab's own words.
+            key = (int(fresh.get("project_id") or 0), int(number), str(fresh.get("sha")))
+            with self._lock:
+                self._merge_waits[key] = waits = self._merge_waits.get(key, 0) + 1
+            if waits > MAX_MERGE_WAITS:
+                raise MergeRefused(f"GitLab keeps refusing to merge !{number} ({detailed}): {exc.message}") from None
             if task_id is not None:
                 self._enqueue(task_id, f"merge waits: {detailed}", delay_s=MERGE_WAIT_S)
             raise Conflict(f"GitLab cannot merge !{number} yet ({detailed})") from None
