@@ -430,3 +430,25 @@ def test_a_transient_merge_refusal_waits_and_a_lasting_one_goes_to_a_person(env:
     with pytest.raises(MergeRefused) as refused:
         env.forge.merge(env.repo_id, number, head_sha=head, message="m")
     assert "405 Method Not Allowed" in refused.value.reason
+
+
+def test_a_push_gitlab_has_not_processed_yet_reads_as_the_new_head_pending(env: GitLabOptio) -> None:
+    task = env.task()
+    number, first = env.open(task, {"fixed.txt": "no\n"})
+    env.fake.wait_idle()
+    state = env.forge.pr_for_task(env.repo_id, task)
+    assert state is not None and state.ci is not None and state.ci.status == "failing"
+    env.project.lagging = True
+    second = env.push(task, {"fixed.txt": "ok\n"})
+    env.forge.open_or_update_pr(env.repo_id, task, head_branch=f"optio/{task}", head_sha=second, title="t",
+                                body="b")
+    assert env.project.mrs[number].sha == first  # GitLab still shows the old head
+    state = env.forge.pr_for_task(env.repo_id, task)
+    assert state is not None and state.ci is not None
+    assert (state.info.head_sha, state.ci.head_sha, state.ci.status) == (second, second, "pending")
+    assert state.info.mergeable is None
+    env.fake.catch_up(env.project)
+    env.fake.wait_idle()
+    state = env.forge.pr_for_task(env.repo_id, task)
+    assert state is not None and state.ci is not None
+    assert (state.info.head_sha, state.ci.status) == (second, "passing")

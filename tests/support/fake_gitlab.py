@@ -205,6 +205,8 @@ class Project:
     pipelines: list[Pipeline] = field(default_factory=list)
     protected: dict[str, Protection] = field(default_factory=dict)
     hooks: list[tuple[str, str]] = field(default_factory=list)  # (url, secret token)
+    # GitLab updates MRs from a push asynchronously (PostReceive); while lagging, MRs keep their old head.
+    lagging: bool = False
 
 
 @dataclass
@@ -392,6 +394,18 @@ class FakeGitLab:
             self._after_push(project, {f"refs/heads/{project.default_branch}": (before, after)}, self.person)
         return after
 
+    def catch_up(self, project: Project) -> None:
+        """GitLab's background processing of the pushes made while ``project.lagging`` finishes."""
+        with self.lock:
+            project.lagging = False
+            for mr in project.mrs.values():
+                sha = self._rev(project, mr.source_branch)
+                if mr.state == "opened" and sha is not None and sha != mr.sha:
+                    mr.sha = sha
+                    mr.approved_by.clear()
+                    self._new_version(project, mr)
+                    self._recheck(project, mr)
+
     def inject(self, status: int, *, times: int = 1, headers: dict[str, str] | None = None) -> None:
         """The next ``times`` API calls answer ``status`` (a 5xx, or a 429 with its headers)."""
         with self.lock:
@@ -519,7 +533,7 @@ class FakeGitLab:
         for ref, (before, after) in changes.items():
             branch = ref.removeprefix("refs/heads/")
             for mr in project.mrs.values():
-                if mr.state != "opened":
+                if mr.state != "opened" or project.lagging:
                     continue
                 if mr.source_branch == branch and after is not None and after != mr.sha:
                     mr.sha = after

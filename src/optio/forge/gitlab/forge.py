@@ -20,7 +20,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,7 @@ class GitLabForge:
         self._failures: OrderedDict[tuple[int, int], str] = OrderedDict()  # (repo, pipeline id) -> output
         self._seen: dict[tuple[int, int], tuple[Any, ...]] = {}  # (repo, task) -> what the poller last saw
         self._merge_waits: dict[tuple[int, int, str], int] = {}  # (project, MR, head) -> refusals waited out
+        self._pushed: dict[tuple[int, int], tuple[str, str]] = {}  # (repo, task) -> (pushed head, head before)
 
     # --- plumbing -------------------------------------------------------------------------------------
 
@@ -212,6 +213,9 @@ class GitLabForge:
             "source_branch": head_branch, "state": "opened"})
         if existing:
             mr = existing[0]
+            if mr.get("sha") != head_sha:
+                with self._lock:  # GitLab may show the previous head for a moment after the push
+                    self._pushed[(repo.id, task_id)] = (head_sha, str(mr.get("sha")))
             want_title = mapping.draft_title(title) if mr.get("draft") else title
             if mr.get("title") != want_title or (mr.get("description") or "") != description:
                 mr = api.put(f"{prefix}/merge_requests/{mr['iid']}", {"title": want_title,
@@ -225,7 +229,7 @@ class GitLabForge:
             self._iids[(repo.id, task_id)] = int(mr["iid"])
         info = mapping.pr_info(mr, base_sha=self._base_tip(api, prefix, repo.default_branch))
         # GitLab may not have caught up with the push yet: the head is the one just pushed.
-        return PullRequestInfo(**{**info.__dict__, "head_sha": head_sha})
+        return replace(info, head_sha=head_sha)
 
     def _description(self, repo: RepoFacts, task_id: int, body: str) -> str:
         with self.db.read() as session:
@@ -253,6 +257,17 @@ class GitLabForge:
         if mr.get("state") != "opened":
             return PullRequestState(info=mapping.pr_info(mr), ci_required=required, ci=None, review=None)
         info = mapping.pr_info(mr, base_sha=self._base_tip(api, prefix, str(mr["target_branch"])))
+        with self._lock:
+            pushed, before = self._pushed.get((repo.id, task_id), (None, None))
+        if pushed is not None and info.head_sha == before:
+            # GitLab has not processed Optio's push yet (it updates MRs asynchronously): the head is the one
+            # pushed, its CI and mergeability not known yet; never the previous head's red CI again.
+            info = replace(info, head_sha=pushed, mergeable=None)
+            ci = CiInfo(head_sha=pushed, status="pending", output="") if required else None
+            return PullRequestState(info=info, ci_required=required, ci=ci, review=self._review(api, prefix, mr))
+        if pushed is not None:
+            with self._lock:
+                self._pushed.pop((repo.id, task_id), None)
         ci = self._ci(repo, api, prefix, mr) if required else None
         return PullRequestState(info=info, ci_required=required, ci=ci, review=self._review(api, prefix, mr))
 
