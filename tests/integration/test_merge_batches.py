@@ -338,3 +338,34 @@ def test_batching_off_tests_one_pr_at_a_time(world: tuple[Database, Path, int], 
         assert_every_main_commit_tested(db, remote, forge, repo_id)
     finally:
         forge.shutdown()
+
+
+def test_a_new_push_mid_batch_drops_the_pr_out_and_the_rest_land(world: tuple[Database, Path, int],
+                                                                  tmp_path: Path) -> None:
+    db, remote, repo_id = world
+    forge = LocalForge(db, tmp_path / "data")
+    try:
+        _, queued = setup_front(forge, db, remote, repo_id, tmp_path, [3, 4, 5])
+        set_ci(db, repo_id, f"sleep 1.5; {CI}")
+        assert merge(forge, repo_id, 2) is not None
+        wait_for("the batch is running", lambda: [b.status for b in batch_rows(db)] == ["pending"])
+        # Task 4's agent pushes again: its PR leaves the queue (a new head is tested afresh before it queues).
+        with db.read() as session:
+            repo = session.get(Repo, repo_id)
+            assert repo is not None
+        cache = forge.cache(repo)
+        wt = tmp_path / "wt" / "4"
+        (wt / "more.txt").write_text("more\n")
+        cache.commit_all(wt, "more")
+        forge.open_or_update_pr(repo_id, 4, head_branch=branch_for_task(4),
+                                head_sha=cache.push_branch(wt, branch_for_task(4)), title="task 4", body="")
+        wait_for("the rest landed", lambda: pr_row(db, queued[0]).state == pr_row(db, queued[2]).state == "merged")
+        first, second = batch_rows(db)[:2]
+        assert first.status == "dropped" and second.status == "landed"
+        assert second.pr_ids == [pr_row(db, queued[0]).id, pr_row(db, queued[2]).id]
+        four = pr_row(db, queued[1])
+        assert four.state == "open" and four.merge_queued_at is None
+        assert "more.txt" not in git("ls-tree", "--name-only", "main", cwd=remote).split()
+        assert_every_main_commit_tested(db, remote, forge, repo_id)
+    finally:
+        forge.shutdown()
