@@ -113,3 +113,58 @@ def test_a_failed_task_deletes_its_remote_branch(optio_server: OptioServer, tmp_
         assert time.monotonic() < deadline, remote_branches(remote)
         time.sleep(0.2)
     assert remote_branches(remote) == ["main"]
+
+
+# Each PR alone passes on the first main; bad.txt fails once a.txt (the first PR) has landed.
+BAD_CI = 'sleep 1; if [ -e a.txt ] && [ -e bad.txt ]; then echo "BAD AND A EXIST TOGETHER"; exit 1; fi; echo ok'
+
+
+def test_a_red_batch_is_bisected_and_the_bad_pr_goes_back_to_its_agent(optio_server: OptioServer,
+                                                                        tmp_path: Path) -> None:
+    remote = make_remote(tmp_path)
+    optio_server.cli("repo", "add", str(remote), "--name", "bisect", "--ci-command", BAD_CI, "--require-approval",
+                     check=True)
+    first = new_task(optio_server, "--repo", "bisect", "--title", "A", "--prompt", "a", "--command", "echo a > a.txt")
+    front = new_task(optio_server, "--repo", "bisect", "--title", "B", "--prompt", "b", "--command", "echo b > b.txt")
+    # The bad PR's agent, resumed with the batch's bad news (its own merge result's CI output), gives way.
+    bad_script = ('if grep -q "BAD AND A EXIST" "$OPTIO_PROMPT_FILE"; then git rm -q bad.txt; echo c > c.txt; '
+                  'else echo bad > bad.txt; fi')
+    bad = new_task(optio_server, "--repo", "bisect", "--title", "C", "--prompt", "c", "--command", bad_script)
+    rest = [new_task(optio_server, "--repo", "bisect", "--title", t, "--prompt", t.lower(), "--command",
+                     f"echo {t} > {t.lower()}.txt") for t in ("D", "E")]
+    everyone = [first, front, bad, *rest]
+    for task in everyone:
+        wait_ci(optio_server, task["id"], "passing", timeout=120)
+    bad_head = db_rows(optio_server, "SELECT head_sha FROM pull_requests WHERE id=?", pr_id(optio_server, bad["id"]))
+    approve(optio_server, first["id"])
+    assert optio_server.wait_state(f"/api/repo-tasks/{first['id']}", END, timeout=60)["state"] == "completed"
+    approve(optio_server, front["id"])
+    deadline = time.monotonic() + 30  # B is re-tested alone at the front; the others queue behind it
+    while not db_rows(optio_server, "SELECT 1 FROM pull_requests WHERE id=? AND merge_queued_at IS NOT NULL",
+                      pr_id(optio_server, front["id"])):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for task in (bad, *rest):
+        approve(optio_server, task["id"])
+
+    deadline = time.monotonic() + 120
+    while True:
+        c = optio_server.api("GET", f"/api/repo-tasks/{bad['id']}").json()
+        if c["resume_count"] >= 1 and c["ci_status"] == "passing" and c["state"] == "pr_opened":
+            break
+        assert c["state"] not in END, (c, optio_server.log()[-3000:])
+        assert time.monotonic() < deadline, c
+        time.sleep(0.2)
+    approve(optio_server, bad["id"])  # its new head, as a person would
+    for task in everyone:
+        final = optio_server.wait_state(f"/api/repo-tasks/{task['id']}", END, timeout=120)
+        assert final["state"] == "completed", (final, optio_server.log()[-3000:])
+
+    statuses = [row[0] for row in db_rows(optio_server, "SELECT status FROM merge_batches ORDER BY id")]
+    assert statuses[0] == "bisected", statuses  # C, D and E tested together failed, and were split
+    red = db_rows(optio_server, "SELECT output FROM ci_runs WHERE pr_id=? AND head_sha=? AND status='failing'",
+                  pr_id(optio_server, bad["id"]), bad_head[0][0])
+    assert len(red) == 1 and "BAD AND A EXIST TOGETHER" in red[0][0]  # its own merge result, alone
+    assert events(optio_server, bad["id"]).count("ci_failed") == 1
+    assert "bad.txt" not in git("ls-tree", "--name-only", "main", cwd=remote).split()
+    assert_main_green_and_tested(optio_server, remote, BAD_CI, cache_of(optio_server))

@@ -7,9 +7,12 @@ branch pushed to the remote, allowed only when CI passed on the merge onto the c
 lands is exactly a tree CI passed on.
 
 Merges are serialised per (repo, base branch). A PR ready to merge whose CI result is for an older base
-joins that base's merge queue; only the queue's front is re-tested on the current base at a time, and it
-merges when green or goes back to its agent with the CI output when red. Every change of forge state
-enqueues a reconcile of the owning task in the same transaction, so "CI green → merged" never waits for a poll.
+joins that base's merge queue. Several waiting PRs are tested together (a batch: their heads merged in order
+onto the base tip, one CI run) and land as one commit of exactly the tested tree; a red batch is bisected down
+to the PR whose merge fails, which goes back to its agent with the CI output. A queue of one is re-tested
+alone and merges with its own squash. Nothing lands on a base that moved since CI tested it: the push is a
+compare-and-swap on the tested tip. Every change of forge state enqueues a reconcile of the owning task in
+the same transaction, so "CI green → merged" never waits for a poll.
 """
 
 from __future__ import annotations
