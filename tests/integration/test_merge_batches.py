@@ -16,7 +16,7 @@ from tests.support.forge_db import repo_world
 from tests.support.git_remote import git
 
 from optio.errors import Conflict
-from optio.forge.git import BaseMovedError, branch_for_task
+from optio.forge.git import BaseMovedError, RepoCache, branch_for_task
 from optio.forge.local import LocalForge, MergeQueued
 from optio.store.db import Database
 from optio.store.models import CiRun, MergeBatch, PullRequest, Repo
@@ -367,5 +367,44 @@ def test_a_new_push_mid_batch_drops_the_pr_out_and_the_rest_land(world: tuple[Da
         assert four.state == "open" and four.merge_queued_at is None
         assert "more.txt" not in git("ls-tree", "--name-only", "main", cwd=remote).split()
         assert_every_main_commit_tested(db, remote, forge, repo_id)
+    finally:
+        forge.shutdown()
+
+
+class Crash(Exception):
+    pass
+
+
+def test_a_restart_after_the_batch_push_and_before_its_record_records_the_landed_commit(
+    world: tuple[Database, Path, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, remote, repo_id = world
+    forge = LocalForge(db, tmp_path / "data")
+    real_land = RepoCache.land_tree
+
+    def push_then_crash(self: RepoCache, *args: object, **kwargs: object) -> str:
+        real_land(self, *args, **kwargs)  # type: ignore[arg-type]
+        raise Crash
+
+    try:
+        _, queued = setup_front(forge, db, remote, repo_id, tmp_path, [3, 4])
+        monkeypatch.setattr(RepoCache, "land_tree", push_then_crash)
+        assert merge(forge, repo_id, 2) is not None
+        wait_for("the batch pushed", lambda: [b.status for b in batch_rows(db)] == ["passing"]
+                 and git("log", "-1", "--format=%s", "main", cwd=remote).startswith("Merge 2 pull requests"))
+        time.sleep(0.3)
+    finally:
+        forge.shutdown()
+    monkeypatch.setattr(RepoCache, "land_tree", real_land)
+    landed = git("rev-parse", "main", cwd=remote).strip()
+    assert [pr_row(db, n).state for n in queued] == ["open", "open"]  # the push landed, the record did not
+
+    forge = LocalForge(db, tmp_path / "data")
+    try:
+        forge.recover()
+        wait_for("recorded", lambda: all(pr_row(db, n).state == "merged" for n in queued))
+        assert [pr_row(db, n).merged_sha for n in queued] == [landed, landed]
+        assert [(b.status, b.merged_sha) for b in batch_rows(db)] == [("landed", landed)]
+        assert git("rev-parse", "main", cwd=remote).strip() == landed  # landed once, not again
     finally:
         forge.shutdown()
