@@ -175,7 +175,7 @@ def test_twenty_tasks_at_once_every_main_commit_passed_ci_on_its_tree(optio_serv
     # re-test each (testing every open PR on every new base would be about n²/2 runs).
     runs = db_rows(optio_server, "SELECT count(*) FROM ci_runs")[0][0]
     runs += db_rows(optio_server, "SELECT count(*) FROM merge_batches WHERE started_at IS NOT NULL")[0][0]
-    assert runs <= 1.5 * len(ids), runs
+    assert runs <= 1.75 * len(ids), runs
     assert_main_green_and_tested(optio_server, remote, ci, cache_of(optio_server))
 
 
