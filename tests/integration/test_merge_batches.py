@@ -120,6 +120,7 @@ def setup_front(forge: LocalForge, db: Database, remote: Path, repo_id: int, tmp
         numbers.append(open_pr(forge, tmp_path, repo_id, task, name=name))
     for n in numbers:
         wait_for(f"#{n} green on the first main", lambda n=n: green_on(db, n, initial))
+        forge.submit_review(repo_id, n, verdict="approve", comments="ok", author="alice")
     assert merge(forge, repo_id, 1) is not None
     after_one = git("rev-parse", "main", cwd=remote).strip()
     assert merge(forge, repo_id, 2) is None
@@ -406,5 +407,28 @@ def test_a_restart_after_the_batch_push_and_before_its_record_records_the_landed
         assert [pr_row(db, n).merged_sha for n in queued] == [landed, landed]
         assert [(b.status, b.merged_sha) for b in batch_rows(db)] == [("landed", landed)]
         assert git("rev-parse", "main", cwd=remote).strip() == landed  # landed once, not again
+    finally:
+        forge.shutdown()
+
+
+def test_a_pr_whose_approval_is_withdrawn_mid_batch_leaves_the_queue_and_the_rest_land(
+    tmp_path: Path
+) -> None:
+    db, remote, repo_id = repo_world(tmp_path, ci_command=CI, require_approval=True)
+    forge = LocalForge(db, tmp_path / "data")
+    try:
+        _, queued = setup_front(forge, db, remote, repo_id, tmp_path, [3, 4, 5])
+        set_ci(db, repo_id, f"sleep 1.5; {CI}")
+        assert merge(forge, repo_id, 2) is not None
+        wait_for("the batch is running", lambda: [b.status for b in batch_rows(db)] == ["pending"])
+        forge.submit_review(repo_id, queued[1], verdict="request_changes", comments="not this", author="bob")
+        wait_for("the rest landed", lambda: pr_row(db, queued[0]).state == pr_row(db, queued[2]).state == "merged")
+        first, second = batch_rows(db)
+        assert first.status == "dropped" and second.status == "landed"  # green, but #4 may no longer merge
+        assert second.pr_ids == [pr_row(db, queued[0]).id, pr_row(db, queued[2]).id]
+        four = pr_row(db, queued[1])
+        assert four.state == "open" and four.merge_queued_at is None
+        assert "task4.txt" not in git("ls-tree", "--name-only", "main", cwd=remote).split()
+        assert_every_main_commit_tested(db, remote, forge, repo_id)
     finally:
         forge.shutdown()
