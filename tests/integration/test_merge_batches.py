@@ -254,7 +254,7 @@ def test_a_batch_green_on_a_base_someone_pushed_to_meanwhile_does_not_land_and_i
     forge = LocalForge(db, tmp_path / "data")
     try:
         _, queued = setup_front(forge, db, remote, repo_id, tmp_path, [3, 4])
-        set_ci(db, repo_id, f"sleep 2; {CI}")  # a slow CI: the push lands while it runs
+        set_ci(db, repo_id, f"sleep 3; {CI}")  # a slow CI: the push lands while it runs
         assert merge(forge, repo_id, 2) is not None
         after_two = git("rev-parse", "main", cwd=remote).strip()
         wait_for("the batch is running", lambda: [b.status for b in batch_rows(db)] == ["pending"])
@@ -311,7 +311,7 @@ def test_a_pr_closed_mid_batch_drops_out_and_the_rest_land(world: tuple[Database
     forge = LocalForge(db, tmp_path / "data")
     try:
         _, queued = setup_front(forge, db, remote, repo_id, tmp_path, [3, 4, 5])
-        set_ci(db, repo_id, f"sleep 1.5; {CI}")
+        set_ci(db, repo_id, f"sleep 2.5; {CI}")
         assert merge(forge, repo_id, 2) is not None
         wait_for("the batch is running", lambda: [b.status for b in batch_rows(db)] == ["pending"])
         forge.close(repo_id, queued[1])
@@ -347,7 +347,7 @@ def test_a_new_push_mid_batch_drops_the_pr_out_and_the_rest_land(world: tuple[Da
     forge = LocalForge(db, tmp_path / "data")
     try:
         _, queued = setup_front(forge, db, remote, repo_id, tmp_path, [3, 4, 5])
-        set_ci(db, repo_id, f"sleep 1.5; {CI}")
+        set_ci(db, repo_id, f"sleep 2.5; {CI}")
         assert merge(forge, repo_id, 2) is not None
         wait_for("the batch is running", lambda: [b.status for b in batch_rows(db)] == ["pending"])
         # Task 4's agent pushes again: its PR leaves the queue (a new head is tested afresh before it queues).
@@ -418,7 +418,7 @@ def test_a_pr_whose_approval_is_withdrawn_mid_batch_leaves_the_queue_and_the_res
     forge = LocalForge(db, tmp_path / "data")
     try:
         _, queued = setup_front(forge, db, remote, repo_id, tmp_path, [3, 4, 5])
-        set_ci(db, repo_id, f"sleep 1.5; {CI}")
+        set_ci(db, repo_id, f"sleep 2.5; {CI}")
         assert merge(forge, repo_id, 2) is not None
         wait_for("the batch is running", lambda: [b.status for b in batch_rows(db)] == ["pending"])
         forge.submit_review(repo_id, queued[1], verdict="request_changes", comments="not this", author="bob")
