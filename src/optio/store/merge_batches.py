@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from optio.store.models import MergeBatch, PullRequest
 
 # A batch in one of these is the base's current work: at most one per (repo, base branch).
 ACTIVE = ("pending", "passing", "failing", "error")
-FINISHED_CI = ("passing", "failing", "error")
 
 
 def get(session: Session, batch_id: int) -> MergeBatch | None:
@@ -60,20 +59,3 @@ def finish(session: Session, batch_id: int, *, status: str, exit_code: int | Non
         .values(status=status, exit_code=exit_code, output=output, duration_s=duration_s,
                 failure_kind=failure_kind, tested_sha=tested_sha, finished_at=now))
     return bool(getattr(result, "rowcount", 0))
-
-
-def pending_ids(session: Session) -> list[int]:
-    return list(session.scalars(select(MergeBatch.id).where(MergeBatch.status == "pending")))
-
-
-def passing_tested(session: Session) -> list[tuple[str | None, str | None]]:
-    """(base sha, tested merge sha) of every batch whose CI passed, for checks that main only holds tested trees."""
-    rows = session.execute(select(MergeBatch.base_sha, MergeBatch.tested_sha)
-                           .where(MergeBatch.status.in_(("passing", "landed")), MergeBatch.tested_sha.is_not(None)))
-    return [(r[0], r[1]) for r in rows]
-
-
-def ci_run_count(session: Session) -> int:
-    """How many batch CI runs were started."""
-    return int(session.scalar(select(func.count()).select_from(MergeBatch)
-                              .where(MergeBatch.started_at.is_not(None))) or 0)

@@ -291,7 +291,8 @@ class MergeBatch(WorkspaceScoped, Base):
     CI runs once on that merge; green, the batch lands as one commit with exactly the tested tree. A red
     batch is bisected: its halves become "planned" batches (no base yet) tested in queue order, down to
     the single PR whose merge fails. Statuses: planned, pending, passing, failing, error (CI ran), then
-    landed, bisected or dropped (a member left the queue, or the base moved).
+    landed, bisected, single (a half of one PR, handed to the serial queue) or dropped (a member left the
+    queue, or the base moved).
     """
 
     __tablename__ = "merge_batches"
