@@ -5,7 +5,8 @@ writing one file, push, PR, CI command in a clean checkout, squash-merge). The b
 `bench/loop_baseline.sh`, which does the same git work for each task sequentially with nothing else.
 Both run in this process's lifetime on this machine; the script prints optio/baseline, the median
 latency from CI turning green to the merge landing, the number of CI runs (CI runs on the merge of each
-PR onto the base tip, and a PR is re-tested when the base moved before it merged), and how many commits
+PR onto the base tip, and PRs are re-tested when the base moved before they merged, several queued PRs
+together in one merge-queue batch run), and how many commits
 of main landed exactly a tree CI passed on over their parent (all of them, or main could have gone red).
 
 usage: .venv/bin/python bench/loop.py [N]
@@ -13,6 +14,7 @@ usage: .venv/bin/python bench/loop.py [N]
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import statistics
 import subprocess
@@ -36,15 +38,18 @@ def tested_on_parent(remote: Path, cache: Path, db: sqlite3.Connection) -> tuple
     def git(cwd: Path, *args: str) -> str:
         return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
-    tested = {(base, git(cache, "rev-parse", f"{sha}^{{tree}}").strip()) for base, sha in db.execute(
-        "SELECT base_sha, tested_sha FROM ci_runs WHERE status='passing' AND tested_sha IS NOT NULL")}
+    # A PR's own run, or a merge-queue batch's one run on several PRs merged together onto its base.
+    rows = db.execute("SELECT base_sha, tested_sha FROM ci_runs WHERE status='passing' AND tested_sha IS NOT NULL "
+                      "UNION SELECT base_sha, tested_sha FROM merge_batches WHERE status IN ('passing', 'landed') "
+                      "AND tested_sha IS NOT NULL").fetchall()
+    tested = {(base, git(cache, "rev-parse", f"{sha}^{{tree}}").strip()) for base, sha in rows}
     merged = [line.split() for line in git(remote, "log", "--first-parent", "--format=%H %P", "main").splitlines()]
     merged = [row for row in merged if len(row) > 1]
     ok = sum((parent, git(remote, "rev-parse", f"{sha}^{{tree}}").strip()) in tested for sha, parent, *_ in merged)
     return ok, len(merged)
 
 
-def run_optio(n: int, tmp: Path) -> tuple[float, list[float], int, int, tuple[int, int]]:
+def run_optio(n: int, tmp: Path) -> tuple[float, list[float], int, tuple[int, int], tuple[int, int]]:
     remote = make_remote(tmp)
     server = OptioServer(tmp / "data", env={"OPTIO_AUTH": "disabled", "OPTIO_LOG_LEVEL": "warning"}).start()
     try:
@@ -68,16 +73,21 @@ def run_optio(n: int, tmp: Path) -> tuple[float, list[float], int, int, tuple[in
             time.sleep(0.1)
         elapsed = time.perf_counter() - start
         with sqlite3.connect(server.data_dir / "optio.db") as db:
-            # The green run a merge waited for is the head's last passing one (earlier ones were on older bases).
+            # The green run a merge waited for is the head's last passing one (earlier ones were on older bases),
+            # or the batch it landed with.
             rows = db.execute(
-                "SELECT max(c.finished_at), p.merged_at FROM pull_requests p JOIN ci_runs c ON c.pr_id = p.id "
+                "SELECT p.id, max(c.finished_at), p.merged_at FROM pull_requests p JOIN ci_runs c ON c.pr_id = p.id "
                 "AND c.head_sha = p.head_sha WHERE p.state = 'merged' AND c.status = 'passing' "
                 "GROUP BY p.id").fetchall()
+            batch_green = {pr_id: finished for ids, finished in db.execute(
+                "SELECT pr_ids, finished_at FROM merge_batches WHERE status = 'landed'") for pr_id in json.loads(ids)}
+            rows = [(batch_green.get(pr_id, green), merged) for pr_id, green, merged in rows]
             completed = db.execute("SELECT count(*) FROM repo_tasks WHERE state='completed'").fetchone()[0]
             ci_runs = db.execute("SELECT count(*) FROM ci_runs").fetchone()[0]
+            batch_runs = db.execute("SELECT count(*) FROM merge_batches WHERE started_at IS NOT NULL").fetchone()[0]
             tested = tested_on_parent(remote, server.data_dir / "repos" / "1" / "cache.git", db)
         latencies = [(datetime.fromisoformat(m) - datetime.fromisoformat(c)).total_seconds() for c, m in rows]
-        return elapsed, latencies, completed, ci_runs, tested
+        return elapsed, latencies, completed, (ci_runs, batch_runs), tested
     finally:
         server.stop()
 
@@ -92,9 +102,10 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 50
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         baseline = run_baseline(n, Path(b))
-        elapsed, latencies, completed, ci_runs, (tested, merged) = run_optio(n, Path(a))
+        elapsed, latencies, completed, (pr_runs, batch_runs), (tested, merged) = run_optio(n, Path(a))
+    ci_runs = pr_runs + batch_runs
     print(f"tasks: {n}  merged by optio: {completed}")
-    print(f"CI runs: {ci_runs} ({ci_runs / max(n, 1):.2f} per task)")
+    print(f"CI runs: {ci_runs} ({ci_runs / max(n, 1):.2f} per task; {batch_runs} of them merge-queue batches)")
     print(f"main commits that landed a tree CI passed on, over their parent: {tested}/{merged}")
     print(f"baseline shell script (sequential git work): {baseline:8.2f} s")
     print(f"optio (create → merged, whole loop):         {elapsed:8.2f} s")

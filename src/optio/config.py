@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     agent_timeout_s: float = Field(default=3600.0, gt=0, description="Default wall-clock limit per agent run")
     ci_timeout_s: float = Field(default=1800.0, gt=0,
                                 description="Wall-clock limit per CI run; a CI killed by it needs a person")
+    merge_batch_max: int = Field(default=8, ge=1,
+                                 description="Most queued PRs one merge-queue CI run tests together; 1 = one at a time")
     queue_lease_s: float = Field(default=60.0, gt=0)
     max_executor_errors: int = Field(
         default=5, ge=1, description="The same failure applying a run's decision this many times in a row gives it up"

@@ -82,6 +82,7 @@ def build(settings: Settings) -> Optio:
                        secrets=auth.secrets, outbound_allowlist=settings.outbound_allowlist)
     forge.sandbox = sandbox
     forge.ci_timeout_s = settings.ci_timeout_s
+    forge.merge_batch_max = settings.merge_batch_max
     ctx = ControlContext(
         settings=settings, db=db, runtime=LocalRuntime(processes.DbSink(db, settings), sandbox=sandbox),
         forges=ForgeRegistry({forge.name: forge}), worktrees=forge.worktrees, secrets=auth.secrets,

@@ -42,6 +42,7 @@ def test_queue_retests_one_pr_at_a_time_in_order(world: tuple[Database, Path, in
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     db, remote, repo_id = world
     forge = LocalForge(db, tmp_path / "data")
+    forge.merge_batch_max = 1  # the serial queue (OPTIO_MERGE_BATCH_MAX=1): batches are tested elsewhere
     try:
         initial = git("rev-parse", "main", cwd=remote).strip()
         opened = {task: open_pr(forge, tmp_path, repo_id, task) for task in (1, 2, 3)}

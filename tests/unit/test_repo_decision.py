@@ -416,6 +416,11 @@ def test_merged_pr_completes() -> None:
     _transition(pr_task(pr=pr(state="merged", ci_status="failing")), S.COMPLETED)
 
 
+def test_a_pr_merged_elsewhere_completes_with_a_merged_event() -> None:
+    # By a person (`optio pr merge`) or with a merge-queue batch: the timeline says merged, as for the loop's own.
+    assert _transition(pr_task(pr=pr(state="merged")), S.COMPLETED).event == "merged"
+
+
 def test_closed_pr_fails() -> None:
     action = _transition(pr_task(pr=pr(state="closed")), S.FAILED)
     assert "pull request closed" in action.reason

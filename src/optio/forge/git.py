@@ -61,6 +61,8 @@ from optio.runtime.sandbox import Sandbox
 from optio.security.ssrf import Allowlist, Resolver, UnsafeURLError
 
 __all__ = [
+    "BaseMovedError",
+    "BatchConflictError",
     "CiResult",
     "GitError",
     "MergeConflictError",
@@ -811,21 +813,79 @@ class RepoCache:
         would put on the base. Nothing is pushed; the commit lives only in the cache's object store.
         Raises ``MergeConflictError`` when the head does not merge cleanly onto that base.
         """
+        return self.test_merge_many(base_sha, [head_sha], work_root=work_root)
+
+    def test_merge_many(self, base_sha: str, head_shas: Sequence[str], *, work_root: Path) -> str:
+        """Each head merged in order onto ``base_sha`` in one scratch checkout: what a merge-queue batch lands.
+
+        The same merge path as the single test merge, one head after another, so the last commit's tree is
+        what landing the whole batch onto ``base_sha`` puts on the base. Raises ``BatchConflictError`` (a
+        ``MergeConflictError``) naming the head that does not merge onto the ones before it.
+        """
         self.ensure()
         base = self._ensure_commit(base_sha)
-        head = self._ensure_commit(head_sha)
+        heads = [self._ensure_commit(h) for h in head_shas]
         work_root.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix="test-merge-", dir=work_root))
         checkout = scratch / "checkout"
         try:
             with self._lock:
                 self._git(["worktree", "add", "--quiet", "--detach", str(checkout), base])
-            _merge_in(checkout, ["merge", "--no-ff", "--no-edit", "--quiet", "--no-verify", "-m",
-                                 f"optio test merge of {head[:12]} onto {base[:12]}", head])
+            for head in heads:
+                try:
+                    _merge_in(checkout, ["merge", "--no-ff", "--no-edit", "--quiet", "--no-verify", "-m",
+                                         f"optio test merge of {head[:12]} onto {base[:12]}", head])
+                except MergeConflictError as exc:
+                    if len(heads) == 1:
+                        raise
+                    raise BatchConflictError(exc.git_args, exc.returncode, exc.stderr_tail, exc.conflicting_files,
+                                             head_sha=head) from None
             return self._resolve_in(checkout, "HEAD")
         finally:
             self._discard_worktree(checkout)
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def land_tree(self, base_branch: str, base_sha: str, tested_sha: str, message: str, *,
+                  trailers: Sequence[tuple[str, str]], landed_if: Mapping[str, str]) -> str:
+        """Land exactly the tree of ``tested_sha`` as one commit on ``base_branch``, if it is still at ``base_sha``.
+
+        The commit's parent is ``base_sha`` and its tree the tested one, so what lands is what CI passed on.
+        The push is leased against ``base_sha``: if anyone moved the base since CI tested it, nothing lands
+        and ``BaseMovedError`` is raised. Idempotent: a commit on the base whose trailers include
+        ``landed_if`` (a push that landed before a crash) is returned instead of landing again.
+        """
+        self.ensure()
+        base_branch = base_branch.removeprefix("origin/").removeprefix("refs/heads/")
+        with self._merge_lock:
+            self.fetch()
+            landed = self.find_squash(base_branch, landed_if)
+            if landed is not None:
+                log.info("land_tree.already_landed", base=base_branch, sha=landed)
+                return landed
+            tip = self._try_resolve(f"refs/remotes/origin/{base_branch}")
+            if tip != base_sha:
+                raise BaseMovedError(base_branch, base_sha, tip)
+            tree = self._git(["rev-parse", f"{self._ensure_commit(tested_sha)}^{{tree}}"]).stdout.strip()
+            text = message.rstrip() + "\n\n" + "".join(f"{key}: {value}\n" for key, value in trailers)
+            new_sha = self._git(["commit-tree", tree, "-p", base_sha, "-F", "-"], input=text).stdout.strip()
+            self._push_leased(base_branch, base_sha, new_sha)
+            return new_sha
+
+    def _push_leased(self, base_branch: str, base_sha: str, new_sha: str, *, cwd: Path | None = None) -> None:
+        """Move the remote ``base_branch`` from ``base_sha`` to ``new_sha``, or raise BaseMovedError if it moved."""
+        push = self._remote_git(
+            ["push", "--porcelain", "--no-verify", f"--force-with-lease=refs/heads/{base_branch}:{base_sha}",
+             "origin", f"{new_sha}:refs/heads/{base_branch}"],
+            cwd=cwd, check=False,
+        )
+        if push.returncode == 0:
+            return
+        detail = f"{push.stdout}\n{push.stderr}"
+        if any(m in detail.lower() for m in _RACE_MARKERS):
+            self.fetch()
+            raise BaseMovedError(base_branch, base_sha, self._try_resolve(f"refs/remotes/origin/{base_branch}"))
+        raise GitError(["push", "origin", f"{new_sha}:refs/heads/{base_branch}"], push.returncode, detail,
+                       message=f"pushing the merge to {base_branch} was rejected")
 
     def squash_merge(
         self,
@@ -835,11 +895,15 @@ class RepoCache:
         *,
         work_root: Path,
         trailers: Mapping[str, str] | None = None,
+        onto: str | None = None,
     ) -> str:
         """Land ``head_sha`` on the remote ``base_branch`` as one commit; returns the new base sha.
 
         The push is never forced: if the base moved between our fetch and our
         push, the squash is redone on the fresh base (a bounded number of times).
+        With ``onto`` (the base tip CI tested the merge on) it lands only on exactly that tip, leased
+        (compare-and-swap on the ref): if the base is elsewhere, or moves before the push, nothing lands
+        and ``BaseMovedError`` is raised, because a squash onto another base would be an untested tree.
 
         With ``trailers`` (e.g. ``Optio-PR: 7``) the squash commit carries them
         and the merge is idempotent: when the base already holds a commit with
@@ -862,7 +926,10 @@ class RepoCache:
                         return landed
                 head = self._ensure_commit(head_sha)
                 base_sha = self._resolve_in(self.cache_dir, f"refs/remotes/origin/{base_branch}")
-                pushed, sha, detail = self._squash_once(base_branch, base_sha, head, message, work_root, trailers)
+                if onto is not None and base_sha != onto:
+                    raise BaseMovedError(base_branch, onto, base_sha)
+                pushed, sha, detail = self._squash_once(base_branch, base_sha, head, message, work_root, trailers,
+                                                        leased=onto is not None)
                 if pushed:
                     return sha
                 lost_race = any(m in detail.lower() for m in _RACE_MARKERS)
@@ -908,6 +975,7 @@ class RepoCache:
     def _squash_once(
         self, base_branch: str, base_sha: str, head: str, message: str, work_root: Path,
         trailers: Mapping[str, str] | None = None,
+        leased: bool = False,
     ) -> tuple[bool, str, str]:
         work_root.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix="merge-", dir=work_root))
@@ -925,6 +993,9 @@ class RepoCache:
                 commit.append("--allow-empty")  # the merge still gets a commit of its own to record
             run_git(commit, cwd=checkout)
             new_sha = self._resolve_in(checkout, "HEAD")
+            if leased:
+                self._push_leased(base_branch, base_sha, new_sha, cwd=checkout)
+                return True, new_sha, ""
             push = self._remote_git(
                 ["push", "--porcelain", "--no-verify", "origin", f"{new_sha}:refs/heads/{base_branch}"],
                 cwd=checkout,
@@ -954,8 +1025,9 @@ class RepoCache:
 
     # -- helpers ---------------------------------------------------------------
 
-    def _git(self, args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run_git(args, cwd=self.cache_dir, check=check)
+    def _git(self, args: list[str], *, check: bool = True, input: str | None = None
+             ) -> subprocess.CompletedProcess[str]:
+        return run_git(args, cwd=self.cache_dir, check=check, input=input)
 
     def _remote_git(
         self, args: list[str], *, cwd: Path | None = None, check: bool = True, timeout: float = 300
@@ -1022,6 +1094,25 @@ class RepoCache:
                 if proc.returncode != 0:
                     shutil.rmtree(path, ignore_errors=True)
             self._git(["worktree", "prune"], check=False)
+
+
+class BatchConflictError(MergeConflictError):
+    """One head of a batch does not merge onto the base with the heads before it merged."""
+
+    def __init__(self, args: Sequence[str], returncode: int | None, stderr: str, conflicting_files: list[str], *,
+                 head_sha: str) -> None:
+        self.head_sha = head_sha
+        super().__init__(args, returncode, stderr, conflicting_files)
+
+
+class BaseMovedError(GitError):
+    """The base branch is no longer at the tip CI tested: landing now would put an untested tree on it."""
+
+    def __init__(self, base_branch: str, expected: str, found: str | None) -> None:
+        self.base_branch, self.expected, self.found = base_branch, expected, found
+        super().__init__(["push", "origin", f"refs/heads/{base_branch}"], 1, "",
+                         message=f"{base_branch} moved from {expected[:10]} to {(found or 'nothing')[:10]} "
+                                 "since CI tested the merge; nothing landed")
 
 
 def _merge_in(checkout: Path, merge_args: list[str]) -> None:

@@ -7,9 +7,12 @@ branch pushed to the remote, allowed only when CI passed on the merge onto the c
 lands is exactly a tree CI passed on.
 
 Merges are serialised per (repo, base branch). A PR ready to merge whose CI result is for an older base
-joins that base's merge queue; only the queue's front is re-tested on the current base at a time, and it
-merges when green or goes back to its agent with the CI output when red. Every change of forge state
-enqueues a reconcile of the owning task in the same transaction, so "CI green → merged" never waits for a poll.
+joins that base's merge queue. Several waiting PRs are tested together (a batch: their heads merged in order
+onto the base tip, one CI run) and land as one commit of exactly the tested tree; a red batch is bisected down
+to the PR whose merge fails, which goes back to its agent with the CI output. A queue of one is re-tested
+alone and merges with its own squash. Nothing lands on a base that moved since CI tested it: the push is a
+compare-and-swap on the tested tip. Every change of forge state enqueues a reconcile of the owning task in
+the same transaction, so "CI green → merged" never waits for a poll.
 """
 
 from __future__ import annotations
@@ -27,14 +30,15 @@ from optio.control.ports import SecretsProvider
 from optio.errors import Conflict, NotFound
 from optio.forge.base import CiInfo, ForgeEvent, LineComment, PullRequestInfo, PullRequestState, ReviewInfo
 from optio.forge.ci_setup import ClassifiedCi, classify
-from optio.forge.git import CiResult, GitError, MergeConflictError
+from optio.forge.git import BaseMovedError, BatchConflictError, CiResult, GitError, MergeConflictError
 from optio.forge.merge_gates import MergeGateRefused, check_merge_gates
 from optio.forge.worktrees import RepoCaches, RepoWorktrees
 from optio.runtime.sandbox import Sandbox
+from optio.store import merge_batches as batches
 from optio.store import pull_requests as prs
 from optio.store import queue, runs
 from optio.store.db import Database
-from optio.store.models import CiRun, PullRequest, Repo
+from optio.store.models import CiRun, MergeBatch, PullRequest, Repo
 from optio.store.session import Session
 from optio.store.types import utcnow
 
@@ -58,6 +62,13 @@ def _info(pr: PullRequest) -> PullRequestInfo:
         base_branch=pr.base_branch, mergeable=pr.mergeable, conflicting_files=tuple(pr.conflicting_files or ()),
         merged_sha=pr.merged_sha, id=pr.id, base_sha=pr.base_sha,
     )
+
+
+def _members(queue: list[PullRequest], pr_ids: list[int], head_shas: list[str]) -> list[PullRequest]:
+    """The batch's PRs still waiting in the queue at the heads the batch was made of, in the batch's order."""
+    queued = {pr.id: pr for pr in queue}
+    return [queued[pr_id] for pr_id, head in zip(pr_ids, head_shas, strict=False)
+            if pr_id in queued and queued[pr_id].head_sha == head]
 
 
 def _ci_info(ci: CiRun) -> CiInfo:
@@ -102,6 +113,8 @@ class LocalForge:
     sandbox: Sandbox | None = None
     # Set by the server (OPTIO_CI_TIMEOUT_S): a CI run killed by it is a CI setup failure (status "error").
     ci_timeout_s: float = 1800.0
+    # Set by the server (OPTIO_MERGE_BATCH_MAX): how many queued PRs one CI run may test together (1: serial).
+    merge_batch_max: int = 8
 
     def __init__(self, db: Database, data_dir: Path, *, ci_workers: int = 2,
                  redact: Callable[[str, int, int | None], str] | None = None,
@@ -118,6 +131,7 @@ class LocalForge:
         self._pool = ThreadPoolExecutor(max_workers=ci_workers, thread_name_prefix="optio-ci")
         self._bg = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optio-forge")
         self._ci_inflight: set[tuple[int, str, str | None]] = set()
+        self._batch_inflight: set[int] = set()
         # One merge at a time per (repo, base branch): the merge queue's lock.
         self._base_locks: dict[tuple[int, str], threading.RLock] = {}
 
@@ -176,7 +190,8 @@ class LocalForge:
         # The task's push fetched just before: the cache's base is the one the agent's work meets now.
         base_sha = self._base_tip(repo, base_branch)
         left_queue = False
-        with self.db.write() as session:
+        # Under the base's lock: a batch being landed sees the PR either before this push or after it.
+        with self._base_lock(repo_id, base_branch), self.db.write() as session:
             repo = self._repo(session, repo_id)
             pr = prs.open_for_task(session, task_id)
             if pr is None:
@@ -286,6 +301,7 @@ class LocalForge:
                     if report.only_stale_ci:
                         if pr.merge_queued_at is None:
                             pr.merge_queued_at = utcnow()
+                        pr.merge_message = message
                         _enqueue_task(session, pr, "merge queued: re-testing on the current base")
                         queued = True
                     elif not report.ok:
@@ -293,13 +309,30 @@ class LocalForge:
                 trailers = merge_trailers(pr.task_id, number, head_sha)
             if queued:
                 self._advance_queue(repo_id, base_branch)
+                with self.db.read() as session:
+                    pr = self._pr(session, repo_id, number)
+                    if pr.state == "merged":  # landed with its batch just now
+                        return pr.merged_sha or ""
                 raise MergeQueued(f"pull request #{number} is queued to be tested on {base_branch} at {tip[:10]} "
                                   "before it merges")
             try:
                 # The trailers make the merge idempotent: after a crash between the push and the write below,
                 # the retry finds this PR's own commit on the base instead of recording whatever is on top.
+                # Without force it lands only on the tip CI passed on (a compare-and-swap of the base ref).
                 merged_sha = cache.squash_merge(base_branch, head_sha, message, work_root=self.data_dir / "merges",
-                                                trailers=trailers)
+                                                trailers=trailers, onto=None if force else tip)
+            except BaseMovedError as exc:
+                # Someone pushed to the base since the fetch above: back to the queue, to be tested on it.
+                with self.db.write() as session:
+                    pr = self._pr(session, repo_id, number)
+                    if pr.merge_queued_at is None:
+                        pr.merge_queued_at = utcnow()
+                    pr.merge_message = message
+                    if exc.found:
+                        pr.base_sha = exc.found
+                    _enqueue_task(session, pr, f"merge queued: {base_branch} moved outside the queue")
+                self._advance_queue(repo_id, base_branch)
+                raise MergeQueued(f"pull request #{number} is queued: {exc}") from None
             except MergeConflictError as exc:
                 with self.db.write() as session:
                     pr = self._pr(session, repo_id, number)
@@ -321,7 +354,10 @@ class LocalForge:
         return merged_sha
 
     def close(self, repo_id: int, number: int) -> None:
-        with self.db.write() as session:
+        with self.db.read() as session:
+            lock = self._base_lock(repo_id, self._pr(session, repo_id, number).base_branch)
+        # Under the base's lock: a batch being landed sees the PR either open or closed, never both.
+        with lock, self.db.write() as session:
             pr = self._pr(session, repo_id, number)
             if pr.state == "open":
                 pr.state = "closed"
@@ -357,15 +393,19 @@ class LocalForge:
     def _after_merge(self, repo_id: int, head_branch: str, base_branch: str) -> None:
         """The base moved: re-test the queue's next PR, drop the merged branch, recheck the other open PRs."""
         self._safe_advance(repo_id, base_branch)  # first: the queue waits on it, the rest is bookkeeping
+        self._after_merge_cleanup(repo_id, [head_branch])
+
+    def _after_merge_cleanup(self, repo_id: int, head_branches: list[str]) -> None:
         try:
             with self.db.read() as session:
                 repo = self._repo(session, repo_id)
                 open_ids = prs.open_ids(session, repo_id)
             cache = self.cache(repo)
-            try:
-                cache.delete_remote_branch(head_branch)
-            except Exception:
-                log.warning("delete_branch_failed", repo=repo_id, branch=head_branch)
+            for head_branch in head_branches:
+                try:
+                    cache.delete_remote_branch(head_branch)
+                except Exception:
+                    log.warning("delete_branch_failed", repo=repo_id, branch=head_branch)
             for pr_id in open_ids:
                 self.refresh_mergeability(pr_id)
         except Exception:
@@ -381,43 +421,257 @@ class LocalForge:
             log.exception("merge_queue_failed", repo=repo_id, base=base_branch)
 
     def _advance_queue(self, repo_id: int, base_branch: str) -> None:
-        """Give the queue's front what it needs next (the caller holds the base's lock).
+        """Give the queue what it needs next (the caller holds the base's lock).
 
-        The front is re-tested on the current base tip unless it has been; green, its task is woken to
-        merge; red, it leaves the queue and its task is woken (its agent gets the CI output) and the next
-        PR becomes the front. Only one PR is tested at a time, so a merge never wastes the others' runs.
+        The next segment of the queue is tested on the current base tip: the halves of a red batch first
+        (in queue order), otherwise up to `merge_batch_max` PRs from the front. A segment of one PR is the
+        serial queue: its head is re-tested on the tip, and green its task is woken to merge; red, it leaves
+        the queue and its task is woken (its agent gets the CI output). A segment of several is a batch,
+        tested once as their heads merged in order onto the tip; green, the forge lands it as one commit
+        (exactly the tested tree) and every PR in it is merged; red, it is split in halves, down to the PR
+        whose merge fails. A batch whose member left the queue, or whose base moved, is dropped and the
+        queue forms anew.
         """
         with self.db.read() as session:
             repo = self._repo(session, repo_id)
-            if not prs.merge_queue(session, repo_id, base_branch):
+            if not prs.merge_queue(session, repo_id, base_branch) and \
+                    batches.active(session, repo_id, base_branch) is None:
                 return
         cache = self.cache(repo)
         cache.ensure()
         cache.fetch()
         tip = cache.resolve(f"origin/{base_branch}")
-        to_test: tuple[int, str] | None = None
+        for _ in range(64):  # each round lands a batch or drops one: bounded by the queue's length
+            step = self._queue_step(repo_id, base_branch, tip)
+            if step is None:
+                return
+            kind, ident = step
+            if kind == "test_pr":
+                pr_id, head_sha = ident.split(":", 1)
+                log.info("merge_queue_retest", pr=int(pr_id), head=head_sha[:10], base=tip[:10])
+                self.schedule_ci(int(pr_id), head_sha, tip)
+                return
+            if kind == "test_batch":
+                self.schedule_batch_ci(int(ident))
+                return
+            # land
+            self._land_batch(int(ident))
+            cache.fetch()
+            tip = cache.resolve(f"origin/{base_branch}")
+
+    def _queue_step(self, repo_id: int, base_branch: str, tip: str) -> tuple[str, str] | None:
+        """One decision about the queue on `tip`, written in one transaction: what to test or land next."""
         with self.db.write() as session:
-            for pr in prs.merge_queue(session, repo_id, base_branch):
-                pr.base_sha = tip
+            while True:
+                session.flush()
+                queue = prs.merge_queue(session, repo_id, base_branch)
+                for pr in queue:
+                    pr.base_sha = tip
+                batch = batches.active(session, repo_id, base_branch)
+                if batch is not None:
+                    members = _members(queue, batch.pr_ids, batch.head_shas)
+                    whole = len(members) == len(batch.pr_ids)
+                    if batch.status == "passing" and whole:
+                        return "land", str(batch.id)
+                    if batch.status == "pending" and whole and batch.base_sha == tip:
+                        with self._lock:
+                            running = batch.id in self._batch_inflight
+                        return None if running else ("test_batch", str(batch.id))
+                    if batch.status in ("failing", "error") and whole:
+                        batch.status = "bisected"
+                        self._plan_halves(session, members)
+                        log.info("merge_queue_bisect", batch=batch.id, prs=[p.number for p in members])
+                    else:
+                        log.info("merge_queue_batch_dropped", batch=batch.id, status=batch.status,
+                                 left=len(batch.pr_ids) - len(members), base_moved=batch.base_sha != tip)
+                        batch.status = "dropped"
+                    continue
+                if not queue:
+                    for left in batches.planned(session, repo_id, base_branch):
+                        left.status = "dropped"
+                    return None
+                segment, plan = self._next_segment(session, queue, repo_id, base_branch)
+                if plan is not None and len(segment) == 1:
+                    plan.status = "single"  # a half of one PR: the serial queue tests it alone
+                if len(segment) > 1:
+                    new: MergeBatch
+                    if plan is not None:  # the planned half becomes the batch under test
+                        new = plan
+                        new.status, new.base_sha, new.started_at = "pending", tip, utcnow()
+                        new.pr_ids, new.head_shas = [p.id for p in segment], [p.head_sha for p in segment]
+                    else:
+                        new = batches.add(session, segment, status="pending", base_sha=tip, now=utcnow())
+                    log.info("merge_queue_batch", batch=new.id, prs=[p.number for p in segment], base=tip[:10])
+                    return "test_batch", str(new.id)
+                pr = segment[0]
                 ci = prs.ci_run_on(session, pr.id, pr.head_sha, tip)
                 if ci is None:
                     prs.add_pending_ci(session, pr, pr.head_sha, tip)
-                    to_test = (pr.id, pr.head_sha)
-                    break
-                if ci.status == "pending":
-                    break
+                    return "test_pr", f"{pr.id}:{pr.head_sha}"
+                if ci.status == "pending":  # running, or left pending by a restart: run it again
+                    with self._lock:
+                        running = (pr.id, pr.head_sha, tip) in self._ci_inflight
+                    return None if running else ("test_pr", f"{pr.id}:{pr.head_sha}")
                 if ci.status == "passing":
                     waited = (utcnow() - ci.finished_at).total_seconds() if ci.finished_at else 0.0
                     if waited > QUEUE_FRONT_GRACE_S:
                         pr.merge_queued_at = None
                         continue
                     _enqueue_task(session, pr, "merge queue: CI passed on the current base")
-                    break
+                    return None
                 pr.merge_queued_at = None
                 _enqueue_task(session, pr, f"merge queue: CI {ci.status} on the current base")
-        if to_test is not None:
-            log.info("merge_queue_retest", pr=to_test[0], head=to_test[1][:10], base=tip[:10])
-            self.schedule_ci(to_test[0], to_test[1], tip)
+
+    def _next_segment(self, session: Session, queue: list[PullRequest], repo_id: int,
+                      base_branch: str) -> tuple[list[PullRequest], MergeBatch | None]:
+        """The PRs to test next (and the planned half they come from): the first half of a red batch still
+        queued, else the queue's front alone if it was tested alone on this tip, else a batch from the front."""
+        front = queue[0]
+        if prs.ci_run_on(session, front.id, front.head_sha, front.base_sha) is not None:
+            return [front], None  # tested alone on this tip (or being tested): it merges or leaves on its own
+        order = {pr.id: i for i, pr in enumerate(queue)}
+        best: tuple[int, list[PullRequest], MergeBatch] | None = None
+        for plan in batches.planned(session, repo_id, base_branch):
+            members = _members(queue, plan.pr_ids, plan.head_shas)
+            if not members:
+                plan.status = "dropped"
+                continue
+            if best is None or order[members[0].id] < best[0]:
+                best = (order[members[0].id], members, plan)
+        if best is not None:
+            return best[1], best[2]
+        return queue[:max(1, self.merge_batch_max)], None
+
+    @staticmethod
+    def _plan_halves(session: Session, members: list[PullRequest]) -> None:
+        """Bisect: the first half is tested next on the tip, the second once the first has landed or left."""
+        if len(members) <= 1:
+            if members:
+                batches.add(session, members, status="planned")
+            return
+        mid = (len(members) + 1) // 2
+        batches.add(session, members[:mid], status="planned")
+        batches.add(session, members[mid:], status="planned")
+
+    def schedule_batch_ci(self, batch_id: int) -> None:
+        with self._lock:
+            if batch_id in self._batch_inflight:
+                return
+            self._batch_inflight.add(batch_id)
+        self._pool.submit(self._run_batch_ci, batch_id)
+
+    def _run_batch_ci(self, batch_id: int) -> None:
+        """CI once on the batch's heads merged in order onto its base; the queue then lands or bisects it."""
+        advance: tuple[int, str] | None = None
+        try:
+            with self.db.read() as session:
+                batch = batches.get(session, batch_id)
+                if batch is None or batch.status != "pending" or batch.base_sha is None:
+                    return
+                repo = self._repo(session, batch.repo_id)
+                command = repo.ci_command
+                base_sha, heads = batch.base_sha, list(batch.head_shas)
+                advance = (batch.repo_id, batch.base_branch)
+                workspace_id = batch.workspace_id
+            cache = self.cache(repo)
+            cache.ensure()
+            cache.fetch()
+            tested = ""
+            could_not_run = conflict = False
+            try:
+                tested = cache.test_merge_many(base_sha, heads, work_root=self.data_dir / "ci")
+                result = cache.run_ci(tested, command or "true", work_root=self.data_dir / "ci",
+                                      env=self._ci_env(), inherit_env=False, sandbox=self.sandbox,
+                                      timeout_s=self.ci_timeout_s)
+            except BatchConflictError as exc:
+                conflict = True
+                result = CiResult(status="failing", exit_code=None, duration_s=0.0,
+                                  output=f"optio: {exc.head_sha[:12]} does not merge onto {base_sha[:12]} with the "
+                                         f"heads before it; conflicts in: {', '.join(exc.conflicting_files)}\n")
+            except Exception as exc:
+                result = CiResult(status="failing", exit_code=None, output=f"optio: CI could not run: {exc}",
+                                  duration_s=0.0)
+                could_not_run = True
+            outcome = ClassifiedCi("failing", None) if conflict else classify(result, could_not_run=could_not_run)
+            with self.db.write() as session:
+                recorded = batches.finish(
+                    session, batch_id, status=outcome.status, exit_code=result.exit_code,
+                    output=self.redact(result.output[-CI_OUTPUT_MAX:], workspace_id, repo.id),
+                    duration_s=result.duration_s, failure_kind=outcome.failure_kind, tested_sha=tested or None,
+                    now=utcnow())
+            log.info("batch_ci_finished", batch=batch_id, base=base_sha[:10], status=outcome.status,
+                     recorded=recorded, heads=len(heads))
+        except Exception:
+            log.exception("batch_ci_failed_to_run", batch=batch_id)
+        finally:
+            with self._lock:
+                self._batch_inflight.discard(batch_id)
+        if advance is not None:
+            self._safe_advance(*advance)
+
+    def _land_batch(self, batch_id: int) -> None:
+        """Land a green batch as one commit whose tree is the one CI passed on, if the base is still where CI ran.
+
+        Every PR must still meet its other gates (approval, review agent); one that no longer does leaves
+        the queue and the batch is dropped. The base moved since the test (a push outside Optio): nothing
+        lands, the batch is dropped and its PRs stay queued to be tested on the new base.
+        """
+        with self.db.read() as session:
+            batch = batches.get(session, batch_id)
+            if batch is None or batch.status != "passing" or not batch.tested_sha or not batch.base_sha:
+                return
+            repo = self._repo(session, batch.repo_id)
+            members = [prs.get(session, pr_id) for pr_id in batch.pr_ids]
+            unmet = {pr.id: report.unmet for pr in members if pr is not None
+                     and not (report := check_merge_gates(session, repo, pr, batch.base_sha, ci=False)).ok}
+            lines, trailers = [], [("Optio-Batch", str(batch.id))]
+            for pr in members:
+                assert pr is not None
+                text = (pr.merge_message or f"{pr.title} (#{pr.number})").strip().splitlines()
+                lines.append("- " + "\n  ".join(line for line in text if line.strip()))
+                trailers.extend(merge_trailers(pr.task_id, pr.number, pr.head_sha).items())
+            base_branch, base_sha, tested_sha = batch.base_branch, batch.base_sha, batch.tested_sha
+            first_head = batch.head_shas[0]
+        if unmet:
+            with self.db.write() as session:
+                batch = batches.get(session, batch_id)
+                if batch is not None and batch.status == "passing":
+                    batch.status = "dropped"
+                for pr_id, why in unmet.items():
+                    pr = prs.get(session, pr_id)
+                    if pr is not None and pr.merge_queued_at is not None:
+                        pr.merge_queued_at = None
+                        _enqueue_task(session, pr, f"merge queue: left the batch: {'; '.join(why)}")
+            return
+        message = f"Merge {len(lines)} pull requests into {base_branch}\n\n" + "\n".join(lines)
+        try:
+            merged_sha = self.cache(repo).land_tree(base_branch, base_sha, tested_sha, message, trailers=trailers,
+                                                    landed_if={"Optio-Batch": str(batch_id),
+                                                               "Optio-Head": first_head})
+        except BaseMovedError as exc:
+            log.info("merge_queue_base_moved", batch=batch_id, expected=exc.expected[:10],
+                     found=(exc.found or "")[:10])
+            with self.db.write() as session:
+                batch = batches.get(session, batch_id)
+                if batch is not None and batch.status == "passing":
+                    batch.status = "dropped"
+            return
+        branches: list[str] = []
+        with self.db.write() as session:
+            batch = batches.get(session, batch_id)
+            assert batch is not None
+            batch.status = "landed"
+            batch.merged_sha = merged_sha
+            now = utcnow()
+            for pr_id in batch.pr_ids:
+                pr = prs.get(session, pr_id)
+                if pr is None or pr.state != "open":
+                    continue
+                pr.state, pr.merged_sha, pr.merged_at, pr.merge_queued_at = "merged", merged_sha, now, None
+                branches.append(pr.head_branch)
+                _enqueue_task(session, pr, f"pull request merged in batch {batch_id} as {merged_sha[:10]}")
+        log.info("merge_queue_batch_landed", batch=batch_id, sha=merged_sha[:10], prs=len(branches))
+        self._bg.submit(self._after_merge_cleanup, batch.repo_id, branches)
 
     def schedule_mergeability(self, pr_id: int) -> None:
         self._bg.submit(self._safe_refresh, pr_id)

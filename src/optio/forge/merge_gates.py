@@ -51,17 +51,21 @@ class GateReport:
         return self.stale_ci and len(self.unmet) == 1
 
 
-def check_merge_gates(session: Session, repo: Repo, pr: PullRequest, base_sha: str | None = None) -> GateReport:
-    """The unmet rules for merging the PR's head onto `base_sha` (default: the base tip last seen)."""
+def check_merge_gates(session: Session, repo: Repo, pr: PullRequest, base_sha: str | None = None, *,
+                      ci: bool = True) -> GateReport:
+    """The unmet rules for merging the PR's head onto `base_sha` (default: the base tip last seen).
+
+    `ci=False` leaves CI out: a merge-queue batch's own CI run on the combined merge stands for it.
+    """
     head = pr.head_sha
     short = head[:10]
     base = base_sha or pr.base_sha
     unmet: list[str] = []
     stale = False
-    if repo.ci_command:
-        ci = prs.ci_run_on(session, pr.id, head, base) if base else prs.ci_run(session, pr.id, head)
-        latest = ci or prs.ci_run(session, pr.id, head)
-        if ci is None and latest is not None and latest.status == "passing":
+    if repo.ci_command and ci:
+        run = prs.ci_run_on(session, pr.id, head, base) if base else prs.ci_run(session, pr.id, head)
+        latest = run or prs.ci_run(session, pr.id, head)
+        if run is None and latest is not None and latest.status == "passing":
             stale = True
             unmet.append(f"CI passed on {short} merged onto an older base, not onto {pr.base_branch} at "
                          f"{(base or '')[:10]}")

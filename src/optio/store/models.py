@@ -281,6 +281,37 @@ class PullRequest(WorkspaceScoped, Timestamps, Base):
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
     # Set while the PR waits in its base branch's merge queue to be re-tested on the moved base.
     merge_queued_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The squash message asked for when it joined the queue: a batch that lands it lists it.
+    merge_message: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class MergeBatch(WorkspaceScoped, Base):
+    """Several queued PRs of one base branch tested together: their heads merged in order onto one base tip.
+
+    CI runs once on that merge; green, the batch lands as one commit with exactly the tested tree. A red
+    batch is bisected: its halves become "planned" batches (no base yet) tested in queue order, down to
+    the single PR whose merge fails. Statuses: planned, pending, passing, failing, error (CI ran), then
+    landed, bisected, single (a half of one PR, handed to the serial queue) or dropped (a member left the
+    queue, or the base moved).
+    """
+
+    __tablename__ = "merge_batches"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
+    base_branch: Mapped[str] = mapped_column(String(200))
+    base_sha: Mapped[str | None] = mapped_column(String(64), default=None)
+    pr_ids: Mapped[list[Any]] = mapped_column(default=list)
+    head_shas: Mapped[list[Any]] = mapped_column(default=list)
+    status: Mapped[str] = mapped_column(String(16), default="planned", index=True)
+    tested_sha: Mapped[str | None] = mapped_column(String(64), default=None)
+    merged_sha: Mapped[str | None] = mapped_column(String(64), default=None)
+    exit_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    output: Mapped[str] = mapped_column(Text, default="")
+    duration_s: Mapped[float | None] = mapped_column(Float, default=None)
+    failure_kind: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class CiRun(WorkspaceScoped, Base):

@@ -274,12 +274,12 @@ def _decide_pr_opened(snap: RepoTaskSnapshot) -> Action:
             delay_s=read_error_delay(snap.run.reconcile_attempts, seed=snap.run.id),
             count_attempt=True,
         )
-    if pr.state == "merged":
+    if pr.state == "merged":  # by a person, or landed with a merge-queue batch
         return Transition(
             to=S.COMPLETED,
             reason=f"pull request #{pr.number} merged",
             patch={"error": None},
-            event="completed",
+            event="merged",
         )
     if pr.state == "closed":
         why = "pull request closed"
