@@ -20,6 +20,8 @@ from optio.api.schemas import Health
 from optio.config import Settings
 from optio.server import Optio, build, start
 from optio.services import runs as run_service
+from optio.web import assets
+from optio.web import docs as web_docs
 
 
 def create_app(settings: Settings | None = None, optio: Optio | None = None, *, start_workers: bool = True) -> FastAPI:
@@ -41,6 +43,8 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
         version=__version__,
         description="Self-hosted control plane for AI coding agents.",
         lifespan=lifespan,
+        docs_url=None,  # served by optio.web.docs from vendored assets, not a CDN
+        redoc_url=None,
     )
     errors.install(app)
     # The last added runs first: the body and rate limits answer before anything else; the audit trail sits
@@ -73,4 +77,6 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(secret_routes.router)
     app.include_router(audit_routes.router)
     app.include_router(web_auth.router)
+    app.include_router(web_docs.router_for(app))
+    app.mount("/static", assets.static_files(), name="static")
     return app
