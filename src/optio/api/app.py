@@ -20,8 +20,10 @@ from optio.api.schemas import Health
 from optio.config import Settings
 from optio.server import Optio, build, start
 from optio.services import runs as run_service
+from optio.web import actions as web_actions
 from optio.web import assets
 from optio.web import docs as web_docs
+from optio.web import pages as web_pages
 
 
 def create_app(settings: Settings | None = None, optio: Optio | None = None, *, start_workers: bool = True) -> FastAPI:
@@ -79,5 +81,7 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(events.router)
     app.include_router(web_auth.router)
     app.include_router(web_docs.router_for(app))
+    app.include_router(web_pages.router)
+    app.include_router(web_actions.router)
     app.mount("/static", assets.static_files(), name="static")
     return app
