@@ -40,7 +40,8 @@ def form_action(fn: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(fn)
     async def wrapper(request: Request, **kwargs: Any) -> Response:
         form = await request.form()
-        data = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+        # Browsers send a textarea's line breaks as CRLF; Optio's text is LF (and refuses a stray CR).
+        data = {k: v.replace("\r\n", "\n") for k, v in form.multi_items() if isinstance(v, str)}
         lists = {k: [v for v in form.getlist(k) if isinstance(v, str)] for k in form}
         try:
             ctx = writer_of(request, data.get("csrf_token", ""))

@@ -145,7 +145,7 @@ def task_detail(request: Request, task_id: int, part: PART = None) -> Response:
     ctx = viewer.workspace()
     view = tasks.task_view(ctx.db, ctx.workspace_id, task_id)
     timeline = runs.run_events(ctx.db, "repo_task", task_id, ctx.workspace_id, "task")
-    pr_detail = None
+    pr_detail: dict[str, Any] | None = None
     if view.pr is not None:
         with ctx.db.read() as session:
             pr = prs.get_pr(session, ctx.workspace_id, view.pr.id)
@@ -154,7 +154,8 @@ def task_detail(request: Request, task_id: int, part: PART = None) -> Response:
     resumes = [e for e in timeline if e.to_state == "running" and e.from_state in ("pr_opened", "needs_attention")]
     return page(request, "task.html", viewer, {
         **_base(viewer, f"Task {task_id}: {view.task.title}", "tasks"), "v": view, "t": view.task,
-        "stages": pipeline(view.task, view.pr, view.ci_status, view.review_status), "timeline": timeline,
+        "stages": pipeline(view.task, view.pr, view.ci_status, view.review_status,
+                           pr_detail["cis"] if pr_detail else None), "timeline": timeline,
         "resumes": resumes, "prd": pr_detail, "done": view.task.state in TASK_TERMINAL,
         "log_url": f"/api/repo-tasks/{task_id}/logs", "live_key": f"repo_task:{task_id}"}, part=part)
 

@@ -51,8 +51,13 @@ def state_badge(state: str | None) -> Markup:
                   f"{escape(state.replace('_', ' '))}</span>")
 
 
-def pipeline(task: Any, pr: Any, ci_status: str | None, review_status: str | None) -> list[dict[str, str]]:
-    """The pipeline strip: each stage `done`, `current` (lit) or `todo`; a current stage may be `bad` (red)."""
+def pipeline(task: Any, pr: Any, ci_status: str | None, review_status: str | None,
+             ci_runs: list[Any] | None = None) -> list[dict[str, str]]:
+    """The pipeline strip: each stage `done`, `current` (lit) or `todo`; a current stage may be `bad` (red).
+
+    Stages also carry what already happened there (each CI run's result, how often the agent was resumed), so a
+    red CI that resumed the agent at once still shows on the strip.
+    """
     state = task.state
     if state == "completed":
         current = "merged"
@@ -68,15 +73,21 @@ def pipeline(task: Any, pr: Any, ci_status: str | None, review_status: str | Non
         current = "review"
     else:
         current = "PR"
+    marks = {"failing": "✗", "error": "✗", "passing": "✓"}
+    resumes = (task.resume_count or 0) + (task.human_resumes or 0)
+    notes = {"CI": " ".join(marks.get(c.status, "…") for c in ci_runs or []),
+             "running": f"resumed {resumes}x" if resumes else "",
+             "review": (review_status or "").replace("_", " ") if pr is not None else ""}
     out = []
     reached = True
     for stage in PIPELINE:
+        note = notes.get(stage, "")
         if stage == current:
             bad = state in TERMINAL_BAD or (stage == "CI" and ci_status in ("failing", "error"))
-            out.append({"name": stage, "status": "current bad" if bad else "current"})
+            out.append({"name": stage, "status": "current bad" if bad else "current", "note": note})
             reached = False
         else:
-            out.append({"name": stage, "status": "done" if reached else "todo"})
+            out.append({"name": stage, "status": "done" if reached else "todo", "note": note})
     return out
 
 
@@ -84,6 +95,10 @@ templates.env.filters["when"] = when
 templates.env.filters["usd"] = usd
 templates.env.filters["state"] = state_badge
 templates.env.globals["version"] = __version__
+# The shared macros are globals, so a block rendered alone (`?part=`) has them as the whole page does.
+_macros = templates.env.get_template("_macros.html").module
+templates.env.globals.update(action=_macros.action, pr_link=_macros.pr_link,  # type: ignore[attr-defined]
+                             log_viewer=_macros.log_viewer)  # type: ignore[attr-defined]
 
 
 def page(request: Request, name: str, viewer: Viewer, context: Mapping[str, Any], *, status: int = 200,
