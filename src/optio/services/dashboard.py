@@ -77,6 +77,14 @@ class CostReport:
     by_repo: dict[tuple[date, str], Bucket] = field(default_factory=lambda: defaultdict(Bucket))
     by_job: dict[tuple[date, str], Bucket] = field(default_factory=lambda: defaultdict(Bucket))
     by_agent: dict[tuple[date, str], Bucket] = field(default_factory=lambda: defaultdict(Bucket))
+    first_day: date | None = None
+
+    def series(self) -> list[tuple[date, Bucket]]:
+        """Every day of the period, oldest first, the days nothing was spent included (for the chart)."""
+        if self.first_day is None:
+            return []
+        days = [self.first_day + timedelta(days=i) for i in range(self.days)]
+        return [(d, self.by_day.get(d) or Bucket()) for d in days]
 
 
 def cost_report(db: Database, workspace_id: int, days: int = 30, now: datetime | None = None) -> CostReport:
@@ -84,7 +92,7 @@ def cost_report(db: Database, workspace_id: int, days: int = 30, now: datetime |
     since = _day_start(now) - timedelta(days=days - 1)
     with db.read() as session:
         spend = dash_store.spend_since(session, workspace_id, since)
-    report = CostReport(days=days)
+    report = CostReport(days=days, first_day=since.date())
     for s in sorted(spend, key=lambda s: s.created_at, reverse=True):
         day = s.created_at.astimezone(UTC).date()
         report.total.add(s)

@@ -70,6 +70,7 @@
     const counter = document.getElementById("log-count");
     const tools = new Map();
     let lastSeq = 0, count = 0, chunk = null, queue = [], scheduled = false, source = null, finished = false;
+    let attempt = null;
     let reconnects = 0;
 
     function el(tag, cls, text) {
@@ -117,6 +118,10 @@
       const frag = document.createDocumentFragment();
       for (const line of batch) {
         if (!chunk || chunk.childElementCount >= CHUNK) { chunk = el("div", "log-chunk"); frag.append(chunk); }
+        if (line.attempt !== attempt) {
+          if (attempt !== null) chunk.append(el("div", "attempt", `— attempt ${line.attempt} —`));
+          attempt = line.attempt;
+        }
         const node = render(line);
         if (!node) continue;
         node.dataset.seq = line.seq;
