@@ -22,7 +22,7 @@ from optio.api.routes import repos as repo_routes
 from optio.api.routes import runs as run_routes
 from optio.api.routes import secrets as secret_routes
 from optio.api.routes import tickets as ticket_routes
-from optio.api.schemas import MergeIn, RepoCreate, RepoTaskCreate, RepoUpdate, ReviewIn, RunCreate, TicketCreate
+from optio.api.schemas import Id, MergeIn, RepoCreate, RepoTaskCreate, RepoUpdate, ReviewIn, RunCreate, TicketCreate
 from optio.errors import AppError, Invalid
 from optio.services import users
 from optio.web.pages import error_page
@@ -126,7 +126,7 @@ def create_task(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]], rep
 
 @router.post("/tasks/{task_id}/{intent}", name="web_task_intent")
 @form_action
-def task_intent(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]], task_id: int, intent: str) -> str:
+def task_intent(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]], task_id: Id, intent: str) -> str:
     if intent not in TASK_INTENTS:
         raise Invalid(f"unknown action {intent!r}", field="intent")
     TASK_INTENTS[intent](task_id, ctx)
@@ -157,7 +157,7 @@ def bulk(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]]) -> str:
 
 @router.post("/runs/{run_id}/{intent}", name="web_run_intent")
 @form_action
-def run_intent(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]], run_id: int, intent: str) -> str:
+def run_intent(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]], run_id: Id, intent: str) -> str:
     if intent not in RUN_INTENTS:
         raise Invalid(f"unknown action {intent!r}", field="intent")
     RUN_INTENTS[intent](run_id, ctx)
@@ -174,7 +174,7 @@ def run_job(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]], job_ref
 
 @router.post("/prs/{pr_id}/{action}", name="web_pr_action")
 @form_action
-def pr_action(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]], pr_id: int, action: str) -> str:
+def pr_action(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]], pr_id: Id, action: str) -> str:
     comment = ReviewIn.model_validate({"comment": data.get("comment", "")})
     if action == "approve":
         pr_routes.approve(pr_id, comment, ctx)

@@ -17,8 +17,9 @@ from optio.api.deps import Ctx, auth_of
 from optio.api.routes.task_feed import DEFAULT_TYPES, STATES, TASK_TYPES
 from optio.api.routes.task_feed import _decode as decode_feed_cursor
 from optio.api.routes.task_feed import _encode as encode_feed_cursor
+from optio.api.schemas import Id
 from optio.domain.states import TERMINAL, RunKind
-from optio.errors import AppError
+from optio.errors import AppError, Invalid
 from optio.services import audit, credentials, dashboard, events, jobs, prs, repos, runs, task_feed, tasks, tickets
 from optio.services import users as user_service
 from optio.web.render import page, pipeline
@@ -112,10 +113,10 @@ def task_list(
     ctx = viewer.workspace()
     state = state or None
     if state and state not in STATES:
-        raise AppError(f"unknown state {state!r}", field="state", code="invalid")
+        raise Invalid(f"unknown state {state!r}", field="state")
     kinds = DEFAULT_TYPES if not type else (type,)
     if any(k not in TASK_TYPES[:2] for k in kinds):
-        raise AppError(f"unknown type {type!r}", field="type", code="invalid")
+        raise Invalid(f"unknown type {type!r}", field="type")
     repo_list = repos.list_repos(ctx.db, ctx.workspace_id)
     job_list = jobs.list_jobs(ctx.db, ctx.workspace_id)
     only = task_feed.FeedFilter(
@@ -135,12 +136,12 @@ def task_list(
     return page(request, "tasks.html", viewer, {
         **_base(viewer, "Tasks", "tasks"), "items": _feed_items(ctx, shown), "next_cursor": next_cursor,
         "filters": filters, "states": STATES, "repos": repo_list, "jobs": job_list, "agents": agents,
-        "cursor": cursor or ""}, part=part)
+        "cursor": cursor or "", "limit": limit}, part=part)
 
 
 @router.get("/tasks/{task_id}")
 @html_page
-def task_detail(request: Request, task_id: int, part: PART = None) -> Response:
+def task_detail(request: Request, task_id: Id, part: PART = None) -> Response:
     viewer = viewer_of(request)
     ctx = viewer.workspace()
     view = tasks.task_view(ctx.db, ctx.workspace_id, task_id)
@@ -162,7 +163,7 @@ def task_detail(request: Request, task_id: int, part: PART = None) -> Response:
 
 @router.get("/runs/{run_id}")
 @html_page
-def run_detail(request: Request, run_id: int, part: PART = None) -> Response:
+def run_detail(request: Request, run_id: Id, part: PART = None) -> Response:
     viewer = viewer_of(request)
     ctx = viewer.workspace()
     run, job_name = runs.job_run_with_name(ctx.db, ctx.workspace_id, run_id)
@@ -232,7 +233,7 @@ def repo_detail(request: Request, repo_ref: str, part: PART = None) -> Response:
 
 @router.get("/prs/{pr_id}")
 @html_page
-def pr_detail(request: Request, pr_id: int, part: PART = None) -> Response:
+def pr_detail(request: Request, pr_id: Id, part: PART = None) -> Response:
     viewer = viewer_of(request)
     ctx = viewer.workspace()
     with ctx.db.read() as session:

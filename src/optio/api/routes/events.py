@@ -25,6 +25,7 @@ from fastapi.responses import StreamingResponse
 
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
+from optio.api.schemas import Seq
 from optio.errors import Invalid
 from optio.services import events as event_service
 
@@ -39,20 +40,17 @@ STREAM_RESPONSES: dict[int | str, dict[str, object]] = {
 
 def _position(last_event_id: str | None, after: int | None) -> int | None:
     if last_event_id is not None and last_event_id.strip():
-        try:
-            value = int(last_event_id.strip())
-        except ValueError:
-            raise Invalid("Last-Event-ID must be an event id (a whole number)", field="Last-Event-ID") from None
-        if not 0 <= value < 2**62:
-            raise Invalid("Last-Event-ID is out of range", field="Last-Event-ID")
-        return value
+        text = last_event_id.strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 18):
+            raise Invalid("Last-Event-ID must be an event id (a whole number)", field="Last-Event-ID")
+        return int(text)
     return after
 
 
 @router.get("/stream", response_class=StreamingResponse, responses=STREAM_RESPONSES)
 def stream(
     ctx: Ctx = Depends(get_ctx),
-    after: Annotated[int | None, Query(ge=0, lt=2**62, description="Replay events with id > after")] = None,
+    after: Annotated[Seq | None, Query(description="Replay events with id > after")] = None,
     last_event_id: Annotated[str | None, Header(max_length=32, description="Resume after this event id")] = None,
 ) -> StreamingResponse:
     start = _position(last_event_id, after)
