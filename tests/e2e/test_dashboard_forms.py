@@ -98,6 +98,11 @@ def test_forms_name_the_bad_field_and_never_fail_with_5xx(signed_in: tuple[Optio
     assert ran.status_code == 303 and re.fullmatch(r"/runs/\d+", ran.headers["location"])
     assert browser.get(ran.headers["location"]).status_code == 200
     assert browser.get("/tasks/99999").status_code == 404
+    # Text from users and agents is escaped on every page.
+    s.api("POST", "/api/jobs", json={"name": "x", "description": "<script>alert(1)</script>",
+                                     "prompt_template": "p", "agent_config": {"command": "true"}}).raise_for_status()
+    jobs_page = browser.get("/jobs").text
+    assert "<script>alert(1)</script>" not in jobs_page and "&lt;script&gt;alert(1)&lt;/script&gt;" in jobs_page
     assert browser.get("/runs/1%20").status_code == 422
     # Signed out, every page sends the browser to the sign-in form.
     anonymous = httpx.Client(base_url=s.url)
