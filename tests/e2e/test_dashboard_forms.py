@@ -110,3 +110,19 @@ def test_forms_name_the_bad_field_and_never_fail_with_5xx(signed_in: tuple[Optio
         res = anonymous.get(path)
         assert res.status_code == 303 and res.headers["location"] == "/login", path
     assert anonymous.post("/tasks", data={"action": "retry", "ids": "job_run:1"}).status_code == 303
+
+
+def test_admin_changes_a_role_and_a_member_cannot(signed_in: tuple[OptioServer, httpx.Client, str]) -> None:
+    s, browser, csrf = signed_in
+    s.api("PUT", "/api/members/dana", json={"role": "viewer"}).raise_for_status()
+    assert 'aria-label="role of dana"' in browser.get("/settings").text
+    res = browser.post("/settings/members", data={"csrf_token": csrf, "username": "dana", "role": "member"})
+    assert res.status_code == 303
+    roles = {m["username"]: m["role"] for m in s.api("GET", "/api/members").json()}
+    assert roles["dana"] == "member"
+    assert browser.post("/settings/members", data={"csrf_token": csrf, "username": "dana",
+                                                   "role": "owner"}).status_code == 422
+    assert browser.post("/settings/members", data={"csrf_token": csrf, "username": "../x",
+                                                   "role": "viewer"}).status_code == 422
+    actions = [e["action"] for e in s.api("GET", "/api/audit").json()["items"]]
+    assert "member.role_change" in actions and "web_set_member" in actions

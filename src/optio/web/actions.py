@@ -4,6 +4,7 @@ calls the same route code the API runs, then redirects (post/redirect/get). Erro
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -13,8 +14,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
-from optio.api.account_schemas import SecretSet
+from optio.api.account_schemas import USERNAME_PATTERN, MemberSet, SecretSet
 from optio.api.deps import Ctx
+from optio.api.routes import account as account_routes
 from optio.api.routes import jobs as job_routes
 from optio.api.routes import prs as pr_routes
 from optio.api.routes import repo_tasks as task_routes
@@ -196,9 +198,9 @@ def create_ticket(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]]) -
     return "/tickets"
 
 
-def _admin(ctx: Ctx) -> None:
+def _admin(ctx: Ctx, what: str = "secrets") -> None:
     if not users.role_at_least(ctx.role, "admin"):
-        raise PageForbidden(f"secrets need the admin role in workspace {ctx.workspace_slug!r}; you are {ctx.role}")
+        raise PageForbidden(f"{what} need the admin role in workspace {ctx.workspace_slug!r}; you are {ctx.role}")
 
 
 @router.post("/secrets", name="web_set_secret")
@@ -216,3 +218,15 @@ def delete_secret(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]]) -
     _admin(ctx)
     secret_routes.delete_secret(data.get("name", "").strip(), _opt(data, "repo"), ctx)
     return "/secrets"
+
+
+@router.post("/settings/members", name="web_set_member")
+@form_action
+def set_member(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]]) -> str:
+    """Add someone (you share a workspace with) to this one, or change a member's role."""
+    _admin(ctx, "members and roles")
+    username = data.get("username", "").strip()
+    if not re.fullmatch(USERNAME_PATTERN, username):
+        raise Invalid("letters, digits and . _ @ - (up to 200)", field="username")
+    account_routes.set_member(MemberSet.model_validate({"role": data.get("role", "")}), username, ctx)
+    return "/settings"
