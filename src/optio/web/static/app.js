@@ -153,6 +153,10 @@
         setTimeout(connect, 500);
       });
     }
+    // Scrolling up to read stops following the tail; scrolling back to the bottom resumes it.
+    box.addEventListener("scroll", () => {
+      if (follow) follow.checked = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+    }, { passive: true });
     box.optioLog = { get lastSeq() { return lastSeq; }, get count() { return count; } };
     connect();
   }
