@@ -6,16 +6,20 @@ test; a route with a path parameter this test has no value for fails it, asking 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from tests.support.git_remote import make_remote
 from tests.support.optio_server import OptioServer
 
 from optio.api.app import create_app
 from optio.config import Settings
+from optio.web import actions as web_actions
+from optio.web import pages as web_pages
 
 pytestmark = pytest.mark.slow
 
@@ -163,3 +167,50 @@ def test_references_inside_bodies_and_queries_are_scoped(world: Any) -> None:
     assert server.api("GET", "/api/runs", token=bob_key).json()["items"] == []
     audit_b = server.api("GET", "/api/audit", token=bob_key).json()["items"]
     assert audit_b and all(e["target_id"] not in ("ja", "ra") and e["action"] != "create_job" for e in audit_b)
+
+
+def html_routes() -> list[tuple[str, str]]:
+    """(method, path template) of every dashboard route with a path parameter (the pages and their forms)."""
+    out = []
+    for route in [*web_pages.router.routes, *web_actions.router.routes]:
+        path = getattr(route, "path", "")
+        if "{" in path:
+            out += [(method, path) for method in sorted(getattr(route, "methods", set()) - {"HEAD"})]
+    return out
+
+
+def test_dashboard_pages_forms_and_event_stream_show_nothing_across_workspaces(world: Any) -> None:
+    server, a, _bob_key, _tmp = world
+    assert server.api("PUT", "/api/users/bob/password", json={"password": "bob-browser-password"}).status_code == 204
+    browser = httpx.Client(base_url=server.url, timeout=30)
+    form = browser.get("/login").text
+    csrf = re.search(r"name='csrf_token' value='([^']+)'", form).group(1)  # type: ignore[union-attr]
+    assert browser.post("/login", data={"username": "bob", "password": "bob-browser-password",
+                                        "csrf_token": csrf}).status_code == 303
+    page_csrf = re.search(r"name='csrf-token' content='([^']+)'", browser.get("/").text).group(1)  # type: ignore[union-attr]
+    values = {**a, "intent": ["cancel", "retry"], "action": ["approve", "merge"]}
+    checked = 0
+    for method, template in html_routes():
+        for path in expand(template, values):
+            if method == "GET":
+                res = browser.get(path)
+            else:
+                res = browser.post(path, data={"csrf_token": page_csrf, "comment": "x", "title": "t", "prompt": "p"})
+            assert res.status_code == 404, (method, path, res.status_code, res.text[:300])
+            checked += 1
+    assert checked >= 10
+    # A's names appear on none of B's pages, although A's admin sees them on the same pages.
+    for path in ("/", "/tasks", "/jobs", "/repos", "/tickets", "/costs", "/settings"):
+        text = browser.get(path).text
+        assert ">ja<" not in text and ">ra<" not in text and "a ticket" not in text, path
+    # The event stream from B replays nothing of A.
+    events = []
+    with browser.stream("GET", "/api/events/stream", params={"after": 0}) as res:
+        assert res.status_code == 200
+        for line in res.iter_lines():
+            if line.startswith("event: live"):
+                break
+            if line.startswith("data: {\"event_id\""):
+                events.append(line)
+    a_runs = {("job_run", int(r)) for r in a["run_id"]} | {("repo_task", int(t)) for t in a["task_id"]}
+    assert not [e for e in events if (json.loads(e[6:])["kind"], json.loads(e[6:])["run_id"]) in a_runs]

@@ -13,13 +13,17 @@ from optio.api.audit_trail import AuditTrailMiddleware
 from optio.api.body_limit import BodyLimitMiddleware
 from optio.api.rate_limit import RateLimitMiddleware, SlidingWindow
 from optio.api.request_guard import RequestGuardMiddleware
-from optio.api.routes import account, apikeys, jobs, prs, repo_tasks, repos, runs, task_feed, tickets, web_auth
+from optio.api.routes import account, apikeys, events, jobs, prs, repo_tasks, repos, runs, task_feed, tickets, web_auth
 from optio.api.routes import audit as audit_routes
 from optio.api.routes import secrets as secret_routes
 from optio.api.schemas import Health
 from optio.config import Settings
 from optio.server import Optio, build, start
 from optio.services import runs as run_service
+from optio.web import actions as web_actions
+from optio.web import assets
+from optio.web import docs as web_docs
+from optio.web import pages as web_pages
 
 
 def create_app(settings: Settings | None = None, optio: Optio | None = None, *, start_workers: bool = True) -> FastAPI:
@@ -41,6 +45,8 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
         version=__version__,
         description="Self-hosted control plane for AI coding agents.",
         lifespan=lifespan,
+        docs_url=None,  # served by optio.web.docs from vendored assets, not a CDN
+        redoc_url=None,
     )
     errors.install(app)
     # The last added runs first: the body and rate limits answer before anything else; the audit trail sits
@@ -72,5 +78,10 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(apikeys.router)
     app.include_router(secret_routes.router)
     app.include_router(audit_routes.router)
+    app.include_router(events.router)
     app.include_router(web_auth.router)
+    app.include_router(web_docs.router_for(app))
+    app.include_router(web_pages.router)
+    app.include_router(web_actions.router)
+    app.mount("/static", assets.static_files(), name="static")
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from optio.cli import account, agents, config_file, jobs, prs, repos, runs, tasks, tickets
+from optio.cli import events as event_cli
 from optio.cli import secrets as secret_cli
 from optio.config import Settings
 
@@ -26,6 +27,7 @@ app.add_typer(account.user_app, name="user")
 app.command("login")(account.login)
 app.command("whoami")(account.whoami)
 app.command("password")(account.password)
+app.command("events")(event_cli.events)
 
 
 @app.callback()
@@ -81,8 +83,9 @@ def serve(
                    err=True)
     typer.echo(f"Optio serving on http://{settings.host}:{settings.port} (data dir {settings.resolved_data_dir})",
                err=True)
+    # Live streams (the event stream above all) never end by themselves: give them a few seconds, then close.
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
-                **uvicorn_proxy_options(settings))  # type: ignore[arg-type]
+                timeout_graceful_shutdown=5, **uvicorn_proxy_options(settings))  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -127,26 +127,6 @@ def logout(request: Request, csrf_token: str = Form(default="", max_length=200))
     return response
 
 
-@router.get("/")
-def home(request: Request) -> Response:
-    optio = _optio(request)
-    token = request.cookies.get(SESSION_COOKIE)
-    identity = credentials.identify_session(optio.db, token) if token else None
-    if identity is None:
-        return RedirectResponse("/login", status_code=303)
-    csrf = tokens.csrf_token_for(token or "", optio.auth.session_secret)  # type: ignore[union-attr]
-    with optio.db.read() as session:
-        joined = bool(users.memberships_of(session, identity.user_id))
-    waiting = "" if joined else ("<p>You are not a member of any workspace yet: ask a server administrator "
-                                 "to add you.</p>")
-    return _page("Optio", (
-        f"<p>Signed in as <strong>{html.escape(identity.username)}</strong>.</p>{waiting}"
-        f"<meta name='csrf-token' content='{csrf}'>"
-        f"<form method='post' action='/logout'><input type='hidden' name='csrf_token' value='{csrf}'>"
-        "<button type='submit'>Sign out</button></form><p><a href='/docs'>API documentation</a></p>"
-    ))
-
-
 @router.get("/auth/oidc/login")
 def oidc_login(request: Request) -> Response:
     optio = _optio(request)

@@ -1,0 +1,1 @@
+"""The dashboard: server-rendered pages, their static assets, and the self-contained API docs."""

@@ -1,0 +1,96 @@
+"""Who is looking at a page, in which workspace, and whether they may change things.
+
+Pages use the browser session (`/login`) like the API's cookie path in `optio.api.deps`; without one a page
+redirects to `/login`. Every form carries the session's CSRF token (`csrf_token`), checked on each post; with
+authentication disabled the request guard's custom-header rule applies instead (`app.js` submits forms with it).
+Viewers see no mutating controls, and a post from one anyway is a 403.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from optio.api.deps import SESSION_COOKIE, Ctx, auth_of
+from optio.errors import AppError, NotFound
+from optio.security import tokens
+from optio.server import Optio
+from optio.services import credentials, users
+from optio.services.credentials import Identity
+
+
+class SignInRequired(Exception):
+    """No valid session: the page answers with a redirect to /login."""
+
+
+class PageForbidden(AppError):
+    status = 403
+    code = "forbidden"
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The signed-in person; `ctx` is None while they belong to no workspace yet."""
+
+    identity: Identity
+    csrf: str
+    ctx: Ctx | None
+    auth_disabled: bool
+
+    @property
+    def role(self) -> str:
+        return self.ctx.role if self.ctx else ""
+
+    @property
+    def can_write(self) -> bool:
+        return self.ctx is not None and users.role_at_least(self.ctx.role, "member")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.ctx is not None and users.role_at_least(self.ctx.role, "admin")
+
+    def workspace(self) -> Ctx:
+        if self.ctx is None:
+            raise NotFound("you are not a member of any workspace yet: ask a server administrator to add you")
+        return self.ctx
+
+
+def viewer_of(request: Request) -> Viewer:
+    optio: Optio = request.app.state.optio
+    auth = auth_of(optio)
+    token = ""
+    if not optio.settings.auth_enabled:
+        identity: Identity | None = Identity(user_id=auth.bootstrap.user_id, username="admin", via="disabled")
+    else:
+        token = request.cookies.get(SESSION_COOKIE) or ""
+        identity = credentials.identify_session(optio.db, token) if token else None
+    if identity is None:
+        raise SignInRequired
+    ctx: Ctx | None = None
+    with optio.db.read() as session:
+        try:
+            ws, role = users.workspace_for(session, identity.user_id, None)
+        except NotFound:
+            pass
+        else:
+            ctx = Ctx(optio=optio, workspace_id=ws.id, user_id=identity.user_id, username=identity.username,
+                      role=role, workspace_slug=ws.slug, via="session")
+    csrf = tokens.csrf_token_for(token, auth.session_secret) if token else ""
+    viewer = Viewer(identity=identity, csrf=csrf, ctx=ctx, auth_disabled=not optio.settings.auth_enabled)
+    if ctx is not None:
+        request.state.ctx = ctx
+    return viewer
+
+
+def writer_of(request: Request, csrf_token: str) -> Ctx:
+    """The workspace context of a post that may change state: a right CSRF token and at least the member role."""
+    viewer = viewer_of(request)
+    if not viewer.auth_disabled:
+        token = request.cookies.get(SESSION_COOKIE)
+        if not tokens.check_csrf(token, auth_of(request.app.state.optio).session_secret, csrf_token):
+            raise PageForbidden("missing or wrong CSRF token: reload the page and try again")
+    ctx = viewer.workspace()
+    if not viewer.can_write:
+        raise PageForbidden(f"this needs the member role in workspace {ctx.workspace_slug!r}; you are {ctx.role}")
+    return ctx
