@@ -13,7 +13,19 @@ from optio.api.audit_trail import AuditTrailMiddleware
 from optio.api.body_limit import BodyLimitMiddleware
 from optio.api.rate_limit import RateLimitMiddleware, SlidingWindow
 from optio.api.request_guard import RequestGuardMiddleware
-from optio.api.routes import account, apikeys, jobs, prs, repo_tasks, repos, runs, task_feed, tickets, web_auth
+from optio.api.routes import (
+    account,
+    apikeys,
+    forge_hooks,
+    jobs,
+    prs,
+    repo_tasks,
+    repos,
+    runs,
+    task_feed,
+    tickets,
+    web_auth,
+)
 from optio.api.routes import audit as audit_routes
 from optio.api.routes import secrets as secret_routes
 from optio.api.schemas import Health
@@ -73,4 +85,5 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(secret_routes.router)
     app.include_router(audit_routes.router)
     app.include_router(web_auth.router)
+    app.include_router(forge_hooks.router)
     return app
