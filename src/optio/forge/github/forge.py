@@ -125,7 +125,7 @@ class GitHubForge(HostedBase):
         found: list[dict[str, Any]] = client.cached(
             ("pulls", owner, name, branch), "listing pull requests",
             lambda gh, h: gh.rest.pulls.list(owner, name, state="all", head=f"{owner}:{branch}", headers=h),
-            lambda r: [p.model_dump(mode="json") for p in r.parsed_data])
+            lambda r: list(r.json()))
         if not found:
             return None
         found = sorted(found, key=lambda p: (p["state"] == "open", p["number"]))
@@ -136,7 +136,7 @@ class GitHubForge(HostedBase):
         pull: dict[str, Any] = client.cached(
             ("pull", owner, name, number), f"reading pull request #{number}",
             lambda gh, h: gh.rest.pulls.get(owner, name, number, headers=h),
-            lambda r: r.parsed_data.model_dump(mode="json"))
+            lambda r: dict(r.json()))
         return pull
 
     @staticmethod
@@ -196,11 +196,11 @@ class GitHubForge(HostedBase):
         runs: list[dict[str, Any]] = client.cached(
             ("check-runs", owner, name, sha), "reading check runs",
             lambda gh, h: gh.rest.checks.list_for_ref(owner, name, sha, filter_="latest", per_page=100, headers=h),
-            lambda r: [c.model_dump(mode="json") for c in r.parsed_data.check_runs])
+            lambda r: list(r.json()["check_runs"]))
         statuses: list[dict[str, Any]] = client.cached(
             ("status", owner, name, sha), "reading commit statuses",
             lambda gh, h: gh.rest.repos.get_combined_status_for_ref(owner, name, sha, per_page=100, headers=h),
-            lambda r: [s.model_dump(mode="json") for s in r.parsed_data.statuses])
+            lambda r: list(r.json()["statuses"]))
         checks: list[_Check] = []
         for run in runs:
             if run["status"] != "completed":
@@ -226,7 +226,7 @@ class GitHubForge(HostedBase):
             notes: list[dict[str, Any]] = client.cached(
                 ("annotations", owner, name, run["id"]), "reading check annotations",
                 lambda gh, h: gh.rest.checks.list_annotations(owner, name, run["id"], headers=h),
-                lambda r: [a.model_dump(mode="json") for a in r.parsed_data])
+                lambda r: list(r.json()))
             parts += [f"{a['path']}:{a['start_line']}: {a.get('annotation_level')}: {a['message']}" for a in notes]
         if (run.get("app") or {}).get("slug") == "github-actions":
             try:
@@ -271,7 +271,7 @@ class GitHubForge(HostedBase):
         reviews: list[dict[str, Any]] = client.cached(
             ("reviews", owner, name, number), "reading reviews",
             lambda gh, h: gh.rest.pulls.list_reviews(owner, name, number, per_page=100, headers=h),
-            lambda r: [v.model_dump(mode="json") for v in r.parsed_data])
+            lambda r: list(r.json()))
         decided = [r for r in reviews if r["state"] in ("APPROVED", "CHANGES_REQUESTED")]
         if not decided:
             return None
@@ -286,7 +286,7 @@ class GitHubForge(HostedBase):
                 ("review-comments", owner, name, number, latest["id"]), "reading review comments",
                 lambda gh, h: gh.rest.pulls.list_comments_for_review(owner, name, number, latest["id"],
                                                                      per_page=100, headers=h),
-                lambda r: [c.model_dump(mode="json") for c in r.parsed_data])
+                lambda r: list(r.json()))
             lines = [LineComment(c["path"], int(c.get("line") or c.get("original_line") or 0), c["body"]).as_text()
                      for c in comments]
             text = "\n".join([text, *lines]).strip()
@@ -357,7 +357,7 @@ class GitHubForge(HostedBase):
             raise Conflict(f"pull request #{number} is {pull['state']}", field="state")
         settings = client.cached(("repo", owner, name), "reading the repository",
                                  lambda gh, h: gh.rest.repos.get(owner, name, headers=h),
-                                 lambda r: r.parsed_data.model_dump(mode="json"))
+                                 lambda r: dict(r.json()))
         methods: list[tuple[Literal["squash", "rebase", "merge"], Any]] = [
             ("squash", settings.get("allow_squash_merge", True)), ("rebase", settings.get("allow_rebase_merge")),
             ("merge", settings.get("allow_merge_commit"))]
