@@ -33,6 +33,8 @@ from optio.store.db import Database
 
 def configure_logging(level: str = "info") -> None:
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO), format="%(message)s")
+    # httpx logs every request a forge client makes at INFO: noise, and URLs are not for the server log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -43,6 +43,7 @@ class GitHubLoop:
     def add_repo(self, name: str, *extra: str, ci: str | None = CI_NEEDS_OK,
                  files: dict[str, str] | None = None) -> tuple[Repo, int]:
         repo = self.github.create_repo("acme", name, ci_command=ci, files=files)
+        extra = (*extra, "--no-forge-ci") if ci is None else extra
         res = self.server.cli("repo", "add", self.github.remote_url(repo), "--forge", "github", "--api-url",
                               self.github.api_url, "--token-secret", "GITHUB_TOKEN", "--webhook-secret",
                               "GITHUB_HOOK", "--json", *extra, check=True)

@@ -49,10 +49,6 @@ def _git(*args: str, cwd: Path, input: bytes | None = None, check: bool = True) 
     return res.stdout.decode(errors="replace")
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 @dataclass
 class CheckRun:
     id: int
@@ -450,8 +446,8 @@ class FakeGitHub:
             "review_comment_url": f"{u}/pulls/comments{{/number}}", "comments_url": f"{u}/issues/{pull.number}/comments",
             "statuses_url": f"{u}/statuses/{pull.head_sha}", "number": pull.number, "state": pull.state,
             "locked": False, "title": pull.title, "user": self.user("optio-bot"), "body": pull.body, "labels": [],
-            "milestone": None, "active_lock_reason": None, "created_at": TS, "updated_at": _now(),
-            "closed_at": _now() if pull.state == "closed" else None, "merged_at": _now() if pull.merged else None,
+            "milestone": None, "active_lock_reason": None, "created_at": TS, "updated_at": TS,
+            "closed_at": TS if pull.state == "closed" else None, "merged_at": TS if pull.merged else None,
             "merge_commit_sha": pull.merge_commit_sha, "assignee": None, "assignees": [], "requested_reviewers": [],
             "requested_teams": [], "head": self._branch_ref(repo, pull.head, pull.head_sha),
             "base": self._branch_ref(repo, pull.base, base_sha),
@@ -484,7 +480,7 @@ class FakeGitHub:
             "url": f"{u}/check-runs/{run.id}", "html_url": f"{self.base_url}/{repo.full_name}/runs/{run.id}",
             "details_url": f"{self.base_url}/{repo.full_name}/actions/runs/{run.id}/job/{run.id}",
             "status": run.status, "conclusion": run.conclusion, "started_at": TS,
-            "completed_at": _now() if run.status == "completed" else None,
+            "completed_at": TS if run.status == "completed" else None,
             "output": {"title": run.title, "summary": run.summary, "text": None,
                        "annotations_count": len(run.annotations), "annotations_url": f"{u}/check-runs/{run.id}/annotations"},
             "name": run.name, "check_suite": {"id": run.id + 1}, "app": app, "pull_requests": [
@@ -534,10 +530,9 @@ class FakeGitHub:
         req.send_response(status)
         req.send_header("Content-Type", content_type)
         req.send_header("Content-Length", str(len(payload)))
-        req.send_header("X-RateLimit-Limit", "5000")
-        req.send_header("X-RateLimit-Remaining", "4999")
-        req.send_header("X-RateLimit-Reset", str(int(time.time()) + 3600))
-        for name, value in extra.items():
+        limits = {"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "4999",
+                  "X-RateLimit-Reset": str(int(time.time()) + 3600)}
+        for name, value in {**limits, **extra}.items():
             req.send_header(name, value)
         req.end_headers()
         if payload and req.command != "HEAD":

@@ -238,6 +238,7 @@ class ForgeOptions(BaseModel):
     private_key_secret: str | None = Field(default=None, pattern=NAME_PATTERN,
                                            description="Secret holding the App's PEM private key")
     draft: bool = Field(default=False, description="Open pull requests as drafts")
+    ci_required: bool = Field(default=True, description="PRs wait for the forge's own checks (false: no CI)")
 
 
 class RepoCreate(BaseModel):

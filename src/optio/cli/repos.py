@@ -51,6 +51,8 @@ def add(
     installation_id: int | None = typer.Option(None, "--installation-id", help="GitHub App installation id"),
     app_key_secret: str | None = typer.Option(None, "--app-key-secret", help="Secret holding the App's private key"),
     draft: bool = typer.Option(False, "--draft/--no-draft", help="Open pull requests as drafts"),
+    forge_ci: bool = typer.Option(True, "--forge-ci/--no-forge-ci",
+                                  help="A hosted repo's PRs wait for the forge's own checks (off: it has no CI)"),
     as_json: bool = AS_JSON,
 ) -> None:
     """Register a git remote that tasks can work on (on GitHub or GitLab, the forge is detected from the URL)."""
@@ -61,6 +63,8 @@ def add(
         options.update({"app_id": app_id, "installation_id": installation_id, "private_key_secret": app_key_secret})
     if draft:
         options["draft"] = True
+    if not forge_ci:
+        options["ci_required"] = False
     review_config: dict[str, object] = {}
     if review_command is not None:
         review_config["command"] = review_command

@@ -75,5 +75,5 @@ def receive(db: Database, forges: ForgeRegistry, repo_id: int, headers: Mapping[
                 woken[found[0]] = found[1]
         for task_id, workspace_id in woken.items():
             queue.enqueue(session, KIND, task_id, workspace_id, reason=f"forge event {name}".strip())
-    log.info("forge_hook", repo=repo_id, event=name, delivery=delivery, events=len(events), enqueued=len(woken))
+    log.info("forge_hook", repo=repo_id, forge_event=name, delivery=delivery, events=len(events), enqueued=len(woken))
     return HookResult(200, enqueued=len(woken))

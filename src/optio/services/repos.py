@@ -77,7 +77,8 @@ def hosted_settings(data: dict[str, Any], remote: str, *, allowlist: Sequence[st
     A hosted forge needs an http(s) URL naming OWNER/REPO and an API root Optio may call (the SSRF guard).
     """
     kind = hosted.detect_forge(remote, data.get("forge"))
-    options = {k: v for k, v in dict(data.get("forge_options") or {}).items() if v not in (None, False)}
+    options = {k: v for k, v in dict(data.get("forge_options") or {}).items()
+               if v is not None and (v is not False or k == "ci_required") and not (k == "ci_required" and v)}
     if kind == hosted.LOCAL:
         if data.get("api_url") or data.get("webhook_secret") or options:
             field = "api_url" if data.get("api_url") else "webhook_secret" if data.get("webhook_secret") \
