@@ -102,7 +102,8 @@ def test_red_ci_and_a_line_comment_resume_the_agent_then_it_squash_merges_and_cl
     # gate first so the task can be tied to the issue before its PR is opened.
     agent = ('until [ -f "$HOME/gate" ]; do sleep 0.1; done; '
              'if grep -q "notes.txt:1: say why" "$OPTIO_PROMPT_FILE"; then echo because > notes.txt; fi; '
-             + AGENT_READS_CI)
+             'if grep -q "EXPECTED ok" "$OPTIO_PROMPT_FILE"; then echo ok > fixed.txt; '
+             'elif [ ! -f fixed.txt ]; then echo no > fixed.txt; fi')
     task_id = gh.new_task("loop", "Make CI green", agent)
     wait_until("the agent", lambda: gh.task(task_id)["state"] == "running")
     with sqlite3.connect(gh.server.data_dir / "optio.db") as db:

@@ -20,7 +20,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -36,8 +35,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-GIT_ENV = {"PATH": "/usr/bin:/bin:/usr/local/bin", "GIT_AUTHOR_NAME": "GitHub", "GIT_AUTHOR_EMAIL": "noreply@github.com",
-           "GIT_COMMITTER_NAME": "GitHub", "GIT_COMMITTER_EMAIL": "noreply@github.com", "GIT_CONFIG_NOSYSTEM": "1"}
+GIT_ENV = {"PATH": "/usr/bin:/bin:/usr/local/bin", "GIT_AUTHOR_NAME": "GitHub",
+           "GIT_AUTHOR_EMAIL": "noreply@github.com", "GIT_COMMITTER_NAME": "GitHub",
+           "GIT_COMMITTER_EMAIL": "noreply@github.com", "GIT_CONFIG_NOSYSTEM": "1"}
 TS = "2026-01-01T00:00:00Z"
 
 
@@ -443,7 +443,8 @@ class FakeGitHub:
             "diff_url": f"{html}.diff", "patch_url": f"{html}.patch", "issue_url": f"{u}/issues/{pull.number}",
             "commits_url": f"{u}/pulls/{pull.number}/commits",
             "review_comments_url": f"{u}/pulls/{pull.number}/comments",
-            "review_comment_url": f"{u}/pulls/comments{{/number}}", "comments_url": f"{u}/issues/{pull.number}/comments",
+            "review_comment_url": f"{u}/pulls/comments{{/number}}",
+            "comments_url": f"{u}/issues/{pull.number}/comments",
             "statuses_url": f"{u}/statuses/{pull.head_sha}", "number": pull.number, "state": pull.state,
             "locked": False, "title": pull.title, "user": self.user("optio-bot"), "body": pull.body, "labels": [],
             "milestone": None, "active_lock_reason": None, "created_at": TS, "updated_at": TS,
@@ -482,7 +483,8 @@ class FakeGitHub:
             "status": run.status, "conclusion": run.conclusion, "started_at": TS,
             "completed_at": TS if run.status == "completed" else None,
             "output": {"title": run.title, "summary": run.summary, "text": None,
-                       "annotations_count": len(run.annotations), "annotations_url": f"{u}/check-runs/{run.id}/annotations"},
+                       "annotations_count": len(run.annotations),
+                       "annotations_url": f"{u}/check-runs/{run.id}/annotations"},
             "name": run.name, "check_suite": {"id": run.id + 1}, "app": app, "pull_requests": [
                 {"url": f"{u}/pulls/{p.number}", "id": p.id, "number": p.number,
                  "head": {"ref": p.head, "sha": p.head_sha, "repo": {"id": repo.id, "url": u, "name": repo.name}},
@@ -765,6 +767,3 @@ class FakeGitHub:
                                             "repository": self.repository(repo)})
         return None
 
-
-def fresh_env() -> dict[str, str]:
-    return dict(os.environ)
