@@ -219,3 +219,26 @@ def test_token_value_appears_nowhere(gh: GitHubLoop) -> None:
         if path.is_file() and path.suffix in (".log", ".jsonl", ".txt", ".json", ".md"):
             assert TOKEN not in path.read_text(errors="replace"), path
     assert any(r.head_sha for r in repo.checks)
+
+
+def test_idle_repos_are_polled_with_conditional_requests_only(tmp_path: Path) -> None:
+    """Scaled down from the issue's 20 repos for 2 minutes to 3 repos for 20 s, with a 1 s poll interval
+    (OPTIO_WATCH_INTERVAL_S): each poll looks at every open PR, so the claim holds per poll either way."""
+    loop = GitHubLoop(tmp_path, watch_interval_s=1.0)
+    try:
+        tasks = []
+        for i in range(3):
+            repo, _ = loop.add_repo(f"idle{i}", "--require-approval", ci="true")
+            tasks.append((repo, loop.new_task(f"idle{i}", "Change it", "echo changed > change.txt")))
+        for repo, task_id in tasks:
+            wait_until("green CI", lambda repo=repo: any(r.conclusion == "success" for r in repo.checks))
+            loop.wait(task_id, {"pr_opened"})
+        time.sleep(4)  # every conditional request has its ETag now
+        before = list(loop.github.requests)
+        time.sleep(20)
+        during = loop.github.requests[len(before):]
+        assert [r for r in during if r[2] != 304] == [], "an idle repo cost rate limit"
+        assert len(during) >= 3 * 10, "the poller looked at every PR about once a second"
+        assert all(loop.task(task_id)["state"] == "pr_opened" for _repo, task_id in tasks)
+    finally:
+        loop.close()

@@ -554,7 +554,7 @@ class FakeGitHub:
                 return self._serve_log(req, split.path)
             return self._git_http(req, split.path, split.query, body)
         try:
-            return self._api(req, split.path.removeprefix("/api/v3"), parse_qs(split.query), body)
+            return self._api(req, split.path.removeprefix("/api/v3").rstrip("/"), parse_qs(split.query), body)
         except Exception as exc:  # a bug in the fake shows as a 500 with its message
             return self._send(req, 500, {"message": f"fake github: {type(exc).__name__}: {exc}"})
 
