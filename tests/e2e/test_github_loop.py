@@ -242,3 +242,56 @@ def test_idle_repos_are_polled_with_conditional_requests_only(tmp_path: Path) ->
         assert all(loop.task(task_id)["state"] == "pr_opened" for _repo, task_id in tasks)
     finally:
         loop.close()
+
+
+def test_github_app_installation_token_is_minted_once_and_used_for_git_and_api(gh: GitHubLoop) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    gh.github.add_app(77, 4242, public)
+    gh.server.cli("secret", "set", "APP_KEY", "--value", pem, check=True)
+    repo = gh.github.create_repo("acme", "appy")
+    res = gh.server.cli("repo", "add", gh.github.remote_url(repo), "--forge", "github", "--api-url",
+                        gh.github.api_url, "--app-id", "77", "--installation-id", "4242", "--app-key-secret",
+                        "APP_KEY", "--no-forge-ci", "--json", check=True)
+    assert json.loads(res.stdout)["forge_options"]["app_id"] == 77
+    task_id = gh.new_task("appy", "Change it", "echo changed > change.txt")
+    task = gh.wait(task_id, END)
+    assert task["state"] == "completed", (task, gh.server.log()[-3000:])
+    assert gh.github.log(repo)[0].startswith("Change it (#")
+    # One token for registration's check, reused (cached until just before expiry) by the server for everything.
+    assert len(gh.github.minted) <= 2, gh.github.minted
+    server_token = gh.github.minted[-1]
+    bad = gh.server.cli("repo", "add", gh.github.remote_url(repo), "--forge", "github", "--api-url",
+                        gh.github.api_url, "--app-id", "77", "--installation-id", "4242")
+    assert bad.returncode != 0 and "private_key_secret is missing" in bad.stdout + bad.stderr
+    gh.server.stop()
+    assert server_token not in gh.server.log()
+    assert server_token not in "\n".join(sqlite3.connect(gh.server.data_dir / "optio.db").iterdump())
+
+
+def test_base_moved_on_github_makes_a_conflict_the_agent_rebases(gh: GitHubLoop) -> None:
+    repo, _ = gh.add_repo("shared", "--require-approval", ci=None, files={"shared.txt": "base\n"})
+    agent = ('if grep -qi "conflict" "$OPTIO_PROMPT_FILE"; then '
+             'git fetch -q origin && (git rebase origin/main || '
+             '{ printf "theirs\\nours\\n" > shared.txt; git add shared.txt; GIT_EDITOR=true git rebase --continue; }); '
+             'else echo ours > shared.txt; fi')
+    task_id = gh.new_task("shared", "Ours", agent)
+    gh.wait(task_id, {"pr_opened"})
+    pull = next(iter(repo.pulls.values()))
+    head = pull.head_sha
+    # Someone else lands a change on main: GitHub's push webhook wakes the task, mergeable_state is "dirty".
+    gh.github.push_to(repo, "main", {"shared.txt": "theirs\n"}, "theirs")
+    wait_until("the rebased head", lambda: pull.head_sha != head, timeout=120)
+    assert "conflict" in [e["event"] for e in gh.events(task_id)]
+    gh.wait(task_id, {"pr_opened"})
+    gh.github.review_as(PERSON, repo, pull.number, event="APPROVE", body="ok")
+    task = gh.wait(task_id, END)
+    assert task["state"] == "completed", (task, gh.server.log()[-3000:])
+    assert gh.github.show(repo, "shared.txt") == "theirs\nours\n"
+    assert gh.github.log(repo) == [f"Ours (#{pull.number})", "theirs", "initial"]

@@ -128,6 +128,8 @@ class FakeGitHub:
         self.rate_limited_until: float = 0.0
         self.fail_5xx_until: float = 0.0
         self.fail_5xx_paths: str = ""
+        self.apps: dict[int, tuple[int, str, int]] = {}
+        self.minted: list[str] = []
         self._ids = 1000
         self._lock = threading.RLock()
         self._ci_threads: list[threading.Thread] = []
@@ -577,7 +579,34 @@ class FakeGitHub:
                     return self._send(req, 200, raw=run.log.encode(), content_type="text/plain")
         return self._send(req, 404, {"message": "Not Found"})
 
+    def add_app(self, app_id: int, installation_id: int, public_key_pem: str, *, token_ttl_s: int = 3600) -> None:
+        """A GitHub App installed on the owner: its JWTs (RS256, ``iss`` = app id) mint installation tokens."""
+        self.apps[app_id] = (installation_id, public_key_pem, token_ttl_s)
+
+    def _mint(self, req: BaseHTTPRequestHandler, installation_id: int) -> None:
+        import jwt  # PyJWT, which githubkit's App auth uses too
+
+        auth = req.headers.get("Authorization", "")
+        claims: dict[str, Any] | None = None
+        for app_id, (installation, key, ttl) in self.apps.items():
+            try:
+                claims = jwt.decode(auth.removeprefix("Bearer "), key, algorithms=["RS256"])
+            except jwt.PyJWTError:
+                continue
+            if str(claims.get("iss")) == str(app_id) and installation == installation_id:
+                token = f"ghs_{uuid.uuid4().hex}"
+                self.tokens[token] = f"app-{app_id}[bot]"
+                self.minted.append(token)
+                expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + ttl))
+                return self._send(req, 201, {"token": token, "expires_at": expires, "permissions": {
+                    "contents": "write", "pull_requests": "write", "checks": "read"},
+                    "repository_selection": "all"}, template="/app/installations/{installation_id}/access_tokens")
+        return self._send(req, 401, {"message": "A JSON web token could not be decoded"})
+
     def _api(self, req: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]], body: bytes) -> None:
+        minting = re.match(r"^/app/installations/(\d+)/access_tokens$", path)
+        if minting and req.command == "POST":
+            return self._mint(req, int(minting.group(1)))
         auth = req.headers.get("Authorization", "")
         token = auth.split(" ", 1)[1] if " " in auth else ""
         login = self.tokens.get(token)

@@ -24,6 +24,8 @@ from optio.store.models import Repo
 LOCAL = "local"
 # A task's branch names its task: how a webhook about a branch finds the task it belongs to.
 TASK_BRANCH = re.compile(r"^optio/(\d+)$")
+# git's scp-like remote syntax, ``user@host:path``.
+SCP_LIKE = re.compile(r"^[\w.+-]+@([\w.-]+):(?!//)")
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,13 @@ def detect_forge(remote: str, explicit: str | None = None) -> str:
     parsed = urlsplit(remote)
     if explicit:
         return explicit
-    if parsed.scheme not in ("http", "https", "ssh", "git"):
+    scp = SCP_LIKE.match(remote)
+    if scp is not None:
+        host = scp.group(1).lower().rstrip(".")
+    elif parsed.scheme not in ("http", "https", "ssh", "git"):
         return LOCAL
-    host = (parsed.hostname or "").lower().rstrip(".")
+    else:
+        host = (parsed.hostname or "").lower().rstrip(".")
     for kind in KINDS.values():
         if host in kind.hosts:
             return kind.name

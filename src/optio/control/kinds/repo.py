@@ -219,8 +219,15 @@ class RepoTaskHandler:
 
         def sync_origin() -> None:
             # The clone's origin/* are Optio's copy of the cache's: bring them current so a resumed agent's
-            # `git fetch origin && git rebase origin/<base>` sees the base as it is now.
-            worktrees_of(ctx, loaded).sync_clone(cwd)
+            # `git fetch origin && git rebase origin/<base>` sees the base as it is now. A resume fetches the
+            # cache first: on a hosted forge nothing else fetches when the base moves there.
+            cache = worktrees_of(ctx, loaded)
+            if action.resume_reason:
+                try:
+                    cache.fetch()
+                except Exception:
+                    log.warning("resume_fetch_failed", task=task_id)
+            cache.sync_clone(cwd)
 
         processes.launch(
             ctx,
