@@ -142,6 +142,15 @@ def test_red_ci_and_a_line_comment_resume_the_agent_then_it_squash_merges_and_cl
     assert gh.github.deliveries and all(status == 200 for _event, status in gh.github.deliveries)
 
 
+def test_draft_pull_request_is_marked_ready_when_optio_merges_it(gh: GitHubLoop) -> None:
+    repo, _ = gh.add_repo("drafty", "--draft", ci=None)
+    task_id = gh.new_task("drafty", "Change it", "echo changed > change.txt")
+    task = gh.wait(task_id, END)
+    assert task["state"] == "completed", (task, gh.server.log()[-3000:])
+    [pull] = repo.pulls.values()
+    assert pull.opened_as_draft and pull.merged and not pull.draft
+
+
 def test_protected_branch_refusal_ends_needs_attention_naming_the_rule(gh: GitHubLoop) -> None:
     repo, _ = gh.add_repo("guarded", ci=None)
     repo.required_approvals = 1  # branch protection: one approving review, which nobody gives
@@ -164,7 +173,8 @@ def test_lasting_rate_limit_defers_then_completes_without_duplicates(gh: GitHubL
     task = gh.wait(task_id, END, timeout=120)
     assert task["state"] == "completed", (task, gh.server.log()[-3000:])
     assert len(repo.pulls) == 1 and gh.agent_starts(task_id) == 1
-    assert task["attempts"] == 1
+    assert task["attempts"] == 1 and task["error"] is None
+    assert not (task.get("note") or "").startswith("waiting for the forge"), "the wait is over"
 
 
 def test_5xx_storm_defers_then_completes_without_duplicates(gh: GitHubLoop) -> None:

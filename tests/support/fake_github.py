@@ -81,6 +81,7 @@ class Pull:
     base: str
     head_sha: str
     draft: bool = False
+    opened_as_draft: bool = False
     state: str = "open"
     merged: bool = False
     merge_commit_sha: str | None = None
@@ -551,6 +552,8 @@ class FakeGitHub:
         if req.headers.get("Transfer-Encoding", "").lower() == "chunked":
             body = self._read_chunked(req)
         split = urlsplit(req.path)
+        if split.path == "/api/graphql":  # GitHub Enterprise's GraphQL endpoint beside /api/v3
+            return self._api(req, "/graphql", {}, body)
         if not split.path.startswith("/api/v3/"):
             if split.path.startswith("/_logs/"):
                 return self._serve_log(req, split.path)
@@ -603,7 +606,27 @@ class FakeGitHub:
                     "repository_selection": "all"}, template="/app/installations/{installation_id}/access_tokens")
         return self._send(req, 401, {"message": "A JSON web token could not be decoded"})
 
+    def _graphql(self, req: BaseHTTPRequestHandler, data: dict[str, Any]) -> None:
+        """The one mutation Optio needs from GraphQL: taking a draft PR out of draft."""
+        token = req.headers.get("Authorization", "").partition(" ")[2]
+        if token not in self.tokens:
+            return self._send(req, 401, {"message": "Bad credentials"})
+        if "markPullRequestReadyForReview" not in data.get("query", ""):
+            return self._send(req, 200, {"errors": [{"message": "unsupported by the fake"}]})
+        node = data.get("variables", {}).get("id")
+        with self._lock:
+            for repo in self.repos.values():
+                for pull in repo.pulls.values():
+                    if f"PR_{pull.id}" == node:
+                        pull.draft = False
+                        return self._send(req, 200, {"data": {"markPullRequestReadyForReview": {
+                            "pullRequest": {"isDraft": False}}}})
+        return self._send(req, 200, {"errors": [{"message": f"Could not resolve to a node with the global id of "
+                                                            f"'{node}'", "type": "NOT_FOUND"}]})
+
     def _api(self, req: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]], body: bytes) -> None:
+        if path == "/graphql" and req.command == "POST":
+            return self._graphql(req, json.loads(body or b"{}"))
         minting = re.match(r"^/app/installations/(\d+)/access_tokens$", path)
         if minting and req.command == "POST":
             return self._mint(req, int(minting.group(1)))
@@ -658,6 +681,7 @@ class FakeGitHub:
             repo.next_number += 1
             pull = Pull(number=number, title=data["title"], body=data.get("body") or "", head=data["head"],
                         base=data["base"], head_sha=refs[data["head"]], draft=bool(data.get("draft")),
+                        opened_as_draft=bool(data.get("draft")),
                         id=self._next_id())
             repo.pulls[number] = pull
             self._send(req, 201, self.pull(repo, pull, full=True), template=T + "/pulls")
@@ -762,6 +786,8 @@ class FakeGitHub:
         T = "/repos/{owner}/{repo}/pulls/{pull_number}/merge"
         if pull.state != "open":
             return self._send(req, 405, {"message": "Pull Request is not mergeable"})
+        if pull.draft:
+            return self._send(req, 405, {"message": "Pull Request is still a draft"})
         if data.get("sha") and data["sha"] != pull.head_sha:
             return self._send(req, 409, {"message": "Head branch was modified. Review and try the merge again."})
         method = data.get("merge_method", "merge")

@@ -107,6 +107,8 @@ def set_repo(
     max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1,
                                               help="Tasks of this repo running at once"),
     secret: list[str] | None = typer.Option(None, "--secret", help="Replace the secret names (repeatable)"),
+    webhook_secret: str | None = typer.Option(None, "--webhook-secret",
+                                              help="Secret the forge signs its webhooks with; '' for none"),
     as_json: bool = AS_JSON,
 ) -> None:
     """Change a repo's settings; only the options given are changed."""
@@ -122,6 +124,8 @@ def set_repo(
         body["agent_config"] = {"command": command}
     if secret is not None:
         body["secret_names"] = secret
+    if webhook_secret is not None:
+        body["webhook_secret"] = webhook_secret or None
     if not body:
         raise fail("nothing to change: give at least one option (see `optio repo set --help`)", code=2)
     data = client_from(ctx).request("PATCH", f"/api/repos/{repo}", json=body)

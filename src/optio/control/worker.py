@@ -29,6 +29,8 @@ log = structlog.get_logger("optio.reconcile")
 CLAIM_BATCH = 4
 # The queue reason of a reconcile put off because its forge was busy.
 FORGE_BUSY_REASON = "forge busy"
+# Runs put off for a busy forge by this process, whose waiting note goes once the forge answers.
+_forge_waiting: set[tuple[str, int]] = set()
 
 
 def reconcile_one(ctx: ControlContext, item: ClaimedItem) -> Outcome:
@@ -52,9 +54,11 @@ def reconcile_one(ctx: ControlContext, item: ClaimedItem) -> Outcome:
         return Outcome("deferred")
     if loaded is None:
         return Outcome("applied", "run gone")
-    if item.reason == FORGE_BUSY_REASON:
+    if (item.kind, item.run_id) in _forge_waiting or item.reason == FORGE_BUSY_REASON:
+        # The forge answered again: the run no longer shows it waits for it.
         with ctx.db.write() as session:
             forge_hooks.clear_forge_wait(session, item.kind, item.run_id)
+        _forge_waiting.discard((item.kind, item.run_id))
     action = handler.decide(loaded.snapshot)
     try:
         outcome = executor.apply(ctx, handler, loaded, action, now)
@@ -89,6 +93,7 @@ def defer_for_forge(ctx: ControlContext, item: ClaimedItem, busy: ForgeBusy, *, 
     The run shows why it waits (its note and a timeline event), never an error or a failure.
     """
     delay = max(0.05, busy.retry_after_s)
+    _forge_waiting.add((item.kind, item.run_id))
     with ctx.db.write() as session:
         queue.enqueue(session, item.kind, item.run_id, item.workspace_id, delay_s=delay, reason=FORGE_BUSY_REASON)
         forge_hooks.note_forge_wait(session, item.kind, item.run_id, item.workspace_id,

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import httpx
 from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
-from githubkit.exception import RateLimitExceeded, RequestError, RequestFailed, RequestTimeout
+from githubkit.exception import GraphQLFailed, RateLimitExceeded, RequestError, RequestFailed, RequestTimeout
 from githubkit.response import Response
 
 from optio.errors import AppError
@@ -118,6 +118,28 @@ class GitHubClient:
         except (RequestTimeout, RequestError) as exc:
             reason = type(getattr(exc, "error", exc)).__name__
             raise self._on_busy(ForgeBusy(f"GitHub unreachable ({what}): {reason}", SERVER_ERROR_WAIT_S)) from None
+
+    def graphql(self, what: str, query: str, variables: dict[str, Any]) -> Any:
+        """One GraphQL request (for what REST cannot do), with the same "not now" handling as REST."""
+        self.requests += 1
+        try:
+            with self.github() as gh:
+                return gh.graphql.request(query, variables)
+        except GraphQLFailed as exc:
+            raise GitHubError(f"GitHub refused {what}: {'; '.join(e.message for e in exc.response.errors or [])}"
+                              ) from None
+        except RateLimitExceeded as exc:
+            wait = exc.retry_after.total_seconds() if exc.retry_after else 60.0
+            raise self._on_busy(ForgeBusy(f"GitHub rate limit ({what})", wait)) from None
+        except RequestFailed as exc:
+            raw = exc.response.raw_response
+            if raw.status_code >= 500:
+                raise self._on_busy(ForgeBusy(f"GitHub answered {raw.status_code} ({what})", SERVER_ERROR_WAIT_S)
+                                    ) from None
+            raise GitHubError(f"GitHub refused {what}: {raw.status_code} {github_message(raw)}",
+                              status_code=raw.status_code) from None
+        except (RequestTimeout, RequestError):
+            raise self._on_busy(ForgeBusy(f"GitHub unreachable ({what})", SERVER_ERROR_WAIT_S)) from None
 
     def cached(self, key: tuple[Any, ...], what: str,
                request: Callable[[GitHub[Any], Mapping[str, str]], Response[Any]],

@@ -364,6 +364,9 @@ class GitHubForge(HostedBase):
         method = next((m for m, allowed in methods if allowed), None)
         if method is None:
             raise MergeRefused("the repository allows no merge method to the API")
+        if pull.get("draft"):
+            # Opened as a draft while the agent worked (forge_options.draft): ready now that Optio merges it.
+            self._mark_ready(client, str(pull["node_id"]), number)
         title, _, rest = message.partition("\n")
         try:
             merged = client.call(
@@ -379,6 +382,13 @@ class GitHubForge(HostedBase):
         if not settings.get("delete_branch_on_merge"):
             self._delete_branch(client, owner, name, pull["head"]["ref"])
         return str(merged.sha)
+
+    @staticmethod
+    def _mark_ready(client: GitHubClient, node_id: str, number: int) -> None:
+        """GitHub's REST API cannot take a PR out of draft; its GraphQL API can."""
+        mutation = ("mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) "
+                    "{ pullRequest { isDraft } } }")
+        client.graphql(f"marking #{number} ready for review", mutation, {"id": node_id})
 
     @staticmethod
     def _delete_branch(client: GitHubClient, owner: str, name: str, branch: str) -> None:
