@@ -95,6 +95,19 @@ def test_every_response_the_fake_serves_matches_githubs_openapi(tmp_path: Path) 
         assert merged.status_code == 200, merged.text
         assert api.get(f"/pulls/{number}").json()["merged"] is True
         assert repo.issues[issue]["state"] == "closed"
+        # A GitHub App's JWT mints an installation token.
+        import jwt
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        fake.add_app(9, 99, key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode())
+        app_jwt = jwt.encode({"iss": "9", "iat": int(time.time()) - 60, "exp": int(time.time()) + 300}, key,
+                             algorithm="RS256")
+        minted = httpx.post(f"{fake.api_url}/app/installations/99/access_tokens",
+                            headers={"Authorization": f"Bearer {app_jwt}"})
+        assert minted.status_code == 201 and minted.json()["token"].startswith("ghs_")
         # A conditional request for an unchanged resource is a 304 with no body.
         etag = api.get(f"/pulls/{number}").headers["ETag"]
         assert api.get(f"/pulls/{number}", headers={"If-None-Match": etag}).status_code == 304
@@ -118,5 +131,6 @@ def test_every_response_the_fake_serves_matches_githubs_openapi(tmp_path: Path) 
                 ("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge", 200),
                 ("GET", "/repos/{owner}/{repo}", 200), ("GET", "/repos/{owner}/{repo}/pulls", 200),
                 ("GET", "/repos/{owner}/{repo}/check-runs/{check_run_id}/annotations", 200),
-                ("GET", "/repos/{owner}/{repo}/branches/{branch}/protection/required_status_checks", 200)}
+                ("GET", "/repos/{owner}/{repo}/branches/{branch}/protection/required_status_checks", 200),
+                ("POST", "/app/installations/{installation_id}/access_tokens", 201)}
     assert expected <= checked, expected - checked
