@@ -212,8 +212,22 @@ def test_repo_add_detects_github_and_says_what_access_is_missing(gh: GitHubLoop)
     res = gh.server.cli("repo", "add", gh.github.remote_url(repo), "--forge", "github", "--api-url",
                         gh.github.api_url)
     assert res.returncode != 0 and "--token-secret" in res.stdout + res.stderr
-    listed = gh.server.api("POST", "/api/repos", json={"remote_url": "https://github.com/acme/x", "forge": "gitea"})
-    assert listed.status_code == 422 and "forge" in listed.text
+    def refused(body: dict) -> str:
+        res = gh.server.api("POST", "/api/repos", json={"remote_url": gh.github.remote_url(repo), **body})
+        assert res.status_code == 422, res.text
+        return str(res.json()["error"]["field"])
+
+    assert refused({"forge": "gitea"}) == "forge"
+    assert refused({"api_url": gh.github.api_url}) == "api_url"  # an API root for a repo on the local forge
+    assert refused({"forge": "github", "api_url": gh.github.api_url, "credential_secret": "GITHUB_TOKEN",
+                    "webhook_secret": "NO_SUCH_SECRET"}) == "webhook_secret"
+    assert refused({"forge": "github", "api_url": gh.github.api_url,
+                    "forge_options": {"app_id": 1, "private_key_secret": "GITHUB_TOKEN"}}) == \
+        "forge_options.installation_id"
+    assert refused({"forge": "github", "api_url": "http://10.0.0.1/api/v3",
+                    "credential_secret": "GITHUB_TOKEN"}) == "api_url"  # the SSRF guard
+    assert refused({"forge": "github", "api_url": gh.github.api_url, "credential_secret": "GITHUB_TOKEN",
+                    "forge_options": {"nonsense": 1}}) == "forge_options.nonsense"
 
 
 def test_token_value_appears_nowhere(gh: GitHubLoop) -> None:

@@ -14,6 +14,7 @@ import structlog
 
 from optio.control.ports import ForgeRegistry, UnknownForge
 from optio.domain.states import TERMINAL, RunKind
+from optio.forge.hosted import LOCAL
 from optio.store import forge_hooks, queue
 from optio.store.db import Database
 
@@ -50,7 +51,7 @@ def receive(db: Database, forges: ForgeRegistry, repo_id: int, headers: Mapping[
     with db.read() as session:
         repo = forge_hooks.repo_for_hook(session, repo_id)
         forge_kind = repo.forge if repo is not None else None
-    if forge_kind is None:
+    if forge_kind is None or forge_kind == LOCAL:  # the local forge sends no webhooks: nothing to verify them by
         return HookResult(204)
     try:
         forge = forges.get(forge_kind)

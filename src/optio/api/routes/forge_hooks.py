@@ -8,6 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from optio.api.deps import Unauthorized
+from optio.api.schemas import Id
 from optio.control.ports import BadSignature
 from optio.server import Optio
 from optio.services import forge_hooks
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/api/forge-hooks", tags=["forge hooks"])
 
 @router.post("/{repo_id}", status_code=200, responses={204: {"description": "a repo Optio does not track"},
                                                        401: {"description": "the signature or token does not verify"}})
-async def forge_hook(repo_id: int, request: Request) -> Response:
+async def forge_hook(repo_id: Id, request: Request) -> Response:
     """Receive one webhook delivery for a repo: its PR, review, CI and push events wake the affected tasks."""
     optio: Optio = request.app.state.optio
     body = await request.body()
