@@ -232,6 +232,10 @@ class FakeGitHub:
         for t in list(self._ci_threads):
             t.join(timeout)
 
+    def pull_of_branch(self, repo: Repo, branch: str) -> Pull | None:
+        found = [p for p in repo.pulls.values() if p.head == branch]
+        return found[-1] if found else None
+
     def review_as(self, token: str, repo: Repo, number: int, *, event: str, body: str,
                   comments: list[dict[str, Any]] | None = None) -> int:
         """A person reviews through the API, like a browser would."""
@@ -820,5 +824,7 @@ class FakeGitHub:
         self.deliver(repo, "pull_request", {"action": "closed", "number": pull.number,
                                             "pull_request": self.pull(repo, pull, full=True),
                                             "repository": self.repository(repo)})
+        self.deliver(repo, "push", {"ref": f"refs/heads/{pull.base}", "before": base_sha, "after": sha,
+                                    "repository": self.repository(repo)})
         return None
 
