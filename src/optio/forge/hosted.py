@@ -17,7 +17,9 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from optio.control.ports import SecretsProvider
+from optio.errors import NotFound
 from optio.forge.base import ForgeBusy
+from optio.store import forge_hooks
 from optio.store.db import Database
 from optio.store.models import Repo
 
@@ -149,10 +151,8 @@ class HostedBase:
 
     def hosted_repo(self, repo_id: int) -> HostedRepo:
         with self.db.read() as session:
-            repo = session.get(Repo, repo_id)
+            repo = forge_hooks.repo_for_hook(session, repo_id)
             if repo is None:
-                from optio.errors import NotFound
-
                 raise NotFound(f"repo {repo_id} not found")
             return HostedRepo.of(repo)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import structlog
@@ -326,7 +326,8 @@ class GitHubForge(HostedBase):
         existing = self._find_pr(repo_id, task_id)
         if existing is not None and existing["state"] == "open":
             info = self._info(existing)
-            return info if info.head_sha == head_sha else PullRequestInfo(**{**info.__dict__, "head_sha": head_sha})
+            # GitHub moves an open PR to its branch's new head by itself; it may not have caught up yet.
+            return info if info.head_sha == head_sha else replace(info, head_sha=head_sha, mergeable=None)
         full_body = self._body(body, task_id)
         draft = bool(repo.options.get("draft"))
         created = client.call(
