@@ -105,10 +105,10 @@ def test_red_ci_and_a_line_comment_resume_the_agent_then_it_squash_merges_and_cl
              'if grep -q "EXPECTED ok" "$OPTIO_PROMPT_FILE"; then echo ok > fixed.txt; '
              'elif [ ! -f fixed.txt ]; then echo no > fixed.txt; fi')
     task_id = gh.new_task("loop", "Make CI green", agent)
-    wait_until("the agent", lambda: gh.task(task_id)["state"] == "running")
+    home = gh.server.data_dir / "homes" / f"repo_task-{task_id}"
+    wait_until("the agent", lambda: gh.task(task_id)["state"] == "running" and home.is_dir())
     with sqlite3.connect(gh.server.data_dir / "optio.db") as db:
         db.execute("UPDATE repo_tasks SET ticket_ref=? WHERE id=?", (f"acme/loop#{issue}", task_id))
-    home = gh.server.data_dir / "homes" / f"repo_task-{task_id}"
     (home / "gate").write_text("go")
 
     pull = wait_until("the PR", lambda: next(iter(repo.pulls.values()), None))
