@@ -58,6 +58,18 @@ def receive(db: Database, forges: ForgeRegistry, repo_id: int, headers: Mapping[
     except UnknownForge:
         return HookResult(204)
     events = forge.parse_event(repo_id, headers, body)
+    # An event naming a PR but not its task (GitLab's): the forge says whose it is when it can; when it cannot
+    # (or is busy), every task of the repo with a branch looks again, which is never wrong, only slower.
+    task_for_pr = getattr(forge, "task_for_pr", None)
+    resolved: list[tuple[int, int | None]] = []
+    for event in events:
+        task = event.task_id
+        if task is None and event.number and task_for_pr is not None:
+            try:
+                task = task_for_pr(repo_id, event.number)
+            except Exception:
+                log.warning("forge_hook_task_unknown", repo=repo_id, number=event.number)
+        resolved.append((event.repo_id, task))
     finished = TERMINAL[RunKind.REPO_TASK]
     delivery = delivery_id(headers)
     name = event_name(headers)
@@ -65,13 +77,13 @@ def receive(db: Database, forges: ForgeRegistry, repo_id: int, headers: Mapping[
         if delivery is not None and not forge_hooks.record_delivery(session, repo_id, delivery, name):
             return HookResult(200, duplicate=True)
         woken: dict[int, int] = {}
-        for event in events:
-            if event.repo_id != repo_id:
+        for event_repo, task_id in resolved:
+            if event_repo != repo_id:
                 continue
-            if event.task_id is None:
+            if task_id is None:
                 woken.update(forge_hooks.tasks_with_branch(session, repo_id, finished))
                 continue
-            found = forge_hooks.task_of_repo(session, repo_id, event.task_id, finished)
+            found = forge_hooks.task_of_repo(session, repo_id, task_id, finished)
             if found is not None:
                 woken[found[0]] = found[1]
         for task_id, workspace_id in woken.items():
