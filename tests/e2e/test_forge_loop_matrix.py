@@ -49,8 +49,10 @@ def events(forge: ForgeHarness, task_id: int) -> list[str]:
 
 
 def titles(forge: ForgeHarness, repo: str) -> list[str]:
-    """The default branch's commit subjects without their PR numbers (which differ per forge)."""
-    return [line.rsplit(" (#", 1)[0] for line in forge.main_log(repo)]
+    """The default branch's commit subjects without their PR numbers (which differ per forge), the seed
+    commit (named differently per fake) as ``initial``."""
+    lines = [line.rsplit(" (#", 1)[0] for line in forge.main_log(repo)]
+    return [*lines[:-1], "initial"] if lines else lines
 
 
 def test_red_ci_resumes_the_agent_with_the_output_until_merged(forge: ForgeHarness) -> None:
