@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -19,18 +20,22 @@ from optio.control.kinds.repo import RepoTaskHandler
 from optio.control.kinds.review import ReviewRunHandler
 from optio.control.ports import ForgeRegistry
 from optio.control.worker import WorkerPool, resync
+from optio.forge.github import GitHubForge
+from optio.forge.gitlab import GitLabForge
 from optio.forge.local import LocalForge
 from optio.runtime import sandbox as run_sandbox
 from optio.runtime.local import LocalRuntime
 from optio.security import private_file
 from optio.security.redact import default_redactor
 from optio.services.auth_state import AuthState, build_auth_state
-from optio.store import migrate, workspaces
+from optio.store import migrate, pull_requests, workspaces
 from optio.store.db import Database
 
 
 def configure_logging(level: str = "info") -> None:
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO), format="%(message)s")
+    # httpx logs every request a forge client makes at INFO: noise, and URLs are not for the server log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -83,9 +88,19 @@ def build(settings: Settings) -> Optio:
     forge.sandbox = sandbox
     forge.ci_timeout_s = settings.ci_timeout_s
     forge.merge_batch_max = settings.merge_batch_max
+    github = GitHubForge(db, secrets=auth.secrets,
+                         redact=lambda text, ws, repo_id: redactors.for_scope(ws, repo_id).redact(text),
+                         outbound_allowlist=settings.outbound_allowlist, public_url=settings.url)
+    gitlab = GitLabForge(db, settings.resolved_data_dir,
+                         redact=lambda text, ws, repo_id: redactors.for_scope(ws, repo_id).redact(text),
+                         secrets=auth.secrets, outbound_allowlist=settings.outbound_allowlist, public_url=settings.url)
+    forges = ForgeRegistry({forge.name: forge, github.name: github, gitlab.name: gitlab})
+    # git authenticates to a hosted forge with what its adapter says (a GitHub App's installation token);
+    # every other repo with its credential secret, as before.
+    forge.worktrees.credential = hosted_credentials(db, {github.name: github.git_credential}, forge.credential)
     ctx = ControlContext(
         settings=settings, db=db, runtime=LocalRuntime(processes.DbSink(db, settings), sandbox=sandbox),
-        forges=ForgeRegistry({forge.name: forge}), worktrees=forge.worktrees, secrets=auth.secrets,
+        forges=forges, worktrees=forge.worktrees, secrets=auth.secrets,
         redactors=redactors,
     )
     ctx.handlers = {
@@ -94,6 +109,19 @@ def build(settings: Settings) -> Optio:
         ReviewRunHandler.kind: ReviewRunHandler(),
     }
     return Optio(settings=settings, ctx=ctx, workers=WorkerPool(ctx), auth=auth)
+
+
+def hosted_credentials(db: Database, by_kind: dict[str, Callable[[int], str | None]],
+                       fallback: Callable[[int], str | None]) -> Callable[[int], str | None]:
+    """A repo's git credential, asked of its hosted forge's adapter when it has one."""
+
+    def credential(repo_id: int) -> str | None:
+        with db.read() as session:
+            kind = pull_requests.forge_kind_of(session, repo_id)
+        hosted = by_kind.get(kind or "")
+        return hosted(repo_id) if hosted is not None else fallback(repo_id)
+
+    return credential
 
 
 def uvicorn_proxy_options(settings: Settings) -> dict[str, object]:

@@ -26,6 +26,9 @@ pytestmark = pytest.mark.slow
 # Routes that create-or-update the caller's own resource by name: from B they act on B, never on A.
 # For these the test checks that A's resource is untouched instead of expecting 404.
 UPSERTS = {("PUT", "/api/secrets/{name}"), ("PUT", "/api/members/{username}")}
+# Routes no login reaches: a forge's webhook is verified by the repo's webhook secret, not by a workspace
+# (tests/e2e/test_github_loop.py checks that an unsigned delivery is refused and changes nothing).
+UNSCOPED = {("POST", "/api/forge-hooks/{repo_id}")}
 # Minimal valid bodies per request schema, so a 404 is not pre-empted by body validation.
 BODIES: dict[str, Any] = {
     "RunCreate": {"params": {}},
@@ -106,6 +109,10 @@ def test_every_resource_route_is_404_across_workspaces(world: Any) -> None:
     checked = 0
     for method, template, body_name in api_routes(tmp):
         if (method, template) in UPSERTS:
+            continue
+        if (method, template) in UNSCOPED:
+            res = server.api(method, template.replace("{repo_id}", a["repo_ref"][0]), token=bob_key, json={})
+            assert res.status_code in (204, 401), (method, template, res.status_code)  # a local repo: no hooks
             continue
         body = None
         if body_name is not None:

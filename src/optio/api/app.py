@@ -13,7 +13,20 @@ from optio.api.audit_trail import AuditTrailMiddleware
 from optio.api.body_limit import BodyLimitMiddleware
 from optio.api.rate_limit import RateLimitMiddleware, SlidingWindow
 from optio.api.request_guard import RequestGuardMiddleware
-from optio.api.routes import account, apikeys, events, jobs, prs, repo_tasks, repos, runs, task_feed, tickets, web_auth
+from optio.api.routes import (
+    account,
+    apikeys,
+    events,
+    forge_hooks,
+    jobs,
+    prs,
+    repo_tasks,
+    repos,
+    runs,
+    task_feed,
+    tickets,
+    web_auth,
+)
 from optio.api.routes import audit as audit_routes
 from optio.api.routes import secrets as secret_routes
 from optio.api.schemas import Health
@@ -84,4 +97,5 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(web_pages.router)
     app.include_router(web_actions.router)
     app.mount("/static", assets.static_files(), name="static")
+    app.include_router(forge_hooks.router)
     return app

@@ -228,6 +228,19 @@ class Health(BaseModel):
     unreadable_secrets: int = 0
 
 
+class ForgeOptions(BaseModel):
+    """Settings only a hosted forge reads: a GitHub App instead of a token, draft pull requests."""
+
+    model_config = STRICT_INPUT
+    app_id: int | None = Field(default=None, ge=1, description="GitHub App id (with installation_id and "
+                                                                "private_key_secret)")
+    installation_id: int | None = Field(default=None, ge=1, description="The App's installation on the repo's owner")
+    private_key_secret: str | None = Field(default=None, pattern=NAME_PATTERN,
+                                           description="Secret holding the App's PEM private key")
+    draft: bool = Field(default=False, description="Open pull requests as drafts")
+    ci_required: bool = Field(default=True, description="PRs wait for the forge's own checks (false: no CI)")
+
+
 class RepoCreate(BaseModel):
     model_config = STRICT_INPUT
     remote_url: Line = Field(min_length=1, max_length=2000, description=(
@@ -247,8 +260,17 @@ class RepoCreate(BaseModel):
                                            description="Workspace secrets to inject into its tasks; each must exist")
     credential_secret: str | None = Field(
         default=None, pattern=NAME_PATTERN,
-        description="Secret holding the password/token Optio's git uses for the remote (user name: in the URL)",
+        description="Secret holding the password/token Optio's git uses for the remote (user name: in the URL); "
+                    "on a hosted forge also the API token",
     )
+    forge: Literal["local", "github", "gitlab"] | None = Field(
+        default=None, description="Where PRs, CI and reviews live; default: detected from the URL (github.com, "
+                                  "gitlab.com), else local")
+    api_url: Line | None = Field(default=None, min_length=1, max_length=2000, description=(
+        "The hosted forge's API root (GitHub Enterprise: https://HOST/api/v3); default: from the URL"))
+    webhook_secret: str | None = Field(default=None, pattern=NAME_PATTERN,
+                                       description="Secret the forge's webhooks are verified with")
+    forge_options: ForgeOptions = Field(default_factory=ForgeOptions)
 
 
 class RepoUpdate(BaseModel):
@@ -267,6 +289,8 @@ class RepoUpdate(BaseModel):
     review_prompt: Text | None = Field(default=None, max_length=100_000)
     secret_names: list[SecretName] | None = Field(
         default=None, max_length=100, description="Workspace or this repo's secrets; each must exist")
+    webhook_secret: str | None = Field(default=None, pattern=NAME_PATTERN,
+                                       description="Secret the forge's webhooks are verified with")
 
 
 class RepoOut(BaseModel):
@@ -287,6 +311,10 @@ class RepoOut(BaseModel):
     review_prompt: str
     secret_names: list[str]
     credential_secret: str | None = None
+    forge: str = "local"
+    api_url: str | None = None
+    webhook_secret: str | None = None
+    forge_options: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
 
 

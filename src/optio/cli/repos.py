@@ -39,9 +39,32 @@ def add(
     credential_secret: str | None = typer.Option(
         None, "--credential-secret", help="Secret with the password/token Optio's git uses for the remote"
     ),
+    forge: str | None = typer.Option(None, "--forge", help="github | gitlab | local (default: from the URL)"),
+    api_url: str | None = typer.Option(None, "--api-url",
+                                       help="The forge's API root (GitHub Enterprise, self-managed GitLab)"),
+    token_secret: str | None = typer.Option(
+        None, "--token-secret", help="Secret holding the forge token: used for git and for the forge's API"),
+    webhook_secret: str | None = typer.Option(
+        None, "--webhook-secret", help="Secret the forge signs its webhooks with (POST /api/forge-hooks/ID)"),
+    app_id: int | None = typer.Option(None, "--app-id",
+                                      help="GitHub App id (with --installation-id, --app-key-secret)"),
+    installation_id: int | None = typer.Option(None, "--installation-id", help="GitHub App installation id"),
+    app_key_secret: str | None = typer.Option(None, "--app-key-secret", help="Secret holding the App's private key"),
+    draft: bool = typer.Option(False, "--draft/--no-draft", help="Open pull requests as drafts"),
+    forge_ci: bool = typer.Option(True, "--forge-ci/--no-forge-ci",
+                                  help="A hosted repo's PRs wait for the forge's own checks (off: it has no CI)"),
     as_json: bool = AS_JSON,
 ) -> None:
-    """Register a git remote that tasks can work on."""
+    """Register a git remote that tasks can work on (on GitHub or GitLab, the forge is detected from the URL)."""
+    if token_secret and credential_secret and token_secret != credential_secret:
+        raise fail("--token-secret and --credential-secret name the same thing; give one", code=2)
+    options: dict[str, object] = {}
+    if app_id is not None or installation_id is not None or app_key_secret is not None:
+        options.update({"app_id": app_id, "installation_id": installation_id, "private_key_secret": app_key_secret})
+    if draft:
+        options["draft"] = True
+    if not forge_ci:
+        options["ci_required"] = False
     review_config: dict[str, object] = {}
     if review_command is not None:
         review_config["command"] = review_command
@@ -53,7 +76,8 @@ def add(
         "require_approval": require_approval, "auto_merge": auto_merge, "review_agent_type": review_agent,
         "review_agent_config": review_config, "review_prompt": review_prompt, "agent_type": agent,
         "agent_config": {"command": command} if command else {}, "max_concurrent": max_concurrent,
-        "secret_names": secret or [], "credential_secret": credential_secret,
+        "secret_names": secret or [], "credential_secret": token_secret or credential_secret,
+        "forge": forge, "api_url": api_url, "webhook_secret": webhook_secret, "forge_options": options,
     }
     repo = client_from(ctx).post("/api/repos", body)
     if as_json:
@@ -83,6 +107,8 @@ def set_repo(
     max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1,
                                               help="Tasks of this repo running at once"),
     secret: list[str] | None = typer.Option(None, "--secret", help="Replace the secret names (repeatable)"),
+    webhook_secret: str | None = typer.Option(None, "--webhook-secret",
+                                              help="Secret the forge signs its webhooks with; '' for none"),
     as_json: bool = AS_JSON,
 ) -> None:
     """Change a repo's settings; only the options given are changed."""
@@ -98,6 +124,8 @@ def set_repo(
         body["agent_config"] = {"command": command}
     if secret is not None:
         body["secret_names"] = secret
+    if webhook_secret is not None:
+        body["webhook_secret"] = webhook_secret or None
     if not body:
         raise fail("nothing to change: give at least one option (see `optio repo set --help`)", code=2)
     data = client_from(ctx).request("PATCH", f"/api/repos/{repo}", json=body)

@@ -15,9 +15,10 @@ import structlog
 from optio.control import executor
 from optio.control.context import ControlContext
 from optio.control.handlers import Outcome
+from optio.control.ports import ForgeBusy
 from optio.domain.actions import target_state
 from optio.domain.backoff import snapshot_error_delay
-from optio.store import queue, runs
+from optio.store import forge_hooks, queue, runs
 from optio.store.queue import ClaimedItem
 from optio.store.types import utcnow
 
@@ -26,6 +27,10 @@ log = structlog.get_logger("optio.reconcile")
 # Items claimed per transaction: amortises claim/ack writes under load while keeping a slow item from
 # holding many others behind it.
 CLAIM_BATCH = 4
+# The queue reason of a reconcile put off because its forge was busy.
+FORGE_BUSY_REASON = "forge busy"
+# Runs put off for a busy forge by this process, whose waiting note goes once the forge answers.
+_forge_waiting: set[tuple[str, int]] = set()
 
 
 def reconcile_one(ctx: ControlContext, item: ClaimedItem) -> Outcome:
@@ -38,6 +43,8 @@ def reconcile_one(ctx: ControlContext, item: ClaimedItem) -> Outcome:
     try:
         with ctx.db.read() as session:
             loaded = handler.build_snapshot(ctx, session, item.run_id, item.workspace_id, now)
+    except ForgeBusy as busy:
+        return defer_for_forge(ctx, item, busy)
     except Exception as exc:
         log.exception("decision", kind=item.kind, id=item.run_id, action="defer_with_backoff",
                       reason=f"snapshot failed: {exc}", outcome="deferred")
@@ -47,9 +54,16 @@ def reconcile_one(ctx: ControlContext, item: ClaimedItem) -> Outcome:
         return Outcome("deferred")
     if loaded is None:
         return Outcome("applied", "run gone")
+    if (item.kind, item.run_id) in _forge_waiting or item.reason == FORGE_BUSY_REASON:
+        # The forge answered again: the run no longer shows it waits for it.
+        with ctx.db.write() as session:
+            forge_hooks.clear_forge_wait(session, item.kind, item.run_id)
+        _forge_waiting.discard((item.kind, item.run_id))
     action = handler.decide(loaded.snapshot)
     try:
         outcome = executor.apply(ctx, handler, loaded, action, now)
+    except ForgeBusy as busy:
+        return defer_for_forge(ctx, item, busy, action=action.name)
     except Exception as exc:
         error = ctx.redact(f"{type(exc).__name__}: {exc}", item.workspace_id)
         outcome = Outcome("error", error)
@@ -71,6 +85,22 @@ def reconcile_one(ctx: ControlContext, item: ClaimedItem) -> Outcome:
         detail=outcome.detail or None,
     )
     return outcome
+
+
+def defer_for_forge(ctx: ControlContext, item: ClaimedItem, busy: ForgeBusy, *, action: str = "snapshot") -> Outcome:
+    """The forge said "not now" (rate limit, 5xx): look again when it said to, spending no attempt of the run.
+
+    The run shows why it waits (its note and a timeline event), never an error or a failure.
+    """
+    delay = max(0.05, busy.retry_after_s)
+    _forge_waiting.add((item.kind, item.run_id))
+    with ctx.db.write() as session:
+        queue.enqueue(session, item.kind, item.run_id, item.workspace_id, delay_s=delay, reason=FORGE_BUSY_REASON)
+        forge_hooks.note_forge_wait(session, item.kind, item.run_id, item.workspace_id,
+                                    f"{busy.reason} (retrying in {delay:.0f}s)")
+    log.info("decision", kind=item.kind, id=item.run_id, action=action, reason=f"forge busy: {busy.reason}",
+             outcome="deferred", retry_after_s=round(delay, 1))
+    return Outcome("deferred", busy.reason)
 
 
 class WorkerPool:

@@ -74,11 +74,16 @@ class PullRequestState:
 
 @dataclass(frozen=True)
 class ForgeEvent:
-    """A forge's webhook, parsed: which PR of which repo changed, and how (e.g. `ci`, `review`, `closed`)."""
+    """A forge's webhook, parsed: which PR of which repo changed, and how (e.g. `ci`, `review`, `closed`).
+
+    ``task_id`` is the task the PR belongs to when the event names it (its head branch ``optio/<task-id>``);
+    None with ``number`` 0 means the change may touch every task of the repo (e.g. a push to the base branch).
+    """
 
     repo_id: int
     number: int
     kind: str
+    task_id: int | None = None
 
 
 class BadSignature(Exception):

@@ -190,6 +190,18 @@ class ReconcileItem(Base):
 # --- repos, repo tasks and the local forge -------------------------------------------------------------
 
 
+class ForgeDelivery(Base):
+    """A forge webhook delivery already handled: a redelivery with the same id (per repo) does nothing."""
+
+    __tablename__ = "forge_deliveries"
+    __table_args__ = (UniqueConstraint("repo_id", "delivery_id", name="uq_forge_delivery"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
+    delivery_id: Mapped[str] = mapped_column(String(200))
+    event: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class Repo(WorkspaceScoped, Timestamps, Base):
     __tablename__ = "repos"
     __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_repos_workspace_name"),)

@@ -10,7 +10,9 @@ from optio.api.deps import Ctx, auth_of, get_ctx
 from optio.api.errors import ERROR_RESPONSES
 from optio.api.schemas import RepoCreate, RepoOut, RepoUpdate
 from optio.api.views import repo_out
+from optio.control.ports import UnknownForge
 from optio.errors import Invalid
+from optio.forge.hosted import AccessChecker
 from optio.security.ssrf import UnsafeURLError, check_url
 from optio.services import repos as repo_service
 from optio.services.remotes import LocalRemotePolicy
@@ -43,8 +45,20 @@ def add_repo(body: RepoCreate, ctx: Ctx = Depends(get_ctx)) -> RepoOut:
         )
         if credential is None:
             raise Invalid(f"no secret named {body.credential_secret!r} in this workspace", field="credential_secret")
+    secrets = auth_of(ctx.optio).secrets
     return repo_out(repo_service.add_repo(ctx.db, ctx.workspace_id, body.model_dump(), local_remote_policy(ctx),
-                                          credential=credential, allowlist=ctx.optio.settings.outbound_allowlist))
+                                          credential=credential, allowlist=ctx.optio.settings.outbound_allowlist,
+                                          access_checker=lambda kind: access_checker(ctx, kind),
+                                          secret_of=lambda name: secrets.env_for(ctx.workspace_id, [name]).get(name)))
+
+
+def access_checker(ctx: Ctx, kind: str) -> AccessChecker | None:
+    """The hosted forge's adapter when it can check access (a forge kind this server does not run: None)."""
+    try:
+        forge = ctx.optio.ctx.forges.get(kind)
+    except UnknownForge:
+        raise Invalid(f"this server has no {kind} forge configured", field="forge") from None
+    return forge if hasattr(forge, "check_access") else None  # type: ignore[return-value]
 
 
 @router.get("", response_model=list[RepoOut])

@@ -15,7 +15,7 @@ from optio.control.context import ControlContext
 from optio.control.executor import write_transition
 from optio.control.handlers import Loaded, Outcome
 from optio.control.kinds.job import active_process_count, executor_error_policy, run_view
-from optio.control.ports import Forge, PullRequestState, Worktrees
+from optio.control.ports import Forge, MergeRefused, PullRequestState, Worktrees
 from optio.domain import prompts
 from optio.domain.actions import Action, LaunchReview, MergePullRequest, OpenPullRequest, Provision
 from optio.domain.reconcile.repo import decide_repo_task
@@ -219,8 +219,15 @@ class RepoTaskHandler:
 
         def sync_origin() -> None:
             # The clone's origin/* are Optio's copy of the cache's: bring them current so a resumed agent's
-            # `git fetch origin && git rebase origin/<base>` sees the base as it is now.
-            worktrees_of(ctx, loaded).sync_clone(cwd)
+            # `git fetch origin && git rebase origin/<base>` sees the base as it is now. A resume fetches the
+            # cache first: on a hosted forge nothing else fetches when the base moves there.
+            cache = worktrees_of(ctx, loaded)
+            if action.resume_reason:
+                try:
+                    cache.fetch()
+                except Exception:
+                    log.warning("resume_fetch_failed", task=task_id)
+            cache.sync_clone(cwd)
 
         processes.launch(
             ctx,
@@ -332,6 +339,13 @@ class RepoTaskHandler:
         try:
             merged_sha = forge_of(ctx, loaded).merge(loaded.facts.repo_id, snap.pr.number, head_sha=action.head_sha,
                                              message=message)
+        except MergeRefused as exc:
+            # The forge said no for a reason a person must fix (a protected branch's rule, a missing review):
+            # the task waits for them with the forge's own words, and nothing retries the merge by itself.
+            why = f"the forge refused the merge: {exc.reason}"
+            ok = write_transition(ctx, self, loaded, to="needs_attention", reason=why, event="needs_attention",
+                                  patch={"error": why}, clear_intent=False, now=now)
+            return Outcome("applied" if ok else "stale", why)
         except AppError as exc:
             return Outcome("deferred", exc.message)  # the forge enqueued the task with the new facts
         ok = write_transition(ctx, self, loaded, to="completed", reason=f"squash-merged as {merged_sha[:10]}",
