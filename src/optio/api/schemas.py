@@ -117,11 +117,32 @@ BranchName = Annotated[str, AfterValidator(_branch),
 STRICT_INPUT = ConfigDict(extra="forbid", strict=True)
 
 
+def _param_value(value: Any) -> Any:
+    """A parameter's value: text (checked like any text), a whole number or a boolean; its type is checked
+    against the job's schema on start."""
+    if isinstance(value, str):
+        if len(value) > 200_000:
+            raise PydanticCustomError("string_too_long", "must be at most 200000 characters")
+        return _text(value)
+    if isinstance(value, bool | int) and not (isinstance(value, int) and abs(value) > MAX_DB_INT):
+        return value
+    raise PydanticCustomError("param_type", "must be a string, a whole number or a boolean")
+
+
+ParamValue = Annotated[Any, AfterValidator(_param_value),
+                       Field(json_schema_extra={"anyOf": [{"type": "string", "maxLength": 200_000,
+                                                           "pattern": TEXT_PATTERN},
+                                                          {"type": "integer"}, {"type": "boolean"}]})]
+
+
 class ParamSpecIn(BaseModel):
     model_config = STRICT_INPUT
-    required: bool = True
-    default: Text | None = Field(default=None, max_length=200_000)
+    type: Literal["string", "integer", "boolean", "enum"] = "string"
+    required: bool | None = Field(default=None, description="Default: required unless it has a default")
+    default: ParamValue | None = None
     description: Text = Field(default="", max_length=2000)
+    choices: list[Annotated[Line, Field(max_length=200)]] | None = Field(default=None, max_length=200,
+                                                                         description="The values of an enum")
 
 
 class JobCreate(BaseModel):
@@ -160,8 +181,7 @@ class JobOut(BaseModel):
 
 class RunCreate(BaseModel):
     model_config = STRICT_INPUT
-    params: dict[Annotated[Line, Field(max_length=200)], Annotated[Text, Field(max_length=200_000)]] = Field(
-        default_factory=dict)
+    params: dict[Annotated[Line, Field(max_length=200)], ParamValue] = Field(default_factory=dict)
 
 
 class RunOut(BaseModel):

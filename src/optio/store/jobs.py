@@ -35,7 +35,7 @@ def job_name(session: Session, job_id: int) -> str:
     return job.name if job else ""
 
 
-def insert_run(session: Session, workspace_id: int, job: Job, params: dict[str, str], prompt: str, *,
+def insert_run(session: Session, workspace_id: int, job: Job, params: dict[str, object], prompt: str, *,
                created_by: int | None) -> JobRun:
     """A queued run with its `created` event and its reconcile enqueue, in the caller's transaction."""
     run = JobRun(workspace_id=workspace_id, job_id=job.id, params=params, prompt=prompt, state="queued",
