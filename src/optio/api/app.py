@@ -16,6 +16,7 @@ from optio.api.request_guard import RequestGuardMiddleware
 from optio.api.routes import account, apikeys, jobs, prs, repo_tasks, repos, runs, task_feed, tickets, web_auth
 from optio.api.routes import audit as audit_routes
 from optio.api.routes import secrets as secret_routes
+from optio.api.routes import triggers as trigger_routes
 from optio.api.schemas import Health
 from optio.config import Settings
 from optio.server import Optio, build, start
@@ -73,4 +74,6 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(secret_routes.router)
     app.include_router(audit_routes.router)
     app.include_router(web_auth.router)
+    app.include_router(trigger_routes.router)
+    app.include_router(trigger_routes.hooks)
     return app

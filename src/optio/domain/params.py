@@ -7,10 +7,11 @@ allow. `payload` is reserved: it is where a trigger's body goes, never a paramet
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from optio.domain.templates import TemplateError, placeholders, render
+from optio.domain.templates import MISSING, TemplateError, format_value, placeholders, render
 
 TYPES = ("string", "integer", "boolean", "enum")
 RESERVED = frozenset({"payload"})
@@ -119,3 +120,39 @@ def prepare_run(schema: Mapping[str, object], template: str, given: Mapping[str,
     if payload is not None:
         context["payload"] = payload
     return params, render(template, context)
+
+
+_JSON_PATH = re.compile(r"\$((?:\.[A-Za-z0-9_-]+|\[[0-9]+\])*)")
+_SEGMENT = re.compile(r"\.([A-Za-z0-9_-]+)|\[([0-9]+)\]")
+
+
+def check_json_path(path: str) -> None:
+    """`$`, `$.a.b`, `$.items[0].name`; anything else is a TemplateError."""
+    if not isinstance(path, str) or not _JSON_PATH.fullmatch(path):
+        raise TemplateError(f"{path!r} is not a path like $.alert.name or $.items[0].id")
+
+
+def json_path(payload: object, path: str) -> object:
+    """The value at a `$.a[0].b` path of a JSON document, or MISSING."""
+    check_json_path(path)
+    current = payload
+    for key, index in _SEGMENT.findall(path[1:]):
+        if key and isinstance(current, Mapping) and key in current:
+            current = current[key]
+        elif index and isinstance(current, list) and int(index) < len(current):
+            current = current[int(index)]
+        else:
+            return MISSING
+    return current
+
+
+def mapped_params(payload: object, mapping: Mapping[str, str]) -> dict[str, object]:
+    """Parameters taken from a trigger's body by their `$.path`s; a path the body lacks gives no value (the
+    schema's default or required rule then applies). Objects and lists arrive as JSON text."""
+    out: dict[str, object] = {}
+    for name, path in mapping.items():
+        value = json_path(payload, path)
+        if value is MISSING or value is None:
+            continue
+        out[name] = value if isinstance(value, str | int | bool) else format_value(value)
+    return out

@@ -440,3 +440,39 @@ class Ticket(WorkspaceScoped, Timestamps, Base):
     task_id: Mapped[int | None] = mapped_column(Integer, default=None)
     closed_reason: Mapped[str | None] = mapped_column(Text, default=None)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Trigger(WorkspaceScoped, Timestamps, Base):
+    """What starts work without a person: run now, a cron schedule, or a signed webhook, aimed at a target
+    (`target_type` + `target_id`: a job today). `last_due_at` is the schedule's latest claimed due time, the
+    point the next one is counted from; `version` makes every change a compare-and-swap."""
+
+    __tablename__ = "triggers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    type: Mapped[str] = mapped_column(String(16))
+    target_type: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[int] = mapped_column(Integer, index=True)
+    cron: Mapped[str | None] = mapped_column(String(200), default=None)
+    timezone: Mapped[str | None] = mapped_column(String(64), default=None)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    param_map: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    secret_ciphertext: Mapped[str | None] = mapped_column(Text, default=None)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_due_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_fired_at: Mapped[datetime | None] = mapped_column(default=None)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class TriggerFire(WorkspaceScoped, Base):
+    """One firing and the run it started. A schedule's fire carries its due time, unique per trigger: two
+    servers that both see the same tick insert the same row, and only one transaction commits."""
+
+    __tablename__ = "trigger_fires"
+    __table_args__ = (UniqueConstraint("trigger_id", "due_at", name="uq_trigger_fires_due"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trigger_id: Mapped[int] = mapped_column(ForeignKey("triggers.id", ondelete="CASCADE"), index=True)
+    due_at: Mapped[datetime | None] = mapped_column(default=None)
+    source: Mapped[str] = mapped_column(String(16))
+    run_kind: Mapped[str] = mapped_column(String(16))
+    run_id: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

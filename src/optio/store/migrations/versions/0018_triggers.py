@@ -1,0 +1,70 @@
+"""triggers (manual, schedule, webhook) aimed at a job, and the fires each claimed
+
+Revision ID: 0018
+Revises: 0013
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import optio.store.types
+
+revision: str = "0018"
+down_revision: str | None = "0013"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    when = optio.store.types.UTCDateTime(timezone=True)
+    op.create_table(
+        "triggers",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("type", sa.String(length=16), nullable=False),
+        sa.Column("target_type", sa.String(length=16), nullable=False),
+        sa.Column("target_id", sa.Integer(), nullable=False),
+        sa.Column("cron", sa.String(length=200), nullable=True),
+        sa.Column("timezone", sa.String(length=64), nullable=True),
+        sa.Column("params", sa.JSON(), nullable=False),
+        sa.Column("param_map", sa.JSON(), nullable=False),
+        sa.Column("secret_ciphertext", sa.Text(), nullable=True),
+        sa.Column("paused", sa.Boolean(), nullable=False),
+        sa.Column("last_due_at", when, nullable=True),
+        sa.Column("last_fired_at", when, nullable=True),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("workspace_id", sa.Integer(), nullable=False),
+        sa.Column("created_at", when, nullable=False),
+        sa.Column("updated_at", when, nullable=False),
+        sa.ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("triggers", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_triggers_target_id"), ["target_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_triggers_workspace_id"), ["workspace_id"], unique=False)
+    op.create_table(
+        "trigger_fires",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("trigger_id", sa.Integer(), nullable=False),
+        sa.Column("due_at", when, nullable=True),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("run_kind", sa.String(length=16), nullable=False),
+        sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.Column("workspace_id", sa.Integer(), nullable=False),
+        sa.Column("created_at", when, nullable=False),
+        sa.ForeignKeyConstraint(["trigger_id"], ["triggers.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("trigger_id", "due_at", name="uq_trigger_fires_due"),
+    )
+    with op.batch_alter_table("trigger_fires", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_trigger_fires_trigger_id"), ["trigger_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_trigger_fires_workspace_id"), ["workspace_id"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_table("trigger_fires")
+    op.drop_table("triggers")
