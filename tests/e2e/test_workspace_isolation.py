@@ -22,6 +22,8 @@ pytestmark = pytest.mark.slow
 # Routes that create-or-update the caller's own resource by name: from B they act on B, never on A.
 # For these the test checks that A's resource is untouched instead of expecting 404.
 UPSERTS = {("PUT", "/api/secrets/{name}"), ("PUT", "/api/members/{username}")}
+# Routes whose credential is a signature, not a workspace login: B's key means nothing there (401).
+SIGNED = {("POST", "/api/hooks/{trigger_id}")}
 # Minimal valid bodies per request schema, so a 404 is not pre-empted by body validation.
 BODIES: dict[str, Any] = {
     "RunCreate": {"params": {}},
@@ -32,6 +34,7 @@ BODIES: dict[str, Any] = {
     "SecretSet": {"value": "from-b"},
     "TicketWork": {"repo": "ra", "agent_config": {"command": "true"}},
     "RepoUpdate": {"require_approval": False, "default_branch": "main"},
+    "TriggerFireIn": {"params": {}},
 }
 
 
@@ -74,9 +77,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
         secret = server.api("PUT", "/api/secrets/SA", json={"value": "a-secret-value"}).json()
         key = server.api("POST", "/api/apikeys", json={"name": "a-key"}).json()
         ticket = server.api("POST", "/api/tickets", json={"title": "a ticket", "repo": "ra"}).json()
+        trigger = server.api("POST", "/api/triggers", json={"type": "webhook", "target": "ja"}).json()
         a = {"job_ref": [str(job["id"]), "ja"], "run_id": [str(run["id"])], "repo_ref": [str(repo["id"]), "ra"],
              "task_id": [str(task["id"])], "pr_id": [str(opened["pr_id"])], "name": ["SA"],
-             "username": ["admin"], "key_id": [str(key["id"])], "number": [str(ticket["number"])]}
+             "username": ["admin"], "key_id": [str(key["id"])], "number": [str(ticket["number"])],
+             "trigger_id": [str(trigger["id"])]}
         assert secret["name"] == "SA"
         server.api("POST", "/api/workspaces", json={"slug": "b"}).raise_for_status()
         bob = server.api("PUT", "/api/members/bob", headers={"X-Optio-Workspace": "b"},
@@ -102,6 +107,10 @@ def test_every_resource_route_is_404_across_workspaces(world: Any) -> None:
     checked = 0
     for method, template, body_name in api_routes(tmp):
         if (method, template) in UPSERTS:
+            continue
+        if (method, template) in SIGNED:
+            for path in expand(template, a):
+                assert server.api(method, path, token=bob_key, json={}).status_code == 401, path
             continue
         body = None
         if body_name is not None:
