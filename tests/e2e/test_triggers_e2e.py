@@ -63,9 +63,11 @@ def test_a_signed_webhook_starts_a_run_and_bad_calls_start_nothing(optio_server:
 
 
 def test_manual_trigger_pause_resume_delete_through_the_cli(optio_server: OptioServer) -> None:
-    optio_server.api("POST", "/api/jobs", json={
-        "name": "report", "agent_config": {"command": "true"}, "prompt_template": "{{N}} lines",
-        "params_schema": {"N": {"type": "integer", "default": 5}}}).raise_for_status()
+    optio_server.cli("job", "create", "--name", "report", "--command", "true", "--prompt", "{{N}} lines",
+                     "--params-schema", '{"N": {"type": "integer", "default": 5}}', check=True)
+    assert optio_server.api("GET", "/api/jobs/report").json()["params_schema"] == {"N": {"type": "integer",
+                                                                                        "default": 5,
+                                                                                        "description": ""}}
     created = json.loads(optio_server.cli("trigger", "create", "--target", "report", "--type", "manual",
                                           "-p", "N=7", "--json", check=True).stdout)
     assert created["params"] == {"N": 7}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import typer
 from rich.table import Table
 
@@ -9,6 +11,13 @@ from optio.cli.common import AS_JSON, client_from, console, handle_errors, parse
 from optio.cli.runs import styled, wait_for
 
 app = typer.Typer(help="Define jobs (reusable prompts with no repo) and run them.", no_args_is_help=True)
+
+
+def _json_option(text: str, name: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint=name) from None
 
 
 @app.command("create")
@@ -27,6 +36,8 @@ def create(
     timeout: float | None = typer.Option(None, "--timeout", help="Seconds per attempt"),
     budget: float | None = typer.Option(None, "--budget", help="USD per run"),
     secret: list[str] | None = typer.Option(None, "--secret", help="Secret to inject (repeatable)"),
+    params_schema: str | None = typer.Option(None, "--params-schema",
+                                             help='JSON: {"N": {"type": "integer", "default": 3}, ...}'),
     as_json: bool = AS_JSON,
 ) -> None:
     """Define a job: a prompt template run by an agent, with {{PARAM}} placeholders filled per run."""
@@ -40,6 +51,8 @@ def create(
         "max_retries": max_retries, "max_concurrent_runs": max_concurrent, "timeout_s": timeout,
         "budget_usd": budget, "secret_names": secret or [],
     }
+    if params_schema is not None:
+        body["params_schema"] = _json_option(params_schema, "--params-schema")
     job = client_from(ctx).post("/api/jobs", body)
     if as_json:
         print_json(job)
