@@ -65,6 +65,8 @@ BAD_INTEGERS = ("{v} ", " {v}", "+{v}", "{v}.0", "{v}e0", "0x{v}", "true", "-{v}
 BODIES: dict[str, dict[str, Any]] = {
     "JobCreate": {"name": "sweep", "prompt_template": "p", "agent_config": {"command": "true"}},
     "RunCreate": {"params": {}},
+    "JobUpdate": {"description": "d"},
+    "JobClone": {"name": "sweep-clone"},
     "RepoCreate": {"remote_url": "REMOTE", "name": "sweep"},
     "RepoUpdate": {"require_approval": True},
     "RepoTaskCreate": {"repo": "fuzzrepo", "title": "t", "prompt": "p", "agent_config": {"command": "true"}},

@@ -135,3 +135,40 @@ def test_due_times_missed_while_down_fire_once_on_start(tmp_path: Path) -> None:
         assert _run_count(server) == 1
     finally:
         server.stop()
+
+
+def test_jobs_update_clone_and_delete(optio_server: OptioServer) -> None:
+    optio_server.cli("job", "create", "--name", "base", "--command", "true", "--prompt", "hello {{WHO}}", check=True)
+    first = optio_server.api("POST", "/api/jobs/base/runs", json={"params": {"WHO": "a"}}).json()
+    # A template reading a name its schema does not declare is refused on update too.
+    bad = optio_server.api("PATCH", "/api/jobs/base", json={"prompt_template": "{{WHO}} {{WHEN}}"})
+    assert (bad.status_code, bad.json()["error"]["field"]) == (422, "prompt_template")
+    res = optio_server.cli("job", "update", "base", "--prompt", "hi {{WHO}} at {{WHEN}}", "--params-schema",
+                           '{"WHO": {}, "WHEN": {"default": "noon"}}', "--json", check=True)
+    assert json.loads(res.stdout)["prompt_template"] == "hi {{WHO}} at {{WHEN}}"
+    again = optio_server.api("POST", "/api/jobs/base/runs", json={"params": {"WHO": "b"}}).json()
+    assert again["prompt"] == "hi b at noon"
+    assert optio_server.api("GET", f"/api/runs/{first['id']}").json()["prompt"] == "hello a"
+
+    clone = json.loads(optio_server.cli("job", "clone", "base", "--name", "copy", "--json", check=True).stdout)
+    assert clone["prompt_template"] == "hi {{WHO}} at {{WHEN}}" and clone["id"] != json.loads(res.stdout)["id"]
+    taken = optio_server.api("POST", "/api/jobs/base/clone", json={"name": "copy"})
+    assert taken.status_code == 409
+    renamed = optio_server.api("PATCH", "/api/jobs/copy", json={"name": "base"})
+    assert renamed.status_code == 409
+
+    optio_server.wait_state(f"/api/runs/{again['id']}", {"completed"})
+    optio_server.api("POST", "/api/triggers", json={"type": "manual", "target": "base"}).raise_for_status()
+    optio_server.cli("job", "delete", "base", check=True)
+    assert [j["name"] for j in optio_server.api("GET", "/api/jobs").json()] == ["copy"]
+    assert optio_server.api("GET", "/api/triggers").json() == []
+    assert optio_server.api("GET", "/api/jobs/base").status_code == 404
+
+
+def test_a_job_with_an_unfinished_run_is_not_deleted(optio_server: OptioServer) -> None:
+    optio_server.api("POST", "/api/jobs", json={"name": "slow", "prompt_template": "p",
+                                                 "agent_config": {"command": "sleep 30"}}).raise_for_status()
+    run = optio_server.api("POST", "/api/jobs/slow/runs", json={}).json()
+    res = optio_server.api("DELETE", "/api/jobs/slow")
+    assert res.status_code == 409 and "unfinished" in res.json()["error"]["message"]
+    optio_server.api("POST", f"/api/runs/{run['id']}/cancel").raise_for_status()

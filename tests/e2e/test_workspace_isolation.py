@@ -35,6 +35,8 @@ BODIES: dict[str, Any] = {
     "TicketWork": {"repo": "ra", "agent_config": {"command": "true"}},
     "RepoUpdate": {"require_approval": False, "default_branch": "main"},
     "TriggerFireIn": {"params": {}},
+    "JobUpdate": {"description": "from b"},
+    "JobClone": {"name": "from-b"},
 }
 
 

@@ -161,6 +161,28 @@ class JobCreate(BaseModel):
                                            description="Workspace secrets to inject; each must exist")
 
 
+class JobUpdate(BaseModel):
+    """The fields to change; those left out stay as they are."""
+
+    model_config = STRICT_INPUT
+    name: str | None = Field(default=None, pattern=NAME_PATTERN)
+    description: Text | None = Field(default=None, max_length=10_000)
+    prompt_template: Text | None = Field(default=None, min_length=1, max_length=200_000)
+    agent_type: Line | None = Field(default=None, min_length=1, max_length=64)
+    agent_config: AgentConfig | None = None
+    params_schema: dict[Annotated[Line, Field(max_length=200)], ParamSpecIn] | None = None
+    max_retries: int | None = Field(default=None, ge=0, le=100)
+    max_concurrent_runs: int | None = Field(default=None, ge=1, le=10_000)
+    budget_usd: float | None = Field(default=None, ge=0)
+    timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
+    secret_names: list[SecretName] | None = Field(default=None, max_length=100)
+
+
+class JobClone(BaseModel):
+    model_config = STRICT_INPUT
+    name: str = Field(pattern=NAME_PATTERN, description="The new job's name")
+
+
 class JobOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

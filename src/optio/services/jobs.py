@@ -7,10 +7,12 @@ from typing import Any
 from optio.agents.base import AgentConfigError
 from optio.agents.registry import get_adapter
 from optio.domain.params import RESERVED, check_template, parse_schema, prepare_run
+from optio.domain.states import TERMINAL, RunKind
 from optio.domain.templates import TemplateError, placeholders
-from optio.errors import Invalid
+from optio.errors import Conflict, Invalid
 from optio.services.secret_refs import require_visible
 from optio.store import jobs as job_store
+from optio.store import triggers as trigger_store
 from optio.store.db import Database
 from optio.store.models import Job, JobRun
 from optio.store.session import Session
@@ -96,3 +98,41 @@ def start_run(db: Database, workspace_id: int, job_ref: str | int, params: dict[
         job = find_job(session, workspace_id, job_ref)
         resolved, prompt = prepare(job.params_schema, job.prompt_template, params)
         return job_store.insert_run(session, workspace_id, job, resolved, prompt, created_by=created_by)
+
+
+_EDITABLE = ("name", "description", "prompt_template", "agent_type", "agent_config", "params_schema", "max_retries",
+             "max_concurrent_runs", "budget_usd", "timeout_s", "secret_names")
+
+
+def update_job(db: Database, workspace_id: int, job_ref: str | int, changes: dict[str, Any]) -> Job:
+    """Change the given fields; the result is checked as a whole, like a new job (runs already made keep the
+    prompt they were given)."""
+    with db.write() as session:
+        job = find_job(session, workspace_id, job_ref)
+        merged = {key: changes.get(key, getattr(job, key)) for key in _EDITABLE}
+        validate_agent(merged["agent_type"], merged["agent_config"] or {})
+        require_visible(session, workspace_id, list(merged["secret_names"] or []))
+        if "prompt_template" in changes or "params_schema" in changes:
+            merged["params_schema"] = checked_schema(merged["prompt_template"], merged["params_schema"])
+        return job_store.update_job(session, job, {k: v for k, v in merged.items()
+                                                   if k in changes or k == "params_schema"})
+
+
+def clone_job(db: Database, workspace_id: int, job_ref: str | int, name: str) -> Job:
+    with db.read() as session:
+        job = find_job(session, workspace_id, job_ref)
+        data = {key: getattr(job, key) for key in _EDITABLE}
+    data["name"] = name
+    return create_job(db, workspace_id, data)
+
+
+def delete_job(db: Database, workspace_id: int, job_ref: str | int) -> None:
+    """Refused while a run of the job is unfinished; its triggers go with it."""
+    with db.write() as session:
+        job = find_job(session, workspace_id, job_ref)
+        active = job_store.active_run_count(session, job.id, TERMINAL[RunKind.JOB_RUN])
+        if active:
+            raise Conflict(f"job {job.name!r} has {active} unfinished run(s); cancel them first")
+        for trigger in trigger_store.for_target(session, workspace_id, "job", job.id):
+            trigger_store.delete(session, trigger)
+        job_store.delete_job(session, job)
