@@ -67,6 +67,9 @@ BODIES: dict[str, dict[str, Any]] = {
     "RunCreate": {"params": {}},
     "JobUpdate": {"description": "d"},
     "JobClone": {"name": "sweep-clone"},
+    "BlueprintCreate": {"name": "sweep", "repo": "fuzzrepo", "title_template": "t", "prompt_template": "p",
+                        "agent_config": {"command": "true"}},
+    "BlueprintRun": {"params": {}},
     "RepoCreate": {"remote_url": "REMOTE", "name": "sweep"},
     "RepoUpdate": {"require_approval": True},
     "RepoTaskCreate": {"repo": "fuzzrepo", "title": "t", "prompt": "p", "agent_config": {"command": "true"}},
@@ -78,7 +81,8 @@ BODIES: dict[str, dict[str, Any]] = {
     "ReviewIn": {"comment": "c"},
     "MergeIn": {"force": False},
 }
-TEXT_ROUTES = ("/api/jobs", "/api/repos", "/api/repo-tasks", "/api/tasks", "/api/tickets", "/api/prs", "/api/runs")
+TEXT_ROUTES = ("/api/jobs", "/api/repos", "/api/repo-tasks", "/api/tasks", "/api/tickets", "/api/prs", "/api/runs",
+               "/api/blueprints")
 MULTILINE = {"prompt", "prompt_template", "description", "body", "ci_command", "review_prompt", "comment"}
 
 

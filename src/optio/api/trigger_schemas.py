@@ -1,4 +1,4 @@
-"""Request and response bodies of `/api/triggers` and `/api/hooks`."""
+"""Request and response bodies of `/api/triggers`, `/api/hooks` and `/api/blueprints`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from optio.api.schemas import STRICT_INPUT, Line, ParamValue
+from optio.api.schemas import (
+    NAME_PATTERN,
+    STRICT_INPUT,
+    AgentConfig,
+    Line,
+    ParamSpecIn,
+    ParamValue,
+    SecretName,
+    Text,
+)
 
 ParamName = Annotated[Line, Field(max_length=200)]
 
@@ -15,8 +24,8 @@ ParamName = Annotated[Line, Field(max_length=200)]
 class TriggerCreate(BaseModel):
     model_config = STRICT_INPUT
     type: Literal["manual", "schedule", "webhook"]
-    target_type: Literal["job"] = "job"
-    target: Annotated[Line, Field(min_length=1, max_length=200, description="The job's name or id")]
+    target_type: Literal["job", "blueprint"] = "job"
+    target: Annotated[Line, Field(min_length=1, max_length=200, description="The job's or blueprint's name or id")]
     cron: Annotated[Line, Field(max_length=200)] | None = Field(default=None, description="Schedule: 5-field cron")
     timezone: Annotated[Line, Field(max_length=64)] | None = Field(default=None,
                                                                    description="Schedule: IANA zone; default UTC")
@@ -63,3 +72,40 @@ class TriggerFireOut(BaseModel):
     run_kind: str
     run_id: int
     created_at: datetime
+
+
+class BlueprintCreate(BaseModel):
+    model_config = STRICT_INPUT
+    name: str = Field(pattern=NAME_PATTERN, description="Unique per workspace; letters, digits, . _ -")
+    description: Text = Field(default="", max_length=10_000)
+    repo: Annotated[Line, Field(min_length=1, max_length=200, description="Repo name or id")]
+    title_template: Line = Field(min_length=1, max_length=2000, description="The task's title; {{PARAM}} allowed")
+    prompt_template: Text = Field(min_length=1, max_length=200_000, description="The task's prompt")
+    agent_type: Annotated[Line, Field(min_length=1, max_length=64)] | None = None
+    agent_config: AgentConfig = Field(default_factory=dict)
+    params_schema: dict[ParamName, ParamSpecIn] = Field(default_factory=dict)
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    max_retries: int = Field(default=1, ge=0, le=20)
+    secret_names: list[SecretName] = Field(default_factory=list, max_length=100)
+
+
+class BlueprintOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    repo: str
+    repo_id: int
+    title_template: str
+    prompt_template: str
+    agent_type: str | None
+    agent_config: dict[str, Any]
+    params_schema: dict[str, Any]
+    priority: int
+    max_retries: int
+    secret_names: list[str]
+    created_at: datetime
+
+
+class BlueprintRun(BaseModel):
+    model_config = STRICT_INPUT
+    params: dict[ParamName, ParamValue] = Field(default_factory=dict)

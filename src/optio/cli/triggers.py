@@ -25,9 +25,9 @@ def _map(items: list[str] | None) -> dict[str, str]:
 @handle_errors
 def create(
     ctx: typer.Context,
-    target: str = typer.Option(..., "--target", help="The job's name or id"),
+    target: str = typer.Option(..., "--target", help="The job's (or blueprint's) name or id"),
     kind: str = typer.Option(..., "--type", help="manual, schedule or webhook"),
-    target_type: str = typer.Option("job", "--target-type", help="What the trigger starts (job)"),
+    target_type: str = typer.Option("job", "--target-type", help="What the trigger starts: job or blueprint"),
     cron: str | None = typer.Option(None, "--cron", help="Schedule: cron expression, e.g. '0 9 * * 1-5'"),
     timezone: str | None = typer.Option(None, "--timezone", "--tz", help="Schedule: IANA time zone (default UTC)"),
     param: list[str] | None = typer.Option(None, "--param", "-p", help="KEY=VALUE given on every fire (repeatable)"),
@@ -41,7 +41,8 @@ def create(
     if as_json:
         print_json(created)
         return
-    console.print(f"created {created['type']} trigger [bold]{created['id']}[/bold] for job {created['target']}")
+    console.print(f"created {created['type']} trigger [bold]{created['id']}[/bold] for {created['target_type']} "
+                  f"{created['target']}")
     if created.get("next_due_at"):
         console.print(f"next due: {created['next_due_at']}")
     if created.get("secret"):

@@ -15,12 +15,14 @@ import structlog
 from croniter import croniter  # type: ignore[import-untyped]
 
 from optio.domain.params import prepare_run
-from optio.domain.templates import TemplateError
+from optio.domain.templates import TemplateError, render
 from optio.errors import Conflict, Invalid, NotFound
+from optio.store import blueprints as blueprint_store
 from optio.store import jobs as job_store
 from optio.store import triggers as trigger_store
 from optio.store.db import Database
-from optio.store.models import Trigger
+from optio.store.models import RepoTask, Trigger
+from optio.store.repo_tasks_read import NewTask, insert_task
 from optio.store.session import Session
 
 log = structlog.get_logger("optio.triggers")
@@ -57,15 +59,41 @@ def fire(session: Session, trigger: Trigger, *, source: str, now: datetime, para
 
     A start the target's params schema refuses is a TemplateError (the caller decides: 422 or a log line).
     """
-    if trigger.target_type != "job":
-        raise Invalid(f"triggers cannot start a {trigger.target_type!r} yet", field="target_type")
-    job = job_store.find_job(session, trigger.workspace_id, trigger.target_id)
     given = {**(trigger.params or {}), **(params or {})}
-    resolved, prompt = prepare_run(job.params_schema, job.prompt_template, given, payload)
-    run = job_store.insert_run(session, trigger.workspace_id, job, resolved, prompt, created_by=None)
-    trigger_store.record_fire(session, trigger, due_at=due_at, source=source, run_kind="job_run", run_id=run.id,
-                              now=now)
-    return "job_run", run.id
+    if trigger.target_type == "blueprint":
+        kind, run_id = "repo_task", start_blueprint(session, trigger.workspace_id, trigger.target_id, given,
+                                                    payload).id
+    elif trigger.target_type == "job":
+        job = job_store.find_job(session, trigger.workspace_id, trigger.target_id)
+        resolved, prompt = prepare_run(job.params_schema, job.prompt_template, given, payload)
+        kind, run_id = "job_run", job_store.insert_run(session, trigger.workspace_id, job, resolved, prompt,
+                                                        created_by=None).id
+    else:
+        raise Invalid(f"triggers cannot start a {trigger.target_type!r}", field="target_type")
+    trigger_store.record_fire(session, trigger, due_at=due_at, source=source, run_kind=kind, run_id=run_id, now=now)
+    return kind, run_id
+
+
+def start_blueprint(session: Session, workspace_id: int, ref: str | int, params: dict[str, Any],
+                    payload: object = None, *, created_by: int | None = None) -> RepoTask:
+    """A repo task from the blueprint, its title and prompt rendered from the params (and payload), in the
+    caller's transaction. A start the params schema refuses is a TemplateError."""
+    blueprint = blueprint_store.find(session, workspace_id, ref)
+    resolved, prompt = prepare_run(blueprint.params_schema, blueprint.prompt_template, params, payload)
+    context: dict[str, object] = dict(resolved) if payload is None else {**resolved, "payload": payload}
+    # A title becomes a commit subject: one line, printable, whatever a payload held.
+    title = " ".join("".join(ch for ch in render(blueprint.title_template, context)
+                             if ch.isprintable() or ch.isspace()).split())[:500]
+    if not title:
+        raise TemplateError("the rendered title is empty", field=None)
+    repo = blueprint_store.repo_of(session, blueprint)
+    agent_type = blueprint.agent_type or repo.agent_type
+    agent_config = dict(repo.agent_config or {}) if agent_type == repo.agent_type else {}
+    agent_config.update(blueprint.agent_config or {})
+    new = NewTask(title=title, prompt=prompt, agent_type=agent_type, agent_config=agent_config,
+                  priority=blueprint.priority, max_retries=blueprint.max_retries,
+                  secret_names=list(blueprint.secret_names or []), ticket_ref=None, created_by=created_by)
+    return insert_task(session, workspace_id, repo, new, [])
 
 
 def tick(db: Database, now: datetime) -> int:

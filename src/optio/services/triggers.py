@@ -19,14 +19,16 @@ from optio.domain.templates import TemplateError
 from optio.errors import AppError, Conflict, Invalid
 from optio.security import signatures
 from optio.security.crypto import Keyring, SecretDecryptError
+from optio.store import blueprints as blueprint_store
 from optio.store import jobs as job_store
 from optio.store import triggers as trigger_store
 from optio.store.db import Database
-from optio.store.models import Trigger, TriggerFire
+from optio.store.models import Blueprint, Job, Trigger, TriggerFire
+from optio.store.session import Session
 from optio.store.types import utcnow
 
 TYPES = ("manual", "schedule", "webhook")
-TARGET_TYPES = ("job",)
+TARGET_TYPES = ("job", "blueprint")
 MAX_SKEW_S = 300
 
 
@@ -51,14 +53,14 @@ def _check_params(schema: dict[str, Any], params: dict[str, Any], param_map: dic
     out: dict[str, Any] = {}
     for name, value in params.items():
         if specs and name not in specs:
-            raise Invalid(f"the job has no parameter {name!r}", field=f"params.{name}")
+            raise Invalid(f"the target has no parameter {name!r}", field=f"params.{name}")
         try:
             out[name] = coerce(specs[name], value) if name in specs else value
         except TemplateError as exc:
             raise Invalid(str(exc), field=f"params.{name}") from None
     for name, path in param_map.items():
         if specs and name not in specs:
-            raise Invalid(f"the job has no parameter {name!r}", field=f"param_map.{name}")
+            raise Invalid(f"the target has no parameter {name!r}", field=f"param_map.{name}")
         try:
             check_json_path(path)
         except TemplateError as exc:
@@ -85,20 +87,22 @@ def create(db: Database, keyring: Keyring, workspace_id: int, data: dict[str, An
         raise Invalid("only a webhook maps its body to parameters", field="param_map")
     with db.write() as session:
         try:
-            job = job_store.find_job(session, workspace_id, data["target"])
+            target: Job | Blueprint = (job_store.find_job(session, workspace_id, data["target"])
+                                       if target_type == "job" else
+                                       blueprint_store.find(session, workspace_id, data["target"]))
         except AppError as exc:
             raise Invalid(exc.message, field="target") from None
-        params = _check_params(job.params_schema, dict(data.get("params") or {}), param_map)
+        params = _check_params(target.params_schema, dict(data.get("params") or {}), param_map)
         now = utcnow()
         row = trigger_store.insert(session, workspace_id, dict(
-            type=kind, target_type=target_type, target_id=job.id, cron=cron if kind == "schedule" else None,
+            type=kind, target_type=target_type, target_id=target.id, cron=cron if kind == "schedule" else None,
             timezone=zone if kind == "schedule" else None, params=params, param_map=param_map, paused=False,
             last_due_at=now if kind == "schedule" else None, version=1, created_at=now))
         secret = None
         if kind == "webhook":
             secret = "whsec_" + secrets.token_urlsafe(32)
             trigger_store.set_secret(session, row, keyring.encrypt(secret, aad=_aad(row.id)))
-        return Created(row, job.name, secret)
+        return Created(row, target.name, secret)
 
 
 def view(row: Trigger, target: str) -> dict[str, Any]:
@@ -111,16 +115,21 @@ def view(row: Trigger, target: str) -> dict[str, Any]:
                 paused=row.paused, last_fired_at=row.last_fired_at, next_due_at=due, created_at=row.created_at)
 
 
+def _target_name(session: Session, row: Trigger) -> str:
+    if row.target_type == "blueprint":
+        return blueprint_store.name_of(session, row.target_id)
+    return job_store.job_name(session, row.target_id)
+
+
 def list_triggers(db: Database, workspace_id: int) -> list[tuple[Trigger, str]]:
     with db.read() as session:
-        return [(t, job_store.job_name(session, t.target_id)) for t in trigger_store.list_triggers(session,
-                                                                                                  workspace_id)]
+        return [(t, _target_name(session, t)) for t in trigger_store.list_triggers(session, workspace_id)]
 
 
 def get(db: Database, workspace_id: int, trigger_id: int) -> tuple[Trigger, str]:
     with db.read() as session:
         row = trigger_store.find(session, workspace_id, trigger_id)
-        return row, job_store.job_name(session, row.target_id)
+        return row, _target_name(session, row)
 
 
 def delete(db: Database, workspace_id: int, trigger_id: int) -> None:
@@ -133,7 +142,7 @@ def set_paused(db: Database, workspace_id: int, trigger_id: int, paused: bool) -
         row = trigger_store.find(session, workspace_id, trigger_id)
         if row.paused != paused:
             trigger_store.set_paused(session, row, paused, resume_from=utcnow() if row.type == "schedule" else None)
-        return row, job_store.job_name(session, row.target_id)
+        return row, _target_name(session, row)
 
 
 def fires(db: Database, workspace_id: int, trigger_id: int) -> list[TriggerFire]:

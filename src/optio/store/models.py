@@ -476,3 +476,23 @@ class TriggerFire(WorkspaceScoped, Base):
     run_kind: Mapped[str] = mapped_column(String(16))
     run_id: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Blueprint(WorkspaceScoped, Timestamps, Base):
+    """A saved repo-task definition: title and prompt templates (filled from params and a trigger's payload),
+    the agent and its config, the task's retry and priority settings and the secrets it may use."""
+
+    __tablename__ = "blueprints"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_blueprints_workspace_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
+    title_template: Mapped[str] = mapped_column(Text)
+    prompt_template: Mapped[str] = mapped_column(Text)
+    agent_type: Mapped[str | None] = mapped_column(String(64), default=None)
+    agent_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    params_schema: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    max_retries: Mapped[int] = mapped_column(Integer, default=1)
+    secret_names: Mapped[list[Any]] = mapped_column(default=list)

@@ -1,4 +1,4 @@
-"""triggers (manual, schedule, webhook) aimed at a job, and the fires each claimed
+"""triggers (manual, schedule, webhook) aimed at a job or blueprint, the fires each claimed, blueprints
 
 Revision ID: 0018
 Revises: 0013
@@ -65,6 +65,34 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_trigger_fires_workspace_id"), ["workspace_id"], unique=False)
 
 
+    op.create_table(
+        "blueprints",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("repo_id", sa.Integer(), nullable=False),
+        sa.Column("title_template", sa.Text(), nullable=False),
+        sa.Column("prompt_template", sa.Text(), nullable=False),
+        sa.Column("agent_type", sa.String(length=64), nullable=True),
+        sa.Column("agent_config", sa.JSON(), nullable=False),
+        sa.Column("params_schema", sa.JSON(), nullable=False),
+        sa.Column("priority", sa.Integer(), nullable=False),
+        sa.Column("max_retries", sa.Integer(), nullable=False),
+        sa.Column("secret_names", sa.JSON(), nullable=False),
+        sa.Column("workspace_id", sa.Integer(), nullable=False),
+        sa.Column("created_at", when, nullable=False),
+        sa.Column("updated_at", when, nullable=False),
+        sa.ForeignKeyConstraint(["repo_id"], ["repos.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("workspace_id", "name", name="uq_blueprints_workspace_name"),
+    )
+    with op.batch_alter_table("blueprints", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_blueprints_repo_id"), ["repo_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_blueprints_workspace_id"), ["workspace_id"], unique=False)
+
+
 def downgrade() -> None:
+    op.drop_table("blueprints")
     op.drop_table("trigger_fires")
     op.drop_table("triggers")
