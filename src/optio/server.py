@@ -25,6 +25,7 @@ from optio.runtime.local import LocalRuntime
 from optio.security import private_file
 from optio.security.redact import default_redactor
 from optio.services.auth_state import AuthState, build_auth_state
+from optio.services.notifications import Notifier
 from optio.store import migrate, workspaces
 from optio.store.db import Database
 
@@ -52,6 +53,7 @@ class Optio:
     ctx: ControlContext
     workers: WorkerPool
     auth: AuthState
+    notifier: Notifier | None = None
 
     @property
     def db(self) -> Database:
@@ -59,6 +61,8 @@ class Optio:
 
     def stop(self) -> None:
         self.workers.stop()
+        if self.notifier is not None:
+            self.notifier.stop()
         for forge in self.ctx.forges.all():
             forge.shutdown()
         self.ctx.runtime.shutdown()
@@ -92,7 +96,10 @@ def build(settings: Settings) -> Optio:
         RepoTaskHandler.kind: RepoTaskHandler(),
         ReviewRunHandler.kind: ReviewRunHandler(),
     }
-    return Optio(settings=settings, ctx=ctx, workers=WorkerPool(ctx), auth=auth)
+    notifier = Notifier(db, auth.secrets.keyring, allowlist=settings.outbound_allowlist,
+                        backoff_s=settings.notify_backoff_s, max_attempts=settings.notify_max_attempts,
+                        timeout_s=settings.notify_timeout_s)
+    return Optio(settings=settings, ctx=ctx, workers=WorkerPool(ctx), auth=auth, notifier=notifier)
 
 
 def uvicorn_proxy_options(settings: Settings) -> dict[str, object]:
@@ -114,3 +121,5 @@ def start(optio: Optio) -> None:
         forge.recover()
     resync(optio.ctx)
     optio.workers.start()
+    if optio.notifier is not None:
+        optio.notifier.start()

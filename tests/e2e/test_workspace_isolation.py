@@ -81,13 +81,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
         key = server.api("POST", "/api/apikeys", json={"name": "a-key"}).json()
         ticket = server.api("POST", "/api/tickets", json={"title": "a ticket", "repo": "ra"}).json()
         trigger = server.api("POST", "/api/triggers", json={"type": "webhook", "target": "ja"}).json()
+        notify = server.api("POST", "/api/notifications/webhooks", json={
+            "url": "http://93.184.216.34/optio-isolation", "events": ["pr.merged"]}).json()
         blueprint = server.api("POST", "/api/blueprints", json={
             "name": "ba", "repo": "ra", "title_template": "t", "prompt_template": "p",
             "agent_config": {"command": "true"}}).json()
         a = {"job_ref": [str(job["id"]), "ja"], "run_id": [str(run["id"])], "repo_ref": [str(repo["id"]), "ra"],
              "task_id": [str(task["id"])], "pr_id": [str(opened["pr_id"])], "name": ["SA"],
              "username": ["admin"], "key_id": [str(key["id"])], "number": [str(ticket["number"])],
-             "trigger_id": [str(trigger["id"])], "blueprint_ref": [str(blueprint["id"]), "ba"]}
+             "trigger_id": [str(trigger["id"])], "blueprint_ref": [str(blueprint["id"]), "ba"],
+             "webhook_id": [str(notify["id"])]}
         assert secret["name"] == "SA"
         server.api("POST", "/api/workspaces", json={"slug": "b"}).raise_for_status()
         bob = server.api("PUT", "/api/members/bob", headers={"X-Optio-Workspace": "b"},

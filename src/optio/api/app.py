@@ -16,6 +16,7 @@ from optio.api.request_guard import RequestGuardMiddleware
 from optio.api.routes import account, apikeys, jobs, prs, repo_tasks, repos, runs, task_feed, tickets, web_auth
 from optio.api.routes import audit as audit_routes
 from optio.api.routes import blueprints as blueprint_routes
+from optio.api.routes import notifications as notification_routes
 from optio.api.routes import secrets as secret_routes
 from optio.api.routes import triggers as trigger_routes
 from optio.api.schemas import Health
@@ -78,4 +79,5 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(trigger_routes.router)
     app.include_router(trigger_routes.hooks)
     app.include_router(blueprint_routes.router)
+    app.include_router(notification_routes.router)
     return app

@@ -1,4 +1,4 @@
-"""Request and response bodies of `/api/triggers`, `/api/hooks` and `/api/blueprints`."""
+"""Request and response bodies of `/api/triggers`, `/api/hooks`, `/api/blueprints` and `/api/notifications`."""
 
 from __future__ import annotations
 
@@ -109,3 +109,36 @@ class BlueprintOut(BaseModel):
 class BlueprintRun(BaseModel):
     model_config = STRICT_INPUT
     params: dict[ParamName, ParamValue] = Field(default_factory=dict)
+
+
+class NotificationWebhookCreate(BaseModel):
+    model_config = STRICT_INPUT
+    url: Annotated[Line, Field(min_length=1, max_length=2000, description="http(s) URL; must pass the SSRF guard")]
+    format: Literal["optio", "slack"] = Field(default="optio", description="optio: signed JSON; slack: a message")
+    events: list[Annotated[Line, Field(max_length=64)]] = Field(
+        default_factory=list, max_length=20, description="Events to send (all when empty)")
+
+
+class NotificationWebhookOut(BaseModel):
+    id: int
+    url: str
+    format: str
+    events: list[str]
+    created_at: datetime
+
+
+class NotificationWebhookCreated(NotificationWebhookOut):
+    secret: str | None = Field(description="optio format: the signing secret, shown this once")
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    event: str
+    state: str
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    next_attempt_at: datetime
+    created_at: datetime
+    delivered_at: datetime | None
+    payload: dict[str, Any]

@@ -6,6 +6,7 @@ import typer
 
 from optio.cli import account, agents, config_file, jobs, prs, repos, runs, tasks, tickets
 from optio.cli import blueprints as blueprint_cli
+from optio.cli import notifications as notification_cli
 from optio.cli import secrets as secret_cli
 from optio.cli import triggers as trigger_cli
 from optio.config import Settings
@@ -22,6 +23,7 @@ app.add_typer(tickets.app, name="ticket")
 app.add_typer(secret_cli.app, name="secret")
 app.add_typer(trigger_cli.app, name="trigger")
 app.add_typer(blueprint_cli.app, name="blueprint")
+app.add_typer(notification_cli.app, name="webhook")
 app.add_typer(secret_cli.app, name="secrets", hidden=True)
 app.add_typer(account.workspace_app, name="workspace")
 app.add_typer(account.apikey_app, name="apikey")

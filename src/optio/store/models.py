@@ -496,3 +496,33 @@ class Blueprint(WorkspaceScoped, Timestamps, Base):
     priority: Mapped[int] = mapped_column(Integer, default=0)
     max_retries: Mapped[int] = mapped_column(Integer, default=1)
     secret_names: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class NotificationWebhook(WorkspaceScoped, Timestamps, Base):
+    """Where a workspace wants to hear about its work: a URL, a body format (`optio`: signed JSON like the
+    incoming webhooks; `slack`: an incoming-webhook message) and the events it wants."""
+
+    __tablename__ = "notification_webhooks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(16), default="optio")
+    events: Mapped[list[Any]] = mapped_column(default=list)
+    secret_ciphertext: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class NotificationDelivery(WorkspaceScoped, Base):
+    """One event for one receiver, and the log of trying to deliver it: a durable queue of its own, so a
+    dead receiver is retried with backoff and never holds up the reconcile loop."""
+
+    __tablename__ = "notification_deliveries"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("notification_webhooks.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)

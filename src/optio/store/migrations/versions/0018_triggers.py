@@ -1,4 +1,5 @@
-"""triggers (manual, schedule, webhook) aimed at a job or blueprint, the fires each claimed, blueprints
+"""triggers (manual, schedule, webhook) aimed at a job or blueprint, the fires each claimed, blueprints,
+notification webhooks and their deliveries
 
 Revision ID: 0018
 Revises: 0013
@@ -92,7 +93,50 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_blueprints_workspace_id"), ["workspace_id"], unique=False)
 
 
+    op.create_table(
+        "notification_webhooks",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("url", sa.Text(), nullable=False),
+        sa.Column("format", sa.String(length=16), nullable=False),
+        sa.Column("events", sa.JSON(), nullable=False),
+        sa.Column("secret_ciphertext", sa.Text(), nullable=True),
+        sa.Column("workspace_id", sa.Integer(), nullable=False),
+        sa.Column("created_at", when, nullable=False),
+        sa.Column("updated_at", when, nullable=False),
+        sa.ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("notification_webhooks", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_notification_webhooks_workspace_id"), ["workspace_id"], unique=False)
+    op.create_table(
+        "notification_deliveries",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("webhook_id", sa.Integer(), nullable=False),
+        sa.Column("event", sa.String(length=32), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", when, nullable=False),
+        sa.Column("last_status", sa.Integer(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("workspace_id", sa.Integer(), nullable=False),
+        sa.Column("created_at", when, nullable=False),
+        sa.Column("delivered_at", when, nullable=True),
+        sa.ForeignKeyConstraint(["webhook_id"], ["notification_webhooks.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("notification_deliveries", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_notification_deliveries_webhook_id"), ["webhook_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_notification_deliveries_next_attempt_at"), ["next_attempt_at"],
+                              unique=False)
+        batch_op.create_index(batch_op.f("ix_notification_deliveries_workspace_id"), ["workspace_id"],
+                              unique=False)
+
+
 def downgrade() -> None:
+    op.drop_table("notification_deliveries")
+    op.drop_table("notification_webhooks")
     op.drop_table("blueprints")
     op.drop_table("trigger_fires")
     op.drop_table("triggers")
