@@ -139,7 +139,7 @@ class Notifier:
                 retry_at = utcnow() + timedelta(seconds=retry_delay(attempts, self.backoff_s))
             with self.db.write() as session:
                 store.record_attempt(session, delivery_id, ok=ok, status=status, error=error, retry_at=retry_at)
-            log.info("notify", delivery=delivery_id, event=event, attempt=attempts, ok=ok, status=status)
+            log.info("notify", delivery=delivery_id, notify_event=event, attempt=attempts, ok=ok, status=status)
 
         # Receivers are called side by side: one slow receiver delays its own deliveries, not the others'.
         list(self._pool.map(one, batch))
