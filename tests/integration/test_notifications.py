@@ -26,7 +26,7 @@ def receiver() -> Iterator[tuple[str, list[bytes]]]:
     seen: list[bytes] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             seen.append(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
             self.send_response(500)
             self.send_header("Content-Length", "0")

@@ -24,8 +24,8 @@ def create(
     agent: str | None = typer.Option(None, "--agent", help="Agent type (default: the repo's)"),
     command: str | None = typer.Option(None, "--command", help="Shell command (script agent)"),
     params_schema: str | None = typer.Option(None, "--params-schema", help="JSON params schema"),
-    max_retries: int = typer.Option(1, "--max-retries", min=0, max=20),
-    priority: int = typer.Option(0, "--priority"),
+    max_retries: int = typer.Option(1, "--max-retries", min=0, max=20, help="Attempts after a failed one"),
+    priority: int = typer.Option(0, "--priority", help="Higher runs first"),
     secret: list[str] | None = typer.Option(None, "--secret", help="Secret the tasks may use (repeatable)"),
     as_json: bool = AS_JSON,
 ) -> None:

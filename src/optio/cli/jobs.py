@@ -122,7 +122,7 @@ def update(
     name: str | None = typer.Option(None, "--name", help="New name"),
     prompt: str | None = typer.Option(None, "--prompt", help="New prompt template"),
     command: str | None = typer.Option(None, "--command", help="New shell command (script agent)"),
-    max_retries: int | None = typer.Option(None, "--max-retries", min=0, max=100),
+    max_retries: int | None = typer.Option(None, "--max-retries", min=0, max=100, help="Attempts after a failed one"),
     params_schema: str | None = typer.Option(None, "--params-schema", help="New params schema (JSON)"),
     as_json: bool = AS_JSON,
 ) -> None:
