@@ -263,3 +263,26 @@ def test_a_schedule_whose_job_refuses_its_params_claims_the_tick_and_starts_noth
     assert firing.tick(db, t0 + timedelta(minutes=1, seconds=1)) == 0
     assert _runs(db, job_id) == []
     assert utcnow() > t0
+
+
+def test_key_rotation_reseals_webhook_secrets_and_they_still_verify(url: str, tmp_path: Path) -> None:
+    from optio.security.redact import Redactor
+    from optio.services.secrets import SecretStore
+
+    db = _open(url)
+    store = SecretStore(db, tmp_path / "keys2", None, Redactor())
+    job_id = _job(db)
+    created = trigger_service.create(db, store.keyring, 1, {"type": "webhook", "target": str(job_id)})
+    assert created.secret is not None
+    before = created.trigger.secret_ciphertext or ""
+    assert crypto.key_version_of(before) == 1
+    rotation = store.rotate_key()
+    assert rotation.current_version == 2 and store.keyring.versions == [2]  # version 1 retired: nothing needs it
+    with db.read() as s:
+        row = s.get(Trigger, created.trigger.id)
+        assert row is not None and crypto.key_version_of(row.secret_ciphertext or "") == 2
+    body = b'{"x": 1}'
+    now = int(time.time())
+    kind, _ = trigger_service.receive(db, store.keyring, created.trigger.id, timestamp=str(now),
+                                      signature=trigger_service.sign(created.secret, now, body), body=body)
+    assert kind == "job_run"

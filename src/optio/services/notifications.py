@@ -33,7 +33,7 @@ log = structlog.get_logger("optio.notify")
 FORMATS = ("optio", "slack")
 
 
-def _aad(webhook_id: int) -> bytes:
+def aad_for(webhook_id: int) -> bytes:
     return f"notification-webhook:{webhook_id}".encode()
 
 
@@ -58,7 +58,7 @@ def create(db: Database, keyring: Keyring, workspace_id: int, data: dict[str, An
         secret = None
         if fmt == "optio":
             secret = "whsec_" + secrets.token_urlsafe(32)
-            store.set_secret(row, keyring.encrypt(secret, aad=_aad(row.id)))
+            store.set_secret(row, keyring.encrypt(secret, aad=aad_for(row.id)))
         return row, secret
 
 
@@ -151,7 +151,7 @@ class Notifier:
         headers = {"Content-Type": "application/json", "User-Agent": "optio-notify", "X-Optio-Event": event}
         if hook.format == "optio" and hook.secret_ciphertext:
             try:
-                secret = self.keyring.decrypt(hook.secret_ciphertext, aad=_aad(hook.id))
+                secret = self.keyring.decrypt(hook.secret_ciphertext, aad=aad_for(hook.id))
             except SecretDecryptError as exc:
                 return False, None, f"signing secret unreadable: {exc}"
             ts = str(int(time.time()))

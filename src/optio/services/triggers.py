@@ -44,7 +44,7 @@ class Created:
     secret: str | None
 
 
-def _aad(trigger_id: int) -> bytes:
+def aad_for(trigger_id: int) -> bytes:
     return f"trigger:{trigger_id}".encode()
 
 
@@ -101,7 +101,7 @@ def create(db: Database, keyring: Keyring, workspace_id: int, data: dict[str, An
         secret = None
         if kind == "webhook":
             secret = "whsec_" + secrets.token_urlsafe(32)
-            trigger_store.set_secret(session, row, keyring.encrypt(secret, aad=_aad(row.id)))
+            trigger_store.set_secret(session, row, keyring.encrypt(secret, aad=aad_for(row.id)))
         return Created(row, target.name, secret)
 
 
@@ -182,7 +182,7 @@ def receive(db: Database, keyring: Keyring, trigger_id: int, *, timestamp: str |
     if abs((now or utcnow()).timestamp() - int(ts)) > MAX_SKEW_S:
         raise refused
     try:
-        secret = keyring.decrypt(row.secret_ciphertext, aad=_aad(row.id))
+        secret = keyring.decrypt(row.secret_ciphertext, aad=aad_for(row.id))
     except SecretDecryptError:
         raise refused from None
     if not signatures.verify(secret, ts.encode("ascii") + b"." + body, signature):

@@ -110,3 +110,8 @@ def record_attempt(session: Session, delivery_id: int, *, ok: bool, status: int 
     else:
         values.update(state="failed")
     session.execute(update(NotificationDelivery).where(NotificationDelivery.id == delivery_id).values(**values))
+
+
+def with_secrets(session: Session) -> list[NotificationWebhook]:
+    """Every receiver holding a sealed signing secret (key rotation re-seals them)."""
+    return list(session.scalars(select(NotificationWebhook).where(NotificationWebhook.secret_ciphertext.is_not(None))))

@@ -99,3 +99,8 @@ def fires(session: Session, workspace_id: int, trigger_id: int, limit: int = 50)
     return list(session.scalars(select(TriggerFire).where(
         TriggerFire.workspace_id == workspace_id, TriggerFire.trigger_id == trigger_id)
         .order_by(TriggerFire.id.desc()).limit(limit)))
+
+
+def with_secrets(session: Session) -> list[Trigger]:
+    """Every trigger holding a sealed signing secret (key rotation re-seals them)."""
+    return list(session.scalars(select(Trigger).where(Trigger.secret_ciphertext.is_not(None))))
