@@ -99,10 +99,11 @@ def test_ticks_missed_while_down_fire_once_on_start(url: str, keyring: crypto.Ke
     db = _open(url)
     job_id = _job(db)
     _, t0 = _schedule(db, keyring, job_id)
-    assert firing.tick(db, t0 + timedelta(seconds=70)) == 1
-    assert firing.tick(db, t0 + timedelta(minutes=30)) == 1  # 29 due times passed: one run, not 29
-    assert firing.tick(db, t0 + timedelta(minutes=30, seconds=20)) == 0
-    assert firing.tick(db, t0 + timedelta(minutes=31, seconds=5)) == 1
+    first = t0.replace(second=0, microsecond=0) + timedelta(minutes=1)  # the first due time
+    assert firing.tick(db, first + timedelta(seconds=10)) == 1
+    assert firing.tick(db, first + timedelta(minutes=30, seconds=5)) == 1  # 30 due times passed: one run
+    assert firing.tick(db, first + timedelta(minutes=30, seconds=40)) == 0
+    assert firing.tick(db, first + timedelta(minutes=31, seconds=5)) == 1
     assert len(_runs(db, job_id)) == 3
 
 
@@ -115,7 +116,7 @@ def test_pause_stops_fires_and_resume_does_not_make_them_up(url: str, keyring: c
     row, _ = trigger_service.set_paused(db, 1, trigger_id, False)
     resumed = row.last_due_at
     assert resumed is not None and resumed > t0
-    assert firing.tick(db, resumed + timedelta(seconds=1)) == 0
+    assert firing.tick(db, resumed) == 0
     assert firing.tick(db, resumed + timedelta(seconds=61)) == 1
 
 
