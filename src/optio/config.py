@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     stall_threshold_s: float = Field(default=900.0, gt=0, description="No output for this long = stalled")
     resync_interval_s: float = Field(default=300.0, gt=0)
     watch_interval_s: float = Field(default=30.0, gt=0, description="PR watcher poll interval")
+    trigger_tick_s: float = Field(default=5.0, gt=0, description="How often schedules are checked for due times")
+    notify_backoff_s: float = Field(default=5.0, gt=0, description="First notification retry delay; doubles")
+    notify_max_attempts: int = Field(default=10, ge=1, le=100, description="Attempts before a notification is failed")
+    notify_timeout_s: float = Field(default=10.0, gt=0, description="Per-attempt timeout of a notification")
     max_auto_resumes: int = Field(default=10, ge=0)
     agent_timeout_s: float = Field(default=3600.0, gt=0, description="Default wall-clock limit per agent run")
     ci_timeout_s: float = Field(default=1800.0, gt=0,

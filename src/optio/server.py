@@ -28,6 +28,7 @@ from optio.runtime.local import LocalRuntime
 from optio.security import private_file
 from optio.security.redact import default_redactor
 from optio.services.auth_state import AuthState, build_auth_state
+from optio.services.notifications import Notifier
 from optio.store import migrate, pull_requests, workspaces
 from optio.store.db import Database
 
@@ -57,6 +58,7 @@ class Optio:
     ctx: ControlContext
     workers: WorkerPool
     auth: AuthState
+    notifier: Notifier | None = None
 
     @property
     def db(self) -> Database:
@@ -64,6 +66,8 @@ class Optio:
 
     def stop(self) -> None:
         self.workers.stop()
+        if self.notifier is not None:
+            self.notifier.stop()
         for forge in self.ctx.forges.all():
             forge.shutdown()
         self.ctx.runtime.shutdown()
@@ -108,7 +112,10 @@ def build(settings: Settings) -> Optio:
         RepoTaskHandler.kind: RepoTaskHandler(),
         ReviewRunHandler.kind: ReviewRunHandler(),
     }
-    return Optio(settings=settings, ctx=ctx, workers=WorkerPool(ctx), auth=auth)
+    notifier = Notifier(db, auth.secrets.keyring, allowlist=settings.outbound_allowlist,
+                        backoff_s=settings.notify_backoff_s, max_attempts=settings.notify_max_attempts,
+                        timeout_s=settings.notify_timeout_s)
+    return Optio(settings=settings, ctx=ctx, workers=WorkerPool(ctx), auth=auth, notifier=notifier)
 
 
 def hosted_credentials(db: Database, by_kind: dict[str, Callable[[int], str | None]],
@@ -143,3 +150,5 @@ def start(optio: Optio) -> None:
         forge.recover()
     resync(optio.ctx)
     optio.workers.start()
+    if optio.notifier is not None:
+        optio.notifier.start()

@@ -65,6 +65,11 @@ BAD_INTEGERS = ("{v} ", " {v}", "+{v}", "{v}.0", "{v}e0", "0x{v}", "true", "-{v}
 BODIES: dict[str, dict[str, Any]] = {
     "JobCreate": {"name": "sweep", "prompt_template": "p", "agent_config": {"command": "true"}},
     "RunCreate": {"params": {}},
+    "JobUpdate": {"description": "d"},
+    "JobClone": {"name": "sweep-clone"},
+    "BlueprintCreate": {"name": "sweep", "repo": "fuzzrepo", "title_template": "t", "prompt_template": "p",
+                        "agent_config": {"command": "true"}},
+    "BlueprintRun": {"params": {}},
     "RepoCreate": {"remote_url": "REMOTE", "name": "sweep"},
     "RepoUpdate": {"require_approval": True},
     "RepoTaskCreate": {"repo": "fuzzrepo", "title": "t", "prompt": "p", "agent_config": {"command": "true"}},
@@ -76,7 +81,8 @@ BODIES: dict[str, dict[str, Any]] = {
     "ReviewIn": {"comment": "c"},
     "MergeIn": {"force": False},
 }
-TEXT_ROUTES = ("/api/jobs", "/api/repos", "/api/repo-tasks", "/api/tasks", "/api/tickets", "/api/prs", "/api/runs")
+TEXT_ROUTES = ("/api/jobs", "/api/repos", "/api/repo-tasks", "/api/tasks", "/api/tickets", "/api/prs", "/api/runs",
+               "/api/blueprints")
 MULTILINE = {"prompt", "prompt_template", "description", "body", "ci_command", "review_prompt", "comment"}
 
 
@@ -165,6 +171,7 @@ def test_free_text_that_reaches_git_or_a_shell_refuses_control_characters(
     assert checked > 100
 
 
+@pytest.mark.timeout(700)  # the schemathesis run itself may take up to 600 s (its subprocess timeout)
 def test_whole_spec_has_no_server_errors_and_matches_its_schema(
         seeded: tuple[OptioServer, dict[str, str], Path]) -> None:
     server, params, tmp_path = seeded

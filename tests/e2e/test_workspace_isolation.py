@@ -29,6 +29,8 @@ UPSERTS = {("PUT", "/api/secrets/{name}"), ("PUT", "/api/members/{username}")}
 # Routes no login reaches: a forge's webhook is verified by the repo's webhook secret, not by a workspace
 # (tests/e2e/test_github_loop.py checks that an unsigned delivery is refused and changes nothing).
 UNSCOPED = {("POST", "/api/forge-hooks/{repo_id}")}
+# Routes whose credential is a signature, not a workspace login: B's key means nothing there (401).
+SIGNED = {("POST", "/api/hooks/{trigger_id}")}
 # Minimal valid bodies per request schema, so a 404 is not pre-empted by body validation.
 BODIES: dict[str, Any] = {
     "RunCreate": {"params": {}},
@@ -39,6 +41,10 @@ BODIES: dict[str, Any] = {
     "SecretSet": {"value": "from-b"},
     "TicketWork": {"repo": "ra", "agent_config": {"command": "true"}},
     "RepoUpdate": {"require_approval": False, "default_branch": "main"},
+    "TriggerFireIn": {"params": {}},
+    "JobUpdate": {"description": "from b"},
+    "JobClone": {"name": "from-b"},
+    "BlueprintRun": {"params": {}},
 }
 
 
@@ -81,9 +87,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
         secret = server.api("PUT", "/api/secrets/SA", json={"value": "a-secret-value"}).json()
         key = server.api("POST", "/api/apikeys", json={"name": "a-key"}).json()
         ticket = server.api("POST", "/api/tickets", json={"title": "a ticket", "repo": "ra"}).json()
+        trigger = server.api("POST", "/api/triggers", json={"type": "webhook", "target": "ja"}).json()
+        notify = server.api("POST", "/api/notifications/webhooks", json={
+            "url": "http://93.184.216.34/optio-isolation", "events": ["pr.merged"]}).json()
+        blueprint = server.api("POST", "/api/blueprints", json={
+            "name": "ba", "repo": "ra", "title_template": "t", "prompt_template": "p",
+            "agent_config": {"command": "true"}}).json()
         a = {"job_ref": [str(job["id"]), "ja"], "run_id": [str(run["id"])], "repo_ref": [str(repo["id"]), "ra"],
              "task_id": [str(task["id"])], "pr_id": [str(opened["pr_id"])], "name": ["SA"],
-             "username": ["admin"], "key_id": [str(key["id"])], "number": [str(ticket["number"])]}
+             "username": ["admin"], "key_id": [str(key["id"])], "number": [str(ticket["number"])],
+             "trigger_id": [str(trigger["id"])], "blueprint_ref": [str(blueprint["id"]), "ba"],
+             "webhook_id": [str(notify["id"])]}
         assert secret["name"] == "SA"
         server.api("POST", "/api/workspaces", json={"slug": "b"}).raise_for_status()
         bob = server.api("PUT", "/api/members/bob", headers={"X-Optio-Workspace": "b"},
@@ -113,6 +127,10 @@ def test_every_resource_route_is_404_across_workspaces(world: Any) -> None:
         if (method, template) in UNSCOPED:
             res = server.api(method, template.replace("{repo_id}", a["repo_ref"][0]), token=bob_key, json={})
             assert res.status_code in (204, 401), (method, template, res.status_code)  # a local repo: no hooks
+            continue
+        if (method, template) in SIGNED:
+            for path in expand(template, a):
+                assert server.api(method, path, token=bob_key, json={}).status_code == 401, path
             continue
         body = None
         if body_name is not None:

@@ -28,7 +28,10 @@ from optio.api.routes import (
     web_auth,
 )
 from optio.api.routes import audit as audit_routes
+from optio.api.routes import blueprints as blueprint_routes
+from optio.api.routes import notifications as notification_routes
 from optio.api.routes import secrets as secret_routes
+from optio.api.routes import triggers as trigger_routes
 from optio.api.schemas import Health
 from optio.config import Settings
 from optio.server import Optio, build, start
@@ -98,4 +101,8 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(web_actions.router)
     app.mount("/static", assets.static_files(), name="static")
     app.include_router(forge_hooks.router)
+    app.include_router(trigger_routes.router)
+    app.include_router(trigger_routes.hooks)
+    app.include_router(blueprint_routes.router)
+    app.include_router(notification_routes.router)
     return app

@@ -117,11 +117,32 @@ BranchName = Annotated[str, AfterValidator(_branch),
 STRICT_INPUT = ConfigDict(extra="forbid", strict=True)
 
 
+def _param_value(value: Any) -> Any:
+    """A parameter's value: text (checked like any text), a whole number or a boolean; its type is checked
+    against the job's schema on start."""
+    if isinstance(value, str):
+        if len(value) > 200_000:
+            raise PydanticCustomError("string_too_long", "must be at most 200000 characters")
+        return _text(value)
+    if isinstance(value, bool | int) and not (isinstance(value, int) and abs(value) > MAX_DB_INT):
+        return value
+    raise PydanticCustomError("param_type", "must be a string, a whole number or a boolean")
+
+
+ParamValue = Annotated[Any, AfterValidator(_param_value),
+                       Field(json_schema_extra={"anyOf": [{"type": "string", "maxLength": 200_000,
+                                                           "pattern": TEXT_PATTERN},
+                                                          {"type": "integer"}, {"type": "boolean"}]})]
+
+
 class ParamSpecIn(BaseModel):
     model_config = STRICT_INPUT
-    required: bool = True
-    default: Text | None = Field(default=None, max_length=200_000)
+    type: Literal["string", "integer", "boolean", "enum"] = "string"
+    required: bool | None = Field(default=None, description="Default: required unless it has a default")
+    default: ParamValue | None = None
     description: Text = Field(default="", max_length=2000)
+    choices: list[Annotated[Line, Field(max_length=200)]] | None = Field(default=None, max_length=200,
+                                                                         description="The values of an enum")
 
 
 class JobCreate(BaseModel):
@@ -138,6 +159,28 @@ class JobCreate(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
     secret_names: list[SecretName] = Field(default_factory=list, max_length=100,
                                            description="Workspace secrets to inject; each must exist")
+
+
+class JobUpdate(BaseModel):
+    """The fields to change; those left out stay as they are."""
+
+    model_config = STRICT_INPUT
+    name: str | None = Field(default=None, pattern=NAME_PATTERN)
+    description: Text | None = Field(default=None, max_length=10_000)
+    prompt_template: Text | None = Field(default=None, min_length=1, max_length=200_000)
+    agent_type: Line | None = Field(default=None, min_length=1, max_length=64)
+    agent_config: AgentConfig | None = None
+    params_schema: dict[Annotated[Line, Field(max_length=200)], ParamSpecIn] | None = None
+    max_retries: int | None = Field(default=None, ge=0, le=100)
+    max_concurrent_runs: int | None = Field(default=None, ge=1, le=10_000)
+    budget_usd: float | None = Field(default=None, ge=0)
+    timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
+    secret_names: list[SecretName] | None = Field(default=None, max_length=100)
+
+
+class JobClone(BaseModel):
+    model_config = STRICT_INPUT
+    name: str = Field(pattern=NAME_PATTERN, description="The new job's name")
 
 
 class JobOut(BaseModel):
@@ -160,8 +203,7 @@ class JobOut(BaseModel):
 
 class RunCreate(BaseModel):
     model_config = STRICT_INPUT
-    params: dict[Annotated[Line, Field(max_length=200)], Annotated[Text, Field(max_length=200_000)]] = Field(
-        default_factory=dict)
+    params: dict[Annotated[Line, Field(max_length=200)], ParamValue] = Field(default_factory=dict)
 
 
 class RunOut(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import typer
 from rich.table import Table
 
@@ -9,6 +11,13 @@ from optio.cli.common import AS_JSON, client_from, console, handle_errors, parse
 from optio.cli.runs import styled, wait_for
 
 app = typer.Typer(help="Define jobs (reusable prompts with no repo) and run them.", no_args_is_help=True)
+
+
+def _json_option(text: str, name: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint=name) from None
 
 
 @app.command("create")
@@ -27,6 +36,8 @@ def create(
     timeout: float | None = typer.Option(None, "--timeout", help="Seconds per attempt"),
     budget: float | None = typer.Option(None, "--budget", help="USD per run"),
     secret: list[str] | None = typer.Option(None, "--secret", help="Secret to inject (repeatable)"),
+    params_schema: str | None = typer.Option(None, "--params-schema",
+                                             help='JSON: {"N": {"type": "integer", "default": 3}, ...}'),
     as_json: bool = AS_JSON,
 ) -> None:
     """Define a job: a prompt template run by an agent, with {{PARAM}} placeholders filled per run."""
@@ -40,6 +51,8 @@ def create(
         "max_retries": max_retries, "max_concurrent_runs": max_concurrent, "timeout_s": timeout,
         "budget_usd": budget, "secret_names": secret or [],
     }
+    if params_schema is not None:
+        body["params_schema"] = _json_option(params_schema, "--params-schema")
     job = client_from(ctx).post("/api/jobs", body)
     if as_json:
         print_json(job)
@@ -99,3 +112,55 @@ def run(
         if final.get("error"):
             console.print(f"[red]error:[/red] {final['error']}")
     raise typer.Exit(0 if final["state"] == "completed" else 1)
+
+
+@app.command("update")
+@handle_errors
+def update(
+    ctx: typer.Context,
+    job: str = typer.Argument(..., help="Job name or id"),
+    name: str | None = typer.Option(None, "--name", help="New name"),
+    prompt: str | None = typer.Option(None, "--prompt", help="New prompt template"),
+    command: str | None = typer.Option(None, "--command", help="New shell command (script agent)"),
+    max_retries: int | None = typer.Option(None, "--max-retries", min=0, max=100, help="Attempts after a failed one"),
+    params_schema: str | None = typer.Option(None, "--params-schema", help="New params schema (JSON)"),
+    as_json: bool = AS_JSON,
+) -> None:
+    """Change a job's definition (only the options given); runs already started keep their prompt."""
+    client = client_from(ctx)
+    body: dict[str, object] = {}
+    if name is not None:
+        body["name"] = name
+    if prompt is not None:
+        body["prompt_template"] = prompt
+    if command is not None:
+        body["agent_config"] = {**client.get(f"/api/jobs/{job}")["agent_config"], "command": command}
+    if max_retries is not None:
+        body["max_retries"] = max_retries
+    if params_schema is not None:
+        body["params_schema"] = _json_option(params_schema, "--params-schema")
+    data = client.request("PATCH", f"/api/jobs/{job}", json=body)
+    if as_json:
+        print_json(data)
+    else:
+        console.print(f"updated job [bold]{data['name']}[/bold] (id {data['id']})")
+
+
+@app.command("clone")
+@handle_errors
+def clone(ctx: typer.Context, job: str = typer.Argument(..., help="Job name or id"),
+          name: str = typer.Option(..., "--name", help="The copy's name"), as_json: bool = AS_JSON) -> None:
+    """Copy a job under a new name."""
+    data = client_from(ctx).post(f"/api/jobs/{job}/clone", {"name": name})
+    if as_json:
+        print_json(data)
+    else:
+        console.print(f"created job [bold]{data['name']}[/bold] (id {data['id']})")
+
+
+@app.command("delete")
+@handle_errors
+def delete(ctx: typer.Context, job: str = typer.Argument(..., help="Job name or id")) -> None:
+    """Delete a job with its finished runs and its triggers (refused while a run is unfinished)."""
+    client_from(ctx).request("DELETE", f"/api/jobs/{job}")
+    console.print(f"deleted job {job}")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import typer
 
 from optio.cli import account, agents, config_file, jobs, prs, repos, runs, tasks, tickets
+from optio.cli import blueprints as blueprint_cli
 from optio.cli import events as event_cli
+from optio.cli import notifications as notification_cli
 from optio.cli import secrets as secret_cli
+from optio.cli import triggers as trigger_cli
 from optio.config import Settings
 
 app = typer.Typer(help="Optio: a self-hosted control plane for AI coding agents.", no_args_is_help=True,
@@ -19,6 +22,9 @@ app.add_typer(prs.app, name="pr")
 app.add_typer(agents.app, name="agents")
 app.add_typer(tickets.app, name="ticket")
 app.add_typer(secret_cli.app, name="secret")
+app.add_typer(trigger_cli.app, name="trigger")
+app.add_typer(blueprint_cli.app, name="blueprint")
+app.add_typer(notification_cli.app, name="webhook")
 app.add_typer(secret_cli.app, name="secrets", hidden=True)
 app.add_typer(account.workspace_app, name="workspace")
 app.add_typer(account.apikey_app, name="apikey")

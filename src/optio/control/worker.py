@@ -12,7 +12,7 @@ import uuid
 
 import structlog
 
-from optio.control import executor
+from optio.control import executor, triggers
 from optio.control.context import ControlContext
 from optio.control.handlers import Outcome
 from optio.control.ports import ForgeBusy
@@ -115,7 +115,8 @@ class WorkerPool:
             t = threading.Thread(target=self._loop, name=f"optio-worker-{i}", daemon=True, args=(f"{self._id}-{i}",))
             t.start()
             self._threads.append(t)
-        for target, name in ((self._resync_loop, "optio-resync"), (self._watch_loop, "optio-pr-watcher")):
+        for target, name in ((self._resync_loop, "optio-resync"), (self._watch_loop, "optio-pr-watcher"),
+                             (self._schedule_loop, "optio-scheduler")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -152,6 +153,16 @@ class WorkerPool:
             except Exception:
                 log.exception("resync_error")
 
+
+    def _schedule_loop(self) -> None:
+        """Fire due schedules: at once (fires missed while the server was down), then every tick."""
+        while not self._stop.is_set():
+            try:
+                if triggers.tick(self.ctx.db, utcnow()):
+                    self.ctx.wake.notify()
+            except Exception:
+                log.exception("schedule_error")
+            self._stop.wait(self.ctx.settings.trigger_tick_s)
 
     def _watch_loop(self) -> None:
         """The PR watcher: a poll behind the forge's own events (catches bases moved outside Optio)."""

@@ -6,26 +6,45 @@ from typing import Any
 
 from optio.agents.base import AgentConfigError
 from optio.agents.registry import get_adapter
-from optio.domain.prompts import ParamSpec, TemplateError, placeholders, render, resolve_params
-from optio.errors import Invalid
+from optio.domain.params import RESERVED, check_template, parse_schema, prepare_run
+from optio.domain.states import TERMINAL, RunKind
+from optio.domain.templates import TemplateError, placeholders
+from optio.errors import Conflict, Invalid
 from optio.services.secret_refs import require_visible
 from optio.store import jobs as job_store
+from optio.store import triggers as trigger_store
 from optio.store.db import Database
 from optio.store.models import Job, JobRun
 from optio.store.session import Session
 
 
-def _param_specs(schema: dict[str, Any]) -> dict[str, ParamSpec]:
-    specs: dict[str, ParamSpec] = {}
-    for name, raw in (schema or {}).items():
-        raw = raw or {}
-        specs[name] = ParamSpec(
-            name=name,
-            required=bool(raw.get("required", "default" not in raw)),
-            default=None if raw.get("default") is None else str(raw.get("default")),
-            description=str(raw.get("description", "")),
-        )
-    return specs
+def checked_schema(template: str, raw_schema: dict[str, Any] | None, *,
+                   field: str = "prompt_template") -> dict[str, Any]:
+    """The schema to store for a template: given and checked, or (none given) every name the template uses,
+    required. A given schema must declare every name the template reads."""
+    schema = {k: {kk: vv for kk, vv in dict(v or {}).items() if vv is not None} for k, v in (raw_schema or {}).items()}
+    try:
+        specs = parse_schema(schema)
+    except TemplateError as exc:
+        raise Invalid(str(exc), field=f"params_schema.{exc.field}" if exc.field else "params_schema") from None
+    try:
+        names = placeholders(template)
+        if schema:
+            check_template(template, specs)
+    except TemplateError as exc:
+        raise Invalid(str(exc), field=field) from None
+    if not schema:
+        schema = {name: {"required": True} for name in names if name not in RESERVED}
+    return schema
+
+
+def prepare(schema: dict[str, Any], template: str, params: dict[str, Any], payload: object = None,
+            ) -> tuple[dict[str, Any], str]:
+    """A start's params and prompt, or a 422 naming the parameter."""
+    try:
+        return prepare_run(schema, template, params, payload)
+    except TemplateError as exc:
+        raise Invalid(str(exc), field=f"params.{exc.field}" if exc.field else "params") from None
 
 
 def validate_agent(agent_type: str, agent_config: dict[str, Any], *, prefix: str = "") -> None:
@@ -47,9 +66,7 @@ def create_job(db: Database, workspace_id: int, data: dict[str, Any]) -> Job:
     secret_names = list(data.get("secret_names") or [])
     with db.read() as session:
         require_visible(session, workspace_id, secret_names)  # a job has no repo: workspace secrets only
-    schema = dict(data.get("params_schema") or {})
-    for name in placeholders(data["prompt_template"]):
-        schema.setdefault(name, {"required": True})
+    schema = checked_schema(data["prompt_template"], data.get("params_schema"))
     return job_store.insert_job(db, workspace_id, dict(
         name=data["name"],
         description=data.get("description") or "",
@@ -74,14 +91,48 @@ def list_jobs(db: Database, workspace_id: int) -> list[Job]:
         return job_store.list_jobs(session, workspace_id)
 
 
-def start_run(db: Database, workspace_id: int, job_ref: str | int, params: dict[str, str], *,
+def start_run(db: Database, workspace_id: int, job_ref: str | int, params: dict[str, Any], *,
               created_by: int | None = None) -> JobRun:
     """Render the prompt and create a queued run; the enqueue shares the run's transaction."""
     with db.write() as session:
         job = find_job(session, workspace_id, job_ref)
-        try:
-            resolved = resolve_params(_param_specs(job.params_schema), {k: str(v) for k, v in params.items()})
-            prompt = render(job.prompt_template, resolved)
-        except TemplateError as exc:
-            raise Invalid(str(exc), field=f"params.{exc.field}" if exc.field else "params") from None
+        resolved, prompt = prepare(job.params_schema, job.prompt_template, params)
         return job_store.insert_run(session, workspace_id, job, resolved, prompt, created_by=created_by)
+
+
+_EDITABLE = ("name", "description", "prompt_template", "agent_type", "agent_config", "params_schema", "max_retries",
+             "max_concurrent_runs", "budget_usd", "timeout_s", "secret_names")
+
+
+def update_job(db: Database, workspace_id: int, job_ref: str | int, changes: dict[str, Any]) -> Job:
+    """Change the given fields; the result is checked as a whole, like a new job (runs already made keep the
+    prompt they were given)."""
+    with db.write() as session:
+        job = find_job(session, workspace_id, job_ref)
+        merged = {key: changes.get(key, getattr(job, key)) for key in _EDITABLE}
+        validate_agent(merged["agent_type"], merged["agent_config"] or {})
+        require_visible(session, workspace_id, list(merged["secret_names"] or []))
+        if "prompt_template" in changes or "params_schema" in changes:
+            merged["params_schema"] = checked_schema(merged["prompt_template"], merged["params_schema"])
+        return job_store.update_job(session, job, {k: v for k, v in merged.items()
+                                                   if k in changes or k == "params_schema"})
+
+
+def clone_job(db: Database, workspace_id: int, job_ref: str | int, name: str) -> Job:
+    with db.read() as session:
+        job = find_job(session, workspace_id, job_ref)
+        data = {key: getattr(job, key) for key in _EDITABLE}
+    data["name"] = name
+    return create_job(db, workspace_id, data)
+
+
+def delete_job(db: Database, workspace_id: int, job_ref: str | int) -> None:
+    """Refused while a run of the job is unfinished; its triggers go with it."""
+    with db.write() as session:
+        job = find_job(session, workspace_id, job_ref)
+        active = job_store.active_run_count(session, job.id, TERMINAL[RunKind.JOB_RUN])
+        if active:
+            raise Conflict(f"job {job.name!r} has {active} unfinished run(s); cancel them first")
+        for trigger in trigger_store.for_target(session, workspace_id, "job", job.id):
+            trigger_store.delete(session, trigger)
+        job_store.delete_job(session, job)

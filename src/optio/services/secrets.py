@@ -25,7 +25,7 @@ from optio.control.ports import RunRef
 from optio.errors import Conflict, Invalid, NotFound
 from optio.security import crypto
 from optio.security.redact import MIN_SECRET_LENGTH, Redactor, RedactorRegistry, default_redactor, registry_for
-from optio.services import audit
+from optio.services import audit, sealed
 from optio.store import secrets as secret_store
 from optio.store.db import Database
 from optio.store.models import Secret
@@ -213,7 +213,9 @@ class SecretStore:
                     if token != row.ciphertext:
                         row.ciphertext, row.key_version = token, rotated.current_version
                         count += 1
-                in_use = secret_store.key_versions_in_use(session)
+                resealed, sealed_versions = sealed.reseal(session, rotated)
+                count += resealed
+                in_use = secret_store.key_versions_in_use(session) | sealed_versions
             self.keyring = rotated
             for version in previous:
                 if version not in in_use:

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from optio.errors import NotFound
+from optio.errors import Conflict, NotFound
 from optio.store import queue
 from optio.store.db import Database
 from optio.store.models import Job, JobRun
@@ -35,7 +35,7 @@ def job_name(session: Session, job_id: int) -> str:
     return job.name if job else ""
 
 
-def insert_run(session: Session, workspace_id: int, job: Job, params: dict[str, str], prompt: str, *,
+def insert_run(session: Session, workspace_id: int, job: Job, params: dict[str, object], prompt: str, *,
                created_by: int | None) -> JobRun:
     """A queued run with its `created` event and its reconcile enqueue, in the caller's transaction."""
     run = JobRun(workspace_id=workspace_id, job_id=job.id, params=params, prompt=prompt, state="queued",
@@ -72,3 +72,24 @@ def list_runs(session: Session, workspace_id: int, *, job: str | None, state: st
     if before is not None:
         q = q.where(JobRun.id < before)
     return [(r[0], r[1]) for r in session.execute(q)]
+
+
+def active_run_count(session: Session, job_id: int, terminal: frozenset[str]) -> int:
+    return len(list(session.scalars(select(JobRun.id).where(JobRun.job_id == job_id, JobRun.state.not_in(terminal)))))
+
+
+def update_job(session: Session, job: Job, fields: dict[str, Any]) -> Job:
+    """Change a job's definition in place; a name already used in the workspace is a 409."""
+    if "name" in fields and fields["name"] != job.name:
+        clash = session.scalar(select(Job.id).where(Job.workspace_id == job.workspace_id, Job.name == fields["name"]))
+        if clash is not None:
+            raise Conflict(f"job {fields['name']!r} already exists", field="name")
+    for key, value in fields.items():
+        setattr(job, key, value)
+    session.flush()
+    return job
+
+
+def delete_job(session: Session, job: Job) -> None:
+    """The job and, by cascade, its finished runs."""
+    session.delete(job)

@@ -483,3 +483,89 @@ class Ticket(WorkspaceScoped, Timestamps, Base):
     task_id: Mapped[int | None] = mapped_column(Integer, default=None)
     closed_reason: Mapped[str | None] = mapped_column(Text, default=None)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Trigger(WorkspaceScoped, Timestamps, Base):
+    """What starts work without a person: run now, a cron schedule, or a signed webhook, aimed at a target
+    (`target_type` + `target_id`: a job today). `last_due_at` is the schedule's latest claimed due time, the
+    point the next one is counted from; `version` makes every change a compare-and-swap."""
+
+    __tablename__ = "triggers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    type: Mapped[str] = mapped_column(String(16))
+    target_type: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[int] = mapped_column(Integer, index=True)
+    cron: Mapped[str | None] = mapped_column(String(200), default=None)
+    timezone: Mapped[str | None] = mapped_column(String(64), default=None)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    param_map: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    secret_ciphertext: Mapped[str | None] = mapped_column(Text, default=None)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_due_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_fired_at: Mapped[datetime | None] = mapped_column(default=None)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class TriggerFire(WorkspaceScoped, Base):
+    """One firing and the run it started. A schedule's fire carries its due time, unique per trigger: two
+    servers that both see the same tick insert the same row, and only one transaction commits."""
+
+    __tablename__ = "trigger_fires"
+    __table_args__ = (UniqueConstraint("trigger_id", "due_at", name="uq_trigger_fires_due"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trigger_id: Mapped[int] = mapped_column(ForeignKey("triggers.id", ondelete="CASCADE"), index=True)
+    due_at: Mapped[datetime | None] = mapped_column(default=None)
+    source: Mapped[str] = mapped_column(String(16))
+    run_kind: Mapped[str] = mapped_column(String(16))
+    run_id: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Blueprint(WorkspaceScoped, Timestamps, Base):
+    """A saved repo-task definition: title and prompt templates (filled from params and a trigger's payload),
+    the agent and its config, the task's retry and priority settings and the secrets it may use."""
+
+    __tablename__ = "blueprints"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_blueprints_workspace_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
+    title_template: Mapped[str] = mapped_column(Text)
+    prompt_template: Mapped[str] = mapped_column(Text)
+    agent_type: Mapped[str | None] = mapped_column(String(64), default=None)
+    agent_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    params_schema: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    max_retries: Mapped[int] = mapped_column(Integer, default=1)
+    secret_names: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class NotificationWebhook(WorkspaceScoped, Timestamps, Base):
+    """Where a workspace wants to hear about its work: a URL, a body format (`optio`: signed JSON like the
+    incoming webhooks; `slack`: an incoming-webhook message) and the events it wants."""
+
+    __tablename__ = "notification_webhooks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(16), default="optio")
+    events: Mapped[list[Any]] = mapped_column(default=list)
+    secret_ciphertext: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class NotificationDelivery(WorkspaceScoped, Base):
+    """One event for one receiver, and the log of trying to deliver it: a durable queue of its own, so a
+    dead receiver is retried with backoff and never holds up the reconcile loop."""
+
+    __tablename__ = "notification_deliveries"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("notification_webhooks.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)

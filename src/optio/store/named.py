@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from optio.errors import Conflict, NotFound
 from optio.store.db import Database
-from optio.store.models import Job, Repo
+from optio.store.models import Blueprint, Job, Repo
 
-T = TypeVar("T", Job, Repo)
+T = TypeVar("T", Job, Repo, Blueprint)
 MAX_ID_DIGITS = 18  # larger numbers cannot be a row id on any backend; treat them as names
 
 

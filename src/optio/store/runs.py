@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from optio.domain.executor_errors import ERROR_TEXT_MAX, cleared, same_failure
 from optio.security.redact import Redactor, registry_for
+from optio.store import notifications
 from optio.store.models import JobRun, RepoTask, ReviewRun, RunEvent
 from optio.store.types import utcnow
 
@@ -113,6 +114,7 @@ def record_event(
     reason: str,
     now: datetime | None = None,
 ) -> None:
+    text = _redact_text(reason, session, kind, run_id, workspace_id)
     session.add(
         RunEvent(
             workspace_id=workspace_id,
@@ -121,10 +123,12 @@ def record_event(
             event=event,
             from_state=from_state,
             to_state=to_state,
-            reason=_redact_text(reason, session, kind, run_id, workspace_id),
+            reason=text,
             created_at=now or utcnow(),
         )
     )
+    notifications.on_transition(session, workspace_id=workspace_id, kind=kind, run_id=run_id, from_state=from_state,
+                                to_state=to_state, reason=text, now=now or utcnow())
 
 
 def list_events(session: Session, kind: str, run_id: int, workspace_id: int) -> list[RunEvent]:
