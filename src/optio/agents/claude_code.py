@@ -18,6 +18,7 @@ Resume uses ``--resume <session id>``. Running as root needs ``IS_SANDBOX=1`` in
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from optio.agents.base import AgentRequest, CommandSpec
@@ -26,7 +27,9 @@ from optio.agents.common import (
     config_file,
     count,
     end_of_run,
+    home_dir,
     http_status,
+    skill_document,
     str_or_none,
     sub_object,
     tool_use,
@@ -74,6 +77,16 @@ class ClaudeCodeAgent(VendorAgent):
             path = config_file(request, "claude-mcp.json")
             files[path] = json.dumps({"mcpServers": dict(request.mcp_servers)}, indent=2)
             argv += ["--mcp-config", path, "--strict-mcp-config"]
+        for name, text in request.skills.items():
+            config_dir = request.env.get("CLAUDE_CONFIG_DIR") or f"{home_dir(request, self.name, 'skills')}/.claude"
+            files[f"{config_dir}/skills/{name}/SKILL.md"] = skill_document(name, text)
+        stdin_path = request.prompt_file
+        if request.live_input:
+            # stream-json input: the prompt is the first user message, and more can follow while it runs.
+            argv += ["--input-format", "stream-json", "--replay-user-messages"]
+            path = config_file(request, "claude-input.jsonl")
+            files[path] = user_message(request.prompt)
+            stdin_path = Path(path)
         argv += list(opts.extra_args)
 
         env = self.credential_env(
@@ -86,7 +99,7 @@ class ClaudeCodeAgent(VendorAgent):
         env["CLAUDE_CODE_MAX_RETRIES"] = str(request.config.get("max_retries", DEFAULT_MAX_RETRIES))
         env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
         env["DISABLE_AUTOUPDATER"] = "1"
-        return CommandSpec(argv=argv, env=env, stdin_path=request.prompt_file, files=files)
+        return CommandSpec(argv=argv, env=env, stdin_path=stdin_path, files=files, live_input=request.live_input)
 
     def parse_object(self, data: dict[str, Any]) -> list[AgentEvent]:
         kind = data.get("type")
@@ -103,6 +116,12 @@ class ClaudeCodeAgent(VendorAgent):
         if kind == "result":
             return _result_events(data)
         return []
+
+
+def user_message(text: str) -> str:
+    """One stream-json input line: a user message Claude Code takes as the next (or an added) prompt."""
+    message = {"type": "user", "message": {"role": "user", "content": [{"type": "text", "text": text}]}}
+    return json.dumps(message) + "\n"
 
 
 def _blocks(message: Any) -> list[dict[str, Any]]:

@@ -14,8 +14,10 @@ from optio.api.body_limit import BodyLimitMiddleware
 from optio.api.rate_limit import RateLimitMiddleware, SlidingWindow
 from optio.api.request_guard import RequestGuardMiddleware
 from optio.api.routes import account, apikeys, jobs, prs, repo_tasks, repos, runs, task_feed, tickets, web_auth
+from optio.api.routes import agent_tools as agent_tool_routes
 from optio.api.routes import audit as audit_routes
 from optio.api.routes import secrets as secret_routes
+from optio.api.routes import task_messages as task_message_routes
 from optio.api.schemas import Health
 from optio.config import Settings
 from optio.server import Optio, build, start
@@ -71,6 +73,8 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(account.router)
     app.include_router(apikeys.router)
     app.include_router(secret_routes.router)
+    app.include_router(agent_tool_routes.router)
+    app.include_router(task_message_routes.router)
     app.include_router(audit_routes.router)
     app.include_router(web_auth.router)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from optio.cli import account, agents, config_file, jobs, prs, repos, runs, tasks, tickets
+from optio.cli import agent_tools as agent_tools_cli
 from optio.cli import secrets as secret_cli
 from optio.config import Settings
 
@@ -19,6 +20,8 @@ app.add_typer(agents.app, name="agents")
 app.add_typer(tickets.app, name="ticket")
 app.add_typer(secret_cli.app, name="secret")
 app.add_typer(secret_cli.app, name="secrets", hidden=True)
+app.add_typer(agent_tools_cli.mcp_app, name="mcp")
+app.add_typer(agent_tools_cli.skill_app, name="skill")
 app.add_typer(account.workspace_app, name="workspace")
 app.add_typer(account.apikey_app, name="apikey")
 app.add_typer(account.member_app, name="member")

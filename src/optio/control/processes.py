@@ -23,7 +23,7 @@ from optio.agents.events import SessionEvent, UsageEvent, UsageTotals
 from optio.agents.events import to_json as event_to_json
 from optio.agents.registry import get_adapter
 from optio.config import Settings
-from optio.control import output_relay
+from optio.control import agent_tools, output_relay, task_messages
 from optio.control.context import ControlContext
 from optio.control.ports import RedactorPort
 from optio.domain.backoff import rate_limit_throttle_s
@@ -40,6 +40,7 @@ log = structlog.get_logger("optio.processes")
 
 ACTIVE = store.ACTIVE
 OUTPUT_FILES = (STDOUT_FILE, STDERR_FILE)
+INBOX_FILE = "inbox"  # the FIFO a live-input run's relay reads messages from
 
 
 def process_key(kind: str, run_id: int, attempt: int, purpose: str = "agent") -> str:
@@ -79,6 +80,9 @@ class DbSink:
                 # Behind the output relay both streams arrive on stdout, tagged, in the order they were
                 # printed; each line is stored under its own stream, in that order.
                 line_stream, line = output_relay.split(relayed, stream)
+                if line_stream == "delivered":
+                    task_messages.delivered(session, proc, line, now)
+                    continue
                 events = _parse(adapter, line) if line_stream == "stdout" else []
                 # A vendor line the adapter understood is kept as "raw"; readers get its events instead.
                 entries.append(("raw" if events else line_stream, redact(line)))
@@ -127,7 +131,7 @@ class DbSink:
                 return
             # The runtime calls this only after every line was stored (redacted) through on_output: the raw
             # files would only keep secrets on disk in plaintext, and the run's end must not wait for that.
-            for name in OUTPUT_FILES:
+            for name in (*OUTPUT_FILES, INBOX_FILE):
                 (Path(proc.log_dir) / name).unlink(missing_ok=True)
             status = "gone" if reason == "lost" else "exited"
             values: dict[str, Any] = {"status": status, "exit_code": exit_code, "exit_reason": reason,
@@ -211,6 +215,10 @@ class LaunchRequest:
     prepare: Callable[[], None] | None = None
     # What the sandboxed process sees of the host; None = the usual agent layout (cwd read-write).
     mounts: Mounts | None = None
+    # The repo whose MCP servers and skills the run gets besides its workspace's (None: a job run).
+    repo_id: int | None = None
+    # Start the agent so a person's messages reach it while it runs, where its CLI can take them.
+    live_input: bool = False
 
 
 def run_mounts(req: LaunchRequest, *, home: Path, files: list[Path]) -> Mounts:
@@ -246,12 +254,28 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
         prompt_file.write_text(req.prompt, encoding="utf-8")
         req.cwd.mkdir(parents=True, exist_ok=True)
         adapter = get_adapter(req.agent_type)
+        home = ctx.data_dir / "homes" / f"{req.kind}-{req.run_id}"
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Each run gets its own HOME: the agent never reads the operator's dotfiles or credentials, and a
+        # vendor CLI's session store survives between attempts of the same run (native resume). Adapters see
+        # it too, to place the config their CLI reads from there (skills).
+        run_env = dict(req.env)
+        run_env.setdefault("HOME", str(home))
+        run_env.setdefault("XDG_CONFIG_HOME", str(home / ".config"))
+        run_env.setdefault("XDG_DATA_HOME", str(home / ".local" / "share"))
+        run_env.setdefault("XDG_CACHE_HOME", str(home / ".cache"))
+        run_env.setdefault("XDG_STATE_HOME", str(home / ".local" / "state"))
+        tools = agent_tools.RunTools()
+        if req.agent_type != "script":
+            tools = agent_tools.for_run(ctx, workspace_id=req.workspace_id, repo_id=req.repo_id, kind=req.kind,
+                                        run_id=req.run_id, checkout=req.cwd if req.repo_id is not None else None)
         spec = adapter.build_command(
             AgentRequest(
                 prompt=req.prompt, prompt_file=prompt_file, workdir=req.cwd, config=dict(req.agent_config),
-                env=dict(req.env), resume_session_id=req.resume_session_id,
+                env=run_env, resume_session_id=req.resume_session_id,
                 model=req.agent_config.get("model"), max_turns=req.agent_config.get("max_turns"),
-                base_url=req.agent_config.get("base_url"),
+                base_url=req.agent_config.get("base_url"), mcp_servers=tools.mcp_servers, skills=tools.skills,
+                live_input=req.live_input,
             )
         )
         files = [Path(path) for path in (getattr(spec, "files", None) or {})]
@@ -261,16 +285,12 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(content)
+        inbox = output_relay.make_inbox(log_dir / INBOX_FILE) if getattr(spec, "live_input", False) else None
+        if inbox is not None:
+            files.append(inbox)
         env = dict(spec.env)
-        home = ctx.data_dir / "homes" / f"{req.kind}-{req.run_id}"
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # Each run gets its own HOME: the agent never reads the operator's dotfiles or credentials, and a
-        # vendor CLI's session store survives between attempts of the same run (native resume).
-        env.setdefault("HOME", str(home))
-        env.setdefault("XDG_CONFIG_HOME", str(home / ".config"))
-        env.setdefault("XDG_DATA_HOME", str(home / ".local" / "share"))
-        env.setdefault("XDG_CACHE_HOME", str(home / ".cache"))
-        env.setdefault("XDG_STATE_HOME", str(home / ".local" / "state"))
+        for name in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+            env.setdefault(name, run_env[name])
         if req.agent_type == "claude-code":
             env.setdefault("IS_SANDBOX", "1")  # the worktree is the sandbox; Claude Code refuses root otherwise
         env.setdefault("OPTIO_RUN_ID", str(req.run_id))
@@ -278,8 +298,8 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
         # Checked here, since behind the relay a missing command would only be an exit 127.
         output_relay.check_command(key, spec.argv, env, req.cwd)
         info = ctx.runtime.launch(
-            LaunchSpec(key=key, argv=output_relay.wrap(spec.argv), env=env, cwd=req.cwd, log_dir=log_dir,
-                       stdin_path=spec.stdin_path, timeout_s=req.timeout_s,
+            LaunchSpec(key=key, argv=output_relay.wrap(spec.argv, inbox=inbox), env=env, cwd=req.cwd,
+                       log_dir=log_dir, stdin_path=spec.stdin_path, timeout_s=req.timeout_s,
                        mounts=run_mounts(req, home=home, files=[prompt_file, *files]))
         )
     except AgentConfigError as exc:  # a bad config or missing secret will not fix itself: fail fast
