@@ -41,6 +41,7 @@ from optio.agents.events import (
     ThinkingEvent,
     ToolResultEvent,
     UsageEvent,
+    UserMessageEvent,
     summarize,
 )
 from optio.agents.failures import error_event
@@ -112,6 +113,9 @@ class ClaudeCodeAgent(VendorAgent):
                 return _api_error(data)
             return _assistant_events(data.get("message"))
         if kind == "user":
+            if data.get("isReplay"):  # a user message it took from stdin (--replay-user-messages)
+                text = " ".join(b.get("text", "") for b in _blocks(data.get("message")) if b.get("type") == "text")
+                return [UserMessageEvent(text=summarize(text))] if text else []
             return _tool_results(data.get("message"))
         if kind == "result":
             return _result_events(data)
