@@ -244,3 +244,29 @@ def test_bad_definitions_and_messages_are_refused_naming_the_field(optio_server:
     wait_task(optio_server, task["id"], END)
     refused = optio_server.api("POST", f"/api/repo-tasks/{task['id']}/messages", json={"text": "x", "interrupt": True})
     assert refused.status_code == 409 and refused.json()["error"]["field"] == "interrupt"
+
+
+def test_vendor_models_are_listed_and_checked_when_saved(optio_server: OptioServer, tmp_path: Path) -> None:
+    listed = json.loads(optio_server.cli("agents", "models", "claude-code", "--json", check=True).stdout)
+    names = [m["model"] for m in listed["models"]]
+    assert "claude-sonnet-4" in names and "high" in listed["reasoning_efforts"]
+    assert next(m for m in listed["models"] if m["model"] == "claude-sonnet-4")["output_per_mtok"] == 15.0
+    assert optio_server.api("GET", "/api/agents/models/codex").json()["models"]
+    assert optio_server.api("GET", "/api/agents/models/nope").status_code == 404
+    remote = make_remote(tmp_path)
+    optio_server.cli("repo", "add", str(remote), "--name", "r", check=True)
+    bad_job = optio_server.api("POST", "/api/jobs", json={
+        "name": "j", "prompt_template": "p", "agent_type": "codex", "agent_config": {"model": "claude-opus-4"}})
+    assert bad_job.status_code == 422 and bad_job.json()["error"]["field"] == "agent_config.model"
+    assert "gpt-5" in bad_job.json()["error"]["message"]
+    bad_repo = optio_server.api("PATCH", "/api/repos/r", json={"agent_config": {
+        "command": "true", "vendors": {"codex": {"reasoning_effort": "extreme"}}}})
+    assert bad_repo.status_code == 422
+    assert bad_repo.json()["error"]["field"] == "agent_config.vendors.codex.reasoning_effort"
+    ok_repo = optio_server.api("PATCH", "/api/repos/r", json={"agent_config": {
+        "command": "true", "vendors": {"claude-code": {"model": "claude-opus-4-5", "reasoning_effort": "high",
+                                                       "max_turns": 30}}}})
+    assert ok_repo.status_code == 200, ok_repo.text
+    bad_task = optio_server.api("POST", "/api/repo-tasks", json={
+        "repo": "r", "title": "t", "prompt": "p", "agent_type": "claude-code", "agent_config": {"max_turns": 0}})
+    assert bad_task.status_code == 422 and bad_task.json()["error"]["field"] == "agent_config.max_turns"

@@ -66,6 +66,8 @@ class ClaudeCodeAgent(VendorAgent):
             argv += ["--model", opts.model]
         if opts.max_turns is not None:
             argv += ["--max-turns", str(opts.max_turns)]
+        if opts.reasoning_effort:
+            argv += ["--effort", opts.reasoning_effort]
         if request.resume_session_id:
             argv += ["--resume", request.resume_session_id]
         mode = opts.permission_mode or DEFAULT_PERMISSION_MODE

@@ -109,6 +109,8 @@ class CodexAgent(VendorAgent):
             argv.append("--dangerously-bypass-approvals-and-sandbox")
         else:
             overrides += [("sandbox_mode", mode), ("approval_policy", "never")]
+        if opts.reasoning_effort:
+            overrides.append(("model_reasoning_effort", opts.reasoning_effort))
         overrides += self._mcp_overrides(request.mcp_servers, env)
         if request.skills:
             # Codex reads global instructions from AGENTS.md in its home, beside the repo's own AGENTS.md.

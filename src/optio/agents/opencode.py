@@ -97,6 +97,8 @@ class OpenCodeAgent(VendorAgent):
             argv += ["-m", model]
         if opts.max_turns is not None:
             config["agent"] = {"build": {"steps": opts.max_turns}}
+        if opts.reasoning_effort:
+            argv += ["--variant", opts.reasoning_effort]
         if request.mcp_servers:
             config["mcp"] = self._mcp_config(request.mcp_servers)
         files: dict[str, str] = {}

@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from optio.agents import models as vendor_models
 from optio.agents.base import AgentConfigError, AgentRequest
 from optio.agents.events import SessionEvent, UsageEvent, UsageTotals
 from optio.agents.events import to_json as event_to_json
@@ -89,7 +90,8 @@ class DbSink:
                 for event in events:
                     if isinstance(event, UsageEvent):
                         if not model_known:
-                            model_name = store.agent_config(session, proc.run_kind, proc.run_id).get("model")
+                            config = store.agent_config(session, proc.run_kind, proc.run_id)
+                            model_name = vendor_models.for_vendor(config, proc.agent_type).get("model")
                             model_known = True
                         event = totals.add(event, model=model_name)
                     elif isinstance(event, SessionEvent):
@@ -269,12 +271,13 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
         if req.agent_type != "script":
             tools = agent_tools.for_run(ctx, workspace_id=req.workspace_id, repo_id=req.repo_id, kind=req.kind,
                                         run_id=req.run_id, checkout=req.cwd if req.repo_id is not None else None)
+        config = vendor_models.for_vendor(req.agent_config, req.agent_type)  # the vendor's own options win
         spec = adapter.build_command(
             AgentRequest(
-                prompt=req.prompt, prompt_file=prompt_file, workdir=req.cwd, config=dict(req.agent_config),
+                prompt=req.prompt, prompt_file=prompt_file, workdir=req.cwd, config=config,
                 env=run_env, resume_session_id=req.resume_session_id,
-                model=req.agent_config.get("model"), max_turns=req.agent_config.get("max_turns"),
-                base_url=req.agent_config.get("base_url"), mcp_servers=tools.mcp_servers, skills=tools.skills,
+                model=config.get("model"), max_turns=config.get("max_turns"),
+                base_url=config.get("base_url"), mcp_servers=tools.mcp_servers, skills=tools.skills,
                 live_input=req.live_input,
             )
         )

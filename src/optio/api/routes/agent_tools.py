@@ -6,9 +6,18 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
-from optio.api.agent_tool_schemas import McpServerCreate, McpServerOut, SkillCreate, SkillOut
+from optio.agents import models as vendor_models
+from optio.api.agent_tool_schemas import (
+    McpServerCreate,
+    McpServerOut,
+    ModelPriceOut,
+    SkillCreate,
+    SkillOut,
+    VendorModelsOut,
+)
 from optio.api.deps import Ctx, get_admin_ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
+from optio.errors import NotFound
 from optio.services import agent_tools as service
 
 router = APIRouter(tags=["mcp servers and skills"], responses=ERROR_RESPONSES)
@@ -71,3 +80,18 @@ def remove_skill(name: str = Name, repo: str | None = RepoRef, ctx: Ctx = Depend
     service.remove_skill(ctx.db, ctx.workspace_id, name, repo=repo)
     return Response(status_code=204)
 
+
+
+@router.get("/api/agents/models/{vendor}", response_model=VendorModelsOut, tags=["agents"])
+def vendor_models_list(vendor: str = Path(max_length=64), ctx: Ctx = Depends(get_ctx)) -> VendorModelsOut:
+    """A vendor's known models with list prices (USD per million tokens) and its reasoning effort levels."""
+    try:
+        known = vendor_models.known_models(vendor)
+    except vendor_models.VendorOptionError as exc:
+        raise NotFound(str(exc), field="vendor") from None
+    return VendorModelsOut(
+        vendor=vendor, reasoning_efforts=list(vendor_models.REASONING_EFFORTS.get(vendor, ())),
+        models=[ModelPriceOut(model=m.name, input_per_mtok=m.price.input, output_per_mtok=m.price.output,
+                              cache_read_per_mtok=m.price.cache_read, cache_write_per_mtok=m.price.cache_write)
+                for m in known],
+    )
