@@ -7,15 +7,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from optio.api.schemas import Line, Text
+
 REPO_DESCRIPTION = "Repo name or id: scope the definition to that repo (default: the whole workspace)"
 
 
 class McpServerCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=48, description="Tools appear to Claude Code as mcp__<name>__<tool>")
-    command: str | None = Field(default=None, max_length=4096, description="stdio server: the program to run")
+    command: Line | None = Field(default=None, max_length=4096, description="stdio server: the program to run")
     args: list[str] = Field(default_factory=list, max_length=64)
-    url: str | None = Field(default=None, max_length=2048, description="HTTP server: its URL")
+    url: Line | None = Field(default=None, max_length=2048, description="HTTP server: its URL")
     env: dict[str, str] = Field(default_factory=dict, max_length=64,
                                 description="NAME -> 'secret:SECRET_NAME'; resolved from secrets at run time")
     repo: str | None = Field(default=None, min_length=1, max_length=200, description=REPO_DESCRIPTION)
@@ -36,10 +38,10 @@ class McpServerOut(BaseModel):
 class SkillCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=48)
-    text: str | None = Field(default=None, max_length=65_536, description="The instructions themselves")
-    repo_path: str | None = Field(default=None, max_length=1200,
+    text: Text | None = Field(default=None, max_length=65_536, description="The instructions themselves")
+    repo_path: Line | None = Field(default=None, max_length=1200,
                                   description="REPO:PATH, read from the run's checkout of REPO when it starts")
-    description: str = Field(default="", max_length=1024, description="One line: when the skill applies")
+    description: Line = Field(default="", max_length=1024, description="One line: when the skill applies")
     repo: str | None = Field(default=None, min_length=1, max_length=200, description=REPO_DESCRIPTION)
 
 
@@ -56,7 +58,7 @@ class SkillOut(BaseModel):
 
 class TaskMessageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, max_length=32_000)
+    text: Text = Field(min_length=1, max_length=32_000)
     interrupt: bool = Field(default=False,
                             description="Stop the current attempt and resume at once with this message")
 
