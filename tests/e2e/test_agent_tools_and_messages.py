@@ -114,6 +114,8 @@ def test_claude_code_calls_a_users_mcp_server_and_reads_a_users_skill(tmp_path: 
         assert any(SKILL_BODY in b for b in seen[1:])
         logs = log_texts(server, task_id)
         assert not any(PROBE_TOKEN in text for text in logs)
+        written = [p for p in (server.data_dir / "runs").rglob("*") if p.is_file()]
+        assert written and not any(PROBE_TOKEN.encode() in p.read_bytes() for p in written)  # not on disk either
         audit = server.api("GET", "/api/audit", params={"action": "secret.inject"}).json()
         items = audit["items"] if isinstance(audit, dict) else audit
         assert any(a.get("target_id") == "PROBE_TOKEN" for a in items), items

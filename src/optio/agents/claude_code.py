@@ -18,6 +18,7 @@ Resume uses ``--resume <session id>``. Running as root needs ``IS_SANDBOX=1`` in
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +77,10 @@ class ClaudeCodeAgent(VendorAgent):
         else:
             argv += ["--permission-mode", mode]
         files: dict[str, str] = {}
+        mcp_env: dict[str, str] = {}
         if request.mcp_servers:
             path = config_file(request, "claude-mcp.json")
-            files[path] = json.dumps({"mcpServers": dict(request.mcp_servers)}, indent=2)
+            files[path] = json.dumps({"mcpServers": self._mcp_config(request, mcp_env)}, indent=2)
             argv += ["--mcp-config", path, "--strict-mcp-config"]
         for name, text in request.skills.items():
             config_dir = request.env.get("CLAUDE_CONFIG_DIR") or f"{home_dir(request, self.name, 'skills')}/.claude"
@@ -99,10 +101,30 @@ class ClaudeCodeAgent(VendorAgent):
             base_url_var="ANTHROPIC_BASE_URL",
             clear=(API_KEY_SECRET, OAUTH_SECRET, "ANTHROPIC_AUTH_TOKEN"),
         )
+        env.update(mcp_env)
         env["CLAUDE_CODE_MAX_RETRIES"] = str(request.config.get("max_retries", DEFAULT_MAX_RETRIES))
         env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
         env["DISABLE_AUTOUPDATER"] = "1"
         return CommandSpec(argv=argv, env=env, stdin_path=stdin_path, files=files, live_input=request.live_input)
+
+    def _mcp_config(self, request: AgentRequest, mcp_env: dict[str, str]) -> dict[str, Any]:
+        """``mcpServers`` entries; a server's env values stay in the process env, the file holds ``${VAR}``.
+
+        Claude Code expands ``${VAR}`` in an MCP config from its own environment, so no secret is written
+        to disk; the values travel under ``OPTIO_MCP_<SERVER>_<NAME>``.
+        """
+        servers: dict[str, Any] = {}
+        for server in self.mcp_servers(request.mcp_servers):
+            entry = dict(server.spec)
+            if server.env:
+                refs: dict[str, str] = {}
+                for var, value in server.env.items():
+                    holder = "OPTIO_MCP_" + re.sub(r"[^A-Za-z0-9]", "_", f"{server.name}_{var}").upper()
+                    mcp_env[holder] = value
+                    refs[var] = "${" + holder + "}"
+                entry["env"] = refs
+            servers[server.name] = entry
+        return servers
 
     def parse_object(self, data: dict[str, Any]) -> list[AgentEvent]:
         kind = data.get("type")
