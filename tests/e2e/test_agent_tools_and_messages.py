@@ -253,8 +253,8 @@ def test_vendor_models_are_listed_and_checked_when_saved(optio_server: OptioServ
     names = [m["model"] for m in listed["models"]]
     assert "claude-sonnet-4" in names and "high" in listed["reasoning_efforts"]
     assert next(m for m in listed["models"] if m["model"] == "claude-sonnet-4")["output_per_mtok"] == 15.0
-    assert optio_server.api("GET", "/api/agents/models/codex").json()["models"]
-    assert optio_server.api("GET", "/api/agents/models/nope").status_code == 404
+    assert optio_server.api("GET", "/api/agents/models", params={"vendor": "codex"}).json()["models"]
+    assert optio_server.api("GET", "/api/agents/models", params={"vendor": "nope"}).status_code == 404
     remote = make_remote(tmp_path)
     optio_server.cli("repo", "add", str(remote), "--name", "r", check=True)
     bad_job = optio_server.api("POST", "/api/jobs", json={

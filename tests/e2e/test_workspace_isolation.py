@@ -32,6 +32,7 @@ BODIES: dict[str, Any] = {
     "SecretSet": {"value": "from-b"},
     "TicketWork": {"repo": "ra", "agent_config": {"command": "true"}},
     "RepoUpdate": {"require_approval": False, "default_branch": "main"},
+    "TaskMessageCreate": {"text": "from b"},
 }
 
 

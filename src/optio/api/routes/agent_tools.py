@@ -82,8 +82,9 @@ def remove_skill(name: str = Name, repo: str | None = RepoRef, ctx: Ctx = Depend
 
 
 
-@router.get("/api/agents/models/{vendor}", response_model=VendorModelsOut, tags=["agents"])
-def vendor_models_list(vendor: str = Path(max_length=64), ctx: Ctx = Depends(get_ctx)) -> VendorModelsOut:
+@router.get("/api/agents/models", response_model=VendorModelsOut, tags=["agents"])
+def vendor_models_list(vendor: str = Query(max_length=64, description="Agent type, e.g. codex"),
+                       ctx: Ctx = Depends(get_ctx)) -> VendorModelsOut:
     """A vendor's known models with list prices (USD per million tokens) and its reasoning effort levels."""
     try:
         known = vendor_models.known_models(vendor)
