@@ -206,7 +206,8 @@ def test_interrupt_stops_the_attempt_and_resumes_at_once_with_the_message(
     shown = task_json(optio_server, task_id)
     assert shown["attempts"] == 2 and shown["human_resumes"] == 1 and shown["resume_count"] == 0
     names = events(optio_server, task_id)
-    assert "interrupted" in names and names.index("interrupted") < len(names) - names[::-1].index("resumed") - 1
+    assert names.count("interrupted") == 1
+    assert names.index("message") < names.index("interrupted") < names.index("resumed")
     with sqlite3.connect(optio_server.data_dir / "optio.db") as db:
         reasons = [r[0] for r in db.execute(
             "SELECT exit_reason FROM agent_processes WHERE run_id=? ORDER BY attempt", (task_id,))]

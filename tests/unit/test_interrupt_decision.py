@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.unit.test_repo_decision import decide, pr, proc, run
+from tests.unit.test_repo_decision import NOW, decide, pr, proc, run
 
 from optio.domain.actions import ClearControlIntent, StartAgent, Transition
 from optio.domain.snapshot import ProcessStatus
@@ -17,6 +17,7 @@ def test_a_live_agent_is_killed_first_and_the_intent_kept(status: ProcessStatus)
     action = decide(run(S.RUNNING, control_intent="interrupt"), process=proc(status))
     assert isinstance(action, Transition) and action.to == S.RUNNING
     assert action.kill_process and not action.clear_intent and action.event == "interrupted"
+    assert action.patch["reconcile_backoff_until"] > NOW  # one kill, then a look once it is done
 
 
 def test_once_the_agent_is_gone_the_intent_resumes_it_as_a_persons_resume() -> None:

@@ -73,6 +73,7 @@ CAPACITY_RECHECK_S = 2.0
 DEPS_RECHECK_S = 30.0
 PR_RECHECK_S = 60.0
 PROVISION_TIMEOUT = timedelta(minutes=10)
+INTERRUPT_KILL_WAIT = timedelta(seconds=2)
 
 _TERMINAL = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED})
 _RETRYABLE = frozenset({S.FAILED, S.CANCELLED, S.NEEDS_ATTENTION})
@@ -166,8 +167,10 @@ def _interrupt(snap: RepoTaskSnapshot) -> Action:
     run = snap.run
     proc = snap.process
     if run.state == S.RUNNING and proc is not None and proc.status in (ProcessStatus.STARTING, ProcessStatus.ALIVE):
+        # The kill takes a moment: look again once it is done, not at every wake-up until then.
         return Transition(to=S.RUNNING, reason="interrupted by a person: stopping the agent to resume it with "
-                          "their message", kill_process=True, event="interrupted")
+                          "their message", kill_process=True, event="interrupted",
+                          patch={"reconcile_backoff_until": snap.now + INTERRUPT_KILL_WAIT})
     prompt = build_resume_prompt(title=snap.title, original_prompt=snap.prompt, reason="manual",
                                  base_branch=snap.base_branch, note=snap.intent_note)
     return StartAgent(
