@@ -27,6 +27,7 @@ CLI_BIN = Path(os.environ.get("OPTIO_VENDOR_CLI_BIN") or ROOT / ".cache" / "vend
 MODEL = "claude-sonnet-4-5"
 PROBE_TOKEN = "probe-token-0123456789abcdef"
 SKILL_BODY = "HOUSE-STYLE-MARKER: every file this repo gets ends with a newline."
+RELEASE_BODY = "RELEASE-SKILL-MARKER: tag the release with the date.\n"
 
 MCP_SERVER = r'''
 import hashlib, json, os, sys
@@ -80,7 +81,7 @@ def bodies(model: ModelServer) -> list[str]:
 @pytest.mark.slow
 def test_claude_code_calls_a_users_mcp_server_and_reads_a_users_skill(tmp_path: Path) -> None:
     claude_cli()
-    remote = make_remote(tmp_path)
+    remote = make_remote(tmp_path, files={"README.md": "demo\n", "release-skill.md": RELEASE_BODY})
     server = OptioServer(tmp_path / "data").start()
     try:
         server.cli("secret", "set", "ANTHROPIC_API_KEY", "--value", "sk-ant-test", check=True)
@@ -90,6 +91,8 @@ def test_claude_code_calls_a_users_mcp_server_and_reads_a_users_skill(tmp_path: 
                    f"--arg={MCP_SERVER}", "--env", "PROBE_TOKEN=secret:PROBE_TOKEN", check=True)
         server.cli("skill", "add", "house-style", "--text", SKILL_BODY, "--description",
                    "How files in this repo are written", check=True)
+        server.cli("skill", "add", "release", "--repo-path", "claude:release-skill.md", "--repo", "claude",
+                   "--description", "How releases are cut", check=True)
         listed = json.loads(server.cli("mcp", "list", "--json", check=True).stdout)
         assert [(m["name"], m["scope"], m["env"]) for m in listed] == [
             ("probe", "repo", {"PROBE_TOKEN": "secret:PROBE_TOKEN"})]
@@ -98,6 +101,7 @@ def test_claude_code_calls_a_users_mcp_server_and_reads_a_users_skill(tmp_path: 
             Turn(text="Using the probe.", tool_calls=(ToolCall("mcp__probe__touch",
                                                                {"path": str(target), "content": "from mcp"}),)),
             Turn(text="Reading the house style.", tool_calls=(ToolCall("Skill", {"skill": "house-style"}),)),
+            Turn(text="And the release notes.", tool_calls=(ToolCall("Skill", {"skill": "release"}),)),
             Turn(text="Done."),
         ]
         with ModelServer(turns) as model:
@@ -112,6 +116,8 @@ def test_claude_code_calls_a_users_mcp_server_and_reads_a_users_skill(tmp_path: 
         # the skill is listed for the model, and its text reaches it once the model picks it
         assert "How files in this repo are written" in seen[0] and SKILL_BODY not in seen[0]
         assert any(SKILL_BODY in b for b in seen[1:])
+        # a repo-path skill is read from the run's checkout when it starts
+        assert "How releases are cut" in seen[0] and any(RELEASE_BODY.strip() in b for b in seen[1:])
         logs = log_texts(server, task_id)
         assert not any(PROBE_TOKEN in text for text in logs)
         written = [p for p in (server.data_dir / "runs").rglob("*") if p.is_file()]
