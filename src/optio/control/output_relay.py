@@ -26,6 +26,9 @@ TAG = "\x1e"  # ASCII record separator: a line starting with TAG + "o"/"e" came 
 STREAMS = {"o": "stdout", "e": "stderr", "m": "delivered"}
 # Records stay below the runtime tail's line cut (optio.runtime.tail.MAX_LINE_BYTES), tag included.
 RECORD_MAX = 1024 * 1024 - 8
+# After an answer, how long a live-input agent may stay silent with messages it has not taken before its
+# stdin is closed anyway (so it ends; the messages go into its next start's prompt).
+LIVE_INPUT_GRACE_S = 60.0
 
 
 def relay_main() -> None:
@@ -34,6 +37,7 @@ def relay_main() -> None:
     import selectors
     import signal
     import subprocess
+    import time
     from typing import Any
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -61,7 +65,7 @@ def relay_main() -> None:
     # Live input (Claude Code's stream-json): the input file's user messages go first, then each message
     # written to the inbox FIFO while the agent runs. The agent replays each message it takes; the relay
     # reports those by id (tag "m") and closes the agent's stdin once it has answered all of them.
-    live: dict[str, Any] = {"stdin": child.stdin, "fifo": None, "waiting": []}
+    live: dict[str, Any] = {"stdin": child.stdin, "fifo": None, "waiting": [], "answered_at": None}
 
     def close_input() -> None:
         if live["fifo"] is not None:
@@ -91,9 +95,10 @@ def relay_main() -> None:
         sel.register(live["fifo"], selectors.EVENT_READ, "i")
 
     def watch(line: bytes) -> None:
-        if live["stdin"] is None or not line.startswith(b"{"):
+        if live["stdin"] is None:
             return
-        if b'"isReplay"' not in line and b'"result"' not in line:
+        live["answered_at"] = None  # it is still at work
+        if not line.startswith(b"{") or (b'"isReplay"' not in line and b'"result"' not in line):
             return
         try:
             data = json.loads(line)
@@ -103,8 +108,11 @@ def relay_main() -> None:
             message_id = live["waiting"].pop(0)
             if message_id is not None:
                 out.write(b"\x1em" + json.dumps({"delivered": message_id}).encode() + b"\n")
-        elif data.get("type") == "result" and not live["waiting"]:
-            close_input()
+        elif data.get("type") == "result":
+            if not live["waiting"]:
+                close_input()
+            else:  # it answered but has not taken every message yet; it gets a while to do so
+                live["answered_at"] = time.monotonic()
 
     def inbox_lines(data: bytes) -> None:
         lines = (pending["i"] + data).split(b"\n")
@@ -164,6 +172,10 @@ def relay_main() -> None:
     while streams_open():
         for key, _ in sel.select(timeout=0.2):
             read(key)
+        answered = live["answered_at"]
+        if answered is not None and time.monotonic() - answered > LIVE_INPUT_GRACE_S:
+            close_input()  # a message it never took: it goes into the next start's prompt instead
+            live["answered_at"] = None
         if child.poll() is not None:
             # The agent is gone; output still in the pipes is drained, but a straggler that keeps them open
             # does not keep the relay (and so the run) alive.
@@ -188,7 +200,8 @@ def _python() -> str:
 
 _SOURCE = (
     "import os, sys\n"
-    + "\n".join(f"{name} = {value!r}" for name, value in (("RECORD_MAX", RECORD_MAX),))
+    + "\n".join(f"{name} = {value!r}" for name, value in (("RECORD_MAX", RECORD_MAX),
+                                                           ("LIVE_INPUT_GRACE_S", LIVE_INPUT_GRACE_S)))
     + "\n"
     + inspect.getsource(relay_main)
     + "\nrelay_main()\n"
