@@ -9,7 +9,6 @@ instruction text, given inline or read at run time from a path in a repo.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,16 +28,6 @@ MAX_SKILL_BYTES = 64 * 1024
 MAX_DESCRIPTION_CHARS = 1024
 
 
-@dataclass(frozen=True)
-class McpServerSpec:
-    name: str
-    command: str | None = None
-    args: tuple[str, ...] = ()
-    url: str | None = None
-    # NAME -> "secret:SECRET_NAME" (or just the secret's name)
-    env: tuple[tuple[str, str], ...] = ()
-
-
 def _check_name(name: str, noun: str) -> str:
     if not NAME_RE.match(name or ""):
         raise Invalid(f"{noun} names are 1-48 lowercase letters, digits, '-' or '_', starting with a letter or digit",
@@ -54,7 +43,7 @@ def _repo_id(db: Database, workspace_id: int, repo: str | None) -> int | None:
 
 
 def parse_env(pairs: Any) -> dict[str, str]:
-    """``{NAME: "secret:SECRET"}`` (or ``{NAME: "SECRET"}``) checked; values are secret names, never values."""
+    """``{NAME: "secret:SECRET"}`` checked, as ``{NAME: "SECRET"}``: a definition holds secret names, never values."""
     if pairs is None:
         return {}
     if not isinstance(pairs, dict):

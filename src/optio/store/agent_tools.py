@@ -66,9 +66,3 @@ def repos_named(session: Session, workspace_id: int, ids: list[int]) -> dict[int
     rows = session.execute(select(Repo.id, Repo.name).where(Repo.workspace_id == workspace_id,
                                                              or_(*(Repo.id == i for i in ids))))
     return {row[0]: row[1] for row in rows}
-
-
-def repo_source(session: Session, repo_id: int) -> tuple[str, str] | None:
-    """(remote url, default branch) of a skill's source repo."""
-    row = session.execute(select(Repo.remote_url, Repo.default_branch).where(Repo.id == repo_id)).first()
-    return (row[0], row[1]) if row is not None else None
