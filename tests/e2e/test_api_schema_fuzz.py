@@ -166,6 +166,7 @@ def test_free_text_that_reaches_git_or_a_shell_refuses_control_characters(
     assert checked > 100
 
 
+@pytest.mark.timeout(660)  # the schemathesis run itself may take up to 600 s on a loaded machine
 def test_whole_spec_has_no_server_errors_and_matches_its_schema(
         seeded: tuple[OptioServer, dict[str, str], Path]) -> None:
     server, params, tmp_path = seeded
