@@ -80,10 +80,11 @@ BODIES: dict[str, dict[str, Any]] = {
     "TicketWork": {"repo": "fuzzrepo", "agent_config": {"command": "true"}},
     "ReviewIn": {"comment": "c"},
     "MergeIn": {"force": False},
+    "TaskMessageCreate": {"text": "hello"},
 }
 TEXT_ROUTES = ("/api/jobs", "/api/repos", "/api/repo-tasks", "/api/tasks", "/api/tickets", "/api/prs", "/api/runs",
                "/api/blueprints")
-MULTILINE = {"prompt", "prompt_template", "description", "body", "ci_command", "review_prompt", "comment"}
+MULTILINE = {"prompt", "prompt_template", "description", "body", "ci_command", "review_prompt", "comment", "text"}
 
 
 def operations(server: OptioServer) -> list[tuple[str, str, dict[str, Any]]]:

@@ -45,6 +45,7 @@ BODIES: dict[str, Any] = {
     "JobUpdate": {"description": "from b"},
     "JobClone": {"name": "from-b"},
     "BlueprintRun": {"params": {}},
+    "TaskMessageCreate": {"text": "from b"},
 }
 
 

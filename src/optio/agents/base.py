@@ -30,6 +30,8 @@ class AgentRequest:
     mcp_servers: Mapping[str, Any] = field(default_factory=dict)
     # Skills by name: instruction texts the run makes available where its vendor reads them.
     skills: Mapping[str, str] = field(default_factory=dict)
+    # The run can take a person's messages while it works (``CommandSpec.live_input``), where the CLI can.
+    live_input: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,9 @@ class CommandSpec:
     stdin_path: Path | None = None
     files: Mapping[str, str] = field(default_factory=dict)
     shared_dirs: Mapping[str, str] = field(default_factory=dict)
+    # The CLI reads Claude Code's stream-json user messages on stdin and runs until stdin closes: the output
+    # relay keeps stdin open, forwards messages sent while it runs and closes it once the CLI is done.
+    live_input: bool = False
 
 
 class AgentAdapter(Protocol):

@@ -18,6 +18,8 @@ Resume uses ``--resume <session id>``. Running as root needs ``IS_SANDBOX=1`` in
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 from optio.agents.base import AgentRequest, CommandSpec
@@ -26,7 +28,9 @@ from optio.agents.common import (
     config_file,
     count,
     end_of_run,
+    home_dir,
     http_status,
+    skill_document,
     str_or_none,
     sub_object,
     tool_use,
@@ -38,6 +42,7 @@ from optio.agents.events import (
     ThinkingEvent,
     ToolResultEvent,
     UsageEvent,
+    UserMessageEvent,
     summarize,
 )
 from optio.agents.failures import error_event
@@ -62,6 +67,8 @@ class ClaudeCodeAgent(VendorAgent):
             argv += ["--model", opts.model]
         if opts.max_turns is not None:
             argv += ["--max-turns", str(opts.max_turns)]
+        if opts.reasoning_effort:
+            argv += ["--effort", opts.reasoning_effort]
         if request.resume_session_id:
             argv += ["--resume", request.resume_session_id]
         mode = opts.permission_mode or DEFAULT_PERMISSION_MODE
@@ -70,10 +77,21 @@ class ClaudeCodeAgent(VendorAgent):
         else:
             argv += ["--permission-mode", mode]
         files: dict[str, str] = {}
+        mcp_env: dict[str, str] = {}
         if request.mcp_servers:
             path = config_file(request, "claude-mcp.json")
-            files[path] = json.dumps({"mcpServers": dict(request.mcp_servers)}, indent=2)
+            files[path] = json.dumps({"mcpServers": self._mcp_config(request, mcp_env)}, indent=2)
             argv += ["--mcp-config", path, "--strict-mcp-config"]
+        for name, text in request.skills.items():
+            config_dir = request.env.get("CLAUDE_CONFIG_DIR") or f"{home_dir(request, self.name, 'skills')}/.claude"
+            files[f"{config_dir}/skills/{name}/SKILL.md"] = skill_document(name, text)
+        stdin_path = request.prompt_file
+        if request.live_input:
+            # stream-json input: the prompt is the first user message, and more can follow while it runs.
+            argv += ["--input-format", "stream-json", "--replay-user-messages"]
+            path = config_file(request, "claude-input.jsonl")
+            files[path] = user_message(request.prompt)
+            stdin_path = Path(path)
         argv += list(opts.extra_args)
 
         env = self.credential_env(
@@ -83,10 +101,30 @@ class ClaudeCodeAgent(VendorAgent):
             base_url_var="ANTHROPIC_BASE_URL",
             clear=(API_KEY_SECRET, OAUTH_SECRET, "ANTHROPIC_AUTH_TOKEN"),
         )
+        env.update(mcp_env)
         env["CLAUDE_CODE_MAX_RETRIES"] = str(request.config.get("max_retries", DEFAULT_MAX_RETRIES))
         env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
         env["DISABLE_AUTOUPDATER"] = "1"
-        return CommandSpec(argv=argv, env=env, stdin_path=request.prompt_file, files=files)
+        return CommandSpec(argv=argv, env=env, stdin_path=stdin_path, files=files, live_input=request.live_input)
+
+    def _mcp_config(self, request: AgentRequest, mcp_env: dict[str, str]) -> dict[str, Any]:
+        """``mcpServers`` entries; a server's env values stay in the process env, the file holds ``${VAR}``.
+
+        Claude Code expands ``${VAR}`` in an MCP config from its own environment, so no secret is written
+        to disk; the values travel under ``OPTIO_MCP_<SERVER>_<NAME>``.
+        """
+        servers: dict[str, Any] = {}
+        for server in self.mcp_servers(request.mcp_servers):
+            entry = dict(server.spec)
+            if server.env:
+                refs: dict[str, str] = {}
+                for var, value in server.env.items():
+                    holder = "OPTIO_MCP_" + re.sub(r"[^A-Za-z0-9]", "_", f"{server.name}_{var}").upper()
+                    mcp_env[holder] = value
+                    refs[var] = "${" + holder + "}"
+                entry["env"] = refs
+            servers[server.name] = entry
+        return servers
 
     def parse_object(self, data: dict[str, Any]) -> list[AgentEvent]:
         kind = data.get("type")
@@ -99,10 +137,19 @@ class ClaudeCodeAgent(VendorAgent):
                 return _api_error(data)
             return _assistant_events(data.get("message"))
         if kind == "user":
+            if data.get("isReplay"):  # a user message it took from stdin (--replay-user-messages)
+                text = " ".join(b.get("text", "") for b in _blocks(data.get("message")) if b.get("type") == "text")
+                return [UserMessageEvent(text=summarize(text))] if text else []
             return _tool_results(data.get("message"))
         if kind == "result":
             return _result_events(data)
         return []
+
+
+def user_message(text: str) -> str:
+    """One stream-json input line: a user message Claude Code takes as the next (or an added) prompt."""
+    message = {"type": "user", "message": {"role": "user", "content": [{"type": "text", "text": text}]}}
+    return json.dumps(message) + "\n"
 
 
 def _blocks(message: Any) -> list[dict[str, Any]]:

@@ -30,6 +30,8 @@ from optio.agents.common import (
     VendorAgent,
     count,
     end_of_run,
+    home_dir,
+    skills_markdown,
     str_or_none,
     sub_object,
     tool_result,
@@ -107,7 +109,13 @@ class CodexAgent(VendorAgent):
             argv.append("--dangerously-bypass-approvals-and-sandbox")
         else:
             overrides += [("sandbox_mode", mode), ("approval_policy", "never")]
+        if opts.reasoning_effort:
+            overrides.append(("model_reasoning_effort", opts.reasoning_effort))
         overrides += self._mcp_overrides(request.mcp_servers, env)
+        if request.skills:
+            # Codex reads global instructions from AGENTS.md in its home, beside the repo's own AGENTS.md.
+            codex_home = env.get("CODEX_HOME") or f"{home_dir(request, self.name, 'skills')}/.codex"
+            files[f"{codex_home}/AGENTS.md"] = skills_markdown(request.skills)
         for key, value in overrides:
             argv += ["-c", f"{key}={_toml(value)}"]
         argv += list(opts.extra_args)

@@ -220,3 +220,32 @@ def end_of_run(
         events.append(error_event(error, http_status=http_status))
     events.append(ResultEvent(summary=summary, success=error is None))
     return events
+
+
+def skill_document(name: str, text: str) -> str:
+    """A skill as a ``SKILL.md``: its text, under a front matter naming it (kept when the text has its own).
+
+    Claude Code lists a skill by the front matter's description and reads the body when the model picks
+    it; without a description of its own, the first line of the text says what the skill is for.
+    """
+    if text.startswith("---\n"):
+        return text
+    first = next((line.strip("# ").strip() for line in text.splitlines() if line.strip()), name)
+    description = first.replace('"', "'")[:200]
+    return f'---\nname: {name}\ndescription: "{description}"\n---\n\n{text.rstrip()}\n'
+
+
+def skills_markdown(skills: Mapping[str, str]) -> str:
+    """Every skill in one instructions file, for CLIs that read instructions but have no skills of their own."""
+    parts = ["# Skills", "", "Instructions Optio gives this run. Follow the ones that apply to your task.", ""]
+    for name, text in skills.items():
+        parts += [f"## Skill: {name}", "", text.strip(), ""]
+    return "\n".join(parts)
+
+
+def home_dir(request: AgentRequest, vendor: str, what: str) -> str:
+    """The run's HOME, where CLIs keep their own config; a run without one cannot have ``what``."""
+    home = request.env.get("HOME")
+    if not home:
+        raise AgentConfigError(f"{vendor}: {what} need HOME in the run environment")
+    return home

@@ -89,6 +89,14 @@ class SessionEvent:
 
 
 @dataclass(frozen=True)
+class UserMessageEvent:
+    """A user message the agent took while running: its prompt, or a person's message sent mid-run."""
+
+    text: str
+    type: ClassVar[str] = "user_message"
+
+
+@dataclass(frozen=True)
 class ResultEvent:
     summary: str
     success: bool
@@ -104,6 +112,7 @@ AgentEvent = (
     | UsageEvent
     | SessionEvent
     | ResultEvent
+    | UserMessageEvent
 )
 
 EVENT_TYPES: dict[str, type[AgentEvent]] = {
@@ -117,6 +126,7 @@ EVENT_TYPES: dict[str, type[AgentEvent]] = {
         UsageEvent,
         SessionEvent,
         ResultEvent,
+        UserMessageEvent,
     )
 }
 
@@ -189,7 +199,7 @@ def _well_typed(event: AgentEvent) -> bool:
         if not all(isinstance(getattr(event, n), int) for n in _NUMBER_FIELDS):
             return False
         return event.cost_usd is None or isinstance(event.cost_usd, int | float)
-    if isinstance(event, TextEvent | ThinkingEvent):
+    if isinstance(event, TextEvent | ThinkingEvent | UserMessageEvent):
         return isinstance(event.text, str)
     if isinstance(event, SessionEvent):
         return isinstance(event.session_id, str) and bool(event.session_id)

@@ -27,9 +27,11 @@ from typing import Any
 from optio.agents.base import AgentConfigError, AgentRequest, CommandSpec
 from optio.agents.common import (
     VendorAgent,
+    config_file,
     count,
     end_of_run,
     http_status,
+    skills_markdown,
     str_or_none,
     sub_object,
     tool_result,
@@ -95,8 +97,15 @@ class OpenCodeAgent(VendorAgent):
             argv += ["-m", model]
         if opts.max_turns is not None:
             config["agent"] = {"build": {"steps": opts.max_turns}}
+        if opts.reasoning_effort:
+            argv += ["--variant", opts.reasoning_effort]
         if request.mcp_servers:
             config["mcp"] = self._mcp_config(request.mcp_servers)
+        files: dict[str, str] = {}
+        if request.skills:
+            path = config_file(request, "opencode-skills.md")
+            files[path] = skills_markdown(request.skills)
+            config["instructions"] = [path]
         if request.resume_session_id:
             argv += ["--session", request.resume_session_id]
         if self.permission_mode(opts, "auto", "config") == "auto":
@@ -106,7 +115,7 @@ class OpenCodeAgent(VendorAgent):
         env["OPENCODE_CONFIG_CONTENT"] = json.dumps(config)
         env["OPENCODE_DISABLE_AUTOUPDATE"] = "1"
         env["OPENCODE_DISABLE_MODELS_FETCH"] = "1"
-        return CommandSpec(argv=argv, env=env)
+        return CommandSpec(argv=argv, env=env, files=files)
 
     def _mcp_config(self, servers: Mapping[str, Any]) -> dict[str, Any]:
         return self.mcp_table(

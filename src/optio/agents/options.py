@@ -10,6 +10,9 @@ Config keys (``request.config``; request fields of the same meaning win when set
 ``oauth_token_secret`` NAME of the secret holding the OAuth token, where the vendor has one
 ``permission_mode``  how much the agent may do unasked (vendor-specific values, sensible default)
 ``extra_args``       list of extra CLI arguments appended verbatim
+``reasoning_effort`` how hard the model thinks, where the CLI has a setting (see ``optio.agents.models``)
+``vendors``          per-vendor ``model``/``reasoning_effort``/``max_turns``/``base_url``, applied over the
+                     shared keys for a run of that vendor (``optio.agents.models.for_vendor``)
 ``require_secret``   false to allow running without the credential (e.g. a keyless local server)
 
 Secrets reach the CLI only through its environment, never its argv.
@@ -34,6 +37,7 @@ class AdapterOptions:
     secret_value: str | None
     permission_mode: str | None
     extra_args: tuple[str, ...]
+    reasoning_effort: str | None = None
 
 
 def resolve_options(
@@ -66,6 +70,7 @@ def resolve_options(
         secret_value=secret_value,
         permission_mode=_opt_str(config.get("permission_mode")),
         extra_args=_extra_args(config, vendor),
+        reasoning_effort=_opt_str(config.get("reasoning_effort")),
     )
 
 

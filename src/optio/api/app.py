@@ -27,10 +27,12 @@ from optio.api.routes import (
     tickets,
     web_auth,
 )
+from optio.api.routes import agent_tools as agent_tool_routes
 from optio.api.routes import audit as audit_routes
 from optio.api.routes import blueprints as blueprint_routes
 from optio.api.routes import notifications as notification_routes
 from optio.api.routes import secrets as secret_routes
+from optio.api.routes import task_messages as task_message_routes
 from optio.api.routes import triggers as trigger_routes
 from optio.api.schemas import Health
 from optio.config import Settings
@@ -93,6 +95,8 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(account.router)
     app.include_router(apikeys.router)
     app.include_router(secret_routes.router)
+    app.include_router(agent_tool_routes.router)
+    app.include_router(task_message_routes.router)
     app.include_router(audit_routes.router)
     app.include_router(events.router)
     app.include_router(web_auth.router)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from optio.cli import account, agents, config_file, jobs, prs, repos, runs, tasks, tickets
+from optio.cli import agent_tools as agent_tools_cli
 from optio.cli import blueprints as blueprint_cli
 from optio.cli import events as event_cli
 from optio.cli import notifications as notification_cli
@@ -26,6 +27,8 @@ app.add_typer(trigger_cli.app, name="trigger")
 app.add_typer(blueprint_cli.app, name="blueprint")
 app.add_typer(notification_cli.app, name="webhook")
 app.add_typer(secret_cli.app, name="secrets", hidden=True)
+app.add_typer(agent_tools_cli.mcp_app, name="mcp")
+app.add_typer(agent_tools_cli.skill_app, name="skill")
 app.add_typer(account.workspace_app, name="workspace")
 app.add_typer(account.apikey_app, name="apikey")
 app.add_typer(account.member_app, name="member")

@@ -95,6 +95,8 @@ def render_event(text: str) -> str | None:
         return f"· tokens in {ev.get('input_tokens', 0)} / out {ev.get('output_tokens', 0)}{price}"
     if kind == "session":
         return f"· session {ev.get('session_id')}"
+    if kind == "user_message":
+        return f"» {ev.get('text', '')}"
     if kind == "result":
         return f"{'✓' if ev.get('success') else '✗'} {ev.get('summary', '')}"
     return None

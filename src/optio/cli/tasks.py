@@ -198,3 +198,20 @@ def retry(ctx: typer.Context, task_id: int = typer.Argument(..., help="Task id")
 def resume(ctx: typer.Context, task_id: int = typer.Argument(..., help="Task id")) -> None:
     """Resume a task that needs attention: its agent continues where it stopped."""
     _intent(ctx, task_id, "resume")
+
+
+@app.command("message")
+@handle_errors
+def message(
+    ctx: typer.Context,
+    task_id: int = typer.Argument(..., help="Task id"),
+    text: str = typer.Argument(..., help="The message"),
+    interrupt: bool = typer.Option(False, "--interrupt", help="Stop the current attempt and resume with it at once"),
+) -> None:
+    """Talk to the task's agent: mid-run where its CLI takes input (Claude Code), else at its next start."""
+    out = client_from(ctx).post(f"/api/repo-tasks/{task_id}/messages", {"text": text, "interrupt": interrupt})
+    how = {"sent": "sent to the running agent", "delivered": "delivered",
+           "queued": "queued for the agent's next start"}[out["status"]]
+    if interrupt:
+        how = "queued; the agent is stopped and resumed with it now"
+    console.print(f"message #{out['id']} {how}")

@@ -23,35 +23,108 @@ from optio.runtime.base import RuntimeLaunchError
 from optio.runtime.local import base_env
 
 TAG = "\x1e"  # ASCII record separator: a line starting with TAG + "o"/"e" came through the relay
-STREAMS = {"o": "stdout", "e": "stderr"}
+STREAMS = {"o": "stdout", "e": "stderr", "m": "delivered"}
 # Records stay below the runtime tail's line cut (optio.runtime.tail.MAX_LINE_BYTES), tag included.
 RECORD_MAX = 1024 * 1024 - 8
+# After an answer, how long a live-input agent may stay silent with messages it has not taken before its
+# stdin is closed anyway (so it ends; the messages go into its next start's prompt).
+LIVE_INPUT_GRACE_S = 60.0
 
 
 def relay_main() -> None:
     # Runs in its own process (see _SOURCE); tested through real runs.
+    import json
     import selectors
     import signal
     import subprocess
+    import time
+    from typing import Any
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     argv = sys.argv[1:]
+    inbox = None
+    if argv[:1] == ["--optio-inbox"] and argv[2:3] == ["--"]:
+        inbox, argv = argv[1], argv[3:]
     out = sys.stdout.buffer
     try:
         child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 stdin=subprocess.PIPE if inbox else None,
                                  preexec_fn=lambda: (signal.signal(signal.SIGTERM, signal.SIG_DFL),
                                                      signal.signal(signal.SIGINT, signal.SIG_DFL)))
     except OSError as exc:
         out.write(("\x1ee" + "optio: cannot start " + repr(argv[:1]) + ": " + str(exc) + "\n").encode())
         out.flush()
         sys.exit(127)
-    pending = {"o": b"", "e": b""}
+    pending = {"o": b"", "e": b"", "i": b""}
     sel = selectors.DefaultSelector()
     for tag, pipe in (("o", child.stdout), ("e", child.stderr)):
         assert pipe is not None  # both are pipes: Popen was given PIPE for each
         os.set_blocking(pipe.fileno(), False)
         sel.register(pipe, selectors.EVENT_READ, tag)
+    # Live input (Claude Code's stream-json): the input file's user messages go first, then each message
+    # written to the inbox FIFO while the agent runs. The agent replays each message it takes; the relay
+    # reports those by id (tag "m") and closes the agent's stdin once it has answered all of them.
+    live: dict[str, Any] = {"stdin": child.stdin, "fifo": None, "waiting": [], "answered_at": None}
+
+    def close_input() -> None:
+        if live["fifo"] is not None:
+            sel.unregister(live["fifo"])
+            os.close(live["fifo"])
+            live["fifo"] = None
+        if live["stdin"] is not None:
+            try:
+                live["stdin"].close()
+            except OSError:
+                pass
+            live["stdin"] = None
+
+    def send(line: bytes, message_id: object) -> None:
+        try:
+            live["stdin"].write(line if line.endswith(b"\n") else line + b"\n")
+            live["stdin"].flush()
+            live["waiting"].append(message_id)
+        except OSError:
+            close_input()
+
+    if inbox:
+        for line in sys.stdin.buffer.read().splitlines():
+            if line.strip():
+                send(line, None)
+        live["fifo"] = os.open(inbox, os.O_RDWR | os.O_NONBLOCK)  # a writer of its own: never an EOF
+        sel.register(live["fifo"], selectors.EVENT_READ, "i")
+
+    def watch(line: bytes) -> None:
+        if live["stdin"] is None:
+            return
+        live["answered_at"] = None  # it is still at work
+        if not line.startswith(b"{") or (b'"isReplay"' not in line and b'"result"' not in line):
+            return
+        try:
+            data = json.loads(line)
+        except ValueError:
+            return
+        if data.get("type") == "user" and data.get("isReplay") and live["waiting"]:
+            message_id = live["waiting"].pop(0)
+            if message_id is not None:
+                out.write(b"\x1em" + json.dumps({"delivered": message_id}).encode() + b"\n")
+        elif data.get("type") == "result":
+            if not live["waiting"]:
+                close_input()
+            else:  # it answered but has not taken every message yet; it gets a while to do so
+                live["answered_at"] = time.monotonic()
+
+    def inbox_lines(data: bytes) -> None:
+        lines = (pending["i"] + data).split(b"\n")
+        pending["i"] = lines.pop()
+        for raw in lines:
+            try:
+                note = json.loads(raw)
+                text, message_id = str(note["text"]), note["id"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            content = [{"type": "text", "text": text}]
+            send(json.dumps({"type": "user", "message": {"role": "user", "content": content}}).encode(), message_id)
 
     def emit(tag: str, data: bytes, final: bool) -> None:
         buf = pending[tag] + data
@@ -62,6 +135,8 @@ def relay_main() -> None:
             rest = b""
         chunks = []
         for line in parts:
+            if tag == "o":
+                watch(line)
             while len(line) > RECORD_MAX:
                 chunks.append(b"\x1e" + tag.encode() + line[:RECORD_MAX] + b"\n")
                 line = line[RECORD_MAX:]
@@ -72,12 +147,17 @@ def relay_main() -> None:
         pending[tag] = rest
         if chunks:
             out.write(b"".join(chunks))
-            out.flush()
+        out.flush()
 
     def read(key: selectors.SelectorKey) -> bool:
+        fd = key.fileobj if isinstance(key.fileobj, int) else key.fileobj.fileno()
         try:
-            data = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
+            data = os.read(fd, 65536)
         except BlockingIOError:
+            return True
+        if key.data == "i":
+            if live["stdin"] is not None:
+                inbox_lines(data)
             return True
         if not data:
             sel.unregister(key.fileobj)
@@ -86,19 +166,27 @@ def relay_main() -> None:
         emit(key.data, data, False)
         return True
 
-    while sel.get_map():
+    def streams_open() -> bool:
+        return any(k.data in ("o", "e") for k in sel.get_map().values())
+
+    while streams_open():
         for key, _ in sel.select(timeout=0.2):
             read(key)
+        answered = live["answered_at"]
+        if answered is not None and time.monotonic() - answered > LIVE_INPUT_GRACE_S:
+            close_input()  # a message it never took: it goes into the next start's prompt instead
+            live["answered_at"] = None
         if child.poll() is not None:
             # The agent is gone; output still in the pipes is drained, but a straggler that keeps them open
             # does not keep the relay (and so the run) alive.
             for _ in range(64):
-                ready = sel.select(timeout=0.05)
+                ready = [(k, e) for k, e in sel.select(timeout=0.05) if k.data != "i"]
                 if not ready:
                     break
                 for key, _ in ready:
                     read(key)
             break
+    close_input()
     for tag in ("o", "e"):
         emit(tag, b"", True)
     code = child.wait()
@@ -112,7 +200,8 @@ def _python() -> str:
 
 _SOURCE = (
     "import os, sys\n"
-    + "\n".join(f"{name} = {value!r}" for name, value in (("RECORD_MAX", RECORD_MAX),))
+    + "\n".join(f"{name} = {value!r}" for name, value in (("RECORD_MAX", RECORD_MAX),
+                                                           ("LIVE_INPUT_GRACE_S", LIVE_INPUT_GRACE_S)))
     + "\n"
     + inspect.getsource(relay_main)
     + "\nrelay_main()\n"
@@ -134,9 +223,46 @@ def check_command(key: str, argv: list[str], env: dict[str, str], cwd: Path) -> 
         raise RuntimeLaunchError(f"{key}: command {program!r} not found on PATH {path!r}")
 
 
-def wrap(argv: list[str]) -> list[str]:
-    """`argv` run behind the relay: its stdout then carries both streams, tagged, in arrival order."""
-    return [_python(), "-I", "-S", "-c", _SOURCE, *argv]
+def wrap(argv: list[str], *, inbox: Path | None = None) -> list[str]:
+    """`argv` run behind the relay: its stdout then carries both streams, tagged, in arrival order.
+
+    With ``inbox`` (a FIFO) the agent gets live input: see :func:`send_message`.
+    """
+    live = ["--optio-inbox", str(inbox), "--"] if inbox is not None else []
+    return [_python(), "-I", "-S", "-c", _SOURCE, *live, *argv]
+
+
+def make_inbox(path: Path) -> Path:
+    """The FIFO a live-input run reads messages from; only the server's user may write to it."""
+    path.unlink(missing_ok=True)
+    os.mkfifo(path, 0o600)
+    return path
+
+
+def send_message(inbox: Path, message_id: int, text: str) -> bool:
+    """Write one message to a running agent's inbox; False when no relay is reading it (the run ended).
+
+    One write of one line: the kernel keeps writes up to PIPE_BUF whole, and a longer one is still a
+    single writer's line as long as messages are sent one at a time (the caller serialises them).
+    """
+    import json
+    import stat
+
+    try:
+        if not stat.S_ISFIFO(os.stat(inbox).st_mode):
+            return False
+        fd = os.open(inbox, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # ENXIO: nobody reads it; ENOENT: no live input for this run
+        return False
+    try:
+        data = (json.dumps({"id": message_id, "text": text}) + "\n").encode()
+        os.set_blocking(fd, True)
+        os.write(fd, data)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def split(line: str, default: str) -> tuple[str, str]:

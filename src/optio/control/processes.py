@@ -19,12 +19,13 @@ from typing import Any
 
 import structlog
 
+from optio.agents import models as vendor_models
 from optio.agents.base import AgentConfigError, AgentRequest
 from optio.agents.events import SessionEvent, TextEvent, UsageEvent, UsageTotals
 from optio.agents.events import to_json as event_to_json
 from optio.agents.registry import get_adapter
 from optio.config import Settings
-from optio.control import output_relay
+from optio.control import agent_tools, output_relay, task_messages
 from optio.control.context import ControlContext
 from optio.control.ports import RedactorPort
 from optio.domain.backoff import rate_limit_throttle_s
@@ -41,6 +42,7 @@ log = structlog.get_logger("optio.processes")
 
 ACTIVE = store.ACTIVE
 OUTPUT_FILES = (STDOUT_FILE, STDERR_FILE)
+INBOX_FILE = "inbox"  # the FIFO a live-input run's relay reads messages from
 
 
 def process_key(kind: str, run_id: int, attempt: int, purpose: str = "agent") -> str:
@@ -83,6 +85,9 @@ class DbSink:
                 # Behind the output relay both streams arrive on stdout, tagged, in the order they were
                 # printed; each line is stored under its own stream, in that order.
                 line_stream, line = output_relay.split(relayed, stream)
+                if line_stream == "delivered":
+                    task_messages.delivered(session, proc, line, now)
+                    continue
                 events = _parse(adapter, line) if line_stream == "stdout" else []
                 # A vendor line the adapter understood is kept as "raw"; readers get its events instead.
                 entries.append(("raw" if events else line_stream, redact(line)))
@@ -92,7 +97,8 @@ class DbSink:
                 for event in events:
                     if isinstance(event, UsageEvent):
                         if not model_known:
-                            model_name = store.agent_config(session, proc.run_kind, proc.run_id).get("model")
+                            config = store.agent_config(session, proc.run_kind, proc.run_id)
+                            model_name = vendor_models.for_vendor(config, proc.agent_type).get("model")
                             model_known = True
                         event = totals.add(event, model=model_name)
                     elif isinstance(event, SessionEvent):
@@ -141,7 +147,7 @@ class DbSink:
                 return
             # The runtime calls this only after every line was stored (redacted) through on_output: the raw
             # files would only keep secrets on disk in plaintext, and the run's end must not wait for that.
-            for name in OUTPUT_FILES:
+            for name in (*OUTPUT_FILES, INBOX_FILE):
                 (Path(proc.log_dir) / name).unlink(missing_ok=True)
             status = "gone" if reason == "lost" else "exited"
             values: dict[str, Any] = {"status": status, "exit_code": exit_code, "exit_reason": reason,
@@ -234,6 +240,10 @@ class LaunchRequest:
     prepare: Callable[[], None] | None = None
     # What the sandboxed process sees of the host; None = the usual agent layout (cwd read-write).
     mounts: Mounts | None = None
+    # The repo whose MCP servers and skills the run gets besides its workspace's (None: a job run).
+    repo_id: int | None = None
+    # Start the agent so a person's messages reach it while it runs, where its CLI can take them.
+    live_input: bool = False
 
 
 def run_mounts(req: LaunchRequest, *, home: Path, files: list[Path], shared: tuple[Path, ...] = ()) -> Mounts:
@@ -328,15 +338,22 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
         prompt_file = log_dir / "prompt.md"
         prompt_file.write_text(req.prompt, encoding="utf-8")
         req.cwd.mkdir(parents=True, exist_ok=True)
+        adapter = get_adapter(req.agent_type)
         home = ctx.data_dir / "homes" / f"{req.kind}-{req.run_id}"
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        adapter = get_adapter(req.agent_type)
+        run_env = home_env(home) | dict(req.env)
+        tools = agent_tools.RunTools()
+        if req.agent_type != "script":
+            tools = agent_tools.for_run(ctx, workspace_id=req.workspace_id, repo_id=req.repo_id, kind=req.kind,
+                                        run_id=req.run_id, checkout=req.cwd if req.repo_id is not None else None)
+        config = vendor_models.for_vendor(req.agent_config, req.agent_type)  # the vendor's own options win
         spec = adapter.build_command(
             AgentRequest(
-                prompt=req.prompt, prompt_file=prompt_file, workdir=req.cwd, config=dict(req.agent_config),
-                env=home_env(home) | dict(req.env), resume_session_id=req.resume_session_id,
-                model=req.agent_config.get("model"), max_turns=req.agent_config.get("max_turns"),
-                base_url=req.agent_config.get("base_url"),
+                prompt=req.prompt, prompt_file=prompt_file, workdir=req.cwd, config=config,
+                env=run_env, resume_session_id=req.resume_session_id,
+                model=config.get("model"), max_turns=config.get("max_turns"),
+                base_url=config.get("base_url"), mcp_servers=tools.mcp_servers, skills=tools.skills,
+                live_input=req.live_input,
             )
         )
         files = [Path(path) for path in (getattr(spec, "files", None) or {})]
@@ -353,6 +370,9 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(content)
+        inbox = output_relay.make_inbox(log_dir / INBOX_FILE) if getattr(spec, "live_input", False) else None
+        if inbox is not None:
+            files.append(inbox)
         env = home_env(home) | dict(spec.env)
         # Per workspace: a run can write what later runs execute there, so it is shared only within one.
         cache_root = ctx.data_dir / "cache" / "cli" / f"workspace-{req.workspace_id}"
@@ -364,8 +384,8 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
         # Checked here, since behind the relay a missing command would only be an exit 127.
         output_relay.check_command(key, spec.argv, env, req.cwd)
         info = ctx.runtime.launch(
-            LaunchSpec(key=key, argv=output_relay.wrap(spec.argv), env=env, cwd=req.cwd, log_dir=log_dir,
-                       stdin_path=spec.stdin_path, timeout_s=req.timeout_s,
+            LaunchSpec(key=key, argv=output_relay.wrap(spec.argv, inbox=inbox), env=env, cwd=req.cwd,
+                       log_dir=log_dir, stdin_path=spec.stdin_path, timeout_s=req.timeout_s,
                        mounts=run_mounts(req, home=home, files=[prompt_file, *files], shared=shared))
         )
     except AgentConfigError as exc:  # a bad config or missing secret will not fix itself: fail fast

@@ -74,3 +74,14 @@ def review_comment(text: str, note: str | None) -> str:
 def ticket_close_note(task_id: int) -> str:
     """Why a ticket closed: the task that completed it."""
     return f"completed by Optio task #{task_id}"
+
+
+def with_messages(prompt: str, messages: list[str]) -> str:
+    """A prompt with the messages a person sent the agent since it last ran, first and verbatim."""
+    if not messages:
+        return prompt
+    parts = ["Messages from a person about this task, sent while you were not running (oldest first):", ""]
+    for n, text in enumerate(messages, 1):
+        parts += [f"--- message {n} ---", text.strip(), ""]
+    parts += ["--- end of messages ---", "", prompt]
+    return "\n".join(parts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from optio.agents import models as vendor_models
 from optio.agents.base import AgentConfigError
 from optio.agents.registry import get_adapter
 from optio.domain.params import RESERVED, check_template, parse_schema, prepare_run
@@ -59,6 +60,10 @@ def validate_agent(agent_type: str, agent_config: dict[str, Any], *, prefix: str
     if agent_type == "script" and not (command or "").strip():
         raise Invalid(f"the script agent needs a command ({prefix}agent_config.command)",
                       field=f"{prefix}agent_config.command")
+    try:
+        vendor_models.check(agent_type, agent_config, prefix=prefix)
+    except vendor_models.VendorOptionError as exc:
+        raise Invalid(str(exc), field=exc.field) from None
 
 
 def create_job(db: Database, workspace_id: int, data: dict[str, Any]) -> Job:

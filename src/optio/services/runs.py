@@ -13,7 +13,7 @@ from optio.store.db import Database
 from optio.store.models import JobRun, RunEvent, RunLog
 from optio.store.session import Session
 
-INTENTS = ("cancel", "retry", "resume")
+INTENTS = ("cancel", "retry", "resume", "interrupt")
 
 
 def get_job_run(session: Session, workspace_id: int, run_id: int) -> JobRun:

@@ -569,3 +569,62 @@ class NotificationDelivery(WorkspaceScoped, Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class McpServerDef(WorkspaceScoped, Timestamps, Base):
+    """An MCP server every run of its scope gets (workspace, or one repo): a stdio command or an HTTP URL.
+
+    ``env`` maps environment variable names to the NAMES of secrets, resolved when a run starts: no value
+    is ever stored here.
+    """
+
+    __tablename__ = "mcp_servers"
+    __table_args__ = (UniqueConstraint("workspace_id", "scope_key", "name", name="uq_mcp_servers_scope_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[int | None] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), default=None,
+                                                index=True)
+    scope_key: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    command: Mapped[str | None] = mapped_column(Text, default=None)
+    args: Mapped[list[Any]] = mapped_column(default=list)
+    url: Mapped[str | None] = mapped_column(Text, default=None)
+    env: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+
+
+class SkillDef(WorkspaceScoped, Timestamps, Base):
+    """A named instruction file every run of its scope gets: its text, or a path read from a repo at run time."""
+
+    __tablename__ = "skills"
+    __table_args__ = (UniqueConstraint("workspace_id", "scope_key", "name", name="uq_skills_scope_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[int | None] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), default=None,
+                                                index=True)
+    scope_key: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str | None] = mapped_column(Text, default=None)
+    source_repo_id: Mapped[int | None] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), default=None)
+    source_path: Mapped[str | None] = mapped_column(Text, default=None)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+
+
+class TaskMessage(WorkspaceScoped, Base):
+    """A person's message to a repo task's agent: delivered mid-run where the CLI takes input, else at its next start.
+
+    ``status``: ``queued`` (waits for the next start), ``sent`` (written to a running agent's input),
+    ``delivered`` (the agent took it, or it went into a prompt).
+    """
+
+    __tablename__ = "task_messages"
+    __table_args__ = (Index("ix_task_messages_task", "task_id", "status"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("repo_tasks.id", ondelete="CASCADE"))
+    text: Mapped[str] = mapped_column(Text)
+    interrupt: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    delivered_attempt: Mapped[int | None] = mapped_column(Integer, default=None)
+    delivered_via: Mapped[str | None] = mapped_column(String(16), default=None)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -95,7 +95,10 @@ def test_claude_code_command(tmp_path: Path) -> None:
     assert flag_value(argv, "--permission-mode") == "bypassPermissions"
     assert argv[-2:] == ["--add-dir", "/data"]
     mcp_path = flag_value(argv, "--mcp-config")
-    assert json.loads(spec.files[mcp_path]) == {"mcpServers": MCP}
+    # the secret stays in the env: the file names it for Claude Code to expand
+    servers = {"docs": {**MCP["docs"], "env": {"DOCS_TOKEN": "${OPTIO_MCP_DOCS_DOCS_TOKEN}"}}}
+    assert json.loads(spec.files[mcp_path]) == {"mcpServers": servers}
+    assert spec.env["OPTIO_MCP_DOCS_DOCS_TOKEN"] == "mcp-secret"
     assert Path(mcp_path).parent == tmp_path / "run"
     assert spec.stdin_path == tmp_path / "run" / "prompt.md"
     assert spec.env["ANTHROPIC_BASE_URL"] == "http://models.internal:8080"

@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 
-from optio.control import processes
+from optio.control import processes, task_messages
 from optio.control.admission import admit_repo_task
 from optio.control.context import ControlContext
 from optio.control.executor import write_transition
@@ -234,10 +234,12 @@ class RepoTaskHandler:
             processes.LaunchRequest(
                 kind=KIND, run_id=task_id, workspace_id=loaded.workspace_id, attempt=attempt,
                 agent_type=facts.agent_type, agent_config=facts.agent_config,
-                prompt=action.prompt or loaded.snapshot.prompt,
+                prompt=task_messages.into_prompt(ctx, workspace_id=loaded.workspace_id, task_id=task_id,
+                                                 attempt=attempt, prompt=action.prompt or loaded.snapshot.prompt),
                 cwd=cwd, env=env,
                 timeout_s=facts.agent_config.get("timeout_s") or ctx.settings.agent_timeout_s,
                 resume_session_id=facts.session_id if action.resume_reason else None, prepare=sync_origin,
+                repo_id=facts.repo_id, live_input=True,
             ),
         )
 

@@ -212,7 +212,7 @@ class ReviewRunHandler:
                 kind=KIND, run_id=loaded.run.id, workspace_id=loaded.workspace_id, attempt=attempt,
                 agent_type=facts.agent_type, agent_config=agent_config, prompt=prompt,
                 cwd=layout.base, env=env, timeout_s=agent_config.get("timeout_s") or ctx.settings.agent_timeout_s,
-                prepare=checkout,
+                prepare=checkout, repo_id=facts.repo_id,
                 mounts=mounts,
             ),
         )

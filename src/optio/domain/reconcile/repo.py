@@ -73,6 +73,7 @@ CAPACITY_RECHECK_S = 2.0
 DEPS_RECHECK_S = 30.0
 PR_RECHECK_S = 60.0
 PROVISION_TIMEOUT = timedelta(minutes=10)
+INTERRUPT_KILL_WAIT = timedelta(seconds=2)
 
 _TERMINAL = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED})
 _RETRYABLE = frozenset({S.FAILED, S.CANCELLED, S.NEEDS_ATTENTION})
@@ -152,7 +153,35 @@ def _decide_intent(snap: RepoTaskSnapshot, intent: str) -> Action:
                 event="resumed",
             )
         return ClearControlIntent(reason="resume ignored: the task has no open pull request")
+    if intent == "interrupt" and (state == S.RUNNING or state in _RESUMABLE):
+        return _interrupt(snap)
     return ClearControlIntent(reason=f"{intent} ignored: task is {state}")
+
+
+def _interrupt(snap: RepoTaskSnapshot) -> Action:
+    """A person's message that cannot wait: stop the running agent, then resume it at once with the message.
+
+    Two steps, each its own CAS write: the kill keeps the intent, so once the process is gone the same intent
+    starts the next attempt (with the person's queued messages in its prompt), counted as a person's resume.
+    """
+    run = snap.run
+    proc = snap.process
+    if run.state == S.RUNNING and proc is not None and proc.status in (ProcessStatus.STARTING, ProcessStatus.ALIVE):
+        # The kill takes a moment: look again once it is done, not at every wake-up until then.
+        return Transition(to=S.RUNNING, reason="interrupted by a person: stopping the agent to resume it with "
+                          "their message", kill_process=True, event="interrupted",
+                          patch={"reconcile_backoff_until": snap.now + INTERRUPT_KILL_WAIT})
+    prompt = build_resume_prompt(title=snap.title, original_prompt=snap.prompt, reason="manual",
+                                 base_branch=snap.base_branch, note=snap.intent_note)
+    return StartAgent(
+        to=S.RUNNING,
+        reason="resumed at once with a person's message (not counted as an automatic resume)",
+        prompt=prompt,
+        resume_reason="manual",
+        patch={"attempts": run.attempts + 1, "human_resumes": snap.human_resumes + 1},
+        clear_intent=True,
+        event="resumed",
+    )
 
 
 # --- failed attempts -----------------------------------------------------------------------------------
