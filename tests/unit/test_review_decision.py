@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from optio.domain.actions import Noop, StartAgent, Transition, target_state
+from optio.domain.actions import Noop, PostReview, StartAgent, Transition, target_state
 from optio.domain.reconcile.review import ReviewRunSnapshot, decide_pr_review, read_verdict
 from optio.domain.snapshot import Capacity, JobRunSnapshot, ProcessStatus, ProcessView, RunView
 from optio.domain.states import RunKind, check_transition
@@ -44,6 +44,19 @@ def test_the_verdict_file_is_the_verdict(code: int, verdict_file: str | None, ve
     assert (read_verdict(code, verdict_file).note is None) == (verdict_file is not None and verdict_file.strip()
                                                                 in ("approve", "request_changes")
                                                                 and not (code and "approve" in verdict_file))
+
+
+@pytest.mark.parametrize(("code", "verdict_file", "verdict"), [
+    (0, "approve", "approve"), (1, "request_changes", "request_changes"), (1, "approve", "request_changes"),
+    (0, None, "request_changes"),
+])
+def test_on_a_hosted_forge_the_script_verdict_is_posted_through_the_forge(code: int, verdict_file: str | None,
+                                                                          verdict: str) -> None:
+    """No local PR row to write the review beside the run: the verdict is posted first, then the run completes."""
+    base = done(code, verdict_file)
+    action = decide_pr_review(ReviewRunSnapshot(**{f.name: getattr(base, f.name) for f in fields(base)
+                                                   if f.name != "posts_verdict"}, posts_verdict=True))
+    assert isinstance(action, PostReview) and action.verdict == verdict and action.to == "completed"
 
 
 def test_exit_zero_without_a_verdict_file_does_not_approve() -> None:

@@ -369,7 +369,11 @@ class ReviewRun(RunColumns, Base):
     __tablename__ = "review_runs"
     id: Mapped[int] = mapped_column(primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("repo_tasks.id", ondelete="CASCADE"), index=True)
-    pr_id: Mapped[int] = mapped_column(ForeignKey("pull_requests.id", ondelete="CASCADE"), index=True)
+    # The local forge's PR row; a hosted forge keeps its PRs itself, so its reviews name the repo and number.
+    pr_id: Mapped[int | None] = mapped_column(ForeignKey("pull_requests.id", ondelete="CASCADE"), index=True,
+                                              default=None)
+    repo_id: Mapped[int | None] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), default=None)
+    number: Mapped[int | None] = mapped_column(default=None)
     head_sha: Mapped[str] = mapped_column(String(64))
     agent_type: Mapped[str] = mapped_column(String(64))
     agent_config: Mapped[dict[str, Any]] = mapped_column(default=dict)

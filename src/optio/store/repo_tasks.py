@@ -97,9 +97,10 @@ def live_review_exists(session: Session, task_id: int, head_sha: str) -> bool:
                                                      ReviewRun.state.not_in(("failed", "cancelled")))) is not None
 
 
-def add_review_run(session: Session, *, workspace_id: int, task_id: int, pr_id: int, head_sha: str,
-                   agent_type: str, agent_config: dict[str, Any], prompt: str) -> int:
-    review = ReviewRun(workspace_id=workspace_id, task_id=task_id, pr_id=pr_id, head_sha=head_sha,
+def add_review_run(session: Session, *, workspace_id: int, task_id: int, pr_id: int | None, repo_id: int,
+                   number: int, head_sha: str, agent_type: str, agent_config: dict[str, Any], prompt: str) -> int:
+    review = ReviewRun(workspace_id=workspace_id, task_id=task_id, pr_id=pr_id, repo_id=repo_id, number=number,
+                       head_sha=head_sha,
                        agent_type=agent_type, agent_config=agent_config, prompt=prompt, state="queued")
     session.add(review)
     session.flush()

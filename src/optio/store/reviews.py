@@ -8,13 +8,17 @@ from sqlalchemy.orm import Session
 from optio.store.models import PullRequest, Repo, ReviewRun
 
 
-def load(session: Session, run_id: int, workspace_id: int) -> tuple[ReviewRun, PullRequest, Repo] | None:
+def load(session: Session, run_id: int, workspace_id: int) -> tuple[ReviewRun, PullRequest | None, Repo] | None:
+    """The run, its local PR row (None on a hosted forge, which keeps its PRs itself) and its repo."""
     run = session.scalar(select(ReviewRun).where(ReviewRun.id == run_id, ReviewRun.workspace_id == workspace_id))
     if run is None:
         return None
-    pr = session.get(PullRequest, run.pr_id)
-    repo = session.get(Repo, pr.repo_id) if pr else None
-    if pr is None or repo is None:
+    pr = session.get(PullRequest, run.pr_id) if run.pr_id is not None else None
+    if run.pr_id is not None and pr is None:
+        return None
+    repo_id = pr.repo_id if pr is not None else run.repo_id
+    repo = session.get(Repo, repo_id) if repo_id is not None else None
+    if repo is None or (pr is None and run.number is None):
         return None
     return run, pr, repo
 

@@ -319,15 +319,15 @@ class RepoTaskHandler:
         with ctx.db.write() as session:
             if repo_tasks.live_review_exists(session, loaded.run.id, action.head_sha):
                 return Outcome("applied", "review already launched")
-            if facts.pr_id is None or facts.pr_number is None:
-                return Outcome("error", "the task's forge keeps no PR row a review agent can be attached to")
+            if facts.pr_number is None:
+                return Outcome("error", "the task has no pull request a review agent can review")
             prompt = prompts.review_prompt(facts.review_prompt, pr_number=facts.pr_number,
                                            pr_title=facts.pr_title or "", base_branch=facts.default_branch,
                                            head_sha=action.head_sha, task_prompt=loaded.snapshot.prompt)
             review_id = repo_tasks.add_review_run(
                 session, workspace_id=loaded.workspace_id, task_id=loaded.run.id, pr_id=facts.pr_id,
-                head_sha=action.head_sha, agent_type=facts.review_agent_type or "script",
-                agent_config=facts.review_agent_config, prompt=prompt)
+                repo_id=facts.repo_id, number=facts.pr_number, head_sha=action.head_sha,
+                agent_type=facts.review_agent_type or "script", agent_config=facts.review_agent_config, prompt=prompt)
             runs.record_event(session, workspace_id=loaded.workspace_id, kind=KIND, run_id=loaded.run.id,
                               event="review_requested", from_state=loaded.run.state, to_state=loaded.run.state,
                               reason=f"review agent run #{review_id} on {action.head_sha[:10]}", now=now)

@@ -63,6 +63,11 @@ class ReviewLayout:
         """A vendor review's report, in its working directory (the base checkout)."""
         return self.base / REVIEW_FILE_NAME
 
+    @property
+    def script_review_file(self) -> Path:
+        """A script review's optional summary and line comments (`$OPTIO_REVIEW_FILE`), beside its verdict."""
+        return self.verdict_dir / REVIEW_FILE_NAME
+
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -94,7 +99,7 @@ class ReviewRunFacts:
     repo_id: int
     remote_url: str
     task_id: int
-    pr_id: int
+    pr_id: int | None  # the local forge's PR row; None on a hosted forge
     pr_number: int
     head_sha: str
     base_branch: str
@@ -125,6 +130,8 @@ class ReviewRunHandler:
         if row is None:
             return None
         run, pr, repo = row
+        pr_number = pr.number if pr is not None else run.number
+        assert pr_number is not None  # reviews.load returns no run without a PR to review
         capacity = Capacity()
         if run.state == "queued":
             capacity = Capacity(running_global=active_process_count(session),
@@ -142,14 +149,17 @@ class ReviewRunHandler:
                 report, report_error = load_review_file(layout.review_file)
             else:
                 verdict = read_verdict_file(layout.verdict_file)
+                if layout.script_review_file.exists() or layout.script_review_file.is_symlink():
+                    report, report_error = load_review_file(layout.script_review_file)
         snap = ReviewRunSnapshot(now=now, run=run_view(run, RunKind.PR_REVIEW), max_retries=1, process=process,
                                  capacity=capacity, stall_threshold_s=ctx.settings.stall_threshold_s,
                                  verdict_file=verdict, structured=structured, report=report,
-                                 report_error=report_error,
+                                 report_error=report_error, posts_verdict=pr is None,
                                  executor_errors=executor_error_policy(ctx))
-        facts = ReviewRunFacts(repo_id=repo.id, remote_url=repo.remote_url, task_id=run.task_id, pr_id=pr.id,
-                               pr_number=pr.number, head_sha=run.head_sha, base_branch=pr.base_branch,
-                               base_sha=pr.base_sha, agent_type=run.agent_type,
+        facts = ReviewRunFacts(repo_id=repo.id, remote_url=repo.remote_url, task_id=run.task_id,
+                               pr_id=pr.id if pr is not None else None, pr_number=pr_number, head_sha=run.head_sha,
+                               base_branch=pr.base_branch if pr is not None else repo.default_branch,
+                               base_sha=pr.base_sha if pr is not None else None, agent_type=run.agent_type,
                                agent_config=dict(run.agent_config or {}), prompt=run.prompt,
                                worktree=run.worktree_path, secret_names=list(repo.secret_names or []),
                                forge_kind=repo.forge)
@@ -202,6 +212,7 @@ class ReviewRunHandler:
                 # The repo's command (from settings, run in the base checkout) keeps its meaning: exit 0 approves.
                 env["OPTIO_REVIEW_COMMAND"] = command
                 agent_config["command"] = SCRIPT_VERDICT_WRAPPER
+            env["OPTIO_REVIEW_FILE"] = str(layout.script_review_file)
             mounts = Mounts(writable=(layout.verdict_dir,), readonly=(layout.head, layout.base))
         else:
             prompt += vendor_review_instructions(layout.head, layout.review_file)
@@ -223,12 +234,15 @@ class ReviewRunHandler:
         return Outcome("error", f"review runs do not support action {action.name!r}")
 
     def _post_review(self, ctx: ControlContext, loaded: ReviewLoaded, action: PostReview, now: datetime) -> Outcome:
-        """Post a vendor review's report on the PR through the forge, then complete the run with its verdict.
+        """Post a review's verdict on the PR through the forge, then complete the run with it.
 
-        Posted first: a crash in between posts it again on the next look rather than losing it.
+        A vendor review's report, or (on a hosted forge) a script review's exit-code verdict with its log as
+        the summary. Posted first: a crash in between posts it again on the next look rather than losing it.
         """
         facts, snap = loaded.facts, loaded.snapshot
-        report = snap.report if isinstance(snap, ReviewRunSnapshot) else None
+        if not isinstance(snap, ReviewRunSnapshot):
+            return Outcome("error", "no review to post")
+        report = snap.report if facts.structured else self._script_report(ctx, loaded, snap)
         if report is None:
             return Outcome("error", "no review report to post")
         def redact(text: str) -> str:
@@ -251,11 +265,28 @@ class ReviewRunHandler:
             self.after_commit(ctx, loaded, action)
         return Outcome("applied" if ok else "stale")
 
+    def _script_report(self, ctx: ControlContext, loaded: ReviewLoaded, snap: ReviewRunSnapshot) -> ReviewReport:
+        """A script review's verdict (from its exit code) as a report: its review file's summary and line
+        comments when it wrote one, else its log."""
+        code = snap.process.exit_code if snap.process is not None else None
+        found = read_verdict(code, snap.verdict_file)
+        extra = snap.report
+        if extra is not None and extra.summary.strip():
+            text = extra.summary.strip()
+        else:
+            with ctx.db.read() as session:
+                text = "\n".join(logs.attempt_lines(session, KIND, loaded.run.id, loaded.run.attempts)).strip()
+        if found.note:
+            text = review_comment(text, found.note)
+            text = text[-COMMENT_MAX_CHARS:]
+        return ReviewReport(verdict=found.verdict, summary=text, comments=extra.comments if extra else ())
+
     def on_transition(self, ctx: ControlContext, session: Session, loaded: ReviewLoaded, to_state: str,
                       now: datetime) -> None:
         """A finished review becomes a review on the PR, in the same transaction; the task looks at once."""
         facts = loaded.facts
-        if to_state == "completed" and not facts.structured:  # a vendor review was posted through the forge
+        # A vendor review, and any review on a hosted forge, was posted through the forge (`_post_review`).
+        if to_state == "completed" and not facts.structured and facts.pr_id is not None:
             snap = loaded.snapshot
             code = snap.process.exit_code if snap.process is not None else None
             found = read_verdict(code, snap.verdict_file if isinstance(snap, ReviewRunSnapshot) else None)
@@ -264,6 +295,9 @@ class ReviewRunHandler:
             text = "\n".join(lines).strip()
             if found.note:
                 text = review_comment(text, found.note)
+            extra = snap.report if isinstance(snap, ReviewRunSnapshot) else None
+            if extra is not None and extra.comments:  # a script review's line comments, as the local forge keeps them
+                text = "\n".join([text, *(LineComment(c.path, c.line, c.body).as_text() for c in extra.comments)])
             comments = ctx.redact(text[-COMMENT_MAX_CHARS:] if found.note else text[:COMMENT_MAX_CHARS],
                                   loaded.workspace_id, facts.repo_id)
             runs.cas_update(session, KIND, loaded.run.id, None, {"verdict": verdict, "comments": comments}, now=now)

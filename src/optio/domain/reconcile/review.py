@@ -53,13 +53,18 @@ class ReviewRunSnapshot(JobRunSnapshot):
     """A job-run snapshot plus what the review wrote to its verdict file (None: no file was written).
 
     ``structured`` reviews (vendor agents) report through ``report`` instead: the validated review
-    file, or None with ``report_error`` saying why there is none.
+    file, or None with ``report_error`` saying why there is none. A script review may leave a review file
+    too, for its summary and line comments only (its verdict is still its exit code's).
+
+    ``posts_verdict``: the PR lives on a hosted forge, so a script review's verdict is posted through the
+    forge (`PostReview`) rather than written beside the run in the same transaction.
     """
 
     verdict_file: str | None = None
     structured: bool = False
     report: ReviewReport | None = None
     report_error: str | None = None
+    posts_verdict: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,9 @@ def decide_pr_review(snap: JobRunSnapshot) -> Action:
             return _decide_structured(snap, proc.exit_code)
         found = read_verdict(proc.exit_code, snap.verdict_file if isinstance(snap, ReviewRunSnapshot) else None)
         why = found.note or f"verdict file says {found.verdict}"
+        if isinstance(snap, ReviewRunSnapshot) and snap.posts_verdict:
+            return PostReview(reason=f"review agent exited {proc.exit_code}: {found.verdict} ({why})",
+                              verdict=found.verdict)
         return Transition(
             to=S.COMPLETED,
             reason=f"review agent exited {proc.exit_code}: {found.verdict} ({why})",

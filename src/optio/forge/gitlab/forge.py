@@ -351,6 +351,8 @@ class GitLabForge:
             note_id = int(first["notes"][0]["id"])
         else:
             note_id = int(api.post(f"{base}/notes", {"body": marker + text})["id"])
+        if verdict == "approve":
+            self._resolve_own_requests(api, base, author)
         refs = mr.get("diff_refs") or {}
         for comment in line_comments:
             position = {"position_type": "text", "base_sha": refs.get("base_sha"), "start_sha": refs.get("start_sha"),
@@ -370,6 +372,16 @@ class GitLabForge:
             log.info("gitlab_approval_not_changed", repo=repo_id, mr=number, verdict=verdict, code=exc.response_code)
         full = "\n".join([text, *(c.as_text() for c in line_comments)])
         return ReviewInfo(note_id, head, verdict, api.clean(self.redact(full, repo.workspace_id, repo.id)), author)
+
+    @staticmethod
+    def _resolve_own_requests(api: GitLabApi, base: str, author: str) -> None:
+        """An approval from a reviewer Optio posts for settles the changes that reviewer asked for earlier:
+        its unresolved discussions would otherwise keep requesting changes on every later head."""
+        for discussion in api.get(f"{base}/discussions") or ():
+            notes = [n for n in discussion.get("notes") or () if not n.get("system")]
+            first = mapping.marker_author(str(notes[0].get("body") or "")) if notes else None
+            if first == author and any(n.get("resolvable") and not n.get("resolved") for n in notes):
+                api.put(f"{base}/discussions/{discussion['id']}", {"resolved": True})
 
     def merge(self, repo_id: int, number: int, *, head_sha: str, message: str, force: bool = False) -> str:
         """Squash-merge the MR at ``head_sha`` (as the project's squash option allows) and delete its branch.

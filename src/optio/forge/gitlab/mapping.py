@@ -147,6 +147,12 @@ def review_marker(author: str, verdict: str) -> str:
     return f"<!-- optio-review author={author} verdict={verdict} -->\n"
 
 
+def marker_author(body: str) -> str | None:
+    """The reviewer Optio posted a note for (from its marker); None for anyone else's note."""
+    m = _MARKER.match(body)
+    return m["author"] if m else None
+
+
 def _author(note: Mapping[str, Any]) -> tuple[str, str]:
     """(author, body) of a note: Optio's marker names the reviewer it posted for, else the GitLab user."""
     body = str(note.get("body") or "")
