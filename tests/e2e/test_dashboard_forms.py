@@ -126,3 +126,56 @@ def test_admin_changes_a_role_and_a_member_cannot(signed_in: tuple[OptioServer, 
                                                    "role": "viewer"}).status_code == 422
     actions = [e["action"] for e in s.api("GET", "/api/audit").json()["items"]]
     assert "member.role_change" in actions and "web_set_member" in actions
+
+
+def sign_in(s: OptioServer, username: str, password: str) -> tuple[httpx.Client, str]:
+    browser = httpx.Client(base_url=s.url, timeout=30)
+    csrf = re.search(r"name='csrf_token' value='([^']+)'", browser.get("/login").text).group(1)  # type: ignore[union-attr]
+    assert browser.post("/login", data={"username": username, "password": password,
+                                        "csrf_token": csrf}).status_code == 303
+    page_csrf = re.search(r"name='csrf-token' content='([^']+)'", browser.get("/").text).group(1)  # type: ignore[union-attr]
+    return browser, page_csrf
+
+
+def test_api_keys_are_created_once_and_revoked_from_settings(
+        signed_in: tuple[OptioServer, httpx.Client, str]) -> None:
+    s, browser, csrf = signed_in
+    # Without the session's CSRF token no key is made.
+    assert browser.post("/settings/apikeys", data={"csrf_token": "wrong", "name": "ci"}).status_code == 403
+    assert all(k["name"] != "ci" for k in s.api("GET", "/api/apikeys").json())
+    made = browser.post("/settings/apikeys", data={"csrf_token": csrf, "name": "ci"})
+    assert made.status_code == 200 and made.headers["cache-control"] == "no-store"
+    key = re.search(r'<code class="api-key">([^<]+)</code>', made.text).group(1)  # type: ignore[union-attr]
+    assert s.api("GET", "/api/me", token=key).json()["username"] == "admin"
+    again = browser.get("/settings").text
+    assert key not in again and "<td>ci</td>" in again  # shown once: the page lists it, never the key again
+    key_id = next(k["id"] for k in s.api("GET", "/api/apikeys").json() if k["name"] == "ci")
+    assert browser.post("/settings/apikeys", data={"csrf_token": csrf, "name": ""}).status_code == 422
+    assert browser.post(f"/settings/apikeys/{key_id}/revoke", data={"csrf_token": "wrong"}).status_code == 403
+    assert s.api("GET", "/api/me", token=key).status_code == 200
+    revoked = browser.post(f"/settings/apikeys/{key_id}/revoke", data={"csrf_token": csrf})
+    assert revoked.status_code == 303 and revoked.headers["location"] == "/settings"
+    assert s.api("GET", "/api/me", token=key).status_code == 401
+    assert f'action="/settings/apikeys/{key_id}/revoke"' not in browser.get("/settings").text
+
+
+def test_a_viewer_manages_only_their_own_keys(signed_in: tuple[OptioServer, httpx.Client, str]) -> None:
+    s, _admin, _csrf = signed_in
+    admin_key = s.api("POST", "/api/apikeys", json={"name": "admin-key"}).json()
+    s.api("PUT", "/api/members/vera", json={"role": "viewer"}).raise_for_status()
+    assert s.api("PUT", "/api/users/vera/password", json={"password": "vera-viewer-password"}).status_code == 204
+    browser, csrf = sign_in(s, "vera", "vera-viewer-password")
+    try:
+        made = browser.post("/settings/apikeys", data={"csrf_token": csrf, "name": "vera-key"})
+        assert made.status_code == 200, made.text
+        key = re.search(r'<code class="api-key">([^<]+)</code>', made.text).group(1)  # type: ignore[union-attr]
+        # The key acts with vera's role: it reads, it cannot change anything.
+        assert s.api("GET", "/api/me", token=key).json()["username"] == "vera"
+        assert s.api("POST", "/api/jobs", token=key, json={"name": "x", "prompt_template": "p"}).status_code == 403
+        # Someone else's key is not hers to revoke, and stays working.
+        other = browser.post(f"/settings/apikeys/{admin_key['id']}/revoke", data={"csrf_token": csrf})
+        assert other.status_code == 404
+        assert s.api("GET", "/api/me", token=admin_key["key"]).status_code == 200
+        assert "admin-key" not in browser.get("/settings").text
+    finally:
+        browser.close()

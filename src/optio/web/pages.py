@@ -283,6 +283,11 @@ def secret_list(request: Request) -> Response:
 @router.get("/settings")
 @html_page
 def settings_page(request: Request) -> Response:
+    return settings_response(request)
+
+
+def settings_response(request: Request, new_key: Any = None) -> Response:
+    """The settings page; `new_key` (an `ApiKeyCreated`) is shown on it this once, on a page no cache keeps."""
     viewer = viewer_of(request)
     ctx = viewer.workspace()
     with ctx.db.read() as session:
@@ -290,6 +295,9 @@ def settings_page(request: Request) -> Response:
         workspaces = user_service.memberships_of(session, ctx.user_id or 0)
     keys = credentials.list_api_keys(ctx.db, ctx.user_id or 0)
     audit_rows = audit.list_events(ctx.db, ctx.workspace_id, limit=50)[0] if viewer.is_admin else []
-    return page(request, "settings.html", viewer, {
+    response = page(request, "settings.html", viewer, {
         **_base(viewer, "Settings", "settings"), "members": members, "keys": keys, "audit": audit_rows,
-        "workspaces": workspaces})
+        "workspaces": workspaces, "new_key": new_key})
+    if new_key is not None:
+        response.headers["Cache-Control"] = "no-store"
+    return response
