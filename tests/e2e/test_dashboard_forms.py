@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.git_remote import make_remote
 from tests.support.optio_server import OptioServer
 
 pytestmark = pytest.mark.slow
@@ -179,3 +181,41 @@ def test_a_viewer_manages_only_their_own_keys(signed_in: tuple[OptioServer, http
         assert "admin-key" not in browser.get("/settings").text
     finally:
         browser.close()
+
+
+def test_work_on_a_ticket_from_the_tickets_page(signed_in: tuple[OptioServer, httpx.Client, str],
+                                                tmp_path: Path) -> None:
+    s, browser, csrf = signed_in
+    remote = make_remote(tmp_path, "tickets.git")
+    s.api("POST", "/api/repos", json={"remote_url": str(remote), "name": "demo"}).raise_for_status()
+    s.api("POST", "/api/tickets", json={"title": "Add a greeting", "body": "say hi", "repo": "demo"}
+          ).raise_for_status()
+    s.api("POST", "/api/tickets", json={"title": "Repo-less"}).raise_for_status()
+    page = browser.get("/tickets").text
+    assert 'action="/tickets/1/work"' in page and 'action="/tickets/2/work"' in page
+    assert browser.post("/tickets/1/work", data={"csrf_token": "wrong", "repo": "demo"}).status_code == 403
+    assert s.api("GET", "/api/tickets/1").json()["task_id"] is None
+    res = browser.post("/tickets/1/work", data={"csrf_token": csrf, "repo": "demo", "command": "echo hi > hi.txt"})
+    assert res.status_code == 303, res.text
+    task_id = int(res.headers["location"].rsplit("/", 1)[1])
+    assert s.api("GET", "/api/tickets/1").json()["task_id"] == task_id
+    task = s.api("GET", f"/api/repo-tasks/{task_id}").json()
+    assert task["title"] == "Add a greeting" and task["prompt"] == "Add a greeting\n\nsay hi" and task["repo"] == "demo"
+    after = browser.get("/tickets").text
+    assert 'action="/tickets/1/work"' not in after and f'href="/tasks/{task_id}"' in after
+    # Twice is refused, as is a ticket with no repo given, by the same rules as the API.
+    again = browser.post("/tickets/1/work", data={"csrf_token": csrf, "repo": "demo"})
+    assert again.status_code == 409 and "already handled" in again.text
+    no_repo = browser.post("/tickets/2/work", data={"csrf_token": csrf, "repo": ""})
+    assert no_repo.status_code == 409 and "repo" in no_repo.text
+    # A viewer sees no such form and is refused if posting anyway.
+    s.api("PUT", "/api/members/tess", json={"role": "viewer"}).raise_for_status()
+    assert s.api("PUT", "/api/users/tess/password", json={"password": "tess-viewer-password"}).status_code == 204
+    viewer, viewer_csrf = sign_in(s, "tess", "tess-viewer-password")
+    try:
+        assert 'action="/tickets/2/work"' not in viewer.get("/tickets").text
+        refused = viewer.post("/tickets/2/work", data={"csrf_token": viewer_csrf, "repo": "demo"})
+        assert refused.status_code == 403
+        assert s.api("GET", "/api/tickets/2").json()["task_id"] is None
+    finally:
+        viewer.close()

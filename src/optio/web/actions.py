@@ -25,7 +25,17 @@ from optio.api.routes import repos as repo_routes
 from optio.api.routes import runs as run_routes
 from optio.api.routes import secrets as secret_routes
 from optio.api.routes import tickets as ticket_routes
-from optio.api.schemas import Id, MergeIn, RepoCreate, RepoTaskCreate, RepoUpdate, ReviewIn, RunCreate, TicketCreate
+from optio.api.schemas import (
+    Id,
+    MergeIn,
+    RepoCreate,
+    RepoTaskCreate,
+    RepoUpdate,
+    ReviewIn,
+    RunCreate,
+    TicketCreate,
+    TicketWork,
+)
 from optio.errors import AppError, Invalid
 from optio.services import users
 from optio.web.pages import error_page, settings_response
@@ -198,6 +208,16 @@ def create_ticket(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]]) -
     ticket_routes.create_ticket(TicketCreate.model_validate({
         "title": data.get("title", "").strip(), "body": data.get("body", ""), "repo": _opt(data, "repo")}), ctx)
     return "/tickets"
+
+
+@router.post("/tickets/{number}/work", name="web_work_on_ticket")
+@form_action
+def work_on_ticket(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]], number: Id) -> str:
+    """Hand the ticket to an agent as a repo task, as `optio ticket work` does."""
+    body = TicketWork.model_validate({"repo": _opt(data, "repo"), "agent_type": _opt(data, "agent_type"),
+                                      "agent_config": _agent_config(data)})
+    task = ticket_routes.work_on_ticket(number, body, ctx)
+    return f"/tasks/{task.id}"
 
 
 def _admin(ctx: Ctx, what: str = "secrets") -> None:
