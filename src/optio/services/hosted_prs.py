@@ -7,6 +7,7 @@ A :class:`ForgeBusy` (rate limit, forge outage) passes through: the API answers 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from optio.control.ports import Forge, ForgeBusy, ForgeRegistry, PullRequestState, UnknownForge
@@ -17,6 +18,7 @@ from optio.store.repos import find_repo
 from optio.store.session import Session
 
 BRANCH_PREFIX = "optio/"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -124,11 +126,15 @@ def resolve(forges: ForgeRegistry, where: tuple[HostedRepo, int, bool]) -> Hoste
 
 def of_task(forges: ForgeRegistry, repo: Repo, task_id: int, *, has_branch: bool) -> HostedPr | None:
     """The task's hosted PR for its page or API body; None on the local forge, before it pushed a branch, or while
-    the forge is busy (the task itself still reads; `optio pr show` reports the busy forge)."""
+    the forge is busy or cannot be read (the task itself still reads; `optio pr show` reports the forge's error)."""
     where = hosted(repo)
     if where is None or not has_branch:
         return None
     try:
         return for_task(forges, where, task_id)
     except ForgeBusy:
+        return None
+    except Exception as exc:  # a forge that cannot be read (a revoked token) must not break the task
+        log.warning("could not read task %s's pull request from %s: %s: %s", task_id, where.forge,
+                    type(exc).__name__, exc)
         return None
