@@ -239,7 +239,9 @@ def test_viewer_sees_no_mutating_controls_and_is_refused(world: dict[str, Any]) 
     for path in paths:
         page.goto(path)
         forms = page.eval_on_selector_all("form[method=post]", "fs => fs.map(f => f.getAttribute('action'))")
-        assert forms == ["/logout"], (path, forms)
+        # A viewer's own API keys are theirs to manage, as in the API (get_self_ctx); nothing else.
+        expected = ["/logout", "/settings/apikeys"] if path == "/settings" else ["/logout"]
+        assert sorted(forms) == expected, (path, forms)
         assert page.locator("[data-role]").text_content() == "viewer"
     csrf = page.locator("meta[name=csrf-token]").get_attribute("content")
     for action, data in ((f"/runs/{failed['id']}/retry", {}), ("/jobs/boom/run", {}),

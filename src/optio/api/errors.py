@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from optio.control.ports import ForgeBusy
 from optio.errors import AppError
 
 
@@ -54,6 +56,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_req: Request, exc: AppError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.field)
+
+    @app.exception_handler(ForgeBusy)
+    async def _forge_busy(_req: Request, exc: ForgeBusy) -> JSONResponse:
+        # A hosted forge's rate limit or outage: the client may ask again, never a 500.
+        response = error_response(503, "forge_busy", f"the forge cannot answer now: {exc.reason}")
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:

@@ -407,6 +407,8 @@ class RepoTaskOut(BaseModel):
     pr_state: str | None
     ci_status: str | None
     review_status: str | None
+    pr_head_sha: str | None = Field(default=None, description="The PR's head commit")
+    pr_ref: str | None = Field(default=None, description="The PR as `REPO#N` (what `optio pr show` takes)")
     cost_usd: float
     cost_imputed: bool
     input_tokens: int
@@ -496,7 +498,7 @@ class CiRunOut(BaseModel):
     exit_code: int | None
     output: str
     duration_s: float | None
-    created_at: datetime
+    created_at: datetime | None = Field(description="None for a hosted forge's run (the forge keeps its times)")
     finished_at: datetime | None
     failure_kind: str | None = None  # with status "error": not_found | not_executable | timeout | could_not_run
 
@@ -509,11 +511,12 @@ class ReviewOut(BaseModel):
     verdict: str
     comments: str
     author: str
-    created_at: datetime
+    created_at: datetime | None
 
 
 class PullRequestOut(BaseModel):
-    id: int
+    id: int | None = Field(description="The local forge's PR id (the `/api/prs/{id}` actions); None on a hosted "
+                                       "forge, which keeps its PRs itself")
     repo_id: int
     repo: str
     number: int
@@ -530,9 +533,10 @@ class PullRequestOut(BaseModel):
     merged_sha: str | None
     ci_status: str | None
     review_status: str | None
-    created_at: datetime
+    created_at: datetime | None
     merged_at: datetime | None
     closed_at: datetime | None
+    forge: str = "local"
 
 
 class PullRequestDetail(PullRequestOut):

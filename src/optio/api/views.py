@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from optio.api.schemas import AttemptOut, CiRunOut, JobOut, PullRequestDetail, RepoOut, RepoTaskOut, ReviewOut, RunOut
+from optio.services.hosted_prs import HostedPr
 from optio.services.tasks import TaskView
 
 
@@ -27,13 +28,21 @@ def repo_out(repo: Any) -> RepoOut:
     return RepoOut.model_validate(repo)
 
 
-def task_out(view: TaskView) -> RepoTaskOut:
+def task_out(view: TaskView, hosted: HostedPr | None = None) -> RepoTaskOut:
+    """The task; `hosted` is its PR as its hosted forge reports it (a hosted repo has no local PR row)."""
     t, pr = view.task, view.pr
+    if hosted is not None:
+        info = hosted.state.info
+        return task_out(view).model_copy(update={
+            "pr_number": info.number, "pr_state": info.state, "pr_head_sha": info.head_sha, "pr_ref": hosted.ref,
+            "ci_status": hosted.ci_status, "review_status": hosted.review_status})
     return RepoTaskOut(
         id=t.id, repo_id=t.repo_id, repo=view.repo.name, title=t.title, prompt=t.prompt, state=t.state,
         agent_type=t.agent_type, priority=t.priority, attempts=t.attempts, resume_count=t.resume_count,
         depends_on=view.depends_on, branch=t.branch, pr_id=t.pr_id, pr_number=pr.number if pr else None,
-        pr_state=pr.state if pr else None, ci_status=view.ci_status, review_status=view.review_status,
+        pr_state=pr.state if pr else None, pr_head_sha=pr.head_sha if pr else None,
+        pr_ref=f"{view.repo.name}#{pr.number}" if pr else None, ci_status=view.ci_status,
+        review_status=view.review_status,
         cost_usd=t.cost_usd, cost_imputed=t.cost_imputed, input_tokens=t.input_tokens,
         output_tokens=t.output_tokens, agent_session_id=t.agent_session_id, error=t.error, note=t.note,
         control_intent=t.control_intent, version=t.version, created_at=t.created_at, started_at=t.started_at,
@@ -57,4 +66,21 @@ def pr_out(pr: Any, repo: Any, cis: list[Any], reviews: list[Any]) -> PullReques
         merged_at=pr.merged_at, closed_at=pr.closed_at,
         ci_runs=[CiRunOut.model_validate(c) for c in cis],
         reviews=[ReviewOut.model_validate(r) for r in reviews],
+    )
+
+
+def hosted_pr_out(hosted: HostedPr) -> PullRequestDetail:
+    """A hosted forge's PR in the local PR's shape: no local id or times, its current head's CI and latest review."""
+    info, ci, review = hosted.state.info, hosted.state.ci, hosted.state.review
+    return PullRequestDetail(
+        id=None, repo_id=hosted.repo.id, repo=hosted.repo.name, number=info.number, task_id=hosted.task_id,
+        title=info.title, body="", head_branch=info.head_branch, head_sha=info.head_sha,
+        base_branch=info.base_branch, base_sha=info.base_sha, state=info.state, mergeable=info.mergeable,
+        conflicting_files=list(info.conflicting_files), merged_sha=info.merged_sha, ci_status=hosted.ci_status,
+        review_status=hosted.review_status, created_at=None, merged_at=None, closed_at=None, forge=hosted.repo.forge,
+        ci_runs=[CiRunOut(head_sha=ci.head_sha, status=ci.status, exit_code=None, output=ci.output,
+                          duration_s=ci.duration_s, created_at=None, finished_at=None,
+                          failure_kind=ci.failure_kind)] if ci is not None else [],
+        reviews=[ReviewOut(id=review.id, head_sha=review.head_sha, verdict=review.verdict, comments=review.comments,
+                           author=review.author, created_at=None)] if review is not None else [],
     )

@@ -66,6 +66,8 @@ def show(ctx: typer.Context, ref: str | None = typer.Argument(None, help=REF_HEL
         print_json(pr)
         return
     console.print(f"[bold]#{pr['number']}[/bold] {pr['title']} ({pr['repo']}) — {pr['state']}")
+    if pr.get("forge", "local") != "local":
+        console.print(f"  on {pr['forge']} (read from the forge)")
     console.print(f"  {pr['head_branch']} @ {pr['head_sha'][:10]} → {pr['base_branch']}  "
                   f"mergeable: {pr['mergeable']}  CI: {pr['ci_status']}  review: {pr['review_status']}")
     if pr["conflicting_files"]:
@@ -91,6 +93,9 @@ def _act(ctx: typer.Context, ref: str | None, task: int | None, action: str,
          body: dict[str, Any] | None = None) -> None:
     client = client_from(ctx)
     pr = _resolve(client, ref, task)
+    if pr.get("id") is None:
+        raise fail(f"{pr['repo']}#{pr['number']} is on {pr.get('forge') or 'a hosted forge'}: {action} it there",
+                   code=2)
     after = client.post(f"/api/prs/{pr['id']}/{action}", body)
     console.print(f"{after['repo']}#{after['number']}: {action.replace('-', ' ')} done — {after['state']}")
 

@@ -17,8 +17,8 @@ app = typer.Typer(help="Repo tasks: an agent works in a worktree and its branch 
                   no_args_is_help=True)
 
 TASK_END = {"completed", "failed", "cancelled", "needs_attention"}
-SHOW_KEYS = ("id", "state", "pr_number", "pr_state", "ci_status", "review_status", "resume_count", "human_resumes",
-             "started_at", "finished_at", "cost_usd", "error", "note")
+SHOW_KEYS = ("id", "state", "pr_number", "pr_state", "pr_ref", "pr_head_sha", "ci_status", "review_status",
+             "resume_count", "human_resumes", "started_at", "finished_at", "cost_usd", "error", "note")
 
 
 @app.command("new")

@@ -14,9 +14,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
-from optio.api.account_schemas import USERNAME_PATTERN, MemberSet, SecretSet
+from optio.api.account_schemas import USERNAME_PATTERN, ApiKeyCreate, MemberSet, SecretSet
 from optio.api.deps import Ctx
 from optio.api.routes import account as account_routes
+from optio.api.routes import apikeys as apikey_routes
 from optio.api.routes import jobs as job_routes
 from optio.api.routes import prs as pr_routes
 from optio.api.routes import repo_tasks as task_routes
@@ -24,11 +25,21 @@ from optio.api.routes import repos as repo_routes
 from optio.api.routes import runs as run_routes
 from optio.api.routes import secrets as secret_routes
 from optio.api.routes import tickets as ticket_routes
-from optio.api.schemas import Id, MergeIn, RepoCreate, RepoTaskCreate, RepoUpdate, ReviewIn, RunCreate, TicketCreate
+from optio.api.schemas import (
+    Id,
+    MergeIn,
+    RepoCreate,
+    RepoTaskCreate,
+    RepoUpdate,
+    ReviewIn,
+    RunCreate,
+    TicketCreate,
+    TicketWork,
+)
 from optio.errors import AppError, Invalid
 from optio.services import users
-from optio.web.pages import error_page
-from optio.web.session import PageForbidden, SignInRequired, writer_of
+from optio.web.pages import error_page, settings_response
+from optio.web.session import PageForbidden, SignInRequired, self_of, writer_of
 
 router = APIRouter(include_in_schema=False)
 TASK_INTENTS = {"cancel": task_routes.cancel_task, "retry": task_routes.retry_task,
@@ -36,8 +47,9 @@ TASK_INTENTS = {"cancel": task_routes.cancel_task, "retry": task_routes.retry_ta
 RUN_INTENTS = {"cancel": run_routes.cancel_run, "retry": run_routes.retry_run}
 
 
-def form_action(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Reads the form, checks the writer, runs the action; a string result is where to go next."""
+def form_action(fn: Callable[..., Any], who: Callable[[Request, str], Ctx] = writer_of) -> Callable[..., Any]:
+    """Reads the form, checks the writer (`who`), runs the action; a string result is where to go next, a
+    response is sent as it is (a page that must not be reloaded from a redirect, like a new API key)."""
 
     @wraps(fn)
     async def wrapper(request: Request, **kwargs: Any) -> Response:
@@ -46,8 +58,10 @@ def form_action(fn: Callable[..., Any]) -> Callable[..., Any]:
         data = {k: v.replace("\r\n", "\n") for k, v in form.multi_items() if isinstance(v, str)}
         lists = {k: [v for v in form.getlist(k) if isinstance(v, str)] for k in form}
         try:
-            ctx = writer_of(request, data.get("csrf_token", ""))
-            target = await _in_thread(fn, ctx, data, lists, **kwargs)
+            ctx = who(request, data.get("csrf_token", ""))
+            if "request" in inspect.signature(fn).parameters:
+                kwargs["request"] = request
+            target = await run_in_threadpool(fn, ctx, data, lists, **kwargs)
         except SignInRequired:
             return RedirectResponse("/login", status_code=303)
         except ValidationError as exc:
@@ -57,21 +71,19 @@ def form_action(fn: Callable[..., Any]) -> Callable[..., Any]:
         except AppError as exc:
             where = f" ({exc.field})" if exc.field else ""
             return error_page(request, exc.status, exc.message + where)
+        if isinstance(target, Response):
+            return target
         return RedirectResponse(target, status_code=303)
 
     wrapper.__signature__ = _signature_without_ctx(fn)  # type: ignore[attr-defined]
     return wrapper
 
 
-async def _in_thread(fn: Callable[..., str], *args: Any, **kwargs: Any) -> str:
-    return await run_in_threadpool(fn, *args, **kwargs)
-
-
 def _signature_without_ctx(fn: Callable[..., Any]) -> Any:
     """The route's signature for FastAPI: the request and the path parameters (the form is read by hand)."""
     params = [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)]
     for name, p in inspect.signature(fn).parameters.items():
-        if name not in ("ctx", "data", "lists"):
+        if name not in ("ctx", "data", "lists", "request"):
             params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
     return inspect.Signature(params, return_annotation=Response)
 
@@ -198,6 +210,16 @@ def create_ticket(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]]) -
     return "/tickets"
 
 
+@router.post("/tickets/{number}/work", name="web_work_on_ticket")
+@form_action
+def work_on_ticket(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]], number: Id) -> str:
+    """Hand the ticket to an agent as a repo task, as `optio ticket work` does."""
+    body = TicketWork.model_validate({"repo": _opt(data, "repo"), "agent_type": _opt(data, "agent_type"),
+                                      "agent_config": _agent_config(data)})
+    task = ticket_routes.work_on_ticket(number, body, ctx)
+    return f"/tasks/{task.id}"
+
+
 def _admin(ctx: Ctx, what: str = "secrets") -> None:
     if not users.role_at_least(ctx.role, "admin"):
         raise PageForbidden(f"{what} need the admin role in workspace {ctx.workspace_slug!r}; you are {ctx.role}")
@@ -229,4 +251,24 @@ def set_member(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]]) -> s
     if not re.fullmatch(USERNAME_PATTERN, username):
         raise Invalid("letters, digits and . _ @ - (up to 200)", field="username")
     account_routes.set_member(MemberSet.model_validate({"role": data.get("role", "")}), username, ctx)
+    return "/settings"
+
+
+def self_action(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A form about the person's own account: CSRF checked, any role (a viewer manages their own keys too)."""
+    return form_action(fn, who=self_of)
+
+
+@router.post("/settings/apikeys", name="web_create_apikey")
+@self_action
+def create_apikey(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]], request: Request) -> Response:
+    """The new key is on the page this post answers, once: no redirect would carry it, nothing stores it."""
+    created = apikey_routes.create_key(ApiKeyCreate.model_validate({"name": data.get("name", "").strip()}), ctx)
+    return settings_response(request, created)
+
+
+@router.post("/settings/apikeys/{key_id}/revoke", name="web_revoke_apikey")
+@self_action
+def revoke_apikey(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]], key_id: Id) -> str:
+    apikey_routes.revoke_key(key_id, ctx)
     return "/settings"

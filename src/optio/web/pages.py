@@ -22,6 +22,7 @@ from optio.domain.states import TERMINAL, RunKind
 from optio.errors import AppError, Invalid
 from optio.services import audit, credentials, dashboard, events, jobs, prs, repos, runs, task_feed, tasks, tickets
 from optio.services import users as user_service
+from optio.services.hosted_prs import of_task as hosted_pr_of_task
 from optio.web.render import page, pipeline
 from optio.web.session import SignInRequired, Viewer, viewer_of
 
@@ -152,12 +153,14 @@ def task_detail(request: Request, task_id: Id, part: PART = None) -> Response:
             pr = prs.get_pr(session, ctx.workspace_id, view.pr.id)
             _repo, cis, reviews = prs.details(session, pr)
             pr_detail = {"pr": pr, "cis": cis, "reviews": reviews}
+    hosted = None if view.pr is not None else hosted_pr_of_task(
+        ctx.optio.ctx.forges, view.repo, task_id, has_branch=view.task.branch is not None)
     resumes = [e for e in timeline if e.to_state == "running" and e.from_state in ("pr_opened", "needs_attention")]
     return page(request, "task.html", viewer, {
         **_base(viewer, f"Task {task_id}: {view.task.title}", "tasks"), "v": view, "t": view.task,
         "stages": pipeline(view.task, view.pr, view.ci_status, view.review_status,
                            pr_detail["cis"] if pr_detail else None), "timeline": timeline,
-        "resumes": resumes, "prd": pr_detail, "done": view.task.state in TASK_TERMINAL,
+        "resumes": resumes, "prd": pr_detail, "hosted": hosted, "done": view.task.state in TASK_TERMINAL,
         "log_url": f"/api/repo-tasks/{task_id}/logs", "live_key": f"repo_task:{task_id}"}, part=part)
 
 
@@ -280,6 +283,11 @@ def secret_list(request: Request) -> Response:
 @router.get("/settings")
 @html_page
 def settings_page(request: Request) -> Response:
+    return settings_response(request)
+
+
+def settings_response(request: Request, new_key: Any = None) -> Response:
+    """The settings page; `new_key` (an `ApiKeyCreated`) is shown on it this once, on a page no cache keeps."""
     viewer = viewer_of(request)
     ctx = viewer.workspace()
     with ctx.db.read() as session:
@@ -287,6 +295,9 @@ def settings_page(request: Request) -> Response:
         workspaces = user_service.memberships_of(session, ctx.user_id or 0)
     keys = credentials.list_api_keys(ctx.db, ctx.user_id or 0)
     audit_rows = audit.list_events(ctx.db, ctx.workspace_id, limit=50)[0] if viewer.is_admin else []
-    return page(request, "settings.html", viewer, {
+    response = page(request, "settings.html", viewer, {
         **_base(viewer, "Settings", "settings"), "members": members, "keys": keys, "audit": audit_rows,
-        "workspaces": workspaces})
+        "workspaces": workspaces, "new_key": new_key})
+    if new_key is not None:
+        response.headers["Cache-Control"] = "no-store"
+    return response

@@ -83,14 +83,20 @@ def viewer_of(request: Request) -> Viewer:
     return viewer
 
 
-def writer_of(request: Request, csrf_token: str) -> Ctx:
-    """The workspace context of a post that may change state: a right CSRF token and at least the member role."""
+def self_of(request: Request, csrf_token: str) -> Ctx:
+    """The context of a post about the person's own account (their API keys): a right CSRF token, any role,
+    as the API's `get_self_ctx` allows a viewer too."""
     viewer = viewer_of(request)
     if not viewer.auth_disabled:
         token = request.cookies.get(SESSION_COOKIE)
         if not tokens.check_csrf(token, auth_of(request.app.state.optio).session_secret, csrf_token):
             raise PageForbidden("missing or wrong CSRF token: reload the page and try again")
-    ctx = viewer.workspace()
-    if not viewer.can_write:
+    return viewer.workspace()
+
+
+def writer_of(request: Request, csrf_token: str) -> Ctx:
+    """The workspace context of a post that may change state: a right CSRF token and at least the member role."""
+    ctx = self_of(request, csrf_token)
+    if not users.role_at_least(ctx.role, "member"):
         raise PageForbidden(f"this needs the member role in workspace {ctx.workspace_slug!r}; you are {ctx.role}")
     return ctx

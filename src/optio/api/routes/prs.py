@@ -7,9 +7,10 @@ from fastapi import APIRouter, Depends, Query
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
 from optio.api.schemas import Id, MergeIn, PullRequestDetail, PullRequestOut, ReviewIn
-from optio.api.views import pr_out
+from optio.api.views import hosted_pr_out, pr_out
 from optio.control.ports import Forge
 from optio.errors import AppError
+from optio.services import hosted_prs
 from optio.services import prs as pr_service
 
 router = APIRouter(prefix="/api/prs", tags=["pull requests"], responses=ERROR_RESPONSES)
@@ -41,8 +42,11 @@ def resolve_pr(ref: str = Query(min_length=1, max_length=100, description="Task 
                repo: str | None = Query(default=None, max_length=200),
                ctx: Ctx = Depends(get_ctx)) -> PullRequestDetail:
     with ctx.db.read() as session:
-        pr = pr_service.resolve(session, ctx.workspace_id, ref, repo)
-        return pr_out(pr, *pr_service.details(session, pr))
+        where = hosted_prs.target(session, ctx.workspace_id, ref, repo)
+        if where is None:
+            pr = pr_service.resolve(session, ctx.workspace_id, ref, repo)
+            return pr_out(pr, *pr_service.details(session, pr))
+    return hosted_pr_out(hosted_prs.resolve(ctx.optio.ctx.forges, where))
 
 
 @router.get("/{pr_id}", response_model=PullRequestDetail)

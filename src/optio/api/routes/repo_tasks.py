@@ -21,6 +21,7 @@ from optio.api.schemas import (
 )
 from optio.api.views import task_out
 from optio.domain.states import TERMINAL, RepoTaskState, RunKind
+from optio.services import hosted_prs
 from optio.services import runs as run_service
 from optio.services import tasks as task_service
 
@@ -36,7 +37,9 @@ INTENT_STATES = {
 
 
 def _out(ctx: Ctx, task_id: int) -> RepoTaskOut:
-    return task_out(task_service.task_view(ctx.db, ctx.workspace_id, task_id))
+    view = task_service.task_view(ctx.db, ctx.workspace_id, task_id)
+    return task_out(view, hosted_prs.of_task(ctx.optio.ctx.forges, view.repo, task_id,
+                                             has_branch=view.task.branch is not None))
 
 
 @router.post("", response_model=RepoTaskOut, status_code=201)
