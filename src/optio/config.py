@@ -66,6 +66,9 @@ class Settings(BaseSettings):
         default="enabled", description="'disabled' only for a single-user laptop: binds 127.0.0.1 and warns"
     )
     admin_api_key: str | None = Field(default=None, description="Preset the bootstrap admin's key (optio_...)")
+    metrics_token: str | None = Field(
+        default=None, description="Bearer token Prometheus sends to /metrics; unset = an admin's API key"
+    )
     encryption_key: str | None = Field(default=None, description="Secret encryption key; else a 0600 key file")
     session_secret: str | None = Field(default=None, description="Signs CSRF tokens; else a 0600 file")
     session_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0)

@@ -22,6 +22,7 @@ from optio.control.ports import ForgeRegistry
 from optio.control.worker import WorkerPool, resync
 from optio.forge.github import GitHubForge
 from optio.forge.gitlab import GitLabForge
+from optio.forge.hosted import KINDS
 from optio.forge.local import LocalForge
 from optio.runtime import sandbox as run_sandbox
 from optio.runtime.local import LocalRuntime
@@ -102,6 +103,7 @@ def build(settings: Settings) -> Optio:
     # git authenticates to a hosted forge with what its adapter says (a GitHub App's installation token);
     # every other repo with its credential secret, as before.
     forge.worktrees.credential = hosted_credentials(db, {github.name: github.git_credential}, forge.credential)
+    forge.worktrees.username = hosted_git_username(db)
     ctx = ControlContext(
         settings=settings, db=db, runtime=LocalRuntime(processes.DbSink(db, settings), sandbox=sandbox),
         forges=forges, worktrees=forge.worktrees, secrets=auth.secrets,
@@ -129,6 +131,17 @@ def hosted_credentials(db: Database, by_kind: dict[str, Callable[[int], str | No
         return hosted(repo_id) if hosted is not None else fallback(repo_id)
 
     return credential
+
+
+def hosted_git_username(db: Database) -> Callable[[int], str | None]:
+    """The user name a hosted forge wants beside a token (GitHub: `x-access-token`, GitLab: `oauth2`)."""
+
+    def username(repo_id: int) -> str | None:
+        with db.read() as session:
+            kind = KINDS.get(pull_requests.forge_kind_of(session, repo_id) or "")
+        return kind.token_username if kind is not None else None
+
+    return username
 
 
 def uvicorn_proxy_options(settings: Settings) -> dict[str, object]:

@@ -279,10 +279,11 @@ class FakeGitHub:
         if repo is None or match is None:
             return self._send(req, 404, {"message": "Not Found"})
         auth = req.headers.get("Authorization", "")
-        password = ""
+        user = password = ""
         if auth.startswith("Basic "):
-            password = base64.b64decode(auth[6:]).decode(errors="replace").partition(":")[2]
-        if password not in self.tokens:
+            user, _, password = base64.b64decode(auth[6:]).decode(errors="replace").partition(":")
+        # GitHub takes an App's installation token over git only with the user name `x-access-token`.
+        if password not in self.tokens or (password in self.minted and user != "x-access-token"):
             req.send_response(401)
             req.send_header("WWW-Authenticate", 'Basic realm="GitHub"')
             req.send_header("Content-Length", "0")

@@ -30,12 +30,14 @@ from optio.api.routes import (
 from optio.api.routes import agent_tools as agent_tool_routes
 from optio.api.routes import audit as audit_routes
 from optio.api.routes import blueprints as blueprint_routes
+from optio.api.routes import metrics as metrics_routes
 from optio.api.routes import notifications as notification_routes
 from optio.api.routes import secrets as secret_routes
 from optio.api.routes import task_messages as task_message_routes
 from optio.api.routes import triggers as trigger_routes
 from optio.api.schemas import Health
 from optio.config import Settings
+from optio.observability import tracing
 from optio.server import Optio, build, start
 from optio.services import runs as run_service
 from optio.web import actions as web_actions
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
             yield
         finally:
             instance.stop()
+            tracing.shutdown()
 
     app = FastAPI(
         title="Optio",
@@ -67,6 +70,7 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
         redoc_url=None,
     )
     errors.install(app)
+    tracing.install(app, version=__version__)
     # The last added runs first: the body and rate limits answer before anything else; the audit trail sits
     # innermost, next to the routes, and sees their final status.
     app.add_middleware(AuditTrailMiddleware)
@@ -85,6 +89,7 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
         return Health(status="degraded" if unreadable else "ok", version=__version__, database=instance.db.dialect,
                       queue_depth=depth, unreadable_secrets=unreadable)
 
+    app.include_router(metrics_routes.router)
     app.include_router(jobs.router)
     app.include_router(runs.router)
     app.include_router(repos.router)

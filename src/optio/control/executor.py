@@ -23,6 +23,7 @@ from optio.domain.actions import (
     Transition,
 )
 from optio.domain.states import RunKind, check_transition
+from optio.observability import metrics
 from optio.store import queue, runs
 
 ADMISSION_RECHECK_S = 1.0
@@ -123,6 +124,9 @@ def apply(ctx: ControlContext, handler: RunKindHandler, snap: AnyLoaded, action:
                               clear_intent=action.clear_intent, now=now, extra_events=extra)
         if not ok:
             return Outcome("stale")
+        metrics.AGENT_ATTEMPTS.labels(handler.kind).inc()
+        if action.resume_reason:
+            metrics.RESUMES.labels(handler.kind, action.resume_reason).inc()
         handler.launch(ctx, snap, action, attempt)
         return Outcome("applied")
 

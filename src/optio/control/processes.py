@@ -30,6 +30,7 @@ from optio.control.context import ControlContext
 from optio.control.ports import RedactorPort
 from optio.domain.backoff import rate_limit_throttle_s
 from optio.domain.snapshot import ProcessStatus, ProcessView
+from optio.observability import metrics
 from optio.runtime.base import STDERR_FILE, STDOUT_FILE, LaunchSpec, Mounts, ProcessInfo
 from optio.store import logs, queue, runs
 from optio.store import processes as store
@@ -111,6 +112,7 @@ class DbSink:
                             continue
                         chunk_at = len(entries)
                     entries.append(("event", redact(json.dumps(event_to_json(event)))))
+            metrics.LOG_LINES.inc(len(lines))
             kept_bytes, dropped = self._within_cap(session, proc, entries)
             logs.append(session, workspace_id=proc.workspace_id, kind=proc.run_kind, run_id=proc.run_id,
                         attempt=proc.attempt, entries=entries, now=now)
@@ -162,6 +164,9 @@ class DbSink:
                         throttle_repo(session, proc.run_id, now, failure.retry_after_s)
             store.update_process(session, proc.id, values)
             queue.enqueue(session, proc.run_kind, proc.run_id, proc.workspace_id, reason=f"process {reason}")
+            classification = ("success" if exit_code == 0 else values.get("failure_kind") or "failed") \
+                if reason == "exited" else reason
+            metrics.AGENT_EXITS.labels(proc.run_kind, str(classification)).inc()
         log.info("agent_exit", key=key, exit_code=exit_code, reason=reason)
 
 

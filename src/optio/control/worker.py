@@ -18,6 +18,7 @@ from optio.control.handlers import Outcome
 from optio.control.ports import ForgeBusy
 from optio.domain.actions import target_state
 from optio.domain.backoff import snapshot_error_delay
+from optio.observability import metrics, tracing
 from optio.store import forge_hooks, queue, runs
 from optio.store.queue import ClaimedItem
 from optio.store.types import utcnow
@@ -34,7 +35,14 @@ _forge_waiting: set[tuple[str, int]] = set()
 
 
 def reconcile_one(ctx: ControlContext, item: ClaimedItem) -> Outcome:
-    """Run one item through snapshot → decide → execute and log the decision."""
+    """Run one item through snapshot → decide → execute and log the decision (and trace it, when traced)."""
+    with tracing.span("reconcile", {"optio.run.kind": item.kind, "optio.run.id": item.run_id}) as span:
+        outcome = _reconcile(ctx, item)
+        span.set_attribute("optio.outcome", outcome.status)
+        return outcome
+
+
+def _reconcile(ctx: ControlContext, item: ClaimedItem) -> Outcome:
     handler = ctx.handlers.get(item.kind)
     if handler is None:
         log.error("decision", kind=item.kind, id=item.run_id, action="none", reason="no handler", outcome="error")
@@ -79,6 +87,7 @@ def reconcile_one(ctx: ControlContext, item: ClaimedItem) -> Outcome:
             with ctx.db.write() as session:
                 runs.clear_executor_error(session, item.kind, item.run_id, action.name, run.executor_error_count)
     to = target_state(action)
+    metrics.DECISIONS.labels(item.kind, action.name, outcome.status).inc()
     log.info(
         "decision", kind=item.kind, id=item.run_id, action=action.name, **{"from": loaded.run.state},
         to=to if to is not None else loaded.run.state, reason=action.reason, outcome=outcome.status,
@@ -93,6 +102,7 @@ def defer_for_forge(ctx: ControlContext, item: ClaimedItem, busy: ForgeBusy, *, 
     The run shows why it waits (its note and a timeline event), never an error or a failure.
     """
     delay = max(0.05, busy.retry_after_s)
+    metrics.FORGE_WAITS.inc()
     _forge_waiting.add((item.kind, item.run_id))
     with ctx.db.write() as session:
         queue.enqueue(session, item.kind, item.run_id, item.workspace_id, delay_s=delay, reason=FORGE_BUSY_REASON)

@@ -190,12 +190,14 @@ class RepoCache:
         cache_dir: Path,
         *,
         credential: Callable[[], str | None] | None = None,
+        username: Callable[[], str | None] | None = None,
         allowlist: Sequence[str] | Allowlist = (),
         resolver: Resolver = socket.getaddrinfo,
     ) -> None:
         self.remote_url = _normalise_remote(remote_url)
         self.cache_dir = Path(cache_dir).absolute()
         self._credential = credential
+        self._username = username
         self._allowlist = Allowlist.parse(allowlist)
         self._resolver = resolver
         self._lock, self._merge_lock = _locks_for(self.cache_dir)
@@ -1036,7 +1038,8 @@ class RepoCache:
         credential = self._credential() if self._credential is not None else None
         try:
             access = remote_access(
-                self.remote_url, credential=credential, allowlist=self._allowlist, resolver=self._resolver
+                self.remote_url, credential=credential, allowlist=self._allowlist, resolver=self._resolver,
+                username=self._username() if self._username is not None and credential else None,
             )
         except UnsafeURLError as exc:
             raise UnsafeRemoteError(args, None, "", message=f"refusing to contact the remote: {exc}") from None

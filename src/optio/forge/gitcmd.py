@@ -274,6 +274,7 @@ def remote_access(
     url: str,
     *,
     credential: str | None = None,
+    username: str | None = None,
     allowlist: Sequence[str] | Allowlist = (),
     resolver: Resolver = socket.getaddrinfo,
 ) -> RemoteAccess:
@@ -282,7 +283,8 @@ def remote_access(
     Called right before each operation, so the address checked is the one git
     connects to (pinned with ``http.curloptResolve``); a name that resolves
     somewhere internal by now is refused even if it was fine when the repo was
-    added. Raises :class:`UnsafeURLError`.
+    added. ``username`` is what the forge expects beside a token (GitHub's ``x-access-token``, which an
+    App's installation token requires); a user name in the URL wins. Raises :class:`UnsafeURLError`.
     """
     if is_local_remote(url):
         # A local path: only the file transport (validated when the repo was registered).
@@ -311,7 +313,7 @@ def remote_access(
                 "GIT_ASKPASS": str(_askpass()),
                 "OPTIO_GIT_PASSWORD": credential,
                 # A server that needs a particular user name gets it from the URL (https://alice@host/x.git).
-                "OPTIO_GIT_USERNAME": (urlsplit(url).username if "://" in url else None) or "optio",
+                "OPTIO_GIT_USERNAME": (urlsplit(url).username if "://" in url else None) or username or "optio",
             }
         )
     return RemoteAccess(config=tuple(config), env=env)

@@ -33,6 +33,7 @@ from optio.forge.ci_setup import ClassifiedCi, classify
 from optio.forge.git import BaseMovedError, BatchConflictError, CiResult, GitError, MergeConflictError
 from optio.forge.merge_gates import MergeGateRefused, check_merge_gates
 from optio.forge.worktrees import RepoCaches, RepoWorktrees
+from optio.observability import metrics
 from optio.runtime.sandbox import Sandbox
 from optio.store import merge_batches as batches
 from optio.store import pull_requests as prs
@@ -796,6 +797,7 @@ class LocalForge:
                                          f"#{pr.number}")
             log.info("ci_finished", pr=pr_id, head=head_sha[:10], base=(base_sha or "")[:10], status=outcome.status,
                      failure_kind=outcome.failure_kind)
+            metrics.CI_SECONDS.labels(outcome.status).observe(result.duration_s or 0.0)
             if advance is not None:
                 self._safe_advance(*advance)
         except Exception:

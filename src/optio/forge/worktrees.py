@@ -31,6 +31,8 @@ class RepoCaches:
                  outbound_allowlist: Sequence[str] = ()) -> None:
         self.data_dir = data_dir
         self.credential = credential
+        # The user name git presents with a repo's token, where its forge wants a particular one.
+        self.username: Callable[[int], str | None] = lambda _repo_id: None
         self.outbound_allowlist = list(outbound_allowlist)
         self._caches: dict[int, RepoWorktrees] = {}
         self._lock = threading.Lock()
@@ -42,6 +44,7 @@ class RepoCaches:
                 repo_id = repo.id
                 cache = RepoWorktrees(repo.remote_url, self.data_dir / "repos" / str(repo_id) / "cache.git",
                                       credential=lambda: self.credential(repo_id),
+                                      username=lambda: self.username(repo_id),
                                       allowlist=self.outbound_allowlist)
                 self._caches[repo_id] = cache
             return cache

@@ -35,11 +35,14 @@ def normalise_remote(remote: str, policy: remotes.LocalRemotePolicy) -> str:
     return remotes.check_remote(remote, policy)
 
 
-def remote_refs(remote: str, *, credential: str | None = None, allowlist: Sequence[str] | Allowlist = ()
-                ) -> RemoteRefs:
-    """What the remote offers, asked under its access rules (transport, SSRF pin, credential)."""
+def remote_refs(remote: str, *, credential: str | None = None, allowlist: Sequence[str] | Allowlist = (),
+                forge: str | None = None) -> RemoteRefs:
+    """What the remote offers, asked under its access rules (transport, SSRF pin, credential, and the user
+    name the repo's hosted forge wants beside a token)."""
+    kind = hosted.KINDS.get(forge or "")
     try:
-        access = remote_access(remote, credential=credential, allowlist=allowlist)
+        access = remote_access(remote, credential=credential, allowlist=allowlist,
+                               username=kind.token_username if kind is not None else None)
     except UnsafeURLError as exc:
         raise Invalid(str(exc), field="remote_url") from None
     try:
@@ -151,7 +154,7 @@ def add_repo(db: Database, workspace_id: int, data: dict[str, Any], policy: remo
             checker = access_checker(forge["forge"])
             minted = getattr(checker, "git_token", None)
             credential = minted(forge["api_url"], forge["forge_options"], secret_of) if minted else None
-    refs = remote_refs(remote, credential=credential, allowlist=allowlist)
+    refs = remote_refs(remote, credential=credential, allowlist=allowlist, forge=forge["forge"])
     branch = data.get("default_branch") or refs.head or "main"
     check_branch(refs, branch, chosen=bool(data.get("default_branch")))
     name = data.get("name") or Path(urlparse(remote).path).name.removesuffix(".git") or "repo"
@@ -190,12 +193,12 @@ def update_repo(db: Database, workspace_id: int, ref: str | int, changes: dict[s
     with db.read() as session:
         repo = find_repo(session, workspace_id, ref)
         current = {key: getattr(repo, key) for key in UPDATABLE}
-        repo_id, remote, credential_secret = repo.id, repo.remote_url, repo.credential_secret
+        repo_id, remote, credential_secret, kind = repo.id, repo.remote_url, repo.credential_secret, repo.forge
     merged = {**current, **changes}
     if "default_branch" in changes and changes["default_branch"] != current["default_branch"]:
         credential = credential_of(credential_secret) if credential_secret else None
-        check_branch(remote_refs(remote, credential=credential, allowlist=allowlist), changes["default_branch"],
-                     chosen=True)
+        check_branch(remote_refs(remote, credential=credential, allowlist=allowlist, forge=kind),
+                     changes["default_branch"], chosen=True)
     if {"agent_type", "agent_config"} & set(changes):
         validate_agent(merged["agent_type"], merged["agent_config"] or {"command": "true"})
     if merged["review_agent_type"] and {"review_agent_type", "review_agent_config"} & set(changes):

@@ -30,6 +30,7 @@ from optio.domain.snapshot import Capacity
 from optio.domain.states import TERMINAL, RunKind
 from optio.errors import AppError
 from optio.forge.git import branch_for_task
+from optio.observability import metrics
 from optio.store import pull_requests, queue, repo_tasks, runs
 from optio.store.models import Repo
 from optio.store.session import Session
@@ -338,9 +339,12 @@ class RepoTaskHandler:
         snap: RepoTaskSnapshot = loaded.snapshot
         assert snap.pr is not None
         message = prompts.squash_merge_message(snap.title, snap.pr.number, loaded.run.id, loaded.facts.ticket)
+        forge = forge_of(ctx, loaded)
+        timer = metrics.MERGE_SECONDS.labels(str(getattr(forge, "name", "unknown")), "merged").time()
         try:
-            merged_sha = forge_of(ctx, loaded).merge(loaded.facts.repo_id, snap.pr.number, head_sha=action.head_sha,
-                                             message=message)
+            with timer:
+                merged_sha = forge.merge(loaded.facts.repo_id, snap.pr.number, head_sha=action.head_sha,
+                                         message=message)
         except MergeRefused as exc:
             # The forge said no for a reason a person must fix (a protected branch's rule, a missing review):
             # the task waits for them with the forge's own words, and nothing retries the merge by itself.

@@ -28,6 +28,7 @@ from githubkit.response import Response
 from optio.errors import AppError
 from optio.forge.base import ForgeBusy
 from optio.forge.hosted import retry_after_s
+from optio.observability import metrics
 from optio.security.redact import default_redactor
 from optio.security.ssrf import Allowlist, check_url
 
@@ -96,6 +97,10 @@ class GitHubClient:
 
     def call(self, what: str, request: Callable[[GitHub[Any]], Response[T]]) -> Response[T]:
         """Make one request; GitHub's "not now" becomes ForgeBusy, any other error a GitHubError."""
+        with metrics.forge_call("github"):
+            return self._call(what, request)
+
+    def _call(self, what: str, request: Callable[[GitHub[Any]], Response[T]]) -> Response[T]:
         self.requests += 1
         try:
             with self.github() as gh:
@@ -121,6 +126,10 @@ class GitHubClient:
 
     def graphql(self, what: str, query: str, variables: dict[str, Any]) -> Any:
         """One GraphQL request (for what REST cannot do), with the same "not now" handling as REST."""
+        with metrics.forge_call("github"):
+            return self._graphql(what, query, variables)
+
+    def _graphql(self, what: str, query: str, variables: dict[str, Any]) -> Any:
         self.requests += 1
         try:
             with self.github() as gh:

@@ -28,6 +28,7 @@ import requests
 import structlog
 
 from optio.forge.base import ForgeBusy
+from optio.observability import metrics
 
 log = structlog.get_logger("optio.forge.gitlab")
 
@@ -134,6 +135,11 @@ class GitLabApi:
     def _request(self, verb: str, path: str, *, query: Mapping[str, Any] | None = None,
                  data: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None
                  ) -> requests.Response:
+        with metrics.forge_call("gitlab"):
+            return self._send(verb, path, query=query, data=data, headers=headers)
+
+    def _send(self, verb: str, path: str, *, query: Mapping[str, Any] | None,
+              data: Mapping[str, Any] | None, headers: Mapping[str, str] | None) -> requests.Response:
         with self._lock:
             self.counts.sent += 1
         self._local.last = None
@@ -166,7 +172,7 @@ class GitLabApi:
 
 
 class _NotModified(Exception):
-    pass
+    metrics_outcome = "not_modified"
 
 
 def _body(resp: requests.Response) -> Any:

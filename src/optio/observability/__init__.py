@@ -1,0 +1,1 @@
+"""What Optio tells an operator about itself: Prometheus metrics and OpenTelemetry traces."""
