@@ -1,6 +1,7 @@
 """What the three example agents share: reading the messages a turn drained, and sending with `optio agent-msg`.
 
-A turn's prompt carries its messages as JSON envelopes, one per line, between begin/end markers; the
+A turn's prompt carries its messages as JSON envelopes, one per line, between the
+``=== BEGIN OPTIO MESSAGES v1 ===`` and ``=== END OPTIO MESSAGES ===`` lines; the
 script agent also gets the prompt on stdin and in the file named by OPTIO_PROMPT_FILE. Only the
 standard library is used, so the scripts run under any Python 3 the sandbox shows.
 """
@@ -19,19 +20,20 @@ def prompt() -> str:
     return Path(path).read_text() if path else sys.stdin.read()
 
 
+BEGIN = "=== BEGIN OPTIO MESSAGES"
+END = "=== END OPTIO MESSAGES"
+
+
 def messages(text: str | None = None) -> list[dict]:
-    """The envelopes of this turn's messages, oldest first."""
-    found = []
+    """The envelopes of this turn's messages, oldest first (fields: v, id, from, type, created_at, body)."""
+    found, inside = [], False
     for line in (prompt() if text is None else text).splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            envelope = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(envelope, dict) and "body" in envelope:
-            found.append(envelope)
+        if line.startswith(BEGIN):
+            inside = True
+        elif line.startswith(END):
+            inside = False
+        elif inside and line.strip():
+            found.append(json.loads(line))
     return found
 
 
