@@ -27,6 +27,7 @@ from optio.api.routes import (
     tickets,
     web_auth,
 )
+from optio.api.routes import agent_msg as agent_msg_routes
 from optio.api.routes import agent_tools as agent_tool_routes
 from optio.api.routes import audit as audit_routes
 from optio.api.routes import blueprints as blueprint_routes
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(secret_routes.router)
     app.include_router(agent_tool_routes.router)
     app.include_router(task_message_routes.router)
+    app.include_router(agent_msg_routes.router)
     app.include_router(audit_routes.router)
     app.include_router(events.router)
     app.include_router(web_auth.router)

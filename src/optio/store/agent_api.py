@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session
 from optio.store.models import AgentTurn, PersistentAgent, Workspace
 
 ARCHIVED = "archived"
+# A turn is open from the transaction that drains its messages until it is closed (succeeded or failed).
+OPEN_TURN_STATES = ("provisioning", "running")
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ def running_turn(session: Session, *, agent_id: int, workspace_id: int, turn_id:
         .join(AgentTurn, AgentTurn.agent_id == PersistentAgent.id)
         .join(Workspace, Workspace.id == PersistentAgent.workspace_id)
         .where(AgentTurn.id == turn_id, AgentTurn.agent_id == agent_id, AgentTurn.workspace_id == workspace_id,
-               PersistentAgent.workspace_id == workspace_id, AgentTurn.state == "running",
+               PersistentAgent.workspace_id == workspace_id, AgentTurn.state.in_(OPEN_TURN_STATES),
                AgentTurn.finished_at.is_(None), PersistentAgent.state != ARCHIVED)
     ).first()
     if row is None:
