@@ -240,3 +240,58 @@ def test_dashboard_pages_forms_and_event_stream_show_nothing_across_workspaces(w
                 events.append(line)
     a_runs = {("job_run", int(r)) for r in a["run_id"]} | {("repo_task", int(t)) for t in a["task_id"]}
     assert not [e for e in events if (json.loads(e[6:])["kind"], json.loads(e[6:])["run_id"]) in a_runs]
+
+
+def test_the_inter_agent_api_reaches_only_its_tokens_workspace(world: Any) -> None:
+    """The inter-agent routes take a turn's token, not a login: B's API key gets 401 on every one of them, and a
+    token of a workspace-B agent's turn finds nothing of A (a slug of A is 404, as one that does not exist)."""
+    import time
+
+    from optio.security import agent_tokens
+    from optio.services import persistent_agents
+    from optio.store import persistent_agents as agent_store
+    from optio.store.db import Database
+    from optio.store.models import AgentMessage, Workspace
+    from optio.store.types import utcnow
+
+    server, _a, bob_key, tmp = world
+    routes = {(m, p) for m, p, _ in api_routes_all(tmp) if p.startswith("/api/agent-msg/")}
+    assert routes == {("GET", "/api/agent-msg/peers"), ("GET", "/api/agent-msg/inbox"),
+                      ("POST", "/api/agent-msg/send"), ("POST", "/api/agent-msg/broadcast")}, \
+        "a new inter-agent route: check it here"
+    db = Database(f"sqlite:///{server.data_dir / 'optio.db'}")
+    secret = (server.data_dir / "session.secret").read_bytes().strip()
+    with db.read() as s:
+        ws_b = s.query(Workspace).filter_by(slug="b").one().id
+    for ws, slug in ((1, "a-agent"), (ws_b, "b-agent")):
+        persistent_agents.create_agent(db, ws, {"slug": slug, "agent_type": "script",
+                                                "agent_config": {"command": "true"}})
+    tokens = {}
+    with db.write() as s:
+        for ws, slug in ((1, "a-agent"), (ws_b, "b-agent")):
+            agent = agent_store.get(s, ws, slug)
+            agent.state = "paused"  # takes messages, starts no turn of its own: the turn below is the test's
+            turn, _ = agent_store.start_turn(s, agent, number=1, now=utcnow(), max_messages=10)
+            tokens[slug] = agent_tokens.issue(secret, agent_id=agent.id, workspace_id=ws, turn_id=turn.id,
+                                              expires_at=time.time() + 300)
+    bodies = {"/api/agent-msg/send": {"to": "a-agent", "body": "from b"},
+              "/api/agent-msg/broadcast": {"body": "from b to all"}}
+    for method, path in sorted(routes):
+        assert server.api(method, path, token=bob_key, json=bodies.get(path)).status_code == 401, path
+    b_token = tokens["b-agent"]
+    assert server.api("GET", "/api/agent-msg/peers", token=b_token).json() == {"peers": []}
+    res = server.api("POST", "/api/agent-msg/send", token=b_token, json={"to": "a-agent", "body": "from b"})
+    assert res.status_code == 404 and res.json()["error"]["code"] == "not_found", res.text
+    assert server.api("POST", "/api/agent-msg/broadcast", token=b_token,
+                      json={"body": "from b to all"}).json() == {"sent": []}
+    res = server.api("POST", "/api/agent-msg/send", token=tokens["a-agent"], json={"to": "b-agent", "body": "x"})
+    assert res.status_code == 404, res.text
+    assert server.api("GET", "/api/agent-msg/inbox", token=b_token).json() == {"messages": []}
+    with db.read() as s:
+        assert s.query(AgentMessage).count() == 0  # nothing crossed, in either direction
+
+
+def api_routes_all(tmp_path: Path) -> list[tuple[str, str, str | None]]:
+    """Every API route, with or without a path parameter."""
+    app = create_app(Settings(data_dir=tmp_path / "unused-all"), start_workers=False)
+    return [(method.upper(), path, None) for path, ops in app.openapi()["paths"].items() for method in ops]
