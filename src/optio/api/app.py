@@ -32,6 +32,7 @@ from optio.api.routes import agent_tools as agent_tool_routes
 from optio.api.routes import audit as audit_routes
 from optio.api.routes import blueprints as blueprint_routes
 from optio.api.routes import notifications as notification_routes
+from optio.api.routes import persistent_agents as persistent_agent_routes
 from optio.api.routes import secrets as secret_routes
 from optio.api.routes import task_messages as task_message_routes
 from optio.api.routes import triggers as trigger_routes
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(forge_hooks.router)
     app.include_router(trigger_routes.router)
     app.include_router(trigger_routes.hooks)
+    app.include_router(persistent_agent_routes.router)
     app.include_router(blueprint_routes.router)
     app.include_router(notification_routes.router)
     return app

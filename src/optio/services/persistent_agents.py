@@ -192,3 +192,30 @@ def get_turn(db: Database, workspace_id: int, slug: str, number: int) -> tuple[P
     with db.read() as session:
         agent = store.get(session, workspace_id, slug)
         return agent, store.get_turn(session, agent.id, number)
+
+
+@dataclass(frozen=True)
+class TurnLogSlice:
+    lines: list[Any]
+    last_seq: int
+    state: str
+    done: bool
+
+
+def turn_log_slice(db: Database, workspace_id: int, slug: str, number: int, *, after: int, limit: int
+                   ) -> TurnLogSlice:
+    """A turn's lines after `after`, read with the turn's state in one transaction, so `done` is never early."""
+    with db.read() as session:
+        agent = store.get(session, workspace_id, slug)
+        turn = store.get_turn(session, agent.id, number)
+        rows, last = store.turn_logs(session, workspace_id, agent.id, number, after=after, limit=limit)
+        cursor = rows[-1].seq if rows else after
+        done = turn.finished_at is not None and cursor >= last
+        return TurnLogSlice(rows, cursor, turn.state, done)
+
+
+def run_events(db: Database, workspace_id: int, slug: str) -> list[Any]:
+    """The agent's timeline: every state change and notable event, oldest first."""
+    with db.read() as session:
+        agent = store.get(session, workspace_id, slug)
+        return store.events(session, workspace_id, agent.id)

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from optio.errors import Conflict, NotFound
 from optio.store import queue
-from optio.store.models import AgentMessage, AgentTurn, PersistentAgent, Workspace
-from optio.store.runs import record_event
+from optio.store.models import AgentMessage, AgentTurn, PersistentAgent, RunLog, Workspace
+from optio.store.runs import list_events, record_event
 from optio.store.types import utcnow
 
 KIND = "agent"
@@ -205,3 +205,17 @@ def cost_since(session: Session, agent_id: int, since: datetime, *, open_turn: A
         AgentTurn.agent_id == agent_id, AgentTurn.started_at >= since, AgentTurn.finished_at.is_not(None))) or 0.0
     running = max(0.0, agent_cost - open_turn.cost_at_start) if open_turn is not None else 0.0
     return float(closed) + running
+
+
+def turn_logs(session: Session, workspace_id: int, agent_id: int, number: int, *, after: int, limit: int
+              ) -> tuple[list[Any], int]:
+    """A turn's log lines after `after` (the agent's run log of attempt `number`) and the turn's last seq."""
+    where = (RunLog.run_kind == KIND, RunLog.run_id == agent_id, RunLog.workspace_id == workspace_id,
+             RunLog.attempt == number)
+    rows = list(session.scalars(select(RunLog).where(*where, RunLog.seq > after).order_by(RunLog.seq).limit(limit)))
+    last = session.scalar(select(func.max(RunLog.seq)).where(*where)) or 0
+    return rows, last
+
+
+def events(session: Session, workspace_id: int, agent_id: int) -> list[Any]:
+    return list_events(session, KIND, agent_id, workspace_id)
