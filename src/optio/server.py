@@ -112,7 +112,7 @@ def build(settings: Settings) -> Optio:
         JobRunHandler.kind: JobRunHandler(),
         RepoTaskHandler.kind: RepoTaskHandler(),
         ReviewRunHandler.kind: ReviewRunHandler(),
-        AgentHandler.kind: AgentHandler(),
+        AgentHandler.kind: AgentHandler(turn_token_secret=auth.session_secret),
     }
     notifier = Notifier(db, auth.secrets.keyring, allowlist=settings.outbound_allowlist,
                         backoff_s=settings.notify_backoff_s, max_attempts=settings.notify_max_attempts,

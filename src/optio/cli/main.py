@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from optio.cli import account, agents, config_file, jobs, prs, repos, runs, tasks, tickets
+from optio.cli import account, agent_files, agents, config_file, jobs, prs, repos, runs, tasks, tickets
 from optio.cli import agent_msg as agent_msg_cli
 from optio.cli import agent_tools as agent_tools_cli
 from optio.cli import blueprints as blueprint_cli
@@ -32,6 +32,8 @@ app.add_typer(notification_cli.app, name="webhook")
 app.add_typer(secret_cli.app, name="secrets", hidden=True)
 app.add_typer(agent_tools_cli.mcp_app, name="mcp")
 app.add_typer(agent_msg_cli.app, name="agent-msg")
+persistent_agent_cli.app.command("apply")(agent_files.apply)
+persistent_agent_cli.app.command("export")(agent_files.export)
 app.add_typer(agent_tools_cli.skill_app, name="skill")
 app.add_typer(account.workspace_app, name="workspace")
 app.add_typer(account.apikey_app, name="apikey")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from optio.domain.agent_manual import DEFAULT_OPERATOR_MANUAL
 from optio.domain.agent_messages import (
     LIFECYCLES,
     MAX_BODY_CHARS,
@@ -68,6 +69,8 @@ def create_agent(db: Database, workspace_id: int, data: dict[str, Any], *, creat
     fields: dict[str, Any] = {k: data[k] for k in _EDITABLE if data.get(k) is not None}
     fields.update(slug=slug, agent_type=agent_type, agent_config=agent_config, created_by=created_by)
     fields.setdefault("name", slug)
+    if not str(fields.get("operator_manual") or "").strip():
+        fields["operator_manual"] = DEFAULT_OPERATOR_MANUAL
     fields["secret_names"] = list(data.get("secret_names") or [])
     with db.write() as session:
         require_visible(session, workspace_id, fields["secret_names"])

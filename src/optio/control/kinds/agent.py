@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from optio.control import processes
+from optio.control import agent_turn_api, processes
 from optio.control.context import ControlContext
 from optio.control.handlers import Loaded, Outcome
 from optio.control.kinds.job import executor_error_policy, run_view
@@ -99,6 +99,10 @@ class AgentHandler:
     kind = KIND
     terminal = TERMINAL[RunKind.AGENT]
 
+    def __init__(self, turn_token_secret: bytes | None = None) -> None:
+        # Signs each turn's OPTIO_AGENT_TOKEN for the inter-agent API; None: turns get no token.
+        self.turn_token_secret = turn_token_secret
+
     def build_snapshot(self, ctx: ControlContext, session: Session, run_id: int, workspace_id: int,
                        now: datetime) -> AgentLoaded | None:
         agent = store.load(session, run_id, workspace_id)
@@ -161,13 +165,19 @@ class AgentHandler:
 
         env = ctx.secret_env(loaded.workspace_id, list(facts.secret_names), run=(KIND, agent_id))
         env.update(turn_env(ctx, loaded.workspace_id, facts, agent_id, attempt, facts.current_turn_id))
+        timeout_s = facts.max_turn_s or facts.agent_config.get("timeout_s") or ctx.settings.agent_timeout_s
+        mounts = None
+        if self.turn_token_secret and facts.current_turn_id is not None:
+            env.update(agent_turn_api.turn_api_env(
+                self.turn_token_secret, ctx.settings.api_url, agent_id=agent_id, workspace_id=loaded.workspace_id,
+                turn_id=facts.current_turn_id, turn_timeout_s=float(timeout_s)))
+            mounts = agent_turn_api.turn_mounts(cwd, ctx.data_dir.resolve())
         processes.launch(
             ctx,
             processes.LaunchRequest(
                 kind=KIND, run_id=agent_id, workspace_id=loaded.workspace_id, attempt=attempt,
                 agent_type=facts.agent_type, agent_config=facts.agent_config, prompt=prompt, cwd=cwd, env=env,
-                timeout_s=facts.max_turn_s or facts.agent_config.get("timeout_s") or ctx.settings.agent_timeout_s,
-                resume_session_id=None if cold else resume, prepare=prepare,
+                timeout_s=timeout_s, resume_session_id=None if cold else resume, prepare=prepare, mounts=mounts,
             ),
         )
 
