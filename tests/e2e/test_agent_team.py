@@ -135,21 +135,28 @@ def test_an_agent_round_trips_through_export_and_apply(server: OptioServer, tmp_
 
 
 def test_a_turns_token_works_in_the_sandbox_and_dies_with_its_turn(server: OptioServer) -> None:
+    call = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"peers","arguments":{}}}'
     command = ('printf %s "$OPTIO_AGENT_TOKEN" > token.txt; printf %s "$OPTIO_API_URL" > url.txt; '
-               "optio agent-msg peers --json > peers.json")
+               "optio agent-msg peers --json > peers.json; "
+               # An MCP server a vendor CLI starts may get a filtered environment: the turn file under HOME serves.
+               f"echo '{call}' | env -u OPTIO_AGENT_TOKEN -u OPTIO_API_URL optio agent-msg mcp > mcp.json")
     server.api("POST", "/api/agents", json={"slug": "spy", "agent_config": {"command": command},
                                             "lifecycle": "sticky"}).raise_for_status()
+    server.api("POST", "/api/agents", json={"slug": "spy-peer", "agent_config": {"command": "true"}}
+               ).raise_for_status()
     server.cli("agent", "send", "spy", "look around", check=True)
     wait_for("the spy's turn to end", lambda: agent(server, "spy")["state"] == "idle"
              and agent(server, "spy")["turn_count"] == 1, server)
     ws = workspace_of(server, "spy")
-    assert set(SLUGS) <= {p["slug"] for p in json.loads((ws / "peers.json").read_text())["peers"]}
+    assert "spy-peer" in {p["slug"] for p in json.loads((ws / "peers.json").read_text())["peers"]}
+    tool = json.loads((ws / "mcp.json").read_text())["result"]
+    assert tool["isError"] is False and "spy-peer" in {p["slug"] for p in tool["structuredContent"]["peers"]}
     token, url = (ws / "token.txt").read_text(), (ws / "url.txt").read_text()
     assert url == server.url and token.startswith("optio-agent.")
     # The turn is over: its token is refused, although it has not expired.
     res = httpx.get(url + "/api/agent-msg/peers", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert res.status_code == 401, res.text
     res = httpx.post(url + "/api/agent-msg/send", headers={"Authorization": f"Bearer {token}"},
-                     json={"to": "planner", "body": "sum: 1"}, timeout=10)
+                     json={"to": "spy-peer", "body": "late"}, timeout=10)
     assert res.status_code == 401
-    assert agent(server, "planner")["pending_messages"] == 0
+    assert server.api("GET", "/api/agents/spy-peer/messages").json() == []

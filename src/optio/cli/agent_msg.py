@@ -8,7 +8,9 @@ needs no login, no workspace and no API key. The same verbs are offered as MCP t
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -16,6 +18,7 @@ from rich.table import Table
 
 from optio.cli.client import ApiError, Client, fail
 from optio.cli.common import AS_JSON, console, print_json, print_table
+from optio.security.agent_tokens import TURN_FILE
 
 API_URL_ENV = "OPTIO_API_URL"
 TOKEN_ENV = "OPTIO_AGENT_TOKEN"
@@ -35,6 +38,8 @@ class AgentMsgClient:
     def from_env(cls, env: dict[str, str] | None = None) -> AgentMsgClient:
         env = dict(os.environ) if env is None else env
         url, token = env.get(API_URL_ENV, ""), env.get(TOKEN_ENV, "")
+        if (not url or not token) and env.get("HOME"):
+            url, token = _turn_file(Path(env["HOME"]) / TURN_FILE) or (url, token)
         if not url or not token:
             raise ApiError(0, "not_in_turn", f"{API_URL_ENV} and {TOKEN_ENV} are not set: `optio agent-msg` "
                                              "works only inside a persistent agent's turn")
@@ -52,6 +57,15 @@ class AgentMsgClient:
     def inbox(self, pending_only: bool = False) -> list[dict[str, Any]]:
         params = {"pending": "true"} if pending_only else None
         return list(self.http.get(f"{BASE}/inbox", params=params)["messages"])
+
+
+def _turn_file(path: Path) -> tuple[str, str] | None:
+    """The URL and token the turn also wrote under HOME (for a process started with a filtered environment)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return str(data["api_url"]), str(data["token"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _client() -> AgentMsgClient:

@@ -10,6 +10,7 @@ outside it, that source directory is shown read-only too.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -50,6 +51,15 @@ def turn_api_env(secret: bytes, api_url: str, *, agent_id: int, workspace_id: in
     if bin_dir is not None:
         env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH') or _DEFAULT_PATH}"
     return env
+
+
+def write_turn_file(home: Path, env: dict[str, str]) -> None:
+    """The URL and token also in ``$HOME/.optio/agent-turn.json`` (owner-only), for processes that lose the env."""
+    path = home / agent_tokens.TURN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump({"api_url": env[API_URL_ENV], "token": env[TOKEN_ENV]}, out)
 
 
 def turn_mounts(cwd: Path, hidden: Path) -> Mounts:

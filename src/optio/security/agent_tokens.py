@@ -20,6 +20,9 @@ import json
 from dataclasses import dataclass
 
 TOKEN_PREFIX = "optio-agent."
+# Beside the environment, a turn finds its API URL and token in this file under its HOME: an MCP server started
+# by a vendor CLI may get only a filtered environment, but it gets HOME.
+TURN_FILE = ".optio/agent-turn.json"
 _KEY_LABEL = b"optio-agent-token\x00v1"
 _MAX_TOKEN_CHARS = 1024
 

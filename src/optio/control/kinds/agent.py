@@ -157,21 +157,25 @@ class AgentHandler:
         cwd = workspace_dir(ctx, agent_id)
         cold = facts.lifecycle == "on-demand"
 
+        env = ctx.secret_env(loaded.workspace_id, list(facts.secret_names), run=(KIND, agent_id))
+        env.update(turn_env(ctx, loaded.workspace_id, facts, agent_id, attempt, facts.current_turn_id))
+        timeout_s = facts.max_turn_s or facts.agent_config.get("timeout_s") or ctx.settings.agent_timeout_s
+        mounts = None
+        api_env: dict[str, str] = {}
+        if self.turn_token_secret and facts.current_turn_id is not None:
+            api_env = agent_turn_api.turn_api_env(
+                self.turn_token_secret, ctx.settings.api_url, agent_id=agent_id, workspace_id=loaded.workspace_id,
+                turn_id=facts.current_turn_id, turn_timeout_s=float(timeout_s))
+            env.update(api_env)
+            mounts = agent_turn_api.turn_mounts(cwd, ctx.data_dir.resolve())
+
         def prepare() -> None:
             if cold:  # every turn starts from nothing: no files, no CLI state from the last one
                 shutil.rmtree(cwd, ignore_errors=True)
                 shutil.rmtree(home_dir(ctx, agent_id), ignore_errors=True)
             cwd.mkdir(parents=True, exist_ok=True)
-
-        env = ctx.secret_env(loaded.workspace_id, list(facts.secret_names), run=(KIND, agent_id))
-        env.update(turn_env(ctx, loaded.workspace_id, facts, agent_id, attempt, facts.current_turn_id))
-        timeout_s = facts.max_turn_s or facts.agent_config.get("timeout_s") or ctx.settings.agent_timeout_s
-        mounts = None
-        if self.turn_token_secret and facts.current_turn_id is not None:
-            env.update(agent_turn_api.turn_api_env(
-                self.turn_token_secret, ctx.settings.api_url, agent_id=agent_id, workspace_id=loaded.workspace_id,
-                turn_id=facts.current_turn_id, turn_timeout_s=float(timeout_s)))
-            mounts = agent_turn_api.turn_mounts(cwd, ctx.data_dir.resolve())
+            if api_env:
+                agent_turn_api.write_turn_file(home_dir(ctx, agent_id), api_env)
         processes.launch(
             ctx,
             processes.LaunchRequest(
