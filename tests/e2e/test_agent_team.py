@@ -160,3 +160,36 @@ def test_a_turns_token_works_in_the_sandbox_and_dies_with_its_turn(server: Optio
                      json={"to": "spy-peer", "body": "late"}, timeout=10)
     assert res.status_code == 401
     assert server.api("GET", "/api/agents/spy-peer/messages").json() == []
+
+
+def test_the_dashboard_lists_agents_shows_inbox_and_turns_and_sends_a_message(server: OptioServer) -> None:
+    import re
+
+    server.api("POST", "/api/agents", json={"slug": "echo", "name": "Echo", "lifecycle": "sticky",
+                                            "agent_config": {"command": "echo heard it"}}).raise_for_status()
+    assert server.api("PUT", "/api/me/password", json={"password": "team-admin-password"}).status_code == 204
+    browser = httpx.Client(base_url=server.url, timeout=30)
+    csrf = re.search(r"name='csrf_token' value='([^']+)'", browser.get("/login").text).group(1)  # type: ignore[union-attr]
+    assert browser.post("/login", data={"username": "admin", "password": "team-admin-password",
+                                        "csrf_token": csrf}).status_code == 303
+    listing = browser.get("/agents")
+    assert listing.status_code == 200 and '<a href="/agents/echo">echo</a>' in listing.text
+    detail = browser.get("/agents/echo")
+    assert detail.status_code == 200 and "No turns yet" in detail.text
+    page_csrf = re.search(r'name="csrf_token" value="([^"]+)"', detail.text).group(1)  # type: ignore[union-attr]
+    # Without the CSRF token the chat box is refused and nothing is sent.
+    assert browser.post("/agents/echo/messages", data={"body": "no token"}).status_code == 403
+    sent = browser.post("/agents/echo/messages", data={"body": "hello from the page", "csrf_token": page_csrf})
+    assert sent.status_code == 303 and sent.headers["location"] == "/agents/echo"
+    assert browser.post("/agents/echo/messages", data={"body": "", "csrf_token": page_csrf}).status_code == 422
+    assert browser.post("/agents/nobody/messages", data={"body": "x", "csrf_token": page_csrf}).status_code == 404
+    wait_for("echo's turn", lambda: agent(server, "echo")["turn_count"] == 1
+             and agent(server, "echo")["state"] == "idle", server)
+    html = browser.get("/agents/echo").text
+    assert "hello from the page" in html and "by turn" in html
+    assert 'data-log-url="/api/agents/echo/turns/1/logs"' in html
+    assert browser.get("/agents/echo", params={"turn": 9}).status_code == 404
+    assert browser.get("/agents/nobody").status_code == 404
+    messages = server.api("GET", "/api/agents/echo/messages").json()
+    assert [(m["sender"], m["body"]) for m in messages] == [("user:1", "hello from the page")]
+    browser.close()

@@ -290,6 +290,27 @@ def test_the_inter_agent_api_reaches_only_its_tokens_workspace(world: Any) -> No
     with db.read() as s:
         assert s.query(AgentMessage).count() == 0  # nothing crossed, in either direction
 
+    # The dashboard's agent pages and chat box: from B, A's agent is not found, and B's list shows only B's.
+    from optio.web import agent_pages
+
+    pages = {(m, r.path) for r in agent_pages.router.routes for m in getattr(r, "methods", set()) - {"HEAD"}
+             if "{" in getattr(r, "path", "")}
+    assert pages == {("GET", "/agents/{slug}"), ("POST", "/agents/{slug}/messages")}, "check a new agent page here"
+    assert server.api("PUT", "/api/users/bob/password", json={"password": "bob-agent-password"}).status_code == 204
+    browser = httpx.Client(base_url=server.url, timeout=30)
+    form = browser.get("/login").text
+    csrf = re.search(r"name='csrf_token' value='([^']+)'", form).group(1)  # type: ignore[union-attr]
+    assert browser.post("/login", data={"username": "bob", "password": "bob-agent-password",
+                                        "csrf_token": csrf}).status_code == 303
+    page_csrf = re.search(r"name='csrf-token' content='([^']+)'", browser.get("/").text).group(1)  # type: ignore[union-attr]
+    assert browser.get("/agents/a-agent").status_code == 404
+    assert browser.post("/agents/a-agent/messages", data={"body": "x", "csrf_token": page_csrf}).status_code == 404
+    listing = browser.get("/agents").text
+    assert "b-agent" in listing and "a-agent" not in listing
+    assert server.api("GET", "/api/agents/a-agent").status_code == 200  # the slug is real: A sees it
+    with db.read() as s:
+        assert s.query(AgentMessage).count() == 0
+
 
 def api_routes_all(tmp_path: Path) -> list[tuple[str, str, str | None]]:
     """Every API route, with or without a path parameter."""

@@ -41,6 +41,7 @@ from optio.config import Settings
 from optio.server import Optio, build, start
 from optio.services import runs as run_service
 from optio.web import actions as web_actions
+from optio.web import agent_pages as web_agent_pages
 from optio.web import assets
 from optio.web import docs as web_docs
 from optio.web import pages as web_pages
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(web_docs.router_for(app))
     app.include_router(web_pages.router)
     app.include_router(web_actions.router)
+    app.include_router(web_agent_pages.router)
     app.mount("/static", assets.static_files(), name="static")
     app.include_router(forge_hooks.router)
     app.include_router(trigger_routes.router)
