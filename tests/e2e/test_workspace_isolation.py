@@ -46,6 +46,8 @@ BODIES: dict[str, Any] = {
     "JobClone": {"name": "from-b"},
     "BlueprintRun": {"params": {}},
     "TaskMessageCreate": {"text": "from b"},
+    "PersistentAgentUpdate": {"name": "from b"},
+    "MessageIn": {"body": "from b"},
 }
 
 
@@ -94,11 +96,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
         blueprint = server.api("POST", "/api/blueprints", json={
             "name": "ba", "repo": "ra", "title_template": "t", "prompt_template": "p",
             "agent_config": {"command": "true"}}).json()
+        server.api("POST", "/api/agents", json={"slug": "aa", "agent_config": {"command": "cat"}}).raise_for_status()
+        server.api("POST", "/api/agents/aa/messages", json={"body": "hello"}).raise_for_status()
+        server.wait_state("/api/agents/aa/turns/1", {"succeeded"})
         a = {"job_ref": [str(job["id"]), "ja"], "run_id": [str(run["id"])], "repo_ref": [str(repo["id"]), "ra"],
              "task_id": [str(task["id"])], "pr_id": [str(opened["pr_id"])], "name": ["SA"],
              "username": ["admin"], "key_id": [str(key["id"])], "number": [str(ticket["number"])],
              "trigger_id": [str(trigger["id"])], "blueprint_ref": [str(blueprint["id"]), "ba"],
-             "webhook_id": [str(notify["id"])]}
+             "webhook_id": [str(notify["id"])], "slug": ["aa"], "turn": ["1"]}
         assert secret["name"] == "SA"
         server.api("POST", "/api/workspaces", json={"slug": "b"}).raise_for_status()
         bob = server.api("PUT", "/api/members/bob", headers={"X-Optio-Workspace": "b"},
@@ -187,7 +192,7 @@ def test_references_inside_bodies_and_queries_are_scoped(world: Any) -> None:
         res = server.api(method, path, token=bob_key, **kwargs)
         assert res.status_code == 404, (method, path, res.status_code, res.text[:300])
     # Listings from B show nothing of A.
-    for path in ("/api/jobs", "/api/repos", "/api/prs"):
+    for path in ("/api/jobs", "/api/repos", "/api/prs", "/api/agents"):
         assert server.api("GET", path, token=bob_key).json() == [], path
     assert server.api("GET", "/api/tasks", token=bob_key).json()["items"] == []
     assert server.api("GET", "/api/runs", token=bob_key).json()["items"] == []

@@ -110,3 +110,42 @@ def test_a_turn_drains_oldest_first_and_only_success_marks_them_processed(db: Da
         store.close_turn(s, agent_id, turn, outcome="succeeded", error=None, now=utcnow())
     assert svc.get_agent(db, 1, "scribe").pending_messages == 1
     assert [m.body for m in svc.read_inbox(db, 1, "scribe", pending_only=True)] == ["late"]
+
+
+def test_schedule_and_webhook_triggers_wake_an_agent_with_a_message(db: Database, tmp_path: Path) -> None:
+    import json
+    import time as clock
+    from datetime import timedelta
+
+    from optio.control import triggers as firing
+    from optio.security import crypto
+    from optio.services import triggers as trigger_service
+
+    keyring = crypto.load_keyring(tmp_path / "keys", None)
+    _agent(db, "watcher")
+    created = trigger_service.create(db, keyring, 1, {"type": "schedule", "target_type": "persistent_agent",
+                                                      "target": "watcher", "cron": "* * * * *",
+                                                      "params": {"topic": "ops"}})
+    assert created.target_name == "watcher"
+    start = created.trigger.last_due_at
+    assert start is not None
+    assert firing.tick(db, start + timedelta(seconds=61)) == 1
+    (msg,) = svc.read_inbox(db, 1, "watcher")
+    assert msg.sender == f"system:trigger-{created.trigger.id}" and msg.type == "event"
+    assert json.loads(msg.body)["params"] == {"topic": "ops"}
+    hook = trigger_service.create(db, keyring, 1, {"type": "webhook", "target_type": "persistent_agent",
+                                                   "target": "watcher"})
+    assert hook.secret is not None
+    body = b'{"alert": "disk full"}'
+    ts = int(clock.time())
+    kind, agent_id = trigger_service.receive(db, keyring, hook.trigger.id, timestamp=str(ts),
+                                             signature=trigger_service.sign(hook.secret, ts, body), body=body)
+    assert kind == "agent" and agent_id == svc.get_agent(db, 1, "watcher").agent.id
+    last = svc.read_inbox(db, 1, "watcher")[-1]
+    assert last.sender == f"external:trigger-{hook.trigger.id}"
+    assert json.loads(last.body)["payload"] == {"alert": "disk full"}
+    assert svc.get_agent(db, 1, "watcher").pending_messages == 2
+    with pytest.raises(Invalid) as bad:
+        trigger_service.create(db, keyring, 1, {"type": "manual", "target_type": "persistent_agent",
+                                                "target": "nobody"})
+    assert bad.value.field == "target"

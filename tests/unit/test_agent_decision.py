@@ -180,6 +180,10 @@ def test_budget_exceeded_pauses_with_its_reason_and_kills_a_running_turn() -> No
     running = decide_agent(snap(S.RUNNING, process=PROCESSES[2], budget=1.0, spent=1.2))
     assert isinstance(running, Transition) and running.to == S.PAUSED and running.kill_process
     assert running.patch["paused_reason"] == BUDGET_EXCEEDED and running.event == BUDGET_EXCEEDED
+    # A turn that already finished keeps its result: the budget stops the next one, not this one.
+    finished = decide_agent(snap(S.RUNNING, process=PROCESSES[4], pending=1, budget=1.0, spent=1.2))
+    assert isinstance(finished, Transition) and finished.to == S.QUEUED
+    assert finished.patch["last_turn_outcome"] == "succeeded"
     queued = decide_agent(snap(S.QUEUED, pending=1, budget=1.0, spent=1.0))
     assert isinstance(queued, Transition) and queued.to == S.PAUSED and queued.patch["paused_reason"] == BUDGET_EXCEEDED
     under = decide_agent(snap(S.QUEUED, pending=1, budget=1.0, spent=0.2))

@@ -119,10 +119,10 @@ def list_turns(slug: Slug, ctx: Ctx = Depends(get_ctx), limit: Annotated[PageLim
     return [turn_out(t) for t in svc.list_turns(ctx.db, ctx.workspace_id, slug, limit=limit, before=before)]
 
 
-@router.get("/{slug}/turns/{number}", response_model=TurnDetail)
-def get_turn(slug: Slug, number: TurnNumber, ctx: Ctx = Depends(get_ctx)) -> TurnDetail:
-    _, turn = svc.get_turn(ctx.db, ctx.workspace_id, slug, number)
-    return TurnDetail(**turn_out(turn).model_dump(), prompt=turn.prompt)
+@router.get("/{slug}/turns/{turn}", response_model=TurnDetail)
+def get_turn(slug: Slug, turn: TurnNumber, ctx: Ctx = Depends(get_ctx)) -> TurnDetail:
+    _, row = svc.get_turn(ctx.db, ctx.workspace_id, slug, turn)
+    return TurnDetail(**turn_out(row).model_dump(), prompt=row.prompt)
 
 
 def _log_page(ctx: Ctx, slug: str, number: int, after: int, limit: int) -> LogPage:
@@ -131,17 +131,17 @@ def _log_page(ctx: Ctx, slug: str, number: int, after: int, limit: int) -> LogPa
                    done=got.done)
 
 
-@router.get("/{slug}/turns/{number}/logs", response_model=LogPage)
-def turn_logs(slug: Slug, number: TurnNumber, ctx: Ctx = Depends(get_ctx),
+@router.get("/{slug}/turns/{turn}/logs", response_model=LogPage)
+def turn_logs(slug: Slug, turn: TurnNumber, ctx: Ctx = Depends(get_ctx),
               after: Annotated[Seq, Query(description="Return lines with seq > after")] = 0,
               limit: Annotated[LogLimit, Query()] = 1000) -> LogPage:
-    return _log_page(ctx, slug, number, after, limit)
+    return _log_page(ctx, slug, turn, after, limit)
 
 
-@router.get("/{slug}/turns/{number}/logs/stream", response_class=StreamingResponse, responses=STREAM_RESPONSES)
-def stream_turn_logs(slug: Slug, number: TurnNumber, ctx: Ctx = Depends(get_ctx),
+@router.get("/{slug}/turns/{turn}/logs/stream", response_class=StreamingResponse, responses=STREAM_RESPONSES)
+def stream_turn_logs(slug: Slug, turn: TurnNumber, ctx: Ctx = Depends(get_ctx),
                      after: Annotated[Seq, Query(description="Replay lines with seq > after")] = 0
                      ) -> StreamingResponse:
     """Replays the turn's lines after `after`, then follows until the turn ends (SSE: `line`, then `end`)."""
-    _log_page(ctx, slug, number, after, 1)  # an unknown agent or turn is a 404, not an empty stream
-    return sse(lambda cursor: _log_page(ctx, slug, number, cursor, 1000), after)
+    _log_page(ctx, slug, turn, after, 1)  # an unknown agent or turn is a 404, not an empty stream
+    return sse(lambda cursor: _log_page(ctx, slug, turn, cursor, 1000), after)

@@ -196,9 +196,7 @@ def decide_agent(snap: AgentSnapshot) -> Action:
     if run.state == S.PROVISIONING:
         return StartAgent(to=S.RUNNING, reason=f"starting turn {run.attempts}", event="running")
 
-    # running
-    if over_budget(snap):
-        return _budget_pause(snap)
+    # running: a turn that already ended is judged on how it ended; one still going stops at the budget.
     health = assess(run, snap.process, now=snap.now, stall_threshold_s=snap.stall_threshold_s)
     if health.outcome == "failed":
         assert health.failure is not None
@@ -210,4 +208,6 @@ def decide_agent(snap: AgentSnapshot) -> Action:
             return Transition(to=S.QUEUED, reason=f"turn {run.attempts} done; {snap.pending} message(s) arrived "
                               "during it", patch=patch, event="turn_succeeded")
         return Transition(to=S.IDLE, reason=f"turn {run.attempts} done", patch=patch, event="turn_succeeded")
+    if over_budget(snap):
+        return _budget_pause(snap)
     return Noop(reason=f"turn {run.attempts}: agent {health.outcome}", recheck_after_s=health.recheck_after_s)
