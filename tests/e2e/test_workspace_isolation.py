@@ -19,6 +19,7 @@ from tests.support.optio_server import OptioServer
 from optio.api.app import create_app
 from optio.config import Settings
 from optio.web import actions as web_actions
+from optio.web import agent_pages as web_agent_pages
 from optio.web import pages as web_pages
 
 pytestmark = pytest.mark.slow
@@ -203,7 +204,7 @@ def test_references_inside_bodies_and_queries_are_scoped(world: Any) -> None:
 def html_routes() -> list[tuple[str, str]]:
     """(method, path template) of every dashboard route with a path parameter (the pages and their forms)."""
     out = []
-    for route in [*web_pages.router.routes, *web_actions.router.routes]:
+    for route in [*web_pages.router.routes, *web_actions.router.routes, *web_agent_pages.router.routes]:
         path = getattr(route, "path", "")
         if "{" in path:
             out += [(method, path) for method in sorted(getattr(route, "methods", set()) - {"HEAD"})]
@@ -292,13 +293,15 @@ def test_the_inter_agent_api_reaches_only_its_tokens_workspace(world: Any) -> No
     res = server.api("POST", "/api/agent-msg/send", token=tokens["a-agent"], json={"to": "b-agent", "body": "x"})
     assert res.status_code == 404, res.text
     assert server.api("GET", "/api/agent-msg/inbox", token=b_token).json() == {"messages": []}
-    with db.read() as s:
-        assert s.query(AgentMessage).count() == 0  # nothing crossed, in either direction
+    def crossed() -> int:
+        with db.read() as s:
+            ids = [agent_store.get(s, ws, slug).id for ws, slug in ((1, "a-agent"), (ws_b, "b-agent"))]
+            return s.query(AgentMessage).filter(AgentMessage.agent_id.in_(ids)).count()
+
+    assert crossed() == 0  # nothing crossed, in either direction
 
     # The dashboard's agent pages and chat box: from B, A's agent is not found, and B's list shows only B's.
-    from optio.web import agent_pages
-
-    pages = {(m, r.path) for r in agent_pages.router.routes for m in getattr(r, "methods", set()) - {"HEAD"}
+    pages = {(m, r.path) for r in web_agent_pages.router.routes for m in getattr(r, "methods", set()) - {"HEAD"}
              if "{" in getattr(r, "path", "")}
     assert pages == {("GET", "/agents/{slug}"), ("POST", "/agents/{slug}/messages")}, "check a new agent page here"
     assert server.api("PUT", "/api/users/bob/password", json={"password": "bob-agent-password"}).status_code == 204
@@ -313,8 +316,7 @@ def test_the_inter_agent_api_reaches_only_its_tokens_workspace(world: Any) -> No
     listing = browser.get("/agents").text
     assert "b-agent" in listing and "a-agent" not in listing
     assert server.api("GET", "/api/agents/a-agent").status_code == 200  # the slug is real: A sees it
-    with db.read() as s:
-        assert s.query(AgentMessage).count() == 0
+    assert crossed() == 0
 
 
 def api_routes_all(tmp_path: Path) -> list[tuple[str, str, str | None]]:
