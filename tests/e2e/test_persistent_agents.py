@@ -219,7 +219,10 @@ def test_a_daily_budget_pauses_the_agent_and_tells_the_agent_that_sent_the_work(
 
 
 def test_sticky_agents_keep_their_memory_and_on_demand_agents_start_cold(server: OptioServer) -> None:
-    remember = "cat > /dev/null; echo turn-$OPTIO_AGENT_TURN >> memory.md; cat memory.md"
+    # Each turn names a session (as a vendor CLI would) and notes the one it was asked to resume.
+    remember = ("cat > /dev/null; echo turn-$OPTIO_AGENT_TURN >> memory.md; cat memory.md; "
+                "echo \"resumed:${OPTIO_AGENT_RESUME_SESSION:-none}\" > resumed.txt; "
+                "echo '{\"type\": \"session\", \"session_id\": \"s-'$OPTIO_AGENT_TURN'\"}'")
     create(server, "sticky", remember, "--lifecycle", "sticky")
     create(server, "cold", remember, "--lifecycle", "on-demand")
     for slug in ("sticky", "cold"):
@@ -228,7 +231,15 @@ def test_sticky_agents_keep_their_memory_and_on_demand_agents_start_cold(server:
             wait_for(server, slug, lambda a, n=i + 1: a["turn_count"] == n and settled(a))
     assert (workspace_of(server, "sticky") / "memory.md").read_text().split() == ["turn-1", "turn-2"]
     assert (workspace_of(server, "cold") / "memory.md").read_text().split() == ["turn-2"]
+    # Sessions: the sticky agent's second turn resumed the first one's; the on-demand one started afresh.
+    assert (workspace_of(server, "sticky") / "resumed.txt").read_text().strip() == "resumed:s-1"
+    assert (workspace_of(server, "cold") / "resumed.txt").read_text().strip() == "resumed:none"
+    sticky_turns, cold_turns = turns(server, "sticky"), turns(server, "cold")
+    assert [(t["session_id"], t["resumed_session_id"]) for t in sticky_turns] == [("s-1", None), ("s-2", "s-1")]
+    assert [(t["session_id"], t["resumed_session_id"]) for t in cold_turns] == [("s-1", None), ("s-2", None)]
+    assert agent(server, "sticky")["session_id"] == "s-2"
     page = server.api("GET", "/api/agents/sticky/turns/2/logs").json()
-    assert page["done"] and [line["text"] for line in page["items"]] == ["turn-1", "turn-2"]
-    streamed = server.cli("agent", "logs", "sticky", "2", "--follow", check=True).stdout.split()
-    assert streamed == ["turn-1", "turn-2"]
+    assert page["done"] and [line["text"] for line in page["items"] if line["stream"] == "stdout"] == [
+        "turn-1", "turn-2"]
+    streamed = server.cli("agent", "logs", "sticky", "2", "--follow", check=True).stdout.split("\n")
+    assert streamed[:2] == ["turn-1", "turn-2"] and "session s-2" in streamed[2]

@@ -161,6 +161,9 @@ class AgentHandler:
 
         env = ctx.secret_env(loaded.workspace_id, list(facts.secret_names), run=(KIND, agent_id))
         env.update(turn_env(ctx, loaded.workspace_id, facts, agent_id, attempt, facts.current_turn_id))
+        if resume and not cold:
+            # Vendor CLIs resume natively (the adapter's resume path); a script agent can read it here.
+            env["OPTIO_AGENT_RESUME_SESSION"] = resume
         processes.launch(
             ctx,
             processes.LaunchRequest(
