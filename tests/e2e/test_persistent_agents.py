@@ -144,8 +144,8 @@ def test_three_failed_turns_fail_the_agent_and_resume_brings_it_back(server: Opt
     time.sleep(1.5)
     assert agent(server, "flaky")["state"] == "failed" and agent(server, "flaky")["turn_count"] == 3
 
-    fixed = server.api("PATCH", "/api/agents/flaky", json={"agent_config": {"command": RECORDER}})
-    assert fixed.status_code == 200, fixed.text
+    server.cli("agent", "update", "flaky", "--command", RECORDER, check=True)
+    assert agent(server, "flaky")["agent_config"] == {"command": RECORDER}
     server.cli("agent", "resume", "flaky", check=True)
     back = wait_for(server, "flaky", settled)
     assert back["consecutive_failures"] == 0
@@ -247,3 +247,22 @@ def test_sticky_agents_keep_their_memory_and_on_demand_agents_start_cold(server:
         "turn-1", "turn-2"]
     streamed = server.cli("agent", "logs", "sticky", "2", "--follow", check=True).stdout.split("\n")
     assert streamed[:2] == ["turn-1", "turn-2"] and "session s-2" in streamed[2]
+
+
+def test_named_secrets_reach_every_turn_and_never_its_logs(server: OptioServer) -> None:
+    token = "agent-tok-51c0ffee9d"
+    server.cli("secret", "set", "AGENT_TOKEN", "--value", token, check=True)
+    server.cli("secret", "set", "OTHER_SECRET", "--value", "other-val-77aa", check=True)
+    create(server, "keyed", "cat > /dev/null; echo \"token=$AGENT_TOKEN other=${OTHER_SECRET:-unset}\"; "
+                            "printf %s \"$AGENT_TOKEN\" | rev > reversed.txt", "--secret", "AGENT_TOKEN",
+           "--lifecycle", "sticky")
+    refused = server.cli("agent", "create", "--slug", "nokey", "--command", "true", "--secret", "MISSING")
+    assert refused.returncode != 0 and "MISSING" in refused.stdout + refused.stderr
+    for i in range(2):
+        server.cli("agent", "send", "keyed", f"go {i}", check=True)
+        wait_for(server, "keyed", lambda a, n=i + 1: a["turn_count"] == n and settled(a))
+    assert (workspace_of(server, "keyed") / "reversed.txt").read_text() == token[::-1]
+    for n in (1, 2):
+        lines = [x["text"] for x in server.api("GET", f"/api/agents/keyed/turns/{n}/logs").json()["items"]]
+        assert lines and all(token not in line for line in lines), lines
+        assert any("other=unset" in line for line in lines)  # only the secret the agent names
