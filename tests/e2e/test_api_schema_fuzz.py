@@ -49,6 +49,9 @@ def seed(server: OptioServer, tmp: Path) -> dict[str, str]:
     server.api("POST", "/api/agents", json={"slug": "fuzzagent", "agent_config": {"command": "cat"}}).raise_for_status()
     server.api("POST", "/api/agents/fuzzagent/messages", json={"body": "hello"}).raise_for_status()
     server.wait_state("/api/agents/fuzzagent/turns/1", {"succeeded", "failed"})
+    # Paused, generated messages wait in its inbox instead of each starting a turn (a process) mid-sweep.
+    server.api("POST", "/api/agents/fuzzagent/pause").raise_for_status()
+    server.wait_state("/api/agents/fuzzagent", {"paused"})
     return {"job_ref": str(job["id"]), "run_id": str(run["id"]), "repo_ref": str(repo["id"]),
             "task_id": str(task["id"]), "pr_id": str(opened["pr_id"]), "number": str(ticket["number"]),
             "slug": "fuzzagent", "turn": "1"}

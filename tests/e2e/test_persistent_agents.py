@@ -144,8 +144,8 @@ def test_three_failed_turns_fail_the_agent_and_resume_brings_it_back(server: Opt
     time.sleep(1.5)
     assert agent(server, "flaky")["state"] == "failed" and agent(server, "flaky")["turn_count"] == 3
 
-    fixed = server.api("PATCH", "/api/agents/flaky", json={"agent_config": {"command": RECORDER}})
-    assert fixed.status_code == 200, fixed.text
+    server.cli("agent", "update", "flaky", "--command", RECORDER, check=True)
+    assert agent(server, "flaky")["agent_config"] == {"command": RECORDER}
     server.cli("agent", "resume", "flaky", check=True)
     back = wait_for(server, "flaky", settled)
     assert back["consecutive_failures"] == 0
@@ -193,6 +193,8 @@ def test_a_daily_budget_pauses_the_agent_and_tells_the_agent_that_sent_the_work(
              "echo '{\"type\": \"usage\", \"input_tokens\": 10, \"output_tokens\": 5, \"cost_usd\": 0.02}'")
     create(server, "pricey", usage, "--max-cost-usd", "0.01", "--lifecycle", "on-demand")
     create(server, "boss", "cat > /dev/null")
+    hook = server.api("POST", "/api/notifications/webhooks", json={
+        "url": "http://93.184.216.34/optio-budget", "events": ["agent.budget_exceeded"]}).json()
     server.cli("agent", "send", "pricey", "first job", check=True)
     first = wait_for(server, "pricey", lambda a: a["turn_count"] == 1 and a["state"] == "idle")
     assert first["cost_usd"] == pytest.approx(0.02)
@@ -211,6 +213,8 @@ def test_a_daily_budget_pauses_the_agent_and_tells_the_agent_that_sent_the_work(
     assert len(note) == 1 and "pricey" in note[0]["body"]
     events = [e["event"] for e in server.api("GET", "/api/agents/pricey/events").json()]
     assert "budget_exceeded" in events
+    deliveries = server.api("GET", f"/api/notifications/webhooks/{hook['id']}/deliveries").json()
+    assert [d["event"] for d in deliveries] == ["agent.budget_exceeded"]
     # A bigger budget and a resume: the waiting message is handled.
     server.api("PATCH", "/api/agents/pricey", json={"max_cost_usd": 1.0}).raise_for_status()
     server.cli("agent", "resume", "pricey", check=True)
@@ -219,7 +223,10 @@ def test_a_daily_budget_pauses_the_agent_and_tells_the_agent_that_sent_the_work(
 
 
 def test_sticky_agents_keep_their_memory_and_on_demand_agents_start_cold(server: OptioServer) -> None:
-    remember = "cat > /dev/null; echo turn-$OPTIO_AGENT_TURN >> memory.md; cat memory.md"
+    # Each turn names a session (as a vendor CLI would) and notes the one it was asked to resume.
+    remember = ("cat > /dev/null; echo turn-$OPTIO_AGENT_TURN >> memory.md; cat memory.md; "
+                "echo \"resumed:${OPTIO_AGENT_RESUME_SESSION:-none}\" > resumed.txt; "
+                "echo '{\"type\": \"session\", \"session_id\": \"s-'$OPTIO_AGENT_TURN'\"}'")
     create(server, "sticky", remember, "--lifecycle", "sticky")
     create(server, "cold", remember, "--lifecycle", "on-demand")
     for slug in ("sticky", "cold"):
@@ -228,7 +235,34 @@ def test_sticky_agents_keep_their_memory_and_on_demand_agents_start_cold(server:
             wait_for(server, slug, lambda a, n=i + 1: a["turn_count"] == n and settled(a))
     assert (workspace_of(server, "sticky") / "memory.md").read_text().split() == ["turn-1", "turn-2"]
     assert (workspace_of(server, "cold") / "memory.md").read_text().split() == ["turn-2"]
+    # Sessions: the sticky agent's second turn resumed the first one's; the on-demand one started afresh.
+    assert (workspace_of(server, "sticky") / "resumed.txt").read_text().strip() == "resumed:s-1"
+    assert (workspace_of(server, "cold") / "resumed.txt").read_text().strip() == "resumed:none"
+    sticky_turns, cold_turns = turns(server, "sticky"), turns(server, "cold")
+    assert [(t["session_id"], t["resumed_session_id"]) for t in sticky_turns] == [("s-1", None), ("s-2", "s-1")]
+    assert [(t["session_id"], t["resumed_session_id"]) for t in cold_turns] == [("s-1", None), ("s-2", None)]
+    assert agent(server, "sticky")["session_id"] == "s-2"
     page = server.api("GET", "/api/agents/sticky/turns/2/logs").json()
-    assert page["done"] and [line["text"] for line in page["items"]] == ["turn-1", "turn-2"]
-    streamed = server.cli("agent", "logs", "sticky", "2", "--follow", check=True).stdout.split()
-    assert streamed == ["turn-1", "turn-2"]
+    assert page["done"] and [line["text"] for line in page["items"] if line["stream"] == "stdout"] == [
+        "turn-1", "turn-2"]
+    streamed = server.cli("agent", "logs", "sticky", "2", "--follow", check=True).stdout.split("\n")
+    assert streamed[:2] == ["turn-1", "turn-2"] and "session s-2" in streamed[2]
+
+
+def test_named_secrets_reach_every_turn_and_never_its_logs(server: OptioServer) -> None:
+    token = "agent-tok-51c0ffee9d"
+    server.cli("secret", "set", "AGENT_TOKEN", "--value", token, check=True)
+    server.cli("secret", "set", "OTHER_SECRET", "--value", "other-val-77aa", check=True)
+    create(server, "keyed", "cat > /dev/null; echo \"token=$AGENT_TOKEN other=${OTHER_SECRET:-unset}\"; "
+                            "printf %s \"$AGENT_TOKEN\" | rev > reversed.txt", "--secret", "AGENT_TOKEN",
+           "--lifecycle", "sticky")
+    refused = server.cli("agent", "create", "--slug", "nokey", "--command", "true", "--secret", "MISSING")
+    assert refused.returncode != 0 and "MISSING" in refused.stdout + refused.stderr
+    for i in range(2):
+        server.cli("agent", "send", "keyed", f"go {i}", check=True)
+        wait_for(server, "keyed", lambda a, n=i + 1: a["turn_count"] == n and settled(a))
+    assert (workspace_of(server, "keyed") / "reversed.txt").read_text() == token[::-1]
+    for n in (1, 2):
+        lines = [x["text"] for x in server.api("GET", f"/api/agents/keyed/turns/{n}/logs").json()["items"]]
+        assert lines and all(token not in line for line in lines), lines
+        assert any("other=unset" in line for line in lines)  # only the secret the agent names

@@ -149,3 +149,38 @@ def test_schedule_and_webhook_triggers_wake_an_agent_with_a_message(db: Database
         trigger_service.create(db, keyring, 1, {"type": "manual", "target_type": "persistent_agent",
                                                 "target": "nobody"})
     assert bad.value.field == "target"
+
+
+def test_update_checks_fields_and_null_removes_a_limit(db: Database) -> None:
+    svc.create_agent(db, 1, {"slug": "capped", "agent_type": "script", "agent_config": {"command": "true"},
+                             "max_cost_usd": 2.5, "max_turn_s": 60})
+    changed = svc.update_agent(db, 1, "capped", {"max_cost_usd": None, "lifecycle": "sticky", "name": None})
+    assert changed.max_cost_usd is None and changed.max_turn_s == 60 and changed.lifecycle == "sticky"
+    assert changed.name == "capped"
+    with pytest.raises(Invalid) as bad:
+        svc.update_agent(db, 1, "capped", {"lifecycle": "forever"})
+    assert bad.value.field == "lifecycle"
+    with pytest.raises(Invalid) as bad:
+        svc.update_agent(db, 1, "capped", {"agent_config": {"command": ""}})
+    assert bad.value.field == "agent_config.command"
+    with pytest.raises(Invalid) as bad:
+        svc.update_agent(db, 1, "capped", {"secret_names": ["MISSING"]})
+    assert bad.value.field == "secret_names"
+
+
+def test_a_turn_is_live_only_while_it_is_the_agents_open_turn(db: Database) -> None:
+    agent_id = _agent(db)
+    svc.send_message(db, 1, "scribe", "hi", sender="user:1")
+    with db.write() as s:
+        agent = store.load(s, agent_id, 1)
+        assert agent is not None
+        agent.state = "running"
+        turn, _ = store.start_turn(s, agent, number=1, now=utcnow(), max_messages=10)
+        turn_id = turn.id
+    assert svc.live_turn(db, 1, agent_id, turn_id) is not None
+    assert svc.live_turn(db, 2, agent_id, turn_id) is None  # another workspace
+    with db.write() as s:
+        done = store.turn_by_id(s, turn_id)
+        assert done is not None
+        store.close_turn(s, agent_id, done, outcome="succeeded", error=None, now=utcnow())
+    assert svc.live_turn(db, 1, agent_id, turn_id) is None

@@ -48,6 +48,34 @@ def create(
     console.print(f"created agent [bold]{created['slug']}[/bold] ({created['agent_type']}, {created['lifecycle']})")
 
 
+@app.command("update")
+@handle_errors
+def update(
+    ctx: typer.Context,
+    slug: str = typer.Argument(..., help="Agent slug"),
+    command: str | None = typer.Option(None, "--command", help="The script agent's new shell command"),
+    system_prompt: str | None = typer.Option(None, "--system-prompt", help="New system prompt"),
+    operator_manual: str | None = typer.Option(None, "--operator-manual", help="New operator manual"),
+    lifecycle: str | None = typer.Option(None, "--lifecycle", help="always-on, sticky or on-demand"),
+    max_cost_usd: float | None = typer.Option(None, "--max-cost-usd", help="New daily budget"),
+    as_json: bool = AS_JSON,
+) -> None:
+    """Change an agent's definition; the next turn uses it."""
+    client = client_from(ctx)
+    body: dict[str, object] = {k: v for k, v in {"system_prompt": system_prompt, "operator_manual": operator_manual,
+                                                 "lifecycle": lifecycle, "max_cost_usd": max_cost_usd}.items()
+                               if v is not None}
+    if command is not None:
+        config = dict(client.get(f"/api/agents/{slug}")["agent_config"])
+        config["command"] = command
+        body["agent_config"] = config
+    changed = client.request("PATCH", f"/api/agents/{slug}", json=body)
+    if as_json:
+        print_json(changed)
+        return
+    console.print(f"updated agent [bold]{changed['slug']}[/bold]")
+
+
 @app.command("list")
 @handle_errors
 def list_agents(ctx: typer.Context, as_json: bool = AS_JSON) -> None:

@@ -23,6 +23,7 @@ SENDER_RE = re.compile(rf"^(user:[0-9]{{1,18}}|agent:[a-z0-9][a-z0-9-]{{0,63}}/[
 MESSAGE_TYPES = ("text", "json", "event")
 LIFECYCLES = ("on-demand", "sticky", "always-on")
 MAX_BODY_CHARS = 100_000
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 def valid_slug(slug: str) -> bool:
@@ -48,9 +49,12 @@ class Envelope:
     created_at: datetime
 
     def to_json(self) -> str:
-        return json.dumps({"v": ENVELOPE_VERSION, "id": self.id, "from": self.sender, "type": self.type,
+        """One line, whatever the body holds: JSON escapes control characters, and the three other characters
+        Python's ``splitlines`` breaks at are escaped here too."""
+        text = json.dumps({"v": ENVELOPE_VERSION, "id": self.id, "from": self.sender, "type": self.type,
                            "created_at": self.created_at.isoformat(), "body": self.body},
                           ensure_ascii=False, sort_keys=True)
+        return text.translate(_LINE_BREAKS)
 
 
 def render_prompt(*, system_prompt: str, operator_manual: str, envelopes: Sequence[Envelope], agent_slug: str,

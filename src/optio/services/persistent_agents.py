@@ -79,7 +79,8 @@ def create_agent(db: Database, workspace_id: int, data: dict[str, Any], *, creat
 
 def update_agent(db: Database, workspace_id: int, slug: str, changes: dict[str, Any]) -> PersistentAgent:
     """Change the definition; the next turn uses it (a turn already running keeps what it started with)."""
-    changes = {k: v for k, v in changes.items() if k in _EDITABLE and v is not None}
+    clearable = ("max_turn_s", "max_cost_usd")  # null removes the limit
+    changes = {k: v for k, v in changes.items() if k in _EDITABLE and (v is not None or k in clearable)}
     _check(changes)
     with db.write() as session:
         agent = store.get(session, workspace_id, slug)
@@ -222,3 +223,18 @@ def run_events(db: Database, workspace_id: int, slug: str) -> list[Any]:
     with db.read() as session:
         agent = store.get(session, workspace_id, slug)
         return store.events(session, workspace_id, agent.id)
+
+
+def live_turn(db: Database, workspace_id: int, agent_id: int, turn_id: int) -> tuple[PersistentAgent, AgentTurn] | None:
+    """The agent and its turn `turn_id` while that turn is the agent's open one, else None.
+
+    What a per-turn credential checks: it is good only while its turn runs, and only in its own workspace.
+    """
+    with db.read() as session:
+        agent = store.load(session, agent_id, workspace_id)
+        if agent is None or agent.current_turn_id != turn_id or agent.state not in ("provisioning", "running"):
+            return None
+        turn = store.turn_by_id(session, turn_id)
+        if turn is None or turn.finished_at is not None:
+            return None
+        return agent, turn

@@ -32,7 +32,8 @@ def running_turn(session: Session, *, agent_id: int, workspace_id: int, turn_id:
         .join(AgentTurn, AgentTurn.agent_id == PersistentAgent.id)
         .join(Workspace, Workspace.id == PersistentAgent.workspace_id)
         .where(AgentTurn.id == turn_id, AgentTurn.agent_id == agent_id, AgentTurn.workspace_id == workspace_id,
-               PersistentAgent.workspace_id == workspace_id, AgentTurn.state.in_(OPEN_TURN_STATES),
+               PersistentAgent.workspace_id == workspace_id, PersistentAgent.current_turn_id == turn_id,
+               AgentTurn.state.in_(OPEN_TURN_STATES),
                AgentTurn.finished_at.is_(None), PersistentAgent.state != ARCHIVED)
     ).first()
     if row is None:

@@ -73,6 +73,7 @@ def get_agent(slug: Slug, ctx: Ctx = Depends(get_ctx)) -> PersistentAgentOut:
 
 @router.patch("/{slug}", response_model=PersistentAgentOut)
 def update_agent(slug: Slug, body: PersistentAgentUpdate, ctx: Ctx = Depends(get_ctx)) -> PersistentAgentOut:
+    """Change the fields given; `null` removes a limit (max_turn_s, max_cost_usd). The next turn uses them."""
     svc.update_agent(ctx.db, ctx.workspace_id, slug, body.model_dump(exclude_unset=True))
     return agent_out(svc.get_agent(ctx.db, ctx.workspace_id, slug))
 

@@ -31,7 +31,7 @@ from optio.domain.agent_messages import Envelope, agent_sender, render_prompt, w
 from optio.domain.reconcile.agent import BUDGET_EXCEEDED, AgentSnapshot, decide_agent
 from optio.domain.snapshot import Capacity
 from optio.domain.states import TERMINAL, RunKind
-from optio.store import admission
+from optio.store import admission, notifications
 from optio.store import persistent_agents as store
 from optio.store.models import PersistentAgent
 from optio.store.session import Session
@@ -176,6 +176,10 @@ class AgentHandler:
             cwd.mkdir(parents=True, exist_ok=True)
             if api_env:
                 agent_turn_api.write_turn_file(home_dir(ctx, agent_id), api_env)
+
+        if resume and not cold:
+            # Vendor CLIs resume natively (the adapter's resume path); a script agent can read it here.
+            env["OPTIO_AGENT_RESUME_SESSION"] = resume
         processes.launch(
             ctx,
             processes.LaunchRequest(
@@ -233,7 +237,8 @@ def _tell_senders_about_budget(session: Session, agent: PersistentAgent, now: da
     ws_slug = store.workspace_slug(session, agent.workspace_id)
     own = agent_sender(ws_slug, agent.slug)
     prefix = f"agent:{ws_slug}/"
-    senders = {s for s in store.pending_senders(session, agent.id) if s.startswith(prefix) and s != own}
+    waiting = store.pending_senders(session, agent.id)
+    senders = {s for s in waiting if s.startswith(prefix) and s != own}
     for sender in sorted(senders):
         peer = store.find(session, agent.workspace_id, sender[len(prefix):])
         if peer is None or peer.state == "archived":
@@ -241,4 +246,8 @@ def _tell_senders_about_budget(session: Session, agent: PersistentAgent, now: da
         store.insert_message(session, peer, sender="system:budget", type="event", now=now,
                              body=f"agent {agent.slug!r} is paused: its daily budget is exceeded "
                                   f"({agent.error or BUDGET_EXCEEDED}); your message to it waits until it resumes")
+    notifications.queue_event(session, workspace_id=agent.workspace_id, event="agent.budget_exceeded", now=now,
+                              payload={"event": "agent.budget_exceeded", "kind": KIND, "id": agent.id,
+                                       "slug": agent.slug, "state": "paused", "reason": agent.error or BUDGET_EXCEEDED,
+                                       "waiting_senders": waiting, "at": now.isoformat()})
 
