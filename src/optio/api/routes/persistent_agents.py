@@ -93,7 +93,7 @@ for _intent in svc.INTENTS:
 
 
 @router.post("/{slug}/messages", response_model=MessageOut, status_code=201)
-def send_message(slug: Slug, body: MessageIn, ctx: Ctx = Depends(get_ctx)) -> MessageOut:
+def send_agent_message(slug: Slug, body: MessageIn, ctx: Ctx = Depends(get_ctx)) -> MessageOut:
     """A person's message to the agent: it wakes the agent (or waits for the turn in progress to end)."""
     msg = svc.send_message(ctx.db, ctx.workspace_id, slug, body.body, sender=f"user:{ctx.user_id or 0}",
                            type=body.type)
@@ -101,7 +101,7 @@ def send_message(slug: Slug, body: MessageIn, ctx: Ctx = Depends(get_ctx)) -> Me
 
 
 @router.get("/{slug}/messages", response_model=list[MessageOut])
-def list_messages(slug: Slug, ctx: Ctx = Depends(get_ctx), pending: bool = False,
+def list_agent_messages(slug: Slug, ctx: Ctx = Depends(get_ctx), pending: bool = False,
                   after: Annotated[Seq, Query(description="Messages with id > after")] = 0,
                   limit: Annotated[PageLimit, Query()] = 100) -> list[MessageOut]:
     return [message_out(m) for m in svc.read_inbox(ctx.db, ctx.workspace_id, slug, pending_only=pending,
@@ -114,14 +114,14 @@ def agent_events(slug: Slug, ctx: Ctx = Depends(get_ctx)) -> list[RunEventOut]:
 
 
 @router.get("/{slug}/turns", response_model=list[TurnOut])
-def list_turns(slug: Slug, ctx: Ctx = Depends(get_ctx), limit: Annotated[PageLimit, Query()] = 50,
+def list_agent_turns(slug: Slug, ctx: Ctx = Depends(get_ctx), limit: Annotated[PageLimit, Query()] = 50,
                before: Annotated[Seq | None, Query(description="Turns numbered below this")] = None
                ) -> list[TurnOut]:
     return [turn_out(t) for t in svc.list_turns(ctx.db, ctx.workspace_id, slug, limit=limit, before=before)]
 
 
 @router.get("/{slug}/turns/{turn}", response_model=TurnDetail)
-def get_turn(slug: Slug, turn: TurnNumber, ctx: Ctx = Depends(get_ctx)) -> TurnDetail:
+def get_agent_turn(slug: Slug, turn: TurnNumber, ctx: Ctx = Depends(get_ctx)) -> TurnDetail:
     _, row = svc.get_turn(ctx.db, ctx.workspace_id, slug, turn)
     return TurnDetail(**turn_out(row).model_dump(), prompt=row.prompt)
 
@@ -133,14 +133,14 @@ def _log_page(ctx: Ctx, slug: str, number: int, after: int, limit: int) -> LogPa
 
 
 @router.get("/{slug}/turns/{turn}/logs", response_model=LogPage)
-def turn_logs(slug: Slug, turn: TurnNumber, ctx: Ctx = Depends(get_ctx),
+def agent_turn_logs(slug: Slug, turn: TurnNumber, ctx: Ctx = Depends(get_ctx),
               after: Annotated[Seq, Query(description="Return lines with seq > after")] = 0,
               limit: Annotated[LogLimit, Query()] = 1000) -> LogPage:
     return _log_page(ctx, slug, turn, after, limit)
 
 
 @router.get("/{slug}/turns/{turn}/logs/stream", response_class=StreamingResponse, responses=STREAM_RESPONSES)
-def stream_turn_logs(slug: Slug, turn: TurnNumber, ctx: Ctx = Depends(get_ctx),
+def stream_agent_turn_logs(slug: Slug, turn: TurnNumber, ctx: Ctx = Depends(get_ctx),
                      after: Annotated[Seq, Query(description="Replay lines with seq > after")] = 0
                      ) -> StreamingResponse:
     """Replays the turn's lines after `after`, then follows until the turn ends (SSE: `line`, then `end`)."""
