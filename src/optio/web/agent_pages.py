@@ -63,5 +63,5 @@ def agent_detail(request: Request, slug: str, part: PART = None,
 @form_action
 def send_message(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]], slug: str) -> str:
     agents.get_agent(ctx.db, ctx.workspace_id, slug)  # not found here before the body is judged
-    agent_routes.send_message(slug, MessageIn.model_validate({"body": data.get("body", "")}), ctx)
+    agent_routes.send_agent_message(slug, MessageIn.model_validate({"body": data.get("body", "")}), ctx)
     return f"/agents/{slug}"
