@@ -15,6 +15,7 @@ from structlog.typing import Processor
 from optio.config import Settings
 from optio.control import processes
 from optio.control.context import ControlContext
+from optio.control.kinds.agent import AgentHandler
 from optio.control.kinds.job import JobRunHandler
 from optio.control.kinds.repo import RepoTaskHandler
 from optio.control.kinds.review import ReviewRunHandler
@@ -113,6 +114,7 @@ def build(settings: Settings) -> Optio:
         JobRunHandler.kind: JobRunHandler(),
         RepoTaskHandler.kind: RepoTaskHandler(),
         ReviewRunHandler.kind: ReviewRunHandler(),
+        AgentHandler.kind: AgentHandler(turn_token_secret=auth.session_secret),
     }
     notifier = Notifier(db, auth.secrets.keyring, allowlist=settings.outbound_allowlist,
                         backoff_s=settings.notify_backoff_s, max_attempts=settings.notify_max_attempts,

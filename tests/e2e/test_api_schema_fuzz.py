@@ -46,8 +46,15 @@ def seed(server: OptioServer, tmp: Path) -> dict[str, str]:
     assert opened["state"] == "pr_opened", opened
     server.api("PUT", "/api/secrets/FUZZ_SECRET", json={"value": "fuzz-secret-value"}).raise_for_status()
     ticket = server.api("POST", "/api/tickets", json={"title": "fuzz ticket", "repo": "fuzzrepo"}).json()
+    server.api("POST", "/api/agents", json={"slug": "fuzzagent", "agent_config": {"command": "cat"}}).raise_for_status()
+    server.api("POST", "/api/agents/fuzzagent/messages", json={"body": "hello"}).raise_for_status()
+    server.wait_state("/api/agents/fuzzagent/turns/1", {"succeeded", "failed"})
+    # Paused, generated messages wait in its inbox instead of each starting a turn (a process) mid-sweep.
+    server.api("POST", "/api/agents/fuzzagent/pause").raise_for_status()
+    server.wait_state("/api/agents/fuzzagent", {"paused"})
     return {"job_ref": str(job["id"]), "run_id": str(run["id"]), "repo_ref": str(repo["id"]),
-            "task_id": str(task["id"]), "pr_id": str(opened["pr_id"]), "number": str(ticket["number"])}
+            "task_id": str(task["id"]), "pr_id": str(opened["pr_id"]), "number": str(ticket["number"]),
+            "slug": "fuzzagent", "turn": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +88,14 @@ BODIES: dict[str, dict[str, Any]] = {
     "ReviewIn": {"comment": "c"},
     "MergeIn": {"force": False},
     "TaskMessageCreate": {"text": "hello"},
+    "PersistentAgentCreate": {"slug": "sweep", "agent_config": {"command": "true"}},
+    "PersistentAgentUpdate": {"name": "n"},
+    "MessageIn": {"body": "hello"},
 }
 TEXT_ROUTES = ("/api/jobs", "/api/repos", "/api/repo-tasks", "/api/tasks", "/api/tickets", "/api/prs", "/api/runs",
-               "/api/blueprints")
-MULTILINE = {"prompt", "prompt_template", "description", "body", "ci_command", "review_prompt", "comment", "text"}
+               "/api/blueprints", "/api/agents")
+MULTILINE = {"prompt", "prompt_template", "description", "body", "ci_command", "review_prompt", "comment", "text",
+             "system_prompt", "operator_manual"}
 
 
 def operations(server: OptioServer) -> list[tuple[str, str, dict[str, Any]]]:

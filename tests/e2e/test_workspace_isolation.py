@@ -19,6 +19,7 @@ from tests.support.optio_server import OptioServer
 from optio.api.app import create_app
 from optio.config import Settings
 from optio.web import actions as web_actions
+from optio.web import agent_pages as web_agent_pages
 from optio.web import pages as web_pages
 
 pytestmark = pytest.mark.slow
@@ -46,6 +47,8 @@ BODIES: dict[str, Any] = {
     "JobClone": {"name": "from-b"},
     "BlueprintRun": {"params": {}},
     "TaskMessageCreate": {"text": "from b"},
+    "PersistentAgentUpdate": {"name": "from b"},
+    "MessageIn": {"body": "from b"},
 }
 
 
@@ -94,11 +97,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
         blueprint = server.api("POST", "/api/blueprints", json={
             "name": "ba", "repo": "ra", "title_template": "t", "prompt_template": "p",
             "agent_config": {"command": "true"}}).json()
+        server.api("POST", "/api/agents", json={"slug": "aa", "agent_config": {"command": "cat"}}).raise_for_status()
+        server.api("POST", "/api/agents/aa/messages", json={"body": "hello"}).raise_for_status()
+        server.wait_state("/api/agents/aa/turns/1", {"succeeded"})
         a = {"job_ref": [str(job["id"]), "ja"], "run_id": [str(run["id"])], "repo_ref": [str(repo["id"]), "ra"],
              "task_id": [str(task["id"])], "pr_id": [str(opened["pr_id"])], "name": ["SA"],
              "username": ["admin"], "key_id": [str(key["id"])], "number": [str(ticket["number"])],
              "trigger_id": [str(trigger["id"])], "blueprint_ref": [str(blueprint["id"]), "ba"],
-             "webhook_id": [str(notify["id"])]}
+             "webhook_id": [str(notify["id"])], "slug": ["aa"], "turn": ["1"]}
         assert secret["name"] == "SA"
         server.api("POST", "/api/workspaces", json={"slug": "b"}).raise_for_status()
         bob = server.api("PUT", "/api/members/bob", headers={"X-Optio-Workspace": "b"},
@@ -187,7 +193,7 @@ def test_references_inside_bodies_and_queries_are_scoped(world: Any) -> None:
         res = server.api(method, path, token=bob_key, **kwargs)
         assert res.status_code == 404, (method, path, res.status_code, res.text[:300])
     # Listings from B show nothing of A.
-    for path in ("/api/jobs", "/api/repos", "/api/prs"):
+    for path in ("/api/jobs", "/api/repos", "/api/prs", "/api/agents"):
         assert server.api("GET", path, token=bob_key).json() == [], path
     assert server.api("GET", "/api/tasks", token=bob_key).json()["items"] == []
     assert server.api("GET", "/api/runs", token=bob_key).json()["items"] == []
@@ -198,7 +204,7 @@ def test_references_inside_bodies_and_queries_are_scoped(world: Any) -> None:
 def html_routes() -> list[tuple[str, str]]:
     """(method, path template) of every dashboard route with a path parameter (the pages and their forms)."""
     out = []
-    for route in [*web_pages.router.routes, *web_actions.router.routes]:
+    for route in [*web_pages.router.routes, *web_actions.router.routes, *web_agent_pages.router.routes]:
         path = getattr(route, "path", "")
         if "{" in path:
             out += [(method, path) for method in sorted(getattr(route, "methods", set()) - {"HEAD"})]
@@ -240,3 +246,80 @@ def test_dashboard_pages_forms_and_event_stream_show_nothing_across_workspaces(w
                 events.append(line)
     a_runs = {("job_run", int(r)) for r in a["run_id"]} | {("repo_task", int(t)) for t in a["task_id"]}
     assert not [e for e in events if (json.loads(e[6:])["kind"], json.loads(e[6:])["run_id"]) in a_runs]
+
+
+def test_the_inter_agent_api_reaches_only_its_tokens_workspace(world: Any) -> None:
+    """The inter-agent routes take a turn's token, not a login: B's API key gets 401 on every one of them, and a
+    token of a workspace-B agent's turn finds nothing of A (a slug of A is 404, as one that does not exist)."""
+    import time
+
+    from optio.security import agent_tokens
+    from optio.services import persistent_agents
+    from optio.store import persistent_agents as agent_store
+    from optio.store.db import Database
+    from optio.store.models import AgentMessage, Workspace
+    from optio.store.types import utcnow
+
+    server, _a, bob_key, tmp = world
+    routes = {(m, p) for m, p, _ in api_routes_all(tmp) if p.startswith("/api/agent-msg/")}
+    assert routes == {("GET", "/api/agent-msg/peers"), ("GET", "/api/agent-msg/inbox"),
+                      ("POST", "/api/agent-msg/send"), ("POST", "/api/agent-msg/broadcast")}, \
+        "a new inter-agent route: check it here"
+    db = Database(f"sqlite:///{server.data_dir / 'optio.db'}")
+    secret = (server.data_dir / "session.secret").read_bytes().strip()
+    with db.read() as s:
+        ws_b = s.query(Workspace).filter_by(slug="b").one().id
+    for ws, slug in ((1, "a-agent"), (ws_b, "b-agent")):
+        persistent_agents.create_agent(db, ws, {"slug": slug, "agent_type": "script",
+                                                "agent_config": {"command": "true"}})
+    tokens = {}
+    with db.write() as s:
+        for ws, slug in ((1, "a-agent"), (ws_b, "b-agent")):
+            agent = agent_store.get(s, ws, slug)
+            agent.state = "paused"  # takes messages, starts no turn of its own: the turn below is the test's
+            turn, _ = agent_store.start_turn(s, agent, number=1, now=utcnow(), max_messages=10)
+            tokens[slug] = agent_tokens.issue(secret, agent_id=agent.id, workspace_id=ws, turn_id=turn.id,
+                                              expires_at=time.time() + 300)
+    bodies = {"/api/agent-msg/send": {"to": "a-agent", "body": "from b"},
+              "/api/agent-msg/broadcast": {"body": "from b to all"}}
+    for method, path in sorted(routes):
+        assert server.api(method, path, token=bob_key, json=bodies.get(path)).status_code == 401, path
+    b_token = tokens["b-agent"]
+    assert server.api("GET", "/api/agent-msg/peers", token=b_token).json() == {"peers": []}
+    res = server.api("POST", "/api/agent-msg/send", token=b_token, json={"to": "a-agent", "body": "from b"})
+    assert res.status_code == 404 and res.json()["error"]["code"] == "not_found", res.text
+    assert server.api("POST", "/api/agent-msg/broadcast", token=b_token,
+                      json={"body": "from b to all"}).json() == {"sent": []}
+    res = server.api("POST", "/api/agent-msg/send", token=tokens["a-agent"], json={"to": "b-agent", "body": "x"})
+    assert res.status_code == 404, res.text
+    assert server.api("GET", "/api/agent-msg/inbox", token=b_token).json() == {"messages": []}
+    def crossed() -> int:
+        with db.read() as s:
+            ids = [agent_store.get(s, ws, slug).id for ws, slug in ((1, "a-agent"), (ws_b, "b-agent"))]
+            return s.query(AgentMessage).filter(AgentMessage.agent_id.in_(ids)).count()
+
+    assert crossed() == 0  # nothing crossed, in either direction
+
+    # The dashboard's agent pages and chat box: from B, A's agent is not found, and B's list shows only B's.
+    pages = {(m, r.path) for r in web_agent_pages.router.routes for m in getattr(r, "methods", set()) - {"HEAD"}
+             if "{" in getattr(r, "path", "")}
+    assert pages == {("GET", "/agents/{slug}"), ("POST", "/agents/{slug}/messages")}, "check a new agent page here"
+    assert server.api("PUT", "/api/users/bob/password", json={"password": "bob-agent-password"}).status_code == 204
+    browser = httpx.Client(base_url=server.url, timeout=30)
+    form = browser.get("/login").text
+    csrf = re.search(r"name='csrf_token' value='([^']+)'", form).group(1)  # type: ignore[union-attr]
+    assert browser.post("/login", data={"username": "bob", "password": "bob-agent-password",
+                                        "csrf_token": csrf}).status_code == 303
+    page_csrf = re.search(r"name='csrf-token' content='([^']+)'", browser.get("/").text).group(1)  # type: ignore[union-attr]
+    assert browser.get("/agents/a-agent").status_code == 404
+    assert browser.post("/agents/a-agent/messages", data={"body": "x", "csrf_token": page_csrf}).status_code == 404
+    listing = browser.get("/agents").text
+    assert "b-agent" in listing and "a-agent" not in listing
+    assert server.api("GET", "/api/agents/a-agent").status_code == 200  # the slug is real: A sees it
+    assert crossed() == 0
+
+
+def api_routes_all(tmp_path: Path) -> list[tuple[str, str, str | None]]:
+    """Every API route, with or without a path parameter."""
+    app = create_app(Settings(data_dir=tmp_path / "unused-all"), start_workers=False)
+    return [(method.upper(), path, None) for path, ops in app.openapi()["paths"].items() for method in ops]

@@ -22,9 +22,9 @@ PROTECTED_KEY_ID = os.environ.get("OPTIO_FUZZ_KEY_ID", "")
 PROTECTED_USERNAME = os.environ.get("OPTIO_FUZZ_USERNAME", "admin")
 # Routes whose free text reaches git, a shell or an agent's prompt.
 TEXT_ROUTES = ("/api/jobs", "/api/repos", "/api/repo-tasks", "/api/tasks", "/api/tickets", "/api/prs", "/api/runs",
-               "/api/blueprints")
+               "/api/blueprints", "/api/agents")
 MULTILINE_FIELDS = {"prompt", "prompt_template", "description", "body", "ci_command", "review_prompt", "comment",
-                    "default", "command"}
+                    "default", "command", "system_prompt", "operator_manual"}
 MULTILINE_CONTAINERS = {"agent_config", "review_agent_config", "params"}  # their values may be multi-line
 MAX_INT = 2**63 - 1
 

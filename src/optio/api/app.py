@@ -27,11 +27,13 @@ from optio.api.routes import (
     tickets,
     web_auth,
 )
+from optio.api.routes import agent_msg as agent_msg_routes
 from optio.api.routes import agent_tools as agent_tool_routes
 from optio.api.routes import audit as audit_routes
 from optio.api.routes import blueprints as blueprint_routes
 from optio.api.routes import metrics as metrics_routes
 from optio.api.routes import notifications as notification_routes
+from optio.api.routes import persistent_agents as persistent_agent_routes
 from optio.api.routes import secrets as secret_routes
 from optio.api.routes import task_messages as task_message_routes
 from optio.api.routes import triggers as trigger_routes
@@ -41,6 +43,7 @@ from optio.observability import tracing
 from optio.server import Optio, build, start
 from optio.services import runs as run_service
 from optio.web import actions as web_actions
+from optio.web import agent_pages as web_agent_pages
 from optio.web import assets
 from optio.web import docs as web_docs
 from optio.web import pages as web_pages
@@ -102,16 +105,19 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(secret_routes.router)
     app.include_router(agent_tool_routes.router)
     app.include_router(task_message_routes.router)
+    app.include_router(agent_msg_routes.router)
     app.include_router(audit_routes.router)
     app.include_router(events.router)
     app.include_router(web_auth.router)
     app.include_router(web_docs.router_for(app))
     app.include_router(web_pages.router)
     app.include_router(web_actions.router)
+    app.include_router(web_agent_pages.router)
     app.mount("/static", assets.static_files(), name="static")
     app.include_router(forge_hooks.router)
     app.include_router(trigger_routes.router)
     app.include_router(trigger_routes.hooks)
+    app.include_router(persistent_agent_routes.router)
     app.include_router(blueprint_routes.router)
     app.include_router(notification_routes.router)
     return app

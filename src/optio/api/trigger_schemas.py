@@ -24,7 +24,7 @@ ParamName = Annotated[Line, Field(max_length=200)]
 class TriggerCreate(BaseModel):
     model_config = STRICT_INPUT
     type: Literal["manual", "schedule", "webhook"]
-    target_type: Literal["job", "blueprint"] = "job"
+    target_type: Literal["job", "blueprint", "persistent_agent"] = "job"
     target: Annotated[Line, Field(min_length=1, max_length=200, description="The job's or blueprint's name or id")]
     cron: Annotated[Line, Field(max_length=200)] | None = Field(default=None, description="Schedule: 5-field cron")
     timezone: Annotated[Line, Field(max_length=64)] | None = Field(default=None,

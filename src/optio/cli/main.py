@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from optio.cli import account, agents, config_file, jobs, prs, repos, runs, tasks, tickets
+from optio.cli import account, agent_files, agents, config_file, jobs, prs, repos, runs, tasks, tickets
+from optio.cli import agent_msg as agent_msg_cli
 from optio.cli import agent_tools as agent_tools_cli
 from optio.cli import blueprints as blueprint_cli
 from optio.cli import events as event_cli
 from optio.cli import notifications as notification_cli
+from optio.cli import persistent_agents as persistent_agent_cli
 from optio.cli import secrets as secret_cli
 from optio.cli import triggers as trigger_cli
 from optio.config import Settings
@@ -21,6 +23,7 @@ app.add_typer(repos.app, name="repo")
 app.add_typer(tasks.app, name="task")
 app.add_typer(prs.app, name="pr")
 app.add_typer(agents.app, name="agents")
+app.add_typer(persistent_agent_cli.app, name="agent")
 app.add_typer(tickets.app, name="ticket")
 app.add_typer(secret_cli.app, name="secret")
 app.add_typer(trigger_cli.app, name="trigger")
@@ -28,6 +31,9 @@ app.add_typer(blueprint_cli.app, name="blueprint")
 app.add_typer(notification_cli.app, name="webhook")
 app.add_typer(secret_cli.app, name="secrets", hidden=True)
 app.add_typer(agent_tools_cli.mcp_app, name="mcp")
+app.add_typer(agent_msg_cli.app, name="agent-msg")
+persistent_agent_cli.app.command("apply")(agent_files.apply)
+persistent_agent_cli.app.command("export")(agent_files.export)
 app.add_typer(agent_tools_cli.skill_app, name="skill")
 app.add_typer(account.workspace_app, name="workspace")
 app.add_typer(account.apikey_app, name="apikey")

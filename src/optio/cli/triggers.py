@@ -27,7 +27,7 @@ def create(
     ctx: typer.Context,
     target: str = typer.Option(..., "--target", help="The job's (or blueprint's) name or id"),
     kind: str = typer.Option(..., "--type", help="manual, schedule or webhook"),
-    target_type: str = typer.Option("job", "--target-type", help="What the trigger starts: job or blueprint"),
+    target_type: str = typer.Option("job", "--target-type", help="job, blueprint or persistent_agent"),
     cron: str | None = typer.Option(None, "--cron", help="Schedule: cron expression, e.g. '0 9 * * 1-5'"),
     timezone: str | None = typer.Option(None, "--timezone", "--tz", help="Schedule: IANA time zone (default UTC)"),
     param: list[str] | None = typer.Option(None, "--param", "-p", help="KEY=VALUE given on every fire (repeatable)"),

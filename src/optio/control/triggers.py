@@ -7,6 +7,7 @@ The tick takes `now` so tests drive it with their own clock. A schedule's due ti
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,6 +20,7 @@ from optio.domain.templates import TemplateError, render
 from optio.errors import Conflict, Invalid, NotFound
 from optio.store import blueprints as blueprint_store
 from optio.store import jobs as job_store
+from optio.store import persistent_agents as agent_store
 from optio.store import triggers as trigger_store
 from optio.store.db import Database
 from optio.store.models import RepoTask, Trigger
@@ -68,10 +70,35 @@ def fire(session: Session, trigger: Trigger, *, source: str, now: datetime, para
         resolved, prompt = prepare_run(job.params_schema, job.prompt_template, given, payload)
         kind, run_id = "job_run", job_store.insert_run(session, trigger.workspace_id, job, resolved, prompt,
                                                         created_by=None).id
+    elif trigger.target_type == "persistent_agent":
+        kind, run_id = "agent", wake_agent(session, trigger, source=source, params=given, payload=payload,
+                                           due_at=due_at)
     else:
         raise Invalid(f"triggers cannot start a {trigger.target_type!r}", field="target_type")
     trigger_store.record_fire(session, trigger, due_at=due_at, source=source, run_kind=kind, run_id=run_id, now=now)
     return kind, run_id
+
+
+def wake_agent(session: Session, trigger: Trigger, *, source: str, params: dict[str, Any], payload: object,
+               due_at: datetime | None) -> int:
+    """Wake a persistent agent with a message saying which trigger fired and what came with it; its id.
+
+    A schedule (or a person's "fire now") speaks as ``system:trigger-<id>``, a webhook as ``external:trigger-<id>``.
+    """
+    agent = agent_store.load(session, trigger.target_id, trigger.workspace_id)
+    if agent is None:
+        raise NotFound(f"agent {trigger.target_id} not found")
+    if agent.state == "archived":
+        raise Invalid(f"agent {agent.slug!r} is archived and takes no messages", field="target")
+    body: dict[str, Any] = {"trigger": trigger.id, "source": source, "params": params}
+    if due_at is not None:
+        body["due_at"] = due_at.isoformat()
+    if payload is not None:
+        body["payload"] = payload
+    label = f"trigger-{trigger.id}"
+    sender = f"external:{label}" if source == "webhook" else f"system:{label}"
+    agent_store.insert_message(session, agent, sender=sender, type="event", body=json.dumps(body, default=str))
+    return agent.id
 
 
 def start_blueprint(session: Session, workspace_id: int, ref: str | int, params: dict[str, Any],

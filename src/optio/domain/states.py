@@ -109,7 +109,7 @@ TRANSITIONS: dict[RunKind, dict[str, frozenset[str]]] = {
     RunKind.AGENT: {
         _A.IDLE: frozenset({_A.QUEUED, _A.PAUSED, _A.ARCHIVED}),
         _A.QUEUED: frozenset({_A.PROVISIONING, _A.IDLE, _A.PAUSED, _A.FAILED, _A.ARCHIVED}),
-        _A.PROVISIONING: frozenset({_A.RUNNING, _A.IDLE, _A.PAUSED, _A.FAILED, _A.ARCHIVED}),
+        _A.PROVISIONING: frozenset({_A.RUNNING, _A.QUEUED, _A.IDLE, _A.PAUSED, _A.FAILED, _A.ARCHIVED}),
         _A.RUNNING: frozenset({_A.IDLE, _A.QUEUED, _A.PAUSED, _A.FAILED, _A.ARCHIVED}),
         _A.PAUSED: frozenset({_A.IDLE, _A.QUEUED, _A.ARCHIVED}),
         _A.FAILED: frozenset({_A.IDLE, _A.ARCHIVED}),

@@ -21,14 +21,15 @@ from optio.security import signatures
 from optio.security.crypto import Keyring, SecretDecryptError
 from optio.store import blueprints as blueprint_store
 from optio.store import jobs as job_store
+from optio.store import persistent_agents as agent_store
 from optio.store import triggers as trigger_store
 from optio.store.db import Database
-from optio.store.models import Blueprint, Job, Trigger, TriggerFire
+from optio.store.models import Blueprint, Job, PersistentAgent, Trigger, TriggerFire
 from optio.store.session import Session
 from optio.store.types import utcnow
 
 TYPES = ("manual", "schedule", "webhook")
-TARGET_TYPES = ("job", "blueprint")
+TARGET_TYPES = ("job", "blueprint", "persistent_agent")
 MAX_SKEW_S = 300
 
 
@@ -87,12 +88,15 @@ def create(db: Database, keyring: Keyring, workspace_id: int, data: dict[str, An
         raise Invalid("only a webhook maps its body to parameters", field="param_map")
     with db.write() as session:
         try:
-            target: Job | Blueprint = (job_store.find_job(session, workspace_id, data["target"])
-                                       if target_type == "job" else
-                                       blueprint_store.find(session, workspace_id, data["target"]))
+            target: Job | Blueprint | PersistentAgent = (
+                job_store.find_job(session, workspace_id, data["target"]) if target_type == "job" else
+                blueprint_store.find(session, workspace_id, data["target"]) if target_type == "blueprint" else
+                agent_store.get(session, workspace_id, str(data["target"])))
         except AppError as exc:
             raise Invalid(exc.message, field="target") from None
-        params = _check_params(target.params_schema, dict(data.get("params") or {}), param_map)
+        # An agent takes any params: they reach it in the wake message.
+        schema = getattr(target, "params_schema", None) or {}
+        params = _check_params(schema, dict(data.get("params") or {}), param_map)
         now = utcnow()
         row = trigger_store.insert(session, workspace_id, dict(
             type=kind, target_type=target_type, target_id=target.id, cron=cron if kind == "schedule" else None,
@@ -102,7 +106,7 @@ def create(db: Database, keyring: Keyring, workspace_id: int, data: dict[str, An
         if kind == "webhook":
             secret = "whsec_" + secrets.token_urlsafe(32)
             trigger_store.set_secret(session, row, keyring.encrypt(secret, aad=aad_for(row.id)))
-        return Created(row, target.name, secret)
+        return Created(row, _name_of(target), secret)
 
 
 def view(row: Trigger, target: str) -> dict[str, Any]:
@@ -115,7 +119,14 @@ def view(row: Trigger, target: str) -> dict[str, Any]:
                 paused=row.paused, last_fired_at=row.last_fired_at, next_due_at=due, created_at=row.created_at)
 
 
+def _name_of(target: Job | Blueprint | PersistentAgent) -> str:
+    return target.slug if isinstance(target, PersistentAgent) else target.name
+
+
 def _target_name(session: Session, row: Trigger) -> str:
+    if row.target_type == "persistent_agent":
+        agent = agent_store.load(session, row.target_id, row.workspace_id)
+        return agent.slug if agent is not None else ""
     if row.target_type == "blueprint":
         return blueprint_store.name_of(session, row.target_id)
     return job_store.job_name(session, row.target_id)

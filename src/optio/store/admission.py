@@ -11,11 +11,12 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from optio.store.models import AgentProcess, JobRun, RepoTask, ReviewRun
+from optio.store.models import AgentProcess, JobRun, PersistentAgent, RepoTask, ReviewRun
 
 ADMISSION_LOCK_KEY = 0x0F710  # any constant shared by every Optio replica
 ACTIVE: dict[type[Any], tuple[str, ...]] = {
     JobRun: ("running",), RepoTask: ("provisioning", "running"), ReviewRun: ("running",),
+    PersistentAgent: ("provisioning", "running"),
 }
 ACTIVE_PROCESS_STATES = ("starting", "alive")
 

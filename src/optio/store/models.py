@@ -632,3 +632,88 @@ class TaskMessage(WorkspaceScoped, Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# --- persistent agents ------------------------------------------------------------------------------------
+
+
+class PersistentAgent(RunColumns, Base):
+    """A named, long-lived agent with an inbox (run kind `agent`): each wake runs one turn, then it idles.
+
+    The reconcile columns are the agent's own, so the same queue, CAS executor and resync drive it as any run.
+    `attempts` counts the turns started; it is the attempt number of the current turn's process and logs.
+    """
+
+    __tablename__ = "persistent_agents"
+    __table_args__ = (UniqueConstraint("workspace_id", "slug", name="uq_persistent_agents_slug"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    system_prompt: Mapped[str] = mapped_column(Text, default="")
+    operator_manual: Mapped[str] = mapped_column(Text, default="")
+    agent_type: Mapped[str] = mapped_column(String(64))
+    agent_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # on-demand (cold every turn), sticky (warm for idle_timeout_s after a turn), always-on.
+    lifecycle: Mapped[str] = mapped_column(String(16), default="on-demand")
+    idle_timeout_s: Mapped[float] = mapped_column(Float, default=600.0)
+    max_consecutive_failures: Mapped[int] = mapped_column(Integer, default=3)
+    max_turn_s: Mapped[float | None] = mapped_column(Float, default=None)
+    # Spending cap per UTC day; reaching it pauses the agent with reason `budget_exceeded`.
+    max_cost_usd: Mapped[float | None] = mapped_column(Float, default=None)
+    secret_names: Mapped[list[Any]] = mapped_column(default=list)
+    paused_reason: Mapped[str | None] = mapped_column(String(64), default=None)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    turn_count: Mapped[int] = mapped_column(Integer, default=0)
+    current_turn_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    # How the turn that is ending went (succeeded, failed, interrupted, budget_exceeded): written by the
+    # decision's CAS write, read in the same transaction to close the turn row.
+    last_turn_outcome: Mapped[str | None] = mapped_column(String(32), default=None)
+    last_turn_at: Mapped[datetime | None] = mapped_column(default=None)
+    agent_session_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_by: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class AgentTurn(WorkspaceScoped, Base):
+    """One turn of a persistent agent: the messages it drained, the prompt it got, what it cost and how it ended.
+
+    Its output is the agent's run log of attempt `number` (kind `agent`, run id = the agent's id).
+    """
+
+    __tablename__ = "agent_turns"
+    __table_args__ = (UniqueConstraint("agent_id", "number", name="uq_agent_turns_number"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("persistent_agents.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    wake_reason: Mapped[str] = mapped_column(Text, default="")
+    message_ids: Mapped[list[Any]] = mapped_column(default=list)
+    prompt: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16), default="running")
+    outcome: Mapped[str | None] = mapped_column(String(32), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    cost_at_start: Mapped[float] = mapped_column(Float, default=0.0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    resumed_session_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    session_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AgentMessage(WorkspaceScoped, Base):
+    """A message in a persistent agent's inbox.
+
+    `sender` is `user:<id>`, `agent:<workspace>/<slug>`, `system:<label>` or `external:<label>`. `turn_id` is
+    the latest turn that drained it; `processed_by_turn` is set only when that turn succeeded, so a failed
+    turn leaves it pending for the next one.
+    """
+
+    __tablename__ = "agent_messages"
+    __table_args__ = (Index("ix_agent_messages_inbox", "agent_id", "processed_by_turn", "id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("persistent_agents.id", ondelete="CASCADE"))
+    sender: Mapped[str] = mapped_column(String(300))
+    type: Mapped[str] = mapped_column(String(32), default="text")
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    turn_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    processed_by_turn: Mapped[int | None] = mapped_column(Integer, default=None)
+    processed_at: Mapped[datetime | None] = mapped_column(default=None)

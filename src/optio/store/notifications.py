@@ -21,8 +21,11 @@ EVENTS: dict[tuple[str, str], str] = {
     ("repo_task", "failed"): "task.failed",
     ("job_run", "completed"): "job_run.finished",
     ("job_run", "failed"): "job_run.finished",
+    ("agent", "failed"): "agent.failed",
 }
-EVENT_NAMES = tuple(sorted(set(EVENTS.values())))
+# Events that are not a state entered (queued with `queue_event` by whoever knows they happened).
+NAMED_EVENTS = ("agent.budget_exceeded",)
+EVENT_NAMES = tuple(sorted(set(EVENTS.values()) | set(NAMED_EVENTS)))
 
 
 def on_transition(session: Session, *, workspace_id: int, kind: str, run_id: int, from_state: str | None,
@@ -33,9 +36,14 @@ def on_transition(session: Session, *, workspace_id: int, kind: str, run_id: int
     event = EVENTS.get((kind, to_state))
     if event is None:
         return
-    receivers = session.scalars(select(NotificationWebhook).where(NotificationWebhook.workspace_id == workspace_id))
     payload = {"event": event, "kind": kind, "id": run_id, "state": to_state, "from_state": from_state,
                "reason": reason, "at": now.isoformat()}
+    queue_event(session, workspace_id=workspace_id, event=event, payload=payload, now=now)
+
+
+def queue_event(session: Session, *, workspace_id: int, event: str, payload: dict[str, Any], now: datetime) -> None:
+    """One delivery of `event` per receiver of the workspace that wants it, in the caller's transaction."""
+    receivers = session.scalars(select(NotificationWebhook).where(NotificationWebhook.workspace_id == workspace_id))
     for hook in receivers:
         if hook.events and event not in hook.events:
             continue

@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session
 from optio.domain.executor_errors import ERROR_TEXT_MAX, cleared, same_failure
 from optio.security.redact import Redactor, registry_for
 from optio.store import notifications
-from optio.store.models import JobRun, RepoTask, ReviewRun, RunEvent
+from optio.store.models import JobRun, PersistentAgent, RepoTask, ReviewRun, RunEvent
 from optio.store.types import utcnow
 
-RUN_MODELS: dict[str, type[Any]] = {"job_run": JobRun, "repo_task": RepoTask, "pr_review": ReviewRun}
+RUN_MODELS: dict[str, type[Any]] = {"job_run": JobRun, "repo_task": RepoTask, "pr_review": ReviewRun,
+                                    "agent": PersistentAgent}
 # Free-text columns that may quote agent output or command lines; they pass the redactor on every write.
 REDACTED_COLUMNS = frozenset({"error", "note", "executor_error"})
 
