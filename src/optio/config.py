@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         default_factory=dict, description="Agent image per agent type (`type=image,type=image`)"
     )
     kube_default_image: str = Field(default="optio-agent:latest", description="Image of agent types not listed")
+    kube_git_url: str | None = Field(
+        default=None, description="Optio's URL as agent pods reach it, for their git exchange; default: OPTIO_URL"
+    )
     kube_git_image: str | None = Field(default=None, description="Image of the checkout init container")
     kube_cpu_request: str = "250m"
     kube_cpu_limit: str = "2"

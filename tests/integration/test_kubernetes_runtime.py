@@ -323,3 +323,91 @@ def test_the_manifests_apply_to_the_api_server(cluster: KubeCluster, tmp_path: P
     kinds = {doc["kind"] for doc in docs}
     assert {"Deployment", "Service", "Role", "RoleBinding", "ServiceAccount"} <= kinds
     assert "error" not in result.stderr.lower()
+
+
+E2E_NAMESPACE = "optio-loop"
+CI_NEEDS_OK = (
+    'c=$(cat fixed.txt 2>/dev/null); if [ "$c" = ok ]; then echo pass; else echo "EXPECTED ok GOT $c"; exit 1; fi'
+)
+LOOP_TOKEN = "tok-kube-5e1f0a9b7c3d"
+
+
+def _bind_optio(cluster: KubeCluster, namespace: str) -> None:
+    admin = _admin(cluster)
+    admin.create_namespace({"metadata": {"name": namespace}})
+    rbac = k8s.RbacAuthorizationV1Api(admin.api_client)
+    role = _rendered_role()
+    role["metadata"]["namespace"] = namespace
+    rbac.create_namespaced_role(namespace, role)
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "optio-test"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]},
+        "subjects": [{"kind": "User", "name": "optio", "apiGroup": "rbac.authorization.k8s.io"}],
+    })
+
+
+def test_the_repo_loop_runs_in_pods_and_survives_an_optio_restart(cluster: KubeCluster, tmp_path: Path) -> None:
+    """Red CI, resume, green, merge, with every agent attempt a pod; Optio restarts while the first one runs."""
+    from tests.support.git_remote import git, make_remote
+    from tests.support.optio_server import OptioServer
+
+    _bind_optio(cluster, E2E_NAMESPACE)
+    admin = _admin(cluster)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    # The first attempt waits for the test (the fake node runs it on this host), then both read CI's verdict.
+    agent = (f'echo "attempt $OPTIO_ATTEMPT token=$(printf %s "$API_TOKEN" | rev)"; '
+             f'if [ "$OPTIO_ATTEMPT" = 1 ]; then touch {gate}/started; '
+             f"until [ -f {gate}/go ]; do sleep 0.1; done; fi; "
+             'if grep -q "EXPECTED ok" "$OPTIO_PROMPT_FILE"; then echo ok > fixed.txt; else echo no > fixed.txt; fi')
+    server = OptioServer(tmp_path / "data", env={
+        "OPTIO_RUNTIME": "kubernetes", "OPTIO_KUBE_NAMESPACE": E2E_NAMESPACE, "OPTIO_KUBE_API_URL": cluster.url,
+        "OPTIO_KUBE_TOKEN": cluster.optio_token, "OPTIO_KUBE_CA_FILE": str(cluster.ca_file),
+        "OPTIO_KUBE_CPU_LIMIT": "500m", "OPTIO_KUBE_MEMORY_LIMIT": "300Mi", "OPTIO_KUBE_KILL_GRACE_S": "2",
+    })
+    server.start()
+    try:
+        remote = make_remote(tmp_path)
+        server.cli("secret", "set", "API_TOKEN", "--value", LOOP_TOKEN, check=True)
+        server.cli("repo", "add", str(remote), "--name", "demo", "--ci-command", CI_NEEDS_OK, check=True)
+        task = json.loads(server.cli("task", "new", "--repo", "demo", "--title", "Make CI green", "--prompt",
+                                     "fix fixed.txt", "--command", agent, "--secret", "API_TOKEN", "--json",
+                                     check=True).stdout)
+        deadline = time.monotonic() + 60
+        while not (gate / "started").exists():
+            assert time.monotonic() < deadline, server.log()[-3000:]
+            time.sleep(0.1)
+        pods = admin.list_namespaced_pod(E2E_NAMESPACE, label_selector=f"{LABEL_RUN}={task['id']}").items
+        assert [(p.metadata.labels[LABEL_KIND], p.metadata.labels[LABEL_ATTEMPT]) for p in pods] == [("repo_task", "1")]
+        first = pods[0]
+        assert first.spec.containers[0].resources.limits == {"cpu": "500m", "memory": "300Mi"}
+        assert first.spec.security_context.run_as_non_root is True
+        assert [c.name for c in first.spec.init_containers] == ["checkout"]
+        spec_text = json.dumps(admin.api_client.sanitize_for_serialization(first))
+        server.restart()  # the pod keeps running; the new server adopts it
+        (gate / "go").touch()
+        done = server.wait_state(f"/api/repo-tasks/{task['id']}", {"completed", "failed", "needs_attention"},
+                                 timeout=120)
+        assert done["state"] == "completed" and done["pr_state"] == "merged", (done, server.log()[-4000:])
+        assert done["resume_count"] == 1
+        assert git("show", "main:fixed.txt", cwd=remote) == "ok\n"
+        logs = [item["text"] for item in server.api("GET", f"/api/repo-tasks/{task['id']}/logs").json()["items"]]
+        starts = [line for line in logs if line.startswith("attempt ")]
+        assert starts == [f"attempt {n} token={LOOP_TOKEN[::-1]}" for n in (1, 2)], logs
+        events = json.dumps(admin.api_client.sanitize_for_serialization(admin.list_namespaced_event(E2E_NAMESPACE)))
+    finally:
+        server.stop()
+    assert _namespace_empty(cluster, E2E_NAMESPACE)
+    assert LOOP_TOKEN not in spec_text and LOOP_TOKEN not in events
+    assert LOOP_TOKEN.encode() not in (tmp_path / "data" / "optio.db").read_bytes()
+    assert LOOP_TOKEN not in server.log()
+
+
+def _namespace_empty(cluster: KubeCluster, namespace: str, timeout_s: float = 30.0) -> bool:
+    admin = _admin(cluster)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not admin.list_namespaced_pod(namespace).items and not admin.list_namespaced_secret(namespace).items:
+            return True
+        time.sleep(0.2)
+    return False

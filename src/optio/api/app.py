@@ -19,6 +19,7 @@ from optio.api.routes import (
     events,
     forge_hooks,
     jobs,
+    pod_git,
     prs,
     repo_tasks,
     repos,
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(web_actions.router)
     app.mount("/static", assets.static_files(), name="static")
     app.include_router(forge_hooks.router)
+    app.include_router(pod_git.router)
     app.include_router(trigger_routes.router)
     app.include_router(trigger_routes.hooks)
     app.include_router(blueprint_routes.router)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from optio.config import Settings
-from optio.runtime.base import OutputSink
-from optio.runtime.kubernetes import CheckoutSource, KubernetesRuntime, KubeSettings, api_client
+from optio.runtime.base import LaunchSpec, OutputSink
+from optio.runtime.kubernetes import GitSource, KubernetesRuntime, KubeSettings, api_client, pod_name
+from optio.runtime.pod_git import BASE, PodGit
 
 
 def kube_settings(settings: Settings) -> KubeSettings:
@@ -18,7 +19,19 @@ def kube_settings(settings: Settings) -> KubeSettings:
     )
 
 
-def from_settings(settings: Settings, sink: OutputSink, *, checkout: CheckoutSource | None = None) -> KubernetesRuntime:
+def from_settings(settings: Settings, sink: OutputSink) -> KubernetesRuntime:
+    """The runtime, with the worktree of a repo run going to its pod and back through Optio's git exchange."""
     client = api_client(kubeconfig=settings.kube_kubeconfig, url=settings.kube_api_url, token=settings.kube_token,
                         ca_file=settings.kube_ca_file)
-    return KubernetesRuntime(sink, kube_settings(settings), client, checkout=checkout)
+    exchange = PodGit(settings.resolved_data_dir / "pod-git")
+    base_url = (settings.kube_git_url or settings.url or f"http://{settings.host}:{settings.port}").rstrip("/")
+
+    def checkout(spec: LaunchSpec) -> GitSource | None:
+        if not (spec.cwd / ".git").exists():
+            return None  # not a repo run (a job's scratch dir): nothing to clone
+        name = pod_name(spec.key)
+        exchange.publish(name, spec.cwd)
+        return GitSource(url=f"{base_url}/api/pods/git/{name}.git", branch=BASE,
+                         auth_header=f"Authorization: Bearer {exchange.token(name)}", handback=True)
+
+    return KubernetesRuntime(sink, kube_settings(settings), client, checkout=checkout, exchange=exchange)

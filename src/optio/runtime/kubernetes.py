@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from kubernetes import client as k8s
@@ -48,6 +48,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
 from optio.runtime.base import ExitReason, LaunchSpec, OutputSink, ProcessInfo, RuntimeLaunchError
+from optio.runtime.pod_git import WRAPPER_SCRIPT
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +59,7 @@ LABEL_ATTEMPT = "optio.dev/attempt"
 LABEL_PURPOSE = "optio.dev/purpose"
 LABEL_PID = "optio.dev/pid"
 ANNOTATION_KEY = "optio.dev/key"
+ANNOTATION_WORKTREE = "optio.dev/worktree"
 AGENT_CONTAINER = "agent"
 CHECKOUT_CONTAINER = "checkout"
 POLICY_NAME = "optio-agents-egress"
@@ -73,6 +75,15 @@ class GitSource:
     url: str
     branch: str
     auth_header: str | None = None
+    handback: bool = False  # the pod pushes its worktree back to ``url`` (Optio's exchange) after the agent
+
+
+class Exchange(Protocol):
+    """Optio's git exchange with its pods (:class:`optio.runtime.pod_git.PodGit`)."""
+
+    def collect(self, name: str, worktree: Path) -> bool: ...
+
+    def remove(self, name: str) -> None: ...
 
 
 CheckoutSource = Callable[[LaunchSpec], GitSource | None]
@@ -166,6 +177,7 @@ class _Watcher(threading.Thread):
         self.last_ns = last_ns
         self.kill_reason: ExitReason | None = None
         self.finished = False
+        self.worktree: str | None = None
         self._response: Any = None
 
     def request_kill(self, reason: ExitReason, grace_s: float) -> None:
@@ -188,6 +200,7 @@ class _Watcher(threading.Thread):
             if pod is None:
                 self._drain_and_exit(None, self.kill_reason or "lost")
                 return
+            self.worktree = (pod.metadata.annotations or {}).get(ANNOTATION_WORKTREE)
             if self.info.timeout_at is not None and time.time() >= self.info.timeout_at and self.kill_reason is None:
                 self.request_kill("timeout", float(rt.settings.kill_grace_s))
             state = _agent_state(pod)
@@ -209,6 +222,15 @@ class _Watcher(threading.Thread):
         """Deliver what is left of the log (if the pod is still there), report the exit, remove pod and Secret."""
         if self.runtime._read_pod(self.name_) is not None:
             self._follow(follow=False)
+        if self.worktree is not None and self.runtime.exchange is not None and reason == "exited":
+            try:
+                handed_back = self.runtime.exchange.collect(self.name_, Path(self.worktree))
+            except Exception:
+                log.exception("cannot take back the pod's worktree", key=self.info.key)
+                handed_back = False
+            if not handed_back:  # the work is not here: the attempt counts as lost, not as "no changes"
+                log.warning("pod handed back no worktree", key=self.info.key, exit_code=code)
+                code, reason = None, "lost"
         while not self.runtime._stopping.is_set():
             try:
                 self.runtime._sink.on_exit(self.info.key, code, reason)
@@ -312,13 +334,14 @@ class KubernetesRuntime:
     """Runs each agent process as a Pod; see the module docstring."""
 
     def __init__(self, sink: OutputSink, settings: KubeSettings, client: k8s.ApiClient, *,
-                 checkout: CheckoutSource | None = None) -> None:
+                 checkout: CheckoutSource | None = None, exchange: Exchange | None = None) -> None:
         self._sink = sink
         self.settings = settings
         self.client = client
         self.core = k8s.CoreV1Api(client)
         self.net = k8s.NetworkingV1Api(client)
         self.checkout = checkout
+        self.exchange = exchange
         self._watchers: dict[str, _Watcher] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -476,14 +499,24 @@ class KubernetesRuntime:
         agent_type = spec.env.get("OPTIO_AGENT_TYPE", "")
         image = self.settings.images.get(agent_type) or image or self.settings.default_image
         init: list[dict[str, Any]] = []
+        annotations = {ANNOTATION_KEY: spec.key}
         if source is not None:
-            git_env: list[dict[str, Any]] = [{"name": "HOME", "value": "/tmp"}]
+            # Git's settings for the source only (URL-scoped): its credential header, from the Secret.
+            config: list[tuple[str, dict[str, Any]]] = [("safe.directory", {"value": "*"})]
             if source.auth_header:
                 put("git.header", source.auth_header.encode())
-                git_env += [{"name": "GIT_CONFIG_COUNT", "value": "1"},
-                            {"name": "GIT_CONFIG_KEY_0", "value": "http.extraHeader"},
-                            {"name": "GIT_CONFIG_VALUE_0",
-                             "valueFrom": {"secretKeyRef": {"name": name, "key": "git.header"}}}]
+                config += [(f"http.{source.url}.extraHeader",
+                            {"valueFrom": {"secretKeyRef": {"name": name, "key": "git.header"}}}),
+                           (f"http.{source.url}.extraHeader", {"value": "X-Optio-CSRF: 1"})]
+            git_config: list[dict[str, Any]] = [{"name": "GIT_CONFIG_COUNT", "value": str(len(config))}]
+            for index, (config_key, value) in enumerate(config):
+                git_config += [{"name": f"GIT_CONFIG_KEY_{index}", "value": config_key},
+                               {"name": f"GIT_CONFIG_VALUE_{index}", **value}]
+            git_env = [{"name": "HOME", "value": "/tmp"}, *git_config]
+            if source.handback:
+                env = [var for var in env if not str(var["name"]).startswith("GIT_CONFIG_")] + git_config
+                command = ["/bin/sh", "-c", WRAPPER_SCRIPT, "optio-pod", *command]
+                annotations[ANNOTATION_WORKTREE] = str(spec.cwd)
             init.append({
                 "name": CHECKOUT_CONTAINER, "image": self.settings.git_image or image,
                 "command": ["git", "clone", "--quiet", "--branch", source.branch, "--", source.url, str(spec.cwd)],
@@ -492,7 +525,7 @@ class KubernetesRuntime:
             })
         pod = {
             "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "labels": labels, "annotations": {ANNOTATION_KEY: spec.key}},
+            "metadata": {"name": name, "labels": labels, "annotations": annotations},
             "spec": {
                 "restartPolicy": "Never", "automountServiceAccountToken": False, "enableServiceLinks": False,
                 "terminationGracePeriodSeconds": self.settings.kill_grace_s,
@@ -562,6 +595,8 @@ class KubernetesRuntime:
 
     def _cleanup(self, name: str) -> None:
         """Remove a run's pod and Secret once its exit is stored (the owner reference also covers the Secret)."""
+        if self.exchange is not None:
+            self.exchange.remove(name)
         for delete in (lambda: self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=1),
                        lambda: self.core.delete_namespaced_secret(name, self.namespace)):
             with contextlib.suppress(ApiException):
