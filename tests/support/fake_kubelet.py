@@ -240,7 +240,8 @@ class PodRun(threading.Thread):
             if entry not in _HOST_SKIP:
                 wrap += ["--bind", f"/{entry}", f"/{entry}"]
         for mount in spec.volume_mounts or []:
-            wrap += ["--ro-bind" if mount.read_only else "--bind", str(volumes[mount.name]), mount.mount_path]
+            source = volumes[mount.name] / mount.sub_path if mount.sub_path else volumes[mount.name]
+            wrap += ["--ro-bind" if mount.read_only else "--bind", str(source), mount.mount_path]
         if spec.working_dir:
             wrap += ["--chdir", spec.working_dir]
         crun.proc = subprocess.Popen([*wrap, "--", *argv], env=env, stdin=subprocess.DEVNULL,
