@@ -186,11 +186,20 @@ class _Watcher(threading.Thread):
         self.runtime._delete_pod(self.name_, grace_s)
 
     def run(self) -> None:
+        timer: threading.Timer | None = None
+        if self.info.timeout_at is not None:
+            # The log stream blocks the loop, so the deadline is kept by a timer of its own.
+            timer = threading.Timer(max(0.0, self.info.timeout_at - time.time()), self.request_kill,
+                                    args=("timeout", float(self.runtime.settings.kill_grace_s)))
+            timer.daemon = True
+            timer.start()
         try:
             self._watch()
         except Exception:
             log.exception("kubernetes watcher crashed", key=self.info.key)
         finally:
+            if timer is not None:
+                timer.cancel()
             self.runtime._forget(self)
 
     def _watch(self) -> None:
@@ -201,14 +210,13 @@ class _Watcher(threading.Thread):
                 self._drain_and_exit(None, self.kill_reason or "lost")
                 return
             self.worktree = (pod.metadata.annotations or {}).get(ANNOTATION_WORKTREE)
-            if self.info.timeout_at is not None and time.time() >= self.info.timeout_at and self.kill_reason is None:
-                self.request_kill("timeout", float(rt.settings.kill_grace_s))
             state = _agent_state(pod)
             if state == "waiting" and pod.status is not None and pod.status.phase not in ("Failed", "Succeeded"):
                 rt._stopping.wait(rt.settings.poll_interval_s)
                 continue
             # Running (or ended): follow the log until the stream closes, then look at the pod again.
-            self._follow(follow=state == "running")
+            if self._follow(follow=state == "running") == 0:
+                rt._stopping.wait(rt.settings.poll_interval_s)  # ended, but its status is not written yet
             pod = rt._read_pod(self.name_)
             terminated = _agent_terminated(pod) if pod is not None else None
             if pod is None or terminated is not None or (pod.status is not None and pod.status.phase in
@@ -243,14 +251,15 @@ class _Watcher(threading.Thread):
         self.finished = True
         self.runtime._cleanup(self.name_)
 
-    def _follow(self, *, follow: bool) -> None:
+    def _follow(self, *, follow: bool) -> int:
+        """Deliver the log from the last delivered line on; how many new lines there were."""
         rt = self.runtime
+        delivered = 0
         try:
             response = rt._log_stream(self.name_, follow=follow, since_ns=self.last_ns)
         except ApiException as exc:
             if exc.status in (400, 404):  # not started yet / gone: the caller looks at the pod again
-                rt._stopping.wait(rt.settings.poll_interval_s)
-                return
+                return 0
             raise
         self._response = response
         try:
@@ -268,9 +277,11 @@ class _Watcher(threading.Thread):
                 batch_ns = ns
                 if len(batch) >= _MAX_BATCH:
                     self._deliver(batch, batch_ns)
+                    delivered += len(batch)
                     batch = []
             if batch:
                 self._deliver(batch, batch_ns)
+                delivered += len(batch)
         except Exception as exc:  # a dropped connection: resume from the last delivered line
             if not rt._stopping.is_set():
                 log.info("kubernetes log stream interrupted; resuming", key=self.info.key, error=str(exc))
@@ -278,6 +289,7 @@ class _Watcher(threading.Thread):
             with contextlib.suppress(Exception):
                 response.release_conn()
             self._response = None
+        return delivered
 
     def _deliver(self, lines: list[str], end_ns: int) -> None:
         delay = self.runtime.settings.poll_interval_s
@@ -362,7 +374,10 @@ class KubernetesRuntime:
             if spec.key in self._watchers:
                 raise RuntimeLaunchError(f"{spec.key}: a process with this key is already running")
         name = pod_name(spec.key)
-        source = self.checkout(spec) if self.checkout is not None else None
+        try:
+            source = self.checkout(spec) if self.checkout is not None else None
+        except Exception as exc:
+            raise RuntimeLaunchError(f"{spec.key}: cannot prepare the pod's worktree: {exc}") from exc
         try:
             self._ensure_policy()
             secret_data, pod = self._manifests(spec, name, source)
