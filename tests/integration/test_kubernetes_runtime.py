@@ -134,18 +134,23 @@ def _spec(tmp_path: Path, key: str, script: str, env: dict[str, str] | None = No
 def _gone(cluster: KubeCluster, name: str, timeout_s: float = 30.0) -> bool:
     admin = _admin(cluster)
     deadline = time.monotonic() + timeout_s
+    left: list[str] = []
     while time.monotonic() < deadline:
-        pods = [p.metadata.name for p in admin.list_namespaced_pod(NAMESPACE).items]
-        secrets = [s.metadata.name for s in admin.list_namespaced_secret(NAMESPACE).items]
-        if name not in pods and name not in secrets:
+        left = [f"pod/{p.metadata.name}" for p in admin.list_namespaced_pod(NAMESPACE).items
+                if p.metadata.name == name]
+        left += [f"secret/{s.metadata.name}" for s in admin.list_namespaced_secret(NAMESPACE).items
+                 if s.metadata.name == name]
+        if not left:
             return True
         time.sleep(0.1)
+    print("left behind:", left)
     return False
 
 
 def test_a_pod_per_attempt_with_labels_limits_security_and_secrets_by_reference(cluster: KubeCluster,
                                                                                  tmp_path: Path) -> None:
     sink = Sink()
+    sink.fail_next = 2  # a busy database: the runtime retries the same batch, nothing is lost or repeated
     runtime = _runtime(cluster, sink)
     key = "repo_task:41:2"
     script = (f"import os\nassert os.environ['API_KEY'] == {SECRET_VALUE!r}\nprint('uid', os.getuid())\n"

@@ -450,9 +450,9 @@ class FakeKubelet:
 
     def _remove(self, pod: k8s.V1Pod) -> None:
         with contextlib.suppress(ApiException):
-            self.api.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0,
-                                           body=k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(
-                                               uid=pod.metadata.uid)))
+            # With a body, the API server reads the options from it only (query parameters are ignored).
+            self.api.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, body=k8s.V1DeleteOptions(
+                grace_period_seconds=0, preconditions=k8s.V1Preconditions(uid=pod.metadata.uid)))
         with self.lock:
             self.pods.pop(pod.metadata.uid, None)
 

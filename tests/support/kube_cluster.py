@@ -5,8 +5,9 @@ Everything listens on 127.0.0.1 on free ports, with state and certificates in a 
 authenticates with static tokens: an admin (``system:masters``, for the test itself and the fake node) and
 ``optio``, a user with no rights until a test binds it to the Role the deployment manifests ship, so Optio's calls
 are authorised exactly as they would be in a cluster. No controller-manager runs: nothing here depends on
-controllers other than the scheduler (the ServiceAccount admission plugin, which needs the token controller, is
-off, and Optio deletes its own Secrets instead of relying on the garbage collector alone).
+controllers other than the scheduler: the ServiceAccount admission plugin (it needs the token controller) and
+TaintNodesByCondition (its not-ready taint is lifted by the node lifecycle controller) are off, and Optio deletes its
+own Secrets instead of relying on the garbage collector alone.
 
 The node is :mod:`tests.support.fake_kubelet`; the API server proxies ``pods/log`` to it with a client certificate
 signed by the test CA, and checks its serving certificate against that CA.
@@ -19,6 +20,7 @@ import ipaddress
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -180,11 +182,11 @@ class KubeCluster:
             "--secure-port", str(api_port), "--insecure-port", "0", "--cert-dir", str(self.root / "certs"),
             "--tls-cert-file", str(apiserver_cert[0]), "--tls-private-key-file", str(apiserver_cert[1]),
             "--client-ca-file", str(self.ca_file), "--token-auth-file", str(tokens),
-            "--authorization-mode", "RBAC", "--anonymous-auth", "false",
+            "--authorization-mode", "RBAC", "--anonymous-auth=false",
             "--service-account-key-file", str(sa_key), "--service-account-signing-key-file", str(sa_key),
             "--service-account-issuer", "https://kubernetes.default.svc",
             "--service-cluster-ip-range", "10.0.0.0/24",
-            "--disable-admission-plugins", "ServiceAccount",
+            "--disable-admission-plugins", "ServiceAccount,TaintNodesByCondition",
             "--kubelet-certificate-authority", str(self.ca_file),
             "--kubelet-client-certificate", str(self.kubelet_client_cert[0]),
             "--kubelet-client-key", str(self.kubelet_client_cert[1]),
@@ -192,7 +194,8 @@ class KubeCluster:
             "--enable-priority-and-fairness=false", "--profiling=false", "--logtostderr", "-v", "1",
         ], logs)
         headers = {"Authorization": f"Bearer {self.admin_token}"}
-        self._wait(lambda: httpx.get(f"{self.url}/readyz", headers=headers, verify=str(self.ca_file),
+        tls = ssl.create_default_context(cafile=str(self.ca_file))
+        self._wait(lambda: httpx.get(f"{self.url}/readyz", headers=headers, verify=tls,
                                      timeout=3).status_code == 200, "kube-apiserver", timeout_s=90)
 
         scheduler_config = self.kubeconfig(self.admin_token, self.root / "scheduler.kubeconfig")

@@ -263,25 +263,27 @@ class _Watcher(threading.Thread):
             raise
         self._response = response
         try:
-            batch: list[str] = []
-            batch_ns = self.last_ns
-            for line in _lines(response):
-                stamp, _, text = line.partition(" ")
-                try:
-                    ns = parse_timestamp(stamp)
-                except ValueError:
-                    continue
-                if ns <= self.last_ns or ns <= batch_ns:
-                    continue  # delivered before this (re)connect
-                batch.append(text)
-                batch_ns = ns
-                if len(batch) >= _MAX_BATCH:
+            # One batch per chunk the API server sent: lines reach the sink as soon as they arrive.
+            for chunk in _line_batches(response):
+                batch: list[str] = []
+                batch_ns = self.last_ns
+                for line in chunk:
+                    stamp, _, text = line.partition(" ")
+                    try:
+                        ns = parse_timestamp(stamp)
+                    except ValueError:
+                        continue
+                    if ns <= batch_ns:
+                        continue  # delivered before this (re)connect
+                    batch.append(text)
+                    batch_ns = ns
+                    if len(batch) >= _MAX_BATCH:
+                        self._deliver(batch, batch_ns)
+                        delivered += len(batch)
+                        batch = []
+                if batch:
                     self._deliver(batch, batch_ns)
                     delivered += len(batch)
-                    batch = []
-            if batch:
-                self._deliver(batch, batch_ns)
-                delivered += len(batch)
         except Exception as exc:  # a dropped connection: resume from the last delivered line
             if not rt._stopping.is_set():
                 log.info("kubernetes log stream interrupted; resuming", key=self.info.key, error=str(exc))
@@ -312,15 +314,16 @@ class _Watcher(threading.Thread):
                 response.shutdown()
 
 
-def _lines(response: Any) -> Iterator[str]:
+def _line_batches(response: Any) -> Iterator[list[str]]:
+    """The complete lines of each chunk of a streamed response (a partial line waits for the next chunk)."""
     pending = b""
     for chunk in response.stream(64 * 1024, decode_content=False):
         pending += chunk
         *complete, pending = pending.split(b"\n")
-        for raw in complete:
-            yield raw.decode("utf-8", errors="replace")
+        if complete:
+            yield [raw.decode("utf-8", errors="replace") for raw in complete]
     if pending:
-        yield pending.decode("utf-8", errors="replace")
+        yield [pending.decode("utf-8", errors="replace")]
 
 
 def _agent_status(pod: k8s.V1Pod) -> k8s.V1ContainerStatus | None:
