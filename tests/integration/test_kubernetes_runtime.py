@@ -369,6 +369,7 @@ def test_the_repo_loop_runs_in_pods_and_survives_an_optio_restart(cluster: KubeC
         "OPTIO_RUNTIME": "kubernetes", "OPTIO_KUBE_NAMESPACE": E2E_NAMESPACE, "OPTIO_KUBE_API_URL": cluster.url,
         "OPTIO_KUBE_TOKEN": cluster.optio_token, "OPTIO_KUBE_CA_FILE": str(cluster.ca_file),
         "OPTIO_KUBE_CPU_LIMIT": "500m", "OPTIO_KUBE_MEMORY_LIMIT": "300Mi", "OPTIO_KUBE_KILL_GRACE_S": "2",
+        "OPTIO_KUBE_CPU_REQUEST": "100m", "OPTIO_KUBE_MEMORY_REQUEST": "64Mi",
     })
     server.start()
     try:

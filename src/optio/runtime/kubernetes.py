@@ -34,6 +34,7 @@ import base64
 import calendar
 import contextlib
 import hashlib
+import json
 import re
 import threading
 import time
@@ -314,6 +315,14 @@ class _Watcher(threading.Thread):
                 response.shutdown()
 
 
+def _api_message(exc: ApiException) -> str:
+    """The API server's own explanation (its Status message), which names the invalid field."""
+    try:
+        return str(json.loads(exc.body or "{}").get("message", ""))[:1000]
+    except (ValueError, AttributeError):
+        return ""
+
+
 def _line_batches(response: Any) -> Iterator[list[str]]:
     """The complete lines of each chunk of a streamed response (a partial line waits for the next chunk)."""
     pending = b""
@@ -395,7 +404,8 @@ class KubernetesRuntime:
                 "blockOwnerDeletion": False}]}})
         except ApiException as exc:
             self._cleanup(name)
-            raise RuntimeLaunchError(f"{spec.key}: Kubernetes refused the pod: {exc.status} {exc.reason}") from exc
+            raise RuntimeLaunchError(f"{spec.key}: Kubernetes refused the pod: {exc.status} {exc.reason}: "
+                                     f"{_api_message(exc)}") from exc
         except OSError as exc:
             self._cleanup(name)
             raise RuntimeLaunchError(f"{spec.key}: cannot prepare the pod: {exc}") from exc
