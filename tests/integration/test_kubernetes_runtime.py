@@ -390,6 +390,7 @@ def test_the_repo_loop_runs_in_pods_and_survives_an_optio_restart(cluster: KubeC
         assert first.spec.security_context.run_as_non_root is True
         assert [c.name for c in first.spec.init_containers] == ["checkout"]
         spec_text = json.dumps(admin.api_client.sanitize_for_serialization(first))
+        _check_exchange_access(server, first.metadata.name, tmp_path)
         server.restart()  # the pod keeps running; the new server adopts it
         (gate / "go").touch()
         done = server.wait_state(f"/api/repo-tasks/{task['id']}", {"completed", "failed", "needs_attention"},
@@ -418,3 +419,26 @@ def _namespace_empty(cluster: KubeCluster, namespace: str, timeout_s: float = 30
             return True
         time.sleep(0.2)
     return False
+
+
+def _check_exchange_access(server: object, name: str, tmp_path: Path) -> None:
+    """The pod's git exchange opens with that pod's token only, and takes pushes to its result branch only."""
+    from optio.runtime.pod_git import PodGit
+
+    pods = PodGit(server.data_dir / "pod-git")  # type: ignore[attr-defined]
+    url = f"{server.url}/api/pods/git/{name}.git"  # type: ignore[attr-defined]
+
+    def git_as(token: str | None, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        config = ["-c", f"http.extraHeader=Authorization: Bearer {token}"] if token else []
+        return subprocess.run(["git", *config, "-c", "http.extraHeader=X-Optio-CSRF: 1", *args], cwd=cwd,
+                              capture_output=True, text=True, timeout=60,
+                              env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GIT_TERMINAL_PROMPT": "0"})
+
+    assert git_as(None, "ls-remote", url).returncode != 0
+    assert git_as(pods.token(name + "-other"), "ls-remote", url).returncode != 0
+    listed = git_as(pods.token(name), "ls-remote", url)
+    assert listed.returncode == 0 and "refs/heads/base" in listed.stdout, listed.stderr
+    clone = tmp_path / "exchange-clone"
+    assert git_as(pods.token(name), "clone", "-q", "--branch", "base", url, str(clone)).returncode == 0
+    pushed = git_as(pods.token(name), "push", url, "HEAD:refs/heads/main", cwd=clone)
+    assert pushed.returncode != 0 and "only refs/heads/result" in pushed.stderr, pushed.stderr
