@@ -55,7 +55,7 @@ SRC
   $SUDO apt-get update -qq >&2
 fi
 
-apt_install golang-go dpkg-dev build-essential rsync
+apt_install golang-go dpkg-dev make rsync
 
 WORK="$CACHE/src"
 mkdir -p "$WORK"
@@ -72,7 +72,7 @@ log "building in $TREE with $(go version)"
 # nothing is fetched (GOPROXY=off). Module mode with -mod=vendor fails on this tree ("updates to go.mod needed").
 export GO111MODULE=off GOFLAGS="" GOPROXY=off GOTOOLCHAIN=local CGO_ENABLED=0
 export GOPATH="$TREE/.go" GOCACHE="$CACHE/gocache"
-mkdir -p "$GOPATH/src/k8s.io" "$BIN"
+mkdir -p "$GOPATH/src/k8s.io" "$BIN" "$CACHE/home"
 [ -L "$GOPATH/src/k8s.io/kubernetes" ] || ln -s ../../.. "$GOPATH/src/k8s.io/kubernetes"
 (
   cd "$TREE"
@@ -84,7 +84,9 @@ for cmd in kube-apiserver kube-scheduler; do
   [ -x "$built" ] || { log "no $cmd binary after make"; exit 1; }
   cp "$built" "$BIN/$cmd.tmp" && mv "$BIN/$cmd.tmp" "$BIN/$cmd"
 done
-"$BIN/kube-apiserver" --version >&2 || true
+"$BIN/kube-apiserver" --version >&2
 touch "$STAMP"
+# The source tree and Go's build cache (about 3 GB) are not needed once the binaries are in place.
+if [ -z "${OPTIO_KUBE_KEEP_SRC:-}" ]; then rm -rf "$WORK" "$GOCACHE"; fi
 log "built into $BIN"
 echo "$BIN"
