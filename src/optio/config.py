@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     kube_git_url: str | None = Field(
         default=None, description="Optio's URL as agent pods reach it, for their git exchange; default: OPTIO_URL"
     )
+    kube_git_max_push_mb: int = Field(default=512, ge=1, description="Largest worktree a pod may hand back")
     kube_git_image: str | None = Field(default=None, description="Image of the checkout init container")
     kube_cpu_request: str = "250m"
     kube_cpu_limit: str = "2"

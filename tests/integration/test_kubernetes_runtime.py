@@ -8,6 +8,7 @@ example overlay are also applied to the same API server with ``--dry-run=server`
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -442,3 +443,11 @@ def _check_exchange_access(server: object, name: str, tmp_path: Path) -> None:
     assert git_as(pods.token(name), "clone", "-q", "--branch", "base", url, str(clone)).returncode == 0
     pushed = git_as(pods.token(name), "push", url, "HEAD:refs/heads/main", cwd=clone)
     assert pushed.returncode != 0 and "only refs/heads/result" in pushed.stderr, pushed.stderr
+    # A worktree bigger than the API's body limit still comes back (the exchange has a limit of its own).
+    (clone / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@e", "add", "big.bin"], cwd=clone, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "big"], cwd=clone,
+                   check=True)
+    big = git_as(pods.token(name), "push", url, "HEAD:refs/heads/result", cwd=clone)
+    assert big.returncode == 0, big.stderr
+    assert git_as(pods.token(name), "push", url, ":refs/heads/result", cwd=clone).returncode == 0
