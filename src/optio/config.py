@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     kube_egress_ports: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [443], description="TCP ports allowed to kube_egress_cidrs (comma-separated)"
     )
+    kube_local_kinds: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["pr_review"],
+        description="Run kinds that stay local processes with the Kubernetes runtime (comma-separated)",
+    )
     kube_kill_grace_s: int = Field(default=10, ge=1, description="Grace period of a cancelled agent pod")
 
     # --- auth, secrets and request limits -------------------------------------------------------------
@@ -143,7 +147,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("kube_egress_cidrs", "kube_egress_ports", mode="before")
+    @field_validator("kube_egress_cidrs", "kube_egress_ports", "kube_local_kinds", mode="before")
     @classmethod
     def _split_kube_lists(cls, value: Any) -> Any:
         if isinstance(value, str):

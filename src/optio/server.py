@@ -120,11 +120,13 @@ def build(settings: Settings) -> Optio:
 
 def build_runtime(settings: Settings, sink: processes.DbSink, sandbox: run_sandbox.Sandbox | None) -> Runtime:
     """Local processes (the default), or pods of a Kubernetes cluster (``OPTIO_RUNTIME=kubernetes``)."""
+    local = LocalRuntime(sink, sandbox=sandbox)
     if settings.runtime == "kubernetes":
         from optio.runtime.kube_setup import from_settings
+        from optio.runtime.routing import RoutingRuntime
 
-        return from_settings(settings, sink)
-    return LocalRuntime(sink, sandbox=sandbox)
+        return RoutingRuntime(from_settings(settings, sink), local, frozenset(settings.kube_local_kinds))
+    return local
 
 
 def hosted_credentials(db: Database, by_kind: dict[str, Callable[[int], str | None]],

@@ -308,6 +308,24 @@ def test_an_unreachable_pod_spec_is_a_clear_launch_error(cluster: KubeCluster, t
     assert _gone(cluster, pod_name("job_run:99:1"))
 
 
+def test_reviews_stay_local_processes_while_tasks_run_as_pods(cluster: KubeCluster, tmp_path: Path) -> None:
+    from optio.runtime.local import LocalRuntime
+    from optio.runtime.routing import RoutingRuntime
+
+    sink = Sink()
+    runtime = RoutingRuntime(_runtime(cluster, sink), LocalRuntime(sink), frozenset({"pr_review"}))
+    review, task = "pr_review:3:1", "repo_task:3:1"
+    script = "import os\nprint('pod' if os.environ.get('HOSTNAME', '').startswith('optio-') else 'local')\n"
+    try:
+        for key in (review, task):
+            runtime.launch(_spec(tmp_path, key, script))
+        sink.wait(lambda: review in sink.exits and task in sink.exits)
+    finally:
+        runtime.shutdown()
+    assert sink.lines[review] == ["local"] and sink.lines[task] == ["pod"]
+    assert sink.exits[review] == [(0, "exited")] and sink.exits[task] == [(0, "exited")]
+
+
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed")
 @pytest.mark.parametrize("overlay", sorted(p.name for p in (REPO_ROOT / "deploy" / "overlays").iterdir()))
 def test_the_manifests_apply_to_the_api_server(cluster: KubeCluster, tmp_path: Path, overlay: str) -> None:
