@@ -61,6 +61,39 @@ class Settings(BaseSettings):
         default_factory=list, description="Extra host dirs shown read-only in the sandbox (comma-separated)"
     )
 
+    # --- where agents run: local processes, or pods of a Kubernetes cluster -----------------------------
+    runtime: Literal["local", "kubernetes"] = Field(default="local", description="Where agent processes run")
+    kube_namespace: str = Field(default="optio", description="Namespace of the agent pods, Secrets and policy")
+    kube_kubeconfig: Path | None = Field(default=None, description="Kubeconfig file; default: in-cluster account")
+    kube_api_url: str | None = Field(default=None, description="API server URL (with kube_token instead of a file)")
+    kube_token: str | None = Field(default=None, description="Bearer token for kube_api_url")
+    kube_ca_file: Path | None = Field(default=None, description="CA bundle of kube_api_url")
+    kube_images: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="Agent image per agent type (`type=image,type=image`)"
+    )
+    kube_default_image: str = Field(default="optio-agent:latest", description="Image of agent types not listed")
+    kube_git_url: str | None = Field(
+        default=None, description="Optio's URL as agent pods reach it, for their git exchange; default: OPTIO_URL"
+    )
+    kube_git_max_push_mb: int = Field(default=512, ge=1, description="Largest worktree a pod may hand back")
+    kube_git_image: str | None = Field(default=None, description="Image of the checkout init container")
+    kube_cpu_request: str = "250m"
+    kube_cpu_limit: str = "2"
+    kube_memory_request: str = "512Mi"
+    kube_memory_limit: str = "4Gi"
+    kube_run_as_user: int = Field(default=1000, ge=1, description="Non-root uid of the agent containers")
+    kube_egress_cidrs: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="CIDRs agent pods may reach besides DNS (comma-separated); none = DNS only"
+    )
+    kube_egress_ports: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [443], description="TCP ports allowed to kube_egress_cidrs (comma-separated)"
+    )
+    kube_local_kinds: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["pr_review"],
+        description="Run kinds that stay local processes with the Kubernetes runtime (comma-separated)",
+    )
+    kube_kill_grace_s: int = Field(default=10, ge=1, description="Grace period of a cancelled agent pod")
+
     # --- auth, secrets and request limits -------------------------------------------------------------
     auth: Literal["enabled", "disabled"] = Field(
         default="enabled", description="'disabled' only for a single-user laptop: binds 127.0.0.1 and warns"
@@ -115,6 +148,24 @@ class Settings(BaseSettings):
     def _split_paths(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("kube_egress_cidrs", "kube_egress_ports", "kube_local_kinds", mode="before")
+    @classmethod
+    def _split_kube_lists(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("kube_images", mode="before")
+    @classmethod
+    def _split_images(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            pairs = [part.strip() for part in value.split(",") if part.strip()]
+            bad = [pair for pair in pairs if "=" not in pair]
+            if bad:
+                raise ValueError(f"kube_images: expected type=image, got {bad[0]!r}")
+            return dict(pair.split("=", 1) for pair in pairs)
         return value
 
     @field_validator("outbound_allowlist", "trusted_proxies", "allowed_hosts", mode="before")

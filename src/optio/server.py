@@ -19,7 +19,7 @@ from optio.control.kinds.agent import AgentHandler
 from optio.control.kinds.job import JobRunHandler
 from optio.control.kinds.repo import RepoTaskHandler
 from optio.control.kinds.review import ReviewRunHandler
-from optio.control.ports import ForgeRegistry
+from optio.control.ports import ForgeRegistry, Runtime
 from optio.control.worker import WorkerPool, resync
 from optio.forge.github import GitHubForge
 from optio.forge.gitlab import GitLabForge
@@ -106,7 +106,7 @@ def build(settings: Settings) -> Optio:
     forge.worktrees.credential = hosted_credentials(db, {github.name: github.git_credential}, forge.credential)
     forge.worktrees.username = hosted_git_username(db)
     ctx = ControlContext(
-        settings=settings, db=db, runtime=LocalRuntime(processes.DbSink(db, settings), sandbox=sandbox),
+        settings=settings, db=db, runtime=build_runtime(settings, processes.DbSink(db, settings), sandbox),
         forges=forges, worktrees=forge.worktrees, secrets=auth.secrets,
         redactors=redactors,
     )
@@ -120,6 +120,17 @@ def build(settings: Settings) -> Optio:
                         backoff_s=settings.notify_backoff_s, max_attempts=settings.notify_max_attempts,
                         timeout_s=settings.notify_timeout_s)
     return Optio(settings=settings, ctx=ctx, workers=WorkerPool(ctx), auth=auth, notifier=notifier)
+
+
+def build_runtime(settings: Settings, sink: processes.DbSink, sandbox: run_sandbox.Sandbox | None) -> Runtime:
+    """Local processes (the default), or pods of a Kubernetes cluster (``OPTIO_RUNTIME=kubernetes``)."""
+    local = LocalRuntime(sink, sandbox=sandbox)
+    if settings.runtime == "kubernetes":
+        from optio.runtime.kube_setup import from_settings
+        from optio.runtime.routing import RoutingRuntime
+
+        return RoutingRuntime(from_settings(settings, sink), local, frozenset(settings.kube_local_kinds))
+    return local
 
 
 def hosted_credentials(db: Database, by_kind: dict[str, Callable[[int], str | None]],
@@ -161,6 +172,9 @@ def uvicorn_proxy_options(settings: Settings) -> dict[str, object]:
 def start(optio: Optio) -> None:
     """Adopt processes left by a previous server, sweep every open run, then start the workers."""
     processes.recover(optio.ctx)
+    collect_garbage = getattr(optio.ctx.runtime, "collect_garbage", None)
+    if collect_garbage is not None:  # pods and Secrets of runs that ended while no server watched them
+        collect_garbage(processes.live_keys(optio.ctx))
     for forge in optio.ctx.forges.all():
         forge.recover()
     resync(optio.ctx)

@@ -19,6 +19,7 @@ from optio.api.routes import (
     events,
     forge_hooks,
     jobs,
+    pod_git,
     prs,
     repo_tasks,
     repos,
@@ -80,7 +81,8 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.add_middleware(RateLimitMiddleware,
                        login=SlidingWindow(settings.login_rate_limit, settings.rate_limit_window_s),
                        webhook=SlidingWindow(settings.webhook_rate_limit, settings.rate_limit_window_s))
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       path_limits={"/api/pods/git/": settings.kube_git_max_push_mb * 1024 * 1024})
     # Outermost: a foreign Host (DNS rebinding) or, with auth disabled, a cross-site write is refused first.
     app.add_middleware(RequestGuardMiddleware, settings=settings)
 
@@ -115,6 +117,7 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(web_agent_pages.router)
     app.mount("/static", assets.static_files(), name="static")
     app.include_router(forge_hooks.router)
+    app.include_router(pod_git.router)
     app.include_router(trigger_routes.router)
     app.include_router(trigger_routes.hooks)
     app.include_router(persistent_agent_routes.router)

@@ -26,22 +26,27 @@ async def _reject(send: Send, limit: int) -> None:
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """``path_limits`` gives paths (by prefix) a limit of their own, e.g. the git pushes of agent pods."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = str(scope.get("path", ""))
+        limit = next((cap for prefix, cap in self.path_limits.items() if path.startswith(prefix)), self.max_bytes)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared > self.max_bytes:
-                    await _reject(send, self.max_bytes)
+                if declared > limit:
+                    await _reject(send, limit)
                     return
         declared_length = any(name == b"content-length" for name, _ in scope.get("headers", []))
         if declared_length:
@@ -57,8 +62,8 @@ class BodyLimitMiddleware:
             if message["type"] != "http.request":
                 break
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                await _reject(send, self.max_bytes)
+            if seen > limit:
+                await _reject(send, limit)
                 return
             if not message.get("more_body", False):
                 break

@@ -454,6 +454,12 @@ def _info(proc: AgentProcess) -> ProcessInfo:
                        timeout_at=proc.timeout_at)
 
 
+def live_keys(ctx: ControlContext) -> set[str]:
+    """Keys of the processes the table still counts as running (a runtime may clean up everything else)."""
+    with ctx.db.read() as session:
+        return {proc.key for proc in store.all_active(session)}
+
+
 def recover(ctx: ControlContext) -> int:
     """On start: re-adopt every process the previous server left running, or learn that it is gone.
 
