@@ -73,7 +73,9 @@ def list_prs(response: Response, ctx: Ctx = Depends(get_ctx),
         listing = hosted_prs.list_in_workspace(ctx.db, ctx.optio.ctx.forges, ctx.workspace_id, state=state)
         out += [hosted_pr_out(p) for p in listing.prs]
         if listing.unavailable:
-            response.headers[UNAVAILABLE_HEADER] = "; ".join(listing.unavailable)
+            # One ASCII line (a header is latin-1 and cannot break lines): never a 500 for a forge's odd reason.
+            text = "; ".join(listing.unavailable).encode("ascii", "replace").decode()
+            response.headers[UNAVAILABLE_HEADER] = " ".join(text.split())
     return out
 
 
