@@ -188,6 +188,7 @@ def test_references_inside_bodies_and_queries_are_scoped(world: Any) -> None:
         ("GET", "/api/repo-tasks", {"params": {"repo": repo_id}}),
         ("GET", "/api/runs/1/logs", {}),
         ("GET", "/api/prs/resolve", {"params": {"ref": a["task_id"][0]}}),
+        ("GET", "/api/prs/diff", {"params": {"ref": a["task_id"][0]}}),
     ]
     for method, path, kwargs in checks:
         res = server.api(method, path, token=bob_key, **kwargs)
@@ -220,7 +221,9 @@ def test_dashboard_pages_forms_and_event_stream_show_nothing_across_workspaces(w
     assert browser.post("/login", data={"username": "bob", "password": "bob-browser-password",
                                         "csrf_token": csrf}).status_code == 303
     page_csrf = re.search(r"name='csrf-token' content='([^']+)'", browser.get("/").text).group(1)  # type: ignore[union-attr]
-    values = {**a, "intent": ["cancel", "retry"], "action": ["approve", "merge"]}
+    # A PR page is named by its id, or as REPO_ID-NUMBER for a hosted forge's.
+    values = {**a, "intent": ["cancel", "retry"], "action": ["approve", "merge"],
+              "pr_ref": [a["pr_id"][0], f"{a['repo_ref'][0]}-1"]}
     checked = 0
     for method, template in html_routes():
         for path in expand(template, values):
@@ -232,7 +235,7 @@ def test_dashboard_pages_forms_and_event_stream_show_nothing_across_workspaces(w
             checked += 1
     assert checked >= 10
     # A's names appear on none of B's pages, although A's admin sees them on the same pages.
-    for path in ("/", "/tasks", "/jobs", "/repos", "/tickets", "/costs", "/settings"):
+    for path in ("/", "/tasks", "/jobs", "/repos", "/prs", "/tickets", "/costs", "/settings"):
         text = browser.get(path).text
         assert ">ja<" not in text and ">ra<" not in text and "a ticket" not in text, path
     # The event stream from B replays nothing of A.
@@ -323,3 +326,74 @@ def api_routes_all(tmp_path: Path) -> list[tuple[str, str, str | None]]:
     """Every API route, with or without a path parameter."""
     app = create_app(Settings(data_dir=tmp_path / "unused-all"), start_workers=False)
     return [(method.upper(), path, None) for path, ops in app.openapi()["paths"].items() for method in ops]
+
+
+def browser_login(server: OptioServer, username: str, password: str) -> tuple[httpx.Client, str]:
+    """A signed-in browser session (cookies kept by the client) and its page CSRF token."""
+    browser = httpx.Client(base_url=server.url, timeout=30)
+    form = browser.get("/login").text
+    csrf = re.search(r"name='csrf_token' value='([^']+)'", form).group(1)  # type: ignore[union-attr]
+    assert browser.post("/login", data={"username": username, "password": password,
+                                        "csrf_token": csrf}).status_code == 303
+    page_csrf = re.search(r"name='csrf-token' content='([^']+)'", browser.get("/").text).group(1)  # type: ignore[union-attr]
+    return browser, page_csrf
+
+
+def stream_events(browser: httpx.Client, **params: Any) -> tuple[int, list[tuple[str, int]]]:
+    """(status, (kind, run id) of every event replayed from the start until the stream is live)."""
+    seen = []
+    with browser.stream("GET", "/api/events/stream", params={"after": 0, **params}) as res:
+        if res.status_code != 200:
+            return res.status_code, []
+        for line in res.iter_lines():
+            if line.startswith("event: live"):
+                break
+            if line.startswith("data: {\"event_id\""):
+                data = json.loads(line[6:])
+                seen.append((data["kind"], data["run_id"]))
+    return 200, seen
+
+
+def test_workspace_switcher_shows_only_the_chosen_workspace_and_refuses_others(world: Any) -> None:
+    """A member of two workspaces switches in the header: pages, the browser's API calls and the event stream
+    follow the session's choice; a workspace they are not in is refused (404), by form, cookie or query."""
+    server, a, _bob_key, _tmp = world
+    assert server.api("PUT", "/api/me/password", json={"password": "admin-switch-password"}).status_code == 204
+    server.api("POST", "/api/workspaces", json={"slug": "c"}).raise_for_status()
+    browser, csrf = browser_login(server, "admin", "admin-switch-password")
+    a_runs = {("job_run", int(r)) for r in a["run_id"]} | {("repo_task", int(t)) for t in a["task_id"]}
+    header = browser.get("/repos").text
+    assert 'name="workspace"' in header and '<option value="c"' in header and '<option value="b"' not in header
+    assert ">ra<" in header
+    status, seen = stream_events(browser)
+    assert status == 200 and a_runs & set(seen), "the default workspace's events replay (not vacuous)"
+    # Not a member of b: refused, and nothing is remembered.
+    refused = browser.post("/workspace", data={"csrf_token": csrf, "workspace": "b", "next": "/repos"})
+    assert refused.status_code == 404 and "optio_workspace" not in browser.cookies
+    assert browser.post("/workspace", data={"csrf_token": "wrong", "workspace": "c"}).status_code == 403
+    assert "optio_workspace" not in browser.cookies
+    # Switch to c: every page and the browser's own API calls now show c, which has nothing of A.
+    switched = browser.post("/workspace", data={"csrf_token": csrf, "workspace": "c", "next": "/repos/1"})
+    assert switched.status_code == 303 and switched.headers["location"] == "/repos"
+    assert browser.get("/api/repos").json() == [] and browser.get("/api/prs").json() == []
+    for path in ("/", "/tasks", "/jobs", "/repos", "/prs", "/tickets"):
+        text = browser.get(path).text
+        assert ">ja<" not in text and ">ra<" not in text and "a ticket" not in text, path
+        assert '<option value="c" selected' in text, path
+    assert browser.get(f"/tasks/{a['task_id'][0]}").status_code == 404
+    assert browser.get(f"/prs/{a['pr_id'][0]}").status_code == 404
+    status, seen = stream_events(browser)
+    assert status == 200 and not a_runs & set(seen), "the stream follows the session's choice"
+    # The stream's query parameter (EventSource sends no headers) is checked for membership.
+    assert stream_events(browser, workspace="b")[0] == 404
+    status, seen = stream_events(browser, workspace="default")
+    assert status == 200 and a_runs & set(seen)
+    # The choice is bound to its session: copied into another session it is ignored (that one shows its default).
+    other, _ = browser_login(server, "admin", "admin-switch-password")
+    other.cookies.set("optio_workspace", browser.cookies["optio_workspace"])
+    assert [r["name"] for r in other.get("/api/repos").json()] == ["ra"]
+    # An explicit header still wins over the session's choice.
+    assert [r["name"] for r in browser.get("/api/repos", headers={"X-Optio-Workspace": "default"}).json()] == ["ra"]
+    back = browser.post("/workspace", data={"csrf_token": csrf, "workspace": "default", "next": "/repos"})
+    assert back.status_code == 303 and ">ra<" in browser.get("/repos").text
+

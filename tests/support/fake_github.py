@@ -664,6 +664,8 @@ class FakeGitHub:
     def _route(self, req: BaseHTTPRequestHandler, repo: Repo, method: str, rest: str, query: dict[str, list[str]],
                data: dict[str, Any], login: str) -> None:
         T = "/repos/{owner}/{repo}"
+        if self._diff_route(req, repo, method, rest, query):
+            return None
         if rest == "" and method == "GET":
             return self._send(req, 200, self.repository(repo, full=True), template=T)
         if rest == "/pulls" and method == "GET":
@@ -828,4 +830,58 @@ class FakeGitHub:
         self.deliver(repo, "push", {"ref": f"refs/heads/{pull.base}", "before": base_sha, "after": sha,
                                     "repository": self.repository(repo)})
         return None
+
+    # --- a pull request's files (GET /pulls/{n}/files), computed by git from the repo's own objects -------------
+
+    def _diff_route(self, req: BaseHTTPRequestHandler, repo: Repo, method: str, rest: str,
+                    query: dict[str, list[str]]) -> bool:
+        m = re.match(r"^/pulls/(\d+)/files$", rest)
+        if not m or method != "GET":
+            return False
+        pull = repo.pulls.get(int(m.group(1)))
+        if pull is None:
+            self._send(req, 404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
+            return True
+        per_page = min(int((query.get("per_page") or ["30"])[0]), 100)
+        page = max(int((query.get("page") or ["1"])[0]), 1)
+        files = self.pull_files(repo, pull)[:3000]  # GitHub lists 3,000 files at most
+        self._send(req, 200, files[(page - 1) * per_page:page * per_page],
+                   template="/repos/{owner}/{repo}/pulls/{pull_number}/files")
+        return True
+
+    def pull_files(self, repo: Repo, pull: Pull) -> list[dict[str, Any]]:
+        """GitHub's diff entries of base...head: numstat for the counts (``-`` for binary), name-status for
+        the kind of change, the unified diff of each text file as its ``patch``."""
+        base = self._refs(repo).get(pull.base, pull.head_sha)
+        span = f"{base}...{pull.head_sha}"
+        numstat = _git("diff", "-z", "-M", "--numstat", span, cwd=repo.path).split("\0")
+        names = _git("diff", "-z", "-M", "--name-status", span, cwd=repo.path).split("\0")
+        kinds = {"A": "added", "M": "modified", "D": "removed", "R": "renamed", "T": "changed", "C": "copied"}
+        out: list[dict[str, Any]] = []
+        i = j = 0
+        while i < len(numstat) and numstat[i]:
+            added, deleted, path = numstat[i].split("\t", 2)
+            previous = None
+            if not path:
+                previous, path = numstat[i + 1], numstat[i + 2]
+                i += 2
+            i += 1
+            letter = names[j][0]
+            j += 3 if letter in "RC" else 2
+            sha = _git("rev-parse", f"{base}:{path}" if letter == "D" else f"{pull.head_sha}:{path}",
+                       cwd=repo.path).strip()
+            blob = f"{self.base_url}/{repo.full_name}/blob/{pull.head_sha}/{path}"
+            entry: dict[str, Any] = {
+                "sha": sha, "filename": path, "status": kinds.get(letter, "modified"),
+                "additions": 0 if added == "-" else int(added), "deletions": 0 if deleted == "-" else int(deleted),
+                "changes": 0 if added == "-" else int(added) + int(deleted), "blob_url": blob,
+                "raw_url": blob.replace("/blob/", "/raw/"),
+                "contents_url": f"{self.api_url}/repos/{repo.full_name}/contents/{path}?ref={pull.head_sha}"}
+            diff = _git("diff", "-M", span, "--", *([previous] if previous else []), path, cwd=repo.path)
+            if added != "-" and "\n@@" in diff:
+                entry["patch"] = diff[diff.index("\n@@") + 1:]
+            if previous:
+                entry["previous_filename"] = previous
+            out.append(entry)
+        return out
 

@@ -1099,6 +1099,8 @@ class FakeGitLab:
         if self._level(project, user) < 10:
             raise ApiError(404, "404 Project Not Found")
         rest = [unquote(s) for s in seg[2:]]
+        if (diffs := self._diff_route(verb, project, rest, q)) is not None:
+            return diffs
         match (verb, rest):
             case ("GET", []):
                 return 200, self._project_json(project)
@@ -1266,6 +1268,41 @@ class FakeGitLab:
                               "state": "collected", "real_size": "1", "patch_id_sha": v.head}
                              for v in reversed(mr.versions)]
         raise ApiError(404, "404 Not Found")
+
+    # --- a merge request's diffs (GET .../merge_requests/:iid/diffs), computed by git from the repo itself -------
+
+    def _diff_route(self, verb: str, project: Project, rest: list[str], q: dict[str, str]
+                    ) -> tuple[int, Any] | None:
+        if verb != "GET" or len(rest) != 3 or rest[0] != "merge_requests" or rest[2] != "diffs":
+            return None
+        mr = project.mrs.get(int(rest[1])) if rest[1].isdigit() else None
+        if mr is None:
+            raise ApiError(404, "404 Not found")
+        per_page = min(int(q.get("per_page", "20")), 100)
+        page = max(int(q.get("page", "1")), 1)
+        return 200, self.mr_diffs(project, mr)[(page - 1) * per_page:page * per_page]
+
+    def mr_diffs(self, project: Project, mr: MergeRequest) -> list[dict[str, Any]]:
+        """GitLab's ``MergeRequestDiffSchema`` list for the MR's latest version (base...head): modes and kind of
+        change from ``git diff --raw``, each file's unified diff from its first hunk (or git's "Binary files")."""
+        refs = self._diff_refs(project, mr)
+        span = f"{refs['base_sha']}...{refs['head_sha']}"
+        raw = _git("diff", "-z", "-M", "--raw", span, cwd=project.repo).stdout.decode().split("\0")
+        out: list[dict[str, Any]] = []
+        i = 0
+        while i < len(raw) and raw[i]:
+            old_mode, new_mode, _old, _new, status = raw[i].lstrip(":").split(" ")
+            old_path = raw[i + 1]
+            new_path = raw[i + 2] if status[0] in "RC" else old_path
+            i += 3 if status[0] in "RC" else 2
+            text = _git("diff", "-M", span, "--", *({old_path, new_path}), cwd=project.repo).stdout.decode()
+            lines = text.splitlines(keepends=True)
+            start = next((n for n, line in enumerate(lines) if line.startswith(("@@", "Binary files"))), len(lines))
+            out.append({"old_path": old_path, "new_path": new_path, "a_mode": old_mode, "b_mode": new_mode,
+                        "new_file": status[0] == "A", "renamed_file": status[0] == "R",
+                        "deleted_file": status[0] == "D", "diff": "".join(lines[start:]),
+                        "generated_file": False, "collapsed": False, "too_large": False})
+        return out
 
     @staticmethod
     def _send(req: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> None:

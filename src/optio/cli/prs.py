@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from optio.cli.client import Client, fail
+from optio.cli.client import ApiError, Client, fail
 from optio.cli.common import AS_JSON, client_from, clip, console, handle_errors, print_json, print_table
 
 app = typer.Typer(help="Pull requests: list, inspect, approve, request changes, merge, close.",
@@ -17,6 +17,7 @@ REF_HELP = "The pull request as REPO#N (PR numbers are per repo); omit it and pa
 TASK_HELP = "Act on the pull request of this task instead of naming it as REPO#N"
 FORMS = "name a pull request as REPO#N (e.g. demo#3) or a task's as --task ID"
 CI_TAIL_LINES = 20
+DIFF_SHOW_FILES = 30  # `pr show` lists this many files at most; `pr diff` lists them all
 
 
 def parse_ref(ref: str | None, task: int | None) -> dict[str, str]:
@@ -38,6 +39,22 @@ def _resolve(client: Client, ref: str | None, task: int | None) -> dict[str, Any
     return client.get("/api/prs/resolve", params=parse_ref(ref, task))  # type: ignore[no-any-return]
 
 
+def _diff(client: Client, ref: str | None, task: int | None) -> dict[str, Any]:
+    return client.get("/api/prs/diff", params=parse_ref(ref, task))  # type: ignore[no-any-return]
+
+
+def _diff_lines(diff: dict[str, Any]) -> list[str]:
+    """`git diff --stat`-like lines: each file with its +/- counts, then the totals."""
+    lines = []
+    for f in diff["files"]:
+        name = f"{f['old_path']} → {f['path']}" if f.get("old_path") else f["path"]
+        counts = "binary" if f["binary"] else f"+{f['additions']} -{f['deletions']}"
+        lines.append(f"  {f['status']:<8} {counts:<14} {name}")
+    more = " (truncated: the forge listed only these)" if diff["truncated"] else ""
+    lines.append(f"  {diff['changed_files']} files changed, +{diff['additions']} -{diff['deletions']}{more}")
+    return lines
+
+
 @app.command("list")
 @handle_errors
 def list_prs(ctx: typer.Context, state: str | None = typer.Option(None, "--state", help="open, merged or closed"),
@@ -48,10 +65,11 @@ def list_prs(ctx: typer.Context, state: str | None = typer.Option(None, "--state
     if as_json:
         print_json(prs)
         return
-    table = Table("REPO", "#", "TASK", "TITLE", "STATE", "CI", "REVIEW", "MERGEABLE", "HEAD")
+    table = Table("REPO", "#", "FORGE", "TASK", "TITLE", "STATE", "CI", "REVIEW", "MERGEABLE", "HEAD")
     for p in prs:
-        table.add_row(p["repo"], str(p["number"]), str(p["task_id"] or ""), clip(p["title"], 40), p["state"],
-                      p["ci_status"] or "", p["review_status"] or "", str(p["mergeable"]), p["head_sha"][:10])
+        table.add_row(p["repo"], str(p["number"]), p.get("forge") or "local", str(p["task_id"] or ""),
+                      clip(p["title"], 40), p["state"], p["ci_status"] or "", p["review_status"] or "",
+                      str(p["mergeable"]), p["head_sha"][:10])
     print_table(table)
 
 
@@ -60,10 +78,16 @@ def list_prs(ctx: typer.Context, state: str | None = typer.Option(None, "--state
 def show(ctx: typer.Context, ref: str | None = typer.Argument(None, help=REF_HELP),
          task: int | None = typer.Option(None, "--task", help=TASK_HELP),
          as_json: bool = AS_JSON) -> None:
-    """The pull request with its CI runs and reviews."""
-    pr = _resolve(client_from(ctx), ref, task)
+    """The pull request with its diff summary, CI runs and reviews."""
+    client = client_from(ctx)
+    pr = _resolve(client, ref, task)
+    try:
+        diff: dict[str, Any] | None = _diff(client, ref, task)
+        diff_error = ""
+    except ApiError as exc:  # a forge that cannot list the files now still shows the PR
+        diff, diff_error = None, exc.message
     if as_json:
-        print_json(pr)
+        print_json({**pr, "diff": diff})
         return
     console.print(f"[bold]#{pr['number']}[/bold] {pr['title']} ({pr['repo']}) — {pr['state']}")
     if pr.get("forge", "local") != "local":
@@ -72,6 +96,11 @@ def show(ctx: typer.Context, ref: str | None = typer.Argument(None, help=REF_HEL
                   f"mergeable: {pr['mergeable']}  CI: {pr['ci_status']}  review: {pr['review_status']}")
     if pr["conflicting_files"]:
         console.print(f"  conflicts: {', '.join(pr['conflicting_files'])}")
+    if diff is not None:
+        for line in _diff_lines(diff)[-1:] if len(diff["files"]) > DIFF_SHOW_FILES else _diff_lines(diff):
+            console.print(line, markup=False, highlight=False)
+    else:
+        console.print(f"  diff: not available ({diff_error})", markup=False)
     for ci in pr["ci_runs"]:
         console.print(_ci_line(ci), markup=False)
     last = pr["ci_runs"][-1] if pr["ci_runs"] else None
@@ -81,6 +110,19 @@ def show(ctx: typer.Context, ref: str | None = typer.Argument(None, help=REF_HEL
             console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
     for r in pr["reviews"]:
         console.print(f"  review by {r['author']} on {r['head_sha'][:10]}: {r['verdict']} {r['comments'][:200]}")
+
+
+@app.command("diff")
+@handle_errors
+def diff(ctx: typer.Context, ref: str | None = typer.Argument(None, help=REF_HELP),
+         task: int | None = typer.Option(None, "--task", help=TASK_HELP), as_json: bool = AS_JSON) -> None:
+    """The files the pull request changes, with lines added and deleted (local and hosted forges)."""
+    found = _diff(client_from(ctx), ref, task)
+    if as_json:
+        print_json(found)
+        return
+    for line in _diff_lines(found):
+        console.print(line, markup=False, highlight=False)
 
 
 def _ci_line(ci: dict[str, Any]) -> str:

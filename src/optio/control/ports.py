@@ -16,6 +16,8 @@ from typing import Protocol
 from optio.forge.base import (
     BadSignature,
     CiInfo,
+    DiffFile,
+    DiffSummary,
     ForgeBusy,
     ForgeEvent,
     LineComment,
@@ -29,6 +31,8 @@ from optio.runtime.base import Runtime
 __all__ = [
     "BadSignature",
     "CiInfo",
+    "DiffFile",
+    "DiffSummary",
     "Forge",
     "ForgeBusy",
     "ForgeEvent",
@@ -125,6 +129,10 @@ class Forge(Protocol):
     def ci_for_head(self, repo_id: int, number: int) -> CiInfo | None: ...
 
     def latest_review(self, repo_id: int, number: int) -> ReviewInfo | None: ...
+
+    def diff_summary(self, repo_id: int, number: int) -> DiffSummary:
+        """The files the PR changes (base...head: what merging it would bring), with +/- line counts."""
+        ...
 
     def submit_review(self, repo_id: int, number: int, *, verdict: str, comments: str, author: str,
                       line_comments: tuple[LineComment, ...] = ()) -> ReviewInfo:

@@ -73,6 +73,46 @@ class PullRequestState:
 
 
 @dataclass(frozen=True)
+class DiffFile:
+    """One file a pull request changes (``path`` is where it ends up; ``old_path`` where a rename came from)."""
+
+    path: str
+    status: str  # added | modified | deleted | renamed
+    additions: int
+    deletions: int
+    binary: bool = False
+    old_path: str | None = None
+
+
+@dataclass(frozen=True)
+class DiffSummary:
+    """What a pull request changes, file by file, with totals over every file listed.
+
+    Forges cap how many files they list (``DIFF_FILES_MAX`` here, GitHub at 3,000): ``truncated`` says the list
+    stopped there, so a reader never takes a capped list for the whole change.
+    """
+
+    files: tuple[DiffFile, ...]
+    truncated: bool = False
+
+    @property
+    def additions(self) -> int:
+        return sum(f.additions for f in self.files)
+
+    @property
+    def deletions(self) -> int:
+        return sum(f.deletions for f in self.files)
+
+    @property
+    def changed_files(self) -> int:
+        return len(self.files)
+
+
+# How many files a diff summary lists at most, on every forge (a page stays readable; the rest is truncated).
+DIFF_FILES_MAX = 1000
+
+
+@dataclass(frozen=True)
 class ForgeEvent:
     """A forge's webhook, parsed: which PR of which repo changed, and how (e.g. `ci`, `review`, `closed`).
 

@@ -28,7 +28,16 @@ import structlog
 
 from optio.control.ports import SecretsProvider
 from optio.errors import Conflict, NotFound
-from optio.forge.base import CiInfo, ForgeEvent, LineComment, PullRequestInfo, PullRequestState, ReviewInfo
+from optio.forge import diffstat
+from optio.forge.base import (
+    CiInfo,
+    DiffSummary,
+    ForgeEvent,
+    LineComment,
+    PullRequestInfo,
+    PullRequestState,
+    ReviewInfo,
+)
 from optio.forge.ci_setup import ClassifiedCi, classify
 from optio.forge.git import BaseMovedError, BatchConflictError, CiResult, GitError, MergeConflictError
 from optio.forge.merge_gates import MergeGateRefused, check_merge_gates
@@ -246,6 +255,20 @@ class LocalForge:
             pr = self._pr(session, repo_id, number)
             rev = prs.latest_review(session, pr.id)
             return None if rev is None else ReviewInfo(rev.id, rev.head_sha, rev.verdict, rev.comments, rev.author)
+
+    def diff_summary(self, repo_id: int, number: int) -> DiffSummary:
+        """base...head in the forge's own cache: the base as it is now (the PR's recorded base when the branch
+        is gone), so a merged PR still shows what it brought."""
+        with self.db.read() as session:
+            repo = self._repo(session, repo_id)
+            pr = self._pr(session, repo_id, number)
+            head_sha, base_branch, base_sha = pr.head_sha, pr.base_branch, pr.base_sha
+        cache = self.cache(repo)
+        cache.ensure()
+        base = self._base_tip(repo, base_branch) or base_sha
+        if base is None:
+            raise NotFound(f"the base branch {base_branch!r} of pull request #{number} is not in the repo")
+        return diffstat.summarize(cache.cache_dir, base, head_sha)
 
     def submit_review(self, repo_id: int, number: int, *, verdict: str, comments: str, author: str,
                       line_comments: tuple[LineComment, ...] = ()) -> ReviewInfo:

@@ -10,14 +10,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from optio.control.ports import Forge, ForgeBusy, ForgeRegistry, PullRequestState, UnknownForge
+from optio.control.ports import DiffSummary, Forge, ForgeBusy, ForgeRegistry, PullRequestState, UnknownForge
 from optio.errors import AppError, NotFound
 from optio.store import repo_tasks
+from optio.store import repo_tasks_read as task_store
+from optio.store import repos as repo_store
+from optio.store.db import Database
 from optio.store.models import Repo
 from optio.store.repos import find_repo
 from optio.store.session import Session
 
 BRANCH_PREFIX = "optio/"
+# How many of a hosted repo's newest tasks with a branch a PR listing asks the forge about (each is a few calls).
+LIST_TASKS_PER_REPO = 25
 log = logging.getLogger(__name__)
 
 
@@ -123,7 +128,6 @@ def resolve(forges: ForgeRegistry, where: tuple[HostedRepo, int, bool]) -> Hoste
     return pr
 
 
-
 def of_task(forges: ForgeRegistry, repo: Repo, task_id: int, *, has_branch: bool) -> HostedPr | None:
     """The task's hosted PR for its page or API body; None on the local forge, before it pushed a branch, or while
     the forge is busy or cannot be read (the task itself still reads; `optio pr show` reports the forge's error)."""
@@ -138,3 +142,55 @@ def of_task(forges: ForgeRegistry, repo: Repo, task_id: int, *, has_branch: bool
         log.warning("could not read task %s's pull request from %s: %s: %s", task_id, where.forge,
                     type(exc).__name__, exc)
         return None
+
+
+def diff(forges: ForgeRegistry, repo: HostedRepo, number: int) -> DiffSummary:
+    """The PR's files as the forge lists them (ForgeBusy passes through, like every hosted read)."""
+    return _forge(forges, repo).diff_summary(repo.id, number)
+
+
+def busy_message(forge: str, exc: ForgeBusy) -> str:
+    """What a person reads when a hosted forge cannot answer now: which forge, why, and when to look again."""
+    return f"{forge} is busy ({exc.reason}); try again in {max(1, round(exc.retry_after_s))}s"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The workspace's hosted PRs, with a line per forge that could not be read now (never an error page)."""
+
+    prs: list[HostedPr]
+    unavailable: list[str]
+
+
+def list_in_workspace(db: Database, forges: ForgeRegistry, workspace_id: int, *,
+                      state: str | None = None) -> Listing:
+    """Hosted PRs of the workspace's newest tasks (their branch is ``optio/<task-id>``), newest task first.
+
+    The forge is the record, so each is read from it; a repo whose forge is busy is skipped once and named in
+    ``unavailable`` instead of failing the whole listing.
+    """
+    with db.read() as session:
+        wanted: list[tuple[HostedRepo, list[int]]] = []
+        for repo in repo_store.list_repos(session, workspace_id):
+            where = hosted(repo)
+            if where is None:
+                continue
+            tasks = task_store.list_tasks(session, workspace_id, repo_id=repo.id, state=None,
+                                          limit=LIST_TASKS_PER_REPO, before=None)
+            wanted.append((where, [t.id for t in tasks if t.branch is not None]))
+    found: list[HostedPr] = []
+    unavailable: list[str] = []
+    for on, task_ids in wanted:
+        try:
+            for task_id in task_ids:
+                pr = for_task(forges, on, task_id)
+                if pr is not None and (state is None or pr.state.info.state == state):
+                    found.append(pr)
+        except ForgeBusy as exc:
+            unavailable.append(f"{on.name}: " + busy_message(on.forge, exc))
+        except Exception as exc:  # one repo's unreadable forge (a revoked token) must not hide the others
+            log.warning("could not list pull requests of %s on %s: %s: %s", repo.name, on.forge,
+                        type(exc).__name__, exc)
+            unavailable.append(f"{on.name}: {on.forge} could not be read ({type(exc).__name__})")
+    found.sort(key=lambda p: -(p.task_id or 0))
+    return Listing(prs=found, unavailable=unavailable)

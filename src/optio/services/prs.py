@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from optio.control.ports import Forge, ForgeRegistry, UnknownForge
+from optio.control.ports import DiffSummary, Forge, ForgeRegistry, UnknownForge
 from optio.domain.prompts import squash_merge_message
 from optio.errors import AppError, Invalid, NotFound
 from optio.forge.merge_gates import check_merge_gates
@@ -69,6 +69,15 @@ def forge_for(session: Session, forges: ForgeRegistry, workspace_id: int, pr_id:
         return forges.get(kind)
     except UnknownForge as exc:
         raise AppError(str(exc)) from None
+
+
+def diff_summary(db: Database, forges: ForgeRegistry, workspace_id: int, pr_id: int) -> DiffSummary:
+    """The files the PR changes, from its repo's own forge."""
+    with db.read() as session:
+        forge = forge_for(session, forges, workspace_id, pr_id)
+        pr = get_pr(session, workspace_id, pr_id)
+        repo_id, number = pr.repo_id, pr.number
+    return forge.diff_summary(repo_id, number)
 
 
 def rerun_ci(db: Database, forge: Forge, workspace_id: int, pr_id: int) -> None:

@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from optio.api.account_schemas import USERNAME_PATTERN, ApiKeyCreate, MemberSet, SecretSet
-from optio.api.deps import Ctx
+from optio.api.deps import SESSION_COOKIE, WORKSPACE_COOKIE, Ctx, workspace_choice_cookie
 from optio.api.routes import account as account_routes
 from optio.api.routes import apikeys as apikey_routes
 from optio.api.routes import jobs as job_routes
@@ -25,6 +25,7 @@ from optio.api.routes import repos as repo_routes
 from optio.api.routes import runs as run_routes
 from optio.api.routes import secrets as secret_routes
 from optio.api.routes import tickets as ticket_routes
+from optio.api.routes.web_auth import _secure as secure_cookies
 from optio.api.schemas import (
     Id,
     MergeIn,
@@ -45,6 +46,8 @@ router = APIRouter(include_in_schema=False)
 TASK_INTENTS = {"cancel": task_routes.cancel_task, "retry": task_routes.retry_task,
                 "resume": task_routes.resume_task}
 RUN_INTENTS = {"cancel": run_routes.cancel_run, "retry": run_routes.retry_run}
+# The dashboard's sections: where a workspace switch may return to (anything deeper belongs to the old one).
+SECTIONS = frozenset({"tasks", "jobs", "repos", "prs", "tickets", "costs", "secrets", "settings"})
 
 
 def form_action(fn: Callable[..., Any], who: Callable[[Request, str], Ctx] = writer_of) -> Callable[..., Any]:
@@ -272,3 +275,25 @@ def create_apikey(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]], r
 def revoke_apikey(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]], key_id: Id) -> str:
     apikey_routes.revoke_key(key_id, ctx)
     return "/settings"
+
+
+@router.post("/workspace", name="web_switch_workspace")
+@self_action
+def switch_workspace(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]], request: Request) -> Response:
+    """Remember the workspace this browser session shows (any role may look at a workspace it belongs to).
+
+    A workspace the person is not a member of is "not found", as in the API; the page they were on is kept when
+    it is a section of the dashboard (a task of the old workspace would not exist in the new one).
+    """
+    slug = data.get("workspace", "").strip()
+    if not slug:
+        raise Invalid("choose a workspace", field="workspace")
+    with ctx.db.read() as session:
+        ws, _role = users.workspace_for(session, ctx.user_id or 0, slug)
+    section = data.get("next", "/").split("?", 1)[0].split("/")[1:2]
+    target = f"/{section[0]}" if section and section[0] in SECTIONS else "/"
+    response = RedirectResponse(target, status_code=303)
+    token = request.cookies.get(SESSION_COOKIE) or ""
+    response.set_cookie(WORKSPACE_COOKIE, workspace_choice_cookie(ctx.optio, token, ws.slug), httponly=True,
+                        secure=secure_cookies(request), samesite="lax", path="/")
+    return response

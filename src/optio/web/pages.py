@@ -6,11 +6,13 @@ says something on the page changed.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from optio.api.deps import Ctx, auth_of
@@ -18,15 +20,31 @@ from optio.api.routes.task_feed import DEFAULT_TYPES, STATES, TASK_TYPES
 from optio.api.routes.task_feed import _decode as decode_feed_cursor
 from optio.api.routes.task_feed import _encode as encode_feed_cursor
 from optio.api.schemas import Id
+from optio.api.views import hosted_pr_out, pr_out
+from optio.control.ports import DiffSummary, ForgeBusy
 from optio.domain.states import TERMINAL, RunKind
-from optio.errors import AppError, Invalid
-from optio.services import audit, credentials, dashboard, events, jobs, prs, repos, runs, task_feed, tasks, tickets
+from optio.errors import AppError, Invalid, NotFound
+from optio.services import (
+    audit,
+    credentials,
+    dashboard,
+    events,
+    hosted_prs,
+    jobs,
+    prs,
+    repos,
+    runs,
+    task_feed,
+    tasks,
+    tickets,
+)
 from optio.services import users as user_service
 from optio.services.hosted_prs import of_task as hosted_pr_of_task
 from optio.web.render import page, pipeline
 from optio.web.session import SignInRequired, Viewer, viewer_of
 
 router = APIRouter(include_in_schema=False)
+log = logging.getLogger(__name__)
 PART = Annotated[str | None, Query(max_length=40, pattern="^[a-z_]+$")]
 TASK_TERMINAL = TERMINAL[RunKind.REPO_TASK]
 RUN_TERMINAL = TERMINAL[RunKind.JOB_RUN]
@@ -44,6 +62,9 @@ def html_page(fn: Callable[..., Response]) -> Callable[..., Response]:
             return RedirectResponse("/login", status_code=303)
         except AppError as exc:
             return error_page(request, exc.status, exc.message)
+        except ForgeBusy as exc:  # a hosted forge's rate limit or outage: say so, never a 500
+            return error_page(request, 503, f"The forge cannot answer now ({exc.reason}); try again in "
+                                            f"{max(1, round(exc.retry_after_s))}s.")
 
     return wrapper
 
@@ -61,6 +82,15 @@ def error_page(request: Request, status: int, message: str) -> HTMLResponse:
 
 def _base(viewer: Viewer, title: str, nav: str) -> dict[str, Any]:
     return {"title": title, "nav": nav, "events_after": events.current_position(viewer.workspace().db)}
+
+
+def workspace_page(request: Request, template: str, nav: str, load: Callable[[Ctx], tuple[str, dict[str, Any]]],
+                   part: str | None = None) -> Response:
+    """The shape most pages share: the viewer's workspace, what `load` reads through the services (the page's
+    title and its data), rendered whole or as one live block."""
+    viewer = viewer_of(request)
+    title, data = load(viewer.workspace())
+    return page(request, template, viewer, {**_base(viewer, title, nav), **data}, part=part)
 
 
 @router.get("/")
@@ -143,47 +173,47 @@ def task_list(
 @router.get("/tasks/{task_id}")
 @html_page
 def task_detail(request: Request, task_id: Id, part: PART = None) -> Response:
-    viewer = viewer_of(request)
-    ctx = viewer.workspace()
-    view = tasks.task_view(ctx.db, ctx.workspace_id, task_id)
-    timeline = runs.run_events(ctx.db, "repo_task", task_id, ctx.workspace_id, "task")
-    pr_detail: dict[str, Any] | None = None
-    if view.pr is not None:
-        with ctx.db.read() as session:
-            pr = prs.get_pr(session, ctx.workspace_id, view.pr.id)
-            _repo, cis, reviews = prs.details(session, pr)
-            pr_detail = {"pr": pr, "cis": cis, "reviews": reviews}
-    hosted = None if view.pr is not None else hosted_pr_of_task(
-        ctx.optio.ctx.forges, view.repo, task_id, has_branch=view.task.branch is not None)
-    resumes = [e for e in timeline if e.to_state == "running" and e.from_state in ("pr_opened", "needs_attention")]
-    return page(request, "task.html", viewer, {
-        **_base(viewer, f"Task {task_id}: {view.task.title}", "tasks"), "v": view, "t": view.task,
-        "stages": pipeline(view.task, view.pr, view.ci_status, view.review_status,
-                           pr_detail["cis"] if pr_detail else None), "timeline": timeline,
-        "resumes": resumes, "prd": pr_detail, "hosted": hosted, "done": view.task.state in TASK_TERMINAL,
-        "log_url": f"/api/repo-tasks/{task_id}/logs", "live_key": f"repo_task:{task_id}"}, part=part)
+    def load(ctx: Ctx) -> tuple[str, dict[str, Any]]:
+        view = tasks.task_view(ctx.db, ctx.workspace_id, task_id)
+        timeline = runs.run_events(ctx.db, "repo_task", task_id, ctx.workspace_id, "task")
+        pr_detail: dict[str, Any] | None = None
+        if view.pr is not None:
+            with ctx.db.read() as session:
+                pr = prs.get_pr(session, ctx.workspace_id, view.pr.id)
+                _repo, cis, reviews = prs.details(session, pr)
+                pr_detail = {"pr": pr, "cis": cis, "reviews": reviews}
+        hosted = None if view.pr is not None else hosted_pr_of_task(
+            ctx.optio.ctx.forges, view.repo, task_id, has_branch=view.task.branch is not None)
+        resumes = [e for e in timeline
+                   if e.to_state == "running" and e.from_state in ("pr_opened", "needs_attention")]
+        return f"Task {task_id}: {view.task.title}", {
+            "v": view, "t": view.task,
+            "stages": pipeline(view.task, view.pr, view.ci_status, view.review_status,
+                               pr_detail["cis"] if pr_detail else None), "timeline": timeline,
+            "resumes": resumes, "prd": pr_detail, "hosted": hosted, "done": view.task.state in TASK_TERMINAL,
+            "log_url": f"/api/repo-tasks/{task_id}/logs", "live_key": f"repo_task:{task_id}"}
+
+    return workspace_page(request, "task.html", "tasks", load, part)
 
 
 @router.get("/runs/{run_id}")
 @html_page
 def run_detail(request: Request, run_id: Id, part: PART = None) -> Response:
-    viewer = viewer_of(request)
-    ctx = viewer.workspace()
-    run, job_name = runs.job_run_with_name(ctx.db, ctx.workspace_id, run_id)
-    timeline = runs.run_events(ctx.db, "job_run", run_id, ctx.workspace_id, "run")
-    return page(request, "run.html", viewer, {
-        **_base(viewer, f"Run {run_id} of {job_name}", "jobs"), "r": run, "job_name": job_name,
-        "timeline": timeline, "done": run.state in RUN_TERMINAL, "log_url": f"/api/runs/{run_id}/logs",
-        "live_key": f"job_run:{run_id}"}, part=part)
+    def load(ctx: Ctx) -> tuple[str, dict[str, Any]]:
+        run, job_name = runs.job_run_with_name(ctx.db, ctx.workspace_id, run_id)
+        timeline = runs.run_events(ctx.db, "job_run", run_id, ctx.workspace_id, "run")
+        return f"Run {run_id} of {job_name}", {
+            "r": run, "job_name": job_name, "timeline": timeline, "done": run.state in RUN_TERMINAL,
+            "log_url": f"/api/runs/{run_id}/logs", "live_key": f"job_run:{run_id}"}
+
+    return workspace_page(request, "run.html", "jobs", load, part)
 
 
 @router.get("/jobs")
 @html_page
 def job_list(request: Request) -> Response:
-    viewer = viewer_of(request)
-    ctx = viewer.workspace()
-    return page(request, "jobs.html", viewer, {**_base(viewer, "Jobs", "jobs"),
-                                               "jobs": jobs.list_jobs(ctx.db, ctx.workspace_id)})
+    return workspace_page(request, "jobs.html", "jobs",
+                          lambda ctx: ("Jobs", {"jobs": jobs.list_jobs(ctx.db, ctx.workspace_id)}))
 
 
 def param_fields(schema: dict[str, Any]) -> list[dict[str, Any]]:
@@ -201,83 +231,139 @@ def param_fields(schema: dict[str, Any]) -> list[dict[str, Any]]:
 @router.get("/jobs/{job_ref}")
 @html_page
 def job_detail(request: Request, job_ref: str, part: PART = None) -> Response:
-    viewer = viewer_of(request)
-    ctx = viewer.workspace()
-    with ctx.db.read() as session:
-        job = jobs.find_job(session, ctx.workspace_id, job_ref)
-    history, _next = runs.list_job_runs(ctx.db, ctx.workspace_id, job=str(job.id), limit=50)
-    return page(request, "job.html", viewer, {
-        **_base(viewer, f"Job {job.name}", "jobs"), "job": job, "fields": param_fields(job.params_schema),
-        "history": [r for r, _name in history]}, part=part)
+    def load(ctx: Ctx) -> tuple[str, dict[str, Any]]:
+        with ctx.db.read() as session:
+            job = jobs.find_job(session, ctx.workspace_id, job_ref)
+        history, _next = runs.list_job_runs(ctx.db, ctx.workspace_id, job=str(job.id), limit=50)
+        return f"Job {job.name}", {"job": job, "fields": param_fields(job.params_schema),
+                                   "history": [r for r, _name in history]}
+
+    return workspace_page(request, "job.html", "jobs", load, part)
 
 
 @router.get("/repos")
 @html_page
 def repo_list(request: Request) -> Response:
-    viewer = viewer_of(request)
-    ctx = viewer.workspace()
-    return page(request, "repos.html", viewer, {**_base(viewer, "Repos", "repos"),
-                                                "repos": repos.list_repos(ctx.db, ctx.workspace_id)})
+    return workspace_page(request, "repos.html", "repos",
+                          lambda ctx: ("Repos", {"repos": repos.list_repos(ctx.db, ctx.workspace_id)}))
 
 
 @router.get("/repos/{repo_ref}")
 @html_page
 def repo_detail(request: Request, repo_ref: str, part: PART = None) -> Response:
-    viewer = viewer_of(request)
-    ctx = viewer.workspace()
-    with ctx.db.read() as session:
-        repo = repos.find_repo(session, ctx.workspace_id, repo_ref)
-    views, _next = tasks.list_tasks(ctx.db, ctx.workspace_id, repo=str(repo.id), limit=50)
-    repo_prs = [p for p in prs.list_prs(ctx.db, ctx.workspace_id) if p.repo_id == repo.id]
-    return page(request, "repo.html", viewer, {
-        **_base(viewer, f"Repo {repo.name}", "repos"), "repo": repo, "views": views, "prs": repo_prs},
-        part=part)
+    def load(ctx: Ctx) -> tuple[str, dict[str, Any]]:
+        with ctx.db.read() as session:
+            repo = repos.find_repo(session, ctx.workspace_id, repo_ref)
+        views, _next = tasks.list_tasks(ctx.db, ctx.workspace_id, repo=str(repo.id), limit=50)
+        repo_prs = [p for p in prs.list_prs(ctx.db, ctx.workspace_id) if p.repo_id == repo.id]
+        return f"Repo {repo.name}", {"repo": repo, "views": views, "prs": repo_prs}
+
+    return workspace_page(request, "repo.html", "repos", load, part)
 
 
-@router.get("/prs/{pr_id}")
+PR_STATES = ("open", "merged", "closed")
+
+
+def pr_href(pr: Any) -> str:
+    """A PR's page: the local forge's by its id, a hosted forge's as `REPO_ID-NUMBER` (the forge keeps it)."""
+    return f"/prs/{pr.id}" if pr.id is not None else f"/prs/{pr.repo_id}-{pr.number}"
+
+
+@router.get("/prs")
 @html_page
-def pr_detail(request: Request, pr_id: Id, part: PART = None) -> Response:
-    viewer = viewer_of(request)
-    ctx = viewer.workspace()
-    with ctx.db.read() as session:
-        pr = prs.get_pr(session, ctx.workspace_id, pr_id)
-        repo, cis, reviews = prs.details(session, pr)
-    return page(request, "pr.html", viewer, {
-        **_base(viewer, f"{repo.name}#{pr.number}: {pr.title}", "repos"), "pr": pr, "repo": repo, "cis": cis,
-        "reviews": reviews, "live_key": f"repo_task:{pr.task_id}" if pr.task_id else ""}, part=part)
+def pr_list(request: Request, part: PART = None,
+            state: Annotated[str | None, Query(max_length=10)] = None) -> Response:
+    state = state or None
+    if state is not None and state not in PR_STATES:
+        raise Invalid(f"unknown state {state!r}", field="state")
+
+    def load(ctx: Ctx) -> tuple[str, dict[str, Any]]:
+        local = prs.list_prs(ctx.db, ctx.workspace_id, state=state)
+        with ctx.db.read() as session:
+            rows = [pr_out(pr, *prs.details(session, pr)) for pr in local]
+        listing = hosted_prs.list_in_workspace(ctx.db, ctx.optio.ctx.forges, ctx.workspace_id, state=state)
+        rows += [hosted_pr_out(p) for p in listing.prs]
+        return "Pull requests", {"rows": [(pr_href(r), r) for r in rows], "unavailable": listing.unavailable,
+                                 "state": state or "", "states": PR_STATES}
+
+    return workspace_page(request, "prs.html", "prs", load, part)
+
+
+def _diff(load: Callable[[], DiffSummary], what: str) -> tuple[DiffSummary | None, str]:
+    """The PR's diff summary, or why it is not shown: the rest of the PR page never fails for want of it."""
+    try:
+        return load(), ""
+    except ForgeBusy as exc:
+        return None, f"The forge cannot list the files now ({exc.reason}); try again in " \
+                     f"{max(1, round(exc.retry_after_s))}s."
+    except AppError as exc:
+        return None, f"The files changed cannot be shown: {exc.message}"
+    except Exception as exc:  # a forge or git that cannot answer must not take the PR page down
+        log.warning("could not read the diff of %s: %s: %s", what, type(exc).__name__, exc)
+        return None, f"The files changed cannot be shown ({type(exc).__name__})."
+
+
+@router.get("/prs/{pr_ref}")
+@html_page
+def pr_detail(request: Request, pr_ref: Annotated[str, PathParam(max_length=40)], part: PART = None) -> Response:
+    local_id, sep, hosted_number = pr_ref.partition("-")
+    if not local_id.isdigit() or (sep and not hosted_number.isdigit()):
+        raise NotFound(f"pull request {pr_ref!r} not found: use its id, or REPO_ID-NUMBER for a hosted forge's")
+
+    def load_local(ctx: Ctx) -> tuple[str, dict[str, Any]]:
+        with ctx.db.read() as session:
+            pr = prs.get_pr(session, ctx.workspace_id, int(local_id))
+            repo, cis, reviews = prs.details(session, pr)
+        diff, diff_error = _diff(lambda: prs.diff_summary(ctx.db, ctx.optio.ctx.forges, ctx.workspace_id, pr.id),
+                                 f"pull request {pr.id}")
+        return f"{repo.name}#{pr.number}: {pr.title}", {
+            "pr": pr, "repo": repo, "cis": cis, "reviews": reviews, "diff": diff, "diff_error": diff_error,
+            "hosted": False, "live_key": f"repo_task:{pr.task_id}" if pr.task_id else ""}
+
+    def load_hosted(ctx: Ctx) -> tuple[str, dict[str, Any]]:
+        with ctx.db.read() as session:
+            repo = repos.find_repo(session, ctx.workspace_id, local_id)
+        where = hosted_prs.hosted(repo)
+        if where is None:
+            raise NotFound(f"repo {repo.name} is on the local forge: its pull requests are /prs/ID")
+        found = hosted_pr_out(hosted_prs.by_number(ctx.optio.ctx.forges, where, int(hosted_number)))
+        diff, diff_error = _diff(lambda: hosted_prs.diff(ctx.optio.ctx.forges, where, found.number),
+                                 f"{repo.name}#{found.number}")
+        return f"{repo.name}#{found.number}: {found.title}", {
+            "pr": found, "repo": repo, "cis": found.ci_runs, "reviews": found.reviews, "diff": diff,
+            "diff_error": diff_error, "hosted": True,
+            "live_key": f"repo_task:{found.task_id}" if found.task_id else ""}
+
+    return workspace_page(request, "pr.html", "prs", load_hosted if hosted_number else load_local, part)
 
 
 @router.get("/tickets")
 @html_page
 def ticket_list(request: Request) -> Response:
-    viewer = viewer_of(request)
-    ctx = viewer.workspace()
-    return page(request, "tickets.html", viewer, {
-        **_base(viewer, "Tickets", "tickets"), "tickets": tickets.list_tickets(ctx.db, ctx.workspace_id),
-        "repos": repos.list_repos(ctx.db, ctx.workspace_id)})
+    return workspace_page(request, "tickets.html", "tickets", lambda ctx: ("Tickets", {
+        "tickets": tickets.list_tickets(ctx.db, ctx.workspace_id),
+        "repos": repos.list_repos(ctx.db, ctx.workspace_id)}))
 
 
 @router.get("/costs")
 @html_page
 def cost_page(request: Request, days: Annotated[int, Query(ge=1, le=366)] = 30) -> Response:
-    viewer = viewer_of(request)
-    ctx = viewer.workspace()
-    report = dashboard.cost_report(ctx.db, ctx.workspace_id, days=days)
-    return page(request, "costs.html", viewer, {**_base(viewer, "Costs", "costs"), "report": report})
+    return workspace_page(request, "costs.html", "costs", lambda ctx: ("Costs", {
+        "report": dashboard.cost_report(ctx.db, ctx.workspace_id, days=days)}))
 
 
 @router.get("/secrets")
 @html_page
 def secret_list(request: Request) -> Response:
-    viewer = viewer_of(request)
-    ctx = viewer.workspace()
-    store = auth_of(ctx.optio).secrets
-    repo_list = repos.list_repos(ctx.db, ctx.workspace_id)
-    rows: list[tuple[Any, Any]] = [(s, None) for s in store.list(ctx.workspace_id)]
-    for repo in repo_list:
-        rows += [(s, repo) for s in store.list(ctx.workspace_id, repo_id=repo.id) if s.repo_id == repo.id]
-    return page(request, "secrets.html", viewer, {**_base(viewer, "Secrets", "secrets"), "rows": rows,
-                                                  "repos": repo_list})
+    def load(ctx: Ctx) -> tuple[str, dict[str, Any]]:
+        store = auth_of(ctx.optio).secrets
+        repo_list = repos.list_repos(ctx.db, ctx.workspace_id)
+        rows: list[tuple[Any, Any]] = [(s, None) for s in store.list(ctx.workspace_id)]
+        for repo in repo_list:
+            rows += [(s, repo) for s in store.list(ctx.workspace_id, repo_id=repo.id) if s.repo_id == repo.id]
+        return "Secrets", {"rows": rows, "repos": repo_list}
+
+    return workspace_page(request, "secrets.html", "secrets", load)
 
 
 @router.get("/settings")

@@ -4,6 +4,10 @@ Pages use the browser session (`/login`) like the API's cookie path in `optio.ap
 redirects to `/login`. Every form carries the session's CSRF token (`csrf_token`), checked on each post; with
 authentication disabled the request guard's custom-header rule applies instead (`app.js` submits forms with it).
 Viewers see no mutating controls, and a post from one anyway is a 403.
+
+A person in several workspaces picks the one the pages show in the header (`POST /workspace`); the pick is a
+cookie signed with the session secret and bound to the session (`optio.api.deps.workspace_choice_cookie`), read
+by every page and by the API for this browser, so the pages' own API calls and event stream follow it.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from optio.api.deps import SESSION_COOKIE, Ctx, auth_of
+from optio.api.deps import SESSION_COOKIE, Ctx, auth_of, session_workspace
 from optio.errors import AppError, NotFound
 from optio.security import tokens
 from optio.server import Optio
@@ -37,6 +41,8 @@ class Viewer:
     csrf: str
     ctx: Ctx | None
     auth_disabled: bool
+    # Every workspace the person belongs to, as (slug, name, role): the header's switcher.
+    workspaces: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def role(self) -> str:
@@ -70,14 +76,16 @@ def viewer_of(request: Request) -> Viewer:
     ctx: Ctx | None = None
     with optio.db.read() as session:
         try:
-            ws, role = users.workspace_for(session, identity.user_id, None)
+            ws, role = session_workspace(session, request, identity, None)
         except NotFound:
             pass
         else:
             ctx = Ctx(optio=optio, workspace_id=ws.id, user_id=identity.user_id, username=identity.username,
                       role=role, workspace_slug=ws.slug, via="session")
+        memberships = tuple((w.slug, w.name, r) for w, r in users.memberships_of(session, identity.user_id))
     csrf = tokens.csrf_token_for(token, auth.session_secret) if token else ""
-    viewer = Viewer(identity=identity, csrf=csrf, ctx=ctx, auth_disabled=not optio.settings.auth_enabled)
+    viewer = Viewer(identity=identity, csrf=csrf, ctx=ctx, auth_disabled=not optio.settings.auth_enabled,
+                    workspaces=memberships)
     if ctx is not None:
         request.state.ctx = ctx
     return viewer

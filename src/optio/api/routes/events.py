@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from optio.api.deps import Ctx, get_ctx
+from optio.api.deps import Ctx, get_stream_ctx
 from optio.api.errors import ERROR_RESPONSES
 from optio.api.schemas import Seq
 from optio.errors import Invalid
@@ -49,7 +49,7 @@ def _position(last_event_id: str | None, after: int | None) -> int | None:
 
 @router.get("/stream", response_class=StreamingResponse, responses=STREAM_RESPONSES)
 def stream(
-    ctx: Ctx = Depends(get_ctx),
+    ctx: Ctx = Depends(get_stream_ctx),
     after: Annotated[Seq | None, Query(description="Replay events with id > after")] = None,
     last_event_id: Annotated[str | None, Header(max_length=32, description="Resume after this event id")] = None,
 ) -> StreamingResponse:

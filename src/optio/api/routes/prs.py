@@ -1,19 +1,50 @@
-"""Pull requests on the local forge: the human side of the loop (approve, request changes, merge, close)."""
+"""Pull requests on the local forge: the human side of the loop (approve, request changes, merge, close).
+
+Listing and reading also cover hosted forges' PRs (GitHub, GitLab), read from the forge itself; acting on those
+happens on the forge.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, Field
 
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
 from optio.api.schemas import Id, MergeIn, PullRequestDetail, PullRequestOut, ReviewIn
 from optio.api.views import hosted_pr_out, pr_out
-from optio.control.ports import Forge
+from optio.control.ports import DiffSummary, Forge
 from optio.errors import AppError
 from optio.services import hosted_prs
 from optio.services import prs as pr_service
 
 router = APIRouter(prefix="/api/prs", tags=["pull requests"], responses=ERROR_RESPONSES)
+UNAVAILABLE_HEADER = "X-Optio-Unavailable"
+
+
+class DiffFileOut(BaseModel):
+    path: str
+    old_path: str | None = Field(description="Where a renamed file came from")
+    status: str = Field(description="added, modified, deleted or renamed")
+    additions: int
+    deletions: int
+    binary: bool
+
+
+class DiffSummaryOut(BaseModel):
+    files: list[DiffFileOut]
+    additions: int = Field(description="Lines added over the files listed")
+    deletions: int
+    changed_files: int
+    truncated: bool = Field(description="The forge listed only the first files of a larger change")
+
+
+def diff_out(summary: DiffSummary) -> DiffSummaryOut:
+    return DiffSummaryOut(
+        files=[DiffFileOut(path=f.path, old_path=f.old_path, status=f.status, additions=f.additions,
+                           deletions=f.deletions, binary=f.binary) for f in summary.files],
+        additions=summary.additions, deletions=summary.deletions, changed_files=summary.changed_files,
+        truncated=summary.truncated)
 
 
 def _detail(ctx: Ctx, pr_id: int) -> PullRequestDetail:
@@ -28,12 +59,23 @@ def _forge(ctx: Ctx, pr_id: int) -> Forge:
         return pr_service.forge_for(session, ctx.optio.ctx.forges, ctx.workspace_id, pr_id)
 
 
-@router.get("", response_model=list[PullRequestOut])
-def list_prs(ctx: Ctx = Depends(get_ctx),
-             state: str | None = Query(default=None, pattern="^(open|merged|closed)$")) -> list[PullRequestOut]:
+@router.get("", response_model=list[PullRequestOut],
+            description="The workspace's PRs: the local forge's, then hosted forges' (read from the forge, for "
+                        "the newest tasks of each hosted repo). A hosted forge that cannot answer now is skipped "
+                        f"and named in the `{UNAVAILABLE_HEADER}` header.")
+def list_prs(response: Response, ctx: Ctx = Depends(get_ctx),
+             state: str | None = Query(default=None, pattern="^(open|merged|closed)$"),
+             hosted: bool = Query(default=True, description="Include hosted forges' PRs")) -> list[PullRequestOut]:
     out: list[PullRequestOut] = []
     for pr in pr_service.list_prs(ctx.db, ctx.workspace_id, state=state):
         out.append(_detail(ctx, pr.id))
+    if hosted:
+        listing = hosted_prs.list_in_workspace(ctx.db, ctx.optio.ctx.forges, ctx.workspace_id, state=state)
+        out += [hosted_pr_out(p) for p in listing.prs]
+        if listing.unavailable:
+            # One ASCII line (a header is latin-1 and cannot break lines): never a 500 for a forge's odd reason.
+            text = "; ".join(listing.unavailable).encode("ascii", "replace").decode()
+            response.headers[UNAVAILABLE_HEADER] = " ".join(text.split())
     return out
 
 
@@ -47,6 +89,27 @@ def resolve_pr(ref: str = Query(min_length=1, max_length=100, description="Task 
             pr = pr_service.resolve(session, ctx.workspace_id, ref, repo)
             return pr_out(pr, *pr_service.details(session, pr))
     return hosted_pr_out(hosted_prs.resolve(ctx.optio.ctx.forges, where))
+
+
+@router.get("/diff", response_model=DiffSummaryOut,
+            description="The files a PR changes with +/- line counts, the PR named as for `/api/prs/resolve` "
+                        "(hosted forges' PRs too).")
+def resolve_diff(ref: str = Query(min_length=1, max_length=100, description="Task id, task:ID, #N or pr:N"),
+                 repo: str | None = Query(default=None, max_length=200),
+                 ctx: Ctx = Depends(get_ctx)) -> DiffSummaryOut:
+    with ctx.db.read() as session:
+        where = hosted_prs.target(session, ctx.workspace_id, ref, repo)
+        pr_id = pr_service.resolve(session, ctx.workspace_id, ref, repo).id if where is None else None
+    if pr_id is not None:
+        return diff_out(pr_service.diff_summary(ctx.db, ctx.optio.ctx.forges, ctx.workspace_id, pr_id))
+    assert where is not None
+    found = hosted_prs.resolve(ctx.optio.ctx.forges, where)
+    return diff_out(hosted_prs.diff(ctx.optio.ctx.forges, found.repo, found.number))
+
+
+@router.get("/{pr_id}/diff", response_model=DiffSummaryOut)
+def get_diff(pr_id: Id, ctx: Ctx = Depends(get_ctx)) -> DiffSummaryOut:
+    return diff_out(pr_service.diff_summary(ctx.db, ctx.optio.ctx.forges, ctx.workspace_id, pr_id))
 
 
 @router.get("/{pr_id}", response_model=PullRequestDetail)

@@ -22,8 +22,11 @@ from githubkit.webhooks import verify
 from optio.control.ports import SecretsProvider
 from optio.errors import Conflict, NotFound
 from optio.forge.base import (
+    DIFF_FILES_MAX,
     BadSignature,
     CiInfo,
+    DiffFile,
+    DiffSummary,
     ForgeBusy,
     ForgeEvent,
     LineComment,
@@ -52,6 +55,8 @@ FAILED = frozenset({"failure", "cancelled", "timed_out", "action_required", "sta
 PASSED = frozenset({"success", "neutral", "skipped"})
 # Branch protection that cannot be read (no admin right, or none set) is looked up again after this long.
 PROTECTION_RECHECK_S = 600.0
+FILES_PER_PAGE = 100  # GitHub's most per page of a PR's files (it lists 3,000 at most in all)
+FILE_STATUSES = {"added": "added", "copied": "added", "removed": "deleted", "renamed": "renamed"}
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,38 @@ class GitHubForge(HostedBase):
         ci = self._ci(repo, client, owner, name, info) if ci_required and info.state == "open" else None
         review = self._latest_review(repo, client, owner, name, info.number)
         return PullRequestState(info=info, ci_required=ci_required, ci=ci, review=review)
+
+    def diff_summary(self, repo_id: int, number: int) -> DiffSummary:
+        """The PR's files (``GET .../pulls/{n}/files``, a page of 100 at a time, each page a conditional GET),
+        up to ``DIFF_FILES_MAX``. A file GitHub shows no patch and no line changes for is binary, unless it is
+        a pure rename."""
+        _repo, client, owner, name = self._open(repo_id)
+        files: list[DiffFile] = []
+        pages = DIFF_FILES_MAX // FILES_PER_PAGE
+        batch: list[dict[str, Any]] = []
+        for page in range(1, pages + 1):
+            def request(gh: Any, h: Mapping[str, str], page: int = page) -> Any:
+                return gh.rest.pulls.list_files(owner, name, number, per_page=FILES_PER_PAGE, page=page, headers=h)
+            try:
+                batch = client.cached(("files", owner, name, number, page), f"listing the files of #{number}",
+                                      request, lambda r: list(r.json()))
+            except GitHubError as exc:
+                if exc.status_code == 404:
+                    raise NotFound(f"pull request #{number} not found") from None
+                raise
+            files += [self._diff_file(f) for f in batch]
+            if len(batch) < FILES_PER_PAGE:
+                break
+        return DiffSummary(files=tuple(files), truncated=len(batch) == FILES_PER_PAGE and len(files) >= pages *
+                           FILES_PER_PAGE)
+
+    @staticmethod
+    def _diff_file(f: Mapping[str, Any]) -> DiffFile:
+        status = FILE_STATUSES.get(str(f.get("status")), "modified")
+        binary = "patch" not in f and not f.get("changes") and status != "renamed"
+        return DiffFile(path=f["filename"], status=status, additions=int(f.get("additions") or 0),
+                        deletions=int(f.get("deletions") or 0), binary=binary,
+                        old_path=f.get("previous_filename") if status == "renamed" else None)
 
     # --- CI ----------------------------------------------------------------------------------------------
 

@@ -29,8 +29,11 @@ import structlog
 from optio.control.ports import SecretsProvider
 from optio.errors import Conflict, NotFound
 from optio.forge.base import (
+    DIFF_FILES_MAX,
     BadSignature,
     CiInfo,
+    DiffFile,
+    DiffSummary,
     ForgeBusy,
     ForgeEvent,
     LineComment,
@@ -50,6 +53,7 @@ log = structlog.get_logger("optio.forge.gitlab")
 
 TRACE_TAIL_CHARS = 6000
 MAX_FAILED_JOBS = 5
+DIFFS_PER_PAGE = 100
 # A merge GitLab cannot do yet (pipeline running, mergeability being computed): look again after this.
 MERGE_WAIT_S = 5.0
 MAX_MERGE_WAITS = 12
@@ -270,6 +274,27 @@ class GitLabForge:
                 self._pushed.pop((repo.id, task_id), None)
         ci = self._ci(repo, api, prefix, mr) if required else None
         return PullRequestState(info=info, ci_required=required, ci=ci, review=self._review(api, prefix, mr))
+
+    def diff_summary(self, repo_id: int, number: int) -> DiffSummary:
+        """The MR's files from ``GET .../merge_requests/:iid/diffs`` (its latest version), a page of 100 at a
+        time, up to ``DIFF_FILES_MAX``."""
+        _repo, api, prefix = self._open(repo_id)
+        files: list[DiffFile] = []
+        pages = DIFF_FILES_MAX // DIFFS_PER_PAGE
+        batch: list[dict[str, Any]] = []
+        for page in range(1, pages + 1):
+            try:
+                batch = api.get(f"{prefix}/merge_requests/{number}/diffs",
+                                {"page": page, "per_page": DIFFS_PER_PAGE})
+            except GitLabError as exc:
+                if exc.response_code == 404:
+                    raise NotFound(f"merge request !{number} not found") from None
+                raise
+            files += [mapping.diff_file(entry) for entry in batch]
+            if len(batch) < DIFFS_PER_PAGE:
+                break
+        return DiffSummary(files=tuple(files), truncated=len(batch) == DIFFS_PER_PAGE and len(files) >= pages *
+                           DIFFS_PER_PAGE)
 
     def ci_for_head(self, repo_id: int, number: int) -> CiInfo | None:
         repo, api, prefix = self._open(repo_id)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from optio.forge.base import CiInfo, PullRequestInfo, ReviewInfo
+from optio.forge.base import CiInfo, DiffFile, PullRequestInfo, ReviewInfo
 
 BRANCH_PREFIX = "optio/"
 DEFAULT_API_URL = "https://gitlab.com"
@@ -280,3 +280,22 @@ def _int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def diff_file(entry: Mapping[str, Any]) -> DiffFile:
+    """One entry of an MR's ``/diffs``: GitLab gives the unified diff, not counts, so they are counted from its
+    lines (hunk headers aside); git's "Binary files ... differ" marks a binary file."""
+    text = str(entry.get("diff") or "")
+    binary = text.startswith("Binary files")
+    added = deleted = 0
+    if not binary:
+        for line in text.splitlines():
+            if line.startswith("+"):
+                added += 1
+            elif line.startswith("-"):
+                deleted += 1
+    status = ("added" if entry.get("new_file") else "deleted" if entry.get("deleted_file")
+              else "renamed" if entry.get("renamed_file") else "modified")
+    return DiffFile(path=str(entry["new_path"]), status=status, additions=added, deletions=deleted, binary=binary,
+                    old_path=str(entry["old_path"]) if status == "renamed" else None)
+

@@ -51,7 +51,10 @@
     const after = document.body.dataset.eventsAfter;
     if (after === "" || after === undefined || !document.querySelector("[data-live-part]")) return;
     const status = document.getElementById("live-status");
-    const es = new EventSource("/api/events/stream?after=" + encodeURIComponent(after));
+    // The page's own workspace, named explicitly: EventSource cannot send X-Optio-Workspace.
+    const ws = document.body.dataset.workspace;
+    const es = new EventSource("/api/events/stream?after=" + encodeURIComponent(after) +
+                               (ws ? "&workspace=" + encodeURIComponent(ws) : ""));
     es.addEventListener("open", () => { if (status) { status.textContent = "live"; status.classList.add("on"); } });
     es.addEventListener("error", () => { if (status) { status.textContent = "reconnecting"; status.classList.remove("on"); } });
     for (const type of ["state", "event", "cost"]) {
