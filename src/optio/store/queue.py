@@ -14,6 +14,7 @@ from sqlalchemy import and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from optio.store import notify
 from optio.store.models import ReconcileItem
 from optio.store.types import utcnow
 
@@ -72,6 +73,7 @@ def enqueue(
     )
     session.execute(stmt)
     session.info[ENQUEUED_FLAG] = True
+    notify.notify_in(session)  # other replicas' workers wake when this commits
 
 
 def claim(
