@@ -453,6 +453,15 @@ def _info(proc: AgentProcess) -> ProcessInfo:
                        timeout_at=proc.timeout_at)
 
 
+def _launched(ctx: ControlContext, proc: AgentProcess) -> ProcessInfo | None:
+    """What the runtime recorded of a launch the database has no pid for (a runtime that records none: None)."""
+    launched = getattr(ctx.runtime, "launched", None)
+    if launched is None:
+        return None
+    info = launched(Path(proc.log_dir))
+    return info if isinstance(info, ProcessInfo) and info.key == proc.key else None
+
+
 def live_replicas(ctx: ControlContext) -> set[str]:
     """The replicas alive now (this one always among them)."""
     with ctx.db.read() as session:
@@ -487,6 +496,16 @@ def adopt_orphans(ctx: ControlContext, live: set[str]) -> int:
                 continue  # another replica took it first
         if proc.owner is not None:
             log.info("process_taken_over", key=proc.key, previous=proc.owner, replica=ctx.replica_id)
+        if proc.pid is None and (launched := _launched(ctx, proc)) is not None:
+            # It started, and its server died before recording that: adopt it rather than run the attempt again.
+            with ctx.db.write() as session:
+                store.mark_alive(session, proc.key, pid=launched.pid, start_time=launched.start_time,
+                                 timeout_at=launched.timeout_at)
+            if proc.key in finished:
+                ctx.runtime.kill_info(launched)
+            ctx.runtime.adopt(launched, stdout_offset=0, stderr_offset=0)
+            adopted += 1
+            continue
         if proc.pid is None:
             with ctx.db.write() as session:
                 store.update_process(session, proc.id, {"status": "gone", "exit_reason": "lost",

@@ -120,7 +120,8 @@ class WorkerPool:
             t.start()
             self._threads.append(t)
         for target, name in ((self._resync_loop, "optio-resync"), (self._watch_loop, "optio-pr-watcher"),
-                             (self._schedule_loop, "optio-scheduler"), (self._adopt_loop, "optio-adopter")):
+                             (self._schedule_loop, "optio-scheduler"), (self._adopt_loop, "optio-adopter"),
+                             (self._claims_loop, "optio-claims")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -180,6 +181,16 @@ class WorkerPool:
                             forge.poll_open_prs()
             except Exception:
                 log.exception("pr_watch_error")
+
+    def _claims_loop(self) -> None:
+        """Keep this replica's claims on queue items it is still working on (a third of the queue lease)."""
+        lease = self.ctx.settings.queue_lease_s
+        while not self._stop.wait(lease / 3):
+            try:
+                with self.ctx.db.write() as session:
+                    queue.extend_claims(session, f"{self._id}-", lease_s=lease)
+            except Exception:
+                log.exception("claims_error")
 
     def _adopt_loop(self) -> None:
         """Adopt the agent processes of replicas that died (their lease ran out), every half lease period."""
