@@ -96,6 +96,7 @@ def replica_of(engine: Engine, servers: list[OptioServer], owner: str) -> OptioS
     return next(s for s in servers if s.proc is not None and s.proc.pid == pid)
 
 
+@pytest.mark.timeout(600)
 def test_three_replicas_finish_a_batch_after_one_is_killed_and_one_stopped(pg_url: str, engine: Engine,
                                                                         tmp_path: Path) -> None:
     started = time.monotonic()
