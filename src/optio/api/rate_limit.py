@@ -1,7 +1,8 @@
 """Per-client rate limits on the endpoints worth guessing at: sign-in, password changes and webhooks.
 
-A fixed window per (bucket, client address), counted in the database (`store.rate_counters`), so a limit
-holds across every replica behind a load balancer, and SQLite counts the same way. The client address is the
+A window per (bucket, client address) opened by its first hit, counted in the database
+(`store.rate_counters`), so a limit holds across every replica behind a load balancer, and SQLite counts the
+same way. The client address is the
 connection's peer; uvicorn replaces it with the `X-Forwarded-For` address only when the peer is in
 OPTIO_TRUSTED_PROXIES (none by default), so a client cannot pick a fresh key per request by sending a
 made-up header. A client over its limit gets 429 with `Retry-After` and the request never reaches the
@@ -33,7 +34,7 @@ class Limit(Protocol):
 
 
 class FixedWindow:
-    """At most `limit` hits per `window_s` for each key, counted in the database of `db_of()`."""
+    """At most `limit` hits per `window_s` (from a key's first hit) for each key, counted in `db_of()`'s database."""
 
     def __init__(self, db_of: Callable[[], rate_limits.Database], limit: int, window_s: float,
                  clock: Callable[[], float] = time.time) -> None:

@@ -663,10 +663,9 @@ class SweepRun(Base):
 
 
 class RateCounter(Base):
-    """A fixed-window hit counter shared by every replica: (key, window) -> hits."""
+    """A rate limit's hits in a key's current window, shared by every replica; the window ends at `expires_at`."""
 
     __tablename__ = "rate_counters"
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    window: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # window start, in whole windows since 1970
     hits: Mapped[int] = mapped_column(Integer, default=0)
     expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -42,10 +42,9 @@ def upgrade() -> None:
     op.create_table(
         "rate_counters",
         sa.Column("key", sa.String(length=255), nullable=False),
-        sa.Column("window", sa.BigInteger(), nullable=False),
         sa.Column("hits", sa.Integer(), nullable=False),
         sa.Column("expires_at", optio.store.types.UTCDateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("key", "window"),
+        sa.PrimaryKeyConstraint("key"),
     )
     op.create_index(op.f("ix_rate_counters_expires_at"), "rate_counters", ["expires_at"], unique=False)
     with op.batch_alter_table("agent_processes") as batch:
