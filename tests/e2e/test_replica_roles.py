@@ -1,12 +1,15 @@
 """`optio serve --role`: API replicas serve HTTP and run nothing, a worker replica runs the work and serves only
-its health; a login limit holds across two API replicas on one PostgreSQL database."""
+its health; a login limit holds across two API replicas on one PostgreSQL database, and the API replicas' log and
+event streams follow what the worker writes."""
 
 from __future__ import annotations
 
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from tests.support.optio_server import OPTIO, OptioServer
 
@@ -17,6 +20,19 @@ def replica(data_dir: Path, role: str, env: dict[str, str]) -> OptioServer:
     server = OptioServer(data_dir, env=env)
     server.serve_args = ["--role", role]
     return server
+
+
+def sse_until(server: OptioServer, path: str, marker: str, timeout: float = 150.0) -> str:
+    """What a server-sent event stream says up to `marker`."""
+    seen = ""
+    deadline = time.monotonic() + timeout
+    with httpx.stream("GET", server.url + path, headers={"Authorization": f"Bearer {server.admin_key}"},
+                      timeout=httpx.Timeout(timeout)) as response:
+        for chunk in response.iter_text():
+            seen += chunk
+            if marker in seen or time.monotonic() > deadline:
+                return seen
+    return seen
 
 
 def job_state(server: OptioServer, run_id: int) -> str:
@@ -51,6 +67,11 @@ def test_roles_split_http_from_work_and_limits_hold_across_replicas(pg_url: str,
         time.sleep(3)
         assert job_state(second, run_id) == "queued"
 
+        # Streams on the API replicas follow what the worker writes: the run's log, and the workspace's events.
+        log_stream = ThreadPoolExecutor(2)
+        log_text = log_stream.submit(sse_until, second, f"/api/runs/{run_id}/logs/stream", "event: end")
+        event_text = log_stream.submit(sse_until, first, "/api/events/stream", '"to_state": "completed"')
+
         # A worker replica runs it (woken by NOTIFY or its first look); its HTTP serves only its health.
         worker.start(timeout=120)
         assert "as worker" in worker.log()
@@ -59,6 +80,9 @@ def test_roles_split_http_from_work_and_limits_hold_across_replicas(pg_url: str,
             assert time.monotonic() < deadline, job_state(second, run_id)
             time.sleep(0.2)
         assert job_state(first, run_id) == "completed"
+        assert "hello" in log_text.result(timeout=60)
+        assert f'"run_id": {run_id}' in event_text.result(timeout=60)
+        log_stream.shutdown()
         assert worker.api("GET", "/api/health").status_code == 200
         assert worker.api("GET", "/api/jobs").status_code == 404
     finally:

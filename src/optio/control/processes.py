@@ -463,7 +463,9 @@ def _launched(ctx: ControlContext, proc: AgentProcess) -> ProcessInfo | None:
 
 
 def live_replicas(ctx: ControlContext) -> set[str]:
-    """The replicas alive now (this one always among them)."""
+    """The replicas alive now (this one always among them; on SQLite, which has one server, only this one)."""
+    if ctx.db.dialect == "sqlite":
+        return {ctx.replica_id}
     with ctx.db.read() as session:
         owners = leases.live_owners(session, REPLICA_PREFIX, now=utcnow())
     return {owner for owner in owners} | {ctx.replica_id}
