@@ -96,7 +96,7 @@ def replica_of(engine: Engine, servers: list[OptioServer], owner: str) -> OptioS
     return next(s for s in servers if s.proc is not None and s.proc.pid == pid)
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1500)  # minutes on a quiet machine; the bounds are for a loaded one
 def test_three_replicas_finish_a_batch_after_one_is_killed_and_one_stopped(pg_url: str, engine: Engine,
                                                                         tmp_path: Path) -> None:
     started = time.monotonic()
@@ -137,7 +137,7 @@ def test_three_replicas_finish_a_batch_after_one_is_killed_and_one_stopped(pg_ur
 
         # Mid-batch: some merged, many still on their way. The replica running the PR watcher dies first,
         # then the one that took the sweep over is stopped gracefully.
-        wait_for(lambda: states()["completed"] >= 8, 120, "first merges")
+        wait_for(lambda: states()["completed"] >= 8, 400, "first merges")
         ended: dict[str, datetime] = {}
         killed_owner = holder(engine, "sweep:pr-watcher")
         assert killed_owner is not None
@@ -146,7 +146,7 @@ def test_three_replicas_finish_a_batch_after_one_is_killed_and_one_stopped(pg_ur
         ended[killed_owner] = datetime.now(UTC)
         # Another replica takes the watcher over within a lease period (2s) plus a renewal (2/3 s).
         wait_for(lambda: holder(engine, "sweep:pr-watcher") not in (None, killed_owner), 10, "watcher takeover")
-        wait_for(lambda: states()["completed"] >= 25, 120, "merges after the kill")
+        wait_for(lambda: states()["completed"] >= 25, 400, "merges after the kill")
         stopped_owner = holder(engine, "sweep:pr-watcher")
         assert stopped_owner is not None
         stopped = replica_of(engine, servers, stopped_owner)
@@ -154,7 +154,7 @@ def test_three_replicas_finish_a_batch_after_one_is_killed_and_one_stopped(pg_ur
         ended[stopped_owner] = datetime.now(UTC)
         survivor = next(s for s in servers if s not in (killed, stopped))
 
-        wait_for(lambda: sum(states()[s] for s in END) == TASKS, 150, "every task ends")
+        wait_for(lambda: sum(states()[s] for s in END) == TASKS, 400, "every task ends")
         final = states()
         assert final == Counter({"completed": TASKS}), (final, survivor.log()[-3000:])
     finally:

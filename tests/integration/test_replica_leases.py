@@ -25,7 +25,7 @@ from optio.store import leases, migrate, notify, queue
 from optio.store.db import Database
 from optio.store.types import utcnow
 
-LEASE_S = 2.0
+LEASE_S = 3.0
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -99,10 +99,10 @@ def test_sweeps_never_overlap_and_a_graceful_stop_hands_over_at_once(db: Databas
     running: list[str] = []
     overlaps: list[tuple[str, ...]] = []
     ran: dict[str, int] = {"first": 0, "second": 0}
-    stop = threading.Event()
+    stops = {"first": threading.Event(), "second": threading.Event()}
 
     def loop(replica: Replica) -> None:
-        while not stop.is_set():
+        while not stops[replica.id].is_set():
             with replica.sweep("sweep:test") as mine:
                 if mine:
                     running.append(replica.id)
@@ -123,14 +123,18 @@ def test_sweeps_never_overlap_and_a_graceful_stop_hands_over_at_once(db: Databas
     try:
         time.sleep(1.5 * LEASE_S)
         assert ran["first"] > 5
-        first.stop()  # releases: the other replica's very next try takes it
+        # As a server stops: its sweeps end, then its leases are released and the other's next try takes them.
+        stops["first"].set()
+        threads[0].join(5)
+        first.stop()
         stopped = time.monotonic()
         before = ran["second"]
         while ran["second"] == before:
             assert time.monotonic() - stopped < LEASE_S, "a released lease was not taken at the next try"
             time.sleep(0.01)
     finally:
-        stop.set()
+        for event in stops.values():
+            event.set()
         for t in threads:
             t.join(5)
         second.stop()
