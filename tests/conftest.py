@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support import postgres
 from tests.support.optio_server import OptioServer
 
 
@@ -16,3 +17,9 @@ def optio_server(tmp_path: Path) -> Iterator[OptioServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test (skips locally without OPTIO_TEST_POSTGRES_URL)."""
+    yield from postgres.fresh_database()

@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     merge_batch_max: int = Field(default=8, ge=1,
                                  description="Most queued PRs one merge-queue CI run tests together; 1 = one at a time")
     queue_lease_s: float = Field(default=60.0, gt=0)
+    role: Literal["all", "api", "worker"] = Field(
+        default="all", description="api = HTTP only; worker = reconcilers and sweeps (HTTP: /api/health only); "
+        "all = both"
+    )
+    replica_lease_s: float = Field(
+        default=15.0, gt=0, description="Lease period of a replica and of its single-owner sweeps: a dead "
+        "replica's work moves to another within it"
+    )
     max_executor_errors: int = Field(
         default=5, ge=1, description="The same failure applying a run's decision this many times in a row gives it up"
     )

@@ -20,6 +20,7 @@ from optio.control.kinds.job import JobRunHandler
 from optio.control.kinds.repo import RepoTaskHandler
 from optio.control.kinds.review import ReviewRunHandler
 from optio.control.ports import ForgeRegistry, Runtime
+from optio.control.replicas import NOTIFIER, RESYNC, Replica
 from optio.control.worker import WorkerPool, resync
 from optio.forge.github import GitHubForge
 from optio.forge.gitlab import GitLabForge
@@ -31,7 +32,7 @@ from optio.security import private_file
 from optio.security.redact import default_redactor
 from optio.services.auth_state import AuthState, build_auth_state
 from optio.services.notifications import Notifier
-from optio.store import migrate, pull_requests, workspaces
+from optio.store import migrate, notify, pull_requests, workspaces
 from optio.store.db import Database
 
 
@@ -61,18 +62,27 @@ class Optio:
     workers: WorkerPool
     auth: AuthState
     notifier: Notifier | None = None
+    listener: notify.Listener | None = None
 
     @property
     def db(self) -> Database:
         return self.ctx.db
 
+    @property
+    def replica(self) -> Replica:
+        return self.workers.replica
+
     def stop(self) -> None:
         self.workers.stop()
         if self.notifier is not None:
             self.notifier.stop()
+        if self.listener is not None:
+            self.listener.stop()
         for forge in self.ctx.forges.all():
             forge.shutdown()
         self.ctx.runtime.shutdown()
+        # Last: its processes are no longer watched here, so the replica that adopts them is the only tailer.
+        self.replica.stop()
 
 
 def build(settings: Settings) -> Optio:
@@ -116,10 +126,14 @@ def build(settings: Settings) -> Optio:
         ReviewRunHandler.kind: ReviewRunHandler(),
         AgentHandler.kind: AgentHandler(turn_token_secret=auth.session_secret),
     }
+    replica = Replica(db, lease_s=settings.replica_lease_s, replica_id=ctx.replica_id)
     notifier = Notifier(db, auth.secrets.keyring, allowlist=settings.outbound_allowlist,
                         backoff_s=settings.notify_backoff_s, max_attempts=settings.notify_max_attempts,
-                        timeout_s=settings.notify_timeout_s)
-    return Optio(settings=settings, ctx=ctx, workers=WorkerPool(ctx), auth=auth, notifier=notifier)
+                        timeout_s=settings.notify_timeout_s, owner=lambda: replica.holds(NOTIFIER))
+    # On PostgreSQL other replicas' enqueues wake this one's workers too (the commit hook covers its own).
+    listener = notify.Listener(db.url, ctx.wake.notify) if db.dialect == "postgresql" else None
+    return Optio(settings=settings, ctx=ctx, workers=WorkerPool(ctx, replica), auth=auth, notifier=notifier,
+                 listener=listener)
 
 
 def build_runtime(settings: Settings, sink: processes.DbSink, sandbox: run_sandbox.Sandbox | None) -> Runtime:
@@ -169,15 +183,31 @@ def uvicorn_proxy_options(settings: Settings) -> dict[str, object]:
     return {"proxy_headers": True, "forwarded_allow_ips": list(settings.trusted_proxies)}
 
 
-def start(optio: Optio) -> None:
-    """Adopt processes left by a previous server, sweep every open run, then start the workers."""
+def start(optio: Optio, role: str = "all") -> None:
+    """Join the replicas; for a worker: adopt processes no live replica watches, sweep every open run, start the
+    workers and the single-owner sweeps.
+
+    An `api` replica serves HTTP only. Forge recovery (scratch checkouts, CI left pending) runs only in a
+    replica that starts alone: with others alive, their checkouts are in use, and the PR watcher reruns CI a
+    dead replica left pending.
+    """
+    optio.replica.start()
+    if role == "api":
+        return
+    alone = not optio.replica.others_alive()
     processes.recover(optio.ctx)
     collect_garbage = getattr(optio.ctx.runtime, "collect_garbage", None)
     if collect_garbage is not None:  # pods and Secrets of runs that ended while no server watched them
         collect_garbage(processes.live_keys(optio.ctx))
-    for forge in optio.ctx.forges.all():
-        forge.recover()
-    resync(optio.ctx)
+    if alone:
+        for forge in optio.ctx.forges.all():
+            forge.recover()
+    with optio.replica.sweep(RESYNC) as mine:
+        if mine:
+            resync(optio.ctx)
+    if optio.listener is not None:
+        optio.listener.start()
     optio.workers.start()
     if optio.notifier is not None:
+        optio.replica.want(NOTIFIER)
         optio.notifier.start()

@@ -6,42 +6,15 @@ tests skip locally and fail in CI, which always starts the server.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from optio.config import Settings
 from optio.server import build, start
 from optio.services import jobs as job_service
 from optio.store import queue, runs
 from optio.store.models import Job, JobRun
-
-PG_URL = os.environ.get("OPTIO_TEST_POSTGRES_URL")
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    if not PG_URL:
-        if os.environ.get("CI") == "true":
-            pytest.fail("OPTIO_TEST_POSTGRES_URL is not set; .ci/run starts PostgreSQL for these tests")
-        pytest.skip("OPTIO_TEST_POSTGRES_URL not set (run scripts/start-test-postgres.sh)")
-    name = f"optio_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_migrations_and_a_job_run_on_postgres(pg_url: str, tmp_path: Path) -> None:

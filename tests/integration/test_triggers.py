@@ -4,17 +4,13 @@ with two claimers on one database; missed ticks fire once; pause and resume; the
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from optio.control import triggers as firing
 from optio.errors import Conflict, Invalid, NotFound
@@ -26,8 +22,6 @@ from optio.store import migrate, workspaces
 from optio.store.db import Database
 from optio.store.models import Trigger
 from optio.store.types import utcnow
-
-PG_URL = os.environ.get("OPTIO_TEST_POSTGRES_URL")
 
 
 def _open(url: str) -> Database:
@@ -146,23 +140,6 @@ def test_two_claimers_on_one_sqlite_file_fire_once_per_tick(url: str, keyring: c
     _, t0 = _schedule(db, keyring, job_id)
     assert _race([url, url], job_id, t0) == 3
 
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    if not PG_URL:
-        if os.environ.get("CI") == "true":
-            pytest.fail("OPTIO_TEST_POSTGRES_URL is not set; .ci/run starts PostgreSQL for these tests")
-        pytest.skip("OPTIO_TEST_POSTGRES_URL not set (run scripts/start-test-postgres.sh)")
-    name = f"optio_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_two_claimers_on_one_postgres_database_fire_once_per_tick(pg_url: str, keyring: crypto.Keyring) -> None:

@@ -45,6 +45,7 @@ class OptioServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_key = new_api_key()
         self.extra_env = dict(env or {})
+        self.serve_args: list[str] = []  # extra `optio serve` options, e.g. ["--role", "api"]
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
 
@@ -58,10 +59,10 @@ class OptioServer:
         env.update(self.extra_env)
         return env
 
-    def start(self, timeout: float = 30.0) -> OptioServer:
+    def start(self, timeout: float = 60.0) -> OptioServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
-        self.proc = subprocess.Popen([*OPTIO, "serve"], env=self.env(), stdout=log, stderr=log)
+        self.proc = subprocess.Popen([*OPTIO, "serve", *self.serve_args], env=self.env(), stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -11,7 +11,7 @@ from optio import __version__
 from optio.api import errors
 from optio.api.audit_trail import AuditTrailMiddleware
 from optio.api.body_limit import BodyLimitMiddleware
-from optio.api.rate_limit import RateLimitMiddleware, SlidingWindow
+from optio.api.rate_limit import FixedWindow, RateLimitMiddleware
 from optio.api.request_guard import RequestGuardMiddleware
 from optio.api.routes import (
     account,
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
         instance = optio or build(settings)
         app.state.optio = instance
         if start_workers:
-            start(instance)
+            start(instance, settings.role)
         try:
             yield
         finally:
@@ -79,8 +79,10 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     # innermost, next to the routes, and sees their final status.
     app.add_middleware(AuditTrailMiddleware)
     app.add_middleware(RateLimitMiddleware,
-                       login=SlidingWindow(settings.login_rate_limit, settings.rate_limit_window_s),
-                       webhook=SlidingWindow(settings.webhook_rate_limit, settings.rate_limit_window_s))
+                       login=FixedWindow(lambda: app.state.optio.db, settings.login_rate_limit,
+                                         settings.rate_limit_window_s),
+                       webhook=FixedWindow(lambda: app.state.optio.db, settings.webhook_rate_limit,
+                                           settings.rate_limit_window_s))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        path_limits={"/api/pods/git/": settings.kube_git_max_push_mb * 1024 * 1024})
     # Outermost: a foreign Host (DNS rebinding) or, with auth disabled, a cross-site write is refused first.
@@ -95,6 +97,8 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
                       queue_depth=depth, unreadable_secrets=unreadable)
 
     app.include_router(metrics_routes.router)
+    if settings.role == "worker":
+        return app  # a worker replica serves its health and its own metrics, nothing else
     app.include_router(jobs.router)
     app.include_router(runs.router)
     app.include_router(repos.router)

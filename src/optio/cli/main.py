@@ -65,8 +65,10 @@ def main(
 def serve(
     host: str | None = typer.Option(None, "--host", help="Bind address (default OPTIO_HOST or 127.0.0.1)"),
     port: int | None = typer.Option(None, "--port", help="Port (default OPTIO_PORT or 8470)"),
+    role: str | None = typer.Option(None, "--role", help="api (HTTP only), worker (reconcilers and sweeps; HTTP "
+                                    "serves /api/health only) or all (default OPTIO_ROLE or all)"),
 ) -> None:
-    """Run the API, the reconciler and the local runtime in this process."""
+    """Run the API, the reconciler and the local runtime in this process (or one of them: --role)."""
     import uvicorn
 
     from optio.api.app import create_app
@@ -77,6 +79,11 @@ def serve(
         overrides["host"] = host
     if port:
         overrides["port"] = port
+    if role:
+        if role not in ("api", "worker", "all"):
+            typer.echo(f"error: --role must be api, worker or all, not {role!r}", err=True)
+            raise typer.Exit(2)
+        overrides["role"] = role
     settings = Settings(**overrides)  # type: ignore[arg-type]
     configure_logging(settings.log_level)
     if not settings.auth_enabled:
@@ -96,8 +103,8 @@ def serve(
         typer.echo("WARNING: the agent sandbox is OFF: agents, CI and review commands run as this server's own "
                    "user and can read its data dir (database, keys). Use this only on a single-user machine.",
                    err=True)
-    typer.echo(f"Optio serving on http://{settings.host}:{settings.port} (data dir {settings.resolved_data_dir})",
-               err=True)
+    typer.echo(f"Optio serving on http://{settings.host}:{settings.port} as {settings.role} "
+               f"(data dir {settings.resolved_data_dir})", err=True)
     # Live streams (the event stream above all) never end by themselves: give them a few seconds, then close.
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
                 timeout_graceful_shutdown=5, **uvicorn_proxy_options(settings))  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ from optio.control.ports import (
     WorktreeProvider,
     Worktrees,
 )
+from optio.control.replicas import new_replica_id
 from optio.store import runs
 from optio.store.db import Database
 from optio.store.queue import ENQUEUED_FLAG
@@ -61,6 +62,8 @@ class ControlContext:
     redactors: Redactors  # per-workspace/repo redactors
     handlers: dict[str, RunKindHandler] = field(default_factory=dict)
     wake: WakeSignal = field(default_factory=WakeSignal)
+    # This process among the replicas on one database: the owner recorded on the processes it launches.
+    replica_id: str = field(default_factory=new_replica_id)
 
     def __post_init__(self) -> None:
         def _after_commit(session: Session) -> None:

@@ -28,11 +28,12 @@ from optio.config import Settings
 from optio.control import agent_tools, output_relay, task_messages
 from optio.control.context import ControlContext
 from optio.control.ports import RedactorPort
+from optio.control.replicas import REPLICA_PREFIX
 from optio.domain.backoff import rate_limit_throttle_s
 from optio.domain.snapshot import ProcessStatus, ProcessView
 from optio.observability import metrics
 from optio.runtime.base import STDERR_FILE, STDOUT_FILE, LaunchSpec, Mounts, ProcessInfo
-from optio.store import logs, queue, runs
+from optio.store import leases, logs, queue, runs
 from optio.store import processes as store
 from optio.store.db import Database
 from optio.store.models import AgentProcess
@@ -333,7 +334,8 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
         if store.by_key(session, key) is not None:
             return  # this step was launched already (e.g. a replayed decision); never run an agent twice
         store.add(session, workspace_id=req.workspace_id, key=key, kind=req.kind, run_id=req.run_id,
-                  attempt=req.attempt, purpose=req.purpose, agent_type=req.agent_type, log_dir=str(log_dir))
+                  attempt=req.attempt, purpose=req.purpose, agent_type=req.agent_type, log_dir=str(log_dir),
+                  owner=ctx.replica_id)
     error: str | None = None
     failure_kind: str | None = None
     info: ProcessInfo | None = None
@@ -422,6 +424,8 @@ def process_view(ctx: ControlContext, proc: AgentProcess | None) -> ProcessView 
     exit_code, exit_reason = proc.exit_code, proc.exit_reason
     runtime = ctx.runtime
     unwatched = status == ProcessStatus.ALIVE and proc.key not in runtime.active_keys()
+    if unwatched and proc.owner is not None and proc.owner != ctx.replica_id and proc.owner in live_replicas(ctx):
+        unwatched = False  # another live replica watches it and reports its exit
     if unwatched and (proc.pid is None or not runtime.is_alive(proc.pid, proc.start_time or 0.0)):
         # Nobody watches it and it is gone. Its exit file (written by the runtime's wrapper) still tells an
         # ordinary exit apart from a vanished process.
@@ -460,13 +464,38 @@ def live_keys(ctx: ControlContext) -> set[str]:
         return {proc.key for proc in store.all_active(session)}
 
 
-def recover(ctx: ControlContext) -> int:
-    """On start: re-adopt every process the previous server left running, or learn that it is gone.
+def _launched(ctx: ControlContext, proc: AgentProcess) -> ProcessInfo | None:
+    """What the runtime recorded of a launch the database has no pid for (a runtime that records none: None)."""
+    launched = getattr(ctx.runtime, "launched", None)
+    if launched is None:
+        return None
+    info = launched(Path(proc.log_dir))
+    return info if isinstance(info, ProcessInfo) and info.key == proc.key else None
 
-    A process of a run that already ended is killed instead: its work is no longer wanted.
-    """
+
+def live_replicas(ctx: ControlContext) -> set[str]:
+    """The replicas alive now (this one always among them; on SQLite, which has one server, only this one)."""
+    if ctx.db.dialect == "sqlite":
+        return {ctx.replica_id}
     with ctx.db.read() as session:
-        procs = store.all_active(session)
+        owners = leases.live_owners(session, REPLICA_PREFIX, now=utcnow())
+    return {owner for owner in owners} | {ctx.replica_id}
+
+
+def recover(ctx: ControlContext) -> int:
+    """On start: re-adopt every process a previous server (or a replica that died) left running."""
+    return adopt_orphans(ctx, live_replicas(ctx))
+
+
+def adopt_orphans(ctx: ControlContext, live: set[str]) -> int:
+    """Re-adopt every process whose watcher is gone (no owner, or a replica not in `live`), or learn it is gone.
+
+    Each is taken over with a compare-and-swap of its owner, so of several replicas looking at once exactly
+    one adopts it. A process of a run that already ended is killed instead: its work is no longer wanted.
+    """
+    live = live | {ctx.replica_id}
+    with ctx.db.read() as session:
+        procs = [p for p in store.all_active(session) if p.owner not in live]
         finished: set[str] = set()
         for proc in procs:
             run = runs.get_run(session, proc.run_kind, proc.run_id, proc.workspace_id)
@@ -475,6 +504,21 @@ def recover(ctx: ControlContext) -> int:
                 finished.add(proc.key)
     adopted = 0
     for proc in procs:
+        with ctx.db.write() as session:
+            if not store.take_over(session, proc.id, previous=proc.owner, owner=ctx.replica_id):
+                continue  # another replica took it first
+        if proc.owner is not None:
+            log.info("process_taken_over", key=proc.key, previous=proc.owner, replica=ctx.replica_id)
+        if proc.pid is None and (launched := _launched(ctx, proc)) is not None:
+            # It started, and its server died before recording that: adopt it rather than run the attempt again.
+            with ctx.db.write() as session:
+                store.mark_alive(session, proc.key, pid=launched.pid, start_time=launched.start_time,
+                                 timeout_at=launched.timeout_at)
+            if proc.key in finished:
+                ctx.runtime.kill_info(launched)
+            ctx.runtime.adopt(launched, stdout_offset=0, stderr_offset=0)
+            adopted += 1
+            continue
         if proc.pid is None:
             with ctx.db.write() as session:
                 store.update_process(session, proc.id, {"status": "gone", "exit_reason": "lost",

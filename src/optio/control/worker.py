@@ -5,17 +5,16 @@ Every decision is logged as one structured line: kind, id, action, from, to, rea
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-import uuid
 
 import structlog
 
-from optio.control import executor, triggers
+from optio.control import executor, processes, triggers
 from optio.control.context import ControlContext
 from optio.control.handlers import Outcome
 from optio.control.ports import ForgeBusy
+from optio.control.replicas import PR_WATCHER, RESYNC, TRIGGER_SCHEDULER, Replica
 from optio.domain.actions import target_state
 from optio.domain.backoff import snapshot_error_delay
 from optio.observability import metrics, tracing
@@ -114,19 +113,25 @@ def defer_for_forge(ctx: ControlContext, item: ClaimedItem, busy: ForgeBusy, *, 
 
 
 class WorkerPool:
-    def __init__(self, ctx: ControlContext) -> None:
+    """Reconcile workers, plus the sweeps that run in one replica at a time (each behind its lease)."""
+
+    def __init__(self, ctx: ControlContext, replica: Replica | None = None) -> None:
         self.ctx = ctx
+        self.replica = replica or Replica(ctx.db, lease_s=ctx.settings.replica_lease_s, replica_id=ctx.replica_id)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._id = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self._id = self.replica.id
 
     def start(self) -> None:
+        for name in (RESYNC, PR_WATCHER, TRIGGER_SCHEDULER):
+            self.replica.want(name)
         for i in range(self.ctx.settings.workers):
             t = threading.Thread(target=self._loop, name=f"optio-worker-{i}", daemon=True, args=(f"{self._id}-{i}",))
             t.start()
             self._threads.append(t)
         for target, name in ((self._resync_loop, "optio-resync"), (self._watch_loop, "optio-pr-watcher"),
-                             (self._schedule_loop, "optio-scheduler")):
+                             (self._schedule_loop, "optio-scheduler"), (self._adopt_loop, "optio-adopter"),
+                             (self._claims_loop, "optio-claims")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -159,17 +164,19 @@ class WorkerPool:
     def _resync_loop(self) -> None:
         while not self._stop.wait(self.ctx.settings.resync_interval_s):
             try:
-                resync(self.ctx)
+                with self.replica.sweep(RESYNC) as mine:
+                    if mine:
+                        resync(self.ctx)
             except Exception:
                 log.exception("resync_error")
-
 
     def _schedule_loop(self) -> None:
         """Fire due schedules: at once (fires missed while the server was down), then every tick."""
         while not self._stop.is_set():
             try:
-                if triggers.tick(self.ctx.db, utcnow()):
-                    self.ctx.wake.notify()
+                with self.replica.sweep(TRIGGER_SCHEDULER) as mine:
+                    if mine and triggers.tick(self.ctx.db, utcnow()):
+                        self.ctx.wake.notify()
             except Exception:
                 log.exception("schedule_error")
             self._stop.wait(self.ctx.settings.trigger_tick_s)
@@ -178,10 +185,30 @@ class WorkerPool:
         """The PR watcher: a poll behind the forge's own events (catches bases moved outside Optio)."""
         while not self._stop.wait(self.ctx.settings.watch_interval_s):
             try:
-                for forge in self.ctx.forges.all():
-                    forge.poll_open_prs()
+                with self.replica.sweep(PR_WATCHER) as mine:
+                    if mine:
+                        for forge in self.ctx.forges.all():
+                            forge.poll_open_prs()
             except Exception:
                 log.exception("pr_watch_error")
+
+    def _claims_loop(self) -> None:
+        """Keep this replica's claims on queue items it is still working on (a third of the queue lease)."""
+        lease = self.ctx.settings.queue_lease_s
+        while not self._stop.wait(lease / 3):
+            try:
+                with self.ctx.db.write() as session:
+                    queue.extend_claims(session, f"{self._id}-", lease_s=lease)
+            except Exception:
+                log.exception("claims_error")
+
+    def _adopt_loop(self) -> None:
+        """Adopt the agent processes of replicas that died (their lease ran out), every half lease period."""
+        while not self._stop.wait(self.ctx.settings.replica_lease_s / 2):
+            try:
+                processes.adopt_orphans(self.ctx, self.replica.live_replicas())
+            except Exception:
+                log.exception("adopt_error")
 
 
 def resync(ctx: ControlContext) -> int:

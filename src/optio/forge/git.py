@@ -41,7 +41,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +55,7 @@ from optio.forge.gitcmd import (
     run_git,
     scrubbed_env,
 )
+from optio.forge.process_lock import ProcessLock, lock_for
 from optio.runtime.base import Mounts
 from optio.runtime.sandbox import Sandbox
 from optio.security.ssrf import Allowlist, Resolver, UnsafeURLError
@@ -136,16 +136,10 @@ def branch_for_task(task_id: int) -> str:
     return f"optio/{task_id}"
 
 
-_registry_lock = threading.Lock()
-_cache_locks: dict[str, tuple[threading.RLock, threading.Lock]] = {}
-
-
-def _locks_for(cache_dir: Path) -> tuple[threading.RLock, threading.Lock]:
-    key = os.path.realpath(cache_dir)
-    with _registry_lock:
-        if key not in _cache_locks:
-            _cache_locks[key] = (threading.RLock(), threading.Lock())
-        return _cache_locks[key]
+def _locks_for(cache_dir: Path) -> tuple[ProcessLock, ProcessLock]:
+    """The cache's lock and its merge lock; they hold across processes too (replicas share a data dir)."""
+    base = Path(os.path.realpath(cache_dir))
+    return lock_for(base.with_name(base.name + ".lock")), lock_for(base.with_name(base.name + ".merge.lock"))
 
 
 def _normalise_remote(url: str) -> str:

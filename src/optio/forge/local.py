@@ -17,6 +17,7 @@ the same transaction, so "CI green → merged" never waits for a poll.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import threading
@@ -41,6 +42,7 @@ from optio.forge.base import (
 from optio.forge.ci_setup import ClassifiedCi, classify
 from optio.forge.git import BaseMovedError, BatchConflictError, CiResult, GitError, MergeConflictError
 from optio.forge.merge_gates import MergeGateRefused, check_merge_gates
+from optio.forge.process_lock import ProcessLock, lock_for
 from optio.forge.worktrees import RepoCaches, RepoWorktrees
 from optio.observability import metrics
 from optio.runtime.sandbox import Sandbox
@@ -142,8 +144,6 @@ class LocalForge:
         self._bg = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optio-forge")
         self._ci_inflight: set[tuple[int, str, str | None]] = set()
         self._batch_inflight: set[int] = set()
-        # One merge at a time per (repo, base branch): the merge queue's lock.
-        self._base_locks: dict[tuple[int, str], threading.RLock] = {}
 
     # --- git plumbing ---------------------------------------------------------------------------------
 
@@ -168,9 +168,14 @@ class LocalForge:
             raise NotFound(f"repo {repo_id} not found")
         return repo
 
-    def _base_lock(self, repo_id: int, base_branch: str) -> threading.RLock:
-        with self._lock:
-            return self._base_locks.setdefault((repo_id, base_branch), threading.RLock())
+    def _base_lock(self, repo_id: int, base_branch: str) -> ProcessLock:
+        """One merge at a time per (repo, base branch): the merge queue's lock, held across replicas too."""
+        digest = hashlib.sha256(base_branch.encode()).hexdigest()[:16]
+        return lock_for(self.data_dir / "locks" / f"base-{repo_id}-{digest}.lock")
+
+    def _ci_lock(self, name: str) -> ProcessLock:
+        """Taken (without waiting) around a CI run: another replica sharing the data dir runs the same CI once."""
+        return lock_for(self.data_dir / "locks" / f"{name}.lock")
 
     def _base_tip(self, repo: Repo, base_branch: str) -> str | None:
         """The cache's idea of the base tip (callers fetch first when it must be current)."""
@@ -588,43 +593,24 @@ class LocalForge:
         """CI once on the batch's heads merged in order onto its base; the queue then lands or bisects it."""
         advance: tuple[int, str] | None = None
         try:
-            with self.db.read() as session:
-                batch = batches.get(session, batch_id)
-                if batch is None or batch.status != "pending" or batch.base_sha is None:
-                    return
-                repo = self._repo(session, batch.repo_id)
-                command = repo.ci_command
-                base_sha, heads = batch.base_sha, list(batch.head_shas)
-                advance = (batch.repo_id, batch.base_branch)
-                workspace_id = batch.workspace_id
-            cache = self.cache(repo)
-            cache.ensure()
-            cache.fetch()
-            tested = ""
-            could_not_run = conflict = False
+            lock = self._ci_lock(f"batch-{batch_id}")
+            if not lock.acquire(blocking=False):
+                return  # another replica runs it, and advances the queue when done
             try:
-                tested = cache.test_merge_many(base_sha, heads, work_root=self.data_dir / "ci")
-                result = cache.run_ci(tested, command or "true", work_root=self.data_dir / "ci",
-                                      env=self._ci_env(), inherit_env=False, sandbox=self.sandbox,
-                                      timeout_s=self.ci_timeout_s)
-            except BatchConflictError as exc:
-                conflict = True
-                result = CiResult(status="failing", exit_code=None, duration_s=0.0,
-                                  output=f"optio: {exc.head_sha[:12]} does not merge onto {base_sha[:12]} with the "
-                                         f"heads before it; conflicts in: {', '.join(exc.conflicting_files)}\n")
-            except Exception as exc:
-                result = CiResult(status="failing", exit_code=None, output=f"optio: CI could not run: {exc}",
-                                  duration_s=0.0)
-                could_not_run = True
-            outcome = ClassifiedCi("failing", None) if conflict else classify(result, could_not_run=could_not_run)
-            with self.db.write() as session:
-                recorded = batches.finish(
-                    session, batch_id, status=outcome.status, exit_code=result.exit_code,
-                    output=self.redact(result.output[-CI_OUTPUT_MAX:], workspace_id, repo.id),
-                    duration_s=result.duration_s, failure_kind=outcome.failure_kind, tested_sha=tested or None,
-                    now=utcnow())
-            log.info("batch_ci_finished", batch=batch_id, base=base_sha[:10], status=outcome.status,
-                     recorded=recorded, heads=len(heads))
+                with self.db.read() as session:
+                    batch = batches.get(session, batch_id)
+                    if batch is None or batch.status != "pending" or batch.base_sha is None:
+                        return
+                    repo = self._repo(session, batch.repo_id)
+                    command = repo.ci_command
+                    base_sha, heads = batch.base_sha, list(batch.head_shas)
+                    advance = (batch.repo_id, batch.base_branch)
+                    workspace_id = batch.workspace_id
+                self._run_batch_ci_locked(batch_id, repo, command, base_sha, heads, workspace_id)
+                # Recorded: a later try sees the batch is no longer pending, so its lock file can go.
+                lock.path.unlink(missing_ok=True)
+            finally:
+                lock.release()
         except Exception:
             log.exception("batch_ci_failed_to_run", batch=batch_id)
         finally:
@@ -632,6 +618,37 @@ class LocalForge:
                 self._batch_inflight.discard(batch_id)
         if advance is not None:
             self._safe_advance(*advance)
+
+    def _run_batch_ci_locked(self, batch_id: int, repo: Repo, command: str | None, base_sha: str, heads: list[str],
+                             workspace_id: int) -> None:
+        cache = self.cache(repo)
+        cache.ensure()
+        cache.fetch()
+        tested = ""
+        could_not_run = conflict = False
+        try:
+            tested = cache.test_merge_many(base_sha, heads, work_root=self.data_dir / "ci")
+            result = cache.run_ci(tested, command or "true", work_root=self.data_dir / "ci",
+                                  env=self._ci_env(), inherit_env=False, sandbox=self.sandbox,
+                                  timeout_s=self.ci_timeout_s)
+        except BatchConflictError as exc:
+            conflict = True
+            result = CiResult(status="failing", exit_code=None, duration_s=0.0,
+                              output=f"optio: {exc.head_sha[:12]} does not merge onto {base_sha[:12]} with the "
+                                     f"heads before it; conflicts in: {', '.join(exc.conflicting_files)}\n")
+        except Exception as exc:
+            result = CiResult(status="failing", exit_code=None, output=f"optio: CI could not run: {exc}",
+                              duration_s=0.0)
+            could_not_run = True
+        outcome = ClassifiedCi("failing", None) if conflict else classify(result, could_not_run=could_not_run)
+        with self.db.write() as session:
+            recorded = batches.finish(
+                session, batch_id, status=outcome.status, exit_code=result.exit_code,
+                output=self.redact(result.output[-CI_OUTPUT_MAX:], workspace_id, repo.id),
+                duration_s=result.duration_s, failure_kind=outcome.failure_kind, tested_sha=tested or None,
+                now=utcnow())
+        log.info("batch_ci_finished", batch=batch_id, base=base_sha[:10], status=outcome.status,
+                 recorded=recorded, heads=len(heads))
 
     def _land_batch(self, batch_id: int) -> None:
         """Land a green batch as one commit whose tree is the one CI passed on, if the base is still where CI ran.
@@ -758,6 +775,19 @@ class LocalForge:
             return "", list(exc.conflicting_files)
 
     def _run_ci(self, pr_id: int, head_sha: str, base_sha: str | None = None) -> None:
+        lock = self._ci_lock(f"ci-pr-{pr_id}")
+        if not lock.acquire(blocking=False):
+            # Another replica runs this PR's CI. A run of another head it does not cover stays pending and the
+            # PR watcher schedules it again.
+            with self._lock:
+                self._ci_inflight.discard((pr_id, head_sha, base_sha))
+            return
+        try:
+            self._run_ci_locked(pr_id, head_sha, base_sha)
+        finally:
+            lock.release()
+
+    def _run_ci_locked(self, pr_id: int, head_sha: str, base_sha: str | None = None) -> None:
         try:
             with self.db.read() as session:
                 pr = prs.get(session, pr_id)
@@ -862,6 +892,13 @@ class LocalForge:
     def recover(self) -> None:
         """After a restart: sweep scratch checkouts, rerun CI left pending, recompute unknown mergeability."""
         self.sweep_scratch()
+        self.resume_pending()
+
+    def resume_pending(self) -> None:
+        """Rerun CI left pending (by a restart, or by a replica that died), recompute unknown mergeability.
+
+        A CI another replica is running is not run twice: `_run_ci` takes its lock without waiting.
+        """
         with self.db.read() as session:
             pending = prs.pending_ci_of_open_prs(session)
             unknown = prs.open_ids_unknown_mergeability(session)
@@ -874,10 +911,14 @@ class LocalForge:
             self._bg.submit(self._safe_advance, repo_id, base_branch)
 
     def poll_open_prs(self) -> int:
-        """The PR watcher's safety net: refresh every open PR (catches bases moved outside Optio)."""
+        """The PR watcher's safety net: refresh every open PR (catches bases moved outside Optio), and run CI
+        left pending (by a replica that died mid-run)."""
         with self.db.read() as session:
             ids = prs.open_ids(session)
             queues = prs.queued_bases(session)
+            pending = prs.pending_ci_of_open_prs(session)
+        for pr_id, head_sha, base_sha in pending:
+            self.schedule_ci(pr_id, head_sha, base_sha)
         for pr_id in ids:
             self._safe_refresh(pr_id)
         for repo_id, base_branch in queues:

@@ -417,6 +417,11 @@ class LocalRuntime:
         return process_group.is_alive(pid, start_time)
 
     @staticmethod
+    def launched(log_dir: Path) -> ProcessInfo | None:
+        """What a launch recorded of its process at once (a server that died before persisting it elsewhere)."""
+        return read_process_file(log_dir)
+
+    @staticmethod
     def exit_status(info: ProcessInfo) -> int | None:
         """The exit status of a process nobody watched end, from the file its wrapper wrote."""
         return read_exit_code(info.log_dir)

@@ -12,7 +12,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -97,10 +97,13 @@ class Notifier:
     """One thread that sends due deliveries; a slow or dead receiver costs this thread time, never the loop's."""
 
     def __init__(self, db: Database, keyring: Keyring, *, allowlist: Sequence[str], backoff_s: float,
-                 max_attempts: int, timeout_s: float, tick_s: float = 0.5) -> None:
+                 max_attempts: int, timeout_s: float, tick_s: float = 0.5,
+                 owner: Callable[[], bool] | None = None) -> None:
         self.db, self.keyring = db, keyring
         self.allowlist, self.backoff_s, self.max_attempts = list(allowlist), backoff_s, max_attempts
         self.timeout_s, self.tick_s = timeout_s, tick_s
+        # Whether this replica is the sender now (one at a time across replicas); None: always.
+        self.owner = owner
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="optio-notify")
@@ -118,6 +121,9 @@ class Notifier:
     def _loop(self) -> None:
         with guarded_client(self.allowlist, timeout=self.timeout_s, follow_redirects=False) as client:
             while not self._stop.is_set():
+                if self.owner is not None and not self.owner():
+                    self._stop.wait(self.tick_s)
+                    continue
                 try:
                     sent = self.deliver_due(client, utcnow())
                 except Exception:

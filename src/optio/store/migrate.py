@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 
 from optio.store.db import Database
 
@@ -19,9 +20,16 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+# Held while migrating on PostgreSQL: replicas starting together migrate one after the other.
+MIGRATION_LOCK_KEY = 0x6F7074696F  # "optio"
+
+
 def upgrade(db: Database) -> None:
     cfg = alembic_config(db.url)
     with db.engine.connect() as conn:
+        if db.dialect == "postgresql":
+            # Released when the migration's transaction commits, below.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
         conn.commit()

@@ -161,6 +161,9 @@ class AgentProcess(WorkspaceScoped, Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     last_output_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The replica watching it (tailing its output, reporting its exit); another adopts it once that one's
+    # lease has run out. None: a process of a server from before replicas, anyone's to adopt.
+    owner: Mapped[str | None] = mapped_column(String(128), default=None, index=True)
 
 
 class ReconcileItem(Base):
@@ -717,3 +720,37 @@ class AgentMessage(WorkspaceScoped, Base):
     turn_id: Mapped[int | None] = mapped_column(Integer, default=None)
     processed_by_turn: Mapped[int | None] = mapped_column(Integer, default=None)
     processed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Lease(Base):
+    """Work with one owner at a time across replicas (a sweep, a replica's own liveness).
+
+    The holder renews ``expires_at`` well before it passes; once it has passed, any replica may take it over.
+    """
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class SweepRun(Base):
+    """When a single-owner sweep ran and in which replica: the record that shows two never overlapped."""
+
+    __tablename__ = "sweep_runs"
+    __table_args__ = (Index("ix_sweep_runs_name_started", "name", "started_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RateCounter(Base):
+    """A rate limit's hits in a key's current window, shared by every replica; the window ends at `expires_at`."""
+
+    __tablename__ = "rate_counters"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -44,9 +44,19 @@ def all_active(session: Session) -> list[AgentProcess]:
 
 
 def add(session: Session, *, workspace_id: int, key: str, kind: str, run_id: int, attempt: int, purpose: str,
-        agent_type: str, log_dir: str) -> None:
+        agent_type: str, log_dir: str, owner: str | None = None) -> None:
     session.add(AgentProcess(workspace_id=workspace_id, key=key, run_kind=kind, run_id=run_id, attempt=attempt,
-                             purpose=purpose, agent_type=agent_type, status="starting", log_dir=log_dir))
+                             purpose=purpose, agent_type=agent_type, status="starting", log_dir=log_dir,
+                             owner=owner))
+
+
+def take_over(session: Session, process_id: int, *, previous: str | None, owner: str) -> bool:
+    """Make `owner` the process's watcher if `previous` still is (a compare-and-swap); whether it did."""
+    current = AgentProcess.owner.is_(None) if previous is None else AgentProcess.owner == previous
+    result = session.execute(update(AgentProcess).where(AgentProcess.id == process_id, current,
+                                                        AgentProcess.status.in_(ACTIVE))
+                             .values(owner=owner).execution_options(synchronize_session=False))
+    return bool(getattr(result, "rowcount", 0))
 
 
 def mark_alive(session: Session, key: str, *, pid: int, start_time: float, timeout_at: float | None) -> None:

@@ -10,14 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, func, or_, select, tuple_, update
+from sqlalchemy import and_, delete, event, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from optio.store import notify
 from optio.store.models import ReconcileItem
 from optio.store.types import utcnow
 
 ENQUEUED_FLAG = "optio_enqueued"
+_PENDING = "optio_pending_enqueues"
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,10 @@ def enqueue(
 
     An existing entry keeps the earlier of the two times and its generation is bumped, so a worker
     currently holding it will not delete it when done.
+
+    The row is written when the transaction commits (or before the queue is next read in it), together with
+    the transaction's other enqueues in (kind, run_id) order: transactions that enqueue several runs then
+    lock their rows in one order, and never deadlock on each other on PostgreSQL.
     """
     now = now or utcnow()
     not_before = now + timedelta(seconds=max(0.0, delay_s))
@@ -56,28 +62,44 @@ def enqueue(
         "reason": reason[:200],
         "enqueued_at": now,
     }
+    session.info.setdefault(_PENDING, []).append(values)
+    session.info[ENQUEUED_FLAG] = True
+    notify.notify_in(session)  # other replicas' workers wake when this commits
+
+
+@event.listens_for(Session, "before_commit")
+def _write_enqueued(session: Session) -> None:
+    flush_enqueued(session)
+
+
+def flush_enqueued(session: Session) -> None:
+    """Write the transaction's pending enqueues, in (kind, run_id) order."""
+    pending: list[dict[str, object]] | None = session.info.pop(_PENDING, None)
+    if not pending:
+        return
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(ReconcileItem).values(**values)
-    excluded = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["kind", "run_id"],
-        set_={
-            "generation": ReconcileItem.generation + 1,
-            "not_before": func.min(ReconcileItem.not_before, excluded.not_before)
-            if dialect == "sqlite"
-            else func.least(ReconcileItem.not_before, excluded.not_before),
-            "reason": excluded.reason,
-        },
-    )
-    session.execute(stmt)
-    session.info[ENQUEUED_FLAG] = True
+    for values in sorted(pending, key=lambda v: (str(v["kind"]), int(str(v["run_id"])))):
+        stmt = insert(ReconcileItem).values(**values)
+        excluded = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["kind", "run_id"],
+            set_={
+                "generation": ReconcileItem.generation + 1,
+                "not_before": func.min(ReconcileItem.not_before, excluded.not_before)
+                if dialect == "sqlite"
+                else func.least(ReconcileItem.not_before, excluded.not_before),
+                "reason": excluded.reason,
+            },
+        )
+        session.execute(stmt)
 
 
 def claim(
     session: Session, worker: str, *, lease_s: float, limit: int = 1, now: datetime | None = None
 ) -> list[ClaimedItem]:
     """Take up to `limit` of the oldest ready items under a lease (FOR UPDATE SKIP LOCKED on PostgreSQL)."""
+    flush_enqueued(session)
     now = now or utcnow()
     ready = and_(
         ReconcileItem.not_before <= now,
@@ -105,6 +127,12 @@ def ack(session: Session, items: list[ClaimedItem]) -> None:
     """Done with items: delete each unless it was enqueued again meanwhile, else release its lease."""
     if not items:
         return
+    flush_enqueued(session)
+    if session.get_bind().dialect.name == "postgresql":
+        # Lock them in (kind, run_id) order first, the order enqueues take: no deadlock with a transaction
+        # enqueueing several of them.
+        session.execute(select(ReconcileItem.id).where(ReconcileItem.id.in_([i.id for i in items]))
+                        .order_by(ReconcileItem.kind, ReconcileItem.run_id).with_for_update())
     session.execute(
         delete(ReconcileItem).where(
             tuple_(ReconcileItem.id, ReconcileItem.generation).in_([(i.id, i.generation) for i in items])
@@ -121,6 +149,7 @@ def ack(session: Session, items: list[ClaimedItem]) -> None:
 
 def next_ready_in(session: Session, now: datetime | None = None) -> float | None:
     """Seconds until the earliest item becomes ready (0 if one is ready), None if the queue is empty."""
+    flush_enqueued(session)
     now = now or utcnow()
     earliest = session.scalar(
         select(ReconcileItem.not_before)
@@ -134,4 +163,26 @@ def next_ready_in(session: Session, now: datetime | None = None) -> float | None
 
 
 def depth(session: Session) -> int:
+    flush_enqueued(session)
     return session.scalar(select(func.count()).select_from(ReconcileItem)) or 0
+
+
+def extend_claims(session: Session, worker_prefix: str, *, lease_s: float, now: datetime | None = None) -> int:
+    """Move the lease of every item claimed by a worker whose name starts with `worker_prefix`: its workers still run.
+
+    A reconcile that takes longer than a lease is not claimed a second time while its replica lives; once
+    the replica dies, its claims run out after one lease.
+    """
+    now = now or utcnow()
+    query = (select(ReconcileItem.id)
+             .where(ReconcileItem.claimed_by.startswith(worker_prefix, autoescape=True),
+                    ReconcileItem.claimed_until.is_not(None))
+             .order_by(ReconcileItem.kind, ReconcileItem.run_id))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)  # one being acked right now needs no longer lease
+    ids = list(session.scalars(query))
+    if ids:
+        session.execute(update(ReconcileItem).where(ReconcileItem.id.in_(ids))
+                        .values(claimed_until=now + timedelta(seconds=lease_s))
+                        .execution_options(synchronize_session=False))
+    return len(ids)
