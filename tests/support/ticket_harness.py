@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+from tests.support.fake_github import FakeGitHub
 from tests.support.optio_server import OptioServer
 
 from optio.security import signatures
@@ -116,6 +117,49 @@ class LocalTickets:
         pass
 
 
+class GitHubTickets:
+    """GitHub Issues on `FakeGitHub`: issues filed and relabelled there send signed `issues` events."""
+
+    kind = "github"
+    env = {"OPTIO_OUTBOUND_ALLOWLIST": "127.0.0.1"}
+    TOKEN = "ghp_optio_token_7f3a9c"
+
+    def __init__(self, tmp: Path) -> None:
+        self.fake = FakeGitHub(tmp / "github-issues").__enter__()
+        self.repo = self.fake.create_repo("acme", "tracker")
+
+    def add_source(self, server: OptioServer, name: str) -> dict[str, Any]:
+        server.cli("secret", "set", "GITHUB_ISSUES_TOKEN", "--value", self.TOKEN, check=True)
+        res = server.cli("ticket-source", "add", name, "--kind", "github", "--api-url", self.fake.api_url,
+                         "--repo", self.repo.full_name, "--credential-secret", "GITHUB_ISSUES_TOKEN", "--json",
+                         check=True)
+        source: dict[str, Any] = json.loads(res.stdout)
+        self.fake.issue_hook(self.repo, source["webhook_url"], source["webhook_secret"])
+        return source
+
+    def create_issue(self, title: str, body: str, labels: list[str]) -> str:
+        return str(self.fake.create_issue(self.repo, title, body=body, labels=labels))
+
+    def relabel(self, external_id: str, labels: list[str]) -> None:
+        self.fake.set_labels(self.repo, int(external_id), labels)
+
+    def redeliver(self, external_id: str) -> int:
+        return self.fake.deliver_issue(self.repo, int(external_id), "labeled", label="optio")[0]
+
+    def forged(self, external_id: str) -> int:
+        return self.fake.deliver_issue(self.repo, int(external_id), "labeled", label="optio", secret="not-it")[0]
+
+    def comments(self, external_id: str) -> list[str]:
+        return [c["body"] for c in self.repo.issues[int(external_id)]["comments"]]
+
+    def state(self, external_id: str) -> str:
+        return str(self.repo.issues[int(external_id)]["state"])
+
+    def close(self) -> None:
+        self.fake.__exit__()
+
+
 TICKET_HARNESSES: dict[str, Callable[[Path], TicketHarness]] = {
     "local": LocalTickets,
+    "github": GitHubTickets,
 }
