@@ -94,6 +94,15 @@ def test_a_labelled_ticket_becomes_one_task_whose_merge_closes_it(kind: str, tmp
             for s in server.api("GET", "/api/ticket-sources").json()), timeout=30)
         assert len(links()) == 1
         assert [t["id"] for t in server.api("GET", "/api/repo-tasks").json()["items"]] == [task_id]
+
+        listed = json.loads(server.cli("ticket-source", "list", "--json", check=True).stdout)
+        assert [(s["name"], s["kind"]) for s in listed] == [("tracker", kind)]
+        shown = server.cli("ticket-source", "show", "tracker", check=True).stdout
+        assert source["webhook_url"] in shown and source["webhook_secret"] not in shown
+        server.cli("ticket-source", "delete", "tracker", check=True)
+        assert server.api("GET", "/api/ticket-links").json() == []
+        assert server.api("GET", "/api/triggers").json() == []
+        assert server.api("GET", f"/api/repo-tasks/{task_id}").json()["state"] == "completed"
     finally:
         server.stop()
         harness.close()

@@ -16,7 +16,6 @@ shape against GitHub's published OpenAPI description (tests/integration/test_fak
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -34,6 +33,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from tests.support.fake_forge import FakeForge, seed_bare_repo
+from tests.support.git_http import read_body, serve_http_backend
 
 GIT_ENV = {"PATH": "/usr/bin:/bin:/usr/local/bin", "GIT_AUTHOR_NAME": "GitHub",
            "GIT_AUTHOR_EMAIL": "noreply@github.com", "GIT_COMMITTER_NAME": "GitHub",
@@ -117,13 +118,13 @@ class Repo:
         return f"{self.owner}/{self.name}"
 
 
-class FakeGitHub:
+class FakeGitHub(FakeForge[str]):
     """GitHub at ``api_url`` (Enterprise-style ``/api/v3``), git at ``{base_url}/OWNER/REPO.git``."""
 
     def __init__(self, root: Path, *, tokens: dict[str, str] | None = None) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        self.tokens = dict(tokens or {"ghp_optio_token_7f3a9c": "optio-bot", "ghp_person_token_55e1": "reviewer"})
+        super().__init__(root, dict(tokens or {"ghp_optio_token_7f3a9c": "optio-bot",
+                                               "ghp_person_token_55e1": "reviewer"}))
+        self.tokens = self.holders  # token -> login
         self.repos: dict[str, Repo] = {}
         self.served: list[tuple[str, str, int, Any]] = []  # (method, route template, status, body)
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status) of API requests
@@ -191,19 +192,8 @@ class FakeGitHub:
     def create_repo(self, owner: str, name: str, *, files: dict[str, str] | None = None,
                     ci_command: str | None = None) -> Repo:
         path = self.root / owner / f"{name}.git"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _git("init", "-q", "--bare", "-b", "main", str(path), cwd=self.root)
-        _git("config", "http.receivepack", "true", cwd=path)
-        seed = Path(tempfile.mkdtemp(dir=self.root))
-        _git("clone", "-q", str(path), str(seed / "w"), cwd=seed)
-        work = seed / "w"
-        for rel, content in (files or {"README.md": "demo\n"}).items():
-            (work / rel).parent.mkdir(parents=True, exist_ok=True)
-            (work / rel).write_text(content)
-        _git("add", "-A", cwd=work)
-        _git("commit", "-qm", "initial", cwd=work)
-        _git("push", "-q", "origin", "main", cwd=work)
-        shutil.rmtree(seed)
+        seed_bare_repo(path, default_branch="main", files=files or {"README.md": "demo\n"}, message="initial",
+                       env=GIT_ENV, scratch=self.root)
         repo = Repo(owner=owner, name=name, path=path, id=self._next_id(), ci_command=ci_command)
         self.repos[repo.full_name] = repo
         return repo
@@ -303,11 +293,8 @@ class FakeGitHub:
         repo = self.repos.get(f"{match.group(1)}/{match.group(2)}") if match else None
         if repo is None or match is None:
             return self._send(req, 404, {"message": "Not Found"})
-        auth = req.headers.get("Authorization", "")
-        password = ""
-        if auth.startswith("Basic "):
-            password = base64.b64decode(auth[6:]).decode(errors="replace").partition(":")[2]
-        if password not in self.tokens:
+        login = self.basic_holder(req.headers.get("Authorization"))
+        if login is None:
             req.send_response(401)
             req.send_header("WWW-Authenticate", 'Basic realm="GitHub"')
             req.send_header("Content-Length", "0")
@@ -315,29 +302,7 @@ class FakeGitHub:
             return None
         is_push = path.endswith("/git-receive-pack") and req.command == "POST"
         before = self._refs(repo) if is_push else {}
-        env = {"PATH": GIT_ENV["PATH"], "GIT_PROJECT_ROOT": str(self.root), "GIT_HTTP_EXPORT_ALL": "1",
-               "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(self.root), "REQUEST_METHOD": req.command,
-               "PATH_INFO": path, "QUERY_STRING": query, "CONTENT_TYPE": req.headers.get("Content-Type", ""),
-               "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": "127.0.0.1", "REMOTE_USER": self.tokens[password]}
-        if req.headers.get("Content-Encoding"):
-            env["HTTP_CONTENT_ENCODING"] = req.headers["Content-Encoding"]
-        if req.headers.get("Git-Protocol"):
-            env["GIT_PROTOCOL"] = req.headers["Git-Protocol"]
-        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, check=False).stdout
-        head, _, payload = out.partition(b"\r\n\r\n")
-        status, headers = 200, []
-        for line in head.decode("latin-1").split("\r\n"):
-            name, _, value = line.partition(":")
-            if name.lower() == "status":
-                status = int(value.strip().split()[0])
-            elif name:
-                headers.append((name, value.strip()))
-        req.send_response(status)
-        for name, value in headers:
-            req.send_header(name, value)
-        req.send_header("Content-Length", str(len(payload)))
-        req.end_headers()
-        req.wfile.write(payload)
+        serve_http_backend(req, project_root=self.root, path_info=path, query=query, body=body, remote_user=login)
         if is_push:
             self._after_push(repo, before)
         return None
@@ -625,10 +590,7 @@ class FakeGitHub:
                 self.requests.append((req.command, req.path, status))
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
-        length = int(req.headers.get("Content-Length") or 0)
-        body = req.rfile.read(length) if length else b""
-        if req.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            body = self._read_chunked(req)
+        body = read_body(req)
         split = urlsplit(req.path)
         if split.path == "/api/graphql":  # GitHub Enterprise's GraphQL endpoint beside /api/v3
             return self._api(req, "/graphql", {}, body)
@@ -643,17 +605,6 @@ class FakeGitHub:
             return self._api(req, split.path.removeprefix("/api/v3").rstrip("/"), parse_qs(split.query), body)
         except Exception as exc:  # a bug in the fake shows as a 500 with its message
             return self._send(req, 500, {"message": f"fake github: {type(exc).__name__}: {exc}"})
-
-    @staticmethod
-    def _read_chunked(req: BaseHTTPRequestHandler) -> bytes:
-        chunks = []
-        while True:
-            size = int(req.rfile.readline().strip().split(b";")[0], 16)
-            if size == 0:
-                req.rfile.readline()
-                return b"".join(chunks)
-            chunks.append(req.rfile.read(size))
-            req.rfile.readline()
 
     def _serve_log(self, req: BaseHTTPRequestHandler, path: str) -> None:
         run_id = int(path.rsplit("/", 1)[1])

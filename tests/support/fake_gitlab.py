@@ -20,7 +20,6 @@ does). ``inject`` and ``rate_limit_for`` answer API calls with 5xx or 429 (``Ret
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -40,6 +39,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tests.support.fake_forge import FakeForge, seed_bare_repo
+from tests.support.git_http import read_body, serve_http_backend
+
 CLOSING = re.compile(r"(?i)\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?|implement(?:s|ed)?)\s*:?\s+#(\d+)")
 ACCESS = {0: "No one", 30: "Developers + Maintainers", 40: "Maintainers"}
 
@@ -48,13 +50,15 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+GIT_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_AUTHOR_NAME": "GitLab", "GIT_AUTHOR_EMAIL": "gitlab@fake.test",
+           "GIT_COMMITTER_NAME": "GitLab", "GIT_COMMITTER_EMAIL": "gitlab@fake.test"}
+
+
 def _git(*args: str, cwd: Path, input: bytes | None = None, check: bool = True,
          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd), "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_AUTHOR_NAME": "GitLab", "GIT_AUTHOR_EMAIL": "gitlab@fake.test",
-            "GIT_COMMITTER_NAME": "GitLab", "GIT_COMMITTER_EMAIL": "gitlab@fake.test"}
     return subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True, check=check,
-                          env={**base, **(env or {})})
+                          env={**GIT_ENV, "HOME": str(cwd), **(env or {})})
 
 
 @dataclass
@@ -227,17 +231,17 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-class FakeGitLab:
+class FakeGitLab(FakeForge[User]):
     """One GitLab instance: users, projects, and the HTTP server that serves both the API and git."""
 
     def __init__(self, root: Path, *, host: str = "127.0.0.1") -> None:
-        self.root = root
+        self.bot = User(1, "optio-bot", "Optio Bot", "glpat-" + uuid.uuid4().hex)
+        self.person = User(2, "reviewer", "Rita Reviewer", "glpat-" + uuid.uuid4().hex)
+        super().__init__(root, {u.token: u for u in (self.bot, self.person)})
+        self.users = self.holders  # token -> user
         self.repos = root / "repositories"
         self.repos.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
-        self.bot = User(1, "optio-bot", "Optio Bot", "glpat-" + uuid.uuid4().hex)
-        self.person = User(2, "reviewer", "Rita Reviewer", "glpat-" + uuid.uuid4().hex)
-        self.users = {u.token: u for u in (self.bot, self.person)}
         self.projects: dict[int, Project] = {}
         self._ids: dict[str, int] = {}
         self.api_log: list[tuple[str, str, int]] = []
@@ -304,19 +308,8 @@ class FakeGitLab:
     def create_project(self, path: str, *, files: dict[str, str] | None = None, default_branch: str = "main",
                        ci_script: str | None = None) -> Project:
         repo = self.repos / f"{path}.git"
-        repo.parent.mkdir(parents=True, exist_ok=True)
-        _git("init", "-q", "--bare", "-b", default_branch, str(repo), cwd=self.root)
-        _git("config", "http.receivepack", "true", cwd=repo)
-        seed = Path(tempfile.mkdtemp(dir=self.root, prefix="seed-"))
-        _git("clone", "-q", str(repo), str(seed / "w"), cwd=self.root)
-        work = seed / "w"
-        for name, content in (files or {"README.md": "demo\n"}).items():
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            (work / name).write_text(content)
-        _git("add", "-A", cwd=work)
-        _git("commit", "-qm", "Initial commit", cwd=work)
-        _git("push", "-q", "origin", f"HEAD:{default_branch}", cwd=work)
-        shutil.rmtree(seed)
+        seed_bare_repo(repo, default_branch=default_branch, files=files or {"README.md": "demo\n"},
+                       message="Initial commit", env=GIT_ENV, scratch=self.root)
         project = Project(id=self._next("project"), path=path, default_branch=default_branch, repo=repo,
                           created_at=now_iso(), ci_script=ci_script,
                           members={self.bot.id: 40, self.person.id: 40})
@@ -524,15 +517,6 @@ class FakeGitLab:
         version = mr.versions[-1]
         return {"base_sha": version.base, "head_sha": version.head, "start_sha": version.start}
 
-    def _user_of_basic(self, header: str | None) -> User | None:
-        if not header or not header.startswith("Basic "):
-            return None
-        try:
-            _, _, password = base64.b64decode(header[6:]).decode().partition(":")
-        except ValueError:
-            return None
-        return self.users.get(password)
-
     def _project_of_git_path(self, path: str) -> tuple[Project, str] | None:
         m = re.match(r"^/(.+?\.git)(/.*)$", path)
         if not m:
@@ -549,43 +533,28 @@ class FakeGitLab:
         if found is None:
             return self._send(req, 404, b"", {})
         project, rest = found
-        user = self._user_of_basic(req.headers.get("Authorization"))
+        user = self.basic_holder(req.headers.get("Authorization"))
         if user is None:  # a private project: clone and push both need the token
             self.git_log.append((req.command, path, 401))
             return self._send(req, 401, b"HTTP Basic: Access denied\n", {"WWW-Authenticate": 'Basic realm="GitLab"'})
-        body = _read_body(req)
+        body = read_body(req)
         is_push = rest.endswith("/git-receive-pack") and req.command == "POST"
-        with self.lock:
-            before = self._refs(project) if is_push else {}
-            env = {
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_PROJECT_ROOT": str(self.repos),
-                "GIT_HTTP_EXPORT_ALL": "1", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(self.root),
-                "REQUEST_METHOD": req.command, "PATH_INFO": f"/{project.path}.git{rest}", "QUERY_STRING": query,
-                "CONTENT_TYPE": req.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
-                "REMOTE_ADDR": "127.0.0.1", "REMOTE_USER": user.username,
-            }
-            if req.headers.get("Content-Encoding"):
-                env["HTTP_CONTENT_ENCODING"] = req.headers["Content-Encoding"]
-            if req.headers.get("Git-Protocol"):
-                env["GIT_PROTOCOL"] = req.headers["Git-Protocol"]
-            out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True,
-                                 check=False).stdout
+
+        def after(status: int) -> None:
+            """What GitLab does with a push happens before the pusher hears back (under the lock)."""
+            self.git_log.append((req.command, path, status))
             if is_push:
-                after = self._refs(project)
-                changes = {ref: (before.get(ref), after.get(ref)) for ref in set(before) | set(after)
-                           if before.get(ref) != after.get(ref)}
+                now = self._refs(project)
+                changes = {ref: (before.get(ref), now.get(ref)) for ref in set(before) | set(now)
+                           if before.get(ref) != now.get(ref)}
                 if changes:
                     self._after_push(project, changes, user)
-        head, _, payload = out.partition(b"\r\n\r\n")
-        status, headers = 200, {}
-        for line in head.decode("latin-1").split("\r\n"):
-            name, _, value = line.partition(":")
-            if name.lower() == "status":
-                status = int(value.strip().split()[0])
-            elif name:
-                headers[name] = value.strip()
-        self.git_log.append((req.command, path, status))
-        self._send(req, status, payload, headers)
+
+        with self.lock:
+            before = self._refs(project) if is_push else {}
+            serve_http_backend(req, project_root=self.repos, path_info=f"/{project.path}.git{rest}", query=query,
+                               body=body, remote_user=user.username, home=self.root, before_reply=after)
+        return None
 
     def _after_push(self, project: Project, changes: dict[str, tuple[str | None, str | None]], user: User) -> None:
         """What GitLab does after a push: MRs follow their source, conflicts are recomputed, CI runs, hooks fire."""
@@ -1106,7 +1075,7 @@ class FakeGitLab:
 
     def _api(self, req: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]
              ) -> tuple[int, bytes, dict[str, str]]:
-        raw = _read_body(req)
+        raw = read_body(req)
         with self.lock:
             injected = self._injected.pop(0) if self._injected else None
             limited = self._rate_limited_until - time.time()
@@ -1401,16 +1370,3 @@ def _json(status: int, value: Any) -> tuple[int, bytes, dict[str, str]]:
 def status_json(exc: ApiError) -> tuple[int, bytes, dict[str, str]]:
     return exc.status, json.dumps({"message": exc.message}).encode(), {"Content-Type": "application/json",
                                                                         **exc.headers}
-
-
-def _read_body(req: BaseHTTPRequestHandler) -> bytes:
-    if req.headers.get("Transfer-Encoding", "").lower() == "chunked":
-        chunks = []
-        while True:
-            size = int(req.rfile.readline().strip().split(b";")[0], 16)
-            if size == 0:
-                req.rfile.readline()
-                return b"".join(chunks)
-            chunks.append(req.rfile.read(size))
-            req.rfile.readline()
-    return req.rfile.read(int(req.headers.get("Content-Length") or 0))

@@ -89,6 +89,10 @@ def spawn(db: Database, trigger_id: int, source_id: int, ticket: Ticket, *, now:
                 return None
             if source_store.linked_ids(session, source_id, [ticket.external_id]):
                 return None
+            if source.kind == "local" and ticket.external_id.isdigit():
+                local = local_store.find_ticket(session, source.workspace_id, int(ticket.external_id))
+                if local is not None and local.task_id is not None:
+                    return None  # a person already handed it to a task (`optio ticket work`)
             blueprint = blueprint_store.find(session, trigger.workspace_id, trigger.target_id)
             _kind, task_id = firing.fire(session, trigger, source="ticket", now=now,
                                          params=params_for(blueprint.params_schema, ticket),

@@ -52,10 +52,6 @@ class GitLabTicketProvider:
         self.url = (config.api_url or DEFAULT_URL).rstrip("/")
         if self.url.endswith("/api/v4"):
             self.url = self.url.removesuffix("/api/v4")
-        try:
-            net.check(self.url)
-        except net.UnsafeURL as exc:
-            raise TicketProviderError(str(exc)) from None
         session = requests.Session()
         session.trust_env = False
         session.max_redirects = 0  # a redirect would leave the checked host
@@ -64,8 +60,12 @@ class GitLabTicketProvider:
         self.project = self.gl.projects.get(self.path, lazy=True)
 
     def _do(self, what: str, call: Any) -> Any:
+        """One call, after the SSRF check of the instance's address (redirects are not followed)."""
         try:
+            net.check(self.url)
             return call()
+        except net.UnsafeURL as exc:
+            raise TicketProviderError(str(exc)) from None
         except GitlabError as exc:
             code = exc.response_code
             retry = code is None or code >= 500 or code == 429

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
+from optio.api.schemas import Id
 from optio.api.ticket_schemas import (
     TicketHookOut,
     TicketLinkOut,
@@ -74,7 +75,7 @@ def list_links(ctx: Ctx = Depends(get_ctx)) -> list[TicketLinkOut]:
 
 
 @hooks.post("/{source_id}", response_model=TicketHookOut, status_code=202)
-async def receive_hook(source_id: int, request: Request) -> TicketHookOut:
+async def receive_hook(source_id: Id, request: Request) -> TicketHookOut:
     """A tracker's webhook delivery: verified by the source's provider, then each ticket it names is read and,
     when a trigger matches and it spawned nothing before, becomes a repo task."""
     body = await request.body()
