@@ -6,6 +6,7 @@ body over the limit a 413. A real `optio serve`, real git, and each tracker's st
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +38,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
 def test_a_labelled_ticket_becomes_one_task_whose_merge_closes_it(kind: str, tmp_path: Path) -> None:
     harness = TICKET_HARNESSES[kind](tmp_path)
     server = OptioServer(tmp_path / "data", env={"OPTIO_OUTBOUND_ALLOWLIST": "127.0.0.1",
-                                                 "OPTIO_TICKET_POLL_INTERVAL_S": "1", **harness.env}).start()
+                                                 "OPTIO_TICKET_POLL_INTERVAL_S": "1", **harness.env}).start(timeout=90)
     try:
         remote = make_remote(tmp_path)
         server.cli("repo", "add", str(remote), "--name", "app", check=True)
@@ -87,13 +88,25 @@ def test_a_labelled_ticket_becomes_one_task_whose_merge_closes_it(kind: str, tmp
             "picked_up", "pr_opened", "merged"}])
         assert [x["external_id"] for x in posted] == [issue]
 
-        server.restart()
+        server.stop()
+        server.start(timeout=90)  # a restart (start is generous: migrations are slow on a loaded machine)
         started = time.time()
         wait_for("a poll after the restart", lambda: any(
             s["last_polled_at"] and _ts(s["last_polled_at"]) > started
             for s in server.api("GET", "/api/ticket-sources").json()), timeout=30)
         assert len(links()) == 1
         assert [t["id"] for t in server.api("GET", "/api/repo-tasks").json()["items"]] == [task_id]
+
+        # The dashboard's /tickets lists the provider ticket, its task and the notes posted back.
+        assert server.api("PUT", "/api/me/password", json={"password": "intake-admin-password"}).status_code == 204
+        with httpx.Client(base_url=server.url, timeout=30) as browser:
+            csrf = re.search(r"name='csrf_token' value='([^']+)'", browser.get("/login").text)
+            assert csrf is not None
+            assert browser.post("/login", data={"username": "admin", "password": "intake-admin-password",
+                                                "csrf_token": csrf.group(1)}).status_code == 303
+            page = browser.get("/tickets").text
+        assert f'href="/tasks/{task_id}"' in page and "From ticket sources" in page
+        assert link["key"] in page and "merged" in page
 
         listed = json.loads(server.cli("ticket-source", "list", "--json", check=True).stdout)
         assert [(s["name"], s["kind"]) for s in listed] == [("tracker", kind)]
