@@ -20,22 +20,10 @@ from optio.api.routes.task_feed import _encode as encode_feed_cursor
 from optio.api.schemas import Id
 from optio.domain.states import TERMINAL, RunKind
 from optio.errors import AppError, Invalid
-from optio.services import (
-    audit,
-    credentials,
-    dashboard,
-    events,
-    jobs,
-    prs,
-    repos,
-    runs,
-    task_feed,
-    tasks,
-    ticket_intake,
-    tickets,
-)
+from optio.services import audit, credentials, dashboard, events, jobs, prs, repos, runs, task_feed, tasks, tickets
 from optio.services import users as user_service
 from optio.services.hosted_prs import of_task as hosted_pr_of_task
+from optio.services.ticket_intake import actions_view as ticket_links_view
 from optio.web.render import page, pipeline
 from optio.web.session import SignInRequired, Viewer, viewer_of
 
@@ -268,7 +256,7 @@ def ticket_list(request: Request) -> Response:
     return page(request, "tickets.html", viewer, {
         **_base(viewer, "Tickets", "tickets"), "tickets": tickets.list_tickets(ctx.db, ctx.workspace_id),
         "repos": repos.list_repos(ctx.db, ctx.workspace_id),
-        "linked": ticket_intake.actions_view(ctx.db, ctx.workspace_id)})
+        "linked": ticket_links_view(ctx.db, ctx.workspace_id)})
 
 
 @router.get("/costs")
