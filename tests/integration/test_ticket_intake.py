@@ -148,3 +148,16 @@ def test_a_tracker_outage_delays_the_note_and_it_is_posted_once(env: Env) -> Non
         assert sync.deliver_due(utcnow() + timedelta(hours=1)) == 0
     finally:
         sync.stop()
+
+
+def test_key_rotation_reseals_the_sources_webhook_secret(env: Env) -> None:
+    number = env.fake.create_issue(env.repo, "Crash", labels=["optio"])
+    with env.db.read() as session:
+        before = session.get(TicketSource, env.source_id).webhook_secret_ciphertext  # type: ignore[union-attr]
+    rotation = env.vault.rotate_key()
+    assert rotation.current_version not in rotation.previous_versions
+    with env.db.read() as session:
+        after = session.get(TicketSource, env.source_id).webhook_secret_ciphertext  # type: ignore[union-attr]
+    assert after != before
+    accepted = ticket_intake.receive(env.db, env.vault, env.vault.keyring, env.source_id, *delivery(env, number))
+    assert len(accepted.spawned) == 1
