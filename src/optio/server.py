@@ -20,7 +20,7 @@ from optio.control.kinds.job import JobRunHandler
 from optio.control.kinds.repo import RepoTaskHandler
 from optio.control.kinds.review import ReviewRunHandler
 from optio.control.ports import ForgeRegistry, Runtime
-from optio.control.replicas import NOTIFIER, RESYNC, Replica
+from optio.control.replicas import NOTIFIER, RESYNC, TICKET_POLLER, Replica
 from optio.control.worker import WorkerPool, resync
 from optio.forge.github import GitHubForge
 from optio.forge.gitlab import GitLabForge
@@ -32,8 +32,10 @@ from optio.security import private_file
 from optio.security.redact import default_redactor
 from optio.services.auth_state import AuthState, build_auth_state
 from optio.services.notifications import Notifier
+from optio.services.ticket_intake import TicketSync
 from optio.store import migrate, notify, pull_requests, workspaces
 from optio.store.db import Database
+from optio.tickets import net as ticket_net
 
 
 def configure_logging(level: str = "info") -> None:
@@ -63,6 +65,7 @@ class Optio:
     auth: AuthState
     notifier: Notifier | None = None
     listener: notify.Listener | None = None
+    tickets: TicketSync | None = None
 
     @property
     def db(self) -> Database:
@@ -76,6 +79,8 @@ class Optio:
         self.workers.stop()
         if self.notifier is not None:
             self.notifier.stop()
+        if self.tickets is not None:
+            self.tickets.stop()
         if self.listener is not None:
             self.listener.stop()
         for forge in self.ctx.forges.all():
@@ -132,8 +137,13 @@ def build(settings: Settings) -> Optio:
                         timeout_s=settings.notify_timeout_s, owner=lambda: replica.holds(NOTIFIER))
     # On PostgreSQL other replicas' enqueues wake this one's workers too (the commit hook covers its own).
     listener = notify.Listener(db.url, ctx.wake.notify) if db.dialect == "postgresql" else None
+    # Ticket providers call trackers under the same SSRF allowlist as every other outbound request.
+    ticket_net.set_allowlist(settings.outbound_allowlist)
+    ticket_sync = TicketSync(db, auth.secrets, public_url=settings.api_url,
+                             poll_interval_s=settings.ticket_poll_interval_s, backoff_s=settings.notify_backoff_s,
+                             max_attempts=settings.notify_max_attempts, owner=lambda: replica.holds(TICKET_POLLER))
     return Optio(settings=settings, ctx=ctx, workers=WorkerPool(ctx, replica), auth=auth, notifier=notifier,
-                 listener=listener)
+                 listener=listener, tickets=ticket_sync)
 
 
 def build_runtime(settings: Settings, sink: processes.DbSink, sandbox: run_sandbox.Sandbox | None) -> Runtime:
@@ -211,3 +221,6 @@ def start(optio: Optio, role: str = "all") -> None:
     if optio.notifier is not None:
         optio.replica.want(NOTIFIER)
         optio.notifier.start()
+    if optio.tickets is not None:
+        optio.replica.want(TICKET_POLLER)
+        optio.tickets.start()

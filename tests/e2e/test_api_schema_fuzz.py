@@ -85,6 +85,7 @@ BODIES: dict[str, dict[str, Any]] = {
                            "agent_config": {"command": "true"}},
     "TicketCreate": {"title": "t"},
     "TicketWork": {"repo": "fuzzrepo", "agent_config": {"command": "true"}},
+    "TicketLabels": {"add": ["sweep"]},
     "ReviewIn": {"comment": "c"},
     "MergeIn": {"force": False},
     "TaskMessageCreate": {"text": "hello"},

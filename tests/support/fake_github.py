@@ -34,6 +34,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from tests.support.fake_forge import FakeForge, seed_bare_repo
+from tests.support.git_http import read_body, serve_http_backend
 
 GIT_ENV = {"PATH": "/usr/bin:/bin:/usr/local/bin", "GIT_AUTHOR_NAME": "GitHub",
            "GIT_AUTHOR_EMAIL": "noreply@github.com", "GIT_COMMITTER_NAME": "GitHub",
@@ -109,22 +111,25 @@ class Repo:
     allow_rebase: bool = True
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    # Where `issues` events go besides the repo hook (a tracker integration, e.g. Optio's ticket source).
+    issue_hooks: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def full_name(self) -> str:
         return f"{self.owner}/{self.name}"
 
 
-class FakeGitHub:
+class FakeGitHub(FakeForge[str]):
     """GitHub at ``api_url`` (Enterprise-style ``/api/v3``), git at ``{base_url}/OWNER/REPO.git``."""
 
     def __init__(self, root: Path, *, tokens: dict[str, str] | None = None) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        self.tokens = dict(tokens or {"ghp_optio_token_7f3a9c": "optio-bot", "ghp_person_token_55e1": "reviewer"})
+        super().__init__(root, dict(tokens or {"ghp_optio_token_7f3a9c": "optio-bot",
+                                               "ghp_person_token_55e1": "reviewer"}))
+        self.tokens = self.holders  # token -> login
         self.repos: dict[str, Repo] = {}
         self.served: list[tuple[str, str, int, Any]] = []  # (method, route template, status, body)
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status) of API requests
+        self.request_bodies: list[tuple[str, str, bytes]] = []  # (method, path, body) of API requests with a body
         self.deliveries: list[tuple[str, int]] = []  # (event, status Optio answered)
         self.rate_limited_until: float = 0.0
         self.fail_5xx_until: float = 0.0
@@ -188,19 +193,8 @@ class FakeGitHub:
     def create_repo(self, owner: str, name: str, *, files: dict[str, str] | None = None,
                     ci_command: str | None = None) -> Repo:
         path = self.root / owner / f"{name}.git"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _git("init", "-q", "--bare", "-b", "main", str(path), cwd=self.root)
-        _git("config", "http.receivepack", "true", cwd=path)
-        seed = Path(tempfile.mkdtemp(dir=self.root))
-        _git("clone", "-q", str(path), str(seed / "w"), cwd=seed)
-        work = seed / "w"
-        for rel, content in (files or {"README.md": "demo\n"}).items():
-            (work / rel).parent.mkdir(parents=True, exist_ok=True)
-            (work / rel).write_text(content)
-        _git("add", "-A", cwd=work)
-        _git("commit", "-qm", "initial", cwd=work)
-        _git("push", "-q", "origin", "main", cwd=work)
-        shutil.rmtree(seed)
+        seed_bare_repo(path, default_branch="main", files=files or {"README.md": "demo\n"}, message="initial",
+                       env=GIT_ENV, scratch=self.root)
         repo = Repo(owner=owner, name=name, path=path, id=self._next_id(), ci_command=ci_command)
         self.repos[repo.full_name] = repo
         return repo
@@ -208,12 +202,34 @@ class FakeGitHub:
     def remote_url(self, repo: Repo) -> str:
         return f"{self.base_url}/{repo.full_name}.git"
 
-    def create_issue(self, repo: Repo, title: str) -> int:
+    def create_issue(self, repo: Repo, title: str, *, body: str = "", labels: list[str] | tuple[str, ...] = (),
+                     assignee: str | None = None, login: str = "reporter") -> int:
+        """An issue filed by `login`; its `issues` `opened` event goes to the issue hooks."""
         with self._lock:
             number = repo.next_number
             repo.next_number += 1
-            repo.issues[number] = {"number": number, "title": title, "state": "open", "id": self._next_id()}
+            repo.issues[number] = {"number": number, "title": title, "state": "open", "id": self._next_id(),
+                                   "body": body, "labels": list(labels), "assignee": assignee, "login": login,
+                                   "comments": [], "state_reason": None, "closed_at": None}
+        self.deliver_issue(repo, number, "opened")
         return number
+
+    def set_labels(self, repo: Repo, number: int, labels: list[str]) -> None:
+        """Someone relabels the issue in the browser: a `labeled`/`unlabeled` event per change."""
+        with self._lock:
+            issue = repo.issues[number]
+            before = list(issue["labels"])
+            issue["labels"] = list(labels)
+        for name in labels:
+            if name not in before:
+                self.deliver_issue(repo, number, "labeled", label=name)
+        for name in before:
+            if name not in labels:
+                self.deliver_issue(repo, number, "unlabeled", label=name)
+
+    def issue_hook(self, repo: Repo, url: str, secret: str) -> None:
+        """Send the repo's `issues` events to `url` too, signed with `secret`."""
+        repo.issue_hooks.append((url, secret))
 
     def hook(self, repo: Repo, url: str, secret: str) -> None:
         repo.webhook_url, repo.webhook_secret = url, secret
@@ -279,11 +295,13 @@ class FakeGitHub:
         if repo is None or match is None:
             return self._send(req, 404, {"message": "Not Found"})
         auth = req.headers.get("Authorization", "")
-        user = password = ""
-        if auth.startswith("Basic "):
+        login = self.basic_holder(auth)
+        if login is not None:
+            # GitHub takes an App's installation token over git only with the user name `x-access-token`.
             user, _, password = base64.b64decode(auth[6:]).decode(errors="replace").partition(":")
-        # GitHub takes an App's installation token over git only with the user name `x-access-token`.
-        if password not in self.tokens or (password in self.minted and user != "x-access-token"):
+            if password in self.minted and user != "x-access-token":
+                login = None
+        if login is None:
             req.send_response(401)
             req.send_header("WWW-Authenticate", 'Basic realm="GitHub"')
             req.send_header("Content-Length", "0")
@@ -291,29 +309,7 @@ class FakeGitHub:
             return None
         is_push = path.endswith("/git-receive-pack") and req.command == "POST"
         before = self._refs(repo) if is_push else {}
-        env = {"PATH": GIT_ENV["PATH"], "GIT_PROJECT_ROOT": str(self.root), "GIT_HTTP_EXPORT_ALL": "1",
-               "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(self.root), "REQUEST_METHOD": req.command,
-               "PATH_INFO": path, "QUERY_STRING": query, "CONTENT_TYPE": req.headers.get("Content-Type", ""),
-               "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": "127.0.0.1", "REMOTE_USER": self.tokens[password]}
-        if req.headers.get("Content-Encoding"):
-            env["HTTP_CONTENT_ENCODING"] = req.headers["Content-Encoding"]
-        if req.headers.get("Git-Protocol"):
-            env["GIT_PROTOCOL"] = req.headers["Git-Protocol"]
-        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, check=False).stdout
-        head, _, payload = out.partition(b"\r\n\r\n")
-        status, headers = 200, []
-        for line in head.decode("latin-1").split("\r\n"):
-            name, _, value = line.partition(":")
-            if name.lower() == "status":
-                status = int(value.strip().split()[0])
-            elif name:
-                headers.append((name, value.strip()))
-        req.send_response(status)
-        for name, value in headers:
-            req.send_header(name, value)
-        req.send_header("Content-Length", str(len(payload)))
-        req.end_headers()
-        req.wfile.write(payload)
+        serve_http_backend(req, project_root=self.root, path_info=path, query=query, body=body, remote_user=login)
         if is_push:
             self._after_push(repo, before)
         return None
@@ -386,7 +382,56 @@ class FakeGitHub:
         self.deliveries.append((event, status))
         return status
 
+    def deliver_issue(self, repo: Repo, number: int, action: str, *, label: str | None = None,
+                      secret: str | None = None) -> list[int]:
+        """An `issues` event to every issue hook (`secret` overrides theirs, e.g. to forge one); statuses."""
+        payload: dict[str, Any] = {"action": action, "issue": self.issue(repo, repo.issues[number]),
+                                   "repository": self.repository(repo), "sender": self.user("reporter")}
+        if label is not None:
+            payload["label"] = self.label(repo, label)
+        body = json.dumps(payload).encode()
+        statuses = []
+        for url, key in list(repo.issue_hooks):
+            signature = "sha256=" + hmac.new((secret if secret is not None else key).encode(), body,
+                                             hashlib.sha256).hexdigest()
+            try:
+                status = httpx.post(url, content=body, timeout=30, headers={
+                    "Content-Type": "application/json", "X-GitHub-Event": "issues",
+                    "X-GitHub-Delivery": str(uuid.uuid4()), "X-Hub-Signature-256": signature,
+                    "User-Agent": "GitHub-Hookshot/fake"}).status_code
+            except httpx.HTTPError:
+                status = 0
+            self.deliveries.append(("issues", status))
+            statuses.append(status)
+        return statuses
+
     # --- response shapes (GitHub's, see the OpenAPI description) ---------------------------------------------
+
+    def label(self, repo: Repo, name: str) -> dict[str, Any]:
+        lid = sum(name.encode()) + 7
+        return {"id": lid, "node_id": f"LA_{lid}", "url": f"{self.api_url}/repos/{repo.full_name}/labels/{name}",
+                "name": name, "description": None, "color": "ededed", "default": False}
+
+    def issue(self, repo: Repo, issue: dict[str, Any]) -> dict[str, Any]:
+        u = f"{self.api_url}/repos/{repo.full_name}/issues/{issue['number']}"
+        assignee = self.user(issue["assignee"]) if issue.get("assignee") else None
+        return {"id": issue["id"], "node_id": f"I_{issue['id']}", "url": u,
+                "repository_url": f"{self.api_url}/repos/{repo.full_name}", "labels_url": f"{u}/labels{{/name}}",
+                "comments_url": f"{u}/comments", "events_url": f"{u}/events",
+                "html_url": f"{self.base_url}/{repo.full_name}/issues/{issue['number']}", "number": issue["number"],
+                "state": issue["state"], "state_reason": issue.get("state_reason"), "title": issue["title"],
+                "body": issue.get("body") or None, "user": self.user(issue.get("login") or "reporter"),
+                "labels": [self.label(repo, name) for name in issue.get("labels") or []], "assignee": assignee,
+                "assignees": [assignee] if assignee else [], "milestone": None, "locked": False,
+                "active_lock_reason": None, "comments": len(issue.get("comments") or []), "created_at": TS,
+                "updated_at": TS, "closed_at": issue.get("closed_at"), "author_association": "OWNER"}
+
+    def issue_comment(self, repo: Repo, number: int, comment: dict[str, Any]) -> dict[str, Any]:
+        u = f"{self.api_url}/repos/{repo.full_name}"
+        return {"id": comment["id"], "node_id": f"IC_{comment['id']}", "url": f"{u}/issues/comments/{comment['id']}",
+                "html_url": f"{self.base_url}/{repo.full_name}/issues/{number}#issuecomment-{comment['id']}",
+                "body": comment["body"], "user": self.user(comment["login"]), "created_at": TS, "updated_at": TS,
+                "issue_url": f"{u}/issues/{number}", "author_association": "COLLABORATOR"}
 
     def user(self, login: str) -> dict[str, Any]:
         uid = sum(login.encode()) + 1
@@ -552,10 +597,7 @@ class FakeGitHub:
                 self.requests.append((req.command, req.path, status))
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
-        length = int(req.headers.get("Content-Length") or 0)
-        body = req.rfile.read(length) if length else b""
-        if req.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            body = self._read_chunked(req)
+        body = read_body(req)
         split = urlsplit(req.path)
         if split.path == "/api/graphql":  # GitHub Enterprise's GraphQL endpoint beside /api/v3
             return self._api(req, "/graphql", {}, body)
@@ -563,21 +605,13 @@ class FakeGitHub:
             if split.path.startswith("/_logs/"):
                 return self._serve_log(req, split.path)
             return self._git_http(req, split.path, split.query, body)
+        if body and split.path.startswith("/api/v3/"):
+            with self._lock:
+                self.request_bodies.append((req.command, split.path, body))
         try:
             return self._api(req, split.path.removeprefix("/api/v3").rstrip("/"), parse_qs(split.query), body)
         except Exception as exc:  # a bug in the fake shows as a 500 with its message
             return self._send(req, 500, {"message": f"fake github: {type(exc).__name__}: {exc}"})
-
-    @staticmethod
-    def _read_chunked(req: BaseHTTPRequestHandler) -> bytes:
-        chunks = []
-        while True:
-            size = int(req.rfile.readline().strip().split(b";")[0], 16)
-            if size == 0:
-                req.rfile.readline()
-                return b"".join(chunks)
-            chunks.append(req.rfile.read(size))
-            req.rfile.readline()
 
     def _serve_log(self, req: BaseHTTPRequestHandler, path: str) -> None:
         run_id = int(path.rsplit("/", 1)[1])
@@ -740,9 +774,11 @@ class FakeGitHub:
         if m and method == "DELETE":
             _git("update-ref", "-d", f"refs/heads/{m.group(1)}", cwd=repo.path, check=False)
             return self._send(req, 204)
-        m = re.match(r"^/issues/(\d+)$", rest)
-        if m and method == "GET" and int(m.group(1)) in repo.issues:
-            return self._send(req, 200, repo.issues[int(m.group(1))])
+        if rest == "/issues" and method == "GET":
+            return self._list_issues(req, repo, query)
+        m = re.match(r"^/issues/(\d+)(/comments)?$", rest)
+        if m and int(m.group(1)) in repo.issues:
+            return self._issue_route(req, repo, repo.issues[int(m.group(1))], method, m.group(2) or "", data, login)
         m = re.match(r"^/statuses/([0-9a-f]{40})$", rest)
         if m and method == "POST":
             status = {"id": self._next_id(), "node_id": "SC_1", "state": data["state"], "context": data["context"],
@@ -752,6 +788,61 @@ class FakeGitHub:
             repo.statuses.setdefault(m.group(1), []).append(status)
             return self._send(req, 201, status)
         return self._send(req, 404, {"message": f"Not Found ({method} {rest})"})
+
+    def _list_issues(self, req: BaseHTTPRequestHandler, repo: Repo, query: dict[str, list[str]]) -> None:
+        """`GET /repos/{owner}/{repo}/issues`: state, labels (all of them, comma-separated), assignee; newest
+        first unless `direction=asc`. (GitHub lists pull requests here too, marked `pull_request`; pull requests
+        of this fake live apart, so it lists issues only.)"""
+        state = (query.get("state") or ["open"])[0]
+        wanted = [x for x in (query.get("labels") or [""])[0].split(",") if x]
+        assignee = (query.get("assignee") or [""])[0]
+        per_page = int((query.get("per_page") or ["30"])[0])
+        found = []
+        for issue in repo.issues.values():
+            if state != "all" and issue["state"] != state:
+                continue
+            if any(name.lower() not in {x.lower() for x in issue["labels"]} for name in wanted):
+                continue
+            if assignee and (issue.get("assignee") or "") != assignee and not (
+                    assignee == "none" and not issue.get("assignee")):
+                continue
+            found.append(self.issue(repo, issue))
+        found.sort(key=lambda i: i["number"], reverse=(query.get("direction") or ["desc"])[0] != "asc")
+        return self._send(req, 200, found[:per_page], template="/repos/{owner}/{repo}/issues")
+
+    def _issue_route(self, req: BaseHTTPRequestHandler, repo: Repo, issue: dict[str, Any], method: str, rest: str,
+                     data: dict[str, Any], login: str) -> None:
+        T = "/repos/{owner}/{repo}/issues/{issue_number}"
+        number = issue["number"]
+        if rest == "" and method == "GET":
+            return self._send(req, 200, self.issue(repo, issue), template=T)
+        if rest == "" and method == "PATCH":
+            before = issue["state"]
+            for key in ("title", "body"):
+                if key in data:
+                    issue[key] = data[key]
+            if "labels" in data:
+                issue["labels"] = [x if isinstance(x, str) else x["name"] for x in data["labels"]]
+            if data.get("state") in ("open", "closed"):
+                issue["state"] = data["state"]
+                issue["state_reason"] = data.get("state_reason") or ("completed" if data["state"] == "closed"
+                                                                     else "reopened")
+                issue["closed_at"] = TS if data["state"] == "closed" else None
+            self._send(req, 200, self.issue(repo, issue), template=T)
+            if issue["state"] != before:
+                self.deliver_issue(repo, number, "closed" if issue["state"] == "closed" else "reopened")
+            return None
+        if rest == "/comments" and method == "GET":
+            return self._send(req, 200, [self.issue_comment(repo, number, c) for c in issue["comments"]],
+                              template=T + "/comments")
+        if rest == "/comments" and method == "POST":
+            if not isinstance(data.get("body"), str) or not data["body"]:
+                return self._send(req, 422, {"message": "Validation Failed", "errors": [
+                    {"resource": "IssueComment", "field": "body", "code": "missing_field"}]})
+            comment = {"id": self._next_id(), "body": data["body"], "login": login}
+            issue["comments"].append(comment)
+            return self._send(req, 201, self.issue_comment(repo, number, comment), template=T + "/comments")
+        return self._send(req, 404, {"message": f"Not Found ({method} issue {rest})"})
 
     def _pull_route(self, req: BaseHTTPRequestHandler, repo: Repo, pull: Pull, method: str, rest: str,
                     data: dict[str, Any], login: str) -> None:

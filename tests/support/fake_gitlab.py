@@ -20,7 +20,6 @@ does). ``inject`` and ``rate_limit_for`` answer API calls with 5xx or 429 (``Ret
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -40,6 +39,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tests.support.fake_forge import FakeForge, seed_bare_repo
+from tests.support.git_http import read_body, serve_http_backend
+
 CLOSING = re.compile(r"(?i)\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?|implement(?:s|ed)?)\s*:?\s+#(\d+)")
 ACCESS = {0: "No one", 30: "Developers + Maintainers", 40: "Maintainers"}
 
@@ -48,13 +50,15 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+GIT_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_AUTHOR_NAME": "GitLab", "GIT_AUTHOR_EMAIL": "gitlab@fake.test",
+           "GIT_COMMITTER_NAME": "GitLab", "GIT_COMMITTER_EMAIL": "gitlab@fake.test"}
+
+
 def _git(*args: str, cwd: Path, input: bytes | None = None, check: bool = True,
          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd), "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_AUTHOR_NAME": "GitLab", "GIT_AUTHOR_EMAIL": "gitlab@fake.test",
-            "GIT_COMMITTER_NAME": "GitLab", "GIT_COMMITTER_EMAIL": "gitlab@fake.test"}
     return subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True, check=check,
-                          env={**base, **(env or {})})
+                          env={**GIT_ENV, "HOME": str(cwd), **(env or {})})
 
 
 @dataclass
@@ -175,6 +179,8 @@ class Issue:
     state: str = "opened"
     closed_at: str | None = None
     closed_by: User | None = None
+    labels: list[str] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -225,17 +231,17 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-class FakeGitLab:
+class FakeGitLab(FakeForge[User]):
     """One GitLab instance: users, projects, and the HTTP server that serves both the API and git."""
 
     def __init__(self, root: Path, *, host: str = "127.0.0.1") -> None:
-        self.root = root
+        self.bot = User(1, "optio-bot", "Optio Bot", "glpat-" + uuid.uuid4().hex)
+        self.person = User(2, "reviewer", "Rita Reviewer", "glpat-" + uuid.uuid4().hex)
+        super().__init__(root, {u.token: u for u in (self.bot, self.person)})
+        self.users = self.holders  # token -> user
         self.repos = root / "repositories"
         self.repos.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
-        self.bot = User(1, "optio-bot", "Optio Bot", "glpat-" + uuid.uuid4().hex)
-        self.person = User(2, "reviewer", "Rita Reviewer", "glpat-" + uuid.uuid4().hex)
-        self.users = {u.token: u for u in (self.bot, self.person)}
         self.projects: dict[int, Project] = {}
         self._ids: dict[str, int] = {}
         self.api_log: list[tuple[str, str, int]] = []
@@ -302,19 +308,8 @@ class FakeGitLab:
     def create_project(self, path: str, *, files: dict[str, str] | None = None, default_branch: str = "main",
                        ci_script: str | None = None) -> Project:
         repo = self.repos / f"{path}.git"
-        repo.parent.mkdir(parents=True, exist_ok=True)
-        _git("init", "-q", "--bare", "-b", default_branch, str(repo), cwd=self.root)
-        _git("config", "http.receivepack", "true", cwd=repo)
-        seed = Path(tempfile.mkdtemp(dir=self.root, prefix="seed-"))
-        _git("clone", "-q", str(repo), str(seed / "w"), cwd=self.root)
-        work = seed / "w"
-        for name, content in (files or {"README.md": "demo\n"}).items():
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            (work / name).write_text(content)
-        _git("add", "-A", cwd=work)
-        _git("commit", "-qm", "Initial commit", cwd=work)
-        _git("push", "-q", "origin", f"HEAD:{default_branch}", cwd=work)
-        shutil.rmtree(seed)
+        seed_bare_repo(repo, default_branch=default_branch, files=files or {"README.md": "demo\n"},
+                       message="Initial commit", env=GIT_ENV, scratch=self.root)
         project = Project(id=self._next("project"), path=path, default_branch=default_branch, repo=repo,
                           created_at=now_iso(), ci_script=ci_script,
                           members={self.bot.id: 40, self.person.id: 40})
@@ -333,12 +328,69 @@ class FakeGitLab:
         with self.lock:
             project.protected[branch] = Protection(self._next("protection"), branch, merge_level, push_level)
 
-    def create_issue(self, project: Project, title: str) -> Issue:
+    def create_issue(self, project: Project, title: str, *, description: str = "",
+                     labels: list[str] | tuple[str, ...] = ()) -> Issue:
+        """An issue a person files; its `Issue Hook` (`open`) goes to the project's hooks."""
         with self.lock:
             iid = len(project.issues) + 1
-            issue = Issue(self._next("issue"), iid, title, "", self.person, now_iso(), now_iso())
+            issue = Issue(self._next("issue"), iid, title, description, self.person, now_iso(), now_iso(),
+                          labels=list(labels))
             project.issues[iid] = issue
-            return issue
+        self.issue_hook(project, issue, "open")
+        return issue
+
+    def set_labels(self, project: Project, issue: Issue, labels: list[str]) -> None:
+        """A person relabels the issue: an `Issue Hook` (`update`) with the label change."""
+        with self.lock:
+            before = list(issue.labels)
+            issue.labels, issue.updated_at = list(labels), now_iso()
+        self.issue_hook(project, issue, "update", changes={"labels": {
+            "previous": [self._hook_label(project, x) for x in before],
+            "current": [self._hook_label(project, x) for x in labels]}})
+
+    def issue_hook(self, project: Project, issue: Issue, action: str, *, changes: dict[str, Any] | None = None
+                   ) -> None:
+        """Queue the issue's `Issue Hook` to the project's hooks."""
+        payload = self._issue_payload(project, issue, action, changes)
+        for url, hook_token in project.hooks:
+            self._hooks.put(("Issue Hook", url, hook_token, payload))
+
+    def send_issue_hook(self, project: Project, issue: Issue, action: str, *, token: str | None = None) -> list[int]:
+        """Send the issue's `Issue Hook` now (a redelivery from the hook's settings page); `token` overrides the
+        hooks' own, e.g. to forge one. Returns each receiver's status."""
+        data = json.dumps(self._issue_payload(project, issue, action, None)).encode()
+        statuses = []
+        for url, hook_token in list(project.hooks):
+            req = urllib.request.Request(url, data=data, method="POST", headers={
+                "Content-Type": "application/json", "X-Gitlab-Event": "Issue Hook",
+                "X-Gitlab-Token": hook_token if token is None else token, "X-Gitlab-Event-UUID": str(uuid.uuid4()),
+                "User-Agent": "GitLab/17.5.0"})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    statuses.append(resp.status)
+            except urllib.error.HTTPError as exc:
+                statuses.append(exc.code)
+        return statuses
+
+    def _issue_payload(self, project: Project, issue: Issue, action: str, changes: dict[str, Any] | None
+                       ) -> dict[str, Any]:
+        return {
+            "object_kind": "issue", "event_type": "issue", "user": self._hook_user(issue.author),
+            "project": self._hook_project(project), "repository": self._hook_repository(project),
+            "object_attributes": {
+                "id": issue.id, "iid": issue.iid, "title": issue.title, "description": issue.description,
+                "assignee_ids": [], "assignee_id": None, "author_id": issue.author.id, "project_id": project.id,
+                "created_at": issue.created_at, "updated_at": issue.updated_at, "position": 0, "branch_name": None,
+                "milestone_id": None, "state": issue.state, "action": action,
+                "url": f"{self.base_url}/{project.path}/-/issues/{issue.iid}",
+                "labels": [self._hook_label(project, x) for x in issue.labels]},
+            "labels": [self._hook_label(project, x) for x in issue.labels], "changes": changes or {},
+            "assignees": []}
+
+    def _hook_label(self, project: Project, name: str) -> dict[str, Any]:
+        return {"id": sum(name.encode()) + 5, "title": name, "color": "#ededed", "project_id": project.id,
+                "created_at": project.created_at, "updated_at": project.created_at, "template": False,
+                "description": "", "type": "ProjectLabel", "group_id": None}
 
     def mr_of_branch(self, project: Project, branch: str) -> MergeRequest | None:
         with self.lock:
@@ -465,15 +517,6 @@ class FakeGitLab:
         version = mr.versions[-1]
         return {"base_sha": version.base, "head_sha": version.head, "start_sha": version.start}
 
-    def _user_of_basic(self, header: str | None) -> User | None:
-        if not header or not header.startswith("Basic "):
-            return None
-        try:
-            _, _, password = base64.b64decode(header[6:]).decode().partition(":")
-        except ValueError:
-            return None
-        return self.users.get(password)
-
     def _project_of_git_path(self, path: str) -> tuple[Project, str] | None:
         m = re.match(r"^/(.+?\.git)(/.*)$", path)
         if not m:
@@ -490,43 +533,28 @@ class FakeGitLab:
         if found is None:
             return self._send(req, 404, b"", {})
         project, rest = found
-        user = self._user_of_basic(req.headers.get("Authorization"))
+        user = self.basic_holder(req.headers.get("Authorization"))
         if user is None:  # a private project: clone and push both need the token
             self.git_log.append((req.command, path, 401))
             return self._send(req, 401, b"HTTP Basic: Access denied\n", {"WWW-Authenticate": 'Basic realm="GitLab"'})
-        body = _read_body(req)
+        body = read_body(req)
         is_push = rest.endswith("/git-receive-pack") and req.command == "POST"
-        with self.lock:
-            before = self._refs(project) if is_push else {}
-            env = {
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_PROJECT_ROOT": str(self.repos),
-                "GIT_HTTP_EXPORT_ALL": "1", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(self.root),
-                "REQUEST_METHOD": req.command, "PATH_INFO": f"/{project.path}.git{rest}", "QUERY_STRING": query,
-                "CONTENT_TYPE": req.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
-                "REMOTE_ADDR": "127.0.0.1", "REMOTE_USER": user.username,
-            }
-            if req.headers.get("Content-Encoding"):
-                env["HTTP_CONTENT_ENCODING"] = req.headers["Content-Encoding"]
-            if req.headers.get("Git-Protocol"):
-                env["GIT_PROTOCOL"] = req.headers["Git-Protocol"]
-            out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True,
-                                 check=False).stdout
+
+        def after(status: int) -> None:
+            """What GitLab does with a push happens before the pusher hears back (under the lock)."""
+            self.git_log.append((req.command, path, status))
             if is_push:
-                after = self._refs(project)
-                changes = {ref: (before.get(ref), after.get(ref)) for ref in set(before) | set(after)
-                           if before.get(ref) != after.get(ref)}
+                now = self._refs(project)
+                changes = {ref: (before.get(ref), now.get(ref)) for ref in set(before) | set(now)
+                           if before.get(ref) != now.get(ref)}
                 if changes:
                     self._after_push(project, changes, user)
-        head, _, payload = out.partition(b"\r\n\r\n")
-        status, headers = 200, {}
-        for line in head.decode("latin-1").split("\r\n"):
-            name, _, value = line.partition(":")
-            if name.lower() == "status":
-                status = int(value.strip().split()[0])
-            elif name:
-                headers[name] = value.strip()
-        self.git_log.append((req.command, path, status))
-        self._send(req, status, payload, headers)
+
+        with self.lock:
+            before = self._refs(project) if is_push else {}
+            serve_http_backend(req, project_root=self.repos, path_info=f"/{project.path}.git{rest}", query=query,
+                               body=body, remote_user=user.username, home=self.root, before_reply=after)
+        return None
 
     def _after_push(self, project: Project, changes: dict[str, tuple[str | None, str | None]], user: User) -> None:
         """What GitLab does after a push: MRs follow their source, conflicts are recomputed, CI runs, hooks fire."""
@@ -816,9 +844,10 @@ class FakeGitLab:
         return {
             "id": i.id, "iid": i.iid, "project_id": project.id, "title": i.title, "description": i.description,
             "state": i.state, "created_at": i.created_at, "updated_at": i.updated_at, "closed_at": i.closed_at,
-            "closed_by": i.closed_by.brief(self.base_url) if i.closed_by else None, "labels": [], "milestone": None,
+            "closed_by": i.closed_by.brief(self.base_url) if i.closed_by else None, "labels": list(i.labels),
+            "milestone": None,
             "assignees": [], "author": i.author.brief(self.base_url), "type": "ISSUE", "assignee": None,
-            "user_notes_count": 0, "merge_requests_count": 0, "upvotes": 0, "downvotes": 0, "due_date": None,
+            "user_notes_count": len(i.notes), "merge_requests_count": 0, "upvotes": 0, "downvotes": 0, "due_date": None,
             "confidential": False, "discussion_locked": None, "issue_type": "issue",
             "web_url": f"{self.base_url}/{project.path}/-/issues/{i.iid}",
             "time_stats": {"time_estimate": 0, "total_time_spent": 0, "human_time_estimate": None,
@@ -1046,7 +1075,7 @@ class FakeGitLab:
 
     def _api(self, req: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]
              ) -> tuple[int, bytes, dict[str, str]]:
-        raw = _read_body(req)
+        raw = read_body(req)
         with self.lock:
             injected = self._injected.pop(0) if self._injected else None
             limited = self._rate_limited_until - time.time()
@@ -1170,11 +1199,66 @@ class FakeGitLab:
                         if j.id == int(jid):
                             return 200, j.trace
                 raise ApiError(404, "404 Not found")
-            case ("GET", ["issues", iid]):
-                issue = project.issues.get(int(iid))
+            case ("GET", ["issues"]):
+                return 200, self._list_issues(project, q)
+            case (_, ["issues", iid, *more]):
+                issue = project.issues.get(int(iid)) if iid.isdigit() else None
                 if issue is None:
                     raise ApiError(404, "404 Not found")
+                return self._route_issue(verb, project, issue, more, data, user)
+        raise ApiError(404, "404 Not Found")
+
+    def _list_issues(self, project: Project, q: dict[str, str]) -> list[dict[str, Any]]:
+        """`GET /projects/:id/issues`: state (opened, closed, all), labels (all of them, comma-separated),
+        assignee_username, milestone; ordered by created_at (or updated_at), newest first unless sort=asc."""
+        wanted = [x.lower() for x in q.get("labels", "").split(",") if x]
+        found = [i for i in project.issues.values()
+                 if q.get("state", "all") in ("all", i.state)
+                 and all(name in {x.lower() for x in i.labels} for name in wanted)
+                 and not q.get("assignee_username") and not q.get("milestone")]  # nobody is assigned here
+        key = "updated_at" if q.get("order_by") == "updated_at" else "created_at"
+        found.sort(key=lambda i: (getattr(i, key), i.iid), reverse=q.get("sort", "desc") == "desc")
+        return [self._issue_json(project, i) for i in found[: int(q.get("per_page", 20))]]
+
+    def _issue_note_json(self, project: Project, issue: Issue, note: dict[str, Any]) -> dict[str, Any]:
+        author = note["author"].brief(self.base_url)
+        return {"id": note["id"], "type": None, "body": note["body"], "attachment": None, "author": author,
+                "created_at": note["created_at"], "updated_at": note["created_at"], "system": False,
+                "noteable_id": issue.id, "noteable_type": "Issue", "noteable_iid": issue.iid,
+                "project_id": project.id, "resolvable": False, "confidential": False, "internal": False,
+                "commands_changes": {}}
+
+    def _route_issue(self, verb: str, project: Project, issue: Issue, more: list[str], data: dict[str, Any],
+                     user: User) -> tuple[int, Any]:
+        match (verb, more):
+            case ("GET", []):
                 return 200, self._issue_json(project, issue)
+            case ("PUT", []):
+                if "title" in data:
+                    issue.title = str(data["title"])
+                if "description" in data:
+                    issue.description = str(data["description"])
+                if "labels" in data:
+                    labels = data["labels"]
+                    issue.labels = [x for x in (labels.split(",") if isinstance(labels, str) else labels) if x]
+                action = "update"
+                if data.get("state_event") == "close" and issue.state == "opened":
+                    issue.state, issue.closed_at, issue.closed_by, action = "closed", now_iso(), user, "close"
+                elif data.get("state_event") == "reopen" and issue.state == "closed":
+                    issue.state, issue.closed_at, issue.closed_by, action = "opened", None, None, "reopen"
+                issue.updated_at = now_iso()
+                self.issue_hook(project, issue, action)
+                return 200, self._issue_json(project, issue)
+            case ("GET", ["notes"]):
+                return 200, [self._issue_note_json(project, issue, n) for n in issue.notes]
+            case ("POST", ["notes"]):
+                body = str(data.get("body") or "")
+                if not body:
+                    raise ApiError(400, "body is missing")
+                note = {"id": self._next("note"), "body": body, "author": user, "created_at": now_iso()}
+                issue.notes.append(note)
+                issue.updated_at = note["created_at"]
+                return 201, self._issue_note_json(project, issue, note)
         raise ApiError(404, "404 Not Found")
 
     def _create_mr(self, project: Project, user: User, data: dict[str, Any]) -> MergeRequest:
@@ -1323,16 +1407,3 @@ def _json(status: int, value: Any) -> tuple[int, bytes, dict[str, str]]:
 def status_json(exc: ApiError) -> tuple[int, bytes, dict[str, str]]:
     return exc.status, json.dumps({"message": exc.message}).encode(), {"Content-Type": "application/json",
                                                                         **exc.headers}
-
-
-def _read_body(req: BaseHTTPRequestHandler) -> bytes:
-    if req.headers.get("Transfer-Encoding", "").lower() == "chunked":
-        chunks = []
-        while True:
-            size = int(req.rfile.readline().strip().split(b";")[0], 16)
-            if size == 0:
-                req.rfile.readline()
-                return b"".join(chunks)
-            chunks.append(req.rfile.read(size))
-            req.rfile.readline()
-    return req.rfile.read(int(req.headers.get("Content-Length") or 0))

@@ -35,6 +35,7 @@ RESYNC = "sweep:resync"
 PR_WATCHER = "sweep:pr-watcher"
 TRIGGER_SCHEDULER = "sweep:trigger-scheduler"
 NOTIFIER = "sweep:notifier"
+TICKET_POLLER = "sweep:ticket-poller"
 
 
 def new_replica_id() -> str:

@@ -40,6 +40,7 @@ from optio.services import (
 )
 from optio.services import users as user_service
 from optio.services.hosted_prs import of_task as hosted_pr_of_task
+from optio.services.ticket_intake import actions_view as ticket_links_view
 from optio.web.render import page, pipeline
 from optio.web.session import SignInRequired, Viewer, viewer_of
 
@@ -342,7 +343,8 @@ def pr_detail(request: Request, pr_ref: Annotated[str, PathParam(max_length=40)]
 def ticket_list(request: Request) -> Response:
     return workspace_page(request, "tickets.html", "tickets", lambda ctx: ("Tickets", {
         "tickets": tickets.list_tickets(ctx.db, ctx.workspace_id),
-        "repos": repos.list_repos(ctx.db, ctx.workspace_id)}))
+        "repos": repos.list_repos(ctx.db, ctx.workspace_id),
+        "linked": ticket_links_view(ctx.db, ctx.workspace_id)}))
 
 
 @router.get("/costs")
