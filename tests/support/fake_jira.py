@@ -202,7 +202,7 @@ class FakeJira(SaasFake):
         if name == "project":
             got = issue.project.lower() == value.lower()
         elif name == "labels":
-            got = value in issue.labels
+            got = value.lower() in {label.lower() for label in issue.labels}  # JQL matches labels in any case
         elif name == "assignee":
             got = issue.assignee is not None and value.lower() in (issue.assignee["accountId"].lower(),
                                                                    issue.assignee["emailAddress"].lower())

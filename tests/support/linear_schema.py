@@ -12,40 +12,15 @@ the check visibly instead of breaking it.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from graphql import GraphQLSchema, build_schema
 
-PACKAGE, VERSION = "@linear/sdk", "98.0.0"
 _BUILTIN = {"ID", "String", "Boolean", "Int", "Float"}
 _DECL = re.compile(r"^type (\w+) = ", re.M)
 _ENUM = re.compile(r"^declare enum (\w+) \{(.*?)^\}", re.M | re.S)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("OPTIO_CI_CACHE") or Path.home() / ".cache" / "optio-ci") / "linear-sdk"
-
-
-def package_dir(*, install: bool) -> Path | None:
-    """Where `@linear/sdk` is (installed into the CI cache, as `.ci/run` does, when `install`)."""
-    prefix = cache_dir()
-    pkg = prefix / "node_modules" / PACKAGE
-    manifest = pkg / "package.json"
-    if manifest.is_file() and json.loads(manifest.read_text()).get("version") == VERSION:
-        return pkg
-    npm = shutil.which("npm")
-    if not install or npm is None:
-        return None
-    prefix.mkdir(parents=True, exist_ok=True)
-    subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--loglevel=error",
-                    f"{PACKAGE}@{VERSION}"], check=True, timeout=600, capture_output=True)
-    return pkg
 
 
 def _strip_comments(text: str) -> str:
@@ -188,3 +163,14 @@ def rebuild(package: Path) -> LinearSchema:
         if lines:
             out.append(f"input {name} {{\n" + "\n".join(lines) + "\n}")
     return LinearSchema("\n".join(out) + "\n", unread)
+
+
+def published_schema(package: Path) -> GraphQLSchema:
+    """Linear's schema from an installed `@linear/sdk` (rebuilt once per process: it takes a second or two)."""
+    key = str(package)
+    if key not in _BUILT:
+        _BUILT[key] = rebuild(package).build()
+    return _BUILT[key]
+
+
+_BUILT: dict[str, GraphQLSchema] = {}

@@ -6,9 +6,9 @@ database's (`options["database_id"]`) first data source. The source's options na
 a tracker's fields (defaults in brackets): `title_property` [Name], `status_property` [Status, a status or
 select property], `labels_property` [Labels, multi-select], `assignee_property` [Assignee, people]; and
 `done_status` [Done], the status value that means closed (closing sets it). The filter becomes Notion's
-property filter; people filters take a user id, so an assignee given as an e-mail is matched after the
-query (a ticket's assignee is the person's e-mail, or the user id when Notion shows none). A page's body is
-its blocks' plain text, one block a line.
+property filter (a label is a multi-select option named as spelled there); people filters take a user id,
+so an assignee given as an e-mail is matched after the query (a ticket's assignee is the person's e-mail, or
+the user id when Notion shows none). A page's body is its blocks' plain text, one block a line.
 
 Notion signs webhook deliveries with the subscription's verification token: `X-Notion-Signature:
 sha256=<hex HMAC-SHA256 of the raw body>`. A delivery whose `timestamp` is more than five minutes away is
