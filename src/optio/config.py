@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     notify_backoff_s: float = Field(default=5.0, gt=0, description="First notification retry delay; doubles")
     notify_max_attempts: int = Field(default=10, ge=1, le=100, description="Attempts before a notification is failed")
     notify_timeout_s: float = Field(default=10.0, gt=0, description="Per-attempt timeout of a notification")
+    ticket_poll_interval_s: float = Field(default=60.0, gt=0,
+                                          description="How often ticket sources are polled (behind their webhooks)")
     max_auto_resumes: int = Field(default=10, ge=0)
     agent_timeout_s: float = Field(default=3600.0, gt=0, description="Default wall-clock limit per agent run")
     ci_timeout_s: float = Field(default=1800.0, gt=0,

@@ -29,8 +29,10 @@ from optio.security import private_file
 from optio.security.redact import default_redactor
 from optio.services.auth_state import AuthState, build_auth_state
 from optio.services.notifications import Notifier
+from optio.services.ticket_intake import TicketSync
 from optio.store import migrate, pull_requests, workspaces
 from optio.store.db import Database
+from optio.tickets import net as ticket_net
 
 
 def configure_logging(level: str = "info") -> None:
@@ -59,6 +61,7 @@ class Optio:
     workers: WorkerPool
     auth: AuthState
     notifier: Notifier | None = None
+    tickets: TicketSync | None = None
 
     @property
     def db(self) -> Database:
@@ -68,6 +71,8 @@ class Optio:
         self.workers.stop()
         if self.notifier is not None:
             self.notifier.stop()
+        if self.tickets is not None:
+            self.tickets.stop()
         for forge in self.ctx.forges.all():
             forge.shutdown()
         self.ctx.runtime.shutdown()
@@ -115,7 +120,13 @@ def build(settings: Settings) -> Optio:
     notifier = Notifier(db, auth.secrets.keyring, allowlist=settings.outbound_allowlist,
                         backoff_s=settings.notify_backoff_s, max_attempts=settings.notify_max_attempts,
                         timeout_s=settings.notify_timeout_s)
-    return Optio(settings=settings, ctx=ctx, workers=WorkerPool(ctx), auth=auth, notifier=notifier)
+    # Ticket providers call trackers under the same SSRF allowlist as every other outbound request.
+    ticket_net.set_allowlist(settings.outbound_allowlist)
+    ticket_sync = TicketSync(db, auth.secrets, public_url=settings.api_url,
+                             poll_interval_s=settings.ticket_poll_interval_s, backoff_s=settings.notify_backoff_s,
+                             max_attempts=settings.notify_max_attempts)
+    return Optio(settings=settings, ctx=ctx, workers=WorkerPool(ctx), auth=auth, notifier=notifier,
+                 tickets=ticket_sync)
 
 
 def hosted_credentials(db: Database, by_kind: dict[str, Callable[[int], str | None]],
@@ -152,3 +163,5 @@ def start(optio: Optio) -> None:
     optio.workers.start()
     if optio.notifier is not None:
         optio.notifier.start()
+    if optio.tickets is not None:
+        optio.tickets.start()

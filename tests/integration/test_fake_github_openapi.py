@@ -134,3 +134,54 @@ def test_every_response_the_fake_serves_matches_githubs_openapi(tmp_path: Path) 
                 ("GET", "/repos/{owner}/{repo}/branches/{branch}/protection/required_status_checks", 200),
                 ("POST", "/app/installations/{installation_id}/access_tokens", 201)}
     assert expected <= checked, expected - checked
+
+
+def request_schema(spec: dict[str, Any], method: str, template: str) -> Any:
+    operation = spec["paths"][template][method.lower()]
+    return as_json_schema(operation["requestBody"]["content"]["application/json"]["schema"])
+
+
+def test_the_fakes_issues_match_githubs_openapi(tmp_path: Path) -> None:
+    """The Issues routes ticket intake uses: list with filters, get, comment, close; and the requests the
+    GitHub ticket provider sends are valid request bodies of those routes."""
+    from optio.tickets import net
+    from optio.tickets.base import TicketFilter, TicketSourceConfig
+    from optio.tickets.github import GitHubTicketProvider
+
+    spec = load_spec()
+    with FakeGitHub(tmp_path / "gh") as fake:
+        repo = fake.create_repo("acme", "issues")
+        first = fake.create_issue(repo, "Crash", body="It crashes", labels=["bug", "optio"], assignee="reviewer")
+        fake.create_issue(repo, "Question", labels=["question"])
+        net.set_allowlist(["127.0.0.1"])
+        try:
+            provider = GitHubTicketProvider(TicketSourceConfig(id=1, workspace_id=1, kind="github",
+                                                               api_url=fake.api_url, options={"repo": "acme/issues"}),
+                                            TOKEN)
+            found = provider.list_tickets(TicketFilter(label="optio"))
+            assert [(t.external_id, t.key, t.labels, t.assignee) for t in found] == [
+                (str(first), f"#{first}", ("bug", "optio"), "reviewer")]
+            assert provider.list_tickets(TicketFilter(label="optio", assignee="nobody")) == []
+            assert provider.get(str(first)).body == "It crashes"
+            provider.comment(str(first), "picked up")
+            provider.close(str(first), "merged")
+        finally:
+            net.set_allowlist([])
+        api = httpx.Client(base_url=fake.api_url + "/repos/acme/issues", headers={"Authorization": f"token {TOKEN}"})
+        assert [c["body"] for c in api.get(f"/issues/{first}/comments").json()] == ["picked up", "merged"]
+        assert api.get(f"/issues/{first}").json()["state"] == "closed"
+        assert api.get("/issues", params={"state": "closed"}).json()[0]["number"] == first
+        sent = [json.loads(body) for method, path, body in fake.request_bodies if method in ("POST", "PATCH")]
+    for body in sent:
+        template = ("/repos/{owner}/{repo}/issues/{issue_number}/comments" if "state" not in body
+                    else "/repos/{owner}/{repo}/issues/{issue_number}")
+        jsonschema.validate(body, request_schema(spec, "POST" if "state" not in body else "PATCH", template))
+    assert len(sent) == 3
+    checked = set()
+    for method, template, status, body in fake.served:
+        jsonschema.validate(body, response_schema(spec, method, template, status))
+        checked.add((method, template, status))
+    assert {("GET", "/repos/{owner}/{repo}/issues", 200), ("GET", "/repos/{owner}/{repo}/issues/{issue_number}", 200),
+            ("PATCH", "/repos/{owner}/{repo}/issues/{issue_number}", 200),
+            ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments", 201),
+            ("GET", "/repos/{owner}/{repo}/issues/{issue_number}/comments", 200)} <= checked

@@ -109,6 +109,8 @@ class Repo:
     allow_rebase: bool = True
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    # Where `issues` events go besides the repo hook (a tracker integration, e.g. Optio's ticket source).
+    issue_hooks: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def full_name(self) -> str:
@@ -125,6 +127,7 @@ class FakeGitHub:
         self.repos: dict[str, Repo] = {}
         self.served: list[tuple[str, str, int, Any]] = []  # (method, route template, status, body)
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status) of API requests
+        self.request_bodies: list[tuple[str, str, bytes]] = []  # (method, path, body) of API requests with a body
         self.deliveries: list[tuple[str, int]] = []  # (event, status Optio answered)
         self.rate_limited_until: float = 0.0
         self.fail_5xx_until: float = 0.0
@@ -208,12 +211,34 @@ class FakeGitHub:
     def remote_url(self, repo: Repo) -> str:
         return f"{self.base_url}/{repo.full_name}.git"
 
-    def create_issue(self, repo: Repo, title: str) -> int:
+    def create_issue(self, repo: Repo, title: str, *, body: str = "", labels: list[str] | tuple[str, ...] = (),
+                     assignee: str | None = None, login: str = "reporter") -> int:
+        """An issue filed by `login`; its `issues` `opened` event goes to the issue hooks."""
         with self._lock:
             number = repo.next_number
             repo.next_number += 1
-            repo.issues[number] = {"number": number, "title": title, "state": "open", "id": self._next_id()}
+            repo.issues[number] = {"number": number, "title": title, "state": "open", "id": self._next_id(),
+                                   "body": body, "labels": list(labels), "assignee": assignee, "login": login,
+                                   "comments": [], "state_reason": None, "closed_at": None}
+        self.deliver_issue(repo, number, "opened")
         return number
+
+    def set_labels(self, repo: Repo, number: int, labels: list[str]) -> None:
+        """Someone relabels the issue in the browser: a `labeled`/`unlabeled` event per change."""
+        with self._lock:
+            issue = repo.issues[number]
+            before = list(issue["labels"])
+            issue["labels"] = list(labels)
+        for name in labels:
+            if name not in before:
+                self.deliver_issue(repo, number, "labeled", label=name)
+        for name in before:
+            if name not in labels:
+                self.deliver_issue(repo, number, "unlabeled", label=name)
+
+    def issue_hook(self, repo: Repo, url: str, secret: str) -> None:
+        """Send the repo's `issues` events to `url` too, signed with `secret`."""
+        repo.issue_hooks.append((url, secret))
 
     def hook(self, repo: Repo, url: str, secret: str) -> None:
         repo.webhook_url, repo.webhook_secret = url, secret
@@ -385,7 +410,56 @@ class FakeGitHub:
         self.deliveries.append((event, status))
         return status
 
+    def deliver_issue(self, repo: Repo, number: int, action: str, *, label: str | None = None,
+                      secret: str | None = None) -> list[int]:
+        """An `issues` event to every issue hook (`secret` overrides theirs, e.g. to forge one); statuses."""
+        payload: dict[str, Any] = {"action": action, "issue": self.issue(repo, repo.issues[number]),
+                                   "repository": self.repository(repo), "sender": self.user("reporter")}
+        if label is not None:
+            payload["label"] = self.label(repo, label)
+        body = json.dumps(payload).encode()
+        statuses = []
+        for url, key in list(repo.issue_hooks):
+            signature = "sha256=" + hmac.new((secret if secret is not None else key).encode(), body,
+                                             hashlib.sha256).hexdigest()
+            try:
+                status = httpx.post(url, content=body, timeout=30, headers={
+                    "Content-Type": "application/json", "X-GitHub-Event": "issues",
+                    "X-GitHub-Delivery": str(uuid.uuid4()), "X-Hub-Signature-256": signature,
+                    "User-Agent": "GitHub-Hookshot/fake"}).status_code
+            except httpx.HTTPError:
+                status = 0
+            self.deliveries.append(("issues", status))
+            statuses.append(status)
+        return statuses
+
     # --- response shapes (GitHub's, see the OpenAPI description) ---------------------------------------------
+
+    def label(self, repo: Repo, name: str) -> dict[str, Any]:
+        lid = sum(name.encode()) + 7
+        return {"id": lid, "node_id": f"LA_{lid}", "url": f"{self.api_url}/repos/{repo.full_name}/labels/{name}",
+                "name": name, "description": None, "color": "ededed", "default": False}
+
+    def issue(self, repo: Repo, issue: dict[str, Any]) -> dict[str, Any]:
+        u = f"{self.api_url}/repos/{repo.full_name}/issues/{issue['number']}"
+        assignee = self.user(issue["assignee"]) if issue.get("assignee") else None
+        return {"id": issue["id"], "node_id": f"I_{issue['id']}", "url": u,
+                "repository_url": f"{self.api_url}/repos/{repo.full_name}", "labels_url": f"{u}/labels{{/name}}",
+                "comments_url": f"{u}/comments", "events_url": f"{u}/events",
+                "html_url": f"{self.base_url}/{repo.full_name}/issues/{issue['number']}", "number": issue["number"],
+                "state": issue["state"], "state_reason": issue.get("state_reason"), "title": issue["title"],
+                "body": issue.get("body") or None, "user": self.user(issue.get("login") or "reporter"),
+                "labels": [self.label(repo, name) for name in issue.get("labels") or []], "assignee": assignee,
+                "assignees": [assignee] if assignee else [], "milestone": None, "locked": False,
+                "active_lock_reason": None, "comments": len(issue.get("comments") or []), "created_at": TS,
+                "updated_at": TS, "closed_at": issue.get("closed_at"), "author_association": "OWNER"}
+
+    def issue_comment(self, repo: Repo, number: int, comment: dict[str, Any]) -> dict[str, Any]:
+        u = f"{self.api_url}/repos/{repo.full_name}"
+        return {"id": comment["id"], "node_id": f"IC_{comment['id']}", "url": f"{u}/issues/comments/{comment['id']}",
+                "html_url": f"{self.base_url}/{repo.full_name}/issues/{number}#issuecomment-{comment['id']}",
+                "body": comment["body"], "user": self.user(comment["login"]), "created_at": TS, "updated_at": TS,
+                "issue_url": f"{u}/issues/{number}", "author_association": "COLLABORATOR"}
 
     def user(self, login: str) -> dict[str, Any]:
         uid = sum(login.encode()) + 1
@@ -562,6 +636,9 @@ class FakeGitHub:
             if split.path.startswith("/_logs/"):
                 return self._serve_log(req, split.path)
             return self._git_http(req, split.path, split.query, body)
+        if body and split.path.startswith("/api/v3/"):
+            with self._lock:
+                self.request_bodies.append((req.command, split.path, body))
         try:
             return self._api(req, split.path.removeprefix("/api/v3").rstrip("/"), parse_qs(split.query), body)
         except Exception as exc:  # a bug in the fake shows as a 500 with its message
@@ -737,9 +814,11 @@ class FakeGitHub:
         if m and method == "DELETE":
             _git("update-ref", "-d", f"refs/heads/{m.group(1)}", cwd=repo.path, check=False)
             return self._send(req, 204)
-        m = re.match(r"^/issues/(\d+)$", rest)
-        if m and method == "GET" and int(m.group(1)) in repo.issues:
-            return self._send(req, 200, repo.issues[int(m.group(1))])
+        if rest == "/issues" and method == "GET":
+            return self._list_issues(req, repo, query)
+        m = re.match(r"^/issues/(\d+)(/comments)?$", rest)
+        if m and int(m.group(1)) in repo.issues:
+            return self._issue_route(req, repo, repo.issues[int(m.group(1))], method, m.group(2) or "", data, login)
         m = re.match(r"^/statuses/([0-9a-f]{40})$", rest)
         if m and method == "POST":
             status = {"id": self._next_id(), "node_id": "SC_1", "state": data["state"], "context": data["context"],
@@ -749,6 +828,61 @@ class FakeGitHub:
             repo.statuses.setdefault(m.group(1), []).append(status)
             return self._send(req, 201, status)
         return self._send(req, 404, {"message": f"Not Found ({method} {rest})"})
+
+    def _list_issues(self, req: BaseHTTPRequestHandler, repo: Repo, query: dict[str, list[str]]) -> None:
+        """`GET /repos/{owner}/{repo}/issues`: state, labels (all of them, comma-separated), assignee; newest
+        first unless `direction=asc`. (GitHub lists pull requests here too, marked `pull_request`; pull requests
+        of this fake live apart, so it lists issues only.)"""
+        state = (query.get("state") or ["open"])[0]
+        wanted = [x for x in (query.get("labels") or [""])[0].split(",") if x]
+        assignee = (query.get("assignee") or [""])[0]
+        per_page = int((query.get("per_page") or ["30"])[0])
+        found = []
+        for issue in repo.issues.values():
+            if state != "all" and issue["state"] != state:
+                continue
+            if any(name.lower() not in {x.lower() for x in issue["labels"]} for name in wanted):
+                continue
+            if assignee and (issue.get("assignee") or "") != assignee and not (
+                    assignee == "none" and not issue.get("assignee")):
+                continue
+            found.append(self.issue(repo, issue))
+        found.sort(key=lambda i: i["number"], reverse=(query.get("direction") or ["desc"])[0] != "asc")
+        return self._send(req, 200, found[:per_page], template="/repos/{owner}/{repo}/issues")
+
+    def _issue_route(self, req: BaseHTTPRequestHandler, repo: Repo, issue: dict[str, Any], method: str, rest: str,
+                     data: dict[str, Any], login: str) -> None:
+        T = "/repos/{owner}/{repo}/issues/{issue_number}"
+        number = issue["number"]
+        if rest == "" and method == "GET":
+            return self._send(req, 200, self.issue(repo, issue), template=T)
+        if rest == "" and method == "PATCH":
+            before = issue["state"]
+            for key in ("title", "body"):
+                if key in data:
+                    issue[key] = data[key]
+            if "labels" in data:
+                issue["labels"] = [x if isinstance(x, str) else x["name"] for x in data["labels"]]
+            if data.get("state") in ("open", "closed"):
+                issue["state"] = data["state"]
+                issue["state_reason"] = data.get("state_reason") or ("completed" if data["state"] == "closed"
+                                                                     else "reopened")
+                issue["closed_at"] = TS if data["state"] == "closed" else None
+            self._send(req, 200, self.issue(repo, issue), template=T)
+            if issue["state"] != before:
+                self.deliver_issue(repo, number, "closed" if issue["state"] == "closed" else "reopened")
+            return None
+        if rest == "/comments" and method == "GET":
+            return self._send(req, 200, [self.issue_comment(repo, number, c) for c in issue["comments"]],
+                              template=T + "/comments")
+        if rest == "/comments" and method == "POST":
+            if not isinstance(data.get("body"), str) or not data["body"]:
+                return self._send(req, 422, {"message": "Validation Failed", "errors": [
+                    {"resource": "IssueComment", "field": "body", "code": "missing_field"}]})
+            comment = {"id": self._next_id(), "body": data["body"], "login": login}
+            issue["comments"].append(comment)
+            return self._send(req, 201, self.issue_comment(repo, number, comment), template=T + "/comments")
+        return self._send(req, 404, {"message": f"Not Found ({method} issue {rest})"})
 
     def _pull_route(self, req: BaseHTTPRequestHandler, repo: Repo, pull: Pull, method: str, rest: str,
                     data: dict[str, Any], login: str) -> None:

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 LOGIN_PATHS = ("/login", "/auth/oidc/")
 PASSWORD_PATH = "/api/me/password"  # proves the current password: as worth guessing at as a sign-in
-WEBHOOK_PATHS = ("/api/webhooks/", "/webhooks/", "/api/hooks/")
+WEBHOOK_PATHS = ("/api/webhooks/", "/webhooks/", "/api/hooks/", "/api/ticket-hooks/")
 
 
 class SlidingWindow:

@@ -549,6 +549,23 @@ class TicketCreate(BaseModel):
     title: Line = Field(min_length=1, max_length=500)
     body: Text = Field(default="", max_length=200_000)
     repo: Line | None = Field(default=None, min_length=1, max_length=200, description="Repo name or id")
+    labels: list[Annotated[Line, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=50)
+
+
+class TicketLabels(BaseModel):
+    """Labels to add and remove (a ticket trigger picks up a ticket that gains its label)."""
+
+    model_config = STRICT_INPUT
+    add: list[Annotated[Line, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=50)
+    remove: list[Annotated[Line, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=50)
+
+
+class TicketCommentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    author: str
+    body: str
+    created_at: datetime
 
 
 class TicketWork(BaseModel):
@@ -575,3 +592,4 @@ class TicketOut(BaseModel):
     closed_reason: str | None
     created_at: datetime
     closed_at: datetime | None
+    labels: list[str] = Field(default_factory=list)

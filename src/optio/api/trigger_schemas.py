@@ -23,7 +23,7 @@ ParamName = Annotated[Line, Field(max_length=200)]
 
 class TriggerCreate(BaseModel):
     model_config = STRICT_INPUT
-    type: Literal["manual", "schedule", "webhook"]
+    type: Literal["manual", "schedule", "webhook", "ticket"]
     target_type: Literal["job", "blueprint"] = "job"
     target: Annotated[Line, Field(min_length=1, max_length=200, description="The job's or blueprint's name or id")]
     cron: Annotated[Line, Field(max_length=200)] | None = Field(default=None, description="Schedule: 5-field cron")
@@ -32,6 +32,15 @@ class TriggerCreate(BaseModel):
     params: dict[ParamName, ParamValue] = Field(default_factory=dict, description="Parameters of every fire")
     param_map: dict[ParamName, Annotated[Line, Field(max_length=500)]] = Field(
         default_factory=dict, description="Webhook: parameter → `$.path` in the body")
+    source: Annotated[Line, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, description="Ticket: the ticket source's name or id")
+    label: Annotated[Line, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, description="Ticket: pick up tickets with this label")
+    state: Literal["open", "closed"] | None = Field(default=None, description="Ticket: ticket state; default open")
+    assignee: Annotated[Line, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, description="Ticket: pick up tickets assigned to this user")
+    project: Annotated[Line, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, description="Ticket: the tracker's project (GitHub/GitLab: milestone)")
 
 
 class TriggerOut(BaseModel):
@@ -49,6 +58,8 @@ class TriggerOut(BaseModel):
     last_fired_at: datetime | None
     next_due_at: datetime | None
     created_at: datetime
+    source_id: int | None = Field(default=None, description="Ticket: the ticket source")
+    ticket_filter: dict[str, Any] = Field(default_factory=dict, description="Ticket: which tickets it picks up")
 
 
 class TriggerCreated(TriggerOut):

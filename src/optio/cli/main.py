@@ -10,6 +10,7 @@ from optio.cli import blueprints as blueprint_cli
 from optio.cli import events as event_cli
 from optio.cli import notifications as notification_cli
 from optio.cli import secrets as secret_cli
+from optio.cli import ticket_sources as ticket_source_cli
 from optio.cli import triggers as trigger_cli
 from optio.config import Settings
 
@@ -22,6 +23,7 @@ app.add_typer(tasks.app, name="task")
 app.add_typer(prs.app, name="pr")
 app.add_typer(agents.app, name="agents")
 app.add_typer(tickets.app, name="ticket")
+app.add_typer(ticket_source_cli.app, name="ticket-source")
 app.add_typer(secret_cli.app, name="secret")
 app.add_typer(trigger_cli.app, name="trigger")
 app.add_typer(blueprint_cli.app, name="blueprint")

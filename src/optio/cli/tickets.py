@@ -16,9 +16,11 @@ app = typer.Typer(help="Local tickets: file work, hand it to an agent, see it cl
 def new(ctx: typer.Context, title: str = typer.Option(..., "--title", help="One-line summary"),
         body: str = typer.Option("", "--body", help="The details (the agent's prompt when worked on)"),
         repo: str | None = typer.Option(None, "--repo", help="Repo the ticket is about"),
+        label: list[str] | None = typer.Option(None, "--label", "-l", help="A label (repeatable)"),
         as_json: bool = AS_JSON) -> None:
     """File a ticket."""
-    ticket = client_from(ctx).post("/api/tickets", {"title": title, "body": body, "repo": repo})
+    ticket = client_from(ctx).post("/api/tickets", {"title": title, "body": body, "repo": repo,
+                                                    "labels": label or []})
     if as_json:
         print_json(ticket)
     else:
@@ -80,3 +82,30 @@ def work(
         print_json(task)
     else:
         console.print(f"ticket {number} → task [bold]{task['id']}[/bold] on {task['repo']}")
+
+
+@app.command("label")
+@handle_errors
+def label(ctx: typer.Context, number: int = typer.Argument(..., help="Ticket number"),
+          add: list[str] | None = typer.Option(None, "--add", help="Label to add (repeatable)"),
+          remove: list[str] | None = typer.Option(None, "--remove", help="Label to remove (repeatable)"),
+          as_json: bool = AS_JSON) -> None:
+    """Add or remove labels (a ticket trigger picks up a ticket that gains its label)."""
+    ticket = client_from(ctx).post(f"/api/tickets/{number}/labels", {"add": add or [], "remove": remove or []})
+    if as_json:
+        print_json(ticket)
+    else:
+        console.print(f"ticket {ticket['number']}: {', '.join(ticket['labels']) or 'no labels'}")
+
+
+@app.command("comments")
+@handle_errors
+def comments(ctx: typer.Context, number: int = typer.Argument(..., help="Ticket number"),
+             as_json: bool = AS_JSON) -> None:
+    """A ticket's comments (Optio's pick-up, PR and merge notes among them)."""
+    rows = client_from(ctx).get(f"/api/tickets/{number}/comments")
+    if as_json:
+        print_json(rows)
+        return
+    for c in rows:
+        console.print(f"[bold]{c['author']}[/bold] {c['created_at']}: {c['body']}")

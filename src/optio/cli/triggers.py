@@ -7,7 +7,7 @@ from rich.table import Table
 
 from optio.cli.common import AS_JSON, client_from, console, handle_errors, parse_params, print_json, print_table
 
-app = typer.Typer(help="Triggers: run a job now, on a cron schedule, or when a signed webhook arrives.",
+app = typer.Typer(help="Triggers: run a job now, on a cron schedule, when a signed webhook arrives, or per ticket.",
                   no_args_is_help=True)
 
 
@@ -26,17 +26,25 @@ def _map(items: list[str] | None) -> dict[str, str]:
 def create(
     ctx: typer.Context,
     target: str = typer.Option(..., "--target", help="The job's (or blueprint's) name or id"),
-    kind: str = typer.Option(..., "--type", help="manual, schedule or webhook"),
+    kind: str = typer.Option(..., "--type", help="manual, schedule, webhook or ticket"),
     target_type: str = typer.Option("job", "--target-type", help="What the trigger starts: job or blueprint"),
     cron: str | None = typer.Option(None, "--cron", help="Schedule: cron expression, e.g. '0 9 * * 1-5'"),
     timezone: str | None = typer.Option(None, "--timezone", "--tz", help="Schedule: IANA time zone (default UTC)"),
     param: list[str] | None = typer.Option(None, "--param", "-p", help="KEY=VALUE given on every fire (repeatable)"),
     mapping: list[str] | None = typer.Option(None, "--map", help="Webhook: PARAM=$.path into the body (repeatable)"),
+    source: str | None = typer.Option(None, "--source", help="Ticket: the ticket source's name"),
+    label: str | None = typer.Option(None, "--label", help="Ticket: pick up tickets with this label"),
+    state: str | None = typer.Option(None, "--state", help="Ticket: open (default) or closed"),
+    assignee: str | None = typer.Option(None, "--assignee", help="Ticket: assigned to this user"),
+    project: str | None = typer.Option(None, "--project", help="Ticket: the tracker's project (GitHub: milestone)"),
     as_json: bool = AS_JSON,
 ) -> None:
-    """Create a trigger; a webhook's URL and signing secret are printed this once."""
+    """Create a trigger; a webhook's URL and signing secret are printed this once. A ticket trigger turns each
+    matching ticket of a source into a repo task from a blueprint."""
     body = {"type": kind, "target_type": target_type, "target": target, "cron": cron, "timezone": timezone,
             "params": parse_params(param), "param_map": _map(mapping)}
+    ticket = {"source": source, "label": label, "state": state, "assignee": assignee, "project": project}
+    body.update({k: v for k, v in ticket.items() if v is not None})
     created = client_from(ctx).post("/api/triggers", body)
     if as_json:
         print_json(created)
@@ -61,6 +69,9 @@ def list_triggers(ctx: typer.Context, as_json: bool = AS_JSON) -> None:
     table = Table("ID", "TYPE", "TARGET", "SCHEDULE", "STATE", "NEXT DUE", "LAST FIRED")
     for t in rows:
         schedule = f"{t['cron']} {t['timezone']}" if t["cron"] else (t.get("url") or "")
+        if t["type"] == "ticket":
+            schedule = f"source {t.get('source_id')} " + " ".join(f"{k}={v}" for k, v in
+                                                                  (t.get("ticket_filter") or {}).items())
         table.add_row(str(t["id"]), t["type"], f"{t['target_type']} {t['target']}", schedule,
                       "paused" if t["paused"] else "active", t.get("next_due_at") or "", t.get("last_fired_at") or "")
     print_table(table)

@@ -1,5 +1,5 @@
-"""Signing secrets sealed outside the secrets table (webhook triggers, notification receivers): re-sealed with
-the secrets on key rotation, and their key versions kept while any still needs one."""
+"""Signing secrets sealed outside the secrets table (webhook triggers, notification receivers, ticket
+sources): re-sealed with the secrets on key rotation, and their key versions kept while any still needs one."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from optio.security import crypto
 from optio.services import notifications as notify_service
 from optio.services import triggers as trigger_service
 from optio.store import notifications as notify_store
+from optio.store import ticket_sources as source_store
 from optio.store import triggers as trigger_store
 from optio.store.session import Session
 
@@ -30,6 +31,21 @@ def reseal(session: Session, keyring: crypto.Keyring) -> tuple[int, set[int]]:
             continue
         if new != token:
             row.secret_ciphertext = new
+            count += 1
+        in_use.add(keyring.current_version)
+    for source in source_store.with_secrets(session):
+        token = source.webhook_secret_ciphertext
+        assert token is not None
+        try:
+            new = crypto.reencrypt(token, keyring, aad=source_store.aad_for(source.id))
+        except crypto.SecretDecryptError:
+            try:
+                in_use.add(crypto.key_version_of(token))
+            except crypto.SecretDecryptError:
+                pass
+            continue
+        if new != token:
+            source.webhook_secret_ciphertext = new
             count += 1
         in_use.add(keyring.current_version)
     return count, in_use

@@ -7,21 +7,43 @@ from typing import Any
 
 from optio.errors import Conflict
 from optio.services import tasks as task_service
+from optio.services import ticket_intake
 from optio.services.repos import find_repo
 from optio.store import tickets as ticket_store
 from optio.store.db import Database
-from optio.store.models import RepoTask, Ticket
+from optio.store.models import RepoTask, Ticket, TicketComment
 from optio.store.session import Session
 from optio.store.tickets import REF_PREFIX, close_for_task
 
-__all__ = ["REF_PREFIX", "close_for_task", "close_ticket", "create_ticket", "get_ticket", "list_tickets", "work_on"]
+__all__ = ["REF_PREFIX", "close_for_task", "close_ticket", "comments", "create_ticket", "get_ticket", "label",
+           "list_tickets", "work_on"]
 
 
 def create_ticket(db: Database, workspace_id: int, data: dict[str, Any]) -> Ticket:
+    """File a ticket; one a local ticket trigger matches becomes its task at once (the poller is the net)."""
     with db.write() as session:
         repo_id = find_repo(session, workspace_id, data["repo"]).id if data.get("repo") else None
-        return ticket_store.insert_ticket(session, workspace_id, repo_id=repo_id, title=data["title"],
-                                          body=data.get("body") or "")
+        ticket = ticket_store.insert_ticket(session, workspace_id, repo_id=repo_id, title=data["title"],
+                                            body=data.get("body") or "", labels=list(data.get("labels") or []))
+    if ticket.labels:
+        ticket_intake.sync_local(db, workspace_id, ticket.number)
+    return ticket
+
+
+def label(db: Database, workspace_id: int, number: int, add: list[str], remove: list[str]) -> Ticket:
+    """Change a ticket's labels; gaining a trigger's label picks it up (once: a relabel spawns nothing more)."""
+    with db.write() as session:
+        ticket = get_ticket(session, workspace_id, number)
+        gone = {x.lower() for x in remove}
+        ticket_store.set_labels(ticket, [x for x in [*(ticket.labels or []), *add] if x.lower() not in gone])
+    ticket_intake.sync_local(db, workspace_id, number)
+    with db.read() as session:
+        return get_ticket(session, workspace_id, number)
+
+
+def comments(db: Database, workspace_id: int, number: int) -> list[TicketComment]:
+    with db.read() as session:
+        return ticket_store.comments(session, get_ticket(session, workspace_id, number))
 
 
 def get_ticket(session: Session, workspace_id: int, number: int) -> Ticket:

@@ -21,15 +21,17 @@ from optio.security import signatures
 from optio.security.crypto import Keyring, SecretDecryptError
 from optio.store import blueprints as blueprint_store
 from optio.store import jobs as job_store
+from optio.store import ticket_sources as source_store
 from optio.store import triggers as trigger_store
 from optio.store.db import Database
 from optio.store.models import Blueprint, Job, Trigger, TriggerFire
 from optio.store.session import Session
 from optio.store.types import utcnow
 
-TYPES = ("manual", "schedule", "webhook")
+TYPES = ("manual", "schedule", "webhook", "ticket")
 TARGET_TYPES = ("job", "blueprint")
 MAX_SKEW_S = 300
+TICKET_FILTER_KEYS = ("label", "state", "assignee", "project")
 
 
 class BadSignature(AppError):
@@ -85,7 +87,24 @@ def create(db: Database, keyring: Keyring, workspace_id: int, data: dict[str, An
     param_map = dict(data.get("param_map") or {})
     if param_map and kind != "webhook":
         raise Invalid("only a webhook maps its body to parameters", field="param_map")
+    ticket_filter = {k: data[k] for k in TICKET_FILTER_KEYS if data.get(k)}
+    if kind == "ticket":
+        if not data.get("source"):
+            raise Invalid("a ticket trigger needs a ticket source", field="source")
+        if target_type != "blueprint":
+            raise Invalid("a ticket trigger starts a blueprint (its tickets become repo tasks)", field="target_type")
+        ticket_filter.setdefault("state", "open")
+        if ticket_filter["state"] not in ("open", "closed"):
+            raise Invalid("state must be open or closed", field="state")
+    elif data.get("source") or ticket_filter:
+        raise Invalid("only a ticket trigger has a source and a ticket filter", field="source")
     with db.write() as session:
+        source_id = None
+        if kind == "ticket":
+            try:
+                source_id = source_store.find(session, workspace_id, data["source"]).id
+            except AppError as exc:
+                raise Invalid(exc.message, field="source") from None
         try:
             target: Job | Blueprint = (job_store.find_job(session, workspace_id, data["target"])
                                        if target_type == "job" else
@@ -97,7 +116,8 @@ def create(db: Database, keyring: Keyring, workspace_id: int, data: dict[str, An
         row = trigger_store.insert(session, workspace_id, dict(
             type=kind, target_type=target_type, target_id=target.id, cron=cron if kind == "schedule" else None,
             timezone=zone if kind == "schedule" else None, params=params, param_map=param_map, paused=False,
-            last_due_at=now if kind == "schedule" else None, version=1, created_at=now))
+            last_due_at=now if kind == "schedule" else None, version=1, created_at=now, source_id=source_id,
+            ticket_filter=ticket_filter))
         secret = None
         if kind == "webhook":
             secret = "whsec_" + secrets.token_urlsafe(32)
@@ -112,7 +132,8 @@ def view(row: Trigger, target: str) -> dict[str, Any]:
         due = firing.next_due(row.cron, row.timezone, row.last_due_at or row.created_at)
     return dict(id=row.id, type=row.type, target_type=row.target_type, target_id=row.target_id, target=target,
                 cron=row.cron, timezone=row.timezone, params=row.params or {}, param_map=row.param_map or {},
-                paused=row.paused, last_fired_at=row.last_fired_at, next_due_at=due, created_at=row.created_at)
+                paused=row.paused, last_fired_at=row.last_fired_at, next_due_at=due, created_at=row.created_at,
+                source_id=row.source_id, ticket_filter=row.ticket_filter or {})
 
 
 def _target_name(session: Session, row: Trigger) -> str:
@@ -164,7 +185,11 @@ def _fire(db: Database, trigger_id: int, workspace_id: int, *, source: str, para
 
 
 def fire_now(db: Database, workspace_id: int, trigger_id: int, params: dict[str, Any]) -> tuple[str, int]:
-    """Run now: any trigger can be fired by hand, with extra parameters over its own."""
+    """Run now: any trigger but a ticket one (which fires per ticket) can be fired by hand, with extra
+    parameters over its own."""
+    with db.read() as session:
+        if trigger_store.find(session, workspace_id, trigger_id).type == "ticket":
+            raise Invalid("a ticket trigger fires once per matching ticket, not by hand", field="type")
     return _fire(db, trigger_id, workspace_id, source="manual", params=params, payload=None)
 
 

@@ -487,6 +487,72 @@ class Ticket(WorkspaceScoped, Timestamps, Base):
     task_id: Mapped[int | None] = mapped_column(Integer, default=None)
     closed_reason: Mapped[str | None] = mapped_column(Text, default=None)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    labels: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+
+
+class TicketComment(WorkspaceScoped, Base):
+    """A comment on a local ticket (Optio's pick-up, PR and merge notes, or a person's)."""
+
+    __tablename__ = "ticket_comments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    author: Mapped[str] = mapped_column(String(200), default="optio")
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TicketSource(WorkspaceScoped, Timestamps, Base):
+    """A tracker work arrives from: its kind (github, gitlab, linear, jira, notion, local), API root (through
+    the SSRF guard), the provider's own options, the named secret holding its credential and the sealed secret
+    its webhook deliveries are verified with."""
+
+    __tablename__ = "ticket_sources"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_ticket_sources_workspace_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    api_url: Mapped[str] = mapped_column(Text, default="")
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    credential_secret: Mapped[str | None] = mapped_column(String(200), default=None)
+    webhook_secret_ciphertext: Mapped[str | None] = mapped_column(Text, default=None)
+    last_polled_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class TicketLink(WorkspaceScoped, Base):
+    """One provider ticket and the task it spawned. Unique by (source, external id) and inserted in the
+    transaction that creates the task: a ticket spawns at most one task, whatever arrives twice."""
+
+    __tablename__ = "ticket_links"
+    __table_args__ = (UniqueConstraint("source_id", "external_id", name="uq_ticket_links_external"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("ticket_sources.id", ondelete="CASCADE"), index=True)
+    external_id: Mapped[str] = mapped_column(String(200))
+    trigger_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    task_id: Mapped[int] = mapped_column(Integer, index=True)
+    key: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(Text, default="")
+    title: Mapped[str] = mapped_column(String(500), default="")
+    # Lifecycle notes delivered to the tracker so far: picked_up, pr_opened, merged.
+    posted: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TicketAction(WorkspaceScoped, Base):
+    """A comment or close owed to a tracker: an outbox row queued with the state change it reports, sent by
+    the ticket thread with retries and backoff, so a tracker outage delays it and never the loop."""
+
+    __tablename__ = "ticket_actions"
+    __table_args__ = (UniqueConstraint("link_id", "event", name="uq_ticket_actions_event"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("ticket_links.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Trigger(WorkspaceScoped, Timestamps, Base):
@@ -508,6 +574,11 @@ class Trigger(WorkspaceScoped, Timestamps, Base):
     last_due_at: Mapped[datetime | None] = mapped_column(default=None)
     last_fired_at: Mapped[datetime | None] = mapped_column(default=None)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # A ticket trigger: the source it watches and which of its tickets it picks up (label, state, assignee,
+    # project).
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("ticket_sources.id", ondelete="CASCADE"), default=None,
+                                                  index=True)
+    ticket_filter: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
 
 class TriggerFire(WorkspaceScoped, Base):

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from optio.domain.executor_errors import ERROR_TEXT_MAX, cleared, same_failure
 from optio.security.redact import Redactor, registry_for
-from optio.store import notifications
+from optio.store import notifications, ticket_sources
 from optio.store.models import JobRun, RepoTask, ReviewRun, RunEvent
 from optio.store.types import utcnow
 
@@ -129,6 +129,8 @@ def record_event(
     )
     notifications.on_transition(session, workspace_id=workspace_id, kind=kind, run_id=run_id, from_state=from_state,
                                 to_state=to_state, reason=text, now=now or utcnow())
+    ticket_sources.on_transition(session, kind=kind, run_id=run_id, from_state=from_state, to_state=to_state,
+                                 now=now or utcnow())
 
 
 def list_events(session: Session, kind: str, run_id: int, workspace_id: int) -> list[RunEvent]:

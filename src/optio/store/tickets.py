@@ -6,18 +6,37 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from optio.errors import NotFound
-from optio.store.models import RepoTask, Ticket
+from optio.store.models import RepoTask, Ticket, TicketComment
 from optio.store.types import utcnow
 
 REF_PREFIX = "local#"  # a task's ticket_ref for a local ticket: local#<number>
 
 
-def insert_ticket(session: Session, workspace_id: int, *, repo_id: int | None, title: str, body: str) -> Ticket:
+def insert_ticket(session: Session, workspace_id: int, *, repo_id: int | None, title: str, body: str,
+                  labels: list[str] | None = None) -> Ticket:
     """An open ticket with the workspace's next number."""
     number = (session.scalar(select(func.max(Ticket.number)).where(Ticket.workspace_id == workspace_id)) or 0) + 1
-    ticket = Ticket(workspace_id=workspace_id, number=number, repo_id=repo_id, title=title, body=body, state="open")
+    ticket = Ticket(workspace_id=workspace_id, number=number, repo_id=repo_id, title=title, body=body, state="open",
+                    labels=list(dict.fromkeys(labels or [])))
     session.add(ticket)
+    session.flush()
     return ticket
+
+
+def set_labels(ticket: Ticket, labels: list[str]) -> None:
+    ticket.labels = list(dict.fromkeys(labels))
+
+
+def add_comment(session: Session, ticket: Ticket, body: str, author: str = "optio") -> TicketComment:
+    comment = TicketComment(workspace_id=ticket.workspace_id, ticket_id=ticket.id, body=body, author=author,
+                            created_at=utcnow())
+    session.add(comment)
+    return comment
+
+
+def comments(session: Session, ticket: Ticket) -> list[TicketComment]:
+    return list(session.scalars(select(TicketComment).where(TicketComment.ticket_id == ticket.id)
+                                .order_by(TicketComment.id)))
 
 
 def find_ticket(session: Session, workspace_id: int, number: int) -> Ticket | None:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query
 
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
-from optio.api.schemas import Id, RepoTaskOut, TicketCreate, TicketOut, TicketWork
+from optio.api.schemas import Id, RepoTaskOut, TicketCommentOut, TicketCreate, TicketLabels, TicketOut, TicketWork
 from optio.api.views import task_out
 from optio.services import tasks as task_service
 from optio.services import tickets as ticket_service
@@ -45,3 +45,13 @@ def close_ticket(number: Id, ctx: Ctx = Depends(get_ctx)) -> TicketOut:
 def work_on_ticket(number: Id, body: TicketWork, ctx: Ctx = Depends(get_ctx)) -> RepoTaskOut:
     task = ticket_service.work_on(ctx.db, ctx.workspace_id, number, body.model_dump())
     return task_out(task_service.task_view(ctx.db, ctx.workspace_id, task.id))
+
+
+@router.post("/{number}/labels", response_model=TicketOut)
+def label_ticket(number: Id, body: TicketLabels, ctx: Ctx = Depends(get_ctx)) -> TicketOut:
+    return ticket_out(ticket_service.label(ctx.db, ctx.workspace_id, number, body.add, body.remove))
+
+
+@router.get("/{number}/comments", response_model=list[TicketCommentOut])
+def ticket_comments(number: Id, ctx: Ctx = Depends(get_ctx)) -> list[TicketCommentOut]:
+    return [TicketCommentOut.model_validate(c) for c in ticket_service.comments(ctx.db, ctx.workspace_id, number)]
