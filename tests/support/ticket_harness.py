@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import httpx
 from tests.support.fake_github import FakeGitHub
 from tests.support.optio_server import OptioServer
+from tests.support.saas_ticket_harness import JiraTickets, LinearTickets, NotionTickets
 
 from optio.security import signatures
 
@@ -162,4 +163,7 @@ class GitHubTickets:
 TICKET_HARNESSES: dict[str, Callable[[Path], TicketHarness]] = {
     "local": LocalTickets,
     "github": GitHubTickets,
+    "jira": JiraTickets,
+    "linear": LinearTickets,
+    "notion": NotionTickets,
 }

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from optio.security.ssrf import Allowlist, UnsafeURLError, check_url
+from optio.tickets import net
 from optio.tickets.base import (
     BadTicketSignature,
     Ticket,
@@ -74,15 +75,21 @@ class JiraProvider:
 
     kind = "jira"
 
-    def __init__(self, config: TicketSourceConfig, api_token: str, *, allowlist: Sequence[str] | Allowlist = (),
-                 clock: Callable[[], float] = time.time, timeout_s: float = 30.0) -> None:
+    def __init__(self, config: TicketSourceConfig, api_token: str | None, *,
+                 allowlist: Sequence[str] | Allowlist | None = None, clock: Callable[[], float] = time.time,
+                 timeout_s: float = net.TIMEOUT_S) -> None:
+        """`allowlist` defaults to the server's outbound allowlist (the registry builds providers that way)."""
+        if not api_token:
+            raise TicketProviderError("a Jira source needs an API token (its credential secret)")
         self.config = config
         self.base = config.api_url.rstrip("/")
+        if not self.base:
+            raise TicketProviderError("a Jira source needs its site as api_url, e.g. https://acme.atlassian.net")
         self.project = str(config.options.get("project") or "") or None
         email = str(config.options.get("email") or "")
         if not email:
             raise TicketProviderError("a Jira source needs options.email (the account the API token belongs to)")
-        allowed = Allowlist.parse(allowlist)
+        allowed = net.allowlist() if allowlist is None else Allowlist.parse(allowlist)
         check_url(self.base, allowlist=allowed)
         self._clock = clock
 

@@ -33,6 +33,7 @@ from gql.transport.exceptions import (
 from gql.transport.httpx import HTTPXTransport
 
 from optio.security.ssrf import Allowlist, UnsafeURLError, check_url
+from optio.tickets import net
 from optio.tickets.base import (
     BadTicketSignature,
     Ticket,
@@ -44,6 +45,7 @@ from optio.tickets.base import (
 
 __all__ = ["WEBHOOK_TOLERANCE_S", "LinearProvider"]
 
+DEFAULT_API = "https://api.linear.app"
 WEBHOOK_TOLERANCE_S = 60.0
 _CLOSED_TYPES = ("completed", "canceled")
 _OPEN_TYPES = ("triage", "backlog", "unstarted", "started")
@@ -75,13 +77,17 @@ class LinearProvider:
 
     kind = "linear"
 
-    def __init__(self, config: TicketSourceConfig, api_key: str, *, allowlist: Sequence[str] | Allowlist = (),
-                 clock: Callable[[], float] = time.time, timeout_s: float = 30.0) -> None:
+    def __init__(self, config: TicketSourceConfig, api_key: str | None, *,
+                 allowlist: Sequence[str] | Allowlist | None = None, clock: Callable[[], float] = time.time,
+                 timeout_s: float = net.TIMEOUT_S) -> None:
+        """`allowlist` defaults to the server's outbound allowlist (the registry builds providers that way)."""
+        if not api_key:
+            raise TicketProviderError("a Linear source needs an API key (its credential secret)")
         self.config = config
         self.team = str(config.options.get("team") or "") or None
         self._clock = clock
-        allowed = Allowlist.parse(allowlist)
-        self.url = config.api_url.rstrip("/") + "/graphql"
+        allowed = net.allowlist() if allowlist is None else Allowlist.parse(allowlist)
+        self.url = (config.api_url or DEFAULT_API).rstrip("/") + "/graphql"
         check_url(self.url, allowlist=allowed)
 
         def guard(request: httpx.Request) -> None:

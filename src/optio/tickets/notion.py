@@ -31,6 +31,7 @@ from notion_client import Client
 from notion_client.errors import APIResponseError, HTTPResponseError, NotionClientErrorBase, RequestTimeoutError
 
 from optio.security.ssrf import Allowlist, UnsafeURLError, check_url
+from optio.tickets import net
 from optio.tickets.base import (
     BadTicketSignature,
     Ticket,
@@ -42,6 +43,7 @@ from optio.tickets.base import (
 
 __all__ = ["WEBHOOK_TOLERANCE_S", "NotionProvider"]
 
+DEFAULT_API = "https://api.notion.com"
 WEBHOOK_TOLERANCE_S = 300.0
 _RICH_TEXT_LIMIT = 2000  # characters per rich-text object, Notion's limit
 
@@ -59,8 +61,12 @@ def _rich(text: str) -> list[dict[str, Any]]:
 class NotionProvider:
     kind = "notion"
 
-    def __init__(self, config: TicketSourceConfig, token: str, *, allowlist: Sequence[str] | Allowlist = (),
-                 clock: Callable[[], float] = time.time, timeout_s: float = 30.0) -> None:
+    def __init__(self, config: TicketSourceConfig, token: str | None, *,
+                 allowlist: Sequence[str] | Allowlist | None = None, clock: Callable[[], float] = time.time,
+                 timeout_s: float = net.TIMEOUT_S) -> None:
+        """`allowlist` defaults to the server's outbound allowlist (the registry builds providers that way)."""
+        if not token:
+            raise TicketProviderError("a Notion source needs an integration token (its credential secret)")
         options = config.options
         self.config = config
         self.database_id = str(options.get("database_id") or "")
@@ -73,8 +79,8 @@ class NotionProvider:
         self.assignee_property = str(options.get("assignee_property") or "Assignee")
         self.done_status = str(options.get("done_status") or "Done")
         self._clock = clock
-        base = config.api_url.rstrip("/")
-        allowed = Allowlist.parse(allowlist)
+        base = (config.api_url or DEFAULT_API).rstrip("/")
+        allowed = net.allowlist() if allowlist is None else Allowlist.parse(allowlist)
         check_url(base, allowlist=allowed)
 
         def guard(request: httpx.Request) -> None:
