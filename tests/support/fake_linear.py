@@ -147,7 +147,7 @@ class FakeLinear(SaasFake):
                  timestamp_ms: int | None = None) -> tuple[dict[str, str], bytes]:
         """The headers and raw body of the delivery Linear sends for `issue` (signed with `secret`)."""
         payload = {"action": action, "type": "Issue", "createdAt": _now(), "url": self._url(issue),
-                   "data": self._issue_json(issue), "organizationId": "org-fake",
+                   "data": self._webhook_issue(issue), "organizationId": "org-fake",
                    "webhookTimestamp": int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
                    "webhookId": "wh-fake"}
         body = json.dumps(payload).encode()
@@ -198,10 +198,25 @@ class FakeLinear(SaasFake):
         return {"id": issue.id, "identifier": issue.identifier, "title": issue.title,
                 "description": issue.description or None, "url": self._url(issue), "updatedAt": issue.updated_at,
                 "state": issue.state, "labels": {"nodes": [{"id": f"label-{n}", "name": n} for n in issue.labels]},
-                "assignee": issue.assignee, "team": issue.team,
-                # the flat ids Linear's webhook payloads carry beside the nested objects
-                "teamId": issue.team["id"], "stateId": issue.state["id"],
-                "labelIds": [f"label-{n}" for n in issue.labels]}
+                "assignee": issue.assignee, "team": issue.team}
+
+    def _webhook_issue(self, issue: LinearIssue) -> dict[str, Any]:
+        """The issue as a webhook carries it (Linear's IssueWebhookPayload: flat ids beside child objects)."""
+        number = int(issue.identifier.rsplit("-", 1)[1])
+        assignee = issue.assignee and {"id": issue.assignee["id"], "email": issue.assignee["email"],
+                                       "name": issue.assignee["displayName"],
+                                       "url": f"{self.url}/acme/profiles/{issue.assignee['id']}"}
+        return {"id": issue.id, "identifier": issue.identifier, "number": number, "title": issue.title,
+                "description": issue.description or None, "url": self._url(issue), "createdAt": issue.updated_at,
+                "updatedAt": issue.updated_at, "priority": 0, "priorityLabel": "No priority",
+                "prioritySortOrder": 0.0, "sortOrder": float(number), "previousIdentifiers": [],
+                "reactionData": {}, "releases": [], "subscriberIds": [], "teamId": issue.team["id"],
+                "team": {"id": issue.team["id"], "key": issue.team["key"], "name": issue.team["name"]},
+                "stateId": issue.state["id"], "state": {"id": issue.state["id"], "name": issue.state["name"],
+                                                        "type": issue.state["type"], "color": "#e2e2e2"},
+                "labelIds": [f"label-{n}" for n in issue.labels],
+                "labels": [{"id": f"label-{n}", "name": n, "color": "#5e6ad2"} for n in issue.labels],
+                "assigneeId": issue.assignee["id"] if issue.assignee else None, "assignee": assignee}
 
     def _matches(self, issue: LinearIssue, flt: dict[str, Any]) -> bool:
         def cmp(value: str | None, c: dict[str, Any] | None) -> bool:

@@ -174,3 +174,50 @@ def published_schema(package: Path) -> GraphQLSchema:
 
 
 _BUILT: dict[str, GraphQLSchema] = {}
+
+
+def check_value(schema: GraphQLSchema, type_name: str, value: object, where: str = "$") -> list[str]:
+    """Every way a JSON value breaks a schema object type read as a whole (a webhook payload: every non-null
+    field present, each value of its declared type). Unions pass when any member does."""
+    from graphql import (
+        GraphQLEnumType,
+        GraphQLInputObjectType,
+        GraphQLInterfaceType,
+        GraphQLList,
+        GraphQLNonNull,
+        GraphQLObjectType,
+        GraphQLScalarType,
+        GraphQLUnionType,
+    )
+
+    def check(t: object, v: object, at: str) -> list[str]:
+        if isinstance(t, GraphQLNonNull):
+            return [f"{at}: required, missing or null"] if v is None else check(t.of_type, v, at)
+        if v is None:
+            return []
+        if isinstance(t, GraphQLList):
+            if not isinstance(v, list):
+                return [f"{at}: expected a list, got {type(v).__name__}"]
+            return [e for i, item in enumerate(v) for e in check(t.of_type, item, f"{at}[{i}]")]
+        if isinstance(t, GraphQLScalarType):
+            expected: dict[str, tuple[type, ...]] = {
+                "String": (str,), "ID": (str,), "Boolean": (bool,), "Int": (int,), "Float": (int, float),
+                "DateTime": (str,), "JSONObject": (dict,), "JSON": (dict, list, str, int, float, bool)}
+            kinds = expected.get(t.name)
+            ok = kinds is None or (isinstance(v, kinds) and not (bool not in kinds and isinstance(v, bool)))
+            return [] if ok else [f"{at}: expected {t.name}, got {type(v).__name__}"]
+        if isinstance(t, GraphQLEnumType):
+            return [] if v in t.values else [f"{at}: {v!r} is not a {t.name}"]
+        if isinstance(t, GraphQLUnionType):
+            results = [check(member, v, at) for member in t.types]
+            return [] if any(not r for r in results) else min(results, key=len)
+        if isinstance(t, GraphQLObjectType | GraphQLInputObjectType | GraphQLInterfaceType):
+            if not isinstance(v, dict):
+                return [f"{at}: expected an object ({t.name}), got {type(v).__name__}"]
+            errors = [f"{at}.{k}: not a field of {t.name}" for k in v if k not in t.fields]
+            for name, fld in t.fields.items():
+                errors += check(fld.type, v.get(name), f"{at}.{name}")
+            return errors
+        return []
+
+    return check(schema.type_map[type_name], value, where)
