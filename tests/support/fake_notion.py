@@ -103,9 +103,10 @@ class FakeNotion(SaasFake):
         payload = {"id": str(uuid.uuid4()), "timestamp": timestamp or _now(), "workspace_id": str(uuid.uuid4()),
                    "workspace_name": "Acme", "subscription_id": str(uuid.uuid4()),
                    "integration_id": str(uuid.uuid4()), "type": event, "attempt_number": 1,
+                   "api_version": "2025-09-03",
                    "authors": [{"id": self.bot_id, "type": "bot"}],
                    "entity": {"id": page.id, "type": "page"},
-                   "data": {"parent": {"id": self.data_source_id, "type": "database",
+                   "data": {"parent": {"id": self.database_id, "type": "database",
                                        "data_source_id": self.data_source_id}, "updated_properties": ["Labels"]}}
         body = json.dumps(payload).encode()
         return {"X-Notion-Signature": "sha256=" + hmac_hex(secret or self.verification_token, body)}, body
@@ -267,7 +268,7 @@ class FakeNotion(SaasFake):
 
     def _block(self, page: NotionPage, index: int, line: str) -> dict[str, Any]:
         return {"object": "block", "id": str(uuid.uuid5(uuid.UUID(page.id), str(index))), "type": "paragraph",
-                "paragraph": {"rich_text": _rich(line), "color": "default"},
+                "paragraph": {"rich_text": _rich(line), "color": "default", "icon": None},
                 "parent": {"type": "page_id", "page_id": page.id}, "created_time": page.created,
                 "created_by": self._user_ref(), "last_edited_time": page.last_edited,
                 "last_edited_by": self._user_ref(), "has_children": False, "in_trash": False, "archived": False}
