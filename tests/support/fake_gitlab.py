@@ -175,6 +175,8 @@ class Issue:
     state: str = "opened"
     closed_at: str | None = None
     closed_by: User | None = None
+    labels: list[str] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -333,12 +335,69 @@ class FakeGitLab:
         with self.lock:
             project.protected[branch] = Protection(self._next("protection"), branch, merge_level, push_level)
 
-    def create_issue(self, project: Project, title: str) -> Issue:
+    def create_issue(self, project: Project, title: str, *, description: str = "",
+                     labels: list[str] | tuple[str, ...] = ()) -> Issue:
+        """An issue a person files; its `Issue Hook` (`open`) goes to the project's hooks."""
         with self.lock:
             iid = len(project.issues) + 1
-            issue = Issue(self._next("issue"), iid, title, "", self.person, now_iso(), now_iso())
+            issue = Issue(self._next("issue"), iid, title, description, self.person, now_iso(), now_iso(),
+                          labels=list(labels))
             project.issues[iid] = issue
-            return issue
+        self.issue_hook(project, issue, "open")
+        return issue
+
+    def set_labels(self, project: Project, issue: Issue, labels: list[str]) -> None:
+        """A person relabels the issue: an `Issue Hook` (`update`) with the label change."""
+        with self.lock:
+            before = list(issue.labels)
+            issue.labels, issue.updated_at = list(labels), now_iso()
+        self.issue_hook(project, issue, "update", changes={"labels": {
+            "previous": [self._hook_label(project, x) for x in before],
+            "current": [self._hook_label(project, x) for x in labels]}})
+
+    def issue_hook(self, project: Project, issue: Issue, action: str, *, changes: dict[str, Any] | None = None
+                   ) -> None:
+        """Queue the issue's `Issue Hook` to the project's hooks."""
+        payload = self._issue_payload(project, issue, action, changes)
+        for url, hook_token in project.hooks:
+            self._hooks.put(("Issue Hook", url, hook_token, payload))
+
+    def send_issue_hook(self, project: Project, issue: Issue, action: str, *, token: str | None = None) -> list[int]:
+        """Send the issue's `Issue Hook` now (a redelivery from the hook's settings page); `token` overrides the
+        hooks' own, e.g. to forge one. Returns each receiver's status."""
+        data = json.dumps(self._issue_payload(project, issue, action, None)).encode()
+        statuses = []
+        for url, hook_token in list(project.hooks):
+            req = urllib.request.Request(url, data=data, method="POST", headers={
+                "Content-Type": "application/json", "X-Gitlab-Event": "Issue Hook",
+                "X-Gitlab-Token": hook_token if token is None else token, "X-Gitlab-Event-UUID": str(uuid.uuid4()),
+                "User-Agent": "GitLab/17.5.0"})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    statuses.append(resp.status)
+            except urllib.error.HTTPError as exc:
+                statuses.append(exc.code)
+        return statuses
+
+    def _issue_payload(self, project: Project, issue: Issue, action: str, changes: dict[str, Any] | None
+                       ) -> dict[str, Any]:
+        return {
+            "object_kind": "issue", "event_type": "issue", "user": self._hook_user(issue.author),
+            "project": self._hook_project(project), "repository": self._hook_repository(project),
+            "object_attributes": {
+                "id": issue.id, "iid": issue.iid, "title": issue.title, "description": issue.description,
+                "assignee_ids": [], "assignee_id": None, "author_id": issue.author.id, "project_id": project.id,
+                "created_at": issue.created_at, "updated_at": issue.updated_at, "position": 0, "branch_name": None,
+                "milestone_id": None, "state": issue.state, "action": action,
+                "url": f"{self.base_url}/{project.path}/-/issues/{issue.iid}",
+                "labels": [self._hook_label(project, x) for x in issue.labels]},
+            "labels": [self._hook_label(project, x) for x in issue.labels], "changes": changes or {},
+            "assignees": []}
+
+    def _hook_label(self, project: Project, name: str) -> dict[str, Any]:
+        return {"id": sum(name.encode()) + 5, "title": name, "color": "#ededed", "project_id": project.id,
+                "created_at": project.created_at, "updated_at": project.created_at, "template": False,
+                "description": "", "type": "ProjectLabel", "group_id": None}
 
     def mr_of_branch(self, project: Project, branch: str) -> MergeRequest | None:
         with self.lock:
@@ -816,9 +875,10 @@ class FakeGitLab:
         return {
             "id": i.id, "iid": i.iid, "project_id": project.id, "title": i.title, "description": i.description,
             "state": i.state, "created_at": i.created_at, "updated_at": i.updated_at, "closed_at": i.closed_at,
-            "closed_by": i.closed_by.brief(self.base_url) if i.closed_by else None, "labels": [], "milestone": None,
+            "closed_by": i.closed_by.brief(self.base_url) if i.closed_by else None, "labels": list(i.labels),
+            "milestone": None,
             "assignees": [], "author": i.author.brief(self.base_url), "type": "ISSUE", "assignee": None,
-            "user_notes_count": 0, "merge_requests_count": 0, "upvotes": 0, "downvotes": 0, "due_date": None,
+            "user_notes_count": len(i.notes), "merge_requests_count": 0, "upvotes": 0, "downvotes": 0, "due_date": None,
             "confidential": False, "discussion_locked": None, "issue_type": "issue",
             "web_url": f"{self.base_url}/{project.path}/-/issues/{i.iid}",
             "time_stats": {"time_estimate": 0, "total_time_spent": 0, "human_time_estimate": None,
@@ -1168,11 +1228,66 @@ class FakeGitLab:
                         if j.id == int(jid):
                             return 200, j.trace
                 raise ApiError(404, "404 Not found")
-            case ("GET", ["issues", iid]):
-                issue = project.issues.get(int(iid))
+            case ("GET", ["issues"]):
+                return 200, self._list_issues(project, q)
+            case (_, ["issues", iid, *more]):
+                issue = project.issues.get(int(iid)) if iid.isdigit() else None
                 if issue is None:
                     raise ApiError(404, "404 Not found")
+                return self._route_issue(verb, project, issue, more, data, user)
+        raise ApiError(404, "404 Not Found")
+
+    def _list_issues(self, project: Project, q: dict[str, str]) -> list[dict[str, Any]]:
+        """`GET /projects/:id/issues`: state (opened, closed, all), labels (all of them, comma-separated),
+        assignee_username, milestone; ordered by created_at (or updated_at), newest first unless sort=asc."""
+        wanted = [x.lower() for x in q.get("labels", "").split(",") if x]
+        found = [i for i in project.issues.values()
+                 if q.get("state", "all") in ("all", i.state)
+                 and all(name in {x.lower() for x in i.labels} for name in wanted)
+                 and not q.get("assignee_username") and not q.get("milestone")]  # nobody is assigned here
+        key = "updated_at" if q.get("order_by") == "updated_at" else "created_at"
+        found.sort(key=lambda i: (getattr(i, key), i.iid), reverse=q.get("sort", "desc") == "desc")
+        return [self._issue_json(project, i) for i in found[: int(q.get("per_page", 20))]]
+
+    def _issue_note_json(self, project: Project, issue: Issue, note: dict[str, Any]) -> dict[str, Any]:
+        author = note["author"].brief(self.base_url)
+        return {"id": note["id"], "type": None, "body": note["body"], "attachment": None, "author": author,
+                "created_at": note["created_at"], "updated_at": note["created_at"], "system": False,
+                "noteable_id": issue.id, "noteable_type": "Issue", "noteable_iid": issue.iid,
+                "project_id": project.id, "resolvable": False, "confidential": False, "internal": False,
+                "commands_changes": {}}
+
+    def _route_issue(self, verb: str, project: Project, issue: Issue, more: list[str], data: dict[str, Any],
+                     user: User) -> tuple[int, Any]:
+        match (verb, more):
+            case ("GET", []):
                 return 200, self._issue_json(project, issue)
+            case ("PUT", []):
+                if "title" in data:
+                    issue.title = str(data["title"])
+                if "description" in data:
+                    issue.description = str(data["description"])
+                if "labels" in data:
+                    labels = data["labels"]
+                    issue.labels = [x for x in (labels.split(",") if isinstance(labels, str) else labels) if x]
+                action = "update"
+                if data.get("state_event") == "close" and issue.state == "opened":
+                    issue.state, issue.closed_at, issue.closed_by, action = "closed", now_iso(), user, "close"
+                elif data.get("state_event") == "reopen" and issue.state == "closed":
+                    issue.state, issue.closed_at, issue.closed_by, action = "opened", None, None, "reopen"
+                issue.updated_at = now_iso()
+                self.issue_hook(project, issue, action)
+                return 200, self._issue_json(project, issue)
+            case ("GET", ["notes"]):
+                return 200, [self._issue_note_json(project, issue, n) for n in issue.notes]
+            case ("POST", ["notes"]):
+                body = str(data.get("body") or "")
+                if not body:
+                    raise ApiError(400, "body is missing")
+                note = {"id": self._next("note"), "body": body, "author": user, "created_at": now_iso()}
+                issue.notes.append(note)
+                issue.updated_at = note["created_at"]
+                return 201, self._issue_note_json(project, issue, note)
         raise ApiError(404, "404 Not Found")
 
     def _create_mr(self, project: Project, user: User, data: dict[str, Any]) -> MergeRequest:

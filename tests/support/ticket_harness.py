@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import httpx
 from tests.support.fake_github import FakeGitHub
+from tests.support.fake_gitlab import FakeGitLab
 from tests.support.optio_server import OptioServer
 from tests.support.saas_ticket_harness import JiraTickets, LinearTickets, NotionTickets
 
@@ -160,9 +161,52 @@ class GitHubTickets:
         self.fake.__exit__()
 
 
+class GitLabTickets:
+    """GitLab Issues on `FakeGitLab`: issues filed and relabelled there send `Issue Hook`s with the token."""
+
+    kind = "gitlab"
+    env = {"OPTIO_OUTBOUND_ALLOWLIST": "127.0.0.1"}
+
+    def __init__(self, tmp: Path) -> None:
+        self.fake = FakeGitLab(tmp / "gitlab-issues").__enter__()
+        self.project = self.fake.create_project("acme/tracker")
+
+    def add_source(self, server: OptioServer, name: str) -> dict[str, Any]:
+        server.cli("secret", "set", "GITLAB_ISSUES_TOKEN", "--value", self.fake.bot.token, check=True)
+        res = server.cli("ticket-source", "add", name, "--kind", "gitlab", "--api-url", self.fake.base_url,
+                         "--project", self.project.path, "--credential-secret", "GITLAB_ISSUES_TOKEN", "--json",
+                         check=True)
+        source: dict[str, Any] = json.loads(res.stdout)
+        self.fake.add_hook(self.project, source["webhook_url"], source["webhook_secret"])
+        return source
+
+    def create_issue(self, title: str, body: str, labels: list[str]) -> str:
+        return str(self.fake.create_issue(self.project, title, description=body, labels=labels).iid)
+
+    def relabel(self, external_id: str, labels: list[str]) -> None:
+        self.fake.set_labels(self.project, self.project.issues[int(external_id)], labels)
+
+    def redeliver(self, external_id: str) -> int:
+        return self.fake.send_issue_hook(self.project, self.project.issues[int(external_id)], "update")[0]
+
+    def forged(self, external_id: str) -> int:
+        return self.fake.send_issue_hook(self.project, self.project.issues[int(external_id)], "update",
+                                         token="not-the-token")[0]
+
+    def comments(self, external_id: str) -> list[str]:
+        return [str(n["body"]) for n in self.project.issues[int(external_id)].notes]
+
+    def state(self, external_id: str) -> str:
+        return "closed" if self.project.issues[int(external_id)].state == "closed" else "open"
+
+    def close(self) -> None:
+        self.fake.__exit__()
+
+
 TICKET_HARNESSES: dict[str, Callable[[Path], TicketHarness]] = {
     "local": LocalTickets,
     "github": GitHubTickets,
+    "gitlab": GitLabTickets,
     "jira": JiraTickets,
     "linear": LinearTickets,
     "notion": NotionTickets,

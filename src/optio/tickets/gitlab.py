@@ -60,7 +60,7 @@ class GitLabTicketProvider:
         session.trust_env = False
         session.max_redirects = 0  # a redirect would leave the checked host
         self.gl = gitlab.Gitlab(self.url, private_token=credential, session=session, timeout=net.TIMEOUT_S,
-                                retry_transient_errors=False, obey_rate_limit=False, per_page=100)
+                                retry_transient_errors=False, per_page=100)
         self.project = self.gl.projects.get(self.path, lazy=True)
 
     def _do(self, what: str, call: Any) -> Any:
