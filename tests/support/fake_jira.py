@@ -22,6 +22,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -87,7 +88,7 @@ class FakeJira(SaasFake):
         self.users[account] = user
         return user
 
-    def create_issue(self, project: str, summary: str, description: str = "", *, labels: list[str] = (),
+    def create_issue(self, project: str, summary: str, description: str = "", *, labels: Sequence[str] = (),
                      assignee: dict[str, Any] | None = None) -> JiraIssue:
         from optio.tickets.jira import text_adf
         with self.lock:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -122,7 +123,7 @@ class FakeLinear(SaasFake):
         self.users[user["id"]] = user
         return user
 
-    def create_issue(self, team: dict[str, Any], title: str, description: str = "", *, labels: list[str] = (),
+    def create_issue(self, team: dict[str, Any], title: str, description: str = "", *, labels: Sequence[str] = (),
                      assignee: dict[str, Any] | None = None, state: str = "Todo") -> LinearIssue:
         with self.lock:
             number = sum(1 for i in self.issues.values() if i.team["id"] == team["id"]) + 1

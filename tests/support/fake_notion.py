@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -81,7 +82,7 @@ class FakeNotion(SaasFake):
         self.users[user["id"]] = user
         return user
 
-    def create_page(self, title: str, body: str = "", *, labels: list[str] = (),
+    def create_page(self, title: str, body: str = "", *, labels: Sequence[str] = (),
                     assignee: dict[str, Any] | None = None, status: str = "Not started") -> NotionPage:
         with self.lock:
             page = NotionPage(str(uuid.uuid4()), len(self.pages) + 1, title, body.splitlines(), status,
