@@ -19,6 +19,7 @@ import httpx
 from tests.support.fake_github import FakeGitHub
 from tests.support.fake_gitlab import FakeGitLab
 from tests.support.optio_server import OptioServer
+from tests.support.saas_ticket_harness import JiraTickets, LinearTickets, NotionTickets
 
 from optio.security import signatures
 
@@ -206,4 +207,7 @@ TICKET_HARNESSES: dict[str, Callable[[Path], TicketHarness]] = {
     "local": LocalTickets,
     "github": GitHubTickets,
     "gitlab": GitLabTickets,
+    "jira": JiraTickets,
+    "linear": LinearTickets,
+    "notion": NotionTickets,
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from optio.store.db import Database
-from optio.tickets import github, gitlab
+from optio.tickets import github, gitlab, jira, linear, notion
 from optio.tickets.base import TicketProvider, TicketProviderError, TicketSourceConfig
 from optio.tickets.local import LocalTicketProvider
 
@@ -19,6 +19,9 @@ __all__ = ["PROVIDERS", "build_provider", "kinds"]
 PROVIDERS: dict[str, Callable[[TicketSourceConfig, str | None], TicketProvider]] = {
     "github": github.GitHubTicketProvider,
     "gitlab": gitlab.GitLabTicketProvider,
+    "jira": jira.JiraProvider,
+    "linear": linear.LinearProvider,
+    "notion": notion.NotionProvider,
 }
 
 
