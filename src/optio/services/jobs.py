@@ -7,6 +7,7 @@ from typing import Any
 from optio.agents import models as vendor_models
 from optio.agents.base import AgentConfigError
 from optio.agents.registry import get_adapter
+from optio.control.prompt_templates import job_prompt
 from optio.domain.params import RESERVED, check_template, parse_schema, prepare_run
 from optio.domain.states import TERMINAL, RunKind
 from optio.domain.templates import TemplateError, placeholders
@@ -102,6 +103,8 @@ def start_run(db: Database, workspace_id: int, job_ref: str | int, params: dict[
     with db.write() as session:
         job = find_job(session, workspace_id, job_ref)
         resolved, prompt = prepare(job.params_schema, job.prompt_template, params)
+        prompt = job_prompt(session, workspace_id, job_name=job.name, declared=job.params_schema or {},
+                            params=resolved, prompt=prompt)
         return job_store.insert_run(session, workspace_id, job, resolved, prompt, created_by=created_by)
 
 
