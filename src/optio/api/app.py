@@ -33,6 +33,7 @@ from optio.api.routes import blueprints as blueprint_routes
 from optio.api.routes import notifications as notification_routes
 from optio.api.routes import secrets as secret_routes
 from optio.api.routes import task_messages as task_message_routes
+from optio.api.routes import templates as template_routes
 from optio.api.routes import triggers as trigger_routes
 from optio.api.schemas import Health
 from optio.config import Settings
@@ -109,4 +110,5 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(trigger_routes.hooks)
     app.include_router(blueprint_routes.router)
     app.include_router(notification_routes.router)
+    app.include_router(template_routes.router)
     return app

@@ -19,7 +19,7 @@ from typing import Literal
 from optio.domain.templates import TemplateError, paths, render
 
 Kind = Literal["task", "review", "job"]
-Source = Literal["repo", "workspace", "builtin"]
+Source = Literal["repo", "workspace", "builtin", "given"]  # given: a body being previewed, not saved
 KINDS: tuple[Kind, ...] = ("task", "review", "job")
 
 # What each kind's template may read, with what the value is (shown by `optio template show`).
