@@ -102,5 +102,9 @@ def test_a_workspace_job_template_wraps_every_job_runs_prompt(optio_server: Opti
     preview = server.cli("template", "preview", "--kind", "job", "--param", "params.env=prod", "--json",
                          check=True).stdout
     assert json.loads(preview)["rendered"] == "JOB <job>: <prompt> (env prod)"
+    # A job the template cannot serve (it declares no `env`) is refused while the template reads it.
+    lacking = server.api("POST", "/api/jobs", json={"name": "other", "prompt_template": "x {{path}}",
+                                                    "agent_config": {"command": "true"}})
+    assert (lacking.status_code, lacking.json()["error"]["field"]) == (422, "params_schema"), lacking.text
     run = server.api("POST", "/api/jobs/deploy/runs", json={"params": {}}).json()
     assert run["prompt"] == "JOB deploy: deploy staging (env staging)"
