@@ -131,3 +131,14 @@ def test_a_blueprint_review_agent_of_another_type_does_not_inherit_the_repos_con
     added = effective(ReviewPolicy(False, True, None), {"review_agent_type": "script",
                                                         "review_agent_config": {"command": "true"}})
     assert (added.review_agent_type, added.review_agent_config) == ("script", {"command": "true"})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["params", "params.env", "prompt", "job", "x.y", "params."]),
+                       st.one_of(st.text(max_size=5), st.integers(), st.none()), max_size=6))
+def test_preview_values_of_any_shape_render_or_are_a_template_error(given_values: dict[str, object]) -> None:
+    body = "{{job}} {{prompt}}{{#if params.env}} {{params.env}}{{/if}}"
+    try:
+        library.render_prompt(library.Effective("job", body, "given"), library.sample_values("job", given_values))
+    except TemplateError:
+        pass

@@ -126,9 +126,8 @@ def sample_values(kind: Kind, given: Mapping[str, object] | None = None) -> dict
     for key, value in (given or {}).items():
         head, _, rest = key.partition(".")
         if kind == "job" and head == "params" and rest:
-            params = values["params"]
-            assert isinstance(params, dict)
-            params[rest] = value
+            params = values["params"] if isinstance(values["params"], dict) else {}
+            values["params"] = {**params, rest: value}
         else:
             values[key] = value
     return values
