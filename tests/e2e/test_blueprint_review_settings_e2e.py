@@ -43,12 +43,11 @@ def test_a_trigger_spawned_task_obeys_its_blueprints_review_and_merge_settings(o
     shown = server.cli("blueprint", "show", "bump", check=True).stdout
     assert "require_approval: false" in shown and "review_agent: false" in shown
 
-    by_hand = json.loads(server.cli("task", "new", "--repo", "app", "--title", "By hand", "--prompt", "p",
-                                    "--command", base["agent_config"]["command"], "--json", check=True).stdout)
-    trigger = json.loads(server.cli("trigger", "create", "--target-type", "blueprint", "--target", "bump",
-                                    "--type", "manual", "--json", check=True).stdout)
-    fired = json.loads(server.cli("trigger", "fire", str(trigger["id"]), "-p", "DEP=httpx", "--json",
-                                  check=True).stdout)
+    by_hand = server.api("POST", "/api/repo-tasks", json={"repo": "app", "title": "By hand", "prompt": "p",
+                                                          "agent_config": base["agent_config"]}).json()
+    trigger = server.api("POST", "/api/triggers", json={"type": "manual", "target_type": "blueprint",
+                                                        "target": "bump"}).json()
+    fired = server.api("POST", f"/api/triggers/{trigger['id']}/fire", json={"params": {"DEP": "httpx"}}).json()
     assert fired["run_kind"] == "repo_task"
 
     spawned = server.wait_state(f"/api/repo-tasks/{fired['run_id']}", END, timeout=120)
