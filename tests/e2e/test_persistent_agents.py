@@ -194,7 +194,7 @@ def test_a_daily_budget_pauses_the_agent_and_tells_the_agent_that_sent_the_work(
     create(server, "pricey", usage, "--max-cost-usd", "0.01", "--lifecycle", "on-demand")
     create(server, "boss", "cat > /dev/null")
     hook = server.api("POST", "/api/notifications/webhooks", json={
-        "url": "http://93.184.216.34/optio-budget", "events": ["agent.budget_exceeded"]}).json()
+        "url": "http://93.184.216.34/optio-budget", "events": ["budget.exceeded"]}).json()
     server.cli("agent", "send", "pricey", "first job", check=True)
     first = wait_for(server, "pricey", lambda a: a["turn_count"] == 1 and a["state"] == "idle")
     assert first["cost_usd"] == pytest.approx(0.02)
@@ -214,7 +214,7 @@ def test_a_daily_budget_pauses_the_agent_and_tells_the_agent_that_sent_the_work(
     events = [e["event"] for e in server.api("GET", "/api/agents/pricey/events").json()]
     assert "budget_exceeded" in events
     deliveries = server.api("GET", f"/api/notifications/webhooks/{hook['id']}/deliveries").json()
-    assert [d["event"] for d in deliveries] == ["agent.budget_exceeded"]
+    assert [d["event"] for d in deliveries] == ["budget.exceeded"]
     # A bigger budget and a resume: the waiting message is handled.
     server.api("PATCH", "/api/agents/pricey", json={"max_cost_usd": 1.0}).raise_for_status()
     server.cli("agent", "resume", "pricey", check=True)

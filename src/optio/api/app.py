@@ -37,6 +37,7 @@ from optio.api.routes import notifications as notification_routes
 from optio.api.routes import persistent_agents as persistent_agent_routes
 from optio.api.routes import secrets as secret_routes
 from optio.api.routes import task_messages as task_message_routes
+from optio.api.routes import templates as template_routes
 from optio.api.routes import ticket_sources as ticket_source_routes
 from optio.api.routes import triggers as trigger_routes
 from optio.api.schemas import Health
@@ -131,4 +132,5 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(ticket_source_routes.router)
     app.include_router(ticket_source_routes.links)
     app.include_router(ticket_source_routes.hooks)
+    app.include_router(template_routes.router)
     return app

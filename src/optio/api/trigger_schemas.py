@@ -85,6 +85,19 @@ class TriggerFireOut(BaseModel):
     created_at: datetime
 
 
+class ReviewSettings(BaseModel):
+    """What replaces the repo's review and merge settings for the tasks a blueprint spawns; unset: the repo's."""
+
+    model_config = STRICT_INPUT
+    require_approval: bool | None = Field(default=None, description="An approving review is needed to merge")
+    auto_merge: bool | None = Field(default=None, description="Merge by itself once green and approved")
+    review_agent: bool | None = Field(default=None, description="false: no review agent, whatever the repo has")
+    review_agent_type: Annotated[Line, Field(min_length=1, max_length=64)] | None = Field(
+        default=None, description="The review agent (instead of the repo's)")
+    review_agent_config: AgentConfig | None = None
+    review_prompt: Text | None = Field(default=None, max_length=100_000)
+
+
 class BlueprintCreate(BaseModel):
     model_config = STRICT_INPUT
     name: str = Field(pattern=NAME_PATTERN, description="Unique per workspace; letters, digits, . _ -")
@@ -98,6 +111,7 @@ class BlueprintCreate(BaseModel):
     priority: int = Field(default=0, ge=-1000, le=1000)
     max_retries: int = Field(default=1, ge=0, le=20)
     secret_names: list[SecretName] = Field(default_factory=list, max_length=100)
+    review_settings: ReviewSettings = Field(default_factory=ReviewSettings)
 
 
 class BlueprintOut(BaseModel):
@@ -114,6 +128,7 @@ class BlueprintOut(BaseModel):
     priority: int
     max_retries: int
     secret_names: list[str]
+    review_settings: dict[str, Any] = Field(description="Replaces the repo's review and merge settings")
     created_at: datetime
 
 

@@ -27,13 +27,30 @@ def create(
     max_retries: int = typer.Option(1, "--max-retries", min=0, max=20, help="Attempts after a failed one"),
     priority: int = typer.Option(0, "--priority", help="Higher runs first"),
     secret: list[str] | None = typer.Option(None, "--secret", help="Secret the tasks may use (repeatable)"),
+    require_approval: bool | None = typer.Option(None, "--require-approval/--no-require-approval",
+                                                 help="Tasks need an approving review to merge (default: repo's)"),
+    auto_merge: bool | None = typer.Option(None, "--auto-merge/--no-auto-merge",
+                                           help="Tasks merge by themselves when green and approved (default: repo's)"),
+    review_agent: str | None = typer.Option(None, "--review-agent",
+                                            help="Review agent type for the tasks, or 'none' (default: repo's)"),
+    review_command: str | None = typer.Option(None, "--review-command", help="Review script's shell command"),
+    review_prompt: str | None = typer.Option(None, "--review-prompt", help="Review prompt (default: repo's)"),
     as_json: bool = AS_JSON,
 ) -> None:
     """Save a repo-task definition."""
+    review: dict[str, object] = {"require_approval": require_approval, "auto_merge": auto_merge,
+                                 "review_prompt": review_prompt}
+    if review_agent == "none":
+        review["review_agent"] = False
+    elif review_agent is not None:
+        review["review_agent_type"] = review_agent
+    if review_command is not None:
+        review["review_agent_config"] = {"command": review_command}
     body: dict[str, object] = {
         "name": name, "repo": repo, "title_template": title, "prompt_template": prompt, "agent_type": agent,
         "agent_config": {"command": command} if command is not None else {}, "max_retries": max_retries,
-        "priority": priority, "secret_names": secret or []}
+        "priority": priority, "secret_names": secret or [],
+        "review_settings": {k: v for k, v in review.items() if v is not None}}
     if params_schema is not None:
         try:
             body["params_schema"] = json.loads(params_schema)
@@ -72,6 +89,11 @@ def show(ctx: typer.Context, blueprint: str = typer.Argument(..., help="Blueprin
     for key in ("id", "name", "repo", "agent_type", "agent_config", "params_schema", "title_template",
                 "prompt_template"):
         console.print(f"[bold]{key}:[/bold] {data[key]}")
+    settings = data.get("review_settings") or {}
+    if not settings:
+        console.print("[bold]review and merge:[/bold] the repo's")
+    for key, value in settings.items():
+        console.print(f"[bold]{key}:[/bold] {json.dumps(value)}")
 
 
 @app.command("run")

@@ -12,6 +12,7 @@ from optio.cli import events as event_cli
 from optio.cli import notifications as notification_cli
 from optio.cli import persistent_agents as persistent_agent_cli
 from optio.cli import secrets as secret_cli
+from optio.cli import templates as template_cli
 from optio.cli import ticket_sources as ticket_source_cli
 from optio.cli import triggers as trigger_cli
 from optio.config import Settings
@@ -31,6 +32,7 @@ app.add_typer(secret_cli.app, name="secret")
 app.add_typer(trigger_cli.app, name="trigger")
 app.add_typer(blueprint_cli.app, name="blueprint")
 app.add_typer(notification_cli.app, name="webhook")
+app.add_typer(template_cli.app, name="template")
 app.add_typer(secret_cli.app, name="secrets", hidden=True)
 app.add_typer(agent_tools_cli.mcp_app, name="mcp")
 app.add_typer(agent_msg_cli.app, name="agent-msg")

@@ -125,6 +125,9 @@ class DbSink:
                 cache_tokens=totals.cache_read_tokens + totals.cache_write_tokens, cost_imputed=totals.cost_imputed,
                 session_id=session_id,
             )
+            if totals.cost_usd:
+                # Spending is what a cost budget watches: look at the run now, not at its next health check.
+                queue.enqueue(session, proc.run_kind, proc.run_id, proc.workspace_id, reason="cost reported")
 
     def _within_cap(self, session: Session, proc: AgentProcess, entries: list[tuple[str, str]]) -> tuple[int, int]:
         """Trim `entries` (in place) to the run's log size cap; the run's byte counters to write with them.

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import structlog
 from croniter import croniter  # type: ignore[import-untyped]
 
+from optio.control.prompt_templates import job_prompt
 from optio.domain.params import prepare_run
 from optio.domain.templates import TemplateError, render
 from optio.errors import Conflict, Invalid, NotFound
@@ -68,6 +69,8 @@ def fire(session: Session, trigger: Trigger, *, source: str, now: datetime, para
     elif trigger.target_type == "job":
         job = job_store.find_job(session, trigger.workspace_id, trigger.target_id)
         resolved, prompt = prepare_run(job.params_schema, job.prompt_template, given, payload)
+        prompt = job_prompt(session, trigger.workspace_id, job_name=job.name, declared=job.params_schema or {},
+                            params=resolved, prompt=prompt)
         kind, run_id = "job_run", job_store.insert_run(session, trigger.workspace_id, job, resolved, prompt,
                                                         created_by=None).id
     elif trigger.target_type == "persistent_agent":
@@ -119,7 +122,8 @@ def start_blueprint(session: Session, workspace_id: int, ref: str | int, params:
     agent_config.update(blueprint.agent_config or {})
     new = NewTask(title=title, prompt=prompt, agent_type=agent_type, agent_config=agent_config,
                   priority=blueprint.priority, max_retries=blueprint.max_retries,
-                  secret_names=list(blueprint.secret_names or []), ticket_ref=None, created_by=created_by)
+                  secret_names=list(blueprint.secret_names or []), ticket_ref=None, created_by=created_by,
+                  review_settings=dict(blueprint.review_settings or {}))
     return insert_task(session, workspace_id, repo, new, [])
 
 

@@ -51,6 +51,7 @@ from optio.store import pull_requests as prs
 from optio.store import queue, runs
 from optio.store.db import Database
 from optio.store.models import CiRun, MergeBatch, PullRequest, Repo
+from optio.store.repo_tasks import review_policy_for_pr
 from optio.store.session import Session
 from optio.store.types import utcnow
 
@@ -797,7 +798,8 @@ class LocalForge:
                 repo = self._repo(session, pr.repo_id)
                 command = repo.ci_command
                 # Green CI is where a person's approval becomes the only thing missing.
-                needs_person = repo.require_approval and not repo.review_agent_type
+                policy = review_policy_for_pr(session, repo, pr.task_id)
+                needs_person = policy.require_approval and not policy.review_agent_type
             if not command:
                 return
             cache = self.cache(repo)

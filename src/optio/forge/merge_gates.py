@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from optio.errors import Conflict
 from optio.store import pull_requests as prs
 from optio.store.models import PullRequest, Repo
+from optio.store.repo_tasks import review_policy_for_pr
 from optio.store.session import Session
 
 REVIEW_AGENT_AUTHOR_PREFIX = "review-agent:"
@@ -76,12 +77,13 @@ def check_merge_gates(session: Session, repo: Repo, pr: PullRequest, base_sha: s
         elif latest.status != "passing":
             unmet.append(f"CI is {latest.status} on {short}")
     reviews = prs.reviews(session, pr.id, head_sha=head)
-    if repo.require_approval:
+    policy = review_policy_for_pr(session, repo, pr.task_id)  # a blueprint's task may differ from its repo
+    if policy.require_approval:
         if not reviews:
             unmet.append(f"approval required: no review of {short}")
         elif reviews[-1].verdict != "approve":
             unmet.append(f"approval required: the latest review of {short} requests changes")
-    if repo.review_agent_type:
+    if policy.review_agent_type:
         agent = [r for r in reviews if r.author.startswith(REVIEW_AGENT_AUTHOR_PREFIX)]
         if not agent:
             unmet.append(f"the review agent has not reviewed {short}")

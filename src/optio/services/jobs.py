@@ -7,12 +7,15 @@ from typing import Any
 from optio.agents import models as vendor_models
 from optio.agents.base import AgentConfigError
 from optio.agents.registry import get_adapter
+from optio.control.prompt_templates import job_prompt
+from optio.domain import template_library
 from optio.domain.params import RESERVED, check_template, parse_schema, prepare_run
 from optio.domain.states import TERMINAL, RunKind
 from optio.domain.templates import TemplateError, placeholders
 from optio.errors import Conflict, Invalid
 from optio.services.secret_refs import require_visible
 from optio.store import jobs as job_store
+from optio.store import prompt_templates
 from optio.store import triggers as trigger_store
 from optio.store.db import Database
 from optio.store.models import Job, JobRun
@@ -37,6 +40,19 @@ def checked_schema(template: str, raw_schema: dict[str, Any] | None, *,
     if not schema:
         schema = {name: {"required": True} for name in names if name not in RESERVED}
     return schema
+
+
+def fits_job_template(session: Session, workspace_id: int, name: str, schema: dict[str, Any]) -> None:
+    """A 422 unless the workspace's job template (if it has one) reads only params this job declares: every
+    run's prompt goes through it."""
+    body = prompt_templates.bodies(session, workspace_id, "job", None)[1]
+    if body is None:
+        return
+    try:
+        template_library.check("job", body, params={name: schema})
+    except TemplateError as exc:
+        raise Invalid(f"{exc}: the workspace's job template reads it (optio template show --kind job)",
+                      field="params_schema") from None
 
 
 def prepare(schema: dict[str, Any], template: str, params: dict[str, Any], payload: object = None,
@@ -72,6 +88,8 @@ def create_job(db: Database, workspace_id: int, data: dict[str, Any]) -> Job:
     with db.read() as session:
         require_visible(session, workspace_id, secret_names)  # a job has no repo: workspace secrets only
     schema = checked_schema(data["prompt_template"], data.get("params_schema"))
+    with db.read() as session:
+        fits_job_template(session, workspace_id, data["name"], schema)
     return job_store.insert_job(db, workspace_id, dict(
         name=data["name"],
         description=data.get("description") or "",
@@ -102,6 +120,8 @@ def start_run(db: Database, workspace_id: int, job_ref: str | int, params: dict[
     with db.write() as session:
         job = find_job(session, workspace_id, job_ref)
         resolved, prompt = prepare(job.params_schema, job.prompt_template, params)
+        prompt = job_prompt(session, workspace_id, job_name=job.name, declared=job.params_schema or {},
+                            params=resolved, prompt=prompt)
         return job_store.insert_run(session, workspace_id, job, resolved, prompt, created_by=created_by)
 
 
@@ -119,6 +139,7 @@ def update_job(db: Database, workspace_id: int, job_ref: str | int, changes: dic
         require_visible(session, workspace_id, list(merged["secret_names"] or []))
         if "prompt_template" in changes or "params_schema" in changes:
             merged["params_schema"] = checked_schema(merged["prompt_template"], merged["params_schema"])
+            fits_job_template(session, workspace_id, merged["name"], merged["params_schema"])
         return job_store.update_job(session, job, {k: v for k, v in merged.items()
                                                    if k in changes or k == "params_schema"})
 

@@ -263,6 +263,8 @@ class RepoTask(RunColumns, Base):
     secret_names: Mapped[list[Any]] = mapped_column(default=list)
     # Who asked for the task (None: Optio itself); named in the audit row of every secret injected into it.
     created_by: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Review and merge settings that replace the repo's for this task (a blueprint's; see domain/review_policy.py).
+    review_settings: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
 
 class TaskDependency(WorkspaceScoped, Base):
@@ -617,6 +619,8 @@ class Blueprint(WorkspaceScoped, Timestamps, Base):
     priority: Mapped[int] = mapped_column(Integer, default=0)
     max_retries: Mapped[int] = mapped_column(Integer, default=1)
     secret_names: Mapped[list[Any]] = mapped_column(default=list)
+    # Review and merge settings that replace the repo's for the tasks it spawns (see domain/review_policy.py).
+    review_settings: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
 
 class NotificationWebhook(WorkspaceScoped, Timestamps, Base):
@@ -825,3 +829,17 @@ class RateCounter(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     hits: Mapped[int] = mapped_column(Integer, default=0)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class PromptTemplate(WorkspaceScoped, Timestamps, Base):
+    """A workspace's default, or a repo's override, of one kind of prompt (task, review, job). `scope` is
+    `workspace` or `repo:<id>`, so one unique key covers both (a NULL repo id would not be unique)."""
+
+    __tablename__ = "prompt_templates"
+    __table_args__ = (UniqueConstraint("workspace_id", "kind", "scope", name="uq_prompt_templates_scope"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    scope: Mapped[str] = mapped_column(String(64))
+    repo_id: Mapped[int | None] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), default=None, index=True)
+    body: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)

@@ -23,9 +23,9 @@ EVENTS: dict[tuple[str, str], str] = {
     ("job_run", "failed"): "job_run.finished",
     ("agent", "failed"): "agent.failed",
 }
-# Events that are not a state entered (queued with `queue_event` by whoever knows they happened).
-NAMED_EVENTS = ("agent.budget_exceeded",)
-EVENT_NAMES = tuple(sorted(set(EVENTS.values()) | set(NAMED_EVENTS)))
+# Not a state: a run (a job run, a persistent agent) stopped because it spent its cost budget.
+BUDGET_EXCEEDED = "budget.exceeded"
+EVENT_NAMES = tuple(sorted(set(EVENTS.values()) | {BUDGET_EXCEEDED}))
 
 
 def on_transition(session: Session, *, workspace_id: int, kind: str, run_id: int, from_state: str | None,
@@ -41,8 +41,17 @@ def on_transition(session: Session, *, workspace_id: int, kind: str, run_id: int
     queue_event(session, workspace_id=workspace_id, event=event, payload=payload, now=now)
 
 
+def budget_exceeded(session: Session, *, workspace_id: int, kind: str, run_id: int, state: str, spent_usd: float,
+                    budget_usd: float, reason: str, now: datetime) -> None:
+    """Queue `budget.exceeded` for a run of any kind that was stopped for its cost, in the stop's transaction."""
+    payload = {"event": BUDGET_EXCEEDED, "kind": kind, "id": run_id, "state": state, "reason": reason,
+               "spent_usd": spent_usd, "budget_usd": budget_usd, "at": now.isoformat()}
+    queue_event(session, workspace_id=workspace_id, event=BUDGET_EXCEEDED, payload=payload, now=now)
+
+
 def queue_event(session: Session, *, workspace_id: int, event: str, payload: dict[str, Any], now: datetime) -> None:
-    """One delivery of `event` per receiver of the workspace that wants it, in the caller's transaction."""
+    """One pending delivery of the event per receiver of the workspace that wants it (all events when it named
+    none), in the caller's transaction."""
     receivers = session.scalars(select(NotificationWebhook).where(NotificationWebhook.workspace_id == workspace_id))
     for hook in receivers:
         if hook.events and event not in hook.events:

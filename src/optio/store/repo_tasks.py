@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from optio.domain.review_policy import ReviewPolicy, effective
 from optio.store.models import Repo, RepoTask, ReviewRun, TaskDependency
 from optio.store.tickets import REF_PREFIX
 
@@ -19,6 +20,19 @@ def load(session: Session, task_id: int, workspace_id: int) -> tuple[RepoTask, R
         return None
     repo = session.get(Repo, task.repo_id)
     return None if repo is None else (task, repo)
+
+
+def review_policy(repo: Repo, task: RepoTask | None) -> ReviewPolicy:
+    """How the task's PR is reviewed and merged: the repo's settings with the task's own (its blueprint's)."""
+    base = ReviewPolicy(require_approval=repo.require_approval, auto_merge=repo.auto_merge,
+                        review_agent_type=repo.review_agent_type,
+                        review_agent_config=dict(repo.review_agent_config or {}), review_prompt=repo.review_prompt)
+    return effective(base, task.review_settings if task is not None else None)
+
+
+def review_policy_for_pr(session: Session, repo: Repo, task_id: int | None) -> ReviewPolicy:
+    """The policy of the task a PR belongs to (the repo's own for a PR no task opened)."""
+    return review_policy(repo, session.get(RepoTask, task_id) if task_id is not None else None)
 
 
 def ticket_label(task: RepoTask) -> str | None:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from optio.errors import Invalid, NotFound
 from optio.store import queue
 from optio.store.models import AgentProcess, CiRun, PrReview, PullRequest, Repo, RepoTask, TaskDependency
+from optio.store.repo_tasks import review_policy
 from optio.store.runs import record_event
 from optio.store.task_timeline import attempts_of
 
@@ -43,6 +44,7 @@ class NewTask:
     secret_names: list[str]
     ticket_ref: str | None
     created_by: int | None
+    review_settings: dict[str, object] = field(default_factory=dict)  # a blueprint's (domain/review_policy.py)
 
 
 def insert_task(session: Session, workspace_id: int, repo: Repo, new: NewTask, depends_on: list[int]) -> RepoTask:
@@ -58,6 +60,7 @@ def insert_task(session: Session, workspace_id: int, repo: Repo, new: NewTask, d
         workspace_id=workspace_id, repo_id=repo.id, title=new.title, prompt=new.prompt, agent_type=new.agent_type,
         agent_config=new.agent_config, priority=new.priority, max_retries=new.max_retries, state="pending",
         secret_names=new.secret_names, ticket_ref=new.ticket_ref, created_by=new.created_by,
+        review_settings=dict(new.review_settings),
     )
     session.add(task)
     session.flush()
@@ -101,7 +104,8 @@ def _awaits_person(task: RepoTask, repo: Repo, pr: PullRequest, ci_status: str |
 
     Only a person can move such a task on (a configured review agent reviews by itself), so it must say so.
     """
-    if task.state != "pr_opened" or pr.state != "open" or not repo.require_approval or repo.review_agent_type:
+    policy = review_policy(repo, task)
+    if task.state != "pr_opened" or pr.state != "open" or not policy.require_approval or policy.review_agent_type:
         return False
     if ci_status not in ("passing", None):
         return False

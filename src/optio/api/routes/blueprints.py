@@ -22,7 +22,8 @@ def blueprint_out(row: Any, repo: str) -> BlueprintOut:
         id=row.id, name=row.name, description=row.description, repo=repo, repo_id=row.repo_id,
         title_template=row.title_template, prompt_template=row.prompt_template, agent_type=row.agent_type,
         agent_config=row.agent_config or {}, params_schema=row.params_schema or {}, priority=row.priority,
-        max_retries=row.max_retries, secret_names=list(row.secret_names or []), created_at=row.created_at)
+        max_retries=row.max_retries, secret_names=list(row.secret_names or []),
+        review_settings=dict(row.review_settings or {}), created_at=row.created_at)
 
 
 @router.post("", response_model=BlueprintOut, status_code=201)

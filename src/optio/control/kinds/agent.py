@@ -246,8 +246,8 @@ def _tell_senders_about_budget(session: Session, agent: PersistentAgent, now: da
         store.insert_message(session, peer, sender="system:budget", type="event", now=now,
                              body=f"agent {agent.slug!r} is paused: its daily budget is exceeded "
                                   f"({agent.error or BUDGET_EXCEEDED}); your message to it waits until it resumes")
-    notifications.queue_event(session, workspace_id=agent.workspace_id, event="agent.budget_exceeded", now=now,
-                              payload={"event": "agent.budget_exceeded", "kind": KIND, "id": agent.id,
+    notifications.queue_event(session, workspace_id=agent.workspace_id, event=notifications.BUDGET_EXCEEDED, now=now,
+                              payload={"event": notifications.BUDGET_EXCEEDED, "kind": KIND, "id": agent.id,
                                        "slug": agent.slug, "state": "paused", "reason": agent.error or BUDGET_EXCEEDED,
                                        "waiting_senders": waiting, "at": now.isoformat()})
 

@@ -14,7 +14,7 @@ from optio.domain.actions import Action
 from optio.domain.reconcile.job import decide_job_run
 from optio.domain.snapshot import Capacity, ExecutorErrorPolicy, JobRunSnapshot, RunView
 from optio.domain.states import TERMINAL, RunKind
-from optio.store import admission, job_runs, queue
+from optio.store import admission, job_runs, notifications, queue
 from optio.store.session import Session
 
 KIND = RunKind.JOB_RUN.value
@@ -126,6 +126,14 @@ class JobRunHandler:
                       now: datetime) -> None:
         if loaded.run.state == "running" and to_state != "running":
             wake_queued_job_runs(session)
+        snap: JobRunSnapshot = loaded.snapshot
+        if (to_state == "failed" and loaded.run.state == "running" and snap.budget_usd is not None
+                and snap.cost_usd >= snap.budget_usd):
+            # The decision stops a running run over its budget before anything else (domain/reconcile/job.py).
+            notifications.budget_exceeded(
+                session, workspace_id=loaded.workspace_id, kind=KIND, run_id=loaded.run.id, state=to_state,
+                spent_usd=snap.cost_usd, budget_usd=snap.budget_usd, now=now,
+                reason=f"budget exceeded: ${snap.cost_usd:.4f} spent of ${snap.budget_usd:.4f}")
 
     def after_commit(self, ctx: ControlContext, loaded: JobLoaded, action: Any) -> None:
         return None

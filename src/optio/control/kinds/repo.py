@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 
-from optio.control import processes, task_messages
+from optio.control import processes, prompt_templates, task_messages
 from optio.control.admission import admit_repo_task
 from optio.control.context import ControlContext
 from optio.control.executor import write_transition
@@ -79,6 +79,8 @@ class RepoTaskFacts:
     pr_id: int | None  # the forge's own id of the PR, where it has one (the local forge's row)
     pr_title: str | None
     ticket: str | None = None  # the ticket the task closes, as the squash commit names it
+    repo_name: str = ""
+    original_prompt: str = ""  # the task's prompt before the task template (the snapshot has it after)
 
 
 RepoLoaded = Loaded[RepoTaskSnapshot, RepoTaskFacts]
@@ -160,14 +162,20 @@ class RepoTaskHandler:
         pr_state = ctx.forge_for(repo.forge).pr_for_task(repo.id, task.id) if task.branch else None
         pr = pr_state.info if pr_state is not None else None
         review = repo_tasks.latest_review_run(session, task.id)
+        policy = repo_tasks.review_policy(repo, task)
+        ticket = repo_tasks.ticket_label(task)
+        # What the agent is asked: the task's prompt through the task template (repo, workspace, built-in).
+        prompt = prompt_templates.render(session, workspace_id, "task", repo.id, {
+            "prompt": task.prompt, "title": task.title, "task_id": task.id, "repo": repo.name,
+            "base_branch": repo.default_branch, "branch": branch_for_task(task.id), "ticket": ticket})
         snap = RepoTaskSnapshot(
             now=now,
             run=run_view(task, RunKind.REPO_TASK),
             title=task.title,
-            prompt=task.prompt,
+            prompt=prompt,
             base_branch=repo.default_branch,
-            repo=RepoView(require_approval=repo.require_approval, auto_merge=repo.auto_merge,
-                          has_review_agent=repo.review_agent_type is not None, max_concurrent=repo.max_concurrent),
+            repo=RepoView(require_approval=policy.require_approval, auto_merge=policy.auto_merge,
+                          has_review_agent=policy.review_agent_type is not None, max_concurrent=repo.max_concurrent),
             max_retries=task.max_retries,
             max_auto_resumes=ctx.settings.max_auto_resumes,
             dependencies=deps,
@@ -189,9 +197,9 @@ class RepoTaskHandler:
             agent_type=task.agent_type, agent_config=dict(task.agent_config or {}),
             secret_names=sorted(set(task.secret_names or []) | set(repo.secret_names or [])),
             session_id=task.agent_session_id, worktree=task.worktree_path,
-            review_agent_type=repo.review_agent_type, review_agent_config=dict(repo.review_agent_config or {}),
-            review_prompt=repo.review_prompt, pr_number=pr.number if pr else None, pr_id=pr.id if pr else None,
-            pr_title=pr.title if pr else None, ticket=repo_tasks.ticket_label(task),
+            review_agent_type=policy.review_agent_type, review_agent_config=policy.review_agent_config,
+            review_prompt=policy.review_prompt, pr_number=pr.number if pr else None, pr_id=pr.id if pr else None,
+            pr_title=pr.title if pr else None, ticket=ticket, repo_name=repo.name, original_prompt=task.prompt,
         )
         return Loaded(workspace_id=workspace_id, snapshot=snap, facts=facts)
 
@@ -306,7 +314,7 @@ class RepoTaskHandler:
                 self.cleanup(ctx, loaded)
             return Outcome("applied" if ok else "stale")
         head_sha = cache.push_branch(path, branch)
-        body = prompts.pull_request_body(snap.prompt, task_id)
+        body = prompts.pull_request_body(loaded.facts.original_prompt or snap.prompt, task_id)
         info = forge.open_or_update_pr(loaded.facts.repo_id, task_id, head_branch=branch, head_sha=head_sha,
                                        title=snap.title, body=body)
         event = "pr_updated" if snap.pr is not None else "pr_opened"
@@ -322,9 +330,11 @@ class RepoTaskHandler:
                 return Outcome("applied", "review already launched")
             if facts.pr_number is None:
                 return Outcome("error", "the task has no pull request a review agent can review")
-            prompt = prompts.review_prompt(facts.review_prompt, pr_number=facts.pr_number,
-                                           pr_title=facts.pr_title or "", base_branch=facts.default_branch,
-                                           head_sha=action.head_sha, task_prompt=loaded.snapshot.prompt)
+            prompt = prompt_templates.render(session, loaded.workspace_id, "review", facts.repo_id, {
+                "review_prompt": facts.review_prompt, "pr_number": facts.pr_number, "pr_title": facts.pr_title or "",
+                "base_branch": facts.default_branch, "head_sha": action.head_sha,
+                "task_prompt": loaded.snapshot.prompt, "task_title": loaded.snapshot.title,
+                "task_id": loaded.run.id, "repo": facts.repo_name})
             review_id = repo_tasks.add_review_run(
                 session, workspace_id=loaded.workspace_id, task_id=loaded.run.id, pr_id=facts.pr_id,
                 repo_id=facts.repo_id, number=facts.pr_number, head_sha=action.head_sha,

@@ -1,7 +1,7 @@
 """persistent agents: the agents, their turns and their inboxes
 
 Revision ID: 0021
-Revises: 0019
+Revises: 0020
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from alembic import op
 import optio.store.types
 
 revision: str = "0021"
-down_revision: str | None = "0019"
+down_revision: str | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
