@@ -17,6 +17,7 @@ import pytest
 from tests.support.fake_github import FakeGitHub
 from tests.support.fake_github import Repo as GitHubRepo
 
+from optio.errors import Invalid
 from optio.services import blueprints as blueprint_service
 from optio.services import ticket_intake
 from optio.services import ticket_sources as source_service
@@ -161,3 +162,27 @@ def test_key_rotation_reseals_the_sources_webhook_secret(env: Env) -> None:
     assert after != before
     accepted = ticket_intake.receive(env.db, env.vault, env.vault.keyring, env.source_id, *delivery(env, number))
     assert len(accepted.spawned) == 1
+
+
+@pytest.mark.parametrize(("kind", "data", "field"), [
+    ("github", {"api_url": "http://127.0.0.1:9/api/v3"}, "options.repo"),
+    ("gitlab", {"api_url": "http://127.0.0.1:9/api/v4"}, "options.project"),
+    ("jira", {"api_url": "http://127.0.0.1:9", "options": {"project": "PROJ"}}, "options.email"),
+    ("jira", {"options": {"project": "PROJ", "email": "bot@example.com"}}, "api_url"),
+    ("notion", {"options": {"status_property": "Status"}}, "options.database_id"),
+])
+def test_a_source_missing_what_its_tracker_needs_is_refused_naming_the_field(
+        env: Env, kind: str, data: dict[str, object], field: str) -> None:
+    with pytest.raises(Invalid) as refused:
+        source_service.create(env.db, env.vault.keyring, 1, {"name": f"bad-{kind}", "kind": kind,
+                                                             "credential_secret": "GITHUB_ISSUES", **data},
+                              allowlist=["127.0.0.1"])
+    assert refused.value.field == field
+    assert source_service.list_sources(env.db, 1)[-1].name == "gh"  # nothing was saved
+
+
+def test_a_notion_source_may_name_its_data_source_instead_of_its_database(env: Env) -> None:
+    created = source_service.create(env.db, env.vault.keyring, 1, {
+        "name": "notes", "kind": "notion", "options": {"data_source_id": "ds-1"},
+        "credential_secret": "GITHUB_ISSUES"}, allowlist=["127.0.0.1"])
+    assert created.source.options == {"data_source_id": "ds-1"}

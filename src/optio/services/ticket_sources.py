@@ -28,7 +28,11 @@ if TYPE_CHECKING:
     from optio.services.secrets import SecretStore
 
 # The option each hosted kind cannot work without (the other kinds check their own when built).
-REQUIRED_OPTION = {"github": "repo", "gitlab": "project"}
+# What each tracker cannot work without, checked when a source is saved (any one of the alternatives).
+REQUIRED_OPTION: dict[str, tuple[str, ...]] = {"github": ("repo",), "gitlab": ("project",), "jira": ("email",),
+                                               "notion": ("database_id", "data_source_id")}
+# Trackers with no public default API root: each customer's site is its own (https://SITE.atlassian.net).
+NEEDS_API_URL = frozenset({"jira"})
 
 
 @dataclass(frozen=True)
@@ -43,10 +47,12 @@ def create(db: Database, keyring: Keyring, workspace_id: int, data: dict[str, An
     if kind not in kinds():
         raise Invalid(f"kind must be one of {', '.join(kinds())}", field="kind")
     options = dict(data.get("options") or {})
-    need = REQUIRED_OPTION.get(kind)
-    if need and not options.get(need):
-        raise Invalid(f"a {kind} source needs options.{need}", field=f"options.{need}")
+    need = REQUIRED_OPTION.get(kind, ())
+    if need and not any(options.get(name) for name in need):
+        raise Invalid(f"a {kind} source needs options.{' or options.'.join(need)}", field=f"options.{need[0]}")
     api_url = (data.get("api_url") or "").strip()
+    if kind in NEEDS_API_URL and not api_url:
+        raise Invalid(f"a {kind} source needs its site's URL (e.g. https://SITE.atlassian.net)", field="api_url")
     if api_url:
         try:
             check_url(api_url, allowlist=allowlist)
