@@ -62,9 +62,9 @@ def trigger_list(request: Request) -> Response:
 @form_action
 def trigger_intent(ctx: Ctx, data: dict[str, str], lists: dict[str, list[str]], trigger_id: Id,
                    intent: str) -> str:
+    triggers.get(ctx.db, ctx.workspace_id, trigger_id)  # another workspace's trigger is not found here
     if intent not in TRIGGER_INTENTS:
         raise Invalid(f"unknown action {intent!r}", field="intent")
-    triggers.get(ctx.db, ctx.workspace_id, trigger_id)  # another workspace's trigger is not found here
     if intent == "fire":
         fired = trigger_routes.fire_trigger(trigger_id, TriggerFireIn(), ctx)
         return _run_href(fired.run_kind, fired.run_id) or "/triggers"
