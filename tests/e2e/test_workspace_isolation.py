@@ -20,6 +20,7 @@ from optio.api.app import create_app
 from optio.config import Settings
 from optio.web import actions as web_actions
 from optio.web import agent_pages as web_agent_pages
+from optio.web import intake_pages as web_intake_pages
 from optio.web import pages as web_pages
 
 pytestmark = pytest.mark.slow
@@ -32,6 +33,8 @@ UPSERTS = {("PUT", "/api/secrets/{name}"), ("PUT", "/api/members/{username}")}
 UNSCOPED = {("POST", "/api/forge-hooks/{repo_id}")}
 # Routes whose credential is a signature, not a workspace login: B's key means nothing there (401).
 SIGNED = {("POST", "/api/hooks/{trigger_id}")}
+# Dashboard forms that set the caller's own workspace-wide resource (a kind's default template), like UPSERTS.
+HTML_UPSERTS = {("POST", "/templates/{kind}")}
 # Minimal valid bodies per request schema, so a 404 is not pre-empted by body validation.
 BODIES: dict[str, Any] = {
     "RunCreate": {"params": {}},
@@ -205,10 +208,12 @@ def test_references_inside_bodies_and_queries_are_scoped(world: Any) -> None:
 def html_routes() -> list[tuple[str, str]]:
     """(method, path template) of every dashboard route with a path parameter (the pages and their forms)."""
     out = []
-    for route in [*web_pages.router.routes, *web_actions.router.routes, *web_agent_pages.router.routes]:
+    for route in [*web_pages.router.routes, *web_actions.router.routes, *web_agent_pages.router.routes,
+                  *web_intake_pages.router.routes]:
         path = getattr(route, "path", "")
         if "{" in path:
-            out += [(method, path) for method in sorted(getattr(route, "methods", set()) - {"HEAD"})]
+            out += [(method, path) for method in sorted(getattr(route, "methods", set()) - {"HEAD"})
+                    if (method, path) not in HTML_UPSERTS]
     return out
 
 
@@ -226,7 +231,8 @@ def test_dashboard_pages_forms_and_event_stream_show_nothing_across_workspaces(w
               "pr_ref": [a["pr_id"][0], f"{a['repo_ref'][0]}-1"]}
     checked = 0
     for method, template in html_routes():
-        for path in expand(template, values):
+        trigger_intents = {"intent": ["fire", "pause", "resume", "delete"]} if template.startswith("/triggers/") else {}
+        for path in expand(template, {**values, **trigger_intents}):
             if method == "GET":
                 res = browser.get(path)
             else:
@@ -235,9 +241,11 @@ def test_dashboard_pages_forms_and_event_stream_show_nothing_across_workspaces(w
             checked += 1
     assert checked >= 10
     # A's names appear on none of B's pages, although A's admin sees them on the same pages.
-    for path in ("/", "/tasks", "/jobs", "/repos", "/prs", "/tickets", "/costs", "/settings"):
+    for path in ("/", "/tasks", "/jobs", "/repos", "/prs", "/tickets", "/costs", "/settings", "/triggers",
+                 "/blueprints", "/templates"):
         text = browser.get(path).text
-        assert ">ja<" not in text and ">ra<" not in text and "a ticket" not in text, path
+        assert ">ja<" not in text and ">ra<" not in text and ">ba<" not in text and "a ticket" not in text, path
+        assert f"/api/hooks/{a['trigger_id'][0]}" not in text, path
     # The event stream from B replays nothing of A.
     events = []
     with browser.stream("GET", "/api/events/stream", params={"after": 0}) as res:

@@ -49,6 +49,7 @@ from optio.web import actions as web_actions
 from optio.web import agent_pages as web_agent_pages
 from optio.web import assets
 from optio.web import docs as web_docs
+from optio.web import intake_pages as web_intake_pages
 from optio.web import pages as web_pages
 
 
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None, optio: Optio | None = None, *, 
     app.include_router(web_pages.router)
     app.include_router(web_actions.router)
     app.include_router(web_agent_pages.router)
+    app.include_router(web_intake_pages.router)
     app.mount("/static", assets.static_files(), name="static")
     app.include_router(forge_hooks.router)
     app.include_router(pod_git.router)

@@ -47,7 +47,8 @@ TASK_INTENTS = {"cancel": task_routes.cancel_task, "retry": task_routes.retry_ta
                 "resume": task_routes.resume_task}
 RUN_INTENTS = {"cancel": run_routes.cancel_run, "retry": run_routes.retry_run}
 # The dashboard's sections: where a workspace switch may return to (anything deeper belongs to the old one).
-SECTIONS = frozenset({"tasks", "jobs", "repos", "prs", "tickets", "costs", "secrets", "settings"})
+SECTIONS = frozenset({"tasks", "jobs", "repos", "prs", "tickets", "costs", "secrets", "settings", "triggers",
+                      "blueprints", "templates"})
 
 
 def form_action(fn: Callable[..., Any], who: Callable[[Request, str], Ctx] = writer_of) -> Callable[..., Any]:

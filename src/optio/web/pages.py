@@ -36,6 +36,7 @@ from optio.services import (
     runs,
     task_feed,
     tasks,
+    ticket_sources,
     tickets,
 )
 from optio.services import users as user_service
@@ -341,7 +342,9 @@ def pr_detail(request: Request, pr_ref: Annotated[str, PathParam(max_length=40)]
 @router.get("/tickets")
 @html_page
 def ticket_list(request: Request) -> Response:
+    base_url = str(request.base_url)
     return workspace_page(request, "tickets.html", "tickets", lambda ctx: ("Tickets", {
+        "sources": [ticket_sources.view(s, base_url) for s in ticket_sources.list_sources(ctx.db, ctx.workspace_id)],
         "tickets": tickets.list_tickets(ctx.db, ctx.workspace_id),
         "repos": repos.list_repos(ctx.db, ctx.workspace_id),
         "linked": ticket_links_view(ctx.db, ctx.workspace_id)}))
