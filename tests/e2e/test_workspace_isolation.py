@@ -27,16 +27,21 @@ pytestmark = pytest.mark.slow
 
 # Routes that create-or-update the caller's own resource by name: from B they act on B, never on A.
 # For these the test checks that A's resource is untouched instead of expecting 404.
-UPSERTS = {("PUT", "/api/secrets/{name}"), ("PUT", "/api/members/{username}")}
+UPSERTS = {("PUT", "/api/secrets/{name}"), ("PUT", "/api/members/{username}"),
+           # A kind's template is every workspace's own (built in until set): B reads and sets B's, never A's
+           # (tests/e2e/test_prompt_templates_e2e.py checks what each workspace renders).
+           ("GET", "/api/templates/{kind}"), ("PUT", "/api/templates/{kind}"), ("DELETE", "/api/templates/{kind}"),
+           ("POST", "/api/templates/{kind}/preview")}
 # Routes no login reaches: a forge's webhook is verified by the repo's webhook secret, not by a workspace
 # (tests/e2e/test_github_loop.py checks that an unsigned delivery is refused and changes nothing).
 UNSCOPED = {("POST", "/api/forge-hooks/{repo_id}")}
 # Routes whose credential is a signature, not a workspace login: B's key means nothing there (401).
-SIGNED = {("POST", "/api/hooks/{trigger_id}")}
+SIGNED = {("POST", "/api/hooks/{trigger_id}"), ("POST", "/api/ticket-hooks/{source_id}")}
 # Dashboard forms that set the caller's own workspace-wide resource (a kind's default template), like UPSERTS.
 HTML_UPSERTS = {("POST", "/templates/{kind}")}
 # Minimal valid bodies per request schema, so a 404 is not pre-empted by body validation.
 BODIES: dict[str, Any] = {
+    "TicketLabels": {"add": ["from-b"]},
     "RunCreate": {"params": {}},
     "ReviewIn": {"comment": "looks fine"},
     "MergeIn": {"force": True},
@@ -94,6 +99,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
         secret = server.api("PUT", "/api/secrets/SA", json={"value": "a-secret-value"}).json()
         key = server.api("POST", "/api/apikeys", json={"name": "a-key"}).json()
         ticket = server.api("POST", "/api/tickets", json={"title": "a ticket", "repo": "ra"}).json()
+        source = server.api("POST", "/api/ticket-sources", json={"name": "sa", "kind": "local"}).json()
+        assert "id" in source, source
         trigger = server.api("POST", "/api/triggers", json={"type": "webhook", "target": "ja"}).json()
         notify = server.api("POST", "/api/notifications/webhooks", json={
             "url": "http://93.184.216.34/optio-isolation", "events": ["pr.merged"]}).json()
@@ -107,7 +114,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
              "task_id": [str(task["id"])], "pr_id": [str(opened["pr_id"])], "name": ["SA"],
              "username": ["admin"], "key_id": [str(key["id"])], "number": [str(ticket["number"])],
              "trigger_id": [str(trigger["id"])], "blueprint_ref": [str(blueprint["id"]), "ba"],
-             "webhook_id": [str(notify["id"])], "slug": ["aa"], "turn": ["1"]}
+             "webhook_id": [str(notify["id"])], "slug": ["aa"], "turn": ["1"], "ref": [str(source["id"]), "sa"],
+             "source_id": [str(source["id"])], "kind": ["task"]}
         assert secret["name"] == "SA"
         server.api("POST", "/api/workspaces", json={"slug": "b"}).raise_for_status()
         bob = server.api("PUT", "/api/members/bob", headers={"X-Optio-Workspace": "b"},
