@@ -189,16 +189,19 @@ def test_a_server_killed_during_a_turn_loses_no_message_and_processes_none_twice
 
 
 def test_a_daily_budget_pauses_the_agent_and_tells_the_agent_that_sent_the_work(server: OptioServer) -> None:
-    usage = ("cat > /dev/null; "
-             "echo '{\"type\": \"usage\", \"input_tokens\": 10, \"output_tokens\": 5, \"cost_usd\": 0.02}'")
+    # Turn 1 spends under the budget. Turn 2 reports a cost over it while it still runs: the budget stops it
+    # there (its message stays pending), pauses the agent and tells the agent that sent that message.
+    usage = ('cat > /dev/null; if [ "$OPTIO_AGENT_TURN" = 1 ]; then c=0.004; else c=0.02; fi; '
+             'echo "{\\"type\\": \\"usage\\", \\"input_tokens\\": 10, \\"output_tokens\\": 5, \\"cost_usd\\": $c}"; '
+             'if [ "$OPTIO_AGENT_TURN" = 2 ]; then sleep 60; fi')
     create(server, "pricey", usage, "--max-cost-usd", "0.01", "--lifecycle", "on-demand")
     create(server, "boss", "cat > /dev/null")
     hook = server.api("POST", "/api/notifications/webhooks", json={
         "url": "http://93.184.216.34/optio-budget", "events": ["budget.exceeded"]}).json()
     server.cli("agent", "send", "pricey", "first job", check=True)
     first = wait_for(server, "pricey", lambda a: a["turn_count"] == 1 and a["state"] == "idle")
-    assert first["cost_usd"] == pytest.approx(0.02)
-    assert turns(server, "pricey")[0]["cost_usd"] == pytest.approx(0.02)
+    assert first["cost_usd"] == pytest.approx(0.004) and first["pending_messages"] == 0
+    assert turns(server, "pricey")[0]["cost_usd"] == pytest.approx(0.004)
     db = Database(f"sqlite:///{server.data_dir / 'optio.db'}")
     try:
         svc.send_from_agent(db, 1, "boss", "pricey", "one more, please")
@@ -206,7 +209,7 @@ def test_a_daily_budget_pauses_the_agent_and_tells_the_agent_that_sent_the_work(
         db.engine.dispose()
     paused = wait_for(server, "pricey", lambda a: a["state"] == "paused")
     assert paused["paused_reason"] == "budget_exceeded" and paused["pending_messages"] == 1
-    assert paused["turn_count"] == 1  # no turn started over budget
+    assert paused["turn_count"] == 2 and paused["cost_usd"] == pytest.approx(0.024)
     told = wait_for(server, "boss", lambda a: a["turn_count"] >= 1 and settled(a))
     assert told["state"] == "idle"
     note = [m for m in messages(server, "boss") if m["sender"] == "system:budget"]
@@ -218,8 +221,8 @@ def test_a_daily_budget_pauses_the_agent_and_tells_the_agent_that_sent_the_work(
     # A bigger budget and a resume: the waiting message is handled.
     server.api("PATCH", "/api/agents/pricey", json={"max_cost_usd": 1.0}).raise_for_status()
     server.cli("agent", "resume", "pricey", check=True)
-    wait_for(server, "pricey", settled)
-    assert agent(server, "pricey")["turn_count"] == 2
+    done = wait_for(server, "pricey", lambda a: a["turn_count"] == 3 and settled(a))
+    assert done["pending_messages"] == 0
 
 
 def test_sticky_agents_keep_their_memory_and_on_demand_agents_start_cold(server: OptioServer) -> None:
