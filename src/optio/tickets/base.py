@@ -22,7 +22,18 @@ __all__ = [
     "TicketProvider",
     "TicketProviderError",
     "TicketSourceConfig",
+    "parse_time",
 ]
+
+
+def parse_time(value: object) -> datetime | None:
+    """A tracker's ISO 8601 timestamp (`Z` or an offset); None for a missing or unreadable one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 class TicketProviderError(Exception):

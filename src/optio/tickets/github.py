@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from optio.forge.base import ForgeBusy
@@ -23,19 +22,11 @@ from optio.tickets.base import (
     TicketFilter,
     TicketProviderError,
     TicketSourceConfig,
+    parse_time,
 )
 
 DEFAULT_API = "https://api.github.com"
 EVENTS = ("issues",)
-
-
-def _when(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 class GitHubTicketProvider:
@@ -74,7 +65,7 @@ class GitHubTicketProvider:
                       state="closed" if issue.get("state") == "closed" else "open", labels=labels,
                       assignee=str(assignee["login"]) if isinstance(assignee, Mapping) else None,
                       project=str(milestone["title"]) if isinstance(milestone, Mapping) else None,
-                      updated_at=_when(issue.get("updated_at")))
+                      updated_at=parse_time(issue.get("updated_at")))
 
     def list_tickets(self, flt: TicketFilter, *, limit: int = 100) -> list[Ticket]:
         query: dict[str, Any] = {"state": flt.state if flt.state in ("open", "closed") else "all",

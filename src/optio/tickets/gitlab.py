@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import gitlab
@@ -25,18 +24,10 @@ from optio.tickets.base import (
     TicketFilter,
     TicketProviderError,
     TicketSourceConfig,
+    parse_time,
 )
 
 DEFAULT_URL = "https://gitlab.com"
-
-
-def _when(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 class GitLabTicketProvider:
@@ -83,7 +74,7 @@ class GitLabTicketProvider:
                       labels=tuple(str(label) for label in issue.get("labels") or []),
                       assignee=str(assignee["username"]) if isinstance(assignee, Mapping) else None,
                       project=str(milestone["title"]) if isinstance(milestone, Mapping) else None,
-                      updated_at=_when(issue.get("updated_at")))
+                      updated_at=parse_time(issue.get("updated_at")))
 
     def list_tickets(self, flt: TicketFilter, *, limit: int = 100) -> list[Ticket]:
         query: dict[str, Any] = {"order_by": "created_at", "sort": "desc", "per_page": min(100, max(1, limit))}
