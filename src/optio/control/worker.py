@@ -32,7 +32,7 @@ CLAIM_BATCH = 4
 # The queue reason of a reconcile put off because its forge was busy.
 FORGE_BUSY_REASON = "forge busy"
 # Runs the resync sweep enqueues per write transaction: each holds the write lock for milliseconds.
-RESYNC_CHUNK = 1000
+RESYNC_CHUNK = 250
 # Runs put off for a busy forge by this process, whose waiting note goes once the forge answers.
 _forge_waiting: set[tuple[str, int]] = set()
 
