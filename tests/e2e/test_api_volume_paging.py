@@ -8,6 +8,7 @@ returns exactly that state's tasks; a cursor taken from another workspace or fil
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -136,3 +137,15 @@ def test_a_cursor_from_elsewhere_only_positions_the_page_and_a_malformed_one_is_
             res = server.api("GET", path, params={"cursor": cursor})
             assert res.status_code == 422, (path, cursor, res.text)
             assert res.json()["error"]["field"] == "cursor"
+
+
+def test_optio_task_list_pages_on_with_the_cursor_it_prints(seeded: tuple[OptioServer, Database, list[Scope]]) -> None:
+    server, db, sc = seeded
+    newest = sorted(ids_of(db, sc[0].workspace_id), reverse=True)[:10]
+    first = server.cli("task", "list", "--limit", "5", "--json", check=True)
+    assert [t["id"] for t in json.loads(first.stdout)] == newest[:5]
+    table = server.cli("task", "list", "--limit", "5", check=True)
+    hint = table.stderr.strip().splitlines()[-1]
+    assert hint.startswith("more: optio task list --cursor ")
+    more = server.cli("task", "list", "--limit", "5", "--json", "--cursor", hint.rsplit(" ", 1)[1], check=True)
+    assert [t["id"] for t in json.loads(more.stdout)] == newest[5:10]

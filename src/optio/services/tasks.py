@@ -47,13 +47,12 @@ def task_view(db: Database, workspace_id: int, task_id: int) -> TaskView:
         return task_store.view_of(session, get_task(session, workspace_id, task_id))
 
 
-def task_views(db: Database, workspace_id: int, task_ids: list[int]) -> dict[int, TaskView]:
-    """The workspace's tasks among `task_ids` by id, read in one transaction with a few queries (a page of a feed)."""
-    if not task_ids:
+def task_views(db: Database, tasks: list[RepoTask]) -> dict[int, TaskView]:
+    """Views of tasks already read (a page of the feed) by id, their related rows read with a few queries."""
+    if not tasks:
         return {}
     with db.read() as session:
-        return {v.task.id: v for v in task_store.views_of(session, task_store.tasks_by_id(session, workspace_id,
-                                                                                         task_ids))}
+        return {v.task.id: v for v in task_store.views_of(session, tasks)}
 
 
 def list_tasks(db: Database, workspace_id: int, *, repo: str | None = None, state: str | None = None,

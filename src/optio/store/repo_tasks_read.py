@@ -80,12 +80,6 @@ def get_task(session: Session, workspace_id: int, task_id: int) -> RepoTask:
     return task
 
 
-def tasks_by_id(session: Session, workspace_id: int, task_ids: Sequence[int]) -> list[RepoTask]:
-    """The workspace's tasks among `task_ids` (others' are not there)."""
-    return list(session.scalars(select(RepoTask).where(RepoTask.workspace_id == workspace_id,
-                                                       RepoTask.id.in_(list(task_ids)))))
-
-
 def view_of(session: Session, task: RepoTask) -> TaskView:
     return views_of(session, [task])[0]
 

@@ -108,7 +108,7 @@ def overview(request: Request, part: PART = None) -> Response:
 
 def _feed_items(ctx: Ctx, rows: list[task_feed.FeedRow]) -> list[dict[str, Any]]:
     items = []
-    views = tasks.task_views(ctx.db, ctx.workspace_id, [r.id for r in rows if r.run is None])
+    views = tasks.task_views(ctx.db, [r.task for r in rows if r.task is not None])
     for row in rows:
         if row.run is not None:
             r = row.run
@@ -117,7 +117,7 @@ def _feed_items(ctx: Ctx, rows: list[task_feed.FeedRow]) -> list[dict[str, Any]]
                           "agent": "", "cost": r.cost_usd, "imputed": r.cost_imputed, "created_at": r.created_at,
                           "pr": None, "can_cancel": r.state in ("queued", "running"),
                           "can_retry": r.state in ("failed", "cancelled")})
-        elif row.id in views:  # else the task went (its repo was deleted) since the page was read
+        elif row.task is not None:
             v = views[row.id]
             t = v.task
             items.append({"type": "repo_task", "id": t.id, "href": f"/tasks/{t.id}", "title": t.title,

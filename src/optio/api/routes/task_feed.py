@@ -106,14 +106,13 @@ def list_tasks(
                                limit=limit + 1)
     page, more = rows[:limit], len(rows) > limit
     items: list[Any] = []
-    task_ids = [r.id for r in page if r.run is None and r.review is None]
-    views = task_service.task_views(ctx.db, ctx.workspace_id, task_ids)
+    views = task_service.task_views(ctx.db, [r.task for r in page if r.task is not None])
     for row in page:
         if row.review is not None:
             items.append(ReviewRunOut.model_validate(row.review))
         elif row.run is not None:
             items.append(JobRunTask(**run_out(row.run, row.job_name).model_dump(exclude={"type"})))
-        elif row.id in views:  # else the task went (its repo was deleted) since the page was read
+        elif row.task is not None:
             view = task_out(views[row.id])
             items.append(RepoTaskItem(**view.model_dump(exclude={"type"})))
     next_cursor = _encode(page[-1].created_at, TASK_TYPES[page[-1].rank], page[-1].id) if more and page else None
