@@ -107,3 +107,22 @@ def test_a_run_that_ended_after_its_chunk_was_read_is_not_enqueued(optio: Optio)
     assert all(i.kind == "repo_task" for i in queued(optio))
     with optio.db.read() as s:
         assert s.scalar(select(JobRun.id).limit(1)) is None
+
+
+def test_the_sweep_on_postgresql_enqueues_each_open_run_once(pg_url: str, tmp_path: Path) -> None:
+    optio = build(Settings(data_dir=tmp_path / "data", database_url=pg_url, resync_interval_s=3600))
+    try:
+        sc = scopes(optio.db)
+        insert_mixed_runs(optio.db, sc, 900, terminal_too=100)
+        due = open_runs(optio)
+        with optio.db.write() as s:
+            queue.enqueue(s, "repo_task", min(r for k, r in due if k == "repo_task"), sc[0].workspace_id,
+                          delay_s=3600, reason="backing off")
+        assert resync(optio.ctx, chunk=128) == len(due) - 1
+        items = queued(optio)
+        assert sorted((i.kind, i.run_id) for i in items) == sorted(due)
+        assert all(i.workspace_id == due[(i.kind, i.run_id)] for i in items)
+        assert [i.reason for i in items].count("backing off") == 1
+        assert resync(optio.ctx, chunk=128) == 0
+    finally:
+        optio.db.dispose()

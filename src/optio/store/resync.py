@@ -49,8 +49,9 @@ def enqueue_due(session: Session, kind: str, terminal: frozenset[str], ids: Sequ
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = (insert(ReconcileItem)
             .from_select(["kind", "run_id", "workspace_id", "generation", "not_before", "reason", "enqueued_at"], rows)
-            .on_conflict_do_nothing(index_elements=["kind", "run_id"]))
-    added = int(session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+            .on_conflict_do_nothing(index_elements=["kind", "run_id"])
+            .returning(ReconcileItem.id))  # the rows inserted (a DBAPI's rowcount of INSERT ... SELECT may be -1)
+    added = len(session.execute(stmt).all())
     if added:
         session.info[ENQUEUED_FLAG] = True  # wakes this process's workers when the transaction commits
         notify.notify_in(session)  # and other replicas'
