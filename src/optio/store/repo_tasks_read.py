@@ -106,7 +106,8 @@ def views_of(session: Session, tasks: Sequence[RepoTask]) -> list[TaskView]:
             latest_review[review.pr_id] = review
     deps: dict[int, list[int]] = {t: [] for t in task_ids}
     for task_id, dep in session.execute(select(TaskDependency.task_id, TaskDependency.depends_on_id)
-                                        .where(TaskDependency.task_id.in_(task_ids)).order_by(TaskDependency.id)):
+                                        .where(TaskDependency.task_id.in_(task_ids))
+                                        .order_by(TaskDependency.task_id, TaskDependency.depends_on_id)):
         deps[task_id].append(dep)
     attempts = attempts_by_run(session, KIND, task_ids)
     views = []
