@@ -214,7 +214,7 @@ def start(optio: Optio, role: str = "all") -> None:
             forge.recover()
     with optio.replica.sweep(RESYNC) as mine:
         if mine:
-            resync(optio.ctx)
+            resync(optio.ctx, still_mine=lambda: optio.replica.holds(RESYNC))
     if optio.listener is not None:
         optio.listener.start()
     optio.workers.start()

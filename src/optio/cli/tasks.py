@@ -74,10 +74,13 @@ def list_tasks(
     repo: str | None = typer.Option(None, "--repo", help="Only tasks of this repo"),
     state: str | None = typer.Option(None, "--state", help="Only tasks in this state"),
     limit: int = typer.Option(50, "--limit", min=1, max=500, help="At most this many, newest first"),
+    cursor: str | None = typer.Option(None, "--cursor", help="Start after the page that printed this cursor"),
     as_json: bool = AS_JSON,
 ) -> None:
-    """Repo tasks, newest first."""
+    """Repo tasks, newest first, a page at a time."""
     params: dict[str, object] = {"limit": limit}
+    if cursor:
+        params["cursor"] = cursor
     if repo:
         params["repo"] = repo
     if state:
@@ -92,6 +95,8 @@ def list_tasks(
                       f"#{t['pr_number']} {t['pr_state']}" if t["pr_number"] else "", t["ci_status"] or "",
                       t["review_status"] or "", str(t["resume_count"]), f"${t['cost_usd']:.4f}")
     print_table(table)
+    if page["next_cursor"]:  # on stderr: a pipeline reading the table sees only its rows
+        typer.echo(f"more: optio task list --cursor {page['next_cursor']}", err=True)
 
 
 @app.command("show", help="A task's state, PR, CI, review status and each attempt's times.")

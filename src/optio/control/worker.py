@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import structlog
 
@@ -19,6 +20,7 @@ from optio.domain.actions import target_state
 from optio.domain.backoff import snapshot_error_delay
 from optio.observability import metrics, tracing
 from optio.store import forge_hooks, queue, runs
+from optio.store import resync as resync_store
 from optio.store.queue import ClaimedItem
 from optio.store.types import utcnow
 
@@ -29,6 +31,8 @@ log = structlog.get_logger("optio.reconcile")
 CLAIM_BATCH = 4
 # The queue reason of a reconcile put off because its forge was busy.
 FORGE_BUSY_REASON = "forge busy"
+# Runs the resync sweep enqueues per write transaction: each holds the write lock for milliseconds.
+RESYNC_CHUNK = 250
 # Runs put off for a busy forge by this process, whose waiting note goes once the forge answers.
 _forge_waiting: set[tuple[str, int]] = set()
 
@@ -166,7 +170,7 @@ class WorkerPool:
             try:
                 with self.replica.sweep(RESYNC) as mine:
                     if mine:
-                        resync(self.ctx)
+                        resync(self.ctx, still_mine=lambda: self.replica.holds(RESYNC))
             except Exception:
                 log.exception("resync_error")
 
@@ -211,17 +215,30 @@ class WorkerPool:
                 log.exception("adopt_error")
 
 
-def resync(ctx: ControlContext) -> int:
-    """Enqueue every non-terminal run of every kind: the safety net behind event-driven enqueues."""
+def resync(ctx: ControlContext, *, still_mine: Callable[[], bool] | None = None, chunk: int = RESYNC_CHUNK) -> int:
+    """Enqueue every non-terminal run not already queued: the safety net behind event-driven enqueues.
+
+    Each run table is walked by id in chunks of `chunk`: a chunk's ids are read without the write lock, then
+    one short write transaction enqueues them in one statement. Workers and the API write between chunks, so
+    the sweep never holds the write lock for long whatever the number of runs. The sweep stops early once
+    `still_mine` says this replica no longer holds the sweep's lease. Returns how many runs it enqueued.
+    """
     count = 0
     for kind, handler in ctx.handlers.items():
-        with ctx.db.read() as session:
-            ids = runs.non_terminal_ids(session, kind, handler.terminal)
-        for start in range(0, len(ids), 500):
+        after = 0
+        while True:
+            if still_mine is not None and not still_mine():
+                log.info("resync_stopped", reason="lease lost", enqueued=count)
+                return count
+            with ctx.db.read() as session:
+                ids = resync_store.due_ids(session, kind, handler.terminal, after=after, limit=chunk)
+            if not ids:
+                break
             with ctx.db.write() as session:
-                for run_id, ws in ids[start : start + 500]:
-                    queue.enqueue(session, kind, run_id, ws, reason="resync")
-        count += len(ids)
+                count += resync_store.enqueue_due(session, kind, handler.terminal, ids, now=utcnow())
+            if len(ids) < chunk:
+                break
+            after = ids[-1]
     if count:
         log.info("resync", enqueued=count)
     return count

@@ -15,7 +15,7 @@ from optio.store.repo_tasks_read import TaskView
 from optio.store.session import Session
 from optio.store.task_timeline import Section, task_sections
 
-__all__ = ["TaskView", "create_task", "get_task", "list_tasks", "task_timeline", "task_view"]
+__all__ = ["TaskView", "create_task", "get_task", "list_tasks", "task_timeline", "task_view", "task_views"]
 KIND = "repo_task"
 
 
@@ -47,6 +47,14 @@ def task_view(db: Database, workspace_id: int, task_id: int) -> TaskView:
         return task_store.view_of(session, get_task(session, workspace_id, task_id))
 
 
+def task_views(db: Database, tasks: list[RepoTask]) -> dict[int, TaskView]:
+    """Views of tasks already read (a page of the feed) by id, their related rows read with a few queries."""
+    if not tasks:
+        return {}
+    with db.read() as session:
+        return {v.task.id: v for v in task_store.views_of(session, tasks)}
+
+
 def list_tasks(db: Database, workspace_id: int, *, repo: str | None = None, state: str | None = None,
                limit: int = 50, cursor: str | None = None) -> tuple[list[TaskView], str | None]:
     before = decode_cursor(cursor)
@@ -54,7 +62,7 @@ def list_tasks(db: Database, workspace_id: int, *, repo: str | None = None, stat
         repo_id = find_repo(session, workspace_id, repo).id if repo is not None else None
         tasks = task_store.list_tasks(session, workspace_id, repo_id=repo_id, state=state, limit=limit + 1,
                                       before=before)
-        views = [task_store.view_of(session, t) for t in tasks[:limit]]
+        views = task_store.views_of(session, tasks[:limit])
     return views, encode_cursor(tasks[limit - 1].id) if len(tasks) > limit else None
 
 

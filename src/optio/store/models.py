@@ -94,8 +94,18 @@ class Job(WorkspaceScoped, Timestamps, Base):
     secret_names: Mapped[list[Any]] = mapped_column(default=list)
 
 
+def _listing_indexes(table: str, *, by_id: bool = True) -> tuple[Index, ...]:
+    """What a run table's lists need, each scoped to one workspace: newest first by id (optionally of one state),
+    and newest first by creation time (optionally of one state), the task feed's order. Keyset pages read
+    straight off these, with no sort."""
+    created = (Index(f"ix_{table}_ws_created", "workspace_id", "created_at", "id"),
+               Index(f"ix_{table}_ws_state_created", "workspace_id", "state", "created_at", "id"))
+    return ((Index(f"ix_{table}_ws_state_id", "workspace_id", "state", "id"),) if by_id else ()) + created
+
+
 class JobRun(RunColumns, Base):
     __tablename__ = "job_runs"
+    __table_args__ = _listing_indexes("job_runs")
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -239,6 +249,7 @@ class Repo(WorkspaceScoped, Timestamps, Base):
 
 class RepoTask(RunColumns, Base):
     __tablename__ = "repo_tasks"
+    __table_args__ = _listing_indexes("repo_tasks")
     id: Mapped[int] = mapped_column(primary_key=True)
     repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
     title: Mapped[str] = mapped_column(String(500))
@@ -372,6 +383,7 @@ class ReviewRun(RunColumns, Base):
     """A review agent run (run kind `pr_review`) on one PR head."""
 
     __tablename__ = "review_runs"
+    __table_args__ = _listing_indexes("review_runs", by_id=False)
     id: Mapped[int] = mapped_column(primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("repo_tasks.id", ondelete="CASCADE"), index=True)
     # The local forge's PR row; a hosted forge keeps its PRs itself, so its reviews name the repo and number.

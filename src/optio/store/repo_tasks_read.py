@@ -5,9 +5,10 @@ Control reads and writes a running task through `store.runs`; this module is the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from optio.errors import Invalid, NotFound
@@ -15,7 +16,7 @@ from optio.store import queue
 from optio.store.models import AgentProcess, CiRun, PrReview, PullRequest, Repo, RepoTask, TaskDependency
 from optio.store.repo_tasks import review_policy
 from optio.store.runs import record_event
-from optio.store.task_timeline import attempts_of
+from optio.store.task_timeline import attempts_by_run
 
 KIND = "repo_task"
 
@@ -80,22 +81,52 @@ def get_task(session: Session, workspace_id: int, task_id: int) -> RepoTask:
 
 
 def view_of(session: Session, task: RepoTask) -> TaskView:
-    repo = session.get(Repo, task.repo_id)
-    assert repo is not None
-    pr = session.get(PullRequest, task.pr_id) if task.pr_id else None
-    ci_status = review_status = None
-    if pr is not None:
-        if repo.ci_command:
-            ci = session.scalar(select(CiRun).where(CiRun.pr_id == pr.id, CiRun.head_sha == pr.head_sha))
-            ci_status = ci.status if ci else "pending"
-        rev = session.scalar(select(PrReview).where(PrReview.pr_id == pr.id).order_by(PrReview.id.desc()).limit(1))
-        if rev is not None:
-            review_status = "approved" if rev.verdict == "approve" else "changes_requested"
-        if _awaits_person(task, repo, pr, ci_status, rev):
-            review_status = "awaiting_approval"
-    deps = list(session.scalars(select(TaskDependency.depends_on_id).where(TaskDependency.task_id == task.id)))
-    return TaskView(task, repo, pr, ci_status, review_status, deps,
-                    attempts_of(session, KIND, task.id, task.workspace_id))
+    return views_of(session, [task])[0]
+
+
+def views_of(session: Session, tasks: Sequence[RepoTask]) -> list[TaskView]:
+    """Each task with its repo, PR, CI and review status, dependencies and attempts, in the order given.
+
+    A page of tasks costs a fixed number of queries (one per related table), not a few per task.
+    """
+    if not tasks:
+        return []
+    task_ids = [t.id for t in tasks]
+    repos = {r.id: r for r in session.scalars(select(Repo).where(Repo.id.in_({t.repo_id for t in tasks})))}
+    pr_ids = {t.pr_id for t in tasks if t.pr_id}
+    prs = {p.id: p for p in session.scalars(select(PullRequest).where(PullRequest.id.in_(pr_ids)))} if pr_ids else {}
+    ci_of: dict[tuple[int, str], CiRun] = {}
+    latest_review: dict[int, PrReview] = {}
+    if prs:
+        heads = [(p.id, p.head_sha) for p in prs.values()]
+        for ci_run in session.scalars(select(CiRun).where(tuple_(CiRun.pr_id, CiRun.head_sha).in_(heads))
+                                  .order_by(CiRun.id.desc())):
+            ci_of[(ci_run.pr_id, ci_run.head_sha)] = ci_run  # the oldest run on the head wins, as before
+        for review in session.scalars(select(PrReview).where(PrReview.pr_id.in_(list(prs))).order_by(PrReview.id)):
+            latest_review[review.pr_id] = review
+    deps: dict[int, list[int]] = {t: [] for t in task_ids}
+    for task_id, dep in session.execute(select(TaskDependency.task_id, TaskDependency.depends_on_id)
+                                        .where(TaskDependency.task_id.in_(task_ids))
+                                        .order_by(TaskDependency.task_id, TaskDependency.depends_on_id)):
+        deps[task_id].append(dep)
+    attempts = attempts_by_run(session, KIND, task_ids)
+    views = []
+    for task in tasks:
+        repo = repos[task.repo_id]
+        pr = prs.get(task.pr_id) if task.pr_id else None
+        ci_status = review_status = None
+        if pr is not None:
+            if repo.ci_command:
+                ci = ci_of.get((pr.id, pr.head_sha))
+                ci_status = ci.status if ci else "pending"
+            rev = latest_review.get(pr.id)
+            if rev is not None:
+                review_status = "approved" if rev.verdict == "approve" else "changes_requested"
+            if _awaits_person(task, repo, pr, ci_status, rev):
+                review_status = "awaiting_approval"
+        views.append(TaskView(task, repo, pr, ci_status, review_status, deps[task.id],
+                              [p for p in attempts.get(task.id, []) if p.workspace_id == task.workspace_id]))
+    return views
 
 
 def _awaits_person(task: RepoTask, repo: Repo, pr: PullRequest, ci_status: str | None,

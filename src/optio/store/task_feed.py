@@ -17,8 +17,7 @@ Position = tuple[datetime, int, int]
 
 @dataclass(frozen=True)
 class FeedRow:
-    """One task in the feed; a job run comes with its row and job name, a review run with its row, a repo task
-    with its id only."""
+    """One task in the feed, with its row: a job run's (and its job's name), a review run's or a repo task's."""
 
     created_at: datetime
     rank: int
@@ -26,6 +25,7 @@ class FeedRow:
     run: JobRun | None = None
     job_name: str = ""
     review: ReviewRun | None = None
+    task: RepoTask | None = None
 
 
 def _after(model: Any, rank: int, cursor: Position | None) -> ColumnElement[bool]:
@@ -89,7 +89,7 @@ def newest(session: Session, workspace_id: int, *, ranks: tuple[int, ...], state
             q2 = q2.where(RepoTask.agent_type == only.agent_type)
         if pattern:
             q2 = q2.where(func.lower(RepoTask.title).contains(pattern, autoescape=True))
-        rows += [FeedRow(t.created_at, REPO_TASK, t.id) for t in session.scalars(q2)]
+        rows += [FeedRow(t.created_at, REPO_TASK, t.id, task=t) for t in session.scalars(q2)]
     if PR_REVIEW in ranks:
         q3 = (select(ReviewRun)
               .where(ReviewRun.workspace_id == workspace_id, _after(ReviewRun, PR_REVIEW, position))

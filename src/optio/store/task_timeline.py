@@ -6,6 +6,7 @@ reader sees from one place what happened to the task and why, whichever run prod
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -46,6 +47,16 @@ def attempts_of(session: Session, kind: str, run_id: int, workspace_id: int) -> 
                                    AgentProcess.workspace_id == workspace_id)
         .order_by(AgentProcess.id)
     ))
+
+
+def attempts_by_run(session: Session, kind: str, run_ids: Sequence[int]) -> dict[int, list[AgentProcess]]:
+    """`attempts_of` for many runs of one kind at once (the caller checks each process's workspace)."""
+    out: dict[int, list[AgentProcess]] = {}
+    for proc in session.scalars(select(AgentProcess).where(AgentProcess.run_kind == kind,
+                                                           AgentProcess.run_id.in_(list(run_ids)))
+                                .order_by(AgentProcess.id)):
+        out.setdefault(proc.run_id, []).append(proc)
+    return out
 
 
 def _attempt_sections(session: Session, task_id: int, workspace_id: int) -> list[Section]:

@@ -108,6 +108,7 @@ def overview(request: Request, part: PART = None) -> Response:
 
 def _feed_items(ctx: Ctx, rows: list[task_feed.FeedRow]) -> list[dict[str, Any]]:
     items = []
+    views = tasks.task_views(ctx.db, [r.task for r in rows if r.task is not None])
     for row in rows:
         if row.run is not None:
             r = row.run
@@ -116,8 +117,8 @@ def _feed_items(ctx: Ctx, rows: list[task_feed.FeedRow]) -> list[dict[str, Any]]
                           "agent": "", "cost": r.cost_usd, "imputed": r.cost_imputed, "created_at": r.created_at,
                           "pr": None, "can_cancel": r.state in ("queued", "running"),
                           "can_retry": r.state in ("failed", "cancelled")})
-        else:
-            v = tasks.task_view(ctx.db, ctx.workspace_id, row.id)
+        elif row.task is not None:
+            v = views[row.id]
             t = v.task
             items.append({"type": "repo_task", "id": t.id, "href": f"/tasks/{t.id}", "title": t.title,
                           "where": v.repo.name, "where_href": f"/repos/{v.repo.id}", "state": t.state,

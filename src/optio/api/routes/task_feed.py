@@ -106,13 +106,14 @@ def list_tasks(
                                limit=limit + 1)
     page, more = rows[:limit], len(rows) > limit
     items: list[Any] = []
+    views = task_service.task_views(ctx.db, [r.task for r in page if r.task is not None])
     for row in page:
         if row.review is not None:
             items.append(ReviewRunOut.model_validate(row.review))
         elif row.run is not None:
             items.append(JobRunTask(**run_out(row.run, row.job_name).model_dump(exclude={"type"})))
-        else:
-            view = task_out(task_service.task_view(ctx.db, ctx.workspace_id, row.id))
+        elif row.task is not None:
+            view = task_out(views[row.id])
             items.append(RepoTaskItem(**view.model_dump(exclude={"type"})))
     next_cursor = _encode(page[-1].created_at, TASK_TYPES[page[-1].rank], page[-1].id) if more and page else None
     return TaskPage(items=items, next_cursor=next_cursor)
