@@ -124,6 +124,7 @@ def apply(ctx: ControlContext, planned: Plan) -> list[ClaimedItem] | None:
         log.exception("hot_path_error", items=len(decided))
         return None
     counts: Counter[tuple[str, str]] = Counter()
+    decisions = log.bind()  # bound once per batch, not again for every line
     for d, outcome in zip(decided, outcomes, strict=True):
         if d.loaded is None or d.action is None:
             continue
@@ -131,7 +132,7 @@ def apply(ctx: ControlContext, planned: Plan) -> list[ClaimedItem] | None:
         counts[(d.action.name, outcome.status)] += 1
         run = d.loaded.run
         to = target_state(d.action)
-        log.info("decision", kind=d.item.kind, id=d.item.run_id, action=d.action.name, **{"from": run.state},
+        decisions.info("decision", kind=d.item.kind, id=d.item.run_id, action=d.action.name, **{"from": run.state},
                  to=to if to is not None else run.state, reason=d.action.reason, outcome=outcome.status,
                  detail=outcome.detail or None)
     for (action_name, status), n in counts.items():

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from optio.store.models import Job, JobRun
@@ -59,13 +59,13 @@ _CHUNK = 400
 
 def load_job_runs(session: Session, keys: Iterable[tuple[int, int]]) -> dict[int, JobRunRow]:
     """Job runs by id for (run id, workspace id) pairs; a run missing (or in another workspace) is absent."""
-    wanted = list(keys)
+    workspace = dict(keys)
+    ids = sorted(workspace)
     found: dict[int, JobRunRow] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
-        rows = session.execute(_LOAD.where(tuple_(_RUN.id, _RUN.workspace_id).in_(chunk)))
-        for row in rows:
-            found[row[0]] = JobRunRow._make(row)
+    for start in range(0, len(ids), _CHUNK):
+        for row in session.execute(_LOAD.where(_RUN.id.in_(ids[start : start + _CHUNK]))):
+            if workspace[row[0]] == row[1]:  # the queue item's workspace scopes the read, as the per-item load's
+                found[row[0]] = JobRunRow._make(row)
     return found
 
 

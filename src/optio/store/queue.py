@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import and_, delete, event, func, or_, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, delete, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -145,6 +146,11 @@ def claim(
     return items
 
 
+_DELETE_DONE = delete(cast(Table, ReconcileItem.__table__)).where(
+    _Q.id == bindparam("item_id"), _Q.generation == bindparam("item_generation")
+)
+
+
 def ack(session: Session, items: list[ClaimedItem]) -> None:
     """Done with items: delete each unless it was enqueued again meanwhile, else release its lease.
 
@@ -159,11 +165,8 @@ def ack(session: Session, items: list[ClaimedItem]) -> None:
         session.execute(select(ReconcileItem.id).where(ReconcileItem.id.in_([i.id for i in items]))
                         .order_by(ReconcileItem.kind, ReconcileItem.run_id).with_for_update())
     flush_enqueued(session)
-    session.execute(
-        delete(ReconcileItem).where(
-            tuple_(ReconcileItem.id, ReconcileItem.generation).in_([(i.id, i.generation) for i in items])
-        )
-    )
+    # One statement run for every item (executemany): no per-batch compile of an IN list of pairs.
+    session.execute(_DELETE_DONE, [{"item_id": i.id, "item_generation": i.generation} for i in items])
     # Whatever is left of these was enqueued again while being processed: it keeps its new not_before.
     session.execute(
         update(ReconcileItem)
