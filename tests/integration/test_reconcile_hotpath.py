@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from tests.support.fakes import FakeRuntime, InMemoryForge, NoSecrets
 
 from optio.config import Settings
@@ -85,9 +87,9 @@ class World:
             return [(r[0], r[1], r[2] is not None) for r in rows]
 
 
-def make_world(data_dir: Path, db_file: Path, max_concurrent_runs: int = 2) -> World:
-    settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{db_file}",
-                        max_concurrent_runs=max_concurrent_runs)
+def make_world(data_dir: Path, db_file: Path | str, max_concurrent_runs: int = 2) -> World:
+    url = db_file if isinstance(db_file, str) else f"sqlite:///{db_file}"
+    settings = Settings(data_dir=data_dir, database_url=url, max_concurrent_runs=max_concurrent_runs)
     db = Database(settings.resolved_database_url)
     migrate.upgrade(db)
     with db.write() as session:
@@ -187,6 +189,64 @@ def test_runs_the_hot_path_does_not_decide_go_through_the_per_item_path(world: W
     worker.reconcile_items(world.ctx, items)
     assert world.row(starts).state == "running"
     assert len(world.runtime.launched) == 1
+
+
+def test_four_workers_drain_a_mixed_queue_on_postgres_while_runs_change_under_them(pg_url: str,
+                                                                                   tmp_path: Path) -> None:
+    w = make_world(tmp_path / "data", pg_url, max_concurrent_runs=1)
+    try:
+        job_id = w.job()
+        blocker = w.run(job_id, state="completed")  # its live process holds the only slot: nothing starts
+        with w.db.write() as s:
+            s.query(ReconcileItem).filter(ReconcileItem.run_id == blocker).delete()
+            s.add(AgentProcess(key="blocker", run_kind="job_run", run_id=blocker, attempt=1, agent_type="script",
+                               status="alive", log_dir="/nonexistent", workspace_id=w.workspace_id))
+        done = [w.run(job_id, state="completed", version=2) for _ in range(80)]
+        retried = [w.run(job_id, state="failed", control_intent="retry", attempts=3) for _ in range(60)]
+        paused = [w.run(job_id, state="cancelled", control_intent="pause") for _ in range(40)]
+        errors: list[BaseException] = []
+
+        def meddle() -> None:  # another writer's CAS-style writes to runs the batches are deciding
+            try:
+                for i in range(200):
+                    with w.db.write() as s:
+                        s.execute(update(JobRun).where(JobRun.id == retried[i % len(retried)])
+                                  .values(error=f"edit {i}", version=JobRun.version + 1))
+            except BaseException as exc:
+                errors.append(exc)
+
+        def drain(name: str) -> None:
+            try:
+                idle = 0
+                while idle < 3:
+                    items = w.claim(name)
+                    idle = 0 if items else idle + 1
+                    worker.reconcile_items(w.ctx, items)
+            except BaseException as exc:
+                errors.append(exc)
+
+        with structlog.testing.capture_logs() as logs:
+            meddler = threading.Thread(target=meddle)
+            meddler.start()
+            threads = [threading.Thread(target=drain, args=(f"w-{i}",)) for i in range(4)]
+            for t in threads:
+                t.start()
+            meddler.join()
+            for t in threads:
+                t.join()
+            drain("w-last")  # whatever a CAS conflict re-enqueued after the others stopped
+        assert errors == []
+        assert [e for e in logs if e["event"] in ("hot_path_error", "worker_error", "executor_error")] == []
+        assert {w.row(i).version for i in done} == {2}
+        # (an edit after a run's retry stays: the meddler's writes are never overwritten by a stale decision)
+        assert {(w.row(i).state, w.row(i).control_intent, w.row(i).attempts) for i in retried} == {("queued", None, 0)}
+        assert {(w.row(i).state, w.row(i).control_intent) for i in paused} == {("cancelled", None)}
+        with w.db.read() as s:
+            assert s.scalar(select(func.count()).select_from(RunEvent).where(RunEvent.event == "retried")) == 60
+        # Only the retried (now queued, waiting for the slot) runs are left in the queue, each once.
+        assert sorted(r[0] for r in w.queue_rows()) == sorted(retried)
+    finally:
+        w.db.dispose()
 
 
 # --- the same outcomes as the per-item path --------------------------------------------------------------
