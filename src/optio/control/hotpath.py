@@ -125,11 +125,16 @@ def apply(ctx: ControlContext, planned: Plan) -> list[ClaimedItem] | None:
         return None
     counts: Counter[tuple[str, str]] = Counter()
     decisions = log.bind()  # bound once per batch, not again for every line
+    traced = tracing.enabled()
     for d, outcome in zip(decided, outcomes, strict=True):
         if d.loaded is None or d.action is None:
             continue
         executor.after_commit(ctx, handler, d.loaded, d.action, outcome)
         counts[(d.action.name, outcome.status)] += 1
+        if traced:  # a span per decision, as the per-item path makes, inside the batch's span
+            with tracing.span("reconcile", {"optio.run.kind": d.item.kind, "optio.run.id": d.item.run_id,
+                                            "optio.outcome": outcome.status}):
+                pass
         run = d.loaded.run
         to = target_state(d.action)
         decisions.info("decision", kind=d.item.kind, id=d.item.run_id, action=d.action.name, **{"from": run.state},
