@@ -249,6 +249,19 @@ def test_four_workers_drain_a_mixed_queue_on_postgres_while_runs_change_under_th
         w.db.dispose()
 
 
+def test_queued_runs_beyond_the_free_slots_are_rechecked_in_the_batch_not_one_by_one(world: World) -> None:
+    job_id = world.job()
+    ids = [world.run(job_id, state="queued") for _ in range(10)]
+    planned = hotpath.plan(world.ctx, world.claim())
+    assert [i.run_id for i in planned.rest] == ids[:2]  # two free slots (max_concurrent_runs=2): two starts
+    assert {d.action.reason for d in planned.decided if d.action} == {"waiting for capacity"}
+    assert hotpath.apply(world.ctx, planned) == planned.rest
+    for item in planned.rest:
+        worker.reconcile_one(world.ctx, item)
+    assert [world.row(i).state for i in ids] == ["running"] * 2 + ["queued"] * 8
+    assert len(world.runtime.launched) == 2
+
+
 # --- the same outcomes as the per-item path --------------------------------------------------------------
 
 RUN_STATES = st.fixed_dictionaries({

@@ -32,7 +32,7 @@ from optio.control import executor
 from optio.control.context import ControlContext
 from optio.control.handlers import AnyLoaded, Loaded, Outcome
 from optio.control.kinds import job
-from optio.domain.actions import Action, target_state
+from optio.domain.actions import Action, StartAgent, target_state
 from optio.domain.snapshot import Capacity
 from optio.observability import metrics, tracing
 from optio.store import admission, hotpath, queue
@@ -92,6 +92,11 @@ def plan(ctx: ControlContext, items: Sequence[ClaimedItem], now: datetime | None
         snapshot = job.job_snapshot(ctx, row, max_retries=row.max_retries, budget_usd=row.budget_usd,
                                     capacity=capacity, process=None, now=now)
         action = handler.decide(snapshot)
+        if isinstance(action, StartAgent):
+            # The start goes one by one (it launches a process); the runs after it in this batch see its slot
+            # taken, as they would had they been looked at after it, instead of all going one by one too.
+            active += 1
+            per_job[row.job_id] = per_job.get(row.job_id, 0) + 1
         if not executor.batchable(action):
             rest.append(item)
             continue
