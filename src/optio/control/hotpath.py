@@ -114,8 +114,9 @@ def apply(ctx: ControlContext, planned: Plan) -> list[ClaimedItem] | None:
         return planned.rest
     handler = ctx.handlers[job.KIND]
     outcomes: list[Outcome] = []
-    # Runs are CAS-written in id order and the queue rows locked after them in (kind, run_id) order (ack):
-    # the order every other writer of several rows takes, so concurrent batches never deadlock.
+    # Runs are CAS-written in id order, then the queue rows are locked in (kind, run_id) order (ack): runs
+    # before queue rows, each in one order, as the per-item path and the API take them (a deadlock PostgreSQL
+    # still reported would fail the transaction, and the batch would go one by one).
     decided = sorted(planned.decided, key=lambda d: d.item.run_id)
     try:
         with ctx.db.write() as session:
@@ -143,8 +144,8 @@ def apply(ctx: ControlContext, planned: Plan) -> list[ClaimedItem] | None:
         run = d.loaded.run
         to = target_state(d.action)
         decisions.info("decision", kind=d.item.kind, id=d.item.run_id, action=d.action.name, **{"from": run.state},
-                 to=to if to is not None else run.state, reason=d.action.reason, outcome=outcome.status,
-                 detail=outcome.detail or None)
+                       to=to if to is not None else run.state, reason=d.action.reason, outcome=outcome.status,
+                       detail=outcome.detail or None)
     for (action_name, status), n in counts.items():
         metrics.DECISIONS.labels(job.KIND, action_name, status).inc(n)
     return planned.rest
