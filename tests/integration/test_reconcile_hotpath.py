@@ -121,6 +121,16 @@ def test_a_batch_of_terminal_runs_is_decided_and_acked_without_a_write_to_the_ru
     assert {world.row(i).version for i in ids} == {3}
 
 
+def test_a_claim_takes_a_whole_batch_of_job_runs_but_only_a_few_items_of_other_kinds(world: World) -> None:
+    with world.db.write() as s:
+        for run_id in range(1, 11):
+            queue.enqueue(s, "repo_task", run_id, world.workspace_id)
+            queue.enqueue(s, "job_run", 100 + run_id, world.workspace_id)
+    items = world.claim()
+    assert sum(i.kind == "repo_task" for i in items) == worker.CLAIM_BATCH  # a slow kind holds few behind it
+    assert sum(i.kind == "job_run" for i in items) == 10
+
+
 def test_a_cas_conflict_inside_a_batch_does_not_clobber_the_change_and_the_run_is_reconciled_again(
         world: World) -> None:
     job_id = world.job()
