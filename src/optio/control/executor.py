@@ -25,6 +25,7 @@ from optio.domain.actions import (
 from optio.domain.states import RunKind, check_transition
 from optio.observability import metrics
 from optio.store import queue, runs
+from optio.store.session import Session
 
 ADMISSION_RECHECK_S = 1.0
 
@@ -50,6 +51,26 @@ def write_transition(
     extra_events: tuple[tuple[str, str], ...] = (),
 ) -> bool:
     """CAS the run to `to` with `patch`; record the event; enqueue a follow-up. False = stale."""
+    with ctx.db.write() as session:
+        return write_transition_in(ctx, handler, session, snap, to=to, reason=reason, event=event, patch=patch,
+                                   clear_intent=clear_intent, now=now, extra_events=extra_events)
+
+
+def write_transition_in(
+    ctx: ControlContext,
+    handler: RunKindHandler,
+    session: Session,
+    snap: AnyLoaded,
+    *,
+    to: str,
+    reason: str,
+    event: str | None,
+    patch: dict[str, Any],
+    clear_intent: bool,
+    now: datetime,
+    extra_events: tuple[tuple[str, str], ...] = (),
+) -> bool:
+    """`write_transition` inside the caller's transaction (the hot path applies a batch of them in one)."""
     run = snap.run
     if to != run.state:
         check_transition(RunKind(handler.kind), run.state, to)
@@ -60,35 +81,84 @@ def write_transition(
         values["control_intent"] = None
     if to in handler.terminal and to != run.state:
         values.setdefault("finished_at", now)
-    with ctx.db.write() as session:
-        if not handler.admit(ctx, session, snap, to):
-            # Another worker took the last slot since the snapshot: look again when one frees up.
-            queue.enqueue(session, handler.kind, run.id, snap.workspace_id, delay_s=ADMISSION_RECHECK_S,
-                          reason="capacity taken meanwhile")
-            return False
-        if not runs.cas_update(session, handler.kind, run.id, run.version, values, now=now):
-            queue.enqueue(session, handler.kind, run.id, snap.workspace_id, reason="stale")
-            return False
-        if to != run.state or event:
-            runs.record_event(
-                session,
-                workspace_id=snap.workspace_id,
-                kind=handler.kind,
-                run_id=run.id,
-                event=event or "transition",
-                from_state=run.state,
-                to_state=to,
-                reason=reason,
-                now=now,
-            )
-        for name, why in extra_events:
-            runs.record_event(session, workspace_id=snap.workspace_id, kind=handler.kind, run_id=run.id,
-                              event=name, from_state=to, to_state=to, reason=why, now=now)
-        if to not in handler.terminal:
-            queue.enqueue(session, handler.kind, run.id, snap.workspace_id,
-                          delay_s=_requeue_delay(values, now), reason=f"after {to}")
-        handler.on_transition(ctx, session, snap, to, now)
+    if not handler.admit(ctx, session, snap, to):
+        # Another worker took the last slot since the snapshot: look again when one frees up.
+        queue.enqueue(session, handler.kind, run.id, snap.workspace_id, delay_s=ADMISSION_RECHECK_S,
+                      reason="capacity taken meanwhile")
+        return False
+    if not runs.cas_update(session, handler.kind, run.id, run.version, values, now=now):
+        queue.enqueue(session, handler.kind, run.id, snap.workspace_id, reason="stale")
+        return False
+    if to != run.state or event:
+        runs.record_event(
+            session,
+            workspace_id=snap.workspace_id,
+            kind=handler.kind,
+            run_id=run.id,
+            event=event or "transition",
+            from_state=run.state,
+            to_state=to,
+            reason=reason,
+            now=now,
+        )
+    for name, why in extra_events:
+        runs.record_event(session, workspace_id=snap.workspace_id, kind=handler.kind, run_id=run.id,
+                          event=name, from_state=to, to_state=to, reason=why, now=now)
+    if to not in handler.terminal:
+        queue.enqueue(session, handler.kind, run.id, snap.workspace_id,
+                      delay_s=_requeue_delay(values, now), reason=f"after {to}")
+    handler.on_transition(ctx, session, snap, to, now)
     return True
+
+
+def batchable(action: Action) -> bool:
+    """Whether all an action does is write rows (no process to kill or launch, nothing kind-specific).
+
+    Such actions of many runs can share one transaction: `apply_in` each, commit, then `after_commit` each.
+    """
+    if isinstance(action, Transition):
+        return not action.kill_process
+    return isinstance(action, (Noop, ClearControlIntent))
+
+
+def apply_in(ctx: ControlContext, handler: RunKindHandler, session: Session, snap: AnyLoaded, action: Action,
+             now: datetime) -> Outcome:
+    """Apply a `batchable` action inside the caller's transaction: the same writes `apply` makes."""
+    if isinstance(action, Transition) and not action.kill_process:
+        ok = write_transition_in(ctx, handler, session, snap, to=action.to, reason=action.reason,
+                                 event=action.event, patch=dict(action.patch), clear_intent=action.clear_intent,
+                                 now=now)
+        return Outcome("applied") if ok else Outcome("stale")
+    if isinstance(action, ClearControlIntent):
+        return _clear_intent_in(handler, session, snap, now)
+    if isinstance(action, Noop):
+        return _noop_in(handler, session, snap, action)
+    raise ValueError(f"action {action.name!r} is not batchable")
+
+
+def after_commit(ctx: ControlContext, handler: RunKindHandler, snap: AnyLoaded, action: Action,
+                 outcome: Outcome) -> None:
+    """What `apply` does for a batchable action once its transaction committed."""
+    if isinstance(action, Transition) and outcome.status == "applied":
+        handler.after_commit(ctx, snap, action)
+
+
+def _clear_intent_in(handler: RunKindHandler, session: Session, snap: AnyLoaded, now: datetime) -> Outcome:
+    run = snap.run
+    if not runs.cas_update(session, handler.kind, run.id, run.version, {"control_intent": None}, now=now):
+        queue.enqueue(session, handler.kind, run.id, snap.workspace_id, reason="stale")
+        return Outcome("stale")
+    if run.state not in handler.terminal:
+        queue.enqueue(session, handler.kind, run.id, snap.workspace_id, reason="intent cleared")
+    return Outcome("applied")
+
+
+def _noop_in(handler: RunKindHandler, session: Session, snap: AnyLoaded, action: Noop) -> Outcome:
+    if action.recheck_after_s is None:
+        return Outcome("applied")
+    queue.enqueue(session, handler.kind, snap.run.id, snap.workspace_id, delay_s=max(0.05, action.recheck_after_s),
+                  reason="recheck")
+    return Outcome("deferred", f"{action.recheck_after_s:.1f}s")
 
 
 def apply(ctx: ControlContext, handler: RunKindHandler, snap: AnyLoaded, action: Action, now: datetime) -> Outcome:
@@ -144,12 +214,7 @@ def apply(ctx: ControlContext, handler: RunKindHandler, snap: AnyLoaded, action:
 
     if isinstance(action, ClearControlIntent):
         with ctx.db.write() as session:
-            if not runs.cas_update(session, handler.kind, run.id, run.version, {"control_intent": None}, now=now):
-                queue.enqueue(session, handler.kind, run.id, ws, reason="stale")
-                return Outcome("stale")
-            if run.state not in handler.terminal:
-                queue.enqueue(session, handler.kind, run.id, ws, reason="intent cleared")
-        return Outcome("applied")
+            return _clear_intent_in(handler, session, snap, now)
 
     if isinstance(action, DeferWithBackoff):
         with ctx.db.write() as session:
@@ -159,11 +224,9 @@ def apply(ctx: ControlContext, handler: RunKindHandler, snap: AnyLoaded, action:
         return Outcome("deferred", f"{action.delay_s:.1f}s")
 
     if isinstance(action, Noop):
-        if action.recheck_after_s is not None:
-            with ctx.db.write() as session:
-                queue.enqueue(session, handler.kind, run.id, ws, delay_s=max(0.05, action.recheck_after_s),
-                              reason="recheck")
-            return Outcome("deferred", f"{action.recheck_after_s:.1f}s")
-        return Outcome("applied")
+        if action.recheck_after_s is None:
+            return Outcome("applied")
+        with ctx.db.write() as session:
+            return _noop_in(handler, session, snap, action)
 
     return handler.apply_special(ctx, snap, action, now)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import structlog
 
-from optio.control import executor, processes, triggers
+from optio.control import executor, hotpath, processes, triggers
 from optio.control.context import ControlContext
 from optio.control.handlers import Outcome
 from optio.control.ports import ForgeBusy
@@ -116,6 +116,27 @@ def defer_for_forge(ctx: ControlContext, item: ClaimedItem, busy: ForgeBusy, *, 
     return Outcome("deferred", busy.reason)
 
 
+def reconcile_items(ctx: ControlContext, items: list[ClaimedItem]) -> None:
+    """Reconcile a claimed batch: job runs through the batched hot path, the rest (and what it leaves) one by one.
+
+    The hot path acks what it applied in its own transaction; the others are acked once all are done.
+    """
+    hot = [i for i in items if i.kind in hotpath.KINDS and not _waits_for_forge(i)]
+    left = {i.id for i in items} - {i.id for i in hot}
+    if hot:
+        left |= {i.id for i in hotpath.reconcile_batch(ctx, hot)}
+    rest = [i for i in items if i.id in left]
+    for item in rest:
+        reconcile_one(ctx, item)
+    if rest:
+        with ctx.db.write() as session:
+            queue.ack(session, rest)
+
+
+def _waits_for_forge(item: ClaimedItem) -> bool:
+    return (item.kind, item.run_id) in _forge_waiting or item.reason == FORGE_BUSY_REASON
+
+
 class WorkerPool:
     """Reconcile workers, plus the sweeps that run in one replica at a time (each behind its lease)."""
 
@@ -151,16 +172,14 @@ class WorkerPool:
         while not self._stop.is_set():
             try:
                 with self.ctx.db.write() as session:
-                    items = queue.claim(session, worker, lease_s=lease, limit=CLAIM_BATCH)
+                    items = queue.claim(session, worker, lease_s=lease, limit=CLAIM_BATCH,
+                                        batch_kinds=hotpath.KINDS, batch_limit=hotpath.BATCH)
                 if not items:
                     with self.ctx.db.read() as session:
                         wait = queue.next_ready_in(session)
                     self.ctx.wake.wait(1.0 if wait is None else min(1.0, max(0.01, wait)))
                     continue
-                for item in items:
-                    reconcile_one(self.ctx, item)
-                with self.ctx.db.write() as session:
-                    queue.ack(session, items)
+                reconcile_items(self.ctx, items)
             except Exception:
                 log.exception("worker_error", worker=worker)
                 time.sleep(0.5)

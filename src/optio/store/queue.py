@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import and_, delete, event, func, or_, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, delete, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -95,21 +96,43 @@ def flush_enqueued(session: Session) -> None:
         session.execute(stmt)
 
 
+_Q = ReconcileItem.__table__.c
+_CLAIM_COLUMNS = (_Q.id, _Q.kind, _Q.run_id, _Q.workspace_id, _Q.generation, _Q.reason)
+
+
 def claim(
-    session: Session, worker: str, *, lease_s: float, limit: int = 1, now: datetime | None = None
+    session: Session,
+    worker: str,
+    *,
+    lease_s: float,
+    limit: int = 1,
+    now: datetime | None = None,
+    batch_kinds: frozenset[str] = frozenset(),
+    batch_limit: int = 0,
 ) -> list[ClaimedItem]:
-    """Take up to `limit` of the oldest ready items under a lease (FOR UPDATE SKIP LOCKED on PostgreSQL)."""
+    """Take up to `limit` of the oldest ready items under a lease (FOR UPDATE SKIP LOCKED on PostgreSQL).
+
+    With `batch_kinds`, items of those kinds (ones the worker reconciles a whole batch of at once) are taken
+    up to `batch_limit` besides: a deep queue of them then costs a handful of transactions per batch, while a
+    slow item of another kind still holds at most `limit - 1` others behind it.
+    """
     flush_enqueued(session)
     now = now or utcnow()
-    ready = and_(
-        ReconcileItem.not_before <= now,
-        or_(ReconcileItem.claimed_until.is_(None), ReconcileItem.claimed_until < now),
-    )
+    ready = and_(_Q.not_before <= now, or_(_Q.claimed_until.is_(None), _Q.claimed_until < now))
     lease_end = now + timedelta(seconds=lease_s)
-    query = select(ReconcileItem).where(ready).order_by(ReconcileItem.not_before, ReconcileItem.id).limit(limit)
+    scan = max(limit, batch_limit if batch_kinds else 0)
+    query = select(*_CLAIM_COLUMNS).where(ready).order_by(_Q.not_before, _Q.id).limit(scan)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    items = list(session.scalars(query))
+    items: list[ClaimedItem] = []
+    others = 0
+    for row in session.execute(query):
+        item = ClaimedItem(*row)
+        if item.kind in batch_kinds:
+            items.append(item)
+        elif others < limit:
+            others += 1
+            items.append(item)
     if not items:
         return []
     # Pushing not_before to the lease end makes a crashed worker's items ready again when the lease
@@ -120,24 +143,30 @@ def claim(
         .values(claimed_until=lease_end, not_before=lease_end, claimed_by=worker)
         .execution_options(synchronize_session=False)
     )
-    return [ClaimedItem(i.id, i.kind, i.run_id, i.workspace_id, i.generation, i.reason) for i in items]
+    return items
+
+
+_DELETE_DONE = delete(cast(Table, ReconcileItem.__table__)).where(
+    _Q.id == bindparam("item_id"), _Q.generation == bindparam("item_generation")
+)
 
 
 def ack(session: Session, items: list[ClaimedItem]) -> None:
-    """Done with items: delete each unless it was enqueued again meanwhile, else release its lease."""
+    """Done with items: delete each unless it was enqueued again meanwhile, else release its lease.
+
+    The transaction's own pending enqueues are written first, after the items are locked: a batch whose
+    follow-ups are enqueues of its own items then takes their locks in one (kind, run_id) order.
+    """
     if not items:
         return
-    flush_enqueued(session)
     if session.get_bind().dialect.name == "postgresql":
         # Lock them in (kind, run_id) order first, the order enqueues take: no deadlock with a transaction
         # enqueueing several of them.
         session.execute(select(ReconcileItem.id).where(ReconcileItem.id.in_([i.id for i in items]))
                         .order_by(ReconcileItem.kind, ReconcileItem.run_id).with_for_update())
-    session.execute(
-        delete(ReconcileItem).where(
-            tuple_(ReconcileItem.id, ReconcileItem.generation).in_([(i.id, i.generation) for i in items])
-        )
-    )
+    flush_enqueued(session)
+    # One statement run for every item (executemany): no per-batch compile of an IN list of pairs.
+    session.execute(_DELETE_DONE, [{"item_id": i.id, "item_generation": i.generation} for i in items])
     # Whatever is left of these was enqueued again while being processed: it keeps its new not_before.
     session.execute(
         update(ReconcileItem)

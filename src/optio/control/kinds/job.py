@@ -12,7 +12,7 @@ from optio.control.context import ControlContext
 from optio.control.handlers import Loaded, Outcome
 from optio.domain.actions import Action
 from optio.domain.reconcile.job import decide_job_run
-from optio.domain.snapshot import Capacity, ExecutorErrorPolicy, JobRunSnapshot, RunView
+from optio.domain.snapshot import Capacity, ExecutorErrorPolicy, JobRunSnapshot, ProcessView, RunView
 from optio.domain.states import TERMINAL, RunKind
 from optio.store import admission, job_runs, notifications, queue
 from optio.store.session import Session
@@ -57,6 +57,33 @@ def active_process_count(session: Session) -> int:
     return admission.active_processes(session)
 
 
+def needs_capacity(run: Any) -> bool:
+    """Whether the decision for this run reads the capacity (only a queued run without an intent starts)."""
+    return bool(run.state == "queued" and run.control_intent is None)
+
+
+def job_capacity(ctx: ControlContext, active_processes: int, running_for_job: int,
+                 max_for_job: int | None) -> Capacity:
+    return Capacity(running_global=active_processes, max_global=ctx.settings.max_concurrent_runs,
+                    running_scope=running_for_job, max_scope=max_for_job)
+
+
+def job_snapshot(ctx: ControlContext, run: Any, *, max_retries: int, budget_usd: float | None, capacity: Capacity,
+                 process: ProcessView | None, now: datetime) -> JobRunSnapshot:
+    """The decision's snapshot of a job run row (an ORM row or a hot-path Core row: same attribute names)."""
+    return JobRunSnapshot(
+        now=now,
+        run=run_view(run, RunKind.JOB_RUN),
+        max_retries=max_retries,
+        process=process,
+        capacity=capacity,
+        stall_threshold_s=ctx.settings.stall_threshold_s,
+        budget_usd=budget_usd,
+        cost_usd=run.cost_usd,
+        executor_errors=executor_error_policy(ctx),
+    )
+
+
 class JobRunHandler:
     kind = KIND
     terminal = TERMINAL[RunKind.JOB_RUN]
@@ -70,26 +97,14 @@ class JobRunHandler:
         # Only the parts a state can use are read: capacity matters to queued runs, the process to running
         # ones. Terminal runs (most of a resync sweep) then cost a single query.
         capacity = Capacity()
-        if run.state == "queued" and run.control_intent is None:
-            running_for_job = job_runs.running_for_job(session, job.id)
-            capacity = Capacity(
-                running_global=active_process_count(session), max_global=ctx.settings.max_concurrent_runs,
-                running_scope=running_for_job, max_scope=job.max_concurrent_runs,
-            )
+        if needs_capacity(run):
+            capacity = job_capacity(ctx, active_process_count(session), job_runs.running_for_job(session, job.id),
+                                    job.max_concurrent_runs)
         process = None
         if run.state == "running":
             process = processes.process_view(ctx, processes.latest_process(session, KIND, run.id))
-        snap = JobRunSnapshot(
-            now=now,
-            run=run_view(run, RunKind.JOB_RUN),
-            max_retries=job.max_retries,
-            process=process,
-            capacity=capacity,
-            stall_threshold_s=ctx.settings.stall_threshold_s,
-            budget_usd=job.budget_usd,
-            cost_usd=run.cost_usd,
-            executor_errors=executor_error_policy(ctx),
-        )
+        snap = job_snapshot(ctx, run, max_retries=job.max_retries, budget_usd=job.budget_usd, capacity=capacity,
+                            process=process, now=now)
         facts = JobRunFacts(job_id=job.id, agent_type=job.agent_type, agent_config=dict(job.agent_config or {}),
                             prompt=run.prompt, timeout_s=job.timeout_s,
                             secret_names=tuple(job.secret_names or ()))
