@@ -19,6 +19,7 @@ from optio.domain.actions import target_state
 from optio.domain.backoff import snapshot_error_delay
 from optio.observability import metrics, tracing
 from optio.store import forge_hooks, queue, runs
+from optio.store.db import DatabaseUnavailable
 from optio.store.queue import ClaimedItem
 from optio.store.types import utcnow
 
@@ -31,6 +32,8 @@ CLAIM_BATCH = 4
 FORGE_BUSY_REASON = "forge busy"
 # Runs put off for a busy forge by this process, whose waiting note goes once the forge answers.
 _forge_waiting: set[tuple[str, int]] = set()
+# How long a reconcile cut short by a busy or unreachable database waits before it is tried again.
+DATABASE_BUSY_DELAY_S = 1.0
 
 
 def reconcile_one(ctx: ControlContext, item: ClaimedItem) -> Outcome:
@@ -52,6 +55,8 @@ def _reconcile(ctx: ControlContext, item: ClaimedItem) -> Outcome:
             loaded = handler.build_snapshot(ctx, session, item.run_id, item.workspace_id, now)
     except ForgeBusy as busy:
         return defer_for_forge(ctx, item, busy)
+    except DatabaseUnavailable:
+        raise  # not the run's fault: the worker loop defers it (see WorkerPool._finish)
     except Exception as exc:
         log.exception("decision", kind=item.kind, id=item.run_id, action="defer_with_backoff",
                       reason=f"snapshot failed: {exc}", outcome="deferred")
@@ -71,6 +76,8 @@ def _reconcile(ctx: ControlContext, item: ClaimedItem) -> Outcome:
         outcome = executor.apply(ctx, handler, loaded, action, now)
     except ForgeBusy as busy:
         return defer_for_forge(ctx, item, busy, action=action.name)
+    except DatabaseUnavailable:
+        raise  # never counted as an executor error: the run would be given up for the database's outage
     except Exception as exc:
         error = ctx.redact(f"{type(exc).__name__}: {exc}", item.workspace_id)
         outcome = Outcome("error", error)
@@ -153,13 +160,45 @@ class WorkerPool:
                         wait = queue.next_ready_in(session)
                     self.ctx.wake.wait(1.0 if wait is None else min(1.0, max(0.01, wait)))
                     continue
+                deferred: list[ClaimedItem] = []
                 for item in items:
-                    reconcile_one(self.ctx, item)
-                with self.ctx.db.write() as session:
-                    queue.ack(session, items)
+                    try:
+                        reconcile_one(self.ctx, item)
+                    except DatabaseUnavailable as exc:
+                        log.warning("decision", kind=item.kind, id=item.run_id, action="defer",
+                                    reason=exc.reason, outcome="deferred")
+                        deferred.append(item)
+                    except Exception:
+                        log.exception("worker_error", worker=worker, kind=item.kind, id=item.run_id)
+                        deferred.append(item)
+                self._finish(items, deferred)
+            except DatabaseUnavailable as exc:
+                log.warning("worker_waits_for_database", worker=worker, reason=exc.reason)
+                self._stop.wait(0.5)
             except Exception:
                 log.exception("worker_error", worker=worker)
                 time.sleep(0.5)
+
+    def _finish(self, items: list[ClaimedItem], deferred: list[ClaimedItem]) -> None:
+        """Ack the batch, asking again for the items in `deferred`; retried until the database takes it.
+
+        An item left claimed would never be claimed again: this replica's claims are extended while it lives.
+        """
+        wait = 0.5
+        while True:
+            try:
+                with self.ctx.db.write() as session:
+                    for item in deferred:
+                        queue.enqueue(session, item.kind, item.run_id, item.workspace_id,
+                                      delay_s=DATABASE_BUSY_DELAY_S, reason="database busy")
+                    queue.ack(session, items)
+                return
+            except DatabaseUnavailable as exc:
+                if self._stop.is_set():
+                    return  # stopping: the claims run out after one lease and another worker takes them
+                log.warning("ack_waits_for_database", reason=exc.reason)
+                self._stop.wait(wait)
+                wait = min(wait * 2, 5.0)
 
     def _resync_loop(self) -> None:
         while not self._stop.wait(self.ctx.settings.resync_interval_s):
