@@ -7,8 +7,10 @@ SIGKILL ends them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from tests.faults.support_env import END, marked_pids, new_marker, new_task, wait_for
 from tests.support.git_remote import make_remote
 from tests.support.optio_server import OptioServer
@@ -33,6 +35,18 @@ ESCALATION_BOUND_S = 20.0
 
 def run_home(server: OptioServer, task_id: int) -> Path:
     return server.data_dir / "homes" / f"repo_task-{task_id}"
+
+
+@pytest.fixture(params=["sandbox", "unconfined"])
+def optio_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OptioServer]:
+    """The server as CI runs it (agents in the sandbox, whose pid namespace holds everything they start), and
+    without the sandbox, where a process that left the agent's group is found by the tag in its environment."""
+    env = {"OPTIO_SANDBOX": "off"} if request.param == "unconfined" else {}
+    server = OptioServer(tmp_path / "data", env=env).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def test_cancel_ends_every_process_of_agents_that_resist(optio_server: OptioServer, tmp_path: Path) -> None:
