@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
-from tests.faults.support_env import InFlight, sqlite_held
+from structlog.testing import capture_logs
+from tests.faults.support_env import END, InFlight, sqlite_held, wait_for
+from tests.support import sandbox
 from tests.support.optio_server import OptioServer
+
+from optio.config import Settings
+from optio.server import build, start
+from optio.services import jobs as job_service
+from optio.store.models import JobRun
 
 OUTAGE_S = 30.0
 
@@ -46,3 +54,52 @@ def test_sqlite_held_by_another_writer_for_30s(tmp_path: Path) -> None:
         assert "database busy" in log  # the deferrals said why
     finally:
         server.stop()
+
+
+def test_a_reconcile_cut_short_by_the_lock_is_deferred_not_counted_as_an_error(tmp_path: Path) -> None:
+    """The lock is taken between a reconcile's snapshot and its writes (deterministically, from the snapshot).
+
+    The executor's write gives up after the busy timeout; the item must be asked for again once the database
+    is back (not left claimed, which this replica would keep extending forever), and no executor error may be
+    recorded for it (five of those give a run up).
+    """
+    settings = Settings(data_dir=tmp_path / "data", auth="disabled", db_busy_timeout_s=0.2, workers=1,
+                        sandbox=sandbox.server_mode())  # type: ignore[arg-type]
+    optio = build(settings)
+    handler = optio.ctx.handlers["job_run"]
+    real_snapshot = handler.build_snapshot
+    holders: list[Any] = []
+
+    def snapshot_then_lock(*args: Any) -> Any:
+        loaded = real_snapshot(*args)
+        if not holders:  # the first reconcile of the run: its launch is what the lock cuts short
+            holders.append(sqlite_held(settings.resolved_data_dir / "optio.db", 3.0))
+            holders[0].__enter__()
+        return loaded
+
+    handler.build_snapshot = snapshot_then_lock  # type: ignore[method-assign]
+    try:
+        with capture_logs() as logged:
+            start(optio)
+            job = job_service.create_job(optio.db, 1, {"name": "quick", "prompt_template": "hi",
+                                                       "agent_type": "script", "agent_config": {"command": "echo ran"}})
+            run = job_service.start_run(optio.db, 1, job.id, {})
+
+            def finished() -> JobRun | None:
+                with optio.db.read() as session:
+                    row = session.get(JobRun, run.id)
+                    return row if row is not None and row.state in END else None
+
+            final = wait_for(finished, "the job run to end", timeout=60)
+        assert holders, "the lock was never taken"
+        assert final.state == "completed", (final.state, final.error)
+        assert (final.executor_error_count, final.executor_error) == (0, None)
+        # Not even once on the way: an executor error counts towards giving the run up.
+        assert [e for e in logged if e["event"] == "executor_error" or e.get("outcome") == "error"] == []
+        assert any(e["event"] == "decision" and e.get("outcome") == "deferred" and "database busy" in e["reason"]
+                   for e in logged)
+    finally:
+        for holder in holders:
+            holder.__exit__(None, None, None)
+        optio.stop()
+        optio.db.dispose()
