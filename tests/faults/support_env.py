@@ -200,7 +200,7 @@ class InFlight:
         items = self.server.api("GET", f"/api/repo-tasks/{task_id}/logs", params={"limit": 5000}).json()["items"]
         return [item["text"] for item in items if item.get("stream") in ("stdout", None)]
 
-    def assert_all_done(self, timeout: float = 90.0) -> None:
+    def assert_all_done(self, timeout: float = 120.0) -> None:
         """Every task merged and the job completed, none failed, every line stored once and in order."""
         for task_id in self.tasks:
             final = self.server.wait_state(f"/api/repo-tasks/{task_id}", END, timeout=timeout)
