@@ -9,9 +9,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from tests.faults.support_env import END, marked_pids, new_marker, new_task, wait_for
 from tests.support.git_remote import git, make_remote
 from tests.support.optio_server import OptioServer
+
+from optio.forge.base import ForgeBusy
+from optio.forge.git import RepoCache
+from optio.forge.gitcmd import GitError
 
 OUTAGE_S = 30.0
 GATED_AGENT = 'touch "$HOME/ready"; until [ -f "$HOME/gate" ]; do sleep 0.1; done; echo changed > change.txt'
@@ -69,3 +74,16 @@ def test_ci_that_hangs_past_its_timeout_is_killed_and_says_so(tmp_path: Path) ->
         assert "timed out after 3s" in shown
     finally:
         server.stop()
+
+
+def test_a_remote_that_worked_and_is_gone_is_busy_one_never_reached_is_an_error(tmp_path: Path) -> None:
+    remote = make_remote(tmp_path)
+    cache = RepoCache(str(remote), tmp_path / "cache")
+    cache.ensure()
+    remote.rename(remote.with_name("away.git"))
+    with pytest.raises(ForgeBusy, match="git remote unreachable"):
+        cache.fetch()
+    # Registered with a path that never worked: the operator's mistake to see, not an outage to wait out.
+    never = RepoCache(str(tmp_path / "missing.git"), tmp_path / "cache-2")
+    with pytest.raises(GitError):
+        never.ensure()
