@@ -160,17 +160,17 @@ class WorkerPool:
                         wait = queue.next_ready_in(session)
                     self.ctx.wake.wait(1.0 if wait is None else min(1.0, max(0.01, wait)))
                     continue
-                deferred: list[ClaimedItem] = []
+                deferred: list[tuple[ClaimedItem, float, str]] = []
                 for item in items:
                     try:
                         reconcile_one(self.ctx, item)
                     except DatabaseUnavailable as exc:
                         log.warning("decision", kind=item.kind, id=item.run_id, action="defer",
                                     reason=exc.reason, outcome="deferred")
-                        deferred.append(item)
+                        deferred.append((item, DATABASE_BUSY_DELAY_S, "database busy"))
                     except Exception:
                         log.exception("worker_error", worker=worker, kind=item.kind, id=item.run_id)
-                        deferred.append(item)
+                        deferred.append((item, snapshot_error_delay(), "worker error"))
                 self._finish(items, deferred)
             except DatabaseUnavailable as exc:
                 log.warning("worker_waits_for_database", worker=worker, reason=exc.reason)
@@ -179,8 +179,9 @@ class WorkerPool:
                 log.exception("worker_error", worker=worker)
                 time.sleep(0.5)
 
-    def _finish(self, items: list[ClaimedItem], deferred: list[ClaimedItem]) -> None:
-        """Ack the batch, asking again for the items in `deferred`; retried until the database takes it.
+    def _finish(self, items: list[ClaimedItem], deferred: list[tuple[ClaimedItem, float, str]]) -> None:
+        """Ack the batch, asking again (after a delay, for a reason) for the items in `deferred`; retried until
+        the database takes it.
 
         An item left claimed would never be claimed again: this replica's claims are extended while it lives.
         """
@@ -188,9 +189,9 @@ class WorkerPool:
         while True:
             try:
                 with self.ctx.db.write() as session:
-                    for item in deferred:
-                        queue.enqueue(session, item.kind, item.run_id, item.workspace_id,
-                                      delay_s=DATABASE_BUSY_DELAY_S, reason="database busy")
+                    for item, delay, reason in deferred:
+                        queue.enqueue(session, item.kind, item.run_id, item.workspace_id, delay_s=delay,
+                                      reason=reason)
                     queue.ack(session, items)
                 return
             except DatabaseUnavailable as exc:
