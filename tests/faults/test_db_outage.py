@@ -25,7 +25,8 @@ OUTAGE_S = 30.0
 
 def test_sqlite_held_by_another_writer_for_30s(tmp_path: Path) -> None:
     # A short busy timeout: every write in the outage gives up many times over, not once at its very end.
-    server = OptioServer(tmp_path / "data", env={"OPTIO_DB_BUSY_TIMEOUT_S": "1"}).start()
+    # The PR watcher reruns a CI whose result could not be stored every few seconds instead of every 30.
+    server = OptioServer(tmp_path / "data", env={"OPTIO_DB_BUSY_TIMEOUT_S": "1", "OPTIO_WATCH_INTERVAL_S": "2"}).start()
     try:
         work = InFlight(server, tmp_path)
         db_file = server.data_dir / "optio.db"

@@ -18,7 +18,8 @@ OUTAGE_S = 30.0
 
 def test_postgres_stopped_for_30s_and_started(tmp_path: Path) -> None:
     pg = PrivatePostgres().init()
-    server = OptioServer(tmp_path / "data", env={"OPTIO_DATABASE_URL": pg.url})
+    # The PR watcher reruns a CI whose result could not be stored every few seconds instead of every 30.
+    server = OptioServer(tmp_path / "data", env={"OPTIO_DATABASE_URL": pg.url, "OPTIO_WATCH_INTERVAL_S": "2"})
     try:
         server.start()
         work = InFlight(server, tmp_path)
