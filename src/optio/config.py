@@ -16,6 +16,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path("./.optio"), description="Where the database, worktrees and logs live")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in data_dir")
+    db_busy_timeout_s: float = Field(
+        default=30.0, gt=0, description="SQLite: how long a write waits for another writer's lock before the work "
+        "is deferred (the API answers 503 database_busy)"
+    )
     host: str = "127.0.0.1"
     port: int = 8470
     url: str | None = Field(default=None, description="API base URL the CLI talks to")

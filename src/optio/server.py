@@ -95,7 +95,7 @@ def build(settings: Settings) -> Optio:
     # Everything the server writes (database, WAL, keys, logs, worktrees) is its own: owner-only from birth.
     os.umask(0o077)
     private_file.secure_data_dir(settings.resolved_data_dir)
-    db = Database(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url, busy_timeout_s=settings.db_busy_timeout_s)
     migrate.upgrade(db)
     with db.write() as session:
         workspaces.ensure_default(session)

@@ -13,6 +13,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from optio.control.ports import ForgeBusy
 from optio.errors import AppError
+from optio.store.db import DatabaseUnavailable
+
+# What a client is told to wait before asking again while the database is busy or unreachable.
+DATABASE_RETRY_AFTER_S = 5
 
 
 class ErrorDetail(BaseModel):
@@ -62,6 +66,13 @@ def install(app: FastAPI) -> None:
         # A hosted forge's rate limit or outage: the client may ask again, never a 500.
         response = error_response(503, "forge_busy", f"the forge cannot answer now: {exc.reason}")
         response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+        return response
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def _database_unavailable(_req: Request, exc: DatabaseUnavailable) -> JSONResponse:
+        # Another writer holds SQLite, or PostgreSQL is restarting: the request may be sent again, never a 500.
+        response = error_response(503, "database_busy", f"the database cannot answer now, try again: {exc.reason}")
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
         return response
 
     @app.exception_handler(RequestValidationError)

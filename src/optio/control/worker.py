@@ -21,6 +21,7 @@ from optio.domain.backoff import snapshot_error_delay
 from optio.observability import metrics, tracing
 from optio.store import forge_hooks, queue, runs
 from optio.store import resync as resync_store
+from optio.store.db import DatabaseUnavailable
 from optio.store.queue import ClaimedItem
 from optio.store.types import utcnow
 
@@ -35,6 +36,8 @@ FORGE_BUSY_REASON = "forge busy"
 RESYNC_CHUNK = 250
 # Runs put off for a busy forge by this process, whose waiting note goes once the forge answers.
 _forge_waiting: set[tuple[str, int]] = set()
+# How long a reconcile cut short by a busy or unreachable database waits before it is tried again.
+DATABASE_BUSY_DELAY_S = 1.0
 
 
 def reconcile_one(ctx: ControlContext, item: ClaimedItem) -> Outcome:
@@ -56,6 +59,8 @@ def _reconcile(ctx: ControlContext, item: ClaimedItem) -> Outcome:
             loaded = handler.build_snapshot(ctx, session, item.run_id, item.workspace_id, now)
     except ForgeBusy as busy:
         return defer_for_forge(ctx, item, busy)
+    except DatabaseUnavailable:
+        raise  # not the run's fault: the worker loop defers it (see _finish)
     except Exception as exc:
         log.exception("decision", kind=item.kind, id=item.run_id, action="defer_with_backoff",
                       reason=f"snapshot failed: {exc}", outcome="deferred")
@@ -75,6 +80,8 @@ def _reconcile(ctx: ControlContext, item: ClaimedItem) -> Outcome:
         outcome = executor.apply(ctx, handler, loaded, action, now)
     except ForgeBusy as busy:
         return defer_for_forge(ctx, item, busy, action=action.name)
+    except DatabaseUnavailable:
+        raise  # never counted as an executor error: the run would be given up for the database's outage
     except Exception as exc:
         error = ctx.redact(f"{type(exc).__name__}: {exc}", item.workspace_id)
         outcome = Outcome("error", error)
@@ -116,7 +123,7 @@ def defer_for_forge(ctx: ControlContext, item: ClaimedItem, busy: ForgeBusy, *, 
     return Outcome("deferred", busy.reason)
 
 
-def reconcile_items(ctx: ControlContext, items: list[ClaimedItem]) -> None:
+def reconcile_items(ctx: ControlContext, items: list[ClaimedItem], *, stop: threading.Event | None = None) -> None:
     """Reconcile a claimed batch: job runs through the batched hot path, the rest (and what it leaves) one by one.
 
     The hot path acks what it applied in its own transaction; the others are acked once all are done.
@@ -126,11 +133,46 @@ def reconcile_items(ctx: ControlContext, items: list[ClaimedItem]) -> None:
     if hot:
         left |= {i.id for i in hotpath.reconcile_batch(ctx, hot)}
     rest = [i for i in items if i.id in left]
+    deferred: list[tuple[ClaimedItem, float, str]] = []
     for item in rest:
-        reconcile_one(ctx, item)
+        try:
+            reconcile_one(ctx, item)
+        except DatabaseUnavailable as exc:
+            log.warning("decision", kind=item.kind, id=item.run_id, action="defer",
+                        reason=exc.reason, outcome="deferred")
+            deferred.append((item, DATABASE_BUSY_DELAY_S, "database busy"))
+        except Exception:
+            log.exception("worker_error", kind=item.kind, id=item.run_id)
+            deferred.append((item, snapshot_error_delay(), "worker error"))
     if rest:
-        with ctx.db.write() as session:
-            queue.ack(session, rest)
+        _finish(ctx, rest, deferred, stop)
+
+
+def _finish(ctx: ControlContext, items: list[ClaimedItem], deferred: list[tuple[ClaimedItem, float, str]],
+            stop: threading.Event | None) -> None:
+    """Ack the items, asking again (after a delay, for a reason) for those in `deferred`; retried until the
+    database takes it.
+
+    An item left claimed would never be claimed again: this replica's claims are extended while it lives.
+    """
+    wait = 0.5
+    while True:
+        try:
+            with ctx.db.write() as session:
+                for item, delay, reason in deferred:
+                    queue.enqueue(session, item.kind, item.run_id, item.workspace_id, delay_s=delay,
+                                  reason=reason)
+                queue.ack(session, items)
+            return
+        except DatabaseUnavailable as exc:
+            if stop is not None and stop.is_set():
+                return  # stopping: the claims run out after one lease and another worker takes them
+            log.warning("ack_waits_for_database", reason=exc.reason)
+            if stop is not None:
+                stop.wait(wait)
+            else:
+                time.sleep(wait)
+            wait = min(wait * 2, 5.0)
 
 
 def _waits_for_forge(item: ClaimedItem) -> bool:
@@ -179,7 +221,10 @@ class WorkerPool:
                         wait = queue.next_ready_in(session)
                     self.ctx.wake.wait(1.0 if wait is None else min(1.0, max(0.01, wait)))
                     continue
-                reconcile_items(self.ctx, items)
+                reconcile_items(self.ctx, items, stop=self._stop)
+            except DatabaseUnavailable as exc:
+                log.warning("worker_waits_for_database", worker=worker, reason=exc.reason)
+                self._stop.wait(0.5)
             except Exception:
                 log.exception("worker_error", worker=worker)
                 time.sleep(0.5)

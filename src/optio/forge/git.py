@@ -48,6 +48,7 @@ from pathlib import Path
 
 import structlog
 
+from optio.forge.base import ForgeBusy
 from optio.forge.gitcmd import (
     GitError,
     MergeConflictError,
@@ -129,6 +130,18 @@ class _Worktree:
     head: str | None
     branch: str | None  # full ref name, None when detached
     prunable: bool
+
+
+# What git says when it cannot reach a remote: a path moved away, a refused, dropped or timed-out connection,
+# a name that does not resolve, an HTTP error from a proxy. Lower case, matched against git's stderr.
+_UNREACHABLE = ("does not appear to be a git repository", "could not read from remote repository",
+                "connection refused", "connection timed out", "connection reset", "could not resolve host",
+                "failed to connect", "operation timed out", "the remote end hung up unexpectedly", "early eof",
+                "returned error: 502", "returned error: 503", "returned error: 504")
+# ...unless git also says the remote refused us: a credential to fix, not an outage to wait out.
+_REFUSED = ("permission denied", "authentication failed", "returned error: 401", "returned error: 403")
+# How soon work waiting for an unreachable remote looks again.
+REMOTE_UNREACHABLE_RETRY_S = 5.0
 
 
 def branch_for_task(task_id: int) -> str:
@@ -1037,9 +1050,30 @@ class RepoCache:
             )
         except UnsafeURLError as exc:
             raise UnsafeRemoteError(args, None, "", message=f"refusing to contact the remote: {exc}") from None
-        return run_git(
-            args, cwd=cwd or self.cache_dir, config=access.config, env=access.env, check=check, timeout=timeout
-        )
+        try:
+            proc = run_git(
+                args, cwd=cwd or self.cache_dir, config=access.config, env=access.env, check=check, timeout=timeout
+            )
+        except GitError as exc:
+            self._busy_if_unreachable(args, exc.returncode, exc.stderr_tail)
+            raise
+        if proc.returncode != 0:
+            self._busy_if_unreachable(args, proc.returncode, proc.stderr)
+        return proc
+
+    def _busy_if_unreachable(self, args: list[str], returncode: int | None, stderr: str) -> None:
+        """A remote this cache already cloned from that cannot be reached now is a passing outage: ForgeBusy.
+
+        The work waits for the remote (spending none of the run's attempts) instead of failing for the network.
+        """
+        if not self._is_ready_cache():
+            return  # never reached yet: a wrong URL or path is the registration's error, not an outage
+        lowered = stderr.lower()
+        if any(m in lowered for m in _REFUSED):
+            return
+        found = "timed out" if returncode is None else next((m for m in _UNREACHABLE if m in lowered), None)
+        if found is not None:
+            raise ForgeBusy(f"git remote unreachable ({args[0]}: {found})", REMOTE_UNREACHABLE_RETRY_S)
 
     def _is_ancestor(self, ancestor: str, descendant: str) -> bool:
         return self._git(["merge-base", "--is-ancestor", ancestor, descendant], check=False).returncode == 0

@@ -142,17 +142,17 @@ def _check_executable(spec: LaunchSpec, env: dict[str, str]) -> None:
         raise RuntimeLaunchError(f"{spec.key}: command {program!r} not found on PATH {env.get('PATH', '')!r}")
 
 
-def end_group(pid: int, start_time: float, grace_s: float) -> None:
-    """SIGTERM a process group, SIGKILL what is left after ``grace_s``, and wait until it is gone."""
-    process_group.signal_group(pid, start_time, signal.SIGTERM)
+def end_group(pid: int, start_time: float, grace_s: float, tag: str) -> None:
+    """SIGTERM a process group (and its tagged escapees), SIGKILL what is left after ``grace_s``, wait until gone."""
+    process_group.signal_all(pid, start_time, tag, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        if not process_group.live_members(pid, start_time):
+        if not process_group.members(pid, start_time, tag):
             return
         time.sleep(0.05)
-    process_group.signal_group(pid, start_time, signal.SIGKILL)
+    process_group.signal_all(pid, start_time, tag, signal.SIGKILL)
     deadline = time.monotonic() + _KILL_WAIT_S
-    while time.monotonic() < deadline and process_group.live_members(pid, start_time):
+    while time.monotonic() < deadline and process_group.members(pid, start_time, tag):
         time.sleep(0.05)
 
 
@@ -169,6 +169,7 @@ class _Watcher(threading.Thread):
     ) -> None:
         super().__init__(name=f"optio-runtime:{info.key}", daemon=True)
         self.info = info
+        self._tag = process_group.tag_for(info.log_dir)
         self._runtime = runtime
         self._sink = runtime._sink
         self._poll_s = runtime._poll_interval_s
@@ -198,7 +199,7 @@ class _Watcher(threading.Thread):
             deadline = time.monotonic() + grace_s
             if self._kill_deadline is None or deadline < self._kill_deadline:
                 self._kill_deadline = deadline
-        process_group.signal_group(self.info.pid, self.info.start_time, signal.SIGTERM)
+        process_group.signal_all(self.info.pid, self.info.start_time, self._tag, signal.SIGTERM)
         self._wake.set()
 
     def wake(self) -> None:
@@ -229,14 +230,14 @@ class _Watcher(threading.Thread):
                 self._sigkill_sent = True
                 self._give_up_at = time.monotonic() + _KILL_WAIT_S
         if due:
-            process_group.signal_group(self.info.pid, self.info.start_time, signal.SIGKILL)
+            process_group.signal_all(self.info.pid, self.info.start_time, self._tag, signal.SIGKILL)
 
     def _group_done(self) -> bool:
         """After the leader ended: whether stragglers of its group are gone (ending them if needed).
 
         A finished run must not leave processes behind that keep running or writing to its logs.
         """
-        members = process_group.live_members(self.info.pid, self.info.start_time)
+        members = process_group.members(self.info.pid, self.info.start_time, self._tag)
         if not members:
             return True
         with self._lock:
@@ -244,7 +245,7 @@ class _Watcher(threading.Thread):
             if start_ending:
                 self._kill_deadline = time.monotonic() + _DEFAULT_GRACE_S
         if start_ending:
-            process_group.signal_group(self.info.pid, self.info.start_time, signal.SIGTERM)
+            process_group.signal_all(self.info.pid, self.info.start_time, self._tag, signal.SIGTERM)
         self._escalate_if_due()
         if self._give_up_at is not None and time.monotonic() >= self._give_up_at:
             log.warning("process group did not end after SIGKILL", key=self.info.key, pids=members)
@@ -341,7 +342,7 @@ class LocalRuntime:
                 self._launching.discard(spec.key)
 
     def _launch(self, spec: LaunchSpec) -> ProcessInfo:
-        env = base_env() | dict(spec.env)
+        env = base_env() | dict(spec.env) | {process_group.TAG_ENV: process_group.tag_for(spec.log_dir)}
         if not spec.cwd.is_dir():
             raise RuntimeLaunchError(f"{spec.key}: working directory {str(spec.cwd)!r} does not exist")
         _check_executable(spec, env)
@@ -438,10 +439,11 @@ class LocalRuntime:
         if watcher is not None and watcher.info.pid == info.pid:
             watcher.request_kill("killed", grace_s)
             return
-        process_group.signal_group(info.pid, info.start_time, signal.SIGTERM)
+        tag = process_group.tag_for(info.log_dir)
+        process_group.signal_all(info.pid, info.start_time, tag, signal.SIGTERM)
         threading.Thread(
             target=end_group,
-            args=(info.pid, info.start_time, grace_s),
+            args=(info.pid, info.start_time, grace_s, tag),
             name=f"optio-runtime-kill:{info.key}",
             daemon=True,
         ).start()

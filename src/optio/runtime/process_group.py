@@ -5,14 +5,23 @@ group reaches everything it spawned. Pids get reused, so the leader is only trus
 creation time matches the one recorded at launch. Once the leader is gone, the kernel keeps its
 pid reserved for as long as any process still uses it as a process group id; a process holding
 that pid with a different creation time therefore proves the old group is empty.
+
+A process can leave the group (``setsid``, as a daemon does). Without the sandbox's pid namespace nothing else
+would end it, so every agent also carries a tag in its environment (``OPTIO_PROCESS_TAG``, inherited by all
+it starts) and ending a group ends the processes carrying its tag too. A process that scrubs its environment
+escapes that; the sandbox (on by default) contains it regardless.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
+from pathlib import Path
 
 import psutil
+
+TAG_ENV = "OPTIO_PROCESS_TAG"
 
 # psutil derives creation times from the boot time, which some kernels report with a jitter of
 # up to a second between processes; a reused pid within that second would need a pid wrap-around.
@@ -69,3 +78,41 @@ def signal_group(pgid: int, start_time: float, sig: signal.Signals) -> bool:
     except PermissionError:
         return False
     return True
+
+
+def tag_for(log_dir: Path) -> str:
+    """The tag of the agent whose output goes to ``log_dir`` (unique per run attempt and data dir)."""
+    return hashlib.sha256(str(log_dir).encode()).hexdigest()[:24]
+
+
+def tagged(tag: str) -> list[int]:
+    """Pids of live processes whose environment carries ``tag``: the agent's, wherever their group went."""
+    needle = f"{TAG_ENV}={tag}".encode()
+    found: list[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as fh:
+                if needle in fh.read().split(b"\0"):
+                    found.append(int(entry.name))
+        except OSError:
+            continue  # gone, or not ours to read
+    return found
+
+
+def members(pgid: int, start_time: float, tag: str) -> list[int]:
+    """The group's live processes and the tagged ones that left it."""
+    pids = live_members(pgid, start_time)
+    return pids + [pid for pid in tagged(tag) if pid not in pids and pid != os.getpid()]
+
+
+def signal_all(pgid: int, start_time: float, tag: str, sig: signal.Signals) -> None:
+    """Send ``sig`` to the group and to every tagged process that left it."""
+    signal_group(pgid, start_time, sig)
+    for pid in tagged(tag):
+        if pid != os.getpid():
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass

@@ -13,7 +13,7 @@ from datetime import timedelta
 from optio.errors import NotFound
 from optio.security import tokens
 from optio.store import accounts
-from optio.store.db import Database
+from optio.store.db import Database, DatabaseUnavailable
 from optio.store.models import ApiKey
 from optio.store.types import utcnow
 
@@ -63,8 +63,11 @@ def identify_api_key(db: Database, plaintext: str) -> Identity | None:
         return None
     key, user = row
     if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
-        with db.write() as session:
-            accounts.mark_api_key_used(session, key.id, now)
+        try:
+            with db.write() as session:
+                accounts.mark_api_key_used(session, key.id, now)
+        except DatabaseUnavailable:
+            pass  # bookkeeping only: a busy database must not turn away a request that only reads
     return Identity(user_id=user.id, username=user.username, via="api_key")
 
 

@@ -3,10 +3,15 @@
 SQLite runs in WAL mode and every write transaction starts with BEGIN IMMEDIATE: the worker pool and
 the API write from many threads, and a deferred transaction that reads and then writes could fail with
 SQLITE_BUSY mid-way instead of waiting its turn. Read-only work uses `read()`, which takes no write lock.
+
+A database that cannot answer for now (SQLite held by another writer past the busy timeout, PostgreSQL down or
+restarting) surfaces as `DatabaseUnavailable` from `read()` and `write()`: nothing is wrong with the work, so
+callers defer it (the API answers 503) instead of counting it as a failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,12 +20,45 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 READ_ONLY = "optio_read_only"
+DEFAULT_BUSY_TIMEOUT_S = 30.0
 
 
-def _configure_sqlite(engine: Engine) -> None:
+class DatabaseUnavailable(Exception):
+    """The database cannot answer now; the same work succeeds once it is back, so it is deferred, not failed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def unavailable_reason(exc: BaseException) -> str | None:
+    """Why `exc` means "the database is busy or unreachable for now", or None for any other database error.
+
+    SQLite: another connection holds the lock past the busy timeout. PostgreSQL: the server is down, restarting
+    or dropped the connection (psycopg reports all of these, and deadlocks, as OperationalError).
+    """
+    if isinstance(exc, DatabaseUnavailable):
+        return exc.reason
+    if not isinstance(exc, DBAPIError):
+        return None
+    lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+    message = lines[0] if lines else type(exc.orig).__name__
+    if exc.connection_invalidated:
+        return f"database connection lost: {message}"
+    if type(exc.orig).__module__.startswith("sqlite3"):
+        # Only a held lock: a full disk or a corrupt file is not "busy" and will not pass by itself.
+        lowered = message.lower()
+        return f"database busy: {message}" if "locked" in lowered or "busy" in lowered else None
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return f"database unavailable: {message}"
+    return None
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # let the "begin" hook below issue BEGIN itself
@@ -28,7 +66,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -39,14 +77,14 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=16,
-                               max_overflow=16)
-        _configure_sqlite(engine)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_s},
+                               pool_size=16, max_overflow=16)
+        _configure_sqlite(engine, busy_timeout_s)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
@@ -58,9 +96,9 @@ class Database:
     pool the moment a reconcile is enqueued, without waiting for a poll).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, busy_timeout_s)
         self._read_engine = self.engine.execution_options(**{READ_ONLY: True})
         self._write = sessionmaker(self.engine, expire_on_commit=False)
         self._read = sessionmaker(self._read_engine, expire_on_commit=False)
@@ -81,6 +119,14 @@ class Database:
         try:
             yield session
             session.commit()
+        except DBAPIError as exc:
+            reason = unavailable_reason(exc)
+            if reason is None:
+                session.rollback()
+                raise
+            with contextlib.suppress(Exception):  # the connection may be gone with the server
+                session.rollback()
+            raise DatabaseUnavailable(reason) from exc
         except BaseException:
             session.rollback()
             raise
@@ -94,6 +140,11 @@ class Database:
         session = self._read()
         try:
             yield session
+        except DBAPIError as exc:
+            reason = unavailable_reason(exc)
+            if reason is None:
+                raise
+            raise DatabaseUnavailable(reason) from exc
         finally:
             session.close()  # ends the transaction without expiring loaded objects (rollback would)
 
