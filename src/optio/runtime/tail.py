@@ -35,7 +35,7 @@ class FileTail:
         path: Path,
         offset: int = 0,
         *,
-        max_lines: int = 500,
+        max_lines: int = 5000,
         max_bytes: int = 1024 * 1024,
     ) -> None:
         self.path = path
