@@ -218,9 +218,9 @@ class LogHubs:
         db.on_commit(self._committed)
 
     def _committed(self, session: Any) -> None:
-        appended = session.info.pop(store_logs.APPENDED, None)
-        if appended:
-            self._wake(lambda hub: hub.topic in appended)
+        changed = session.info.pop(store_logs.CHANGED, None)
+        if changed:
+            self._wake(lambda hub: hub.topic in changed)
 
     def _wake(self, which: Callable[[LogHub], bool]) -> None:
         with self._lock:

@@ -4,8 +4,9 @@ One sequence per run across all its streams, given in the order the lines reach 
 stderr and events read back in a single order. A run stores at most OPTIO_MAX_RUN_LOG_BYTES of output;
 past that its output is dropped, with one marker line saying so.
 
-Every append is noted on its session (`APPENDED`), so a commit hook (`Database.on_commit`) can wake the
-readers following those runs the moment the lines are committed, instead of their polling.
+Every append (and every change of a run's state, which can end its log) is noted on its session (`CHANGED`),
+so a commit hook (`Database.on_commit`) can wake the readers following those runs the moment it commits,
+instead of their polling.
 """
 
 from __future__ import annotations
@@ -20,12 +21,18 @@ from optio.store.models import RunLog
 from optio.store.notify import notify_in
 from optio.store.types import utcnow
 
-# session.info key: {(kind, run_id): last seq} of the runs whose logs the session's transaction appended to.
-APPENDED = "optio_logs_appended"
+# session.info key: the (kind, run_id) of the runs whose log (or state) the session's transaction changed.
+CHANGED = "optio_logs_changed"
 # PostgreSQL channel on which a commit with new log lines wakes the live log readers of every replica.
 LOG_CHANNEL = "optio_logs"
 _TABLE = cast(Table, RunLog.__table__)
 _MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def mark_changed(session: Session, kind: str, run_id: int) -> None:
+    """Wake the live readers of the run's log when this transaction commits (see the module docstring)."""
+    session.info.setdefault(CHANGED, set()).add((kind, run_id))
+    notify_in(session, LOG_CHANNEL)
 
 
 def last_seq(session: Session, kind: str, run_id: int) -> int:
@@ -102,8 +109,7 @@ def append(
         connection.exec_driver_sql(sql, [(workspace_id, kind, run_id, n, attempt, stream, line, stamp)
                                          for n, (stream, line) in enumerate(entries, start=seq + 1)])
     seq += len(entries)
-    session.info.setdefault(APPENDED, {})[(kind, run_id)] = seq
-    notify_in(session, LOG_CHANNEL)
+    mark_changed(session, kind, run_id)
     return seq
 
 
