@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,12 +27,14 @@ class SseStream:
     _buf: bytes = b""
     _body: bytes = b""
     _done: bool = False
+    deadline: float = float("inf")  # time.monotonic() past which reading fails, keep-alive comments or not
     events: list[Event] = field(default_factory=list)
     _pending: deque[Event] = field(default_factory=deque)
 
     @classmethod
-    def open(cls, port: int, path: str, token: str, *, rcvbuf: int | None = None, timeout: float = 60.0
-             ) -> SseStream:
+    def open(cls, port: int, path: str, token: str, *, rcvbuf: int | None = None, timeout: float = 60.0,
+             within: float = 300.0) -> SseStream:
+        """`timeout` bounds each read, `within` the whole stream (a keep-alive comment resets only the first)."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connect: fixes the window
@@ -39,13 +42,15 @@ class SseStream:
         sock.connect(("127.0.0.1", port))
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
                      "Accept: text/event-stream\r\n\r\n".encode())
-        stream = cls(sock)
+        stream = cls(sock, deadline=time.monotonic() + within)
         head = stream._until(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200"):
             raise AssertionError(f"stream refused: {head!r}")
         return stream
 
     def _fill(self) -> bool:
+        if time.monotonic() > self.deadline:
+            raise TimeoutError("the stream did not end in time")
         data = self.sock.recv(1 << 16)
         self._buf += data
         return bool(data)
@@ -61,6 +66,8 @@ class SseStream:
         parts = [self._buf]
         have = len(self._buf)
         while have < n:
+            if time.monotonic() > self.deadline:
+                raise TimeoutError("the stream did not end in time")
             data = self.sock.recv(1 << 16)
             if not data:
                 raise EOFError("connection closed")
