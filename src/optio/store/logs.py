@@ -85,7 +85,8 @@ def append(
 ) -> int:
     """Append (stream, text) entries after the current last seq; returns the new last seq.
 
-    One Core executemany for the whole batch: no ORM object per line, which cost more than the insert itself.
+    One executemany of the driver for the whole batch: no ORM object and no per-row parameter processing,
+    which cost several times the insert itself.
     """
     seq = last_seq(session, kind, run_id)
     if not entries:
@@ -93,13 +94,13 @@ def append(
     connection = session.connection()
     dialect = connection.dialect
     created = _TABLE.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
-    stamp: Any = now or utcnow()
-    stamp = created(stamp) if created is not None else stamp
+    when = now or utcnow()
+    stamp: Any = created(when) if created is not None else when
     mark = _MARKS.get(dialect.paramstyle)
     if mark is None:  # a driver with named parameters only: the plain Core statement, one dict per row
         connection.execute(insert(_TABLE), [
             {"workspace_id": workspace_id, "run_kind": kind, "run_id": run_id, "seq": n, "attempt": attempt,
-             "stream": stream, "text": line, "created_at": now or utcnow()}
+             "stream": stream, "text": line, "created_at": when}
             for n, (stream, line) in enumerate(entries, start=seq + 1)])
     else:
         # The driver's own executemany with positional tuples: SQLAlchemy's per-row parameter processing
