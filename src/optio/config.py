@@ -60,6 +60,15 @@ class Settings(BaseSettings):
         default=256 * 1024 * 1024, ge=1024,
         description="Output stored per run; past it, a marker line and the rest dropped"
     )
+    log_stream_buffer_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=64 * 1024,
+        description="Live log stream: what may wait for one slow client before it is dropped (it reconnects "
+                    "with ?after=SEQ)"
+    )
+    log_stream_poll_s: float = Field(
+        default=2.0, gt=0,
+        description="Live log stream: how often a log is read without a wake-up (new lines wake it at once)"
+    )
     log_level: str = "info"
 
     # --- the sandbox around agents, CI and review commands (bubblewrap) -----------------------------------

@@ -18,7 +18,7 @@ from tests.support.sandbox import runtime_sandbox
 
 from optio.runtime.base import LaunchSpec, ProcessInfo, RuntimeLaunchError
 from optio.runtime.local import LocalRuntime, read_process_file
-from optio.runtime.tail import MAX_LINE_BYTES, FileTail
+from optio.runtime.tail import MAX_BATCH_LINES, MAX_LINE_BYTES, FileTail
 
 WAIT_S = 20.0
 
@@ -159,7 +159,7 @@ def test_large_output_is_batched_without_loss(tmp_path: Path, runtime, sink) -> 
     runtime.launch(spec)
     sink.exit_for(spec.key)
     assert sink.lines() == [str(i) for i in range(1, 100001)]
-    assert all(len(b.lines) <= 500 for b in sink.batches)
+    assert all(len(b.lines) <= MAX_BATCH_LINES for b in sink.batches)
     assert len(sink.batches) < 10000
 
 

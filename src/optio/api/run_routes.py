@@ -2,11 +2,11 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.responses import StreamingResponse
 
 from optio.api.deps import Ctx, get_ctx
-from optio.api.logstream import STREAM_RESPONSES, sse
+from optio.api.logstream import STREAM_PAGE, STREAM_RESPONSES, resume_after, sse
 from optio.api.schemas import Id, LogLimit, LogLine, LogPage, RunEventOut, Seq
 from optio.services import runs as run_service
 
@@ -39,10 +39,17 @@ def add_run_routes(router: APIRouter, *, kind: str, id_name: str, noun: str, ter
         return page(ctx, run_id, after, limit)
 
     def stream(run_id: Annotated[Id, Path(alias=id_name)], ctx: Ctx = Depends(get_ctx),
-               after: Annotated[Seq, Query(description="Replay lines with seq > after")] = 0) -> StreamingResponse:
+               after: Annotated[Seq, Query(description="Replay lines with seq > after")] = 0,
+               last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", include_in_schema=False)] = None,
+               ) -> StreamingResponse:
         """Replays lines after `after`, then follows until the run ends (SSE: `line` events, then `end`)."""
         page(ctx, run_id, after, 1)  # a run that does not exist is a 404, not an empty stream
-        return sse(lambda cursor: page(ctx, run_id, cursor, 1000), after)
+        def read(cursor: int) -> run_service.LogSlice:
+            return run_service.log_slice(ctx.db, kind, run_id, ctx.workspace_id, noun=noun, terminal=terminal,
+                                         after=cursor, limit=STREAM_PAGE)
+
+        return sse(read, resume_after(after, last_event_id),
+                   db=ctx.db, settings=ctx.optio.settings, key=(kind, run_id, ctx.workspace_id), topic=(kind, run_id))
 
     router.add_api_route(path + "/events", events, methods=["GET"], response_model=list[RunEventOut],
                          name=names[0])

@@ -128,14 +128,21 @@ def dump_logs(client: Client, path: str, after: int = 0, *, raw: bool = False) -
 
 
 def follow_logs(client: Client, path: str, after: int = 0, *, raw: bool = False) -> str:
-    state = ""
-    for event, data in client.sse(path + "/stream", params={"after": after}):
-        if event == "line":
-            print_log_line(data, raw=raw)
-            sys.stdout.flush()
-        elif event == "end":
-            state = data.get("state", "")
-    return state
+    """Streams lines until the run ends; a stream the server dropped (this reader fell behind) is resumed."""
+    while True:
+        dropped_at: int | None = None
+        for event, data in client.sse(path + "/stream", params={"after": after}):
+            if event == "line":
+                print_log_line(data, raw=raw)
+                sys.stdout.flush()
+                after = data["seq"]
+            elif event == "end":
+                return str(data.get("state", ""))
+            elif event == "dropped":
+                dropped_at = int(data.get("last_seq", after))
+        if dropped_at is None:
+            return ""
+        after = dropped_at
 
 
 @app.command("logs")

@@ -76,6 +76,7 @@ class DbSink:
             redact = self.run_redactor(session, proc.run_kind, proc.run_id, proc.workspace_id).redact
             adapter = _adapter(proc.agent_type)
             entries: list[tuple[str, str]] = []
+            plain: list[int] = []  # where the output lines are in `entries`: redacted together below
             totals = UsageTotals()
             session_id: str | None = None
             model_name: str | None = None
@@ -90,9 +91,12 @@ class DbSink:
                 if line_stream == "delivered":
                     task_messages.delivered(session, proc, line, now)
                     continue
-                events = _parse(adapter, line) if line_stream == "stdout" else []
+                # Every adapter reads one JSON object per line (agents.common, agents.script): a line with no
+                # "{" carries no event, and most lines of a long log are skipped without calling the parser.
+                events = _parse(adapter, line) if line_stream == "stdout" and "{" in line else []
                 # A vendor line the adapter understood is kept as "raw"; readers get its events instead.
-                entries.append(("raw" if events else line_stream, redact(line)))
+                plain.append(len(entries))
+                entries.append(("raw" if events else line_stream, line))
                 chunked = bool(events) and _continues_text(adapter, line)
                 if not chunked:
                     chunk_at = None
@@ -113,6 +117,8 @@ class DbSink:
                             continue
                         chunk_at = len(entries)
                     entries.append(("event", redact(json.dumps(event_to_json(event)))))
+            for at, text in zip(plain, redact_all(redact, [entries[at][1] for at in plain]), strict=True):
+                entries[at] = (entries[at][0], text)
             metrics.LOG_LINES.inc(len(lines))
             kept_bytes, dropped = self._within_cap(session, proc, entries)
             logs.append(session, workspace_id=proc.workspace_id, kind=proc.run_kind, run_id=proc.run_id,
@@ -172,6 +178,21 @@ class DbSink:
                 if reason == "exited" else reason
             metrics.AGENT_EXITS.labels(proc.run_kind, str(classification)).inc()
         log.info("agent_exit", key=key, exit_code=exit_code, reason=reason)
+
+
+def redact_all(redact: Callable[[str], str], texts: list[str]) -> list[str]:
+    """Each text redacted, as `redact` would one by one, with one pattern search for a batch with no secret.
+
+    Every pattern is local to the text it matches (no anchors; a line's end acts like the newline joining
+    it to the next), so a secret in any one line is also found in the joined batch: if the batch comes back
+    unchanged, so would every line.
+    """
+    if not texts:
+        return texts
+    joined = "\n".join(texts)
+    if redact(joined) == joined:
+        return texts
+    return [redact(text) for text in texts]
 
 
 def throttle_repo(session: Session, task_id: int, now: datetime, retry_after_s: float | None) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from optio.errors import Conflict, NotFound
-from optio.store import queue
+from optio.store import logs, queue
 from optio.store.models import AgentMessage, AgentTurn, PersistentAgent, RunLog, Workspace
 from optio.store.runs import list_events, record_event
 from optio.store.types import utcnow
@@ -174,6 +174,7 @@ def close_turn(session: Session, agent_id: int, turn: AgentTurn, *, outcome: str
     fill_turn(session, turn.id, {"state": "succeeded" if outcome == "succeeded" else "failed", "outcome": outcome,
                                  "error": error, "finished_at": now, "cost_usd": cost,
                                  "session_id": row[1] if row else None})
+    logs.mark_changed(session, KIND, agent_id)  # the turn's live log streams end now
     if outcome == "succeeded" and turn.message_ids:
         session.execute(update(AgentMessage)
                         .where(AgentMessage.id.in_([int(i) for i in turn.message_ids]),

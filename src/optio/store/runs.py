@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from optio.domain.executor_errors import ERROR_TEXT_MAX, cleared, same_failure
 from optio.security.redact import Redactor, registry_for
-from optio.store import notifications, ticket_sources
+from optio.store import logs, notifications, ticket_sources
 from optio.store.models import JobRun, PersistentAgent, RepoTask, ReviewRun, RunEvent
 from optio.store.types import utcnow
 
@@ -93,7 +93,10 @@ def cas_update(
         .values(version=model.version + 1, updated_at=now or utcnow(), **values)
         .execution_options(synchronize_session=False)
     )
-    return res.rowcount == 1  # type: ignore[attr-defined]
+    changed = res.rowcount == 1  # type: ignore[attr-defined]
+    if changed and "state" in values:
+        logs.mark_changed(session, kind, run_id)  # a run that ended ends its live log streams now
+    return changed
 
 
 def count_reconcile_attempt(session: Session, kind: str, run_id: int) -> None:

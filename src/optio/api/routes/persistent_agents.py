@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.responses import StreamingResponse
 
 from optio.api.agent_schemas import (
@@ -19,7 +19,7 @@ from optio.api.agent_schemas import (
 )
 from optio.api.deps import Ctx, get_ctx
 from optio.api.errors import ERROR_RESPONSES
-from optio.api.logstream import STREAM_RESPONSES, sse
+from optio.api.logstream import STREAM_PAGE, STREAM_RESPONSES, resume_after, sse
 from optio.api.schemas import Id, LogLimit, LogLine, LogPage, PageLimit, RunEventOut, Seq
 from optio.services import persistent_agents as svc
 
@@ -141,8 +141,14 @@ def agent_turn_logs(slug: Slug, turn: TurnNumber, ctx: Ctx = Depends(get_ctx),
 
 @router.get("/{slug}/turns/{turn}/logs/stream", response_class=StreamingResponse, responses=STREAM_RESPONSES)
 def stream_agent_turn_logs(slug: Slug, turn: TurnNumber, ctx: Ctx = Depends(get_ctx),
-                     after: Annotated[Seq, Query(description="Replay lines with seq > after")] = 0
-                     ) -> StreamingResponse:
+                     after: Annotated[Seq, Query(description="Replay lines with seq > after")] = 0,
+                     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", include_in_schema=False)]
+                     = None) -> StreamingResponse:
     """Replays the turn's lines after `after`, then follows until the turn ends (SSE: `line`, then `end`)."""
     _log_page(ctx, slug, turn, after, 1)  # an unknown agent or turn is a 404, not an empty stream
-    return sse(lambda cursor: _log_page(ctx, slug, turn, cursor, 1000), after)
+    agent, _ = svc.get_turn(ctx.db, ctx.workspace_id, slug, turn)
+    # The turn's lines are its agent's run log ("agent", id) of attempt `turn`: appends to that log wake it.
+    return sse(lambda cursor: svc.turn_log_slice(ctx.db, ctx.workspace_id, slug, turn, after=cursor, limit=STREAM_PAGE),
+               resume_after(after, last_event_id),
+               db=ctx.db, settings=ctx.optio.settings, key=("agent_turn", ctx.workspace_id, slug, turn),
+               topic=("agent", agent.id))

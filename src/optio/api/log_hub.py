@@ -1,0 +1,309 @@
+"""Live run logs: one reader per followed log fans already serialised events out to all its subscribers.
+
+Each subscriber used to poll the database and serialise every line itself, so twenty of them read and encoded
+each line twenty times and lagged far behind the agent. Now the first subscriber of a log starts its hub: a task
+that reads new lines once, encodes each SSE event once, and appends the bytes to every subscriber's bounded
+queue. The hub sleeps until lines arrive: a commit that appended to the log wakes it (`Database.on_commit`,
+in this process; `LISTEN` on PostgreSQL, for lines another replica stored), with a slow poll as the fallback.
+
+The agent never waits for a reader: ingestion only commits and sets a flag. A subscriber whose queue grows past
+its bound (it stopped reading) is dropped: its stream ends with a `dropped` event carrying the last seq it was
+sent, and reconnecting with `?after=` that seq (or `Last-Event-ID`) replays the rest from the database and joins
+the live tail, with no gap and no duplicate. A subscriber that joins behind the hub catches up the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import weakref
+from bisect import bisect_right
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from contextlib import suppress
+from datetime import datetime
+from typing import Any, Protocol
+
+import structlog
+from fastapi.concurrency import run_in_threadpool
+from pydantic import TypeAdapter
+
+from optio.store import logs as store_logs
+from optio.store.db import Database
+from optio.store.notify import Listener
+
+log = structlog.get_logger("optio.log_hub")
+
+Page = Callable[[int], "Slice"]
+Topic = tuple[str, int]  # (run kind, run id): what a commit that appended lines names
+KEEP_ALIVE = b": keep-alive\n\n"
+KEEP_ALIVE_S = 10.0
+
+
+class Line(Protocol):
+    @property
+    def seq(self) -> int: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def stream(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+class Slice(Protocol):
+    """A page of a log as the services read it (`LogSlice`, `TurnLogSlice`)."""
+
+    @property
+    def lines(self) -> Sequence[Any]: ...  # of `Line`s (store rows)
+    @property
+    def last_seq(self) -> int: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def done(self) -> bool: ...
+
+
+_json = json.JSONEncoder(ensure_ascii=False).encode
+_stamp = TypeAdapter(datetime)
+
+
+def line_event(line: Line, stamps: dict[datetime, str] | None = None) -> bytes:
+    """One `line` event, its data the same JSON as the `LogLine` of the logs page (encoded without building one:
+    the encoding was most of a reader's time). `stamps` caches timestamps, which a batch shares."""
+    created = line.created_at
+    stamp = stamps.get(created) if stamps is not None else None
+    if stamp is None:
+        stamp = _json(_stamp.dump_python(created, mode="json"))
+        if stamps is not None:
+            stamps[created] = stamp
+    return (f'id: {line.seq}\nevent: line\ndata: {{"seq":{line.seq},"attempt":{line.attempt},'
+            f'"stream":{_json(line.stream)},"text":{_json(line.text)},"created_at":{stamp}}}\n\n').encode()
+
+
+def encode(lines: Sequence[Line]) -> list[bytes]:
+    stamps: dict[datetime, str] = {}
+    return [line_event(line, stamps) for line in lines]
+
+
+def end_event(state: str, last_seq: int) -> bytes:
+    return f"event: end\ndata: {json.dumps({'state': state, 'last_seq': last_seq})}\n\n".encode()
+
+
+def dropped_event(last_seq: int) -> bytes:
+    """Ends a stream that fell too far behind; the client reconnects with `?after=last_seq`."""
+    data = json.dumps({"last_seq": last_seq, "reason": "the client fell behind; reconnect with ?after=last_seq"})
+    return f"event: dropped\ndata: {data}\n\n".encode()
+
+
+class _Batch:
+    """One read of the hub, encoded once: the events and their seqs, and all of them joined."""
+
+    def __init__(self, lines: Sequence[Line]) -> None:
+        self.seqs = [line.seq for line in lines]
+        self.events = encode(lines)
+        self.data = b"".join(self.events)
+
+    def after(self, cursor: int) -> bytes:
+        """The events with seq > cursor (for a subscriber that joined ahead of the hub)."""
+        if cursor < self.seqs[0]:
+            return self.data
+        return b"".join(self.events[bisect_right(self.seqs, cursor):])
+
+
+class _Subscriber:
+    def __init__(self, cursor: int, limit: int) -> None:
+        self.cursor = cursor  # the last seq queued for it
+        self.sent = cursor  # the last seq handed to its response
+        self.limit = limit
+        self.chunks: deque[tuple[bytes, int]] = deque()
+        self.size = 0
+        self.ready = asyncio.Event()
+        self.end: bytes | None = None
+        self.dropped = False
+
+    def offer(self, batch: _Batch) -> bool:
+        """Queue the batch's events past the cursor; False if that would pass the bound (it is then dropped)."""
+        if batch.seqs[-1] <= self.cursor:
+            return True
+        data = batch.after(self.cursor)
+        if self.chunks and self.size + len(data) > self.limit:
+            return False
+        self.chunks.append((data, batch.seqs[-1]))
+        self.size += len(data)
+        self.cursor = batch.seqs[-1]
+        self.ready.set()
+        return True
+
+    def drop(self) -> None:
+        self.dropped = True
+        self.chunks.clear()
+        self.size = 0
+        self.ready.set()
+
+    def finish(self, end: bytes) -> None:
+        self.end = end
+        self.ready.set()
+
+
+class LogHub:
+    """The one reader of one log on one event loop; see the module docstring."""
+
+    def __init__(self, hubs: LogHubs, key: Hashable, topic: Topic, page: Page, cursor: int) -> None:
+        self.hubs = hubs
+        self.key = key
+        self.topic = topic
+        self.page = page
+        self.cursor = cursor  # every line up to here has been offered to the subscribers
+        self.loop = asyncio.get_running_loop()
+        self.subscribers: set[_Subscriber] = set()
+        self.wake = asyncio.Event()
+        self.closed = False
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, sub: _Subscriber) -> None:
+        self.subscribers.add(sub)
+        if self.task is None:
+            self.task = self.loop.create_task(self._run())
+
+    def remove(self, sub: _Subscriber) -> None:
+        self.subscribers.discard(sub)
+        if not self.subscribers:
+            self.wake.set()  # let the reader see it has nobody left and stop
+
+    async def _run(self) -> None:
+        try:
+            while self.subscribers:
+                # Cleared before the read: a commit during the read sets it again, so no wake-up is lost.
+                self.wake.clear()
+                current = await run_in_threadpool(self.page, self.cursor)
+                if current.lines:
+                    batch = _Batch(current.lines)
+                    self.cursor = current.last_seq
+                    for sub in list(self.subscribers):
+                        if not sub.offer(batch):
+                            self.subscribers.discard(sub)
+                            sub.drop()
+                            log.info("log_subscriber_dropped", key=str(self.key), last_seq=sub.sent)
+                    continue
+                if current.done:
+                    end = end_event(current.state, self.cursor)
+                    for sub in self.subscribers:
+                        sub.finish(end)
+                    return
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.hubs.poll_s)
+        except Exception:
+            log.exception("log_hub_failed", key=str(self.key))
+            for sub in self.subscribers:
+                sub.drop()  # they reconnect and replay from the database
+        finally:
+            self.closed = True
+            self.hubs.forget(self)
+
+
+class LogHubs:
+    """The hubs of one database, per event loop and log; woken by commits that appended to their log."""
+
+    def __init__(self, db: Database, *, buffer_bytes: int, poll_s: float) -> None:
+        self.db = db
+        self.buffer_bytes = buffer_bytes
+        self.poll_s = poll_s
+        self._hubs: dict[tuple[asyncio.AbstractEventLoop, Hashable], LogHub] = {}
+        self._lock = threading.Lock()  # commits arrive on any thread
+        self._listener: Listener | None = None
+        db.on_commit(self._committed)
+
+    def _committed(self, session: Any) -> None:
+        changed = session.info.pop(store_logs.CHANGED, None)
+        if changed:
+            self._wake(lambda hub: hub.topic in changed)
+
+    def _wake(self, which: Callable[[LogHub], bool]) -> None:
+        with self._lock:
+            hubs = [hub for hub in self._hubs.values() if which(hub)]
+        for hub in hubs:
+            with suppress(RuntimeError):  # its loop has closed
+                hub.loop.call_soon_threadsafe(hub.wake.set)
+
+    def _listen(self) -> None:
+        """On PostgreSQL, lines stored by another replica wake the hubs too (the poll stays the fallback)."""
+        if self._listener is None and self.db.dialect == "postgresql":
+            self._listener = Listener(self.db.url, lambda: self._wake(lambda hub: True),
+                                      channel=store_logs.LOG_CHANNEL)
+            self._listener.start()
+
+    def forget(self, hub: LogHub) -> None:
+        with self._lock:
+            if self._hubs.get((hub.loop, hub.key)) is hub:
+                del self._hubs[(hub.loop, hub.key)]
+
+    def _hub(self, key: Hashable, topic: Topic, page: Page, cursor: int) -> LogHub:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            hub = self._hubs.get((loop, key))
+            if hub is None or hub.closed:
+                hub = self._hubs[(loop, key)] = LogHub(self, key, topic, page, cursor)
+        self._listen()
+        return hub
+
+    async def follow(self, key: Hashable, topic: Topic, page: Page, after: int) -> AsyncIterator[bytes]:
+        """The SSE bytes of one subscriber: lines after `after` (replayed, then live), then `end` or `dropped`.
+
+        `key` names the log as the page reads it (the same for every subscriber allowed to read it); `topic`
+        is the run whose appends wake it.
+        """
+        cursor = after
+        while True:
+            hub = self._hub(key, topic, page, cursor)
+            if cursor >= hub.cursor:
+                # No await between the check and joining: the hub offers everything after its cursor from here.
+                sub = _Subscriber(cursor, self.buffer_bytes)
+                hub.add(sub)
+                break
+            # Behind the hub (joined late, or resuming): catch up from the database, then join.
+            current = await run_in_threadpool(page, cursor)
+            if current.lines:
+                yield b"".join(encode(current.lines))
+                cursor = current.last_seq
+            if current.done:
+                yield end_event(current.state, cursor)
+                return
+        try:
+            while True:
+                if not sub.chunks and sub.end is None and not sub.dropped:
+                    sub.ready.clear()
+                    try:
+                        await asyncio.wait_for(sub.ready.wait(), KEEP_ALIVE_S)
+                    except TimeoutError:
+                        yield KEEP_ALIVE
+                        continue
+                while sub.chunks:
+                    data, last = sub.chunks.popleft()
+                    sub.size -= len(data)
+                    yield data
+                    sub.sent = last
+                if sub.dropped:
+                    yield dropped_event(sub.sent)
+                    return
+                if sub.end is not None:
+                    yield sub.end
+                    return
+        finally:
+            hub.remove(sub)
+
+
+_registries: weakref.WeakKeyDictionary[Database, LogHubs] = weakref.WeakKeyDictionary()
+_registries_lock = threading.Lock()
+
+
+def hubs_for(db: Database, *, buffer_bytes: int, poll_s: float) -> LogHubs:
+    """The log hubs of `db` (one set per database, made on first use)."""
+    with _registries_lock:
+        hubs = _registries.get(db)
+        if hubs is None:
+            hubs = _registries[db] = LogHubs(db, buffer_bytes=buffer_bytes, poll_s=poll_s)
+        return hubs
