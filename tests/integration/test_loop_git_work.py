@@ -16,6 +16,7 @@ from tests.support.git_remote import git, make_remote
 
 from optio.forge.git import BatchConflictError, MergeConflictError, RepoCache, branch_for_task, run_git
 from optio.forge.local import LocalForge
+from optio.forge.process_lock import forget_lock, lock_for
 from optio.store.db import Database
 from optio.store.models import PullRequest, ReconcileItem, Repo
 
@@ -187,3 +188,20 @@ def _repo(db: Database, repo_id: int) -> Repo:
         assert repo is not None
         session.expunge(repo)
         return repo
+
+
+def test_a_lock_nobody_holds_is_forgotten_and_one_held_is_kept_and_still_excludes(tmp_path: Path) -> None:
+    path = tmp_path / "locks" / "ci-pr-1.lock"
+    lock = lock_for(path)
+    with lock:
+        forget_lock(path)  # held: kept
+        assert lock_for(path) is lock
+    forget_lock(path)
+    again = lock_for(path)
+    assert again is not lock  # nothing of a finished PR's lock stays in the server
+    with again:
+        taken: list[bool] = []
+        thread = threading.Thread(target=lambda: taken.append(lock.acquire(blocking=False)))
+        thread.start()
+        thread.join(10)
+        assert taken == [False]  # the old object still cannot take the lock the new one holds

@@ -43,7 +43,7 @@ from optio.forge.base import (
 from optio.forge.ci_setup import ClassifiedCi, classify
 from optio.forge.git import BaseMovedError, BatchConflictError, CiResult, GitError, Mergeability, MergeConflictError
 from optio.forge.merge_gates import MergeGateRefused, check_merge_gates
-from optio.forge.process_lock import ProcessLock, lock_for
+from optio.forge.process_lock import ProcessLock, forget_lock, lock_for
 from optio.forge.worktrees import RepoCaches, RepoWorktrees
 from optio.observability import metrics
 from optio.runtime.sandbox import Sandbox
@@ -621,6 +621,7 @@ class LocalForge:
                 lock.path.unlink(missing_ok=True)
             finally:
                 lock.release()
+                forget_lock(lock.path)
         except Exception:
             log.exception("batch_ci_failed_to_run", batch=batch_id)
         finally:
@@ -848,6 +849,7 @@ class LocalForge:
             self._run_ci_locked(pr_id, head_sha, base_sha)
         finally:
             lock.release()
+            forget_lock(lock.path)
 
     def _run_ci_locked(self, pr_id: int, head_sha: str, base_sha: str | None = None) -> None:
         try:
