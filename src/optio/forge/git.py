@@ -41,6 +41,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -89,6 +90,9 @@ _PUSHED_PREFIX = "refs/optio/pushed/"
 # A clone's origin has no push URL that works: only Optio publishes the agent's work.
 _NO_PUSH_URL = "/nonexistent/optio-pushes-the-task-branch-itself"
 _TASK_BRANCH = re.compile(r"optio/[0-9]+")
+_FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+# How many base commits' attributes files a cache keeps (see `RepoCache._attributes_of`).
+_ATTRIBUTES_KEPT = 8
 _CACHE_SETTINGS = (
     # Reflogs are off by default in bare repos; keep them for tracing what Optio did to the refs.
     ("core.logAllRefUpdates", "true"),
@@ -209,6 +213,12 @@ class RepoCache:
         self._resolver = resolver
         self._lock, self._merge_lock = _locks_for(self.cache_dir)
         self._ready = False
+        # When the last successful fetch by this object started (monotonic): see `fetch`.
+        self._fetch_started: float | None = None
+        self.fetch_count = 0  # fetches made, for tests and benchmarks
+        # The attributes file of a base commit (see `_attributes_of`), for the last few bases asked about.
+        self._attributes: dict[str, str] = {}
+        self._attributes_lock = threading.Lock()
 
     # -- cache lifecycle -------------------------------------------------
 
@@ -289,18 +299,38 @@ class RepoCache:
             message=f"{self.cache_dir} exists and is not an Optio repo cache; refusing to use it",
         )
 
-    def fetch(self) -> None:
-        """Bring every ``origin/<branch>`` up to date, dropping branches deleted on the remote."""
+    def fetch(self, *, max_age_s: float = 0.0) -> None:
+        """Bring every ``origin/<branch>`` up to date, dropping branches deleted on the remote.
+
+        Whatever was pushed to the remote before this call is seen after it. A fetch of this cache that
+        *started* after the call was made already guarantees that, so callers arriving while one fetch runs
+        wait for it and share the next one instead of each fetching in turn (one fetch serves a burst of
+        tasks). ``max_age_s`` accepts a fetch started at most that long ago too: for advisory reads (the
+        mergeability of open PRs) where a push only seconds old may be seen on the next refresh.
+        """
+        asked = time.monotonic()
         self.ensure()
+        if self._fetched_since(asked - max_age_s):
+            return
         with self._lock:
+            if self._fetched_since(asked - max_age_s):
+                return
             self._fetch_unlocked()
+
+    def _fetched_since(self, moment: float) -> bool:
+        """Did a fetch of this cache that started at or after ``moment`` (monotonic) succeed?"""
+        started = self._fetch_started
+        return started is not None and started >= moment
 
     def _fetch_unlocked(self) -> None:
         # Another RepoCache object for the same cache directory in another process may fetch at the same
         # moment; both update the same refs, so a lost ref-lock race is retried.
+        started = time.monotonic()
         for attempt in range(_FETCH_ATTEMPTS):
             proc = self._remote_git(["fetch", "--prune", "--quiet", "origin"], timeout=_FETCH_TIMEOUT_S, check=False)
             if proc.returncode == 0:
+                self._fetch_started = max(started, self._fetch_started or started)
+                self.fetch_count += 1
                 return
             lost_race = any(m in proc.stderr.lower() for m in _LOCK_MARKERS)
             if not lost_race or attempt == _FETCH_ATTEMPTS - 1:
@@ -324,8 +354,10 @@ class RepoCache:
         """
         self.ensure()
         path = Path(path).absolute()
+        asked = time.monotonic()
         with self._lock:
-            self._fetch_unlocked()
+            if not self._fetched_since(asked):  # one fetch serves the tasks that waited for it together
+                self._fetch_unlocked()
             base_sha = self._resolve_in(self.cache_dir, self._qualify(base_ref))
             remote_tip = self._try_resolve(f"refs/remotes/origin/{branch}")
             if self._is_our_clone(path):
@@ -709,7 +741,7 @@ class RepoCache:
 
     # -- review-time operations on the cache ---------------------------------
 
-    def mergeability(self, base_ref: str, head_sha: str) -> Mergeability:
+    def mergeability(self, base_ref: str, head_sha: str, *, fetch: bool = True) -> Mergeability:
         """Would ``head_sha`` merge cleanly onto the current remote base, as the agent's rebase would see it?
 
         ``git merge-tree`` in a bare repository reads no ``.gitattributes`` from any tree, so a file marked
@@ -719,17 +751,18 @@ class RepoCache:
         (``text``, ``union``, ``binary``) apply as in a checkout of the base. A custom driver name
         (``merge=foo``) runs nothing: Optio's git never runs a command a repository defines, and git merges
         a file whose driver is not configured with the default text merge, which is what Optio reports.
-        Touches no worktree.
+        Touches no worktree. ``fetch=False`` uses the cache as it is (the caller fetched for several PRs at once).
         """
-        self.fetch()
-        head = self._ensure_commit(head_sha)
+        if fetch:
+            self.fetch()
+        # A full sha the cache has needs no lookup first; one it lacks makes merge-tree fail, and is fetched.
+        head = head_sha if _FULL_SHA.fullmatch(head_sha) else self._ensure_commit(head_sha)
         base = self._qualify(base_ref)
-        args = ["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", base, head]
-        with tempfile.TemporaryDirectory(prefix="optio-attrs-") as tmp:
-            attributes = Path(tmp) / "attributes"
-            attributes.write_text(self._attributes_of(base))
-            proc = run_git(args, cwd=self.cache_dir, config=("-c", f"core.attributesFile={attributes}"),
-                           check=False)
+        proc = self._merge_tree(base, head)
+        if proc.returncode not in (0, 1) and head == head_sha:
+            head = self._ensure_commit(head_sha)
+            proc = self._merge_tree(base, head)
+        args = proc.args
         if proc.returncode == 0:
             return Mergeability(clean=True, conflicting_files=[])
         if proc.returncode != 1:
@@ -737,12 +770,35 @@ class RepoCache:
         names = [n for n in proc.stdout.split("\0")[1:] if n]
         return Mergeability(clean=False, conflicting_files=list(dict.fromkeys(names)))
 
+    def _merge_tree(self, base: str, head: str, *, scratch: Path | None = None) -> subprocess.CompletedProcess[str]:
+        args = ["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", base, head]
+        with tempfile.TemporaryDirectory(prefix="optio-attrs-", dir=scratch) as tmp:
+            attributes = Path(tmp) / "attributes"
+            attributes.write_text(self._attributes_of(base))
+            proc = run_git(args, cwd=self.cache_dir, config=("-c", f"core.attributesFile={attributes}"),
+                           check=False)
+        proc.args = args
+        return proc
+
     def _attributes_of(self, tree_ish: str) -> str:
         """Every ``.gitattributes`` of ``tree_ish`` as one attributes file whose patterns are relative to the root.
 
         Files come shallowest first, so a deeper file's lines win over its parents', as git's own precedence
-        has it (later lines win; a deeper directory overrides its parents).
+        has it (later lines win; a deeper directory overrides its parents). Kept for the last few base commits:
+        after a merge every open PR is checked against the same new base.
         """
+        commit = _FULL_SHA.fullmatch(tree_ish) is not None  # a commit's files never change; a ref's do
+        if commit and (known := self._attributes.get(tree_ish)) is not None:
+            return known
+        text = self._read_attributes(tree_ish)
+        if commit:
+            with self._attributes_lock:
+                while len(self._attributes) >= _ATTRIBUTES_KEPT:
+                    del self._attributes[next(iter(self._attributes))]
+                self._attributes[tree_ish] = text
+        return text
+
+    def _read_attributes(self, tree_ish: str) -> str:
         listing = self._git(["ls-tree", "-r", "-z", "--full-tree", tree_ish], check=False)
         if listing.returncode != 0:
             return ""
@@ -817,42 +873,53 @@ class RepoCache:
     def test_merge(self, base_sha: str, head_sha: str, *, work_root: Path) -> str:
         """The commit CI runs on: ``head_sha`` merged onto ``base_sha``, like a forge's ``refs/pull/N/merge``.
 
-        Made the way the squash-merge lands a PR (``git merge`` in a scratch checkout of the base, the
-        base's own ``.gitattributes`` applying), so its tree is exactly what a squash onto ``base_sha``
-        would put on the base. Nothing is pushed; the commit lives only in the cache's object store.
-        Raises ``MergeConflictError`` when the head does not merge cleanly onto that base.
+        Made the way the squash-merge lands a PR (``git merge-tree`` with the base's own ``.gitattributes``
+        applying, see :meth:`mergeability`), so its tree is exactly what a squash onto ``base_sha`` would put
+        on the base. Nothing is pushed and nothing is checked out; the commit lives only in the cache's
+        object store. Raises ``MergeConflictError`` when the head does not merge cleanly onto that base.
         """
         return self.test_merge_many(base_sha, [head_sha], work_root=work_root)
 
     def test_merge_many(self, base_sha: str, head_shas: Sequence[str], *, work_root: Path) -> str:
-        """Each head merged in order onto ``base_sha`` in one scratch checkout: what a merge-queue batch lands.
+        """Each head merged in order onto ``base_sha``: what a merge-queue batch lands.
 
-        The same merge path as the single test merge, one head after another, so the last commit's tree is
-        what landing the whole batch onto ``base_sha`` puts on the base. Raises ``BatchConflictError`` (a
-        ``MergeConflictError``) naming the head that does not merge onto the ones before it.
+        The same merge as the single test merge, one head after another (each a merge commit of the result so
+        far and the head), so the last commit's tree is what landing the whole batch onto ``base_sha`` puts on
+        the base. Raises ``BatchConflictError`` (a ``MergeConflictError``) naming the head that does not merge
+        onto the ones before it. ``work_root`` holds the few scratch files of the merge while it runs.
         """
         self.ensure()
         base = self._ensure_commit(base_sha)
-        heads = [self._ensure_commit(h) for h in head_shas]
         work_root.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix="test-merge-", dir=work_root))
-        checkout = scratch / "checkout"
-        try:
-            with self._lock:
-                self._git(["worktree", "add", "--quiet", "--detach", str(checkout), base])
-            for head in heads:
-                try:
-                    _merge_in(checkout, ["merge", "--no-ff", "--no-edit", "--quiet", "--no-verify", "-m",
-                                         f"optio test merge of {head[:12]} onto {base[:12]}", head])
-                except MergeConflictError as exc:
-                    if len(heads) == 1:
-                        raise
-                    raise BatchConflictError(exc.git_args, exc.returncode, exc.stderr_tail, exc.conflicting_files,
-                                             head_sha=head) from None
-            return self._resolve_in(checkout, "HEAD")
-        finally:
-            self._discard_worktree(checkout)
-            shutil.rmtree(scratch, ignore_errors=True)
+        current = base
+        for head_sha in head_shas:
+            try:
+                tree, head = self._merged_tree(current, head_sha, scratch=work_root)
+            except MergeConflictError as exc:
+                if len(head_shas) == 1:
+                    raise
+                raise BatchConflictError(exc.git_args, exc.returncode, exc.stderr_tail, exc.conflicting_files,
+                                         head_sha=self._try_resolve(head_sha) or head_sha) from None
+            current = self._git(["commit-tree", tree, "-p", current, "-p", head, "-m",
+                                 f"optio test merge of {head[:12]} onto {base[:12]}"]).stdout.strip()
+        return current
+
+    def _merged_tree(self, ours: str, theirs: str, *, scratch: Path | None = None) -> tuple[str, str]:
+        """(the tree of ``theirs`` merged onto the commit ``ours``, the full sha of ``theirs``), with ``ours``'s
+        attributes applying as in a checkout of it; raises ``MergeConflictError`` naming the conflicted files."""
+        theirs_sha = theirs if _FULL_SHA.fullmatch(theirs) else self._ensure_commit(theirs)
+        proc = self._merge_tree(ours, theirs_sha, scratch=scratch)
+        if proc.returncode not in (0, 1) and theirs_sha == theirs:  # a head the cache lacks yet: fetch it
+            theirs_sha = self._ensure_commit(theirs)
+            proc = self._merge_tree(ours, theirs_sha, scratch=scratch)
+        fields = proc.stdout.split("\0")
+        if proc.returncode == 0:
+            return fields[0].strip(), theirs_sha
+        args = ["merge-tree", "--write-tree", ours, theirs_sha]
+        if proc.returncode == 1:
+            names = list(dict.fromkeys(n for n in fields[1:] if n))
+            raise MergeConflictError(args, 1, proc.stderr, names)
+        raise GitError(args, proc.returncode, proc.stderr)
 
     def land_tree(self, base_branch: str, base_sha: str, tested_sha: str, message: str, *,
                   trailers: Sequence[tuple[str, str]], landed_if: Mapping[str, str]) -> str:
@@ -905,6 +972,7 @@ class RepoCache:
         work_root: Path,
         trailers: Mapping[str, str] | None = None,
         onto: str | None = None,
+        fetched: bool = False,
     ) -> str:
         """Land ``head_sha`` on the remote ``base_branch`` as one commit; returns the new base sha.
 
@@ -921,13 +989,16 @@ class RepoCache:
         still gets its own (empty) commit, so the sha returned is always this
         merge's own, never another merge's. Without trailers, a head with
         nothing new makes no commit and the current base sha is returned.
+        ``fetched``: the caller has just fetched (the first attempt uses the cache as it is; with ``onto``
+        the leased push still refuses a base that moved since).
         """
         self.ensure()
         base_branch = base_branch.removeprefix("origin/").removeprefix("refs/heads/")
         trailers = dict(trailers or {})
         with self._merge_lock:
             for attempt in range(_MERGE_PUSH_RETRIES + 1):
-                self.fetch()
+                if attempt or not fetched:
+                    self.fetch()
                 if trailers:
                     landed = self.find_squash(base_branch, trailers)
                     if landed is not None:
@@ -986,36 +1057,29 @@ class RepoCache:
         trailers: Mapping[str, str] | None = None,
         leased: bool = False,
     ) -> tuple[bool, str, str]:
+        """One squash of ``head`` onto ``base_sha`` pushed to the base: the merged tree as a single-parent commit.
+
+        No checkout: the tree is ``git merge-tree``'s, the same merge the test merge CI ran on makes.
+        """
         work_root.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix="merge-", dir=work_root))
-        checkout = scratch / "checkout"
-        try:
-            with self._lock:
-                self._git(["worktree", "add", "--quiet", "--detach", str(checkout), base_sha])
-            _merge_in(checkout, ["merge", "--squash", "--quiet", head])
-            commit = ["commit", "--quiet", "--no-verify", "-m", message]
-            for key, value in (trailers or {}).items():
-                commit.append(f"--trailer={key}: {value}")
-            if run_git(["diff", "--cached", "--quiet"], cwd=checkout, check=False).returncode == 0:
-                if not trailers:
-                    return True, base_sha, ""
-                commit.append("--allow-empty")  # the merge still gets a commit of its own to record
-            run_git(commit, cwd=checkout)
-            new_sha = self._resolve_in(checkout, "HEAD")
-            if leased:
-                self._push_leased(base_branch, base_sha, new_sha, cwd=checkout)
-                return True, new_sha, ""
-            push = self._remote_git(
-                ["push", "--porcelain", "--no-verify", "origin", f"{new_sha}:refs/heads/{base_branch}"],
-                cwd=checkout,
-                check=False,
-            )
-            if push.returncode == 0:
-                return True, new_sha, ""
-            return False, new_sha, f"{push.stdout}\n{push.stderr}"
-        finally:
-            self._discard_worktree(checkout)
-            shutil.rmtree(scratch, ignore_errors=True)
+        tree, _ = self._merged_tree(base_sha, head, scratch=work_root)
+        if tree == self._git(["rev-parse", f"{base_sha}^{{tree}}"]).stdout.strip() and not trailers:
+            return True, base_sha, ""
+        # As `git commit -m <message> --trailer <k: v>...` writes it (an empty squash still gets its commit).
+        text = _stripspace(message)
+        if trailers:
+            text = _stripspace(self._git(["interpret-trailers", *(f"--trailer={k}: {v}" for k, v in trailers.items())],
+                                         input=text).stdout)
+        new_sha = self._git(["commit-tree", tree, "-p", base_sha, "-F", "-"], input=text).stdout.strip()
+        if leased:
+            self._push_leased(base_branch, base_sha, new_sha)
+            return True, new_sha, ""
+        push = self._remote_git(
+            ["push", "--porcelain", "--no-verify", "origin", f"{new_sha}:refs/heads/{base_branch}"], check=False,
+        )
+        if push.returncode == 0:
+            return True, new_sha, ""
+        return False, new_sha, f"{push.stdout}\n{push.stderr}"
 
     def delete_remote_branch(self, branch: str) -> None:
         """Best-effort cleanup of a finished task's branch; failure is only logged."""
@@ -1084,7 +1148,7 @@ class RepoCache:
         Spelled out in full so a local branch that happens to be called
         ``origin/main`` can never shadow the remote's.
         """
-        if ref.startswith("refs/"):
+        if ref.startswith("refs/") or _FULL_SHA.fullmatch(ref):
             return ref
         if ref.startswith("origin/"):
             return f"refs/remotes/{ref}"
@@ -1146,20 +1210,17 @@ class BaseMovedError(GitError):
                                  "since CI tested the merge; nothing landed")
 
 
-def _merge_in(checkout: Path, merge_args: list[str]) -> None:
-    """Run a merge in a scratch checkout; raise MergeConflictError naming the files, or GitError otherwise.
-
-    The test merge CI runs on and the squash that lands go through this one path, so both see the same
-    conflicts.
-    """
-    merge = run_git(merge_args, cwd=checkout, check=False)
-    if merge.returncode == 0:
-        return
-    unmerged = run_git(["diff", "--name-only", "--diff-filter=U", "-z"], cwd=checkout).stdout
-    files = [f for f in unmerged.split("\0") if f]
-    if files:
-        raise MergeConflictError(merge_args, merge.returncode, merge.stderr or merge.stdout, files)
-    raise GitError(merge_args, merge.returncode, merge.stderr or merge.stdout)
+def _stripspace(text: str) -> str:
+    """A commit message cleaned up as ``git commit -m`` does (git's ``stripspace`` without comment stripping):
+    trailing whitespace and surrounding blank lines removed, runs of blank lines made one, one final newline."""
+    out: list[str] = []
+    for line in text.splitlines():
+        line = line.rstrip()
+        if line or (out and out[-1]):
+            out.append(line)
+    while out and not out[-1]:
+        out.pop()
+    return "".join(f"{line}\n" for line in out)
 
 
 def _run_in_group(

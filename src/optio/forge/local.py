@@ -21,6 +21,7 @@ import hashlib
 import os
 import shutil
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,9 +41,9 @@ from optio.forge.base import (
     ReviewInfo,
 )
 from optio.forge.ci_setup import ClassifiedCi, classify
-from optio.forge.git import BaseMovedError, BatchConflictError, CiResult, GitError, MergeConflictError
+from optio.forge.git import BaseMovedError, BatchConflictError, CiResult, GitError, Mergeability, MergeConflictError
 from optio.forge.merge_gates import MergeGateRefused, check_merge_gates
-from optio.forge.process_lock import ProcessLock, lock_for
+from optio.forge.process_lock import ProcessLock, forget_lock, lock_for
 from optio.forge.worktrees import RepoCaches, RepoWorktrees
 from optio.observability import metrics
 from optio.runtime.sandbox import Sandbox
@@ -61,6 +62,11 @@ CI_OUTPUT_MAX = 1024 * 1024
 # A queue front green on the current base that nobody merges within this time (auto-merge off, a person who
 # asked to merge and went away) leaves the queue so it does not hold up the PRs behind it; asking again re-queues it.
 QUEUE_FRONT_GRACE_S = 120.0
+# A fetch of the repo cache this recent serves the mergeability check scheduled when a PR opens or moves (the
+# task's push fetched just before); the PR watcher's and the after-merge refreshes fetch afresh.
+MERGEABILITY_FETCH_AGE_S = 5.0
+# How many (head, base tip) mergeability results the forge remembers: a few per open PR is plenty.
+MERGEABILITY_MEMO = 2048
 
 
 def merge_trailers(task_id: int | None, number: int, head_sha: str) -> dict[str, str]:
@@ -145,6 +151,9 @@ class LocalForge:
         self._bg = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optio-forge")
         self._ci_inflight: set[tuple[int, str, str | None]] = set()
         self._batch_inflight: set[int] = set()
+        self._refresh_pending: set[int] = set()  # repos whose open PRs' mergeability refresh is scheduled
+        # (repo, head, base tip) -> mergeability, for the most recent pairs (merge-tree is pure in them).
+        self._mergeability_seen: OrderedDict[tuple[int, str, str], Mergeability] = OrderedDict()
 
     # --- git plumbing ---------------------------------------------------------------------------------
 
@@ -350,7 +359,7 @@ class LocalForge:
                 # the retry finds this PR's own commit on the base instead of recording whatever is on top.
                 # Without force it lands only on the tip CI passed on (a compare-and-swap of the base ref).
                 merged_sha = cache.squash_merge(base_branch, head_sha, message, work_root=self.data_dir / "merges",
-                                                trailers=trailers, onto=None if force else tip)
+                                                trailers=trailers, onto=None if force else tip, fetched=True)
             except BaseMovedError as exc:
                 # Someone pushed to the base since the fetch above: back to the queue, to be tested on it.
                 with self.db.write() as session:
@@ -436,8 +445,8 @@ class LocalForge:
                     cache.delete_remote_branch(head_branch)
                 except Exception:
                     log.warning("delete_branch_failed", repo=repo_id, branch=head_branch)
-            for pr_id in open_ids:
-                self.refresh_mergeability(pr_id)
+            if open_ids:
+                self.schedule_repo_mergeability(repo_id)
         except Exception:
             log.exception("after_merge_failed", repo=repo_id)
 
@@ -612,6 +621,7 @@ class LocalForge:
                 lock.path.unlink(missing_ok=True)
             finally:
                 lock.release()
+                forget_lock(lock.path)
         except Exception:
             log.exception("batch_ci_failed_to_run", batch=batch_id)
         finally:
@@ -623,8 +633,7 @@ class LocalForge:
     def _run_batch_ci_locked(self, batch_id: int, repo: Repo, command: str | None, base_sha: str, heads: list[str],
                              workspace_id: int) -> None:
         cache = self.cache(repo)
-        cache.ensure()
-        cache.fetch()
+        cache.ensure()  # the heads and base are named by sha: the test merge fetches only if one is missing
         tested = ""
         could_not_run = conflict = False
         try:
@@ -720,33 +729,86 @@ class LocalForge:
 
     def _safe_refresh(self, pr_id: int) -> None:
         try:
-            self.refresh_mergeability(pr_id)
+            # Scheduled right after the task's push fetched: a fetch that recent serves this advisory check.
+            self.refresh_mergeability(pr_id, max_age_s=MERGEABILITY_FETCH_AGE_S)
         except Exception:
             log.exception("mergeability_failed", pr=pr_id)
 
-    def refresh_mergeability(self, pr_id: int) -> bool | None:
+    def refresh_mergeability(self, pr_id: int, *, max_age_s: float = 0.0) -> bool | None:
         """Recompute whether the PR head merges cleanly into the current base; enqueue its task on change."""
         with self.db.read() as session:
             pr = prs.get(session, pr_id)
             if pr is None or pr.state != "open":
                 return None
             repo = self._repo(session, pr.repo_id)
-            head_sha, base_branch = pr.head_sha, pr.base_branch
+        self.cache(repo).fetch(max_age_s=max_age_s)
+        return self._refresh_prs(repo, [pr_id]).get(pr_id)
+
+    def schedule_repo_mergeability(self, repo_id: int) -> None:
+        """Refresh every open PR of the repo soon; merges landing meanwhile share the one refresh."""
+        with self._lock:
+            if repo_id in self._refresh_pending:
+                return
+            self._refresh_pending.add(repo_id)
+        self._bg.submit(self._safe_refresh_repo, repo_id)
+
+    def _safe_refresh_repo(self, repo_id: int) -> None:
+        with self._lock:
+            self._refresh_pending.discard(repo_id)  # a merge from now on needs a refresh after this one
+        try:
+            self.refresh_repo_mergeability(repo_id)
+        except Exception:
+            log.exception("mergeability_failed", repo=repo_id)
+
+    def refresh_repo_mergeability(self, repo_id: int, *, max_age_s: float = 0.0) -> int:
+        """Every open PR of the repo against its base as it is now: one fetch for them all, and `git merge-tree`
+        only for a (head, base tip) pair not already computed. Returns how many PRs are open."""
+        with self.db.read() as session:
+            repo = self._repo(session, repo_id)
+            ids = prs.open_ids(session, repo_id)
+        if ids:
+            self.cache(repo).fetch(max_age_s=max_age_s)
+            self._refresh_prs(repo, ids)
+        return len(ids)
+
+    def _refresh_prs(self, repo: Repo, pr_ids: Sequence[int]) -> dict[int, bool]:
+        """Mergeability of these open PRs on the cache's base tips as fetched; one transaction records it all
+        and enqueues the task of each PR whose mergeability changed (not one whose base merely moved)."""
+        with self.db.read() as session:
+            rows = [(pr.id, pr.head_sha, pr.base_branch) for pr in (prs.get(session, i) for i in pr_ids)
+                    if pr is not None and pr.state == "open"]
         cache = self.cache(repo)
-        cache.ensure()
-        result = cache.mergeability(base_branch, head_sha)
-        base_sha = cache.resolve(f"origin/{base_branch}")
+        tips: dict[str, str] = {}
+        found: dict[int, tuple[str, str, Mergeability]] = {}
+        for pr_id, head_sha, base_branch in rows:
+            if base_branch not in tips:
+                tips[base_branch] = cache.resolve(f"origin/{base_branch}")
+            tip = tips[base_branch]
+            key = (repo.id, head_sha, tip)
+            with self._lock:
+                result = self._mergeability_seen.get(key)
+            if result is None:
+                result = cache.mergeability(tip, head_sha, fetch=False)
+                with self._lock:
+                    self._mergeability_seen[key] = result
+                    while len(self._mergeability_seen) > MERGEABILITY_MEMO:
+                        self._mergeability_seen.popitem(last=False)
+            found[pr_id] = (head_sha, tip, result)
+        if not found:
+            return {}
         with self.db.write() as session:
-            pr = prs.get(session, pr_id)
-            if pr is None or pr.state != "open" or pr.head_sha != head_sha:
-                return None
-            changed = pr.mergeable != result.clean or pr.base_sha != base_sha
-            pr.mergeable = result.clean
-            pr.conflicting_files = list(result.conflicting_files)
-            pr.base_sha = base_sha
-            if changed:
-                _enqueue_task(session, pr, "mergeability changed")
-        return result.clean
+            for pr_id, (head_sha, tip, result) in found.items():
+                pr = prs.get(session, pr_id)
+                if pr is None or pr.state != "open" or pr.head_sha != head_sha:
+                    continue
+                changed = pr.mergeable != result.clean or list(pr.conflicting_files or ()) != result.conflicting_files
+                if changed:
+                    pr.mergeable = result.clean
+                    pr.conflicting_files = list(result.conflicting_files)
+                    _enqueue_task(session, pr, "mergeability changed")
+                if pr.base_sha != tip:
+                    pr.base_sha = tip
+        return {pr_id: result.clean for pr_id, (_, _, result) in found.items()}
 
     def _ci_env(self) -> dict[str, str]:
         """The whole environment of a CI command: enough to run tools, nothing of the server's.
@@ -787,6 +849,7 @@ class LocalForge:
             self._run_ci_locked(pr_id, head_sha, base_sha)
         finally:
             lock.release()
+            forget_lock(lock.path)
 
     def _run_ci_locked(self, pr_id: int, head_sha: str, base_sha: str | None = None) -> None:
         try:
@@ -803,8 +866,7 @@ class LocalForge:
             if not command:
                 return
             cache = self.cache(repo)
-            cache.ensure()
-            cache.fetch()
+            cache.ensure()  # head and base are named by sha: the test merge fetches only if one is missing
             conflicts: list[str] = []
             could_not_run = False
             try:
@@ -921,8 +983,13 @@ class LocalForge:
             pending = prs.pending_ci_of_open_prs(session)
         for pr_id, head_sha, base_sha in pending:
             self.schedule_ci(pr_id, head_sha, base_sha)
-        for pr_id in ids:
-            self._safe_refresh(pr_id)
+        with self.db.read() as session:
+            repo_ids = sorted({pr.repo_id for pr in (prs.get(session, i) for i in ids) if pr is not None})
+        for repo_id in repo_ids:  # one fetch per repo, whatever its number of open PRs
+            try:
+                self.refresh_repo_mergeability(repo_id)
+            except Exception:
+                log.exception("mergeability_failed", repo=repo_id)
         for repo_id, base_branch in queues:
             self._safe_advance(repo_id, base_branch)
         return len(ids)

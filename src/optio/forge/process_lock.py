@@ -67,3 +67,21 @@ def lock_for(path: Path) -> ProcessLock:
         if lock is None:
             lock = _registry[key] = ProcessLock(Path(key))
         return lock
+
+
+def forget_lock(path: Path) -> None:
+    """Drop this process's lock object for `path` when nobody holds it (a lock per PR or batch is used a few
+    times, then never again: kept, the registry would grow with every PR a long-running server sees).
+
+    A thread that still has the dropped object and takes it later is still excluded from a new object's holder:
+    each object takes its own `flock`, and two open files of one path exclude each other even in one process.
+    """
+    key = os.path.realpath(path)
+    with _registry_lock:
+        lock = _registry.get(key)
+        if lock is not None and lock._depth == 0 and lock._rlock.acquire(blocking=False):
+            try:
+                if lock._depth == 0:
+                    del _registry[key]
+            finally:
+                lock._rlock.release()
