@@ -30,6 +30,7 @@ from optio.control.context import ControlContext
 from optio.control.ports import RedactorPort
 from optio.control.replicas import REPLICA_PREFIX
 from optio.domain.backoff import rate_limit_throttle_s
+from optio.domain.process_health import NOT_STARTED
 from optio.domain.snapshot import ProcessStatus, ProcessView
 from optio.observability import metrics
 from optio.runtime.base import STDERR_FILE, STDOUT_FILE, LaunchSpec, Mounts, ProcessInfo
@@ -524,7 +525,7 @@ def adopt_orphans(ctx: ControlContext, live: set[str]) -> int:
             continue
         if proc.pid is None:
             with ctx.db.write() as session:
-                store.update_process(session, proc.id, {"status": "gone", "exit_reason": "lost",
+                store.update_process(session, proc.id, {"status": "gone", "exit_reason": NOT_STARTED,
                                                         "finished_at": utcnow(),
                                                         "error": "server stopped before the process started"})
                 queue.enqueue(session, proc.run_kind, proc.run_id, proc.workspace_id, reason="recovery")
