@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from optio.control.ports import ForgeBusy
 from optio.errors import AppError
+from optio.store.disk_full import STORAGE_ERRORS, is_disk_full
 
 
 class ErrorDetail(BaseModel):
@@ -63,6 +64,18 @@ def install(app: FastAPI) -> None:
         response = error_response(503, "forge_busy", f"the forge cannot answer now: {exc.reason}")
         response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
         return response
+
+    async def _storage(_req: Request, exc: Exception) -> JSONResponse:
+        # A full disk is the operator's to fix and passes: say so, and let the client ask again later.
+        if not is_disk_full(exc):
+            raise exc
+        response = error_response(503, "disk_full", "the server's disk is full: nothing was saved; free disk space "
+                                  "on the data directory and try again")
+        response.headers["Retry-After"] = "30"
+        return response
+
+    for storage_error in STORAGE_ERRORS:
+        app.add_exception_handler(storage_error, _storage)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
