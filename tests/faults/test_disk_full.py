@@ -58,12 +58,16 @@ def test_full_disk_is_a_clear_error_and_work_resumes_when_space_returns(tmp_path
             wait_for("the agent to run", lambda: "agent waiting" in [
                 i["text"] for i in server.api("GET", f"/api/repo-tasks/{first_id}/logs").json()["items"]])
 
+            # A second task starts as the disk fills: its worktree, agent or CI may hit the full disk (a step
+            # that does waits and is tried again; it must never fail the task).
+            second = new_task(server, "as the disk filled", 'echo done > "task-$OPTIO_TASK_ID.txt"')
+            assert second.status_code == 201, second.text
             ballast = data / "ballast"
             assert fill(ballast) > 0
 
             # Writes answer a clear 503 naming the disk (a write may still fit in space SQLite already holds:
             # those succeed, and their tasks must finish like any other).
-            created = [first_id]
+            created = [first_id, second.json()["id"]]
             refused = None
             for i in range(40):
                 resp = new_task(server, f"while full {i}", 'echo done > "task-$OPTIO_TASK_ID.txt"')

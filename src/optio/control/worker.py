@@ -19,6 +19,7 @@ from optio.domain.actions import target_state
 from optio.domain.backoff import snapshot_error_delay
 from optio.observability import metrics, tracing
 from optio.store import forge_hooks, queue, runs
+from optio.store.disk_full import is_disk_full
 from optio.store.queue import ClaimedItem
 from optio.store.types import utcnow
 
@@ -29,6 +30,8 @@ log = structlog.get_logger("optio.reconcile")
 CLAIM_BATCH = 4
 # The queue reason of a reconcile put off because its forge was busy.
 FORGE_BUSY_REASON = "forge busy"
+# How long a step that failed for a full disk waits before it is tried again.
+DISK_FULL_RETRY_S = 5.0
 # Runs put off for a busy forge by this process, whose waiting note goes once the forge answers.
 _forge_waiting: set[tuple[str, int]] = set()
 
@@ -72,6 +75,8 @@ def _reconcile(ctx: ControlContext, item: ClaimedItem) -> Outcome:
     except ForgeBusy as busy:
         return defer_for_forge(ctx, item, busy, action=action.name)
     except Exception as exc:
+        if is_disk_full(exc):
+            return defer_for_disk(ctx, item, action.name, exc)
         error = ctx.redact(f"{type(exc).__name__}: {exc}", item.workspace_id)
         outcome = Outcome("error", error)
         log.exception("executor_error", kind=item.kind, id=item.run_id, action=action.name)
@@ -93,6 +98,27 @@ def _reconcile(ctx: ControlContext, item: ClaimedItem) -> Outcome:
         detail=outcome.detail or None,
     )
     return outcome
+
+
+def release(ctx: ControlContext, items: list[ClaimedItem]) -> None:
+    """Put items a worker could not finish back in the queue, ready again in a moment (their claim released)."""
+    with ctx.db.write() as session:
+        for item in items:
+            queue.enqueue(session, item.kind, item.run_id, item.workspace_id, delay_s=1.0, reason="worker error")
+        queue.ack(session, items)
+
+
+def defer_for_disk(ctx: ControlContext, item: ClaimedItem, action: str, exc: Exception) -> Outcome:
+    """The disk is full: try again later, counting nothing against the run (space returning is the operator's).
+
+    If even the enqueue cannot be written, the item's claim lease brings it back.
+    """
+    log.warning("decision", kind=item.kind, id=item.run_id, action=action, reason=f"disk full: {exc}",
+                outcome="deferred")
+    with ctx.db.write() as session:
+        queue.enqueue(session, item.kind, item.run_id, item.workspace_id, delay_s=DISK_FULL_RETRY_S,
+                      reason="disk full")
+    return Outcome("deferred", "disk full")
 
 
 def defer_for_forge(ctx: ControlContext, item: ClaimedItem, busy: ForgeBusy, *, action: str = "snapshot") -> Outcome:
@@ -144,8 +170,14 @@ class WorkerPool:
 
     def _loop(self, worker: str) -> None:
         lease = self.ctx.settings.queue_lease_s
+        # Items this worker failed on mid-batch: left claimed, the claims loop would extend them forever.
+        unreleased: list[ClaimedItem] = []
         while not self._stop.is_set():
+            items: list[ClaimedItem] = []
             try:
+                if unreleased:
+                    release(self.ctx, unreleased)
+                    unreleased = []
                 with self.ctx.db.write() as session:
                     items = queue.claim(session, worker, lease_s=lease, limit=CLAIM_BATCH)
                 if not items:
@@ -159,6 +191,7 @@ class WorkerPool:
                     queue.ack(session, items)
             except Exception:
                 log.exception("worker_error", worker=worker)
+                unreleased += items
                 time.sleep(0.5)
 
     def _resync_loop(self) -> None:

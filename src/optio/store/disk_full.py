@@ -31,7 +31,8 @@ def is_disk_full(exc: BaseException) -> bool:
             return True
         if getattr(current, "sqlstate", None) == "53100" or getattr(current, "pgcode", None) == "53100":
             return True
-        if isinstance(current, (DBAPIError, sqlite3.Error)) and any(t in str(current).lower() for t in _FULL_TEXTS):
+        # A database driver's message, or a tool's (git's "No space left on device") carried in the error text.
+        if any(t in str(current).lower() for t in _FULL_TEXTS):
             return True
         current = getattr(current, "orig", None) or current.__cause__ or current.__context__
     return False
