@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import socketserver
 import sqlite3
 import subprocess
@@ -114,9 +115,11 @@ def leftover_checkouts(data_dir: Path) -> list[str]:
 
 @contextmanager
 def small_filesystem(path: Path, size_mb: int) -> Iterator[Path]:
-    """A real filesystem of `size_mb` at `path` (tmpfs; mounting needs root, as in CI), unmounted afterwards."""
+    """A real filesystem of `size_mb` at `path` (tmpfs; mounting needs root or sudo, as in CI), unmounted after."""
     path.mkdir(parents=True, exist_ok=True)
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0700", "tmpfs", str(path)],
+    sudo = ["sudo", "-n"] if os.geteuid() != 0 and shutil.which("sudo") else []
+    options = f"size={size_mb}m,mode=0700,uid={os.getuid()},gid={os.getgid()}"
+    res = subprocess.run([*sudo, "mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
                          capture_output=True, text=True)
     if res.returncode != 0:
         message = f"cannot mount a small filesystem here: {res.stderr.strip()}"
@@ -126,7 +129,7 @@ def small_filesystem(path: Path, size_mb: int) -> Iterator[Path]:
     try:
         yield path
     finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        subprocess.run([*sudo, "umount", "-l", str(path)], capture_output=True)
 
 
 def fill(path: Path) -> int:
