@@ -907,6 +907,10 @@ class LocalForge:
             found = [(pr.id, pr.repo_id, pr.task_id, pr.number, pr.head_sha, pr.base_branch)
                      for pr_id in prs.open_ids(session) if (pr := prs.get(session, pr_id)) is not None]
             repos = {repo_id: self._repo(session, repo_id) for repo_id in {row[1] for row in found}}
+            # A batch's members are recorded by the batch itself (it finds its own landed commit).
+            in_batch = {pr_id for repo_id, base in {(row[1], row[5]) for row in found}
+                        if (batch := batches.active(session, repo_id, base)) is not None for pr_id in batch.pr_ids}
+            found = [row for row in found if row[0] not in in_batch]
         fetched: set[int] = set()
         recorded = 0
         for pr_id, repo_id, task_id, number, head_sha, base_branch in found:
