@@ -17,7 +17,7 @@ from optio.control import processes
 from optio.control.context import ControlContext
 from optio.control.kinds.agent import AgentHandler
 from optio.control.kinds.job import JobRunHandler
-from optio.control.kinds.repo import RepoTaskHandler
+from optio.control.kinds.repo import RepoTaskHandler, sweep_finished_worktrees
 from optio.control.kinds.review import ReviewRunHandler
 from optio.control.ports import ForgeRegistry, Runtime
 from optio.control.replicas import NOTIFIER, RESYNC, TICKET_POLLER, Replica
@@ -212,6 +212,7 @@ def start(optio: Optio, role: str = "all") -> None:
     if alone:
         for forge in optio.ctx.forges.all():
             forge.recover()
+        sweep_finished_worktrees(optio.ctx)
     with optio.replica.sweep(RESYNC) as mine:
         if mine:
             resync(optio.ctx, still_mine=lambda: optio.replica.holds(RESYNC))

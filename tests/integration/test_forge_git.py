@@ -334,6 +334,16 @@ def test_existing_worktree_of_the_branch_is_reused(tmp_path: Path, cache: RepoCa
         cache.add_worktree(wt, branch_for_task(2), "main")
 
 
+def test_half_made_clone_of_a_killed_server_is_made_again(tmp_path: Path, cache: RepoCache) -> None:
+    # `kill -9` between the clone's `git init` and its checkout leaves a clone of ours on an unborn branch.
+    wt = tmp_path / "wt"
+    cache.ensure()
+    wt.mkdir()
+    cache._init_clone(wt)
+    base = cache.add_worktree(wt, branch_for_task(1), "main")
+    assert cache.head_sha(wt) == base and (wt / "README.md").exists()
+
+
 def test_add_worktree_refuses_a_foreign_directory(tmp_path: Path, cache: RepoCache) -> None:
     target = tmp_path / "occupied"
     target.mkdir()

@@ -108,3 +108,30 @@ def test_a_pr_with_nothing_new_still_records_a_commit_of_its_own(
     own = forge.merge(repo_id, number, head_sha=head, message="task 22")
     assert own != tip_before
     assert "Optio-Task: 22" in git("log", "-1", "--format=%(trailers:only,unfold)", own, cwd=remote)
+
+
+def test_recovery_records_a_pr_whose_squash_landed_before_the_crash(
+    world: tuple[Database, Path, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Left open (and queued), the PR would be batched by the merge queue and land a second time.
+    db, remote, repo_id = world
+    forge = LocalForge(db, tmp_path / "data")
+    number, head = open_pr(forge, tmp_path, repo_id, 21)
+    other, _ = open_pr(forge, tmp_path, repo_id, 22)
+    real_squash = RepoCache.squash_merge
+
+    def push_then_crash(self: RepoCache, *args: object, **kwargs: object) -> str:
+        real_squash(self, *args, **kwargs)  # type: ignore[arg-type]
+        raise Crash
+
+    monkeypatch.setattr(RepoCache, "squash_merge", push_then_crash)
+    with pytest.raises(Crash):
+        forge.merge(repo_id, number, head_sha=head, message="task 21")
+    monkeypatch.setattr(RepoCache, "squash_merge", real_squash)
+    landed = git("rev-parse", "main", cwd=remote).strip()
+
+    restarted = LocalForge(db, tmp_path / "data")
+    assert restarted.record_landed() == 1
+    assert merged_sha(db, repo_id, number) == landed
+    assert merged_sha(db, repo_id, other) is None
+    assert restarted.record_landed() == 0

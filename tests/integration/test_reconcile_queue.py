@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from optio.control.worker import release
 from optio.store import migrate, queue
 from optio.store.db import Database
 from optio.store.types import utcnow
@@ -85,3 +87,19 @@ def test_batch_ack_deletes_done_items_and_releases_requeued_ones(db: Database) -
         queue.ack(s, items)
     with db.write() as s:
         assert [i.run_id for i in queue.claim(s, "w", lease_s=60, limit=3)] == [2]
+
+
+def test_items_a_worker_failed_on_are_released_not_kept_claimed(db: Database) -> None:
+    # A worker that raised mid-batch never acks; its replica's claims loop would extend the claim for ever.
+    with db.write() as s:
+        queue.enqueue(s, "repo_task", 5, 1)
+    now = utcnow()
+    with db.write() as s:
+        items = queue.claim(s, "replica-0", lease_s=60, now=now)
+    with db.write() as s:
+        assert queue.extend_claims(s, "replica-", lease_s=60, now=now + timedelta(seconds=50)) == 1
+    release(SimpleNamespace(db=db), items)  # type: ignore[arg-type]  # it only writes through ctx.db
+    with db.write() as s:
+        assert queue.extend_claims(s, "replica-", lease_s=60) == 0
+        again = queue.claim(s, "replica-1", lease_s=60, now=utcnow() + timedelta(seconds=2))
+    assert [i.run_id for i in again] == [5]

@@ -59,10 +59,18 @@ class OptioServer:
         env.update(self.extra_env)
         return env
 
-    def start(self, timeout: float = 60.0) -> OptioServer:
+    def spawn(self) -> OptioServer:
+        """Start the server process without waiting for it to answer (e.g. to kill it at any moment)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen([*OPTIO, "serve", *self.serve_args], env=self.env(), stdout=log, stderr=log)
+        return self
+
+    def start(self, timeout: float = 60.0) -> OptioServer:
+        return self.spawn().wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float = 60.0) -> OptioServer:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

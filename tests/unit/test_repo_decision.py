@@ -816,6 +816,10 @@ def test_automatic_resumes_respect_the_keys_and_the_cap(s: RepoTaskSnapshot) -> 
     action = decide_repo_task(s)
     if isinstance(action, StartAgent) and action.resume_reason not in (None, "manual"):
         assert s.pr is not None and s.pr.state == "open"
+        if "lost before its agent started" in action.reason:  # the same resume again: nothing recorded twice
+            assert s.run.state == "running" and action.resume_key is None
+            assert dict(action.patch) == {"attempts": s.run.attempts + 1}
+            return
         if "human_resumes" in action.patch:  # changes a person requested: keyed, counted apart, never capped
             assert action.resume_reason == "changes_requested" and s.pr.review_by_person
             assert action.resume_key is None and action.patch["human_resumes"] == s.human_resumes + 1
@@ -851,3 +855,35 @@ def test_merges_only_an_open_mergeable_pr_with_no_known_problem(s: RepoTaskSnaps
         if s.repo.has_review_agent:
             assert s.review_run is not None and s.review_run.head_sha == s.pr.head_sha
             assert s.review_run.verdict == "approve"
+
+
+# --- a resume lost before its agent started (the server stopped in between) --------------------------------
+
+
+@pytest.mark.parametrize("p", [None, proc(attempt=1), proc(ProcessStatus.GONE, attempt=2, exit_reason="not_started")],
+                         ids=["no-row", "old-attempt", "not-started"])
+def test_a_resume_lost_before_its_agent_started_is_started_again(p: ProcessView | None) -> None:
+    key = f"ci_failed:{HEAD}"
+    action = decide(run("running", attempts=2), process=p, pr=pr(ci_status="failing"), resume_count=1,
+                    resume_keys=frozenset({key}))
+    assert isinstance(action, StartAgent), action
+    assert action.resume_reason == "ci_failed" and "lost before its agent started" in action.reason
+    assert action.resume_key is None and dict(action.patch) == {"attempts": 3}  # nothing counted twice
+
+
+def test_a_resume_that_died_while_running_still_goes_to_a_person() -> None:
+    action = decide(run("running", attempts=2), process=proc(ProcessStatus.GONE, attempt=2, exit_reason="lost"),
+                    pr=pr(ci_status="failing"), resume_count=1, resume_keys=frozenset({f"ci_failed:{HEAD}"}))
+    _transition(action, S.NEEDS_ATTENTION)
+
+
+@pytest.mark.parametrize("keys", [frozenset(), frozenset({f"ci_failed:{OLD_HEAD}"})])
+def test_a_lost_start_that_was_not_this_resume_is_a_failed_attempt(keys: frozenset[str]) -> None:
+    action = decide(run("running", attempts=2), process=None, pr=pr(ci_status="failing"), resume_count=1,
+                    resume_keys=keys)
+    _transition(action, S.NEEDS_ATTENTION)
+
+
+def test_a_lost_resume_whose_reason_is_gone_is_a_failed_attempt() -> None:
+    action = decide(run("running", attempts=2), process=None, pr=pr(ci_status="passing"), resume_count=1)
+    _transition(action, S.NEEDS_ATTENTION)

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from optio.control.ports import ForgeBusy
 from optio.errors import AppError
 from optio.store.db import DatabaseUnavailable
+from optio.store.disk_full import STORAGE_ERRORS, is_disk_full
 
 # What a client is told to wait before asking again while the database is busy or unreachable.
 DATABASE_RETRY_AFTER_S = 5
@@ -74,6 +75,18 @@ def install(app: FastAPI) -> None:
         response = error_response(503, "database_busy", f"the database cannot answer now, try again: {exc.reason}")
         response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
         return response
+
+    async def _storage(_req: Request, exc: Exception) -> JSONResponse:
+        # A full disk is the operator's to fix and passes: say so, and let the client ask again later.
+        if not is_disk_full(exc):
+            raise exc
+        response = error_response(503, "disk_full", "the server's disk is full: nothing was saved; free disk space "
+                                  "on the data directory and try again")
+        response.headers["Retry-After"] = "30"
+        return response
+
+    for storage_error in STORAGE_ERRORS:
+        app.add_exception_handler(storage_error, _storage)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:

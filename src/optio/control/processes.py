@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,12 +31,14 @@ from optio.control.context import ControlContext
 from optio.control.ports import RedactorPort
 from optio.control.replicas import REPLICA_PREFIX
 from optio.domain.backoff import rate_limit_throttle_s
+from optio.domain.process_health import NOT_STARTED
 from optio.domain.snapshot import ProcessStatus, ProcessView
 from optio.observability import metrics
 from optio.runtime.base import STDERR_FILE, STDOUT_FILE, LaunchSpec, Mounts, ProcessInfo
 from optio.store import leases, logs, queue, runs
 from optio.store import processes as store
 from optio.store.db import Database
+from optio.store.disk_full import is_disk_full
 from optio.store.models import AgentProcess
 from optio.store.session import Session
 from optio.store.types import utcnow
@@ -45,6 +48,8 @@ log = structlog.get_logger("optio.processes")
 ACTIVE = store.ACTIVE
 OUTPUT_FILES = (STDOUT_FILE, STDERR_FILE)
 INBOX_FILE = "inbox"  # the FIFO a live-input run's relay reads messages from
+# How long a launch keeps trying to record its outcome while the disk is full.
+LAUNCH_RECORD_WAIT_S = 600.0
 
 
 def process_key(kind: str, run_id: int, attempt: int, purpose: str = "agent") -> str:
@@ -424,6 +429,21 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
         failure_kind = "config"
     except Exception as exc:  # any failure to start is reported to the decision, never raised into a worker
         error = f"{type(exc).__name__}: {exc}"
+    # Unwritten, the row would say "starting" for as long as this server lives: on a full disk, wait for space.
+    deadline = time.monotonic() + LAUNCH_RECORD_WAIT_S
+    while True:
+        try:
+            _record_launch(ctx, req, key, info, error, failure_kind)
+            return
+        except Exception as exc:
+            if not is_disk_full(exc) or time.monotonic() > deadline:
+                raise
+            log.warning("launch_record_waits_for_disk", key=key)
+            time.sleep(1.0)
+
+
+def _record_launch(ctx: ControlContext, req: LaunchRequest, key: str, info: ProcessInfo | None, error: str | None,
+                   failure_kind: str | None) -> None:
     with ctx.db.write() as session:
         if info is not None:
             store.mark_alive(session, key, pid=info.pid, start_time=info.start_time, timeout_at=info.timeout_at)
@@ -433,7 +453,8 @@ def launch(ctx: ControlContext, req: LaunchRequest) -> None:
                 "error": ctx.run_redactor(session, req.kind, req.run_id, req.workspace_id).redact(error or ""),
                 "finished_at": utcnow()})
             queue.enqueue(session, req.kind, req.run_id, req.workspace_id, reason="spawn failed")
-            log.warning("agent_spawn_failed", key=key, error=error)
+    if info is None:
+        log.warning("agent_spawn_failed", key=key, error=error)
 
 
 def latest_process(session: Session, kind: str, run_id: int, purpose: str = "agent") -> AgentProcess | None:
@@ -545,7 +566,7 @@ def adopt_orphans(ctx: ControlContext, live: set[str]) -> int:
             continue
         if proc.pid is None:
             with ctx.db.write() as session:
-                store.update_process(session, proc.id, {"status": "gone", "exit_reason": "lost",
+                store.update_process(session, proc.id, {"status": "gone", "exit_reason": NOT_STARTED,
                                                         "finished_at": utcnow(),
                                                         "error": "server stopped before the process started"})
                 queue.enqueue(session, proc.run_kind, proc.run_id, proc.workspace_id, reason="recovery")

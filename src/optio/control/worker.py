@@ -22,6 +22,7 @@ from optio.observability import metrics, tracing
 from optio.store import forge_hooks, queue, runs
 from optio.store import resync as resync_store
 from optio.store.db import DatabaseUnavailable
+from optio.store.disk_full import is_disk_full
 from optio.store.queue import ClaimedItem
 from optio.store.types import utcnow
 
@@ -34,6 +35,8 @@ CLAIM_BATCH = 4
 FORGE_BUSY_REASON = "forge busy"
 # Runs the resync sweep enqueues per write transaction: each holds the write lock for milliseconds.
 RESYNC_CHUNK = 250
+# How long a step that failed for a full disk waits before it is tried again.
+DISK_FULL_RETRY_S = 5.0
 # Runs put off for a busy forge by this process, whose waiting note goes once the forge answers.
 _forge_waiting: set[tuple[str, int]] = set()
 # How long a reconcile cut short by a busy or unreachable database waits before it is tried again.
@@ -83,6 +86,8 @@ def _reconcile(ctx: ControlContext, item: ClaimedItem) -> Outcome:
     except DatabaseUnavailable:
         raise  # never counted as an executor error: the run would be given up for the database's outage
     except Exception as exc:
+        if is_disk_full(exc):
+            return defer_for_disk(ctx, item, action.name, exc)
         error = ctx.redact(f"{type(exc).__name__}: {exc}", item.workspace_id)
         outcome = Outcome("error", error)
         log.exception("executor_error", kind=item.kind, id=item.run_id, action=action.name)
@@ -104,6 +109,27 @@ def _reconcile(ctx: ControlContext, item: ClaimedItem) -> Outcome:
         detail=outcome.detail or None,
     )
     return outcome
+
+
+def release(ctx: ControlContext, items: list[ClaimedItem]) -> None:
+    """Put items a worker could not finish back in the queue, ready again in a moment (their claim released)."""
+    with ctx.db.write() as session:
+        for item in items:
+            queue.enqueue(session, item.kind, item.run_id, item.workspace_id, delay_s=1.0, reason="worker error")
+        queue.ack(session, items)
+
+
+def defer_for_disk(ctx: ControlContext, item: ClaimedItem, action: str, exc: Exception) -> Outcome:
+    """The disk is full: try again later, counting nothing against the run (space returning is the operator's).
+
+    If even the enqueue cannot be written, the item's claim lease brings it back.
+    """
+    log.warning("decision", kind=item.kind, id=item.run_id, action=action, reason=f"disk full: {exc}",
+                outcome="deferred")
+    with ctx.db.write() as session:
+        queue.enqueue(session, item.kind, item.run_id, item.workspace_id, delay_s=DISK_FULL_RETRY_S,
+                      reason="disk full")
+    return Outcome("deferred", "disk full")
 
 
 def defer_for_forge(ctx: ControlContext, item: ClaimedItem, busy: ForgeBusy, *, action: str = "snapshot") -> Outcome:
@@ -211,8 +237,14 @@ class WorkerPool:
 
     def _loop(self, worker: str) -> None:
         lease = self.ctx.settings.queue_lease_s
+        # Items this worker failed on mid-batch: left claimed, the claims loop would extend them forever.
+        unreleased: list[ClaimedItem] = []
         while not self._stop.is_set():
+            items: list[ClaimedItem] = []
             try:
+                if unreleased:
+                    release(self.ctx, unreleased)
+                    unreleased = []
                 with self.ctx.db.write() as session:
                     items = queue.claim(session, worker, lease_s=lease, limit=CLAIM_BATCH,
                                         batch_kinds=hotpath.KINDS, batch_limit=hotpath.BATCH)
@@ -224,9 +256,11 @@ class WorkerPool:
                 reconcile_items(self.ctx, items, stop=self._stop)
             except DatabaseUnavailable as exc:
                 log.warning("worker_waits_for_database", worker=worker, reason=exc.reason)
+                unreleased += items
                 self._stop.wait(0.5)
             except Exception:
                 log.exception("worker_error", worker=worker)
+                unreleased += items
                 time.sleep(0.5)
 
     def _resync_loop(self) -> None:

@@ -14,6 +14,8 @@ from optio.domain.retry import Failure, process_failure
 from optio.domain.snapshot import ProcessStatus, ProcessView, RunView
 
 WATCH_RECHECK_S = 30.0
+# The exit reason of a process row whose server stopped before the process was started.
+NOT_STARTED = "not_started"
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,13 @@ class Health:
 def _failed(why: str, *, proc: ProcessView | None = None, classify: bool = False, kill: bool = False) -> Health:
     failure = process_failure(proc, why) if classify else Failure(why=why)
     return Health("failed", failure=failure, kill=kill)
+
+
+def never_started(run: RunView, proc: ProcessView | None) -> bool:
+    """Whether the current attempt's agent never ran: the server stopped between deciding and launching it."""
+    if proc is None or proc.attempt != run.attempts:
+        return True
+    return proc.status == ProcessStatus.GONE and proc.exit_reason == NOT_STARTED
 
 
 def assess(run: RunView, proc: ProcessView | None, *, now: datetime, stall_threshold_s: float) -> Health:

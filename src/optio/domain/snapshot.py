@@ -45,7 +45,7 @@ class ProcessView:
     attempt: int
     status: ProcessStatus
     exit_code: int | None = None
-    exit_reason: str | None = None  # "exited" | "timeout" | "killed" | "spawn_failed" | "lost"
+    exit_reason: str | None = None  # "exited" | "timeout" | "killed" | "spawn_failed" | "lost" | "not_started"
     started_at: datetime | None = None
     last_output_at: datetime | None = None
     error: str | None = None

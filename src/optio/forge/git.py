@@ -178,6 +178,19 @@ def _clone_branch(path: Path) -> str | None:
     return head.removeprefix("ref:").strip() if head.startswith("ref:") else None
 
 
+def _unborn_head(path: Path) -> bool:
+    """Whether a clone's HEAD names a branch with no commit yet (read as data: no git runs in the clone)."""
+    branch = _clone_branch(path)
+    if branch is None:
+        return False
+    dotgit = path / ".git"
+    try:
+        packed = (dotgit / "packed-refs").read_text(errors="replace")
+    except OSError:
+        packed = ""
+    return not (dotgit / branch).is_file() and not any(line.endswith(" " + branch) for line in packed.splitlines())
+
+
 def _same_path(a: Path, b: Path) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
@@ -360,6 +373,9 @@ class RepoCache:
                 self._fetch_unlocked()
             base_sha = self._resolve_in(self.cache_dir, self._qualify(base_ref))
             remote_tip = self._try_resolve(f"refs/remotes/origin/{branch}")
+            if self._is_our_clone(path) and _unborn_head(path) and _clone_branch(path) != f"refs/heads/{branch}":
+                # A clone a killed server left half-made (its `git init` done, its checkout not): never worked in.
+                shutil.rmtree(path)
             if self._is_our_clone(path):
                 current = _clone_branch(path)
                 if current != f"refs/heads/{branch}":

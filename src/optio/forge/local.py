@@ -956,7 +956,47 @@ class LocalForge:
     def recover(self) -> None:
         """After a restart: sweep scratch checkouts, rerun CI left pending, recompute unknown mergeability."""
         self.sweep_scratch()
+        self.record_landed()
         self.resume_pending()
+
+    def record_landed(self) -> int:
+        """Open PRs whose squash reached the base before a crash stopped its record: recorded merged now.
+
+        Left open (and queued), such a PR would be tested and landed a second time in a merge-queue batch. Its
+        commit is found by its trailers, as a retried merge finds it.
+        """
+        with self.db.read() as session:
+            found = [(pr.id, pr.repo_id, pr.task_id, pr.number, pr.head_sha, pr.base_branch)
+                     for pr_id in prs.open_ids(session) if (pr := prs.get(session, pr_id)) is not None]
+            repos = {repo_id: self._repo(session, repo_id) for repo_id in {row[1] for row in found}}
+            # A batch's members are recorded by the batch itself (it finds its own landed commit).
+            in_batch = {pr_id for repo_id, base in {(row[1], row[5]) for row in found}
+                        if (batch := batches.active(session, repo_id, base)) is not None for pr_id in batch.pr_ids}
+            found = [row for row in found if row[0] not in in_batch]
+        fetched: set[int] = set()
+        recorded = 0
+        for pr_id, repo_id, task_id, number, head_sha, base_branch in found:
+            try:
+                cache = self.cache(repos[repo_id])
+                if repo_id not in fetched:
+                    cache.ensure()
+                    cache.fetch()
+                    fetched.add(repo_id)
+                landed = cache.find_squash(base_branch, merge_trailers(task_id, number, head_sha))
+            except Exception:
+                log.exception("record_landed_failed", pr=pr_id)
+                continue
+            if landed is None:
+                continue
+            with self.db.write() as session:
+                pr = prs.get(session, pr_id)
+                if pr is None or pr.state != "open" or pr.head_sha != head_sha:
+                    continue
+                pr.state, pr.merged_sha, pr.merged_at, pr.merge_queued_at = "merged", landed, utcnow(), None
+                _enqueue_task(session, pr, f"pull request merged as {landed[:10]} before a restart")
+            log.info("pull_request_found_landed", pr=pr_id, sha=landed[:10])
+            recorded += 1
+        return recorded
 
     def resume_pending(self) -> None:
         """Rerun CI left pending (by a restart, or by a replica that died), recompute unknown mergeability.

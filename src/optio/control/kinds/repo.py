@@ -417,3 +417,30 @@ class RepoTaskHandler:
                 worktrees_of(ctx, loaded).delete_remote_branch(branch_for_task(loaded.run.id))
             except Exception:
                 log.exception("branch_cleanup_failed", task=loaded.run.id)
+
+
+def sweep_finished_worktrees(ctx: ControlContext) -> int:
+    """On start: remove the worktrees of tasks that ended while their cleanup had not run (a killed server).
+
+    A task's worktree is removed after the write that ends it; a crash in between would keep it for good.
+    """
+    root = ctx.data_dir / "worktrees"
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for path in root.iterdir():
+        name, _, number = path.name.partition("-")
+        if name != "task" or not number.isdigit():
+            continue
+        with ctx.db.read() as session:
+            task = repo_tasks.get_task(session, int(number))
+            repo = repo_tasks.get_repo(session, task.repo_id) if task is not None else None
+            ended = task is not None and task.state in TERMINAL[RunKind.REPO_TASK]
+        if not ended or repo is None:
+            continue
+        try:
+            ctx.worktrees_for(RepoAt(repo.id, repo.remote_url)).remove_worktree(path)
+            removed += 1
+        except Exception:
+            log.exception("worktree_cleanup_failed", task=int(number), path=str(path))
+    return removed

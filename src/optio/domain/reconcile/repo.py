@@ -44,6 +44,7 @@ start can never be mistaken for the current one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 
 from optio.domain.actions import (
@@ -61,7 +62,7 @@ from optio.domain.actions import (
 from optio.domain.backoff import read_error_delay
 from optio.domain.executor_errors import decide_executor_error
 from optio.domain.process_health import WATCH_RECHECK_S as WATCH_RECHECK_S
-from optio.domain.process_health import assess
+from optio.domain.process_health import assess, never_started
 from optio.domain.repo_snapshot import PullRequestView, RepoTaskSnapshot
 from optio.domain.resume_prompts import ResumeReason, build_resume_prompt
 from optio.domain.retry import Failure, decide_retry
@@ -255,10 +256,31 @@ def _decide_running(snap: RepoTaskSnapshot) -> Action:
     health = assess(snap.run, snap.process, now=snap.now, stall_threshold_s=snap.stall_threshold_s)
     if health.outcome == "failed":
         assert health.failure is not None
+        if snap.pr is not None and never_started(snap.run, snap.process):
+            restart = _restart_lost_resume(snap)
+            if restart is not None:
+                return restart
         return _failed_attempt(snap, health.failure, kill=health.kill)
     if health.outcome == "succeeded":
         return OpenPullRequest(reason="agent exited 0: pushing the branch")
     return Noop(reason=f"agent {health.outcome}", recheck_after_s=health.recheck_after_s)
+
+
+def _restart_lost_resume(snap: RepoTaskSnapshot) -> Action | None:
+    """A resume whose agent never started (the server stopped in between) is started again, not given up on.
+
+    Its key and counter were recorded with its start, so the gates are read as they were before it; the
+    restart records nothing more (the same failure is still resumed at most once). None when the pull
+    request's facts no longer call for a resume: then the lost attempt is a failure as before.
+    """
+    again = _decide_pr_opened(replace(snap, resume_keys=frozenset(), resume_count=0))
+    if not isinstance(again, StartAgent):
+        return None
+    keys = {again.resume_key} if again.resume_key else set(again.patch.get("resume_keys", ())) - {None}
+    if not keys or not keys <= snap.resume_keys:
+        return None  # the lost start was not this resume
+    return replace(again, reason=f"attempt {snap.run.attempts} was lost before its agent started; {again.reason}",
+                   resume_key=None, patch={"attempts": snap.run.attempts + 1})
 
 
 def _resume(snap: RepoTaskSnapshot, *, key: str, reason: ResumeReason, what: str, prompt: str,
