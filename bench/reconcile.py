@@ -19,17 +19,18 @@ import argparse
 import logging
 import os
 import sqlite3
+import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: throwaway PostgreSQL databases
+
+from tests.support.postgres import database_on
 
 from optio.config import Settings
 from optio.control import hotpath
@@ -136,20 +137,6 @@ def end_to_end_rate(n: int, settings: Settings, *, per_item: bool = False) -> fl
         hotpath.KINDS = kinds
 
 
-@contextmanager
-def fresh_postgres_database(server: str) -> Iterator[str]:
-    name = f"optio_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def sqlite_settings(data_dir: Path, *, workers: int) -> Settings:
     return Settings(data_dir=data_dir, workers=workers, resync_interval_s=3600, auth="disabled")
 
@@ -179,12 +166,12 @@ def sqlite_report(n: int, skip_per_item: bool) -> None:
 
 
 def postgres_report(n: int, server: str) -> None:
-    with fresh_postgres_database(server) as url:
+    with database_on(server, prefix="optio_bench") as url:
         base = postgres_baseline(n, url)
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
         for workers in (1, 2, 4):
-            with fresh_postgres_database(server) as url:
+            with database_on(server, prefix="optio_bench") as url:
                 settings = Settings(data_dir=Path(tmp) / f"pg-{workers}", database_url=url, workers=workers,
                                     resync_interval_s=3600, auth="disabled")
                 rates[workers] = end_to_end_rate(n, settings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -27,8 +28,14 @@ def server_url() -> str:
 
 def fresh_database() -> Iterator[str]:
     """Create a uniquely named database, yield its URL, drop it (and its connections) afterwards."""
-    base = server_url()
-    name = f"optio_test_{uuid.uuid4().hex[:10]}"
+    with database_on(server_url()) as url:
+        yield url
+
+
+@contextmanager
+def database_on(base: str, *, prefix: str = "optio_test") -> Iterator[str]:
+    """A uniquely named database on the server at `base`, dropped (connections and all) on the way out."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
