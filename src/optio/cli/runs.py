@@ -196,16 +196,26 @@ def stage_of(item: dict[str, Any]) -> str:
 def wait_for(client: Client, path: str, *, label: str, quiet: bool = False,
              terminal: set[str] = TERMINAL, poll_s: float = 0.3) -> dict[str, Any]:
     """Poll until the run is terminal; each change of stage is one line on stderr (so also when piped, and
-    beside --json, whose stdout stays the final object alone), under a live spinner on a terminal."""
+    beside --json, whose stdout stays the final object alone), under a live spinner on a terminal.
+
+    States the run passed through between two polls come from its timeline, so a fast loop still shows each.
+    """
     last_line = ""
     last_stage = ""
     after = 0
+    seen_event = 0
     status = Status(f"{label}: starting", console=err_console) if not quiet and err_console.is_terminal else None
     if status:
         status.start()
     try:
         while True:
+            events = _events(client, path)  # before the run, so the run is never behind its events
             run = client.get(path)
+            passed, seen_event = _states_passed(events, seen_event, run["state"])
+            for state in passed:
+                if state != last_stage.split(" ", 1)[0]:
+                    err_console.print(f"{label}: {state}", markup=False, highlight=False, soft_wrap=True)
+                    last_stage = state
             stage = stage_of(run)
             if stage != last_stage:
                 err_console.print(f"{label}: {stage}", markup=False, highlight=False, soft_wrap=True)
@@ -225,3 +235,22 @@ def wait_for(client: Client, path: str, *, label: str, quiet: bool = False,
     finally:
         if status:
             status.stop()
+
+
+def _events(client: Client, path: str) -> list[dict[str, Any]]:
+    try:
+        events: list[dict[str, Any]] = client.get(path + "/events")
+    except ApiError:
+        return []
+    return events
+
+
+def _states_passed(events: list[dict[str, Any]], seen: int, current: str) -> tuple[list[str], int]:
+    """The states entered since event `seen`, without the one the run is in now; and the last event's id."""
+    entered = [e for e in events if e["id"] > seen and e.get("to_state") and e["to_state"] != e.get("from_state")]
+    if not entered:
+        return [], seen
+    states = [e["to_state"] for e in entered]
+    if states[-1] == current:
+        states.pop()
+    return states, max(e["id"] for e in entered)
