@@ -111,12 +111,9 @@ def _reconcile(ctx: ControlContext, item: ClaimedItem) -> Outcome:
     return outcome
 
 
-def release(ctx: ControlContext, items: list[ClaimedItem]) -> None:
+def release(ctx: ControlContext, items: list[ClaimedItem], stop: threading.Event | None = None) -> None:
     """Put items a worker could not finish back in the queue, ready again in a moment (their claim released)."""
-    with ctx.db.write() as session:
-        for item in items:
-            queue.enqueue(session, item.kind, item.run_id, item.workspace_id, delay_s=1.0, reason="worker error")
-        queue.ack(session, items)
+    _finish(ctx, items, [(item, 1.0, "worker error") for item in items], stop)
 
 
 def defer_for_disk(ctx: ControlContext, item: ClaimedItem, action: str, exc: Exception) -> Outcome:
@@ -243,7 +240,7 @@ class WorkerPool:
             items: list[ClaimedItem] = []
             try:
                 if unreleased:
-                    release(self.ctx, unreleased)
+                    release(self.ctx, unreleased, self._stop)
                     unreleased = []
                 with self.ctx.db.write() as session:
                     items = queue.claim(session, worker, lease_s=lease, limit=CLAIM_BATCH,
