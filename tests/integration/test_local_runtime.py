@@ -187,9 +187,11 @@ def test_pipeline_exit_code_is_recorded_atomically(tmp_path: Path, runtime, sink
     assert sink.lines() == ["hi"]
     assert sorted(p.name for p in spec.log_dir.iterdir()) == [
         "exit_code",
+        "launch.json",
         "process.json",
         "stderr.log",
         "stdout.log",
+        "wrapper.pid",
     ]
 
 
@@ -383,6 +385,67 @@ def test_adopting_a_process_that_ended_unwatched_reads_the_exit_file(tmp_path: P
     finally:
         rt_b.shutdown()
     assert sink_b.lines() == ["after", "tail"]
+
+
+def _lose_process_file(spec: LaunchSpec) -> None:
+    """The state a server leaves when `kill -9` lands between starting the process and writing its process file."""
+    (spec.log_dir / "process.json").unlink()
+
+
+def test_a_launch_whose_process_file_was_never_written_is_found_and_adopted(tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    spec, info, sink_a = _start_and_abandon(tmp_path, f"echo up; while [ ! -f {go} ]; do sleep 0.05; done; exit 3",
+                                            ["up"])
+    _lose_process_file(spec)
+    assert LocalRuntime.launch_record(spec.log_dir, "job_run:999:1") is None  # another launch's key
+    found = LocalRuntime.launch_record(spec.log_dir, spec.key)
+    assert found is not None and found.pid == info.pid and found.key == spec.key
+    assert LocalRuntime.is_alive(found.pid, found.start_time)
+    assert LocalRuntime.launch_record(spec.log_dir, spec.key) == found  # rebuilt once, then read back
+
+    sink_b = RecordingSink()
+    rt_b = LocalRuntime(sink_b)
+    try:
+        rt_b.adopt(found, stdout_offset=sink_a.last_offset("stdout"), stderr_offset=0)
+        go.touch()
+        assert sink_b.exit_for(spec.key) == (3, "exited")
+    finally:
+        rt_b.shutdown()
+
+
+def test_a_launch_that_ended_before_anyone_recorded_it_still_reports_its_exit(tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    spec, info, sink_a = _start_and_abandon(tmp_path, f"echo up; while [ ! -f {go} ]; do sleep 0.05; done; exit 5",
+                                            ["up"])
+    _lose_process_file(spec)
+    go.touch()
+    wait_for(lambda: not LocalRuntime.is_alive(info.pid, info.start_time), "the process to end")
+    found = LocalRuntime.launch_record(spec.log_dir, spec.key)
+    assert found is not None and found.pid == info.pid
+    assert not LocalRuntime.is_alive(found.pid, found.start_time)
+    sink_b = RecordingSink()
+    rt_b = LocalRuntime(sink_b)
+    try:
+        rt_b.adopt(found, stdout_offset=sink_a.last_offset("stdout"), stderr_offset=0)
+        assert sink_b.exit_for(spec.key) == (5, "exited")
+    finally:
+        rt_b.shutdown()
+
+
+def test_a_launch_caught_before_its_wrapper_recorded_itself_is_stopped_and_never_ran(tmp_path: Path) -> None:
+    """Without the wrapper's pid the command has not started: whatever carries the launch's tag is killed."""
+    spec, info, _ = _start_and_abandon(tmp_path, "echo up; sleep 600 & sleep 600; wait", ["up"])
+    members = group_members(info.pid)
+    _lose_process_file(spec)
+    (spec.log_dir / "wrapper.pid").unlink()  # as if the wrapper had not written it yet
+    assert LocalRuntime.launch_record(spec.log_dir, spec.key) is None
+    wait_for(lambda: descendants_alive(members) == [], "the tagged processes to die")
+
+
+def test_a_launch_that_never_got_to_start_its_process_has_no_record(tmp_path: Path) -> None:
+    log_dir = tmp_path / "never"
+    log_dir.mkdir()
+    assert LocalRuntime.launch_record(log_dir, "job_run:1:1") is None
 
 
 def test_process_killed_while_unwatched_is_lost(tmp_path: Path) -> None:

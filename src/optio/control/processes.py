@@ -511,10 +511,10 @@ def live_keys(ctx: ControlContext) -> set[str]:
 
 def _launched(ctx: ControlContext, proc: AgentProcess) -> ProcessInfo | None:
     """What the runtime recorded of a launch the database has no pid for (a runtime that records none: None)."""
-    launched = getattr(ctx.runtime, "launched", None)
-    if launched is None:
+    launch_record = getattr(ctx.runtime, "launch_record", None)
+    if launch_record is None:
         return None
-    info = launched(Path(proc.log_dir))
+    info = launch_record(Path(proc.log_dir), proc.key)
     return info if isinstance(info, ProcessInfo) and info.key == proc.key else None
 
 

@@ -19,6 +19,7 @@ STDOUT_FILE = "stdout.log"
 STDERR_FILE = "stderr.log"
 EXIT_CODE_FILE = "exit_code"
 PROCESS_FILE = "process.json"
+WRAPPER_PID_FILE = "wrapper.pid"
 
 
 class RuntimeLaunchError(RuntimeError):

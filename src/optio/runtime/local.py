@@ -32,6 +32,7 @@ from optio.runtime.base import (
     PROCESS_FILE,
     STDERR_FILE,
     STDOUT_FILE,
+    WRAPPER_PID_FILE,
     ExitReason,
     LaunchSpec,
     Mounts,
@@ -50,12 +51,19 @@ _BASE_ENV_NAMES = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL",
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _MV = shutil.which("mv", path=_DEFAULT_PATH) or "/bin/mv"
 
-# The wrapper runs the command as a child (not exec), so it can record the exit status once the
-# command ends; tmp + rename makes the file appear whole or not at all. It stays in the agent's
-# process group, so a group signal ends wrapper and command together.
+# The wrapper first records its own pid, before the command starts: a server killed between starting it and
+# writing the process file can then still tell a started agent from one that never ran (see `launch_record`).
+# It runs the command as a child (not exec), so it can record the exit status once the command ends; tmp +
+# rename makes that file appear whole or not at all. It stays in the agent's process group, so a group signal
+# ends wrapper and command together.
 _WRAPPER_SCRIPT = (
-    f'f=$1; shift; "$@"; c=$?; printf "%s\\n" "$c" > "$f.tmp" && {shlex.quote(_MV)} -f "$f.tmp" "$f"; exit "$c"'
+    f'd=$1; shift; echo "$$" > "$d/{WRAPPER_PID_FILE}"; "$@"; c=$?; '
+    f'printf "%s\\n" "$c" > "$d/{EXIT_CODE_FILE}.tmp" && {shlex.quote(_MV)} -f "$d/{EXIT_CODE_FILE}.tmp" '
+    f'"$d/{EXIT_CODE_FILE}"; exit "$c"'
 )
+# Written before the process starts: what a recovering server needs to rebuild the process file if the
+# launching server died before writing it.
+LAUNCH_FILE = "launch.json"
 _WRAPPER_NAME = "optio-run"
 
 # How long stragglers get after SIGKILL before the exit is reported anyway (e.g. stuck in D state).
@@ -123,10 +131,56 @@ def _write_process_file(info: ProcessInfo) -> None:
         "started_at": info.started_at,
         "timeout_at": info.timeout_at,
     }
-    target = info.log_dir / PROCESS_FILE
-    tmp = target.with_name(PROCESS_FILE + ".tmp")
+    _write_json(info.log_dir / PROCESS_FILE, data)
+
+
+def _write_json(target: Path, data: dict[str, object]) -> None:
+    tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, target)
+
+
+def _read_wrapper_pid(log_dir: Path) -> int | None:
+    try:
+        return int((log_dir / WRAPPER_PID_FILE).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None  # not written yet (or caught between its open and its write)
+
+
+def _recorded_launch(log_dir: Path, key: str) -> ProcessInfo | None:
+    """Rebuild the process file of a launch whose server died between starting the process and writing it.
+
+    No launch file: the process was never started. No wrapper pid yet: the wrapper may be just starting, so
+    every process carrying the launch's tag is killed first (the command runs only after the pid is written),
+    and only a pid that still does not appear means the agent never ran.
+    """
+    try:
+        launch = json.loads((log_dir / LAUNCH_FILE).read_text())
+        if launch["key"] != key:
+            return None
+        timeout_s = None if launch["timeout_s"] is None else float(launch["timeout_s"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    pid = _read_wrapper_pid(log_dir)
+    if pid is None:
+        tag = process_group.tag_for(log_dir)
+        for tagged in process_group.tagged(tag):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(tagged, signal.SIGKILL)
+        pid = _read_wrapper_pid(log_dir)
+        if pid is None:
+            return None
+    try:
+        start_time = psutil.Process(pid).create_time()
+        if not process_group.tagged_with(pid, process_group.tag_for(log_dir)):
+            raise psutil.NoSuchProcess(pid)  # the pid is someone else's now: the wrapper is gone
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        start_time = (log_dir / WRAPPER_PID_FILE).stat().st_mtime
+    info = ProcessInfo(key=key, pid=pid, start_time=start_time, log_dir=log_dir, started_at=start_time,
+                       timeout_at=None if timeout_s is None else start_time + timeout_s)
+    with contextlib.suppress(OSError):
+        _write_process_file(info)
+    return info
 
 
 def _check_executable(spec: LaunchSpec, env: dict[str, str]) -> None:
@@ -351,8 +405,10 @@ class LocalRuntime:
         try:
             spec.log_dir.mkdir(parents=True, exist_ok=True)
             exit_file = spec.log_dir / EXIT_CODE_FILE
-            for stale in (exit_file, exit_file.with_name(EXIT_CODE_FILE + ".tmp")):
+            for stale in (exit_file, exit_file.with_name(EXIT_CODE_FILE + ".tmp"), spec.log_dir / WRAPPER_PID_FILE,
+                          spec.log_dir / PROCESS_FILE):
                 stale.unlink(missing_ok=True)
+            _write_json(spec.log_dir / LAUNCH_FILE, {"key": spec.key, "timeout_s": spec.timeout_s})
         except OSError as exc:
             raise RuntimeLaunchError(f"{spec.key}: cannot prepare log dir {str(spec.log_dir)!r}: {exc}") from exc
         command = list(spec.argv)
@@ -360,7 +416,7 @@ class LocalRuntime:
             # The wrapper stays outside: the sandbox never sees the log dir, so it cannot forge its exit file.
             mounts = spec.mounts if spec.mounts is not None else Mounts(writable=(spec.cwd,))
             command, env = self.sandbox.wrap(command, cwd=spec.cwd, env=env, mounts=mounts)
-        argv = ["/bin/sh", "-c", _WRAPPER_SCRIPT, _WRAPPER_NAME, str(exit_file), *command]
+        argv = ["/bin/sh", "-c", _WRAPPER_SCRIPT, _WRAPPER_NAME, str(spec.log_dir), *command]
         files: list[BinaryIO] = []
         try:
             stdin: BinaryIO | int = subprocess.DEVNULL
@@ -418,9 +474,15 @@ class LocalRuntime:
         return process_group.is_alive(pid, start_time)
 
     @staticmethod
-    def launched(log_dir: Path) -> ProcessInfo | None:
-        """What a launch recorded of its process at once (a server that died before persisting it elsewhere)."""
-        return read_process_file(log_dir)
+    def launch_record(log_dir: Path, key: str) -> ProcessInfo | None:
+        """What a launch recorded of its process (for a server that died before persisting it elsewhere).
+
+        None means the process never ran and never will.
+        """
+        info = read_process_file(log_dir)
+        if info is not None:
+            return info if info.key == key else None
+        return _recorded_launch(log_dir, key)
 
     @staticmethod
     def exit_status(info: ProcessInfo) -> int | None:

@@ -85,6 +85,15 @@ def tag_for(log_dir: Path) -> str:
     return hashlib.sha256(str(log_dir).encode()).hexdigest()[:24]
 
 
+def tagged_with(pid: int, tag: str) -> bool:
+    """Whether live process ``pid`` carries ``tag`` (so it is the agent's, not a stranger that reused the pid)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return f"{TAG_ENV}={tag}".encode() in fh.read().split(b"\0")
+    except OSError:
+        return False
+
+
 def tagged(tag: str) -> list[int]:
     """Pids of live processes whose environment carries ``tag``: the agent's, wherever their group went."""
     needle = f"{TAG_ENV}={tag}".encode()
