@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -308,5 +309,51 @@ def test_priority_decides_who_gets_the_repo_slot(tmp_path: Path) -> None:
             assert wait_task(server, task["id"], END)["state"] == "completed"
         when = {name: int((run_home(server, task["id"]) / "ran").read_text()) for name, task in tasks.items()}
         assert sorted(when, key=when.__getitem__) == ["first", "high", "low"]
+    finally:
+        server.stop()
+
+
+def test_a_deep_queue_is_woken_slot_by_slot_not_polled(tmp_path: Path) -> None:
+    """One slot per repo and tasks queued behind a running one: only the next in line keeps looking for the
+    slot; the ones further back wait on a backstop far in the future, and still each starts as soon as the
+    slot before it frees, because a freed slot wakes the next in line."""
+    server = OptioServer(tmp_path / "data", env={"OPTIO_MAX_CONCURRENT_PER_REPO": "1"}).start()
+    try:
+        remote = make_remote(tmp_path)
+        server.cli("repo", "add", str(remote), "--name", "deep", check=True)
+        first = new_task(server, "--repo", "deep", "--title", "first", "--prompt", "p",
+                         "--command", 'until [ -f "$HOME/gate" ]; do sleep 0.1; done; echo 0 > f0.txt')
+        wait_task(server, first["id"], {"running"})
+        behind = [new_task(server, "--repo", "deep", "--title", f"t{i}", "--prompt", "p",
+                           "--command", f"echo {i} > f{i}.txt") for i in range(1, 5)]
+        for task in behind:
+            wait_task(server, task["id"], {"queued"})
+        db = server.data_dir / "optio.db"
+
+        def next_looks() -> dict[int, float]:
+            with sqlite3.connect(db, timeout=30) as conn:
+                rows = conn.execute("SELECT run_id, (julianday(not_before) - julianday('now')) * 86400 FROM "
+                                    "reconcile_queue WHERE kind = 'repo_task' AND claimed_until IS NULL").fetchall()
+            return {int(run_id): float(seconds) for run_id, seconds in rows}
+
+        head, *back = behind
+        deadline = time.monotonic() + 30
+        looks = next_looks()
+        while time.monotonic() < deadline and not all(t["id"] in looks and looks[t["id"]] > 20 for t in back):
+            time.sleep(0.1)
+            looks = next_looks()
+        assert all(looks.get(t["id"], 0) > 20 for t in back), looks  # the ones further back: only the backstop
+        backstop_at = time.time() + min(looks[t["id"]] for t in back)
+        looks = next_looks()
+        assert looks.get(head["id"], 0) <= 2.5, looks  # the next in line looks every couple of seconds
+
+        (run_home(server, first["id"]) / "gate").touch()
+        for task in [first, *behind]:
+            assert wait_task(server, task["id"], END)["state"] == "completed"
+        with sqlite3.connect(db, timeout=30) as conn:
+            started = conn.execute("SELECT max(created_at) FROM run_events WHERE run_kind = 'repo_task' AND "
+                                   "event = 'provisioning'").fetchone()[0]
+        last_start = datetime.fromisoformat(started).replace(tzinfo=UTC).timestamp()
+        assert last_start < backstop_at, "the tasks further back started on the backstop, not when woken"
     finally:
         server.stop()

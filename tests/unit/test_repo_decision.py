@@ -22,6 +22,7 @@ from optio.domain.actions import (
 )
 from optio.domain.backoff import backoff_seconds
 from optio.domain.reconcile.repo import (
+    CAPACITY_BACKSTOP_S,
     CAPACITY_RECHECK_S,
     PROVISION_TIMEOUT,
     WATCH_RECHECK_S,
@@ -276,6 +277,19 @@ def test_queued_waits_for_capacity(capacity: Capacity) -> None:
     action = decide(run("queued"), capacity=capacity)
     assert isinstance(action, Noop)
     assert action.recheck_after_s == CAPACITY_RECHECK_S
+
+
+@given(in_repo=st.integers(0, 12), ahead=st.integers(0, 40), cap=st.integers(1, 8))
+def test_only_the_tasks_next_in_line_look_often_for_a_slot(in_repo: int, ahead: int, cap: int) -> None:
+    """A task with at least a repo's worth of tasks ahead cannot start before they do, and a freed slot wakes
+    the next in line: it only needs the backstop look. The ones next in line keep looking often."""
+    capacity = Capacity(running_scope=in_repo + ahead, max_scope=cap, ahead=ahead)
+    action = decide(run("queued"), capacity=capacity)
+    if in_repo + ahead < cap:
+        assert isinstance(action, Provision)
+    else:
+        assert isinstance(action, Noop)
+        assert action.recheck_after_s == (CAPACITY_BACKSTOP_S if ahead >= cap else CAPACITY_RECHECK_S)
 
 
 def test_queued_provisions() -> None:

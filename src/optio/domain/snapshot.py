@@ -61,12 +61,23 @@ class Capacity:
     max_global: int | None = None
     running_scope: int = 0
     max_scope: int | None = None
+    # Queued runs of the same scope that come first (already counted in `running_scope`).
+    ahead: int = 0
 
     @property
     def full(self) -> bool:
         if self.max_global is not None and self.running_global >= self.max_global:
             return True
         return self.max_scope is not None and self.running_scope >= self.max_scope
+
+    @property
+    def far_back(self) -> bool:
+        """Even with every slot of the scope free now, the runs ahead would take them all first.
+
+        Such a run is woken when its turn comes (a freed slot wakes the next queued runs), so it needs no
+        frequent look of its own: a deep queue then costs nothing while it waits.
+        """
+        return self.max_scope is not None and self.ahead >= self.max_scope
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,7 @@ class RepoTaskHandler:
             ahead = repo_tasks.queued_ahead(session, task)
             capacity = Capacity(
                 running_global=active_process_count(session), max_global=ctx.settings.max_concurrent_runs,
-                running_scope=in_repo + ahead, max_scope=repo_cap(ctx, repo, now),
+                running_scope=in_repo + ahead, max_scope=repo_cap(ctx, repo, now), ahead=ahead,
             )
         process = None
         if task.state == "running":
@@ -385,7 +385,11 @@ class RepoTaskHandler:
             if to_state == "cancelled" and loaded.facts.pr_id:
                 pull_requests.close_if_open(session, loaded.facts.pr_id, now)
         if loaded.run.state in ACTIVE_STATES and to_state not in ACTIVE_STATES:
-            for other, ws in repo_tasks.next_queued_in_repo(session, loaded.facts.repo_id, 10):
+            # Wake as many of the next queued tasks as there are free slots now: each of them can start, and
+            # waking more only has them look and go back to waiting.
+            cap = loaded.snapshot.repo.max_concurrent or ctx.settings.max_concurrent_per_repo
+            free = cap - repo_tasks.active_in_repo(session, loaded.facts.repo_id, except_task=task_id)
+            for other, ws in repo_tasks.next_queued_in_repo(session, loaded.facts.repo_id, min(max(free, 1), 10)):
                 queue.enqueue(session, KIND, other, ws, reason="capacity freed")
 
     def after_commit(self, ctx: ControlContext, loaded: RepoLoaded, action: Any) -> None:

@@ -71,6 +71,8 @@ from optio.domain.states import PrReviewState, RunKind, can_transition
 from optio.domain.states import RepoTaskState as S
 
 CAPACITY_RECHECK_S = 2.0
+# A queued task whose turn is not next only needs a backstop look: a freed slot wakes the next in line.
+CAPACITY_BACKSTOP_S = 30.0
 DEPS_RECHECK_S = 30.0
 PR_RECHECK_S = 60.0
 PROVISION_TIMEOUT = timedelta(minutes=10)
@@ -232,7 +234,8 @@ def _decide_dependencies(snap: RepoTaskSnapshot) -> Action:
 
 def _decide_queued(snap: RepoTaskSnapshot) -> Action:
     if snap.capacity.full:
-        return Noop(reason="waiting for capacity", recheck_after_s=CAPACITY_RECHECK_S)
+        recheck = CAPACITY_BACKSTOP_S if snap.capacity.far_back else CAPACITY_RECHECK_S
+        return Noop(reason="waiting for capacity", recheck_after_s=recheck)
     return Provision(reason="capacity available: preparing the worktree")
 
 
