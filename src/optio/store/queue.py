@@ -14,6 +14,7 @@ from typing import cast
 from sqlalchemy import Table, and_, bindparam, delete, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Executable
 
 from optio.store import notify
 from optio.store.models import ReconcileItem
@@ -74,26 +75,41 @@ def _write_enqueued(session: Session) -> None:
 
 
 def flush_enqueued(session: Session) -> None:
-    """Write the transaction's pending enqueues, in (kind, run_id) order."""
+    """Write the transaction's pending enqueues, in (kind, run_id) order.
+
+    This runs at commit, while the transaction holds the write lock, so it is one prepared upsert run for all of
+    them (executemany): building and compiling a statement per enqueue kept every other writer waiting.
+    """
     pending: list[dict[str, object]] | None = session.info.pop(_PENDING, None)
     if not pending:
         return
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    for values in sorted(pending, key=lambda v: (str(v["kind"]), int(str(v["run_id"])))):
-        stmt = insert(ReconcileItem).values(**values)
-        excluded = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
+    rows = sorted(pending, key=lambda v: (str(v["kind"]), int(str(v["run_id"]))))
+    session.execute(_upsert(session.get_bind().dialect.name), rows)
+
+
+_UPSERTS: dict[str, Executable] = {}
+
+
+def _upsert(dialect: str) -> Executable:
+    """The enqueue upsert of `dialect`: a new row, or the earlier of both times and a bumped generation."""
+    stmt = _UPSERTS.get(dialect)
+    if stmt is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        base = insert(ReconcileItem).values({name: bindparam(name) for name in _ENQUEUE_COLUMNS})
+        excluded = base.excluded
+        earlier = func.min if dialect == "sqlite" else func.least
+        stmt = _UPSERTS[dialect] = base.on_conflict_do_update(
             index_elements=["kind", "run_id"],
             set_={
                 "generation": ReconcileItem.generation + 1,
-                "not_before": func.min(ReconcileItem.not_before, excluded.not_before)
-                if dialect == "sqlite"
-                else func.least(ReconcileItem.not_before, excluded.not_before),
+                "not_before": earlier(ReconcileItem.not_before, excluded.not_before),
                 "reason": excluded.reason,
             },
         )
-        session.execute(stmt)
+    return stmt
+
+
+_ENQUEUE_COLUMNS = ("kind", "run_id", "workspace_id", "generation", "not_before", "reason", "enqueued_at")
 
 
 _Q = ReconcileItem.__table__.c
