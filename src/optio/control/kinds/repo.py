@@ -40,6 +40,11 @@ log = structlog.get_logger("optio.repo_tasks")
 
 KIND = RunKind.REPO_TASK.value
 ACTIVE_STATES = ("provisioning", "running")
+# How old a fetch of the repo cache may be when a task's clone is made or its PR opened. Nothing there needs the
+# remote as of this instant: a base a moment old is rebased or re-tested by the merge queue like any base that
+# moved, and pushes are leased against the tip seen, so a push someone made meanwhile is refused, never lost.
+# A burst of tasks then shares one fetch instead of each waiting for its own.
+BASE_FETCH_MAX_AGE_S = 2.0
 CI_TAIL_CHARS = 20_000
 # The author the review agent's verdicts carry on the pull request (see kinds/review.py): anything else is a person.
 REVIEW_AGENT_AUTHOR = "review-agent:"
@@ -280,7 +285,7 @@ class RepoTaskHandler:
         # A failure here (a base branch that does not exist, an unreachable remote) is an executor error:
         # recorded, retried with backoff from the queue (not from a run slot), and given up after a bound.
         cache.ensure()
-        cache.add_worktree(path, branch, loaded.facts.default_branch)
+        cache.add_worktree(path, branch, loaded.facts.default_branch, max_age_s=BASE_FETCH_MAX_AGE_S)
         with ctx.db.write() as session:
             # Guarded by the state, not the version: output or an intent may have bumped the version meanwhile.
             marked = runs.cas_update(session, KIND, task_id, None, {"worktree_ready": True,
@@ -304,7 +309,7 @@ class RepoTaskHandler:
         path = Path(loaded.facts.worktree or worktree_path(ctx, task_id))
         branch = branch_for_task(task_id)
         cache.commit_all(path, prompts.task_commit_message(snap.title, task_id))
-        cache.fetch()
+        cache.fetch(max_age_s=BASE_FETCH_MAX_AGE_S)
         if cache.commits_ahead(path, f"origin/{loaded.facts.default_branch}") == 0 and snap.pr is None:
             ok = write_transition(ctx, self, loaded, to="completed", reason="agent made no changes; no pull request",
                                   event="completed", patch={"note": "agent finished without changing anything",
