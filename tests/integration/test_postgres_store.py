@@ -10,10 +10,16 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
 from optio.config import Settings
 from optio.server import build, start
 from optio.services import jobs as job_service
 from optio.store import queue, runs
+from optio.store.db import Database, DatabaseUnavailable
+from optio.store.disk_full import is_disk_full
 from optio.store.models import Job, JobRun
 
 
@@ -102,4 +108,21 @@ def test_cas_update_rejects_stale_version(pg_url: str, tmp_path: Path) -> None:
             assert (row.state, row.version) == ("running", 2)
     finally:
         optio.stop()
+        db.dispose()
+
+
+def test_disk_full_from_the_server_is_not_reported_as_an_outage(pg_url: str) -> None:
+    """The server's own disk_full error (SQLSTATE 53100) reaches the caller as itself, for the disk-full path."""
+    db = Database(pg_url)
+    raise_full = text("DO $$ BEGIN RAISE EXCEPTION 'kein Speicherplatz mehr' USING ERRCODE = 'disk_full'; END $$")
+    raise_busy = text("DO $$ BEGIN RAISE EXCEPTION 'too many clients' USING ERRCODE = 'too_many_connections'; "
+                      "END $$")
+    try:
+        with pytest.raises(OperationalError) as caught, db.write() as s:
+            s.execute(raise_full)
+        assert not isinstance(caught.value, DatabaseUnavailable)
+        assert is_disk_full(caught.value)
+        with pytest.raises(DatabaseUnavailable), db.write() as s:
+            s.execute(raise_busy)
+    finally:
         db.dispose()

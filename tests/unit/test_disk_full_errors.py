@@ -7,11 +7,13 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from optio.forge.gitcmd import GitError
+from optio.store.db import unavailable_reason
 from optio.store.disk_full import is_disk_full
 
 
@@ -57,3 +59,22 @@ def test_other_database_errors_are_not_disk_full(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.Error) as caught:
         db.execute("SELECT * FROM missing")
     assert not is_disk_full(caught.value)
+
+
+def test_postgresql_disk_full_is_not_an_outage() -> None:
+    # SQLSTATE 53100 is what says so: the message is in the server's language (lc_messages), here German.
+    full = psycopg.errors.DiskFull("konnte Datei »base/16384/16385« nicht erweitern: "
+                                   "Auf dem Gerät ist kein Speicherplatz mehr verfügbar")
+    wrapped = OperationalError("INSERT INTO log_lines ...", {}, full)
+    assert is_disk_full(wrapped)
+    # Not "busy": deferring it as an outage would hide it behind database_busy and retry it as if it passes alone.
+    assert unavailable_reason(wrapped) is None
+
+
+def test_other_postgresql_resource_errors_stay_outages() -> None:
+    # The rest of class 53 (memory, connection slots) passes once load drops: that is "busy", not "disk full".
+    for error in (psycopg.errors.OutOfMemory("out of memory"), psycopg.errors.TooManyConnections("too many clients"),
+                  psycopg.errors.InsufficientResources("insufficient resources")):
+        wrapped = OperationalError("SELECT 1", {}, error)
+        assert not is_disk_full(wrapped)
+        assert unavailable_reason(wrapped) is not None

@@ -23,6 +23,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from optio.store.disk_full import is_disk_full
+
 READ_ONLY = "optio_read_only"
 DEFAULT_BUSY_TIMEOUT_S = 30.0
 
@@ -40,10 +42,13 @@ def unavailable_reason(exc: BaseException) -> str | None:
 
     SQLite: another connection holds the lock past the busy timeout. PostgreSQL: the server is down, restarting
     or dropped the connection (psycopg reports all of these, and deadlocks, as OperationalError).
+
+    A full disk is not one of them, though PostgreSQL's `disk_full` is an OperationalError too: it does not pass
+    by itself, and its callers must say so (the API's 503 disk_full, the worker's disk-full deferral).
     """
     if isinstance(exc, DatabaseUnavailable):
         return exc.reason
-    if not isinstance(exc, DBAPIError):
+    if not isinstance(exc, DBAPIError) or is_disk_full(exc):
         return None
     lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
     message = lines[0] if lines else type(exc.orig).__name__
