@@ -10,6 +10,7 @@ Notion the fake stands in for pasting the tracker's secret into Optio).
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,36 @@ def _add(server: OptioServer, name: str, kind: str, url: str, credential: str, o
     return source
 
 
-class LinearTickets:
-    kind = "linear"
+class _FakeTracker(ABC):
+    """What the three harnesses do alike: the fake keeps each ticket by its external id, and signs and sends its
+    deliveries (with the source's secret, or a wrong one)."""
+
+    kind: str
     env = ALLOW_FAKES
+    fake: Any
+
+    @abstractmethod
+    def _item(self, external_id: str) -> Any:
+        """The fake's record of the ticket (a Linear or Jira issue, a Notion page)."""
+
+    def relabel(self, external_id: str, labels: list[str]) -> None:
+        self.fake.set_labels(self._item(external_id), labels)
+
+    def redeliver(self, external_id: str) -> int:
+        assert self.fake.webhook_url
+        return post_webhook(self.fake.webhook_url, *self.fake.delivery(self._item(external_id))).status_code
+
+    def forged(self, external_id: str) -> int:
+        assert self.fake.webhook_url
+        return post_webhook(self.fake.webhook_url, *self.fake.delivery(self._item(external_id),
+                                                                        secret="not-the-secret")).status_code
+
+    def close(self) -> None:
+        self.fake.close()
+
+
+class LinearTickets(_FakeTracker):
+    kind = "linear"
 
     def __init__(self, tmp: Path) -> None:
         pkg = package("@linear/sdk")
@@ -52,32 +80,22 @@ class LinearTickets:
     def create_issue(self, title: str, body: str, labels: list[str]) -> str:
         return self.fake.create_issue(self.team, title, body, labels=labels).id
 
-    def relabel(self, external_id: str, labels: list[str]) -> None:
-        self.fake.set_labels(self.fake.issues[external_id], labels)
-
-    def redeliver(self, external_id: str) -> int:
-        assert self.fake.webhook_url
-        return post_webhook(self.fake.webhook_url, *self.fake.delivery(self.fake.issues[external_id])).status_code
-
-    def forged(self, external_id: str) -> int:
-        assert self.fake.webhook_url
-        return post_webhook(self.fake.webhook_url, *self.fake.delivery(self.fake.issues[external_id],
-                                                                        secret="not-the-secret")).status_code
+    def _item(self, external_id: str) -> Any:
+        return self.fake.issues[external_id]
 
     def comments(self, external_id: str) -> list[str]:
-        return list(self.fake.issues[external_id].comments)
+        return list(self._item(external_id).comments)
 
     def state(self, external_id: str) -> str:
-        return "closed" if self.fake.issues[external_id].state["type"] in ("completed", "canceled") else "open"
+        return "closed" if self._item(external_id).state["type"] in ("completed", "canceled") else "open"
 
     def close(self) -> None:
         assert self.fake.refused == [], "Linear's published schema refused a query Optio sent"
-        self.fake.close()
+        super().close()
 
 
-class JiraTickets:
+class JiraTickets(_FakeTracker):
     kind = "jira"
-    env = ALLOW_FAKES
 
     def __init__(self, tmp: Path) -> None:
         self.fake = FakeJira()
@@ -91,31 +109,18 @@ class JiraTickets:
     def create_issue(self, title: str, body: str, labels: list[str]) -> str:
         return self.fake.create_issue("PROJ", title, body, labels=labels).id
 
-    def relabel(self, external_id: str, labels: list[str]) -> None:
-        self.fake.set_labels(self.fake.issues[external_id], labels)
-
-    def redeliver(self, external_id: str) -> int:
-        assert self.fake.webhook_url
-        return post_webhook(self.fake.webhook_url, *self.fake.delivery(self.fake.issues[external_id])).status_code
-
-    def forged(self, external_id: str) -> int:
-        assert self.fake.webhook_url
-        return post_webhook(self.fake.webhook_url, *self.fake.delivery(self.fake.issues[external_id],
-                                                                        secret="not-the-secret")).status_code
+    def _item(self, external_id: str) -> Any:
+        return self.fake.issues[external_id]
 
     def comments(self, external_id: str) -> list[str]:
-        return self.fake.issues[external_id].comment_texts()
+        return self._item(external_id).comment_texts()
 
     def state(self, external_id: str) -> str:
-        return "closed" if self.fake.status_name(self.fake.issues[external_id]) == "Done" else "open"
-
-    def close(self) -> None:
-        self.fake.close()
+        return "closed" if self.fake.status_name(self._item(external_id)) == "Done" else "open"
 
 
-class NotionTickets:
+class NotionTickets(_FakeTracker):
     kind = "notion"
-    env = ALLOW_FAKES
 
     def __init__(self, tmp: Path) -> None:
         self.fake = FakeNotion()
@@ -129,23 +134,11 @@ class NotionTickets:
     def create_issue(self, title: str, body: str, labels: list[str]) -> str:
         return self.fake.create_page(title, body, labels=labels).id
 
-    def relabel(self, external_id: str, labels: list[str]) -> None:
-        self.fake.set_labels(self.fake.pages[external_id], labels)
-
-    def redeliver(self, external_id: str) -> int:
-        assert self.fake.webhook_url
-        return post_webhook(self.fake.webhook_url, *self.fake.delivery(self.fake.pages[external_id])).status_code
-
-    def forged(self, external_id: str) -> int:
-        assert self.fake.webhook_url
-        return post_webhook(self.fake.webhook_url, *self.fake.delivery(self.fake.pages[external_id],
-                                                                        secret="not-the-secret")).status_code
+    def _item(self, external_id: str) -> Any:
+        return self.fake.pages[external_id]
 
     def comments(self, external_id: str) -> list[str]:
-        return list(self.fake.pages[external_id].comments)
+        return list(self._item(external_id).comments)
 
     def state(self, external_id: str) -> str:
-        return "closed" if self.fake.pages[external_id].status == "Done" else "open"
-
-    def close(self) -> None:
-        self.fake.close()
+        return "closed" if self._item(external_id).status == "Done" else "open"

@@ -37,10 +37,8 @@ class GitHubTicketProvider:
         owner, _, name = repo.partition("/")
         if not owner or not name or "/" in name:
             raise TicketProviderError("a GitHub source needs options.repo as owner/name")
-        if not credential:
-            raise TicketProviderError("a GitHub source needs a token (its credential secret)")
+        token = net.credential(credential, "GitHub", "a token")
         self.config, self.owner, self.name = config, owner, name
-        token = credential
         self.client = GitHubClient((config.api_url or DEFAULT_API).rstrip("/"), token=lambda: token,
                                    allowlist=net.allowlist(), timeout_s=net.TIMEOUT_S)
 

@@ -37,8 +37,7 @@ class GitLabTicketProvider:
         self.path = str(config.options.get("project") or "").strip("/")
         if not self.path:
             raise TicketProviderError("a GitLab source needs options.project as group/name")
-        if not credential:
-            raise TicketProviderError("a GitLab source needs a token (its credential secret)")
+        credential = net.credential(credential, "GitLab", "a token")
         self.config = config
         self.url = (config.api_url or DEFAULT_URL).rstrip("/")
         if self.url.endswith("/api/v4"):

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from optio.security.ssrf import Allowlist, UnsafeURLError, check_url
+from optio.security.ssrf import Allowlist, UnsafeURLError
 from optio.tickets import net
 from optio.tickets.base import (
     BadTicketSignature,
@@ -79,8 +79,7 @@ class JiraProvider:
                  allowlist: Sequence[str] | Allowlist | None = None, clock: Callable[[], float] = time.time,
                  timeout_s: float = net.TIMEOUT_S) -> None:
         """`allowlist` defaults to the server's outbound allowlist (the registry builds providers that way)."""
-        if not api_token:
-            raise TicketProviderError("a Jira source needs an API token (its credential secret)")
+        api_token = net.credential(api_token, "Jira", "an API token")
         self.config = config
         self.base = config.api_url.rstrip("/")
         if not self.base:
@@ -89,13 +88,8 @@ class JiraProvider:
         email = str(config.options.get("email") or "")
         if not email:
             raise TicketProviderError("a Jira source needs options.email (the account the API token belongs to)")
-        allowed = net.allowlist() if allowlist is None else Allowlist.parse(allowlist)
-        check_url(self.base, allowlist=allowed)
+        guard = net.guarded(self.base, allowlist)
         self._clock = clock
-
-        def guard(request: httpx.Request) -> None:
-            check_url(request.url, allowlist=allowed)
-
         self._http = httpx.Client(base_url=self.base, auth=(email, api_token), timeout=timeout_s, trust_env=False,
                                   headers={"Accept": "application/json"}, event_hooks={"request": [guard]})
 

@@ -32,7 +32,7 @@ from gql.transport.exceptions import (
 )
 from gql.transport.httpx import HTTPXTransport
 
-from optio.security.ssrf import Allowlist, UnsafeURLError, check_url
+from optio.security.ssrf import Allowlist, UnsafeURLError
 from optio.tickets import net
 from optio.tickets.base import (
     BadTicketSignature,
@@ -81,17 +81,12 @@ class LinearProvider:
                  allowlist: Sequence[str] | Allowlist | None = None, clock: Callable[[], float] = time.time,
                  timeout_s: float = net.TIMEOUT_S) -> None:
         """`allowlist` defaults to the server's outbound allowlist (the registry builds providers that way)."""
-        if not api_key:
-            raise TicketProviderError("a Linear source needs an API key (its credential secret)")
+        api_key = net.credential(api_key, "Linear", "an API key")
         self.config = config
         self.team = str(config.options.get("team") or "") or None
         self._clock = clock
-        allowed = net.allowlist() if allowlist is None else Allowlist.parse(allowlist)
         self.url = (config.api_url or DEFAULT_API).rstrip("/") + "/graphql"
-        check_url(self.url, allowlist=allowed)
-
-        def guard(request: httpx.Request) -> None:
-            check_url(request.url, allowlist=allowed)
+        guard = net.guarded(self.url, allowlist)
 
         def busy(response: httpx.Response) -> None:
             if response.status_code == 429 or response.status_code >= 500:

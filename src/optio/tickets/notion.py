@@ -30,7 +30,7 @@ import httpx
 from notion_client import Client
 from notion_client.errors import APIResponseError, HTTPResponseError, NotionClientErrorBase, RequestTimeoutError
 
-from optio.security.ssrf import Allowlist, UnsafeURLError, check_url
+from optio.security.ssrf import Allowlist, UnsafeURLError
 from optio.tickets import net
 from optio.tickets.base import (
     BadTicketSignature,
@@ -65,8 +65,7 @@ class NotionProvider:
                  allowlist: Sequence[str] | Allowlist | None = None, clock: Callable[[], float] = time.time,
                  timeout_s: float = net.TIMEOUT_S) -> None:
         """`allowlist` defaults to the server's outbound allowlist (the registry builds providers that way)."""
-        if not token:
-            raise TicketProviderError("a Notion source needs an integration token (its credential secret)")
+        token = net.credential(token, "Notion", "an integration token")
         options = config.options
         self.config = config
         self.database_id = str(options.get("database_id") or "")
@@ -80,12 +79,7 @@ class NotionProvider:
         self.done_status = str(options.get("done_status") or "Done")
         self._clock = clock
         base = (config.api_url or DEFAULT_API).rstrip("/")
-        allowed = net.allowlist() if allowlist is None else Allowlist.parse(allowlist)
-        check_url(base, allowlist=allowed)
-
-        def guard(request: httpx.Request) -> None:
-            check_url(request.url, allowlist=allowed)
-
+        guard = net.guarded(base, allowlist)
         # the SDK's own retries are off: a 429/5xx is reported as retryable and the caller decides when
         self._notion = Client(client=httpx.Client(event_hooks={"request": [guard]}, trust_env=False),
                               auth=token, base_url=base, timeout_ms=int(timeout_s * 1000), retry=False)
