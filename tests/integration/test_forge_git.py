@@ -472,6 +472,26 @@ def test_run_ci_timeout_fails_and_kills_the_process_group(tmp_path: Path, cache:
     assert not _alive(background)
 
 
+def test_run_ci_ends_what_left_its_process_group(tmp_path: Path, cache: RepoCache) -> None:
+    _, sha = start_task(cache, tmp_path, 1, {"feature.txt": "feature\n"})
+    pid_file = tmp_path / "daemon.pid"
+    result = cache.run_ci(
+        sha,
+        # The daemon writes its pid once in its own session; CI ends only after that, so it has really escaped.
+        'setsid sh -c \'echo $$ > "$PID_FILE.new" && mv "$PID_FILE.new" "$PID_FILE"; exec sleep 300\' '
+        '>/dev/null 2>&1 & until [ -s "$PID_FILE" ]; do sleep 0.05; done; echo started',
+        work_root=tmp_path / "ci",
+        env={"PID_FILE": str(pid_file)},
+    )
+    assert result.status == "passing"
+
+    daemon = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(daemon):
+        time.sleep(0.05)
+    assert not _alive(daemon)
+
+
 def _alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE

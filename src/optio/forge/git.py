@@ -43,6 +43,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,7 @@ from optio.forge.gitcmd import (
     scrubbed_env,
 )
 from optio.forge.process_lock import ProcessLock, lock_for
+from optio.runtime import process_group
 from optio.runtime.base import Mounts
 from optio.runtime.sandbox import Sandbox
 from optio.security.ssrf import Allowlist, Resolver, UnsafeURLError
@@ -77,7 +79,7 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 CI_OUTPUT_CAP_BYTES = 1024 * 1024
-_CI_TERM_GRACE_S = 5.0
+CI_TERM_GRACE_S = 5.0
 _MERGE_PUSH_RETRIES = 3
 _FETCH_ATTEMPTS = 3
 # The first fetch of a large repository can take far longer than a routine git call.
@@ -844,6 +846,7 @@ class RepoCache:
         env: dict[str, str] | None = None,
         inherit_env: bool = True,
         sandbox: Sandbox | None = None,
+        tag: str | None = None,
     ) -> CiResult:
         """Run the repo's CI command on a clean checkout of ``head_sha``.
 
@@ -853,6 +856,9 @@ class RepoCache:
         exactly ``env``: CI is the repo's code and must not read the server's secrets.
         With a ``sandbox`` it sees only its checkout and a fresh ``HOME`` of the host's
         files besides the system; without ``HOME`` in ``env`` it gets that fresh one too.
+        Everything it starts carries ``tag`` (a fresh one if None) as ``OPTIO_PROCESS_TAG``:
+        what left the group is ended with it, and a restarted server finds what a killed
+        one left running by that tag.
         """
         self.ensure()
         sha = self._ensure_commit(head_sha)
@@ -875,6 +881,7 @@ class RepoCache:
                 env=run_env,
                 sandbox=sandbox,
                 mounts=Mounts(writable=(checkout, home)),
+                tag=tag or f"ci-{uuid.uuid4().hex}",
             )
             duration = time.monotonic() - started
             suffix = ""
@@ -1249,14 +1256,16 @@ def _run_in_group(
     env: dict[str, str],
     sandbox: Sandbox | None = None,
     mounts: Mounts | None = None,
+    tag: str,
 ) -> int | None:
     """Run argv with output to ``log_path``; returns its exit code, None on timeout.
 
-    Whatever the command left running in its process group is killed once it
-    ends, so background daemons started by a test suite do not outlive CI. In a
-    ``sandbox`` the command sees ``mounts`` (default: ``cwd`` read-write); the log
-    stays outside it.
+    Whatever the command left running in its process group, or that carries its
+    ``tag`` having left the group (``setsid``), is killed once it ends, so background
+    daemons started by a test suite do not outlive CI. In a ``sandbox`` the command
+    sees ``mounts`` (default: ``cwd`` read-write); the log stays outside it.
     """
+    env = {**env, process_group.TAG_ENV: tag}
     if sandbox is not None:
         argv, env = sandbox.wrap(argv, cwd=cwd, env=env, mounts=mounts)
     with log_path.open("wb") as out:
@@ -1274,13 +1283,16 @@ def _run_in_group(
         except subprocess.TimeoutExpired:
             _signal_group(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(timeout=_CI_TERM_GRACE_S)
+                proc.wait(timeout=CI_TERM_GRACE_S)
             except subprocess.TimeoutExpired:
                 _signal_group(proc.pid, signal.SIGKILL)
                 proc.wait()
             return None
         finally:
             _signal_group(proc.pid, signal.SIGKILL)
+            for pid in process_group.tagged(tag):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

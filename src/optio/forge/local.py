@@ -41,11 +41,20 @@ from optio.forge.base import (
     ReviewInfo,
 )
 from optio.forge.ci_setup import ClassifiedCi, classify
-from optio.forge.git import BaseMovedError, BatchConflictError, CiResult, GitError, Mergeability, MergeConflictError
+from optio.forge.git import (
+    CI_TERM_GRACE_S,
+    BaseMovedError,
+    BatchConflictError,
+    CiResult,
+    GitError,
+    Mergeability,
+    MergeConflictError,
+)
 from optio.forge.merge_gates import MergeGateRefused, check_merge_gates
 from optio.forge.process_lock import ProcessLock, forget_lock, lock_for
 from optio.forge.worktrees import RepoCaches, RepoWorktrees
 from optio.observability import metrics
+from optio.runtime import process_group
 from optio.runtime.sandbox import Sandbox
 from optio.store import merge_batches as batches
 from optio.store import pull_requests as prs
@@ -154,6 +163,8 @@ class LocalForge:
         self._refresh_pending: set[int] = set()  # repos whose open PRs' mergeability refresh is scheduled
         # (repo, head, base tip) -> mergeability, for the most recent pairs (merge-tree is pure in them).
         self._mergeability_seen: OrderedDict[tuple[int, str, str], Mergeability] = OrderedDict()
+        # Every CI process carries a tag naming its data dir and its run (see `_ci_tag`).
+        self._ci_tags = f"ci-{process_group.tag_for(data_dir.resolve())}-"
 
     # --- git plumbing ---------------------------------------------------------------------------------
 
@@ -186,6 +197,18 @@ class LocalForge:
     def _ci_lock(self, name: str) -> ProcessLock:
         """Taken (without waiting) around a CI run: another replica sharing the data dir runs the same CI once."""
         return lock_for(self.data_dir / "locks" / f"{name}.lock")
+
+    def _ci_tag(self, lock_name: str) -> str:
+        """The process tag of the CI run behind lock `lock_name`: one run of it at a time in this data dir, so
+        whoever holds the lock knows any other process with the tag was left by a server that died."""
+        return self._ci_tags + lock_name
+
+    def _end_orphaned_ci(self, tag: str, *, prefix: bool = False) -> None:
+        """End CI processes a killed server left running: they would go on beside the run that replaces them
+        (in a checkout being swept), and no timeout applies to them any more."""
+        ended = process_group.end_tagged(tag, CI_TERM_GRACE_S, prefix=prefix)
+        if ended:
+            log.warning("orphaned_ci_ended", tag=tag, pids=ended)
 
     def _base_tip(self, repo: Repo, base_branch: str) -> str | None:
         """The cache's idea of the base tip (callers fetch first when it must be current)."""
@@ -607,6 +630,7 @@ class LocalForge:
             if not lock.acquire(blocking=False):
                 return  # another replica runs it, and advances the queue when done
             try:
+                self._end_orphaned_ci(self._ci_tag(f"batch-{batch_id}"))
                 with self.db.read() as session:
                     batch = batches.get(session, batch_id)
                     if batch is None or batch.status != "pending" or batch.base_sha is None:
@@ -640,7 +664,7 @@ class LocalForge:
             tested = cache.test_merge_many(base_sha, heads, work_root=self.data_dir / "ci")
             result = cache.run_ci(tested, command or "true", work_root=self.data_dir / "ci",
                                   env=self._ci_env(), inherit_env=False, sandbox=self.sandbox,
-                                  timeout_s=self.ci_timeout_s)
+                                  timeout_s=self.ci_timeout_s, tag=self._ci_tag(f"batch-{batch_id}"))
         except BatchConflictError as exc:
             conflict = True
             result = CiResult(status="failing", exit_code=None, duration_s=0.0,
@@ -853,6 +877,7 @@ class LocalForge:
 
     def _run_ci_locked(self, pr_id: int, head_sha: str, base_sha: str | None = None) -> None:
         try:
+            self._end_orphaned_ci(self._ci_tag(f"ci-pr-{pr_id}"))
             with self.db.read() as session:
                 pr = prs.get(session, pr_id)
                 ci = prs.ci_run_on(session, pr_id, head_sha, base_sha)
@@ -877,7 +902,8 @@ class LocalForge:
                                              f"{(base_sha or '')[:12]}; conflicts in: {', '.join(conflicts)}\n")
                 else:
                     result = cache.run_ci(tested, command, work_root=self.data_dir / "ci", env=self._ci_env(),
-                                          inherit_env=False, sandbox=self.sandbox, timeout_s=self.ci_timeout_s)
+                                          inherit_env=False, sandbox=self.sandbox, timeout_s=self.ci_timeout_s,
+                                          tag=self._ci_tag(f"ci-pr-{pr_id}"))
             except Exception as exc:  # CI infrastructure failure is a failing CI with the reason as output
                 tested = ""
                 result = CiResult(status="failing", exit_code=None, output=f"optio: CI could not run: {exc}",
@@ -954,7 +980,13 @@ class LocalForge:
         return removed
 
     def recover(self) -> None:
-        """After a restart: sweep scratch checkouts, rerun CI left pending, recompute unknown mergeability."""
+        """After a restart: end CI a killed server left running, sweep scratch checkouts, rerun CI left pending,
+        recompute unknown mergeability.
+
+        Run only by a replica that starts alone, so every CI process of this data dir is a dead server's: those
+        of runs that are rerun, and those of runs that are not (a batch the queue plans again).
+        """
+        self._end_orphaned_ci(self._ci_tags, prefix=True)
         self.sweep_scratch()
         self.record_landed()
         self.resume_pending()

@@ -14,9 +14,11 @@ escapes that; the sandbox (on by default) contains it regardless.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
+import time
 from pathlib import Path
 
 import psutil
@@ -94,8 +96,12 @@ def tagged_with(pid: int, tag: str) -> bool:
         return False
 
 
-def tagged(tag: str) -> list[int]:
-    """Pids of live processes whose environment carries ``tag``: the agent's, wherever their group went."""
+def tagged(tag: str, *, prefix: bool = False) -> list[int]:
+    """Pids of live processes whose environment carries ``tag``: the agent's, wherever their group went.
+
+    With ``prefix``, any tag that starts with ``tag``: every process of a family of tags (e.g. all CI runs of a
+    data dir) when the runs themselves are not known.
+    """
     needle = f"{TAG_ENV}={tag}".encode()
     found: list[int] = []
     for entry in os.scandir("/proc"):
@@ -103,10 +109,11 @@ def tagged(tag: str) -> list[int]:
             continue
         try:
             with open(f"/proc/{entry.name}/environ", "rb") as fh:
-                if needle in fh.read().split(b"\0"):
-                    found.append(int(entry.name))
+                variables = fh.read().split(b"\0")
         except OSError:
             continue  # gone, or not ours to read
+        if any(v.startswith(needle) for v in variables) if prefix else needle in variables:
+            found.append(int(entry.name))
     return found
 
 
@@ -125,3 +132,34 @@ def signal_all(pgid: int, start_time: float, tag: str, sig: signal.Signals) -> N
                 os.kill(pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
+
+
+def end_tagged(tag: str, grace_s: float, *, prefix: bool = False, kill_wait_s: float = 5.0) -> list[int]:
+    """End every process carrying ``tag`` (see :func:`tagged`) when no group leader was recorded for them, as
+    for what a killed server left running: SIGTERM them and the groups they lead, SIGKILL what is left after
+    ``grace_s``, and wait (up to ``kill_wait_s``) until they are gone. Returns the pids found at first.
+
+    A group a tagged process leads is signalled too, so a member that scrubbed its environment still ends.
+    """
+    me = os.getpid()
+    found = [pid for pid in tagged(tag, prefix=prefix) if pid != me]
+    if not found:
+        return []
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, kill_wait_s)):
+        left = [pid for pid in tagged(tag, prefix=prefix) if pid != me]
+        for pid in left:
+            _signal_tagged(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            left = [pid for pid in tagged(tag, prefix=prefix) if pid != me]
+        if not left:
+            break
+    return found
+
+
+def _signal_tagged(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(pid) == pid and pid != os.getpgrp():
+            os.killpg(pid, sig)
+        os.kill(pid, sig)
