@@ -214,6 +214,25 @@ def test_output_is_delivered_while_running(tmp_path: Path, runtime, sink) -> Non
     assert sink.lines() == ["early", "late"]
 
 
+def test_an_exit_and_a_kill_are_noticed_at_once_not_at_the_next_poll(tmp_path: Path) -> None:
+    """With a poll interval longer than the wait below, only the leader's exit (or the kill's wake) can end the
+    watcher's idle wait in time."""
+    sink = RecordingSink()
+    rt = LocalRuntime(sink, poll_interval_s=3600)
+    try:
+        quick = make_spec(tmp_path, "sleep 0.2; echo done; exit 3")
+        rt.launch(quick)
+        assert sink.exit_for(quick.key) == (3, "exited")
+        assert sink.lines(key=quick.key) == ["done"]
+        slow = make_spec(tmp_path, "sleep 600")
+        rt.launch(slow)
+        time.sleep(0.2)
+        rt.kill(slow.key, grace_s=0.5)
+        assert sink.exit_for(slow.key)[1] == "killed"
+    finally:
+        rt.shutdown()
+
+
 def test_timeout_kills_the_group(tmp_path: Path, runtime, sink) -> None:
     spec = make_spec(tmp_path, "sleep 600 & sleep 600; wait", timeout_s=0.5)
     info = runtime.launch(spec)

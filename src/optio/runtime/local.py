@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import pwd
+import select
 import shlex
 import shutil
 import signal
@@ -96,6 +97,25 @@ def base_env() -> dict[str, str]:
             env.setdefault("HOME", entry.pw_dir)
             env.setdefault("USER", entry.pw_name)
     return env
+
+
+def _exit_fds(popen: subprocess.Popen[bytes] | None) -> tuple[int | None, int | None]:
+    """A pidfd of a process this server started (readable once it exits) and an eventfd to wake its watcher.
+
+    (None, None) where the kernel offers no pidfd: the watcher then notices an exit at its next poll.
+    """
+    if popen is None:
+        return None, None
+    try:
+        pidfd = os.pidfd_open(popen.pid)
+    except (OSError, AttributeError):
+        return None, None
+    try:
+        wakefd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    except (OSError, AttributeError):
+        os.close(pidfd)
+        return None, None
+    return pidfd, wakefd
 
 
 def read_exit_code(log_dir: Path) -> int | None:
@@ -234,6 +254,8 @@ class _Watcher(threading.Thread):
         ]
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        # The leader's exit ends the watcher's idle wait at once (instead of at the next poll), as does a wake.
+        self._pidfd, self._wakefd = _exit_fds(popen)
         self._end_reason: ExitReason | None = None
         self._kill_deadline: float | None = None
         self._sigkill_sent = False
@@ -254,10 +276,32 @@ class _Watcher(threading.Thread):
             if self._kill_deadline is None or deadline < self._kill_deadline:
                 self._kill_deadline = deadline
         process_group.signal_all(self.info.pid, self.info.start_time, self._tag, signal.SIGTERM)
-        self._wake.set()
+        self.wake()
 
     def wake(self) -> None:
         self._wake.set()
+        with self._lock:
+            if self._wakefd is not None:
+                os.eventfd_write(self._wakefd, 1)
+
+    def _idle(self, timeout: float) -> None:
+        """Wait up to `timeout` for a wake, or for the leader to exit while it still runs."""
+        if self._pidfd is None or self._leader_done or self._wakefd is None:
+            self._wake.wait(timeout)
+            return
+        if self._wake.is_set():
+            return
+        ready, _, _ = select.select([self._pidfd, self._wakefd], [], [], timeout)
+        if self._wakefd in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.eventfd_read(self._wakefd)
+
+    def _close_fds(self) -> None:
+        with self._lock:
+            fds, self._pidfd, self._wakefd = (self._pidfd, self._wakefd), None, None
+        for fd in fds:
+            if fd is not None:
+                os.close(fd)
 
     # -- the watcher thread ----------------------------------------------------------------------
 
@@ -269,6 +313,7 @@ class _Watcher(threading.Thread):
         finally:
             for _, tail in self._tails:
                 tail.close()
+            self._close_fds()
             _detach(self._popen if not self.finished else None)
             self._runtime._forget(self)
 
@@ -366,7 +411,7 @@ class _Watcher(threading.Thread):
             else:
                 retry_delay = self._poll_s
                 if "more" not in results:
-                    self._wake.wait(self._poll_s)
+                    self._idle(self._poll_s)
             self._wake.clear()
 
 
