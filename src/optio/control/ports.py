@@ -93,10 +93,14 @@ class Worktrees(Protocol):
 
     def commit_all(self, worktree: Path, message: str) -> str | None: ...
 
-    def commits_ahead(self, worktree: Path, base_ref: str) -> int: ...
+    def head_sha(self, worktree: Path) -> str:
+        """The commit the clone's HEAD is on."""
+        ...
 
-    def push_branch(self, worktree: Path, branch: str) -> str:
-        """Push the clone's HEAD to ``branch`` on the remote; the pushed sha."""
+    def commits_ahead(self, worktree: Path, base_ref: str, *, head: str | None = None) -> int: ...
+
+    def push_branch(self, worktree: Path, branch: str, *, head: str | None = None) -> str:
+        """Push the clone's HEAD (``head``, when the caller just read it) to ``branch``; the pushed sha."""
         ...
 
     def export_tree(self, sha: str, dest: Path) -> str:

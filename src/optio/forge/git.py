@@ -716,13 +716,14 @@ class RepoCache:
         return run_git(["--git-dir", str(dotgit), "rev-parse", "--verify", "HEAD^{commit}"],
                        cwd=worktree).stdout.strip()
 
-    def commits_ahead(self, worktree: Path, base_ref: str) -> int:
-        head = self.head_sha(worktree)
+    def commits_ahead(self, worktree: Path, base_ref: str, *, head: str | None = None) -> int:
+        """Commits of the clone's HEAD (or of ``head``, when the caller just read it) not on ``base_ref``."""
+        head = head or self.head_sha(worktree)
         out = self._cache_git(["rev-list", "--count", f"{self._qualify(base_ref)}..{head}"], clone=worktree,
                               env=self._with_clone(worktree)).stdout
         return int(out.strip())
 
-    def push_branch(self, worktree: Path, branch: str) -> str:
+    def push_branch(self, worktree: Path, branch: str, *, head: str | None = None) -> str:
         """Publish the clone's HEAD as ``branch`` on the remote; returns the pushed sha.
 
         Pushed from the cache (the clone has neither the remote's URL nor its
@@ -733,7 +734,7 @@ class RepoCache:
         """
         if not _TASK_BRANCH.fullmatch(branch):
             raise GitError([], None, "", message=f"Optio pushes only task branches (optio/<id>), not {branch!r}")
-        sha = self.head_sha(worktree)
+        sha = head or self.head_sha(worktree)
         self._import(worktree, sha)
         tip = self._try_resolve(f"refs/remotes/origin/{branch}")
         ours = self._try_resolve(f"{_PUSHED_PREFIX}{branch}")

@@ -308,9 +308,10 @@ class RepoTaskHandler:
         cache = worktrees_of(ctx, loaded)
         path = Path(loaded.facts.worktree or worktree_path(ctx, task_id))
         branch = branch_for_task(task_id)
-        cache.commit_all(path, prompts.task_commit_message(snap.title, task_id))
+        # The clone's HEAD: the commit just made, or what the agent committed itself (read once, used below).
+        head = cache.commit_all(path, prompts.task_commit_message(snap.title, task_id)) or cache.head_sha(path)
         cache.fetch(max_age_s=BASE_FETCH_MAX_AGE_S)
-        if cache.commits_ahead(path, f"origin/{loaded.facts.default_branch}") == 0 and snap.pr is None:
+        if cache.commits_ahead(path, f"origin/{loaded.facts.default_branch}", head=head) == 0 and snap.pr is None:
             ok = write_transition(ctx, self, loaded, to="completed", reason="agent made no changes; no pull request",
                                   event="completed", patch={"note": "agent finished without changing anything",
                                                            "error": None},
@@ -318,7 +319,7 @@ class RepoTaskHandler:
             if ok:
                 self.cleanup(ctx, loaded)
             return Outcome("applied" if ok else "stale")
-        head_sha = cache.push_branch(path, branch)
+        head_sha = cache.push_branch(path, branch, head=head)
         body = prompts.pull_request_body(loaded.facts.original_prompt or snap.prompt, task_id)
         info = forge.open_or_update_pr(loaded.facts.repo_id, task_id, head_branch=branch, head_sha=head_sha,
                                        title=snap.title, body=body)
