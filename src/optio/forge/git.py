@@ -494,9 +494,12 @@ class RepoCache:
         self.ensure()
         path = Path(path).absolute()
         with self._lock:
-            if self._is_our_clone(path) or (self._clone_record(path).exists() and not path.is_symlink()):
+            clone = self._is_our_clone(path)
+            if clone or (self._clone_record(path).exists() and not path.is_symlink()):
                 shutil.rmtree(path, ignore_errors=True)
             self._forget_clone(path)
+            if clone:
+                return  # a task clone is no worktree of the cache: nothing of it is left in the cache to prune
             entry = self._worktree_at(path)
             if entry is not None and not entry.prunable:
                 proc = self._git(["worktree", "remove", "--force", "--force", str(entry.path)], check=False)
