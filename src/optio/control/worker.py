@@ -43,25 +43,34 @@ _forge_waiting: set[tuple[str, int]] = set()
 DATABASE_BUSY_DELAY_S = 1.0
 
 
+# Actions whose success makes the run's next step ready at once (a provisioned worktree: the agent can start).
+# The worker still holding the item looks again right away rather than leaving that to a pass through the queue.
+# The follow-up the action enqueued still stands, so if this look did it, the next one only finds nothing to do.
+_CHAINED = frozenset({"provision"})
+
+
 def reconcile_one(ctx: ControlContext, item: ClaimedItem) -> Outcome:
     """Run one item through snapshot → decide → execute and log the decision (and trace it, when traced)."""
     with tracing.span("reconcile", {"optio.run.kind": item.kind, "optio.run.id": item.run_id}) as span:
-        outcome = _reconcile(ctx, item)
+        outcome, action = _reconcile(ctx, item)
+        if outcome.status == "applied" and action in _CHAINED:
+            outcome, _ = _reconcile(ctx, item)
         span.set_attribute("optio.outcome", outcome.status)
         return outcome
 
 
-def _reconcile(ctx: ControlContext, item: ClaimedItem) -> Outcome:
+def _reconcile(ctx: ControlContext, item: ClaimedItem) -> tuple[Outcome, str | None]:
+    """The outcome, and the name of the action decided (None when it got no further than the snapshot)."""
     handler = ctx.handlers.get(item.kind)
     if handler is None:
         log.error("decision", kind=item.kind, id=item.run_id, action="none", reason="no handler", outcome="error")
-        return Outcome("error", "no handler")
+        return Outcome("error", "no handler"), None
     now = utcnow()
     try:
         with ctx.db.read() as session:
             loaded = handler.build_snapshot(ctx, session, item.run_id, item.workspace_id, now)
     except ForgeBusy as busy:
-        return defer_for_forge(ctx, item, busy)
+        return defer_for_forge(ctx, item, busy), None
     except DatabaseUnavailable:
         raise  # not the run's fault: the worker loop defers it (see _finish)
     except Exception as exc:
@@ -70,9 +79,9 @@ def _reconcile(ctx: ControlContext, item: ClaimedItem) -> Outcome:
         with ctx.db.write() as session:
             queue.enqueue(session, item.kind, item.run_id, item.workspace_id, delay_s=snapshot_error_delay(),
                           reason="snapshot failed")
-        return Outcome("deferred")
+        return Outcome("deferred"), None
     if loaded is None:
-        return Outcome("applied", "run gone")
+        return Outcome("applied", "run gone"), None
     if (item.kind, item.run_id) in _forge_waiting or item.reason == FORGE_BUSY_REASON:
         # The forge answered again: the run no longer shows it waits for it.
         with ctx.db.write() as session:
@@ -82,12 +91,12 @@ def _reconcile(ctx: ControlContext, item: ClaimedItem) -> Outcome:
     try:
         outcome = executor.apply(ctx, handler, loaded, action, now)
     except ForgeBusy as busy:
-        return defer_for_forge(ctx, item, busy, action=action.name)
+        return defer_for_forge(ctx, item, busy, action=action.name), action.name
     except DatabaseUnavailable:
         raise  # never counted as an executor error: the run would be given up for the database's outage
     except Exception as exc:
         if is_disk_full(exc):
-            return defer_for_disk(ctx, item, action.name, exc)
+            return defer_for_disk(ctx, item, action.name, exc), action.name
         error = ctx.redact(f"{type(exc).__name__}: {exc}", item.workspace_id)
         outcome = Outcome("error", error)
         log.exception("executor_error", kind=item.kind, id=item.run_id, action=action.name)
@@ -108,7 +117,7 @@ def _reconcile(ctx: ControlContext, item: ClaimedItem) -> Outcome:
         to=to if to is not None else loaded.run.state, reason=action.reason, outcome=outcome.status,
         detail=outcome.detail or None,
     )
-    return outcome
+    return outcome, action.name
 
 
 def release(ctx: ControlContext, items: list[ClaimedItem], stop: threading.Event | None = None) -> None:
