@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 from tests.support.fakes import FakeRuntime, InMemoryForge, NoSecrets
+from tests.support.git_remote import make_remote
 
 from optio.config import Settings
 from optio.control import executor, hotpath, worker
@@ -34,7 +35,7 @@ from optio.forge.worktrees import RepoCaches
 from optio.security.redact import registry_for
 from optio.store import migrate, queue, workspaces
 from optio.store.db import Database
-from optio.store.models import AgentProcess, Job, JobRun, ReconcileItem, RunEvent
+from optio.store.models import AgentProcess, Job, JobRun, ReconcileItem, Repo, RepoTask, RunEvent
 from optio.store.queue import ClaimedItem
 from optio.store.types import utcnow
 
@@ -364,3 +365,25 @@ def test_the_batched_path_ends_where_the_per_item_path_ends(template_db: Path, r
         finally:
             old.db.dispose()
             new.db.dispose()
+
+
+def test_a_provisioned_task_starts_its_agent_in_the_same_pass(world: World, tmp_path: Path) -> None:
+    """Provisioning makes the next step (starting the agent) ready at once: the worker holding the item takes
+    it too, instead of acking and leaving it to another pass through the queue."""
+    remote = make_remote(tmp_path)
+    with world.db.write() as s:
+        repo = Repo(workspace_id=world.workspace_id, name="chain", remote_url=str(remote), forge="fake")
+        s.add(repo)
+        s.flush()
+        task = RepoTask(workspace_id=world.workspace_id, repo_id=repo.id, title="t", prompt="p", agent_type="script",
+                        agent_config={"command": "true"}, state="queued")
+        s.add(task)
+        s.flush()
+        task_id = task.id
+        queue.enqueue(s, "repo_task", task_id, world.workspace_id, reason="test")
+    [item] = world.claim()
+    worker.reconcile_one(world.ctx, item)
+    with world.db.read() as s:
+        found = s.get(RepoTask, task_id)
+        assert found is not None and found.state == "running" and found.worktree_ready
+    assert [spec.key for spec in world.runtime.launched] == [f"repo_task:{task_id}:1"]
