@@ -8,8 +8,11 @@ in this process; `LISTEN` on PostgreSQL, for lines another replica stored), with
 
 The agent never waits for a reader: ingestion only commits and sets a flag. A subscriber whose queue grows past
 its bound (it stopped reading) is dropped: its stream ends with a `dropped` event carrying the last seq it was
-sent, and reconnecting with `?after=` that seq (or `Last-Event-ID`) replays the rest from the database and joins
-the live tail, with no gap and no duplicate. A subscriber that joins behind the hub catches up the same way.
+sent, and reconnecting with `?after=` that seq (or `Last-Event-ID`) replays the rest and joins the live tail,
+with no gap and no duplicate. A subscriber that joins behind the hub catches up the same way: from the events
+the hub keeps (as many bytes as one subscriber may have waiting) when they reach back far enough, else from
+the database. Twenty viewers opening a busy log a moment apart would otherwise each read and encode everything
+it printed so far again.
 """
 
 from __future__ import annotations
@@ -68,25 +71,33 @@ class Slice(Protocol):
 
 
 _json = json.JSONEncoder(ensure_ascii=False).encode
+_quote = json.encoder.encode_basestring  # what `_json` does with a str, without the method call around it
 _stamp = TypeAdapter(datetime)
 
 
-def line_event(line: Line, stamps: dict[datetime, str] | None = None) -> bytes:
-    """One `line` event, its data the same JSON as the `LogLine` of the logs page (encoded without building one:
-    the encoding was most of a reader's time). `stamps` caches timestamps, which a batch shares."""
-    created = line.created_at
-    stamp = stamps.get(created) if stamps is not None else None
-    if stamp is None:
-        stamp = _json(_stamp.dump_python(created, mode="json"))
-        if stamps is not None:
-            stamps[created] = stamp
-    return (f'id: {line.seq}\nevent: line\ndata: {{"seq":{line.seq},"attempt":{line.attempt},'
-            f'"stream":{_json(line.stream)},"text":{_json(line.text)},"created_at":{stamp}}}\n\n').encode()
-
-
-def encode(lines: Sequence[Line]) -> list[bytes]:
+def _events(lines: Sequence[Line]) -> list[str]:
+    """The `line` events of `lines`, their data the same JSON as the `LogLine` of the logs page, encoded without
+    building one: every line of a live log passes through here once, so it is one f-string per line, with the
+    timestamps and stream names (which a batch shares) encoded once each."""
     stamps: dict[datetime, str] = {}
-    return [line_event(line, stamps) for line in lines]
+    streams: dict[str, str] = {}
+    events = []
+    for line in lines:
+        seq, created, stream = line.seq, line.created_at, line.stream
+        stamp = stamps.get(created)
+        if stamp is None:
+            stamp = stamps[created] = _json(_stamp.dump_python(created, mode="json"))
+        quoted = streams.get(stream)
+        if quoted is None:
+            quoted = streams[stream] = _quote(stream)
+        events.append(f'id: {seq}\nevent: line\ndata: {{"seq":{seq},"attempt":{line.attempt},"stream":{quoted},'
+                      f'"text":{_quote(line.text)},"created_at":{stamp}}}\n\n')
+    return events
+
+
+def encode(lines: Sequence[Line]) -> bytes:
+    """The `line` events of `lines`, joined."""
+    return "".join(_events(lines)).encode()
 
 
 def end_event(state: str, last_seq: int) -> bytes:
@@ -100,18 +111,24 @@ def dropped_event(last_seq: int) -> bytes:
 
 
 class _Batch:
-    """One read of the hub, encoded once: the events and their seqs, and all of them joined."""
+    """One read of the hub (the lines after `start`), encoded once: their seqs, and all the events joined (one
+    str encoded once), which is what every subscriber is sent."""
 
-    def __init__(self, lines: Sequence[Line]) -> None:
+    def __init__(self, start: int, lines: Sequence[Line]) -> None:
+        self.start = start
         self.seqs = [line.seq for line in lines]
-        self.events = encode(lines)
-        self.data = b"".join(self.events)
+        self.data = "".join(_events(lines)).encode()
 
     def after(self, cursor: int) -> bytes:
-        """The events with seq > cursor (for a subscriber that joined ahead of the hub)."""
+        """The events with seq > cursor (for a subscriber that joined in the middle of the batch)."""
         if cursor < self.seqs[0]:
             return self.data
-        return b"".join(self.events[bisect_right(self.seqs, cursor):])
+        at = bisect_right(self.seqs, cursor)
+        if at == len(self.seqs):
+            return b""
+        # An event's fields hold no raw newline (the JSON escapes them), so a blank line followed by its id
+        # is where it starts, and nowhere else.
+        return self.data[self.data.index(b"\n\nid: %d\n" % self.seqs[at]) + 2:]
 
 
 class _Subscriber:
@@ -160,6 +177,8 @@ class LogHub:
         self.cursor = cursor  # every line up to here has been offered to the subscribers
         self.loop = asyncio.get_running_loop()
         self.subscribers: set[_Subscriber] = set()
+        self.recent: deque[_Batch] = deque()  # the last batches, at most `hubs.buffer_bytes` (or the last one)
+        self.recent_bytes = 0
         self.wake = asyncio.Event()
         self.closed = False
         self.task: asyncio.Task[None] | None = None
@@ -168,6 +187,19 @@ class LogHub:
         self.subscribers.add(sub)
         if self.task is None:
             self.task = self.loop.create_task(self._run())
+
+    def replay(self, cursor: int) -> list[bytes] | None:
+        """The events after `cursor` up to the hub's, from the batches it kept; None if they do not reach back
+        that far."""
+        if not self.recent or cursor < self.recent[0].start:
+            return None
+        return [batch.after(cursor) for batch in self.recent if batch.seqs[-1] > cursor]
+
+    def keep(self, batch: _Batch) -> None:
+        self.recent.append(batch)
+        self.recent_bytes += len(batch.data)
+        while self.recent_bytes > self.hubs.buffer_bytes and len(self.recent) > 1:
+            self.recent_bytes -= len(self.recent.popleft().data)
 
     def remove(self, sub: _Subscriber) -> None:
         self.subscribers.discard(sub)
@@ -181,7 +213,8 @@ class LogHub:
                 self.wake.clear()
                 current = await run_in_threadpool(self.page, self.cursor)
                 if current.lines:
-                    batch = _Batch(current.lines)
+                    batch = _Batch(self.cursor, current.lines)
+                    self.keep(batch)
                     self.cursor = current.last_seq
                     for sub in list(self.subscribers):
                         if not sub.offer(batch):
@@ -257,22 +290,31 @@ class LogHubs:
         is the run whose appends wake it.
         """
         cursor = after
+        replay: list[bytes] = []
         while True:
             hub = self._hub(key, topic, page, cursor)
+            # No await between the check and joining: the hub offers everything after its cursor from here.
             if cursor >= hub.cursor:
-                # No await between the check and joining: the hub offers everything after its cursor from here.
                 sub = _Subscriber(cursor, self.buffer_bytes)
                 hub.add(sub)
                 break
-            # Behind the hub (joined late, or resuming): catch up from the database, then join.
+            # Behind the hub (joined late, or resuming): catch up from what it kept, or else from the database.
+            kept = hub.replay(cursor)
+            if kept is not None:
+                replay = kept
+                sub = _Subscriber(hub.cursor, self.buffer_bytes)
+                hub.add(sub)
+                break
             current = await run_in_threadpool(page, cursor)
             if current.lines:
-                yield b"".join(encode(current.lines))
+                yield encode(current.lines)
                 cursor = current.last_seq
             if current.done:
                 yield end_event(current.state, cursor)
                 return
         try:
+            for data in replay:
+                yield data
             while True:
                 if not sub.chunks and sub.end is None and not sub.dropped:
                     sub.ready.clear()

@@ -12,7 +12,7 @@ instead of their polling.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
@@ -114,24 +114,40 @@ def append(
     return seq
 
 
+class LogRow(NamedTuple):
+    """One stored line as readers get it (the columns of `LogLine`)."""
+
+    seq: int
+    attempt: int
+    stream: str
+    text: str
+    created_at: datetime
+
+
 def read(
     session: Session, kind: str, run_id: int, workspace_id: int, *, after: int = 0, limit: int = 1000
-) -> list[Any]:
-    """Rows with seq, attempt, stream, text and created_at (plain rows: an ORM object per line cost more than the
-    read)."""
-    return list(
-        session.execute(
+) -> list[LogRow]:
+    """The lines after `after`, in order, at most `limit`.
+
+    The driver's own statement: a Core select's per-row result processing (parsing each timestamp above all)
+    cost several times the query, and every live log stream reads each line through here. A batch's lines
+    share their timestamp (`append` stamps them once), so each distinct one is converted once.
+    """
+    connection = session.connection()
+    dialect = connection.dialect
+    mark = _MARKS.get(dialect.paramstyle)
+    if mark is None:  # a driver with named parameters only: the plain Core statement
+        return [LogRow(*row) for row in session.execute(
             select(RunLog.seq, RunLog.attempt, RunLog.stream, RunLog.text, RunLog.created_at)
-            .where(
-                RunLog.run_kind == kind,
-                RunLog.run_id == run_id,
-                RunLog.workspace_id == workspace_id,
-                RunLog.seq > after,
-            )
-            .order_by(RunLog.seq)
-            .limit(limit)
-        )
-    )
+            .where(RunLog.run_kind == kind, RunLog.run_id == run_id, RunLog.workspace_id == workspace_id,
+                   RunLog.seq > after)
+            .order_by(RunLog.seq).limit(limit))]
+    sql = (f"SELECT seq, attempt, stream, text, created_at FROM {_TABLE.name} WHERE run_kind = {mark} "
+           f"AND run_id = {mark} AND workspace_id = {mark} AND seq > {mark} ORDER BY seq LIMIT {mark}")
+    rows = connection.exec_driver_sql(sql, (kind, run_id, workspace_id, after, limit)).all()
+    convert = _TABLE.c.created_at.type.dialect_impl(dialect).result_processor(dialect, None)
+    stamps = {raw: cast(datetime, convert(raw) if convert is not None else raw) for raw in {row[4] for row in rows}}
+    return [LogRow(seq, attempt, stream, text, stamps[raw]) for seq, attempt, stream, text, raw in rows]
 
 
 def attempt_lines(session: Session, kind: str, run_id: int, attempt: int, stream: str = "stdout") -> list[str]:
