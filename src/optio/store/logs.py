@@ -11,7 +11,7 @@ instead of their polling.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, func, insert, select
@@ -25,6 +25,9 @@ from optio.store.types import utcnow
 CHANGED = "optio_logs_changed"
 # PostgreSQL channel on which a commit with new log lines wakes the live log readers of every replica.
 LOG_CHANNEL = "optio_logs"
+# session.info key: the lines the session's transaction appended (`Appended`), handed to this process's live
+# readers of those logs when it commits, so they need not read back what was just written.
+APPENDED = "optio_logs_appended"
 _TABLE = cast(Table, RunLog.__table__)
 _MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
@@ -73,6 +76,18 @@ def cap_marker(cap: int) -> tuple[str, str]:
                            "(OPTIO_MAX_RUN_LOG_BYTES); the rest of its output is not stored")
 
 
+class Appended(NamedTuple):
+    """Lines one `append` stored: seqs `first_seq` on, in order, all of one attempt and one timestamp."""
+
+    kind: str
+    run_id: int
+    workspace_id: int
+    attempt: int
+    first_seq: int
+    entries: list[tuple[str, str]]  # (stream, text), as stored
+    created_at: datetime  # as read back: UTC
+
+
 def append(
     session: Session,
     *,
@@ -86,7 +101,8 @@ def append(
     """Append (stream, text) entries after the current last seq; returns the new last seq.
 
     One executemany of the driver for the whole batch: no ORM object and no per-row parameter processing,
-    which cost several times the insert itself.
+    which cost several times the insert itself. The lines are also noted on the session (`APPENDED`) for the
+    commit hooks: only a committed transaction hands them on.
     """
     seq = last_seq(session, kind, run_id)
     if not entries:
@@ -109,6 +125,8 @@ def append(
         sql = f"INSERT INTO {_TABLE.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
         connection.exec_driver_sql(sql, [(workspace_id, kind, run_id, n, attempt, stream, line, stamp)
                                          for n, (stream, line) in enumerate(entries, start=seq + 1)])
+    session.info.setdefault(APPENDED, []).append(
+        Appended(kind, run_id, workspace_id, attempt, seq + 1, list(entries), when.astimezone(UTC)))
     seq += len(entries)
     mark_changed(session, kind, run_id)
     return seq
