@@ -91,19 +91,20 @@ async def subscribe(server: OptioServer, run_id: int, n_lines: int, ids: list[by
             size = int((await reader.readuntil(b"\r\n")).strip(), 16)
             if size == 0:
                 break
-            data = rest + (await reader.readexactly(size + 2))[:-2]
-            cut = data.rfind(b"\n\n")
-            if cut < 0:
-                rest = data
+            data = rest + await reader.readexactly(size + 2)  # the chunk and its "\r\n"
+            end = len(data) - 2
+            cut = data.rfind(b"\n\n", 0, end) + 1  # the events before the cut (searched in place: no copies)
+            if cut == 0:
+                rest = data[:end]
                 continue
-            whole, rest = data[:cut + 1], data[cut + 1:]  # the events before the cut; rest starts with "\n"
-            got = ID.findall(whole)
+            rest = data[cut:end]  # starts with "\n"
+            got = ID.findall(data, 0, cut)
             if got != ids[expected - 1:expected - 1 + len(got)]:
                 raise AssertionError(f"subscriber got seqs out of order (or unexpected ones) after {expected - 1}")
             expected += len(got)
-            if b"\nevent: end\n" in whole:
+            if data.find(b"\nevent: end\n", 0, cut) >= 0:
                 break
-            if b"\nevent: dropped\n" in whole:
+            if data.find(b"\nevent: dropped\n", 0, cut) >= 0:
                 raise AssertionError("subscriber was dropped")
     finally:
         writer.close()
