@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     log_stream_buffer_bytes: int = Field(
         default=4 * 1024 * 1024, ge=64 * 1024,
         description="Live log stream: what may wait for one slow client before it is dropped (it reconnects "
-                    "with ?after=SEQ)"
+                    "with ?after=SEQ); also the recent events a followed log keeps for clients joining behind it"
     )
     log_stream_poll_s: float = Field(
         default=2.0, gt=0,

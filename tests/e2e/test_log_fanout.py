@@ -17,7 +17,9 @@ from tests.support.optio_server import OptioServer
 from tests.support.sse_client import Event, SseStream
 
 POLL_S = 600
-BUFFER = 64 * 1024
+# Larger than one read of the loud log below (5,000 lines of 100 characters: 1.1 MB of events), so a reader
+# that keeps up is never dropped for having one read waiting behind the one it is taking in.
+BUFFER = 2 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +128,25 @@ def test_last_event_id_resumes_after_the_last_line_seen(server: OptioServer) -> 
     with httpx.stream("GET", f"{server.url}/api/runs/{run_id}/logs/stream", headers=headers, timeout=60) as res:
         data = [json.loads(line[len("data: "):]) for line in res.iter_lines() if line.startswith("data: ")]
     assert [d["seq"] for d in data[:-1]] == list(range(41, 51)) and data[-1]["state"] == "completed"
+
+
+def test_subscribers_that_join_behind_the_live_tail_get_the_rest_once_in_order(server: OptioServer) -> None:
+    # The first subscriber keeps the log's reader going through the pause; the others join during it, behind
+    # the reader (caught up from the events it kept, or from the database) and at its cursor.
+    run_id = start(server, "joiners", "seq 1 1500; sleep 1; seq 1501 3000")
+    first = stream(server, run_id)
+    joined: list[SseStream] = []
+    try:
+        while (event := first.next_event()) is not None and event.id != 1500:
+            pass
+        starts = (1499, 1000, 0, 1500)
+        joined = [stream(server, run_id, after=after) for after in starts]
+        with ThreadPoolExecutor(len(joined) + 1) as pool:
+            got = list(pool.map(SseStream.until_end, [first, *joined]))
+    finally:
+        for sub in [first, *joined]:
+            sub.close()
+    for after, events in zip((0, *starts), got, strict=True):
+        assert events[-1].event == "end" and events[-1].data["last_seq"] == 3000, (after, events[-1])
+        assert [e.id for e in lines(events)] == list(range(after + 1, 3001)), after
+        assert [e.data["text"] for e in lines(events)] == [str(i) for i in range(after + 1, 3001)]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Hashable
 
 from fastapi.responses import StreamingResponse
 
-from optio.api.log_hub import Slice, Topic, hubs_for
+from optio.api.log_hub import Scope, Slice, Topic, hubs_for
 from optio.config import Settings
 from optio.store.db import Database
 
@@ -32,9 +32,10 @@ def resume_after(after: int, last_event_id: str | None) -> int:
 
 
 def sse(page: Callable[[int], Slice], after: int, *, db: Database, settings: Settings, key: Hashable,
-        topic: Topic) -> StreamingResponse:
+        topic: Topic, scope: Scope | None = None) -> StreamingResponse:
     """The live stream of one log: `page(cursor)` reads it (already scoped to the caller's workspace, which
-    `key` must name too); `topic` is the run whose appends wake it."""
+    `key` must name too); `topic` is the run whose appends wake it; `scope` (run kind, run id, workspace id)
+    if the page reads every line appended to that run in that workspace and nothing else."""
     hubs = hubs_for(db, buffer_bytes=settings.log_stream_buffer_bytes, poll_s=settings.log_stream_poll_s)
-    return StreamingResponse(hubs.follow(key, topic, page, after), media_type="text/event-stream",
+    return StreamingResponse(hubs.follow(key, topic, page, after, scope), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -48,8 +48,8 @@ def add_run_routes(router: APIRouter, *, kind: str, id_name: str, noun: str, ter
             return run_service.log_slice(ctx.db, kind, run_id, ctx.workspace_id, noun=noun, terminal=terminal,
                                          after=cursor, limit=STREAM_PAGE)
 
-        return sse(read, resume_after(after, last_event_id),
-                   db=ctx.db, settings=ctx.optio.settings, key=(kind, run_id, ctx.workspace_id), topic=(kind, run_id))
+        return sse(read, resume_after(after, last_event_id), db=ctx.db, settings=ctx.optio.settings,
+                   key=(kind, run_id, ctx.workspace_id), topic=(kind, run_id), scope=(kind, run_id, ctx.workspace_id))
 
     router.add_api_route(path + "/events", events, methods=["GET"], response_model=list[RunEventOut],
                          name=names[0])

@@ -73,6 +73,8 @@ def serve(
                                     "serves /api/health only) or all (default OPTIO_ROLE or all)"),
 ) -> None:
     """Run the API, the reconciler and the local runtime in this process (or one of them: --role)."""
+    import gc
+
     import uvicorn
 
     from optio.api.app import create_app
@@ -109,8 +111,14 @@ def serve(
                    err=True)
     typer.echo(f"Optio serving on http://{settings.host}:{settings.port} as {settings.role} "
                f"(data dir {settings.resolved_data_dir})", err=True)
+    application = create_app(settings)
+    # What is alive now (modules, classes, the app: some 280,000 objects) lives as long as the process: out of
+    # the collector's way, or every full collection walks all of it again: about 0.1 s each, and taking in a busy
+    # agent's output (or streaming it to viewers) sets one off every second or so.
+    gc.collect()
+    gc.freeze()
     # Live streams (the event stream above all) never end by themselves: give them a few seconds, then close.
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning",
                 timeout_graceful_shutdown=5, **uvicorn_proxy_options(settings))  # type: ignore[arg-type]
 
 

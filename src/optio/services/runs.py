@@ -10,7 +10,7 @@ from optio.errors import Conflict, Invalid, NotFound
 from optio.store import jobs as job_store
 from optio.store import logs, queue, runs
 from optio.store.db import Database
-from optio.store.models import JobRun, RunEvent, RunLog
+from optio.store.models import JobRun, RunEvent
 from optio.store.session import Session
 
 INTENTS = ("cancel", "retry", "resume", "interrupt")
@@ -95,7 +95,7 @@ def job_run_with_name(db: Database, workspace_id: int, run_id: int) -> tuple[Job
 class LogSlice:
     """A page of a run's log, with whether a reader has seen all of it for good."""
 
-    lines: list[RunLog]
+    lines: list[logs.LogRow]
     last_seq: int
     state: str
     done: bool

@@ -11,8 +11,8 @@ instead of their polling.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, cast
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
@@ -25,6 +25,9 @@ from optio.store.types import utcnow
 CHANGED = "optio_logs_changed"
 # PostgreSQL channel on which a commit with new log lines wakes the live log readers of every replica.
 LOG_CHANNEL = "optio_logs"
+# session.info key: the lines the session's transaction appended (`Appended`), handed to this process's live
+# readers of those logs when it commits, so they need not read back what was just written.
+APPENDED = "optio_logs_appended"
 _TABLE = cast(Table, RunLog.__table__)
 _MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
@@ -73,6 +76,18 @@ def cap_marker(cap: int) -> tuple[str, str]:
                            "(OPTIO_MAX_RUN_LOG_BYTES); the rest of its output is not stored")
 
 
+class Appended(NamedTuple):
+    """Lines one `append` stored: seqs `first_seq` on, in order, all of one attempt and one timestamp."""
+
+    kind: str
+    run_id: int
+    workspace_id: int
+    attempt: int
+    first_seq: int
+    entries: list[tuple[str, str]]  # (stream, text), as stored
+    created_at: datetime  # as read back: UTC
+
+
 def append(
     session: Session,
     *,
@@ -86,7 +101,8 @@ def append(
     """Append (stream, text) entries after the current last seq; returns the new last seq.
 
     One executemany of the driver for the whole batch: no ORM object and no per-row parameter processing,
-    which cost several times the insert itself.
+    which cost several times the insert itself. The lines are also noted on the session (`APPENDED`) for the
+    commit hooks: only a committed transaction hands them on.
     """
     seq = last_seq(session, kind, run_id)
     if not entries:
@@ -109,29 +125,47 @@ def append(
         sql = f"INSERT INTO {_TABLE.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
         connection.exec_driver_sql(sql, [(workspace_id, kind, run_id, n, attempt, stream, line, stamp)
                                          for n, (stream, line) in enumerate(entries, start=seq + 1)])
+    session.info.setdefault(APPENDED, []).append(
+        Appended(kind, run_id, workspace_id, attempt, seq + 1, list(entries), when.astimezone(UTC)))
     seq += len(entries)
     mark_changed(session, kind, run_id)
     return seq
 
 
+class LogRow(NamedTuple):
+    """One stored line as readers get it (the columns of `LogLine`)."""
+
+    seq: int
+    attempt: int
+    stream: str
+    text: str
+    created_at: datetime
+
+
 def read(
     session: Session, kind: str, run_id: int, workspace_id: int, *, after: int = 0, limit: int = 1000
-) -> list[Any]:
-    """Rows with seq, attempt, stream, text and created_at (plain rows: an ORM object per line cost more than the
-    read)."""
-    return list(
-        session.execute(
+) -> list[LogRow]:
+    """The lines after `after`, in order, at most `limit`.
+
+    The driver's own statement: a Core select's per-row result processing (parsing each timestamp above all)
+    cost several times the query, and every live log stream reads each line through here. A batch's lines
+    share their timestamp (`append` stamps them once), so each distinct one is converted once.
+    """
+    connection = session.connection()
+    dialect = connection.dialect
+    mark = _MARKS.get(dialect.paramstyle)
+    if mark is None:  # a driver with named parameters only: the plain Core statement
+        return [LogRow(*row) for row in session.execute(
             select(RunLog.seq, RunLog.attempt, RunLog.stream, RunLog.text, RunLog.created_at)
-            .where(
-                RunLog.run_kind == kind,
-                RunLog.run_id == run_id,
-                RunLog.workspace_id == workspace_id,
-                RunLog.seq > after,
-            )
-            .order_by(RunLog.seq)
-            .limit(limit)
-        )
-    )
+            .where(RunLog.run_kind == kind, RunLog.run_id == run_id, RunLog.workspace_id == workspace_id,
+                   RunLog.seq > after)
+            .order_by(RunLog.seq).limit(limit))]
+    sql = (f"SELECT seq, attempt, stream, text, created_at FROM {_TABLE.name} WHERE run_kind = {mark} "
+           f"AND run_id = {mark} AND workspace_id = {mark} AND seq > {mark} ORDER BY seq LIMIT {mark}")
+    rows = connection.exec_driver_sql(sql, (kind, run_id, workspace_id, after, limit)).all()
+    convert = _TABLE.c.created_at.type.dialect_impl(dialect).result_processor(dialect, None)
+    stamps = {raw: cast(datetime, convert(raw) if convert is not None else raw) for raw in {row[4] for row in rows}}
+    return [LogRow(seq, attempt, stream, text, stamps[raw]) for seq, attempt, stream, text, raw in rows]
 
 
 def attempt_lines(session: Session, kind: str, run_id: int, attempt: int, stream: str = "stdout") -> list[str]:
