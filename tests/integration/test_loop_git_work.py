@@ -150,18 +150,6 @@ def pr_of(db: Database, number: int) -> PullRequest:
         return pr
 
 
-def test_a_burst_of_task_clones_shares_a_recent_fetch_and_a_plain_one_fetches(tmp_path: Path) -> None:
-    remote = make_remote(tmp_path)
-    cache = RepoCache(str(remote), tmp_path / "cache.git")
-    cache.fetch()
-    count = cache.fetch_count
-    pushed = push_to_main(remote, tmp_path, "later.txt", "later\n")
-    base = cache.add_worktree(tmp_path / "wt" / "1", branch_for_task(1), "main", max_age_s=300)
-    assert cache.fetch_count == count and base != pushed  # the fetch just made is recent enough
-    base = cache.add_worktree(tmp_path / "wt" / "2", branch_for_task(2), "main")
-    assert cache.fetch_count == count + 1 and base == pushed  # by default a clone starts from the remote as it is
-
-
 def test_after_a_merge_the_repos_open_prs_are_refreshed_together_and_only_a_changed_pr_wakes_its_task(
         tmp_path: Path) -> None:
     db, _remote, repo_id = repo_world(tmp_path, ci_command=None, require_approval=False)

@@ -358,19 +358,18 @@ class RepoCache:
 
     # -- worktrees ---------------------------------------------------------
 
-    def add_worktree(self, path: Path, branch: str, base_ref: str, *, max_age_s: float = 0.0) -> str:
+    def add_worktree(self, path: Path, branch: str, base_ref: str) -> str:
         """Give a task its own clone on ``branch``; returns the sha the work is based on.
 
         The clone shares the cache's objects read-only (``objects/info/alternates``)
         and nothing else. A branch that already exists on the remote (a task
         resumed after a restart) is checked out at the remote tip, and its base is
         the merge-base with ``base_ref``. An existing clone of the same branch at
-        ``path`` is reused as it is, uncommitted edits included. ``max_age_s`` accepts a fetch started that
-        long before the call, as `fetch` does.
+        ``path`` is reused as it is, uncommitted edits included.
         """
         self.ensure()
         path = Path(path).absolute()
-        asked = time.monotonic() - max_age_s
+        asked = time.monotonic()
         with self._lock:
             if not self._fetched_since(asked):  # one fetch serves the tasks that waited for it together
                 self._fetch_unlocked()

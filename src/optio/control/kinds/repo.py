@@ -40,10 +40,9 @@ log = structlog.get_logger("optio.repo_tasks")
 
 KIND = RunKind.REPO_TASK.value
 ACTIVE_STATES = ("provisioning", "running")
-# How old a fetch of the repo cache may be when a task's clone is made or its PR opened. Nothing there needs the
-# remote as of this instant: a base a moment old is rebased or re-tested by the merge queue like any base that
-# moved, and pushes are leased against the tip seen, so a push someone made meanwhile is refused, never lost.
-# A burst of tasks then shares one fetch instead of each waiting for its own.
+# How old a fetch of the repo cache may be when a task's PR is opened. Nothing there needs the remote as of this
+# instant: the ahead check holds against any later base, and the push is leased against the tip seen, so a push
+# someone made meanwhile is refused, never lost. A burst of tasks then shares one fetch.
 BASE_FETCH_MAX_AGE_S = 2.0
 CI_TAIL_CHARS = 20_000
 # The author the review agent's verdicts carry on the pull request (see kinds/review.py): anything else is a person.
@@ -285,7 +284,9 @@ class RepoTaskHandler:
         # A failure here (a base branch that does not exist, an unreachable remote) is an executor error:
         # recorded, retried with backoff from the queue (not from a run slot), and given up after a bound.
         cache.ensure()
-        cache.add_worktree(path, branch, loaded.facts.default_branch, max_age_s=BASE_FETCH_MAX_AGE_S)
+        # A fetch made after this call: a task must start from the base as it is now, with whatever it depends on
+        # merged (a fetch from a moment ago may predate its parent's merge on a hosted forge).
+        cache.add_worktree(path, branch, loaded.facts.default_branch)
         with ctx.db.write() as session:
             # Guarded by the state, not the version: output or an intent may have bumped the version meanwhile.
             marked = runs.cas_update(session, KIND, task_id, None, {"worktree_ready": True,
