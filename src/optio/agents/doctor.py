@@ -20,7 +20,8 @@ from rich.table import Table
 from optio.config import Settings
 from optio.runtime.sandbox import probe
 
-VERSION_TIMEOUT_S = 10.0
+# Long enough for a CLI's first start on a busy machine (a node CLI warming its caches): only a hang exceeds it.
+VERSION_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
