@@ -392,18 +392,26 @@ def test_adoption_resumes_exactly_where_the_previous_runtime_stopped(tmp_path: P
 def test_adopting_a_process_that_ended_unwatched_reads_the_exit_file(tmp_path: Path) -> None:
     go = tmp_path / "go"
     script = f"echo before; while [ ! -f {go} ]; do sleep 0.05; done; echo after; printf tail; exit 2"
-    spec, info, sink_a = _start_and_abandon(tmp_path, script, ["before"])
+    _, info, sink_a = _start_and_abandon(tmp_path, script, ["before"])
     go.touch()
     wait_for(lambda: not LocalRuntime.is_alive(info.pid, info.start_time), "the process to end")
 
-    sink_b = RecordingSink()
-    rt_b = LocalRuntime(sink_b)
-    try:
-        rt_b.adopt(info, stdout_offset=sink_a.last_offset("stdout"), stderr_offset=0)
-        assert sink_b.exit_for(spec.key) == (2, "exited")
-    finally:
-        rt_b.shutdown()
+    sink_b, exit_ = _adopt_until_exit(info, sink_a.last_offset("stdout"))
+    assert exit_ == (2, "exited")
     assert sink_b.lines() == ["after", "tail"]
+
+
+def _adopt_until_exit(info: ProcessInfo, stdout_offset: int, before_exit: Callable[[], None] = lambda: None
+                      ) -> tuple[RecordingSink, tuple[int | None, str]]:
+    """Adopt `info` in a fresh runtime (as a restarted server does), then wait for the exit it reports."""
+    sink = RecordingSink()
+    rt = LocalRuntime(sink)
+    try:
+        rt.adopt(info, stdout_offset=stdout_offset, stderr_offset=0)
+        before_exit()
+        return sink, sink.exit_for(info.key)
+    finally:
+        rt.shutdown()
 
 
 def _lose_process_file(spec: LaunchSpec) -> None:
@@ -422,14 +430,8 @@ def test_a_launch_whose_process_file_was_never_written_is_found_and_adopted(tmp_
     assert LocalRuntime.is_alive(found.pid, found.start_time)
     assert LocalRuntime.launch_record(spec.log_dir, spec.key) == found  # rebuilt once, then read back
 
-    sink_b = RecordingSink()
-    rt_b = LocalRuntime(sink_b)
-    try:
-        rt_b.adopt(found, stdout_offset=sink_a.last_offset("stdout"), stderr_offset=0)
-        go.touch()
-        assert sink_b.exit_for(spec.key) == (3, "exited")
-    finally:
-        rt_b.shutdown()
+    _, exit_ = _adopt_until_exit(found, sink_a.last_offset("stdout"), go.touch)
+    assert exit_ == (3, "exited")
 
 
 def test_a_launch_that_ended_before_anyone_recorded_it_still_reports_its_exit(tmp_path: Path) -> None:
@@ -442,13 +444,8 @@ def test_a_launch_that_ended_before_anyone_recorded_it_still_reports_its_exit(tm
     found = LocalRuntime.launch_record(spec.log_dir, spec.key)
     assert found is not None and found.pid == info.pid
     assert not LocalRuntime.is_alive(found.pid, found.start_time)
-    sink_b = RecordingSink()
-    rt_b = LocalRuntime(sink_b)
-    try:
-        rt_b.adopt(found, stdout_offset=sink_a.last_offset("stdout"), stderr_offset=0)
-        assert sink_b.exit_for(spec.key) == (5, "exited")
-    finally:
-        rt_b.shutdown()
+    _, exit_ = _adopt_until_exit(found, sink_a.last_offset("stdout"))
+    assert exit_ == (5, "exited")
 
 
 def test_a_launch_caught_before_its_wrapper_recorded_itself_is_stopped_and_never_ran(tmp_path: Path) -> None:
