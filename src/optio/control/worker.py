@@ -28,9 +28,11 @@ from optio.store.types import utcnow
 
 log = structlog.get_logger("optio.reconcile")
 
-# Items claimed per transaction: amortises claim/ack writes under load while keeping a slow item from
-# holding many others behind it.
-CLAIM_BATCH = 4
+# Items of kinds outside the hot path claimed per transaction: one. Each may run a git operation, a CI
+# wait or an agent launch; an item claimed behind it would wait for it although another worker is free
+# (a task woken by a freed slot sat behind a merge), and its claim transaction costs next to nothing
+# against such work. Hot-path kinds are claimed a whole batch at a time (`hotpath.BATCH`).
+CLAIM_BATCH = 1
 # The queue reason of a reconcile put off because its forge was busy.
 FORGE_BUSY_REASON = "forge busy"
 # Runs the resync sweep enqueues per write transaction: each holds the write lock for milliseconds.

@@ -50,6 +50,7 @@ from pathlib import Path
 
 import structlog
 
+from optio.forge import name_reader
 from optio.forge.base import ForgeBusy
 from optio.forge.gitcmd import (
     GitError,
@@ -95,6 +96,10 @@ _TASK_BRANCH = re.compile(r"optio/[0-9]+")
 _FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 # How many base commits' attributes files a cache keeps (see `RepoCache._attributes_of`).
 _ATTRIBUTES_KEPT = 8
+# Fetches between two runs of git's housekeeping in a cache (`git maintenance run --auto`: packs loose objects
+# and small packs once there are enough of them; a no-op otherwise).
+_MAINTAIN_EVERY = 20
+
 _CACHE_SETTINGS = (
     # Reflogs are off by default in bare repos; keep them for tracing what Optio did to the refs.
     ("core.logAllRefUpdates", "true"),
@@ -301,6 +306,7 @@ class RepoCache:
         return proc.returncode == 0 and proc.stdout.strip() == "true"
 
     def _discard_half_made_cache(self) -> None:
+        name_reader.forget(self.cache_dir)
         if not self.cache_dir.exists():
             return
         looks_like_git = (self.cache_dir / "HEAD").is_file() and (self.cache_dir / "objects").is_dir()
@@ -342,10 +348,15 @@ class RepoCache:
         # moment; both update the same refs, so a lost ref-lock race is retried.
         started = time.monotonic()
         for attempt in range(_FETCH_ATTEMPTS):
-            proc = self._remote_git(["fetch", "--prune", "--quiet", "origin"], timeout=_FETCH_TIMEOUT_S, check=False)
+            # Git's own after-fetch housekeeping (`git maintenance run --auto`, one process more per fetch) is
+            # left to every _MAINTAIN_EVERY-th fetch: a cache fetches for nearly every step of every task.
+            proc = self._remote_git(["fetch", "--prune", "--quiet", "origin"], timeout=_FETCH_TIMEOUT_S, check=False,
+                                    config=("-c", "maintenance.auto=false"))
             if proc.returncode == 0:
                 self._fetch_started = max(started, self._fetch_started or started)
                 self.fetch_count += 1
+                if self.fetch_count % _MAINTAIN_EVERY == 0:
+                    self._git(["maintenance", "run", "--auto", "--quiet"], check=False)
                 return
             lost_race = any(m in proc.stderr.lower() for m in _LOCK_MARKERS)
             if not lost_race or attempt == _FETCH_ATTEMPTS - 1:
@@ -354,7 +365,7 @@ class RepoCache:
 
     def resolve(self, ref: str) -> str:
         self.ensure()
-        return self._resolve_in(self.cache_dir, self._qualify(ref))
+        return self._resolve(self._qualify(ref))
 
     # -- worktrees ---------------------------------------------------------
 
@@ -373,7 +384,7 @@ class RepoCache:
         with self._lock:
             if not self._fetched_since(asked):  # one fetch serves the tasks that waited for it together
                 self._fetch_unlocked()
-            base_sha = self._resolve_in(self.cache_dir, self._qualify(base_ref))
+            base_sha = self._resolve(self._qualify(base_ref))
             remote_tip = self._try_resolve(f"refs/remotes/origin/{branch}")
             if self._is_our_clone(path) and _unborn_head(path) and _clone_branch(path) != f"refs/heads/{branch}":
                 # A clone a killed server left half-made (its `git init` done, its checkout not): never worked in.
@@ -968,7 +979,7 @@ class RepoCache:
             tip = self._try_resolve(f"refs/remotes/origin/{base_branch}")
             if tip != base_sha:
                 raise BaseMovedError(base_branch, base_sha, tip)
-            tree = self._git(["rev-parse", f"{self._ensure_commit(tested_sha)}^{{tree}}"]).stdout.strip()
+            tree = self._peel(self._ensure_commit(tested_sha), "tree")
             text = message.rstrip() + "\n\n" + "".join(f"{key}: {value}\n" for key, value in trailers)
             new_sha = self._git(["commit-tree", tree, "-p", base_sha, "-F", "-"], input=text).stdout.strip()
             self._push_leased(base_branch, base_sha, new_sha)
@@ -1032,7 +1043,7 @@ class RepoCache:
                         log.info("squash_merge.already_landed", base=base_branch, sha=landed)
                         return landed
                 head = self._ensure_commit(head_sha)
-                base_sha = self._resolve_in(self.cache_dir, f"refs/remotes/origin/{base_branch}")
+                base_sha = self._resolve(f"refs/remotes/origin/{base_branch}")
                 if onto is not None and base_sha != onto:
                     raise BaseMovedError(base_branch, onto, base_sha)
                 pushed, sha, detail = self._squash_once(base_branch, base_sha, head, message, work_root, trailers,
@@ -1090,7 +1101,7 @@ class RepoCache:
         """
         work_root.mkdir(parents=True, exist_ok=True)
         tree, _ = self._merged_tree(base_sha, head, scratch=work_root)
-        if tree == self._git(["rev-parse", f"{base_sha}^{{tree}}"]).stdout.strip() and not trailers:
+        if tree == self._peel(base_sha, "tree") and not trailers:
             return True, base_sha, ""
         # As `git commit -m <message> --trailer <k: v>...` writes it (an empty squash still gets its commit).
         text = _stripspace(message)
@@ -1118,8 +1129,8 @@ class RepoCache:
             proc = self._remote_git(["push", "--quiet", "--no-verify", "origin", "--delete", branch], check=False)
             if proc.returncode != 0 and "remote ref does not exist" not in proc.stderr:
                 log.warning("delete_remote_branch.failed", branch=branch, stderr=proc.stderr.strip()[-500:])
-            self._git(["update-ref", "-d", f"refs/remotes/origin/{branch}"], check=False)
-            self._git(["update-ref", "-d", f"{_PUSHED_PREFIX}{branch}"], check=False)
+            self._git(["update-ref", "--stdin"], check=False,
+                      input=f"delete refs/remotes/origin/{branch}\ndelete {_PUSHED_PREFIX}{branch}\n")
         except GitError as exc:
             log.warning("delete_remote_branch.failed", branch=branch, error=str(exc))
 
@@ -1130,7 +1141,8 @@ class RepoCache:
         return run_git(args, cwd=self.cache_dir, check=check, input=input)
 
     def _remote_git(
-        self, args: list[str], *, cwd: Path | None = None, check: bool = True, timeout: float = 300
+        self, args: list[str], *, cwd: Path | None = None, check: bool = True, timeout: float = 300,
+        config: Sequence[str] = (),
     ) -> subprocess.CompletedProcess[str]:
         """A git command that talks to the remote: the SSRF check, pinned address and credential, every time."""
         credential = self._credential() if self._credential is not None else None
@@ -1143,7 +1155,8 @@ class RepoCache:
             raise UnsafeRemoteError(args, None, "", message=f"refusing to contact the remote: {exc}") from None
         try:
             proc = run_git(
-                args, cwd=cwd or self.cache_dir, config=access.config, env=access.env, check=check, timeout=timeout
+                args, cwd=cwd or self.cache_dir, config=(*access.config, *config), env=access.env, check=check,
+                timeout=timeout,
             )
         except GitError as exc:
             self._busy_if_unreachable(args, exc.returncode, exc.stderr_tail)
@@ -1183,13 +1196,28 @@ class RepoCache:
             return f"refs/remotes/origin/{ref}"
         return ref
 
-    def _try_resolve(self, ref: str) -> str | None:
-        proc = self._git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], check=False)
+    def _try_resolve(self, ref: str, kind: str = "commit") -> str | None:
+        """The full sha ``ref`` names in the cache, peeled to ``kind``; None when it names nothing.
+
+        Full ref names and shas are answered by the cache's long-lived ``cat-file`` (no process per
+        question, see :mod:`optio.forge.name_reader`); anything else by ``git rev-parse``.
+        """
+        try:
+            return name_reader.reader_for(self.cache_dir).peel(ref, kind)
+        except name_reader.Unanswerable:
+            pass
+        proc = self._git(["rev-parse", "--verify", "--quiet", f"{ref}^{{{kind}}}"], check=False)
         return proc.stdout.strip() if proc.returncode == 0 else None
 
-    @staticmethod
-    def _resolve_in(cwd: Path, ref: str) -> str:
-        return run_git(["rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=cwd).stdout.strip()
+    def _resolve(self, ref: str) -> str:
+        return self._peel(ref, "commit")
+
+    def _peel(self, ref: str, kind: str) -> str:
+        """As :meth:`_try_resolve`, raising ``GitError`` as ``git rev-parse --verify`` fails when there is none."""
+        found = self._try_resolve(ref, kind)
+        if found is None:
+            raise GitError(["rev-parse", "--verify", f"{ref}^{{{kind}}}"], 128, "fatal: Needed a single revision")
+        return found
 
     def _merge_base(self, a: str, b: str, *, clone: Path | None = None) -> str:
         env = self._with_clone(clone) if clone is not None else None

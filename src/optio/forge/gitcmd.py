@@ -320,6 +320,11 @@ def remote_access(
 
 
 
+def git_argv(*args: str) -> list[str]:
+    """``git`` with the fixed command-line config every Optio git call carries, then ``args``."""
+    return ["git", *_CONFIG_ARGS, *args]
+
+
 def run_git(
     args: list[str],
     *,
@@ -337,7 +342,7 @@ def run_git(
     A timeout always raises, even with ``check=False``: a hung git (a credential
     prompt that slipped through, a dead network mount) is never a normal answer.
     """
-    argv = ["git", *_CONFIG_ARGS, *config, *args]
+    argv = git_argv(*config, *args)
     try:
         proc = subprocess.run(
             argv,

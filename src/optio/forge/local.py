@@ -72,8 +72,15 @@ CI_OUTPUT_MAX = 1024 * 1024
 # asked to merge and went away) leaves the queue so it does not hold up the PRs behind it; asking again re-queues it.
 QUEUE_FRONT_GRACE_S = 120.0
 # A fetch of the repo cache this recent serves the mergeability check scheduled when a PR opens or moves (the
-# task's push fetched just before); the PR watcher's and the after-merge refreshes fetch afresh.
+# task's push fetched just before) and the refresh after a merge (the merge's own push moved the cache's
+# `origin/<base>`); the PR watcher's refresh fetches afresh, to see pushes made outside Optio.
 MERGEABILITY_FETCH_AGE_S = 5.0
+# A fetch of the repo cache this recent serves the merge gates and the merge queue. A base someone moved
+# outside Optio in that moment is still never merged onto untested: every landing is a push leased on the
+# tip the gates saw, refused when the base moved, and the PR then goes back to the queue to be re-tested.
+# Optio's own landings move the cache's `origin/<base>` with their push. Without it, each merge attempt and
+# each queue step fetched: about two fetches (each a handful of git processes) per PR.
+GATE_FETCH_MAX_AGE_S = 2.0
 # How many (head, base tip) mergeability results the forge remembers: a few per open PR is plenty.
 MERGEABILITY_MEMO = 2048
 
@@ -344,7 +351,7 @@ class LocalForge:
         cache = self.cache(repo)
         with self._base_lock(repo_id, base_branch):
             cache.ensure()
-            cache.fetch()
+            cache.fetch(max_age_s=GATE_FETCH_MAX_AGE_S)
             tip = cache.resolve(f"origin/{base_branch}")
             queued = False
             with self.db.write() as session:
@@ -501,7 +508,7 @@ class LocalForge:
                 return
         cache = self.cache(repo)
         cache.ensure()
-        cache.fetch()
+        cache.fetch(max_age_s=GATE_FETCH_MAX_AGE_S)
         tip = cache.resolve(f"origin/{base_branch}")
         for _ in range(64):  # each round lands a batch or drops one: bounded by the queue's length
             step = self._queue_step(repo_id, base_branch, tip)
@@ -518,7 +525,7 @@ class LocalForge:
                 return
             # land
             self._land_batch(int(ident))
-            cache.fetch()
+            cache.fetch(max_age_s=GATE_FETCH_MAX_AGE_S)
             tip = cache.resolve(f"origin/{base_branch}")
 
     def _queue_step(self, repo_id: int, base_branch: str, tip: str) -> tuple[str, str] | None:
@@ -780,7 +787,7 @@ class LocalForge:
         with self._lock:
             self._refresh_pending.discard(repo_id)  # a merge from now on needs a refresh after this one
         try:
-            self.refresh_repo_mergeability(repo_id)
+            self.refresh_repo_mergeability(repo_id, max_age_s=MERGEABILITY_FETCH_AGE_S)
         except Exception:
             log.exception("mergeability_failed", repo=repo_id)
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from optio.control.ports import RepoRef
+from optio.forge import name_reader
 from optio.forge.export import export_tree
 from optio.forge.git import RepoCache
 
@@ -52,4 +53,5 @@ class RepoCaches:
     def forget(self, repo_id: int) -> None:
         with self._lock:
             self._caches.pop(repo_id, None)
+            name_reader.forget(self.data_dir / "repos" / str(repo_id) / "cache.git")
             shutil.rmtree(self.data_dir / "repos" / str(repo_id), ignore_errors=True)
