@@ -259,6 +259,31 @@ def test_pending_with_open_dependencies_starts_waiting() -> None:
     assert "#2, #3" in action.reason
 
 
+@given(state=st.sampled_from(["pending", "waiting_on_deps"]), in_repo=st.integers(0, 12), ahead=st.integers(0, 40),
+       cap=st.integers(1, 8))
+def test_a_task_joining_the_queue_far_back_puts_off_its_first_look_there(state: str, in_repo: int, ahead: int,
+                                                                        cap: int) -> None:
+    """Its first look in the queue would only find the tasks ahead taking every slot; it is woken when its turn
+    comes, so the look waits for the backstop. A task next in line looks at once."""
+    capacity = Capacity(running_scope=in_repo + ahead, max_scope=cap, ahead=ahead)
+    action = _transition(decide(run(state), capacity=capacity, dependencies=(DependencyView(1, "completed"),)),
+                         S.QUEUED)
+    assert action.recheck_after_s == (CAPACITY_BACKSTOP_S if ahead >= cap else 0.0)
+
+
+@given(stall=st.floats(1, 3600), resume=st.booleans())
+def test_a_started_agent_is_looked_at_next_within_the_watch_interval_or_the_stall_threshold(
+        stall: float, resume: bool) -> None:
+    """The agent's exit wakes the task; the first look after the start would only find it running."""
+    if resume:
+        action = decide(run("pr_opened", attempts=2), stall_threshold_s=stall,
+                        pr=pr(ci_status="failing", ci_output_tail="FAILED test_x\n"))
+    else:
+        action = decide(run("provisioning", attempts=0), stall_threshold_s=stall, worktree_ready=True)
+    assert isinstance(action, StartAgent), action
+    assert action.recheck_after_s == min(WATCH_RECHECK_S, stall + 1)
+
+
 def test_waiting_on_deps_keeps_waiting() -> None:
     action = decide(run("waiting_on_deps"), dependencies=(DependencyView(2, "needs_attention"),))
     assert isinstance(action, Noop)

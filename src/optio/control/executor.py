@@ -49,11 +49,13 @@ def write_transition(
     clear_intent: bool,
     now: datetime,
     extra_events: tuple[tuple[str, str], ...] = (),
+    recheck_after_s: float = 0.0,
 ) -> bool:
     """CAS the run to `to` with `patch`; record the event; enqueue a follow-up. False = stale."""
     with ctx.db.write() as session:
         return write_transition_in(ctx, handler, session, snap, to=to, reason=reason, event=event, patch=patch,
-                                   clear_intent=clear_intent, now=now, extra_events=extra_events)
+                                   clear_intent=clear_intent, now=now, extra_events=extra_events,
+                                   recheck_after_s=recheck_after_s)
 
 
 def write_transition_in(
@@ -69,6 +71,7 @@ def write_transition_in(
     clear_intent: bool,
     now: datetime,
     extra_events: tuple[tuple[str, str], ...] = (),
+    recheck_after_s: float = 0.0,
 ) -> bool:
     """`write_transition` inside the caller's transaction (the hot path applies a batch of them in one)."""
     run = snap.run
@@ -106,7 +109,7 @@ def write_transition_in(
                           event=name, from_state=to, to_state=to, reason=why, now=now)
     if to not in handler.terminal:
         queue.enqueue(session, handler.kind, run.id, snap.workspace_id,
-                      delay_s=_requeue_delay(values, now), reason=f"after {to}")
+                      delay_s=max(_requeue_delay(values, now), recheck_after_s), reason=f"after {to}")
     handler.on_transition(ctx, session, snap, to, now)
     return True
 
@@ -127,7 +130,7 @@ def apply_in(ctx: ControlContext, handler: RunKindHandler, session: Session, sna
     if isinstance(action, Transition) and not action.kill_process:
         ok = write_transition_in(ctx, handler, session, snap, to=action.to, reason=action.reason,
                                  event=action.event, patch=dict(action.patch), clear_intent=action.clear_intent,
-                                 now=now)
+                                 now=now, recheck_after_s=action.recheck_after_s)
         return Outcome("applied") if ok else Outcome("stale")
     if isinstance(action, ClearControlIntent):
         return _clear_intent_in(handler, session, snap, now)
@@ -166,7 +169,8 @@ def apply(ctx: ControlContext, handler: RunKindHandler, snap: AnyLoaded, action:
     ws = snap.workspace_id
     if isinstance(action, Transition):
         ok = write_transition(ctx, handler, snap, to=action.to, reason=action.reason, event=action.event,
-                              patch=dict(action.patch), clear_intent=action.clear_intent, now=now)
+                              patch=dict(action.patch), clear_intent=action.clear_intent, now=now,
+                              recheck_after_s=action.recheck_after_s)
         if not ok:
             return Outcome("stale")
         if action.kill_process:
@@ -191,7 +195,8 @@ def apply(ctx: ControlContext, handler: RunKindHandler, snap: AnyLoaded, action:
             patch["resume_count"] = int(getattr(snap.snapshot, "resume_count", 0)) + 1
         ok = write_transition(ctx, handler, snap, to=action.to, reason=action.reason,
                               event=action.event or "started", patch=patch,
-                              clear_intent=action.clear_intent, now=now, extra_events=extra)
+                              clear_intent=action.clear_intent, now=now, extra_events=extra,
+                              recheck_after_s=action.recheck_after_s)
         if not ok:
             return Outcome("stale")
         metrics.AGENT_ATTEMPTS.labels(handler.kind).inc()

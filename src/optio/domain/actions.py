@@ -17,7 +17,12 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 @dataclass(frozen=True)
 class Transition:
-    """Move the run to `to`. `patch` sets other columns in the same compare-and-swap write."""
+    """Move the run to `to`. `patch` sets other columns in the same compare-and-swap write.
+
+    The run is looked at again `recheck_after_s` after the move (at once by default); an event about it (a
+    freed slot, its agent's exit, its CI) wakes it sooner, so a decision that knows the next look would find
+    nothing to do puts it off instead of paying for it.
+    """
 
     to: str
     reason: str
@@ -25,6 +30,7 @@ class Transition:
     kill_process: bool = False
     clear_intent: bool = False
     event: str | None = None
+    recheck_after_s: float = 0.0
     name: ClassVar[str] = "transition"
 
 
@@ -33,7 +39,8 @@ class StartAgent:
     """Move the run to `to` and launch its agent process (the `enqueue_agent` action).
 
     `prompt` overrides the run's stored prompt (resumes carry their own); `resume_reason` names why an
-    agent is being started again, for events and the resume counters.
+    agent is being started again, for events and the resume counters. `recheck_after_s` as for `Transition`:
+    the agent's exit wakes the run, so the next look can wait for the watch interval.
     """
 
     to: str
@@ -44,6 +51,7 @@ class StartAgent:
     patch: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     clear_intent: bool = False
     event: str | None = None
+    recheck_after_s: float = 0.0
     name: ClassVar[str] = "start"
 
 

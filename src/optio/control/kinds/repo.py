@@ -137,6 +137,11 @@ def repo_cap(ctx: ControlContext, repo: Repo, now: datetime) -> int:
     return repo.max_concurrent or ctx.settings.max_concurrent_per_repo
 
 
+# States whose decision reads the repo's capacity: the queue's, and those about to join it (how far back
+# a task lands decides how soon it needs its first look there).
+_CAPACITY_STATES = frozenset({"queued", "pending", "waiting_on_deps"})
+
+
 class RepoTaskHandler:
     kind = KIND
     terminal = TERMINAL[RunKind.REPO_TASK]
@@ -150,7 +155,7 @@ class RepoTaskHandler:
         deps = tuple(DependencyView(id=dep_id, state=state)
                      for dep_id, state in repo_tasks.dependencies(session, task.id))
         capacity = Capacity()
-        if task.state == "queued":
+        if task.state in _CAPACITY_STATES:
             in_repo = repo_tasks.active_in_repo(session, repo.id)
             # Queued tasks of the repo that come first (higher priority, then older) hold their claim on the
             # next free slots, so --priority decides who starts, not whoever is looked at first.

@@ -225,7 +225,10 @@ def _decide_dependencies(snap: RepoTaskSnapshot) -> Action:
             return Transition(to=S.FAILED, reason=why, patch={"error": why}, event="failed")
     waiting_on = [d.id for d in deps if d.state != S.COMPLETED]
     if not waiting_on:
-        return Transition(to=S.QUEUED, reason="dependencies met", event="queued")
+        # A task with enough queued ahead of it to take every slot is woken when its turn comes; its first
+        # look in the queue would only find that out.
+        recheck = CAPACITY_BACKSTOP_S if snap.capacity.far_back else 0.0
+        return Transition(to=S.QUEUED, reason="dependencies met", event="queued", recheck_after_s=recheck)
     listed = ", ".join(f"#{i}" for i in waiting_on)
     if snap.run.state == S.PENDING:
         return Transition(to=S.WAITING_ON_DEPS, reason=f"waiting on {listed}", event="waiting_on_deps")
@@ -528,7 +531,12 @@ def decide_repo_task(snap: RepoTaskSnapshot) -> Action:
 
     decide = _BY_STATE.get(run.state)
     if decide is not None:
-        return decide(snap)
+        action = decide(snap)
+        if isinstance(action, StartAgent):
+            # The agent's exit wakes the task; until then a look only finds it running (or, stalled, after
+            # the stall threshold).
+            action = replace(action, recheck_after_s=min(WATCH_RECHECK_S, snap.stall_threshold_s + 1))
+        return action
     if run.state in (S.NEEDS_ATTENTION, *_TERMINAL):
         return Noop(reason=f"task is {run.state}; only a person's intent moves it on")
     return DeferWithBackoff(
