@@ -75,6 +75,19 @@ def test_delay_is_respected_and_earlier_enqueue_wins(db: Database) -> None:
         assert [i.run_id for i in queue.claim(s, "w", lease_s=30, now=now)] == [5]
 
 
+def test_a_first_in_line_enqueue_is_claimed_before_the_items_that_came_due_before_it(db: Database) -> None:
+    now = utcnow()
+    with db.write() as s:
+        for run_id in (1, 2, 3):
+            queue.enqueue(s, "repo_task", run_id, 1, now=now - timedelta(seconds=1))
+        queue.enqueue(s, "repo_task", 4, 1, now=now, first=True)
+        queue.enqueue(s, "repo_task", 2, 1, now=now, first=True)  # an item already waiting moves up too
+    with db.write() as s:
+        claimed = queue.claim(s, "w", lease_s=60, limit=4, now=now)
+    assert {i.run_id for i in claimed[:2]} == {2, 4}
+    assert [i.run_id for i in claimed[2:]] == [1, 3]
+
+
 def test_batch_ack_deletes_done_items_and_releases_requeued_ones(db: Database) -> None:
     with db.write() as s:
         for run_id in (1, 2, 3):

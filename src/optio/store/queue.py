@@ -21,6 +21,9 @@ from optio.store.models import ReconcileItem
 from optio.store.types import utcnow
 
 ENQUEUED_FLAG = "optio_enqueued"
+# How far ahead of the queue's other due items an enqueue with ``first`` goes.
+FIRST_IN_LINE_S = 2.0
+_FIRST = timedelta(seconds=FIRST_IN_LINE_S)
 _PENDING = "optio_pending_enqueues"
 
 
@@ -43,8 +46,13 @@ def enqueue(
     delay_s: float = 0.0,
     reason: str = "",
     now: datetime | None = None,
+    first: bool = False,
 ) -> None:
     """Ask for a reconcile of (kind, run_id) no earlier than now + delay_s.
+
+    ``first`` puts it ahead of the items that came due in the last ``FIRST_IN_LINE_S`` (claims take the
+    earliest ``not_before`` first): for a look that hands over something scarce, such as a repo's slot that
+    a task just freed, which is otherwise idle until the queue's backlog of routine looks is worked off.
 
     An existing entry keeps the earlier of the two times and its generation is bumped, so a worker
     currently holding it will not delete it when done.
@@ -54,7 +62,7 @@ def enqueue(
     lock their rows in one order, and never deadlock on each other on PostgreSQL.
     """
     now = now or utcnow()
-    not_before = now + timedelta(seconds=max(0.0, delay_s))
+    not_before = now - _FIRST if first else now + timedelta(seconds=max(0.0, delay_s))
     values = {
         "kind": kind,
         "run_id": run_id,

@@ -398,11 +398,12 @@ class RepoTaskHandler:
                 pull_requests.close_if_open(session, loaded.facts.pr_id, now)
         if loaded.run.state in ACTIVE_STATES and to_state not in ACTIVE_STATES:
             # Wake as many of the next queued tasks as there are free slots now: each of them can start, and
-            # waking more only has them look and go back to waiting.
+            # waking more only has them look and go back to waiting. They go ahead of the queue's routine
+            # looks: the slot stays idle until they are looked at.
             cap = loaded.snapshot.repo.max_concurrent or ctx.settings.max_concurrent_per_repo
             free = cap - repo_tasks.active_in_repo(session, loaded.facts.repo_id, except_task=task_id)
             for other, ws in repo_tasks.next_queued_in_repo(session, loaded.facts.repo_id, min(max(free, 1), 10)):
-                queue.enqueue(session, KIND, other, ws, reason="capacity freed")
+                queue.enqueue(session, KIND, other, ws, reason="capacity freed", first=True)
 
     def after_commit(self, ctx: ControlContext, loaded: RepoLoaded, action: Any) -> None:
         to = getattr(action, "to", None)
