@@ -8,11 +8,12 @@ import asyncio
 import re
 from pathlib import Path
 
+from tests.support.job_runs import running_job_runs
+
 from optio.api.log_hub import LogHubs
 from optio.services import runs as run_service
-from optio.store import logs, migrate, runs, workspaces
+from optio.store import logs, migrate, runs
 from optio.store.db import Database
-from optio.store.models import Job, JobRun
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 IDS = re.compile(rb"(?:^|\n\n)id: (\d+)\n")
@@ -22,15 +23,7 @@ def test_handed_lines_are_sent_unread_and_lines_stored_elsewhere_are_read(tmp_pa
     url = f"sqlite:///{tmp_path / 'optio.db'}"
     db, elsewhere = Database(url), Database(url)  # `elsewhere`: another process's view (no hooks of ours)
     migrate.upgrade(db)
-    with db.write() as session:
-        ws = workspaces.ensure_default(session).id
-        job = Job(workspace_id=ws, name="j", prompt_template="p", agent_type="script", agent_config={})
-        session.add(job)
-        session.flush()
-        run = JobRun(workspace_id=ws, job_id=job.id, prompt="p", state="running")
-        session.add(run)
-        session.flush()
-        run_id = run.id
+    ws, [run_id] = running_job_runs(db)
     reads: list[list[int]] = []  # the seqs each page read from the database, once it returned
 
     def page(cursor: int) -> run_service.LogSlice:

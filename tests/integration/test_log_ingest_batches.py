@@ -7,15 +7,15 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.job_runs import running_job_runs
 
 from optio.config import Settings
 from optio.control.output_relay import TAG
 from optio.control.processes import DbSink, redact_all
 from optio.security.redact import MASK, Redactor, _may_match, registry_for
-from optio.store import logs, migrate, workspaces
+from optio.store import logs, migrate
 from optio.store import processes as store
 from optio.store.db import Database
-from optio.store.models import Job, JobRun
 
 SECRET = "s3cr3t-Value-0123456789"
 TOKEN = "ghp_" + "a1" * 18
@@ -44,17 +44,10 @@ def setup(tmp_path: Path, cap: int) -> tuple[Database, DbSink, int, int]:
     config = Settings(data_dir=tmp_path / "data", max_run_log_bytes=cap)
     db = Database(config.resolved_database_url)
     migrate.upgrade(db)
+    ws, [run_id] = running_job_runs(db)
     with db.write() as session:
-        ws = workspaces.ensure_default(session).id
-        job = Job(workspace_id=ws, name="j", prompt_template="p", agent_type="script", agent_config={})
-        session.add(job)
-        session.flush()
-        run = JobRun(workspace_id=ws, job_id=job.id, prompt="p", state="running")
-        session.add(run)
-        session.flush()
-        store.add(session, workspace_id=ws, key="k", kind="job_run", run_id=run.id, attempt=1, purpose="agent",
+        store.add(session, workspace_id=ws, key="k", kind="job_run", run_id=run_id, attempt=1, purpose="agent",
                   agent_type="script", log_dir=str(tmp_path))
-        run_id = run.id
     registry_for(str(db.engine.url)).put((ws, None, "API_TOKEN"), SECRET)
     return db, DbSink(db, config), ws, run_id
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from tests.support.job_runs import running_job_runs
 
-from optio.store import logs, migrate, workspaces
+from optio.store import logs, migrate
 from optio.store.db import Database
-from optio.store.models import Job, JobRun, RunLog
+from optio.store.models import RunLog
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -23,15 +24,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
 
 
 def test_read_gives_the_stored_lines_as_the_orm_does(db: Database) -> None:
-    with db.write() as session:
-        ws = workspaces.ensure_default(session).id
-        job = Job(workspace_id=ws, name="j", prompt_template="p", agent_type="script", agent_config={})
-        session.add(job)
-        session.flush()
-        runs = [JobRun(workspace_id=ws, job_id=job.id, prompt="p", state="running") for _ in range(2)]
-        session.add_all(runs)
-        session.flush()
-        run_id, other = runs[0].id, runs[1].id
+    ws, [run_id, other] = running_job_runs(db, 2)
     start = datetime(2026, 12, 2, 11, 9, 23, 123456, tzinfo=UTC)
     for batch in range(3):  # a timestamp per batch, one with no microseconds
         when = start + timedelta(seconds=batch) - timedelta(microseconds=123456 if batch == 1 else 0)

@@ -16,9 +16,6 @@ is then refused and polling picks the change up instead.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -27,9 +24,8 @@ from typing import Any
 import httpx
 
 from optio.security.ssrf import Allowlist, UnsafeURLError
-from optio.tickets import net
+from optio.tickets import net, webhook_auth
 from optio.tickets.base import (
-    BadTicketSignature,
     Ticket,
     TicketEvent,
     TicketFilter,
@@ -148,19 +144,12 @@ class JiraProvider:
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes, secret: str | None) -> list[TicketEvent]:
         lowered = {k.lower(): v for k, v in headers.items()}
-        given = lowered.get("x-hub-signature", "")
-        if not secret or not given.startswith("sha256="):
-            raise BadTicketSignature("Jira delivery without an X-Hub-Signature, or no webhook secret configured")
-        expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, given.removeprefix("sha256=").strip().lower()):
-            raise BadTicketSignature("X-Hub-Signature does not match the body")
-        try:
-            payload = json.loads(body)
-            sent_ms = float(payload["timestamp"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BadTicketSignature("Jira delivery without a timestamp") from exc
-        if abs(self._clock() - sent_ms / 1000.0) > WEBHOOK_TOLERANCE_S:
-            raise BadTicketSignature("Jira delivery's timestamp is more than five minutes away")
+        webhook_auth.verify_signature(
+            body, secret, lowered.get("x-hub-signature", ""), header="X-Hub-Signature", prefix="sha256=",
+            missing="Jira delivery without an X-Hub-Signature, or no webhook secret configured")
+        payload = webhook_auth.fresh_payload(
+            body, tracker="Jira", field="timestamp", sent_at=lambda p: float(p["timestamp"]) / 1000.0,
+            now=self._clock(), tolerance_s=WEBHOOK_TOLERANCE_S, tolerance="five minutes")
         issue = payload.get("issue") or {}
         if not issue.get("id"):
             return []

@@ -14,9 +14,6 @@ to refuse a delivery more than a minute old so a captured one cannot be replayed
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -33,9 +30,8 @@ from gql.transport.exceptions import (
 from gql.transport.httpx import HTTPXTransport
 
 from optio.security.ssrf import Allowlist, UnsafeURLError
-from optio.tickets import net
+from optio.tickets import net, webhook_auth
 from optio.tickets.base import (
-    BadTicketSignature,
     Ticket,
     TicketEvent,
     TicketFilter,
@@ -151,19 +147,13 @@ class LinearProvider:
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes, secret: str | None) -> list[TicketEvent]:
         lowered = {k.lower(): v for k, v in headers.items()}
-        given = lowered.get("linear-signature", "")
-        if not secret or not given:
-            raise BadTicketSignature("Linear delivery without a signature, or no webhook secret configured")
-        expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, given.strip().lower()):
-            raise BadTicketSignature("Linear-Signature does not match the body")
-        try:
-            payload = json.loads(body)
-            sent_ms = float(payload["webhookTimestamp"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BadTicketSignature("Linear delivery without a webhookTimestamp") from exc
-        if abs(self._clock() - sent_ms / 1000.0) > WEBHOOK_TOLERANCE_S:
-            raise BadTicketSignature("Linear delivery's webhookTimestamp is more than a minute away")
+        webhook_auth.verify_signature(
+            body, secret, lowered.get("linear-signature", ""), header="Linear-Signature", prefix="",
+            missing="Linear delivery without a signature, or no webhook secret configured")
+        payload = webhook_auth.fresh_payload(
+            body, tracker="Linear", field="webhookTimestamp",
+            sent_at=lambda p: float(p["webhookTimestamp"]) / 1000.0,
+            now=self._clock(), tolerance_s=WEBHOOK_TOLERANCE_S, tolerance="a minute")
         delivery = lowered.get("linear-delivery")
         data = payload.get("data") or {}
         if payload.get("type") == "Issue" and data.get("id"):

@@ -17,9 +17,6 @@ refused (polling picks the change up).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -31,9 +28,8 @@ from notion_client import Client
 from notion_client.errors import APIResponseError, HTTPResponseError, NotionClientErrorBase, RequestTimeoutError
 
 from optio.security.ssrf import Allowlist, UnsafeURLError
-from optio.tickets import net
+from optio.tickets import net, webhook_auth
 from optio.tickets.base import (
-    BadTicketSignature,
     Ticket,
     TicketEvent,
     TicketFilter,
@@ -175,19 +171,13 @@ class NotionProvider:
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes, secret: str | None) -> list[TicketEvent]:
         lowered = {k.lower(): v for k, v in headers.items()}
-        given = lowered.get("x-notion-signature", "")
-        if not secret or not given.startswith("sha256="):
-            raise BadTicketSignature("Notion delivery without X-Notion-Signature, or no verification token set")
-        expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, given.removeprefix("sha256=").strip().lower()):
-            raise BadTicketSignature("X-Notion-Signature does not match the body")
-        try:
-            payload = json.loads(body)
-            sent = datetime.fromisoformat(str(payload["timestamp"]).replace("Z", "+00:00")).timestamp()
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BadTicketSignature("Notion delivery without a timestamp") from exc
-        if abs(self._clock() - sent) > WEBHOOK_TOLERANCE_S:
-            raise BadTicketSignature("Notion delivery's timestamp is more than five minutes away")
+        webhook_auth.verify_signature(
+            body, secret, lowered.get("x-notion-signature", ""), header="X-Notion-Signature", prefix="sha256=",
+            missing="Notion delivery without X-Notion-Signature, or no verification token set")
+        payload = webhook_auth.fresh_payload(
+            body, tracker="Notion", field="timestamp",
+            sent_at=lambda p: datetime.fromisoformat(str(p["timestamp"]).replace("Z", "+00:00")).timestamp(),
+            now=self._clock(), tolerance_s=WEBHOOK_TOLERANCE_S, tolerance="five minutes")
         event = str(payload.get("type") or "")
         entity = payload.get("entity") or {}
         delivery = str(payload["id"]) if payload.get("id") else None
