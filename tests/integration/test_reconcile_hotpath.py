@@ -387,3 +387,8 @@ def test_a_provisioned_task_starts_its_agent_in_the_same_pass(world: World, tmp_
         found = s.get(RepoTask, task_id)
         assert found is not None and found.state == "running" and found.worktree_ready
     assert [spec.key for spec in world.runtime.launched] == [f"repo_task:{task_id}:1"]
+    with world.db.write() as s:
+        queue.ack(s, [item])
+    with world.db.read() as s:  # the task stays queued for a later look, but none at once: it would only find
+        due = queue.next_ready_in(s)  # the agent running (its exit wakes the task)
+    assert due is not None and due > 20

@@ -47,7 +47,7 @@ DATABASE_BUSY_DELAY_S = 1.0
 
 # Actions whose success makes the run's next step ready at once (a provisioned worktree: the agent can start).
 # The worker still holding the item looks again right away rather than leaving that to a pass through the queue.
-# The follow-up the action enqueued still stands, so if this look did it, the next one only finds nothing to do.
+# The action's own follow-up is then only a backstop (see the repo handler's provisioning).
 _CHAINED = frozenset({"provision"})
 
 

@@ -18,7 +18,7 @@ from optio.control.kinds.job import active_process_count, executor_error_policy,
 from optio.control.ports import Forge, MergeRefused, PullRequestState, Worktrees
 from optio.domain import prompts
 from optio.domain.actions import Action, LaunchReview, MergePullRequest, OpenPullRequest, Provision
-from optio.domain.reconcile.repo import decide_repo_task
+from optio.domain.reconcile.repo import WATCH_RECHECK_S, decide_repo_task
 from optio.domain.repo_snapshot import (
     DependencyView,
     PullRequestView,
@@ -279,10 +279,14 @@ class RepoTaskHandler:
         path = worktree_path(ctx, task_id)
         branch = branch_for_task(task_id)
         if loaded.run.state != "provisioning":
+            # The worker looks again as soon as the worktree is ready (a chained reconcile) and that look's
+            # action asks for the next one; this follow-up is only the backstop should it not come (a failure
+            # here enqueues the task itself, and a worker that dies leaves the item to come back after its
+            # lease). At once, it would bring the task back for a look that only finds its agent running.
             ok = write_transition(ctx, self, loaded, to="provisioning", reason=action.reason, event="provisioning",
                                   patch={"provisioning_since": now, "branch": branch, "worktree_path": str(path),
                                          "worktree_ready": False},
-                                  clear_intent=False, now=now)
+                                  clear_intent=False, now=now, recheck_after_s=WATCH_RECHECK_S)
             if not ok:
                 return Outcome("stale")
         cache = worktrees_of(ctx, loaded)
@@ -298,7 +302,9 @@ class RepoTaskHandler:
                                                                    "worktree_path": str(path), "branch": branch,
                                                                    "error": None},
                                      now=now, expected_state="provisioning")
-            queue.enqueue(session, KIND, task_id, loaded.workspace_id, reason="worktree ready")
+            # Marked: the worker looks again at once (chained), so this is the backstop; not marked: a look now.
+            queue.enqueue(session, KIND, task_id, loaded.workspace_id, reason="worktree ready",
+                          delay_s=WATCH_RECHECK_S if marked else 0.0)
             ended = not marked and repo_tasks.state_of(session, task_id) in self.terminal
         if ended:
             # The task ended (e.g. cancelled) while git was busy, so its cleanup may have run before the
