@@ -93,7 +93,7 @@ _PUSHED_PREFIX = "refs/optio/pushed/"
 # A clone's origin has no push URL that works: only Optio publishes the agent's work.
 _NO_PUSH_URL = "/nonexistent/optio-pushes-the-task-branch-itself"
 _TASK_BRANCH = re.compile(r"optio/[0-9]+")
-_FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_FULL_SHA = name_reader.FULL_SHA
 # How many base commits' attributes files a cache keeps (see `RepoCache._attributes_of`).
 _ATTRIBUTES_KEPT = 8
 # Fetches between two runs of git's housekeeping in a cache (`git maintenance run --auto`: packs loose objects

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from optio.forge.gitcmd import git_argv, git_env
 
-_FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+# A full object name, SHA-1 or SHA-256.
+FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _SAFE_REF = re.compile(r"refs/[A-Za-z0-9._/@+-]+")
 # Readers kept open per process: one per repo cache in use, the least recently used closed beyond this.
 _KEPT = 16
@@ -50,7 +51,7 @@ class NameReader:
         Raises ``Unanswerable`` for a name the reader does not take (see the module's docstring) or when
         the reader cannot run; the caller then asks ``git rev-parse``.
         """
-        if not (_FULL_SHA.fullmatch(name) or (_SAFE_REF.fullmatch(name) and ".." not in name)):
+        if not (FULL_SHA.fullmatch(name) or (_SAFE_REF.fullmatch(name) and ".." not in name)):
             raise Unanswerable(name)
         query = f"{name}^{{{kind}}}"
         with self._lock:
@@ -113,7 +114,7 @@ class NameReader:
 def _parse(query: str, line: str, kind: str) -> str | None:
     """``<sha> <type> <size>`` is the answer; ``<query> missing`` (or ``ambiguous``) is none."""
     fields = line.split()
-    if len(fields) == 3 and fields[1] == kind and _FULL_SHA.fullmatch(fields[0]):
+    if len(fields) == 3 and fields[1] == kind and FULL_SHA.fullmatch(fields[0]):
         return fields[0]
     if line.startswith(query + " "):
         return None
