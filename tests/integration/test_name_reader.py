@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,72 +41,67 @@ def repos(tmp_path: Path) -> tuple[Path, Path]:
     return work, bare
 
 
-def test_answers_as_rev_parse_for_refs_shas_and_trees(repos: tuple[Path, Path]) -> None:
+@pytest.fixture
+def reader(repos: tuple[Path, Path]) -> Iterator[NameReader]:
+    """A reader of the bare repo, closed after the test."""
+    opened = NameReader(repos[1])
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def test_answers_as_rev_parse_for_refs_shas_and_trees(repos: tuple[Path, Path], reader: NameReader) -> None:
     _, bare = repos
-    reader = NameReader(bare)
-    try:
-        tip = reader.peel("refs/remotes/origin/main")
-        assert tip == rev_parse(bare, "refs/remotes/origin/main^{commit}")
-        assert tip is not None
-        assert reader.peel(tip) == tip
-        assert reader.peel(tip, "tree") == rev_parse(bare, f"{tip}^{{tree}}")
-        assert reader.peel("refs/remotes/origin/nope") is None
-        assert reader.peel("0" * 40) is None
-    finally:
-        reader.close()
+    tip = reader.peel("refs/remotes/origin/main")
+    assert tip == rev_parse(bare, "refs/remotes/origin/main^{commit}")
+    assert tip is not None
+    assert reader.peel(tip) == tip
+    assert reader.peel(tip, "tree") == rev_parse(bare, f"{tip}^{{tree}}")
+    assert reader.peel("refs/remotes/origin/nope") is None
+    assert reader.peel("0" * 40) is None
 
 
-def test_refuses_names_it_cannot_answer_safely(repos: tuple[Path, Path]) -> None:
-    _, bare = repos
-    reader = NameReader(bare)
-    try:
-        tip = reader.peel("refs/remotes/origin/main")
-        assert tip is not None
-        for name in (tip[:12], "main", "HEAD", "refs/remotes/origin/main~1", "refs/a b", "refs/x\nrefs/y",
-                     "refs/../x"):
-            with pytest.raises(Unanswerable):
-                reader.peel(name)
-    finally:
-        reader.close()
-
-
-def test_sees_refs_and_objects_another_process_wrote_after_it_started(repos: tuple[Path, Path]) -> None:
-    work, bare = repos
-    reader = NameReader(bare)
-    try:
-        first = reader.peel("refs/remotes/origin/main")
-        (work / "b.txt").write_text("b\n")
-        git(work, "add", "-A")
-        git(work, "commit", "-q", "-m", "two")
-        second = git(work, "rev-parse", "HEAD")
-        assert reader.peel(second) is None  # not fetched yet
-        git(bare, "fetch", "-q", str(work), "+refs/heads/*:refs/remotes/origin/*")  # a new pack, a moved ref
-        assert reader.peel("refs/remotes/origin/main") == second != first
-        assert reader.peel(second) == second
-        git(bare, "pack-refs", "--all")  # the ref now lives only in packed-refs
-        git(bare, "update-ref", "refs/remotes/origin/other", first)
-        assert reader.peel("refs/remotes/origin/main") == second
-        assert reader.peel("refs/remotes/origin/other") == first
-        git(bare, "update-ref", "-d", "refs/remotes/origin/other")
-        assert reader.peel("refs/remotes/origin/other") is None
-    finally:
-        reader.close()
-
-
-def test_a_repository_rebuilt_in_place_is_read_anew(repos: tuple[Path, Path], tmp_path: Path) -> None:
-    work, bare = repos
-    reader = NameReader(bare)
-    try:
-        assert reader.peel("refs/remotes/origin/main") is not None
-        shutil.rmtree(bare)
+def test_refuses_names_it_cannot_answer_safely(reader: NameReader) -> None:
+    tip = reader.peel("refs/remotes/origin/main")
+    assert tip is not None
+    for name in (tip[:12], "main", "HEAD", "refs/remotes/origin/main~1", "refs/a b", "refs/x\nrefs/y",
+                 "refs/../x"):
         with pytest.raises(Unanswerable):
-            reader.peel("refs/remotes/origin/main")
-        git(tmp_path, "init", "-q", "--bare", str(bare))
-        assert reader.peel("refs/remotes/origin/main") is None
-        git(bare, "fetch", "-q", str(work), "+refs/heads/*:refs/remotes/origin/*")
-        assert reader.peel("refs/remotes/origin/main") == git(work, "rev-parse", "HEAD")
-    finally:
-        reader.close()
+            reader.peel(name)
+
+
+def test_sees_refs_and_objects_another_process_wrote_after_it_started(repos: tuple[Path, Path],
+                                                                      reader: NameReader) -> None:
+    work, bare = repos
+    first = reader.peel("refs/remotes/origin/main")
+    (work / "b.txt").write_text("b\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "two")
+    second = git(work, "rev-parse", "HEAD")
+    assert reader.peel(second) is None  # not fetched yet
+    git(bare, "fetch", "-q", str(work), "+refs/heads/*:refs/remotes/origin/*")  # a new pack, a moved ref
+    assert reader.peel("refs/remotes/origin/main") == second != first
+    assert reader.peel(second) == second
+    git(bare, "pack-refs", "--all")  # the ref now lives only in packed-refs
+    git(bare, "update-ref", "refs/remotes/origin/other", first)
+    assert reader.peel("refs/remotes/origin/main") == second
+    assert reader.peel("refs/remotes/origin/other") == first
+    git(bare, "update-ref", "-d", "refs/remotes/origin/other")
+    assert reader.peel("refs/remotes/origin/other") is None
+
+
+def test_a_repository_rebuilt_in_place_is_read_anew(repos: tuple[Path, Path], reader: NameReader,
+                                                     tmp_path: Path) -> None:
+    work, bare = repos
+    assert reader.peel("refs/remotes/origin/main") is not None
+    shutil.rmtree(bare)
+    with pytest.raises(Unanswerable):
+        reader.peel("refs/remotes/origin/main")
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    assert reader.peel("refs/remotes/origin/main") is None
+    git(bare, "fetch", "-q", str(work), "+refs/heads/*:refs/remotes/origin/*")
+    assert reader.peel("refs/remotes/origin/main") == git(work, "rev-parse", "HEAD")
 
 
 def test_a_reader_that_died_is_started_again(repos: tuple[Path, Path]) -> None:
