@@ -6,8 +6,6 @@ import os
 
 import typer
 
-from optio.agents.doctor import doctor as run_doctor
-from optio.agents.doctor import render_doctor, render_sandbox, sandbox_report
 from optio.cli.common import AS_JSON, console, print_json
 
 app = typer.Typer(help="Agent CLIs on this machine.", no_args_is_help=True)
@@ -16,6 +14,10 @@ app = typer.Typer(help="Agent CLIs on this machine.", no_args_is_help=True)
 @app.command("doctor")
 def doctor(as_json: bool = AS_JSON) -> None:
     """Report each vendor CLI (on PATH, version, credentials, how to install) and the sandbox agents run in."""
+    # Here, not at the top: the server's settings it reads cost every other command their import.
+    from optio.agents.doctor import doctor as run_doctor
+    from optio.agents.doctor import render_doctor, render_sandbox, sandbox_report
+
     rows = run_doctor(dict(os.environ))
     sandbox = sandbox_report()
     if as_json:

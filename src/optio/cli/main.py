@@ -15,7 +15,6 @@ from optio.cli import secrets as secret_cli
 from optio.cli import templates as template_cli
 from optio.cli import ticket_sources as ticket_source_cli
 from optio.cli import triggers as trigger_cli
-from optio.config import Settings
 
 app = typer.Typer(help="Optio: a self-hosted control plane for AI coding agents.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -49,6 +48,14 @@ app.command("password")(account.password)
 app.command("events")(event_cli.events)
 
 
+def _default_url() -> str:
+    """The server's own address from its settings: read only when neither --url, OPTIO_URL nor `optio login`
+    named one, since loading the settings costs a command a noticeable share of its start."""
+    from optio.config import Settings
+
+    return Settings().api_url
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -59,9 +66,8 @@ def main(
     token: str | None = typer.Option(None, "--token", envvar="OPTIO_TOKEN",
                                      help="API key (default: the one `optio login` stored)"),
 ) -> None:
-    settings = Settings()
     saved = config_file.load()
-    ctx.obj = {"url": url or saved.get("url") or settings.api_url, "workspace": workspace or saved.get("workspace"),
+    ctx.obj = {"url": url or saved.get("url") or _default_url(), "workspace": workspace or saved.get("workspace"),
                "token": token or saved.get("token")}
 
 
@@ -78,6 +84,7 @@ def serve(
     import uvicorn
 
     from optio.api.app import create_app
+    from optio.config import Settings
     from optio.server import configure_logging, uvicorn_proxy_options
 
     overrides: dict[str, object] = {}

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
@@ -241,7 +242,7 @@ class Repo(WorkspaceScoped, Timestamps, Base):
     # Name of the secret webhook deliveries to this repo are verified with (HMAC key or GitLab token).
     webhook_secret: Mapped[str | None] = mapped_column(String(200), default=None)
     # Forge-specific settings, e.g. GitHub App auth {"app_id", "installation_id", "private_key_secret"}, "draft".
-    forge_options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    forge_options: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     next_pr_number: Mapped[int] = mapped_column(Integer, default=1)
     # A vendor rate-limited one of this repo's agents: until then, run one agent at a time.
     rate_limited_until: Mapped[datetime | None] = mapped_column(default=None)
@@ -420,7 +421,7 @@ class User(Timestamps, Base):
     )
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     # A server administrator creates users and resets passwords; workspace admins only manage roles.
-    is_server_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_server_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Membership(WorkspaceScoped, Timestamps, Base):

@@ -7,22 +7,31 @@ instead of a credential: `build_provider(config, credential, db=...)`.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from optio.store.db import Database
-from optio.tickets import github, gitlab, jira, linear, notion
 from optio.tickets.base import TicketProvider, TicketProviderError, TicketSourceConfig
 from optio.tickets.local import LocalTicketProvider
 
-__all__ = ["PROVIDERS", "build_provider", "kinds"]
+__all__ = ["PROVIDERS", "build_provider", "factory", "kinds"]
 
-PROVIDERS: dict[str, Callable[[TicketSourceConfig, str | None], TicketProvider]] = {
-    "github": github.GitHubTicketProvider,
-    "gitlab": gitlab.GitLabTicketProvider,
-    "jira": jira.JiraProvider,
-    "linear": linear.LinearProvider,
-    "notion": notion.NotionProvider,
+# Each provider's module, imported when a source of its kind is first built: their client libraries
+# (python-gitlab, gql with graphql-core, notion-client) cost a server start about a second of CPU otherwise,
+# and most servers use one tracker or none.
+PROVIDERS: dict[str, str] = {
+    "github": "optio.tickets.github:GitHubTicketProvider",
+    "gitlab": "optio.tickets.gitlab:GitLabTicketProvider",
+    "jira": "optio.tickets.jira:JiraProvider",
+    "linear": "optio.tickets.linear:LinearProvider",
+    "notion": "optio.tickets.notion:NotionProvider",
 }
+
+
+def factory(kind: str) -> Callable[[TicketSourceConfig, str | None], TicketProvider]:
+    module, _, name = PROVIDERS[kind].partition(":")
+    built: Callable[[TicketSourceConfig, str | None], TicketProvider] = getattr(importlib.import_module(module), name)
+    return built
 
 
 def kinds() -> tuple[str, ...]:
@@ -36,7 +45,6 @@ def build_provider(config: TicketSourceConfig, credential: str | None, *, db: Da
         if db is None:
             raise TicketProviderError("the local tracker is built with the database")
         return LocalTicketProvider(db, config)
-    factory = PROVIDERS.get(config.kind)
-    if factory is None:
+    if config.kind not in PROVIDERS:
         raise TicketProviderError(f"no ticket provider {config.kind!r}; known: {', '.join(kinds())}")
-    return factory(config, credential)
+    return factory(config.kind)(config, credential)

@@ -20,15 +20,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-import gitlab
-import requests
 import structlog
 
 from optio.forge.base import ForgeBusy
 from optio.observability import metrics
+
+if TYPE_CHECKING:
+    import gitlab
+    import requests
 
 log = structlog.get_logger("optio.forge.gitlab")
 
@@ -70,6 +72,11 @@ class GitLabApi:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self._redact = redact
+        # python-gitlab (with the gql and requests it loads) is imported by the first client, not by every
+        # server start: most servers never talk to a GitLab.
+        import gitlab
+        import requests
+
         session = requests.Session()
         session.trust_env = False  # no proxy, no ~/.netrc from the server's environment
         # ...but a self-managed instance's own CA, named the way git is told about it, is trusted alike.
@@ -143,6 +150,9 @@ class GitLabApi:
         with self._lock:
             self.counts.sent += 1
         self._local.last = None
+        import gitlab  # loaded by __init__ already
+        import requests
+
         try:
             return self.gl.http_request(verb, path, query_data=dict(query or {}),
                                         post_data=dict(data) if data is not None else None,
