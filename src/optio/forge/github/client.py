@@ -18,12 +18,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
-from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
-from githubkit.exception import GraphQLFailed, RateLimitExceeded, RequestError, RequestFailed, RequestTimeout
-from githubkit.response import Response
 
 from optio.errors import AppError
 from optio.forge.base import ForgeBusy
@@ -31,6 +28,13 @@ from optio.forge.hosted import retry_after_s
 from optio.observability import metrics
 from optio.security.redact import default_redactor
 from optio.security.ssrf import Allowlist, check_url
+
+if TYPE_CHECKING:
+    from githubkit import GitHub
+    from githubkit.response import Response
+
+# githubkit itself is imported by the first request, not by every server start: most servers never talk to a
+# GitHub, and the package costs a start a fifth of a second.
 
 T = TypeVar("T")
 
@@ -91,6 +95,8 @@ class GitHubClient:
 
     def github(self) -> GitHub[Any]:
         """A githubkit client with the current token (an App's is re-minted when it nears its expiry)."""
+        from githubkit import GitHub, TokenAuthStrategy
+
         return GitHub(TokenAuthStrategy(self._token()), base_url=self.api_url, user_agent=USER_AGENT,
                       timeout=self._timeout, auto_retry=False, http_cache=False, trust_env=False,
                       follow_redirects=True, event_hooks={"request": [self._guard]})
@@ -101,6 +107,8 @@ class GitHubClient:
             return self._call(what, request)
 
     def _call(self, what: str, request: Callable[[GitHub[Any]], Response[T]]) -> Response[T]:
+        from githubkit.exception import RateLimitExceeded, RequestError, RequestFailed, RequestTimeout
+
         self.requests += 1
         try:
             with self.github() as gh:
@@ -130,6 +138,8 @@ class GitHubClient:
             return self._graphql(what, query, variables)
 
     def _graphql(self, what: str, query: str, variables: dict[str, Any]) -> Any:
+        from githubkit.exception import GraphQLFailed, RateLimitExceeded, RequestError, RequestFailed, RequestTimeout
+
         self.requests += 1
         try:
             with self.github() as gh:
@@ -184,6 +194,8 @@ class AppTokens:
         if found is not None and found[1] - TOKEN_MARGIN_S > self._clock():
             return found[0]
         allowed = self._allowlist
+        from githubkit import AppAuthStrategy, GitHub
+        from githubkit.exception import RequestError, RequestFailed, RequestTimeout
 
         def guard(request: httpx.Request) -> None:
             check_url(request.url, allowlist=allowed)

@@ -16,8 +16,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import structlog
-from githubkit.utils import UNSET
-from githubkit.webhooks import verify
 
 from optio.control.ports import SecretsProvider
 from optio.errors import Conflict, NotFound
@@ -347,6 +345,8 @@ class GitHubForge(HostedBase):
             body = f"{body}\n\n{REVIEW_AGENT_MARKER}"
         event: Literal["APPROVE", "REQUEST_CHANGES"] = "APPROVE" if verdict == "approve" else "REQUEST_CHANGES"
         lines: list[Any] = [{"path": c.path, "line": c.line, "side": "RIGHT", "body": c.body} for c in line_comments]
+        from githubkit.utils import UNSET  # githubkit loads with the first request (see client.py)
+
         created = client.call(
             f"reviewing #{number}",
             lambda gh: gh.rest.pulls.create_review(owner, name, number, commit_id=pull["head"]["sha"], body=body,
@@ -461,6 +461,8 @@ class GitHubForge(HostedBase):
         secret = self.secret(repo, repo.webhook_secret)
         lowered = {k.lower(): v for k, v in headers.items()}
         signature = lowered.get("x-hub-signature-256", "")
+        from githubkit.webhooks import verify
+
         if not secret or not signature or not verify(secret, body, signature):
             raise BadSignature("X-Hub-Signature-256 does not verify")
         return parse_delivery(repo_id, lowered.get("x-github-event", ""), body, default_branch=repo.default_branch)
