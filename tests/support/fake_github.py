@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from tests.support import http_client
 from tests.support.fake_forge import FakeForge, seed_bare_repo
 from tests.support.git_http import read_body, serve_http_backend
 
@@ -255,7 +256,7 @@ class FakeGitHub(FakeForge[str]):
     def review_as(self, token: str, repo: Repo, number: int, *, event: str, body: str,
                   comments: list[dict[str, Any]] | None = None) -> int:
         """A person reviews through the API, like a browser would."""
-        res = httpx.post(f"{self.api_url}/repos/{repo.full_name}/pulls/{number}/reviews",
+        res = http_client.post(f"{self.api_url}/repos/{repo.full_name}/pulls/{number}/reviews",
                          headers={"Authorization": f"token {token}"},
                          json={"event": event, "body": body, "comments": comments or []})
         res.raise_for_status()
@@ -373,7 +374,7 @@ class FakeGitHub(FakeForge[str]):
         key = (secret if secret is not None else repo.webhook_secret or "").encode()
         signature = "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
         try:
-            res = httpx.post(repo.webhook_url, content=body, timeout=10, headers={
+            res = http_client.post(repo.webhook_url, content=body, timeout=10, headers={
                 "Content-Type": "application/json", "X-GitHub-Event": event, "X-GitHub-Delivery": str(uuid.uuid4()),
                 "X-Hub-Signature-256": signature, "User-Agent": "GitHub-Hookshot/fake"})
             status = res.status_code
@@ -395,7 +396,7 @@ class FakeGitHub(FakeForge[str]):
             signature = "sha256=" + hmac.new((secret if secret is not None else key).encode(), body,
                                              hashlib.sha256).hexdigest()
             try:
-                status = httpx.post(url, content=body, timeout=30, headers={
+                status = http_client.post(url, content=body, timeout=30, headers={
                     "Content-Type": "application/json", "X-GitHub-Event": "issues",
                     "X-GitHub-Delivery": str(uuid.uuid4()), "X-Hub-Signature-256": signature,
                     "User-Agent": "GitHub-Hookshot/fake"}).status_code

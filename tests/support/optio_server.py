@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.support import sandbox
+from tests.support import http_client, sandbox
 
 OPTIO = [sys.executable, "-m", "optio.cli.main"]
 
@@ -76,7 +76,7 @@ class OptioServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"optio serve exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
             try:
-                if httpx.get(self.url + "/api/health", timeout=1).status_code == 200:
+                if http_client.get(self.url + "/api/health", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -117,7 +117,7 @@ class OptioServer:
         key = self.admin_key if token is None else token
         if key and "Authorization" not in headers:
             headers["Authorization"] = f"Bearer {key}"
-        return httpx.request(method, self.url + path, timeout=30, headers=headers, **kwargs)
+        return http_client.request(method, self.url + path, headers=headers, **kwargs)
 
     def wait_state(self, path: str, states: set[str], timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

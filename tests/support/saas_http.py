@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from tests.support import http_client
 
 
 @dataclass
@@ -127,4 +128,4 @@ def hmac_hex(secret: str, body: bytes) -> str:
 
 def post_webhook(url: str, headers: dict[str, str], body: bytes) -> httpx.Response:
     """Deliver a webhook the way the vendor does: one POST of the raw body."""
-    return httpx.post(url, content=body, headers={"Content-Type": "application/json", **headers}, timeout=30)
+    return http_client.post(url, content=body, headers={"Content-Type": "application/json", **headers}, timeout=30)

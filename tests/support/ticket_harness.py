@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
+from tests.support import http_client
 from tests.support.fake_github import FakeGitHub
 from tests.support.fake_gitlab import FakeGitLab
 from tests.support.optio_server import OptioServer
@@ -100,7 +100,7 @@ class LocalTickets:
 
     def _hook(self, external_id: str, secret: str) -> int:
         body = json.dumps({"number": int(external_id), "action": "labeled"}).encode()
-        return httpx.post(self.source["webhook_url"], content=body, headers=optio_signed(secret, body),
+        return http_client.post(self.source["webhook_url"], content=body, headers=optio_signed(secret, body),
                           timeout=30).status_code
 
     def redeliver(self, external_id: str) -> int:
