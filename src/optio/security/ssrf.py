@@ -25,9 +25,11 @@ a URL.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
+import ssl
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -301,6 +303,13 @@ def _checked(url: str | httpx.URL, allowed: Allowlist, resolver: Resolver, *, pi
     return host, port, None if literal else addresses[0]
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """httpx's default TLS settings, made once: these clients are short-lived (one per delivery or poll), and
+    a new context per client loads the CA bundle again, tens of milliseconds of CPU each time."""
+    return httpx.create_ssl_context()
+
+
 def _merged_hooks(kwargs: dict[str, Any], hook: Callable[..., Any]) -> dict[str, list[Callable[..., Any]]]:
     hooks = {name: list(funcs) for name, funcs in (kwargs.pop("event_hooks", None) or {}).items()}
     hooks["request"] = [hook, *hooks.get("request", [])]
@@ -319,6 +328,7 @@ def guarded_client(
     def guard(request: httpx.Request) -> None:
         check_url(request.url, allowlist=allowed, resolver=resolver)
 
+    httpx_kwargs.setdefault("verify", _tls())
     return httpx.Client(event_hooks=_merged_hooks(httpx_kwargs, guard), **httpx_kwargs)
 
 
@@ -334,4 +344,5 @@ def guarded_async_client(
     async def guard(request: httpx.Request) -> None:
         await anyio.to_thread.run_sync(partial(check_url, request.url, allowlist=allowed, resolver=resolver))
 
+    httpx_kwargs.setdefault("verify", _tls())
     return httpx.AsyncClient(event_hooks=_merged_hooks(httpx_kwargs, guard), **httpx_kwargs)
