@@ -19,6 +19,21 @@ def optio_server(tmp_path: Path) -> Iterator[OptioServer]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def module_optio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OptioServer]:
+    """One server for a module whose tests each use resources of their own (repos by name, tasks by id).
+
+    A module opts in by overriding `optio_server` with it; the suite then pays one server start per module
+    instead of one per test. Remotes may live in any test's temporary directory (the session's base temp).
+    """
+    roots = str(tmp_path_factory.getbasetemp().resolve())
+    server = OptioServer(tmp_path_factory.mktemp("server") / "data", env={"OPTIO_LOCAL_REMOTE_ROOTS": roots}).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test (skips locally without OPTIO_TEST_POSTGRES_URL)."""

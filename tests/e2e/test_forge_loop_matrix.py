@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from tests.support.forge_harness import HARNESSES, ForgeHarness
@@ -22,10 +21,12 @@ AGENT_READS_CI = 'if grep -q "EXPECTED ok" "$OPTIO_PROMPT_FILE"; then echo ok > 
 END = {"completed", "failed", "cancelled", "needs_attention"}
 
 
-@pytest.fixture(params=sorted(HARNESSES))
-def forge(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ForgeHarness]:
-    env = dict(getattr(request, "param_env", {}))
-    harness = HARNESSES[request.param](tmp_path, {"OPTIO_MAX_AUTO_RESUMES": "2", **env})
+@pytest.fixture(scope="module", params=sorted(HARNESSES))
+def forge(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForgeHarness]:
+    """One server per forge for the whole module: every scenario uses its own repos, so they do not meet (the
+    kill -9 scenario restarts it, as an operator would), and the suite pays one start per forge, not per test."""
+    harness = HARNESSES[request.param](tmp_path_factory.mktemp(f"forge-{request.param}"),
+                                       {"OPTIO_MAX_AUTO_RESUMES": "2"})
     try:
         yield harness
     finally:

@@ -75,13 +75,23 @@ class GitHubLoop:
         self.github.__exit__()
 
 
-@pytest.fixture
-def gh(tmp_path: Path) -> Iterator[GitHubLoop]:
-    loop = GitHubLoop(tmp_path)
+@pytest.fixture(scope="module")
+def shared_gh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHubLoop]:
+    loop = GitHubLoop(tmp_path_factory.mktemp("github-loop"))
     try:
         yield loop
     finally:
         loop.close()
+
+
+@pytest.fixture
+def gh(shared_gh: GitHubLoop) -> GitHubLoop:
+    """The module's server and fake GitHub, with no fault left over: each test uses repos of its own name, so
+    they share one install (as repos on one real install do) and the module pays for one start."""
+    shared_gh.github.rate_limited_until = shared_gh.github.fail_5xx_until = 0.0
+    if shared_gh.server.proc is None or shared_gh.server.proc.poll() is not None:
+        shared_gh.server.start()  # a test that stopped it to read its files
+    return shared_gh
 
 
 def wait_until(what: str, check, timeout: float = 90):  # type: ignore[no-untyped-def]

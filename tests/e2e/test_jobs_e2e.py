@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from tests.support.optio_server import OptioServer
 
 
@@ -35,6 +36,12 @@ def _pgid(pid: int) -> int | None:
         return os.getpgid(pid)
     except ProcessLookupError:
         return None
+
+
+@pytest.fixture(scope="module")
+def optio_server(module_optio_server: OptioServer) -> OptioServer:
+    """Shared by the module's tests: each creates a job of its own name and reads only its own runs."""
+    return module_optio_server
 
 
 def test_thousand_lines_complete_in_order(optio_server: OptioServer) -> None:

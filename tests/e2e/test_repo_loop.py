@@ -13,6 +13,12 @@ from tests.support.git_remote import git, make_remote
 from tests.support.optio_server import OptioServer
 
 
+@pytest.fixture(scope="module")
+def optio_server(module_optio_server: OptioServer) -> OptioServer:
+    """Shared by the module's tests: each adds its own repo (PR numbers count per repo) and reads its own tasks."""
+    return module_optio_server
+
+
 def main_log(remote: Path) -> list[str]:
     return git("log", "--format=%s", "main", cwd=remote).splitlines()
 

@@ -34,9 +34,6 @@ import httpx
 import structlog
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 
 from optio.config import Settings
 from optio.errors import AppError
@@ -169,6 +166,11 @@ def finish(settings: Settings, attempt: Attempt, state: str, code: str) -> dict[
 
 def verify_id_token(id_token: str, jwks: dict[str, Any], *, issuer: str, client_id: str, nonce: str,
                     leeway_s: int = 60) -> dict[str, Any]:
+    # joserfc is loaded with the first sign-in rather than at every start (most servers never use OIDC).
+    from joserfc import jwt
+    from joserfc.errors import JoseError
+    from joserfc.jwk import KeySet
+
     try:
         keys = KeySet.import_key_set(cast(Any, jwks))  # a provider's JWKS, checked by the import
         token = jwt.decode(id_token, keys, algorithms=ALGORITHMS)
