@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from tests.support import http_client, sandbox
 
-OPTIO = [sys.executable, "-m", "optio.cli.main"]
+OPTIO = [sys.executable, "-m", "optio.cli"]
 
 
 def free_port() -> int:
@@ -120,11 +120,15 @@ class OptioServer:
         return http_client.request(method, self.url + path, headers=headers, **kwargs)
 
     def wait_state(self, path: str, states: set[str], timeout: float = 60.0) -> dict[str, Any]:
+        """Polls quickly at first, then every 0.4 s at most: a loop that takes tens of seconds is not asked
+        hundreds of times (each ask costs the server as much CPU as a short agent command)."""
         deadline = time.monotonic() + timeout
         last: dict[str, Any] = {}
+        pause = 0.05
         while time.monotonic() < deadline:
             last = self.api("GET", path).json()
             if last.get("state") in states:
                 return last
-            time.sleep(0.1)
+            time.sleep(pause)
+            pause = min(pause * 1.3, 0.4)
         raise AssertionError(f"{path} did not reach {states} in {timeout}s; last: {last}\n{self.log()[-3000:]}")

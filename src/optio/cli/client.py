@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -30,6 +30,14 @@ class Client:
     workspace: str | None = None
     token: str | None = None
     timeout: float = 30.0
+    # One connection pool for the command's life: `--wait` and `--follow` ask every fraction of a second, and a
+    # one-off request builds a TLS context and a connection each time (most of such a command's CPU).
+    _http: httpx.Client | None = field(default=None, init=False, repr=False, compare=False)
+
+    def _session(self) -> httpx.Client:
+        if self._http is None:
+            self._http = httpx.Client(timeout=self.timeout)
+        return self._http
 
     def _headers(self) -> dict[str, str]:
         # Proves the request is not a cross-site one from a browser (required when the server runs without auth).
@@ -42,8 +50,7 @@ class Client:
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            resp = httpx.request(method, self.url.rstrip("/") + path, headers=self._headers(),
-                                 timeout=self.timeout, **kwargs)
+            resp = self._session().request(method, self.url.rstrip("/") + path, headers=self._headers(), **kwargs)
         except httpx.ConnectError:
             raise ApiError(0, "unreachable", unreachable(self.url)) from None
         except httpx.HTTPError as exc:
@@ -67,8 +74,8 @@ class Client:
     def sse(self, path: str, params: dict[str, Any] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yields (event, data) pairs of a server-sent event stream."""
         try:
-            with httpx.stream("GET", self.url.rstrip("/") + path, params=params, headers=self._headers(),
-                              timeout=httpx.Timeout(30.0, read=None)) as resp:
+            with self._session().stream("GET", self.url.rstrip("/") + path, params=params, headers=self._headers(),
+                                        timeout=httpx.Timeout(30.0, read=None)) as resp:
                 if resp.status_code >= 400:
                     resp.read()
                     try:

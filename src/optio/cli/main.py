@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import os
+import sys
+
 import typer
 
 from optio.cli import account, agent_files, agents, config_file, jobs, prs, repos, runs, tasks, tickets
@@ -79,8 +83,6 @@ def serve(
                                     "serves /api/health only) or all (default OPTIO_ROLE or all)"),
 ) -> None:
     """Run the API, the reconciler and the local runtime in this process (or one of them: --role)."""
-    import gc
-
     import uvicorn
 
     from optio.api.app import create_app
@@ -124,10 +126,59 @@ def serve(
     # agent's output (or streaming it to viewers) sets one off every second or so.
     gc.collect()
     gc.freeze()
+    gc.enable()  # off while the command loaded (optio.cli.entry)
     # Live streams (the event stream above all) never end by themselves: give them a few seconds, then close.
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning",
                 timeout_graceful_shutdown=5, **uvicorn_proxy_options(settings))  # type: ignore[arg-type]
 
 
+# The callback's options that take a value: skipped with their value when looking for the command's name.
+_VALUE_OPTIONS = frozenset({"--url", "--workspace", "--token"})
+# Top-level options that need the whole command tree (help lists every command; completion completes them).
+_WHOLE_TREE_OPTIONS = frozenset({"--help", "--install-completion", "--show-completion"})
+
+
+def _invoked_name(argv: list[str]) -> str | None:
+    """The command or group `argv` invokes, or None when it asks for the whole tree (help, completion)."""
+    args = iter(argv)
+    for arg in args:
+        if arg in _WHOLE_TREE_OPTIONS:
+            return None
+        if arg in _VALUE_OPTIONS:
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def app_for(argv: list[str]) -> typer.Typer:
+    """`app` with only the command or group that `argv` invokes (when it names one), else the whole of it.
+
+    Typer turns every registered command into a click command on each run: some 120 of them, a third of a
+    short command's start. Only the invoked one is needed to parse, run and print its help; top-level help,
+    shell completion and a mistyped name still get the whole tree.
+    """
+    name = None if any(k.endswith("_COMPLETE") for k in os.environ) else _invoked_name(argv)
+    groups = [g for g in app.registered_groups if g.name == name]
+    commands = [c for c in app.registered_commands
+                if (c.name or getattr(c.callback, "__name__", "").lower().replace("_", "-")) == name]
+    if name is None or len(groups) + len(commands) != 1:
+        return app
+    pruned = typer.Typer(help=app.info.help, no_args_is_help=True, pretty_exceptions_enable=False)
+    pruned.registered_callback = app.registered_callback
+    pruned.registered_groups = groups[:1]
+    pruned.registered_commands = commands
+    return pruned
+
+
+def run() -> None:
+    """Runs the command in `sys.argv` (see `optio.cli.entry`, which calls this with the collector off)."""
+    argv = sys.argv[1:]
+    command = app_for(argv)
+    if _invoked_name(argv) != "serve":  # `serve` turns it on once its long-lived objects are frozen
+        gc.enable()
+    command()
+
+
 if __name__ == "__main__":
-    app()
+    run()

@@ -1,0 +1,5 @@
+"""`python -m optio.cli`: the `optio` command."""
+
+from optio.cli.entry import run
+
+run()
