@@ -85,7 +85,10 @@ def test_a_dead_holders_lease_moves_to_another_replica_within_one_lease_period(d
         while not other.holds("sweep:test"):
             assert time.monotonic() - killed < LEASE_S + LEASE_S / 3 + 0.5, "no takeover within a lease period"
             time.sleep(0.02)
-        assert "doomed" not in live_owners(db)
+        # Its own lease was last renewed a moment after the work's, so it may outlive the takeover by that much.
+        while "doomed" in live_owners(db):
+            assert time.monotonic() - killed < LEASE_S + LEASE_S / 3 + 0.5, "a dead replica still counted live"
+            time.sleep(0.02)
         with db.read() as session:
             assert leases.holder(session, "sweep:test", now=utcnow()) == "survivor"
     finally:
