@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import gc
 import os
 import sys
 
 import typer
+from typer.main import get_command_name
 
 from optio.cli import account, agent_files, agents, config_file, jobs, prs, repos, runs, tasks, tickets
 from optio.cli import agent_msg as agent_msg_cli
@@ -161,12 +163,11 @@ def app_for(argv: list[str]) -> typer.Typer:
     name = None if any(k.endswith("_COMPLETE") for k in os.environ) else _invoked_name(argv)
     groups = [g for g in app.registered_groups if g.name == name]
     commands = [c for c in app.registered_commands
-                if (c.name or getattr(c.callback, "__name__", "").lower().replace("_", "-")) == name]
+                if (c.name or get_command_name(getattr(c.callback, "__name__", ""))) == name]
     if name is None or len(groups) + len(commands) != 1:
         return app
-    pruned = typer.Typer(help=app.info.help, no_args_is_help=True, pretty_exceptions_enable=False)
-    pruned.registered_callback = app.registered_callback
-    pruned.registered_groups = groups[:1]
+    pruned = copy.copy(app)  # the same settings and callback; only the registered commands differ
+    pruned.registered_groups = groups
     pruned.registered_commands = commands
     return pruned
 
