@@ -9,7 +9,8 @@ PR onto the base tip, and PRs are re-tested when the base moved before they merg
 together in one merge-queue batch run), and how many commits
 of main landed exactly a tree CI passed on over their parent (all of them, or main could have gone red).
 
-The loop's time is read from the database (first task created → last task finished), so how often this
+The baseline runs before and after Optio; the ratio is against the mean of the two. The loop's time is read
+from the database (first task created → last task finished), so how often this
 script looks does not count; it looks by reading the SQLite file, not through the API, to keep its own load
 off the server. Then SINGLE tasks (default 5) run one at a time, each alone in the system: their median
 CI green → merged latency is the single-task figure. The load average is printed before and after.
@@ -158,16 +159,22 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 50
     singles = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
-        baseline = run_baseline(n, Path(b))
+    # The baseline runs once before Optio and once after, and the ratio is against their mean: this machine's
+    # speed drifts by a fifth and more within minutes (vmstat shows CPU steal), and a baseline taken only on one
+    # side of the Optio run would carry that drift into the ratio.
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b, tempfile.TemporaryDirectory() as c:
+        before = run_baseline(n, Path(b))
         result = run_optio(n, singles, Path(a))
+        after = run_baseline(n, Path(c))
+    baseline = (before + after) / 2
     elapsed, latencies, single = result.elapsed, result.latencies, result.single
     batch_runs, ci_runs = result.batch_runs, result.pr_runs + result.batch_runs
     print(f"load average before/after:                   {load_before[0]:.2f} / {os.getloadavg()[0]:.2f}")
     print(f"tasks: {n}  merged by optio: {result.completed}")
     print(f"CI runs: {ci_runs} ({ci_runs / max(n, 1):.2f} per task; {batch_runs} of them merge-queue batches)")
     print(f"main commits that landed a tree CI passed on, over their parent: {result.tested}/{result.merged}")
-    print(f"baseline shell script (sequential git work): {baseline:8.2f} s")
+    print(f"baseline shell script (sequential git work): {baseline:8.2f} s  (before / after Optio: "
+          f"{before:.2f} / {after:.2f} s)")
     print(f"optio (create → merged, whole loop):         {elapsed:8.2f} s")
     print(f"ratio optio/baseline:                        {elapsed / baseline:8.2f}")
     if latencies:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import structlog
 
@@ -24,6 +25,7 @@ from optio.store import resync as resync_store
 from optio.store.db import DatabaseUnavailable
 from optio.store.disk_full import is_disk_full
 from optio.store.queue import ClaimedItem
+from optio.store.session import Session
 from optio.store.types import utcnow
 
 log = structlog.get_logger("optio.reconcile")
@@ -157,10 +159,25 @@ def defer_for_forge(ctx: ControlContext, item: ClaimedItem, busy: ForgeBusy, *, 
     return Outcome("deferred", busy.reason)
 
 
-def reconcile_items(ctx: ControlContext, items: list[ClaimedItem], *, stop: threading.Event | None = None) -> None:
+@dataclass(frozen=True)
+class Done:
+    """Reconciled items still to ack, and those of them to ask again for (after a delay, for a reason)."""
+
+    items: list[ClaimedItem]
+    deferred: list[tuple[ClaimedItem, float, str]]
+
+    def write(self, session: Session) -> None:
+        for item, delay, reason in self.deferred:
+            queue.enqueue(session, item.kind, item.run_id, item.workspace_id, delay_s=delay, reason=reason)
+        queue.ack(session, self.items)
+
+
+def reconcile_items(ctx: ControlContext, items: list[ClaimedItem], *, stop: threading.Event | None = None,
+                    ack: bool = True) -> Done | None:
     """Reconcile a claimed batch: job runs through the batched hot path, the rest (and what it leaves) one by one.
 
-    The hot path acks what it applied in its own transaction; the others are acked once all are done.
+    The hot path acks what it applied in its own transaction; the others are acked once all are done, or,
+    with ``ack=False``, returned for the caller to ack in the transaction that claims its next items.
     """
     hot = [i for i in items if i.kind in hotpath.KINDS and not _waits_for_forge(i)]
     left = {i.id for i in items} - {i.id for i in hot}
@@ -178,8 +195,12 @@ def reconcile_items(ctx: ControlContext, items: list[ClaimedItem], *, stop: thre
         except Exception:
             log.exception("worker_error", kind=item.kind, id=item.run_id)
             deferred.append((item, snapshot_error_delay(), "worker error"))
-    if rest:
-        _finish(ctx, rest, deferred, stop)
+    if not rest:
+        return None
+    if not ack:
+        return Done(rest, deferred)
+    _finish(ctx, rest, deferred, stop)
+    return None
 
 
 def _finish(ctx: ControlContext, items: list[ClaimedItem], deferred: list[tuple[ClaimedItem, float, str]],
@@ -193,10 +214,7 @@ def _finish(ctx: ControlContext, items: list[ClaimedItem], deferred: list[tuple[
     while True:
         try:
             with ctx.db.write() as session:
-                for item, delay, reason in deferred:
-                    queue.enqueue(session, item.kind, item.run_id, item.workspace_id, delay_s=delay,
-                                  reason=reason)
-                queue.ack(session, items)
+                Done(items, deferred).write(session)
             return
         except DatabaseUnavailable as exc:
             if stop is not None and stop.is_set():
@@ -247,6 +265,9 @@ class WorkerPool:
         lease = self.ctx.settings.queue_lease_s
         # Items this worker failed on mid-batch: left claimed, the claims loop would extend them forever.
         unreleased: list[ClaimedItem] = []
+        # Items reconciled and not yet acked: acked in the transaction that claims the next ones (one write
+        # transaction per item instead of two), kept until one commits.
+        done: Done | None = None
         while not self._stop.is_set():
             items: list[ClaimedItem] = []
             try:
@@ -254,14 +275,17 @@ class WorkerPool:
                     release(self.ctx, unreleased, self._stop)
                     unreleased = []
                 with self.ctx.db.write() as session:
+                    if done is not None:
+                        done.write(session)
                     items = queue.claim(session, worker, lease_s=lease, limit=CLAIM_BATCH,
                                         batch_kinds=hotpath.KINDS, batch_limit=hotpath.BATCH)
+                done = None
                 if not items:
                     with self.ctx.db.read() as session:
                         wait = queue.next_ready_in(session)
                     self.ctx.wake.wait(1.0 if wait is None else min(1.0, max(0.01, wait)))
                     continue
-                reconcile_items(self.ctx, items, stop=self._stop)
+                done = reconcile_items(self.ctx, items, stop=self._stop, ack=False)
             except DatabaseUnavailable as exc:
                 log.warning("worker_waits_for_database", worker=worker, reason=exc.reason)
                 unreleased += items
@@ -270,6 +294,8 @@ class WorkerPool:
                 log.exception("worker_error", worker=worker)
                 unreleased += items
                 time.sleep(0.5)
+        if done is not None:
+            _finish(self.ctx, done.items, done.deferred, self._stop)
 
     def _resync_loop(self) -> None:
         while not self._stop.wait(self.ctx.settings.resync_interval_s):

@@ -55,6 +55,7 @@ from optio.forge.base import ForgeBusy
 from optio.forge.gitcmd import (
     GitError,
     MergeConflictError,
+    is_local_remote,
     remote_access,
     run_git,
     scrubbed_env,
@@ -1145,7 +1146,9 @@ class RepoCache:
         config: Sequence[str] = (),
     ) -> subprocess.CompletedProcess[str]:
         """A git command that talks to the remote: the SSRF check, pinned address and credential, every time."""
-        credential = self._credential() if self._credential is not None else None
+        # A local remote takes no credential (only the file transport), so none is looked up for it.
+        wants = self._credential is not None and not is_local_remote(self.remote_url)
+        credential = self._credential() if wants and self._credential is not None else None
         try:
             access = remote_access(
                 self.remote_url, credential=credential, allowlist=self._allowlist, resolver=self._resolver,

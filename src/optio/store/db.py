@@ -7,6 +7,11 @@ SQLITE_BUSY mid-way instead of waiting its turn. Read-only work uses `read()`, w
 A database that cannot answer for now (SQLite held by another writer past the busy timeout, PostgreSQL down or
 restarting) surfaces as `DatabaseUnavailable` from `read()` and `write()`: nothing is wrong with the work, so
 callers defer it (the API answers 503) instead of counting it as a failure.
+
+On SQLite the threads of one process also take turns for writing on a lock of their own before BEGIN IMMEDIATE:
+SQLite's busy handler polls a held lock with sleeps of 1 to 100 ms, so under contention the lock sat free
+while every waiter slept, and the loop's writes spent longer waiting than writing. A thread waiting on the
+process's own lock wakes the moment the writer before it is done; other processes still meet the busy timeout.
 """
 
 from __future__ import annotations
@@ -109,6 +114,9 @@ class Database:
         self._read = sessionmaker(self._read_engine, expire_on_commit=False)
         self._commit_hooks: list[Callable[[Session], None]] = []
         self._lock = threading.Lock()
+        self._busy_timeout_s = busy_timeout_s
+        # Re-entrant: a write opened inside another on the same thread meets SQLite's own lock, as before.
+        self._writer = threading.RLock() if self.engine.dialect.name == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -119,24 +127,38 @@ class Database:
             self._commit_hooks.append(hook)
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        session = self._write()
+    def _write_turn(self) -> Iterator[None]:
+        if self._writer is None:
+            yield
+            return
+        if not self._writer.acquire(timeout=self._busy_timeout_s):
+            raise DatabaseUnavailable(f"database busy: another write in this process took over "
+                                      f"{self._busy_timeout_s:g} s")
         try:
-            yield session
-            session.commit()
-        except DBAPIError as exc:
-            reason = unavailable_reason(exc)
-            if reason is None:
+            yield
+        finally:
+            self._writer.release()
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        with self._write_turn():
+            session = self._write()
+            try:
+                yield session
+                session.commit()
+            except DBAPIError as exc:
+                reason = unavailable_reason(exc)
+                if reason is None:
+                    session.rollback()
+                    raise
+                with contextlib.suppress(Exception):  # the connection may be gone with the server
+                    session.rollback()
+                raise DatabaseUnavailable(reason) from exc
+            except BaseException:
                 session.rollback()
                 raise
-            with contextlib.suppress(Exception):  # the connection may be gone with the server
-                session.rollback()
-            raise DatabaseUnavailable(reason) from exc
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+            finally:
+                session.close()
         for hook in list(self._commit_hooks):
             hook(session)
 

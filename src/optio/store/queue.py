@@ -103,14 +103,15 @@ def _upsert(dialect: str) -> Executable:
     stmt = _UPSERTS.get(dialect)
     if stmt is None:
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        base = insert(ReconcileItem).values({name: bindparam(name) for name in _ENQUEUE_COLUMNS})
+        # On the table, not the mapped class: Core's executemany, without the ORM's bulk-insert bookkeeping.
+        base = insert(_TABLE).values({name: bindparam(name) for name in _ENQUEUE_COLUMNS})
         excluded = base.excluded
         earlier = func.min if dialect == "sqlite" else func.least
         stmt = _UPSERTS[dialect] = base.on_conflict_do_update(
             index_elements=["kind", "run_id"],
             set_={
-                "generation": ReconcileItem.generation + 1,
-                "not_before": earlier(ReconcileItem.not_before, excluded.not_before),
+                "generation": _Q.generation + 1,
+                "not_before": earlier(_Q.not_before, excluded.not_before),
                 "reason": excluded.reason,
             },
         )
@@ -120,7 +121,8 @@ def _upsert(dialect: str) -> Executable:
 _ENQUEUE_COLUMNS = ("kind", "run_id", "workspace_id", "generation", "not_before", "reason", "enqueued_at")
 
 
-_Q = ReconcileItem.__table__.c
+_TABLE = cast(Table, ReconcileItem.__table__)
+_Q = _TABLE.c
 _CLAIM_COLUMNS = (_Q.id, _Q.kind, _Q.run_id, _Q.workspace_id, _Q.generation, _Q.reason)
 
 
@@ -162,15 +164,13 @@ def claim(
     # Pushing not_before to the lease end makes a crashed worker's items ready again when the lease
     # runs out, and lets an enqueue made while one is processed pull not_before earlier via min().
     session.execute(
-        update(ReconcileItem)
-        .where(ReconcileItem.id.in_([i.id for i in items]))
+        update(_TABLE).where(_Q.id.in_([i.id for i in items]))
         .values(claimed_until=lease_end, not_before=lease_end, claimed_by=worker)
-        .execution_options(synchronize_session=False)
     )
     return items
 
 
-_DELETE_DONE = delete(cast(Table, ReconcileItem.__table__)).where(
+_DELETE_DONE = delete(_TABLE).where(
     _Q.id == bindparam("item_id"), _Q.generation == bindparam("item_generation")
 )
 
@@ -192,12 +192,7 @@ def ack(session: Session, items: list[ClaimedItem]) -> None:
     # One statement run for every item (executemany): no per-batch compile of an IN list of pairs.
     session.execute(_DELETE_DONE, [{"item_id": i.id, "item_generation": i.generation} for i in items])
     # Whatever is left of these was enqueued again while being processed: it keeps its new not_before.
-    session.execute(
-        update(ReconcileItem)
-        .where(ReconcileItem.id.in_([i.id for i in items]))
-        .values(claimed_until=None, claimed_by=None)
-        .execution_options(synchronize_session=False)
-    )
+    session.execute(update(_TABLE).where(_Q.id.in_([i.id for i in items])).values(claimed_until=None, claimed_by=None))
 
 
 def next_ready_in(session: Session, now: datetime | None = None) -> float | None:

@@ -15,11 +15,9 @@ ACTIVE_STATES = ("provisioning", "running")
 
 
 def load(session: Session, task_id: int, workspace_id: int) -> tuple[RepoTask, Repo] | None:
-    task = session.scalar(select(RepoTask).where(RepoTask.id == task_id, RepoTask.workspace_id == workspace_id))
-    if task is None:
-        return None
-    repo = session.get(Repo, task.repo_id)
-    return None if repo is None else (task, repo)
+    row = session.execute(select(RepoTask, Repo).join(Repo, Repo.id == RepoTask.repo_id)
+                          .where(RepoTask.id == task_id, RepoTask.workspace_id == workspace_id)).first()
+    return None if row is None else (row[0], row[1])
 
 
 def review_policy(repo: Repo, task: RepoTask | None) -> ReviewPolicy:
