@@ -222,17 +222,56 @@ _askpass_file: Path | None = None
 
 
 def _askpass() -> Path:
-    """A small script, private to this process, that holds no secret itself."""
+    """A small script that holds no secret itself, in a folder only this user can write.
+
+    One folder per user, shared by this user's processes: a folder per process outlived every server that was
+    killed (no exit handler runs on SIGKILL) and piled up in the temporary directory. The folder is used only
+    when it is a real directory (not a link) owned by this user that no one else can write; otherwise the
+    process makes a private one of its own, removed at exit.
+    """
     global _askpass_file
     with _askpass_lock:
         if _askpass_file is None or not _askpass_file.is_file():
-            folder = Path(tempfile.mkdtemp(prefix="optio-askpass-"))
+            folder = _shared_askpass_dir()
+            if folder is None:
+                folder = Path(tempfile.mkdtemp(prefix="optio-askpass-"))
+                atexit.register(shutil.rmtree, folder, True)
             script = folder / "askpass"
-            script.write_text(_ASKPASS_SCRIPT)
-            script.chmod(stat.S_IRWXU)
-            atexit.register(shutil.rmtree, folder, True)
+            if not _holds_script(script):
+                # Written beside and renamed into place: a git started meanwhile never runs half a script.
+                fd, partial = tempfile.mkstemp(dir=folder, prefix=".askpass-")
+                with os.fdopen(fd, "w") as out:
+                    out.write(_ASKPASS_SCRIPT)
+                os.chmod(partial, stat.S_IRWXU)
+                os.replace(partial, script)
             _askpass_file = script
         return _askpass_file
+
+
+def _shared_askpass_dir() -> Path | None:
+    folder = Path(tempfile.gettempdir()) / f"optio-askpass-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    try:
+        info = os.lstat(folder)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        return None
+    return folder
+
+
+def _holds_script(script: Path) -> bool:
+    try:
+        info = os.lstat(script)
+        return (stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022
+                and script.read_text() == _ASKPASS_SCRIPT)
+    except OSError:
+        return False
 
 
 def is_local_remote(url: str) -> bool:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from optio.forge import gitcmd
 from optio.forge.gitcmd import git_env, remote_access, run_git
 from optio.security.ssrf import UnsafeURLError, pin_url
 
@@ -88,3 +92,37 @@ def test_no_transport_without_opting_in(tmp_path: Path) -> None:
     run_git(["init", "--quiet", "--bare", str(tmp_path / "a")], cwd=tmp_path)
     proc = run_git(["ls-remote", str(tmp_path / "a")], cwd=tmp_path, check=False)
     assert proc.returncode != 0 and "not allowed" in proc.stderr
+
+
+def _fresh_askpass(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> Path:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    monkeypatch.setattr(gitcmd, "_askpass_file", None)
+    return Path(remote_access("https://git.example.com/r.git", credential="t",
+                              resolver=resolver_for("93.184.216.34")).env["GIT_ASKPASS"])
+
+
+def test_askpass_is_one_script_per_user_so_killed_servers_leave_nothing_behind(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    first = _fresh_askpass(monkeypatch, tmp_path)
+    again = _fresh_askpass(monkeypatch, tmp_path)  # as a second server process would
+    assert first == again == tmp_path / f"optio-askpass-{os.getuid()}" / "askpass"
+    assert [p.name for p in tmp_path.iterdir()] == [f"optio-askpass-{os.getuid()}"]
+    assert stat.S_IMODE(first.parent.stat().st_mode) == 0o700
+    first.write_text("#!/bin/sh\necho tampered\n")  # a wrong script is put right, never run
+    assert _fresh_askpass(monkeypatch, tmp_path).read_text() == gitcmd._ASKPASS_SCRIPT
+
+
+@pytest.mark.parametrize("plant", ["symlink", "group_writable"])
+def test_askpass_refuses_a_shared_folder_it_cannot_trust(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                          plant: str) -> None:
+    shared = tmp_path / f"optio-askpass-{os.getuid()}"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    if plant == "symlink":
+        shared.symlink_to(elsewhere)
+    else:
+        shared.mkdir()
+        shared.chmod(0o777)
+    script = _fresh_askpass(monkeypatch, tmp_path)
+    assert script.parent not in (shared, elsewhere) and script.parent.name.startswith("optio-askpass-")
+    assert stat.S_IMODE(script.parent.stat().st_mode) == 0o700 and not any(elsewhere.iterdir())
