@@ -3,6 +3,9 @@
 # Installs the server from Debian's packages when it is missing. PostgreSQL refuses to run as root, so
 # as root the cluster runs as the `postgres` system user.
 #
+# With OPTIO_PG_DATA_FILE set, the cluster's data directory is written to that file, for
+# scripts/stop-test-postgres.sh to stop it and remove it afterwards.
+#
 # usage: scripts/start-test-postgres.sh [PORT]   (default: a free port)
 set -euo pipefail
 port="${1:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
@@ -17,6 +20,7 @@ if [ -z "$pgbin" ] || [ ! -x "$pgbin/initdb" ]; then
   pgbin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
 fi
 pgdata="$(mktemp -d /tmp/optio-pg.XXXXXX)"
+if [ -n "${OPTIO_PG_DATA_FILE:-}" ]; then echo "$pgdata" >"$OPTIO_PG_DATA_FILE"; fi
 run=()
 if [ "$(id -u)" = 0 ]; then
   chown postgres "$pgdata"
