@@ -70,11 +70,13 @@ __all__ = [
     "BaseMovedError",
     "BatchConflictError",
     "CiResult",
+    "CommandInterrupted",
     "GitError",
     "MergeConflictError",
     "Mergeability",
     "RepoCache",
     "branch_for_task",
+    "end_running_commands",
     "run_git",
 ]
 
@@ -862,6 +864,7 @@ class RepoCache:
         inherit_env: bool = True,
         sandbox: Sandbox | None = None,
         tag: str | None = None,
+        stop: threading.Event | None = None,
     ) -> CiResult:
         """Run the repo's CI command on a clean checkout of ``head_sha``.
 
@@ -873,7 +876,8 @@ class RepoCache:
         files besides the system; without ``HOME`` in ``env`` it gets that fresh one too.
         Everything it starts carries ``tag`` (a fresh one if None) as ``OPTIO_PROCESS_TAG``:
         what left the group is ended with it, and a restarted server finds what a killed
-        one left running by that tag.
+        one left running by that tag. Once ``stop`` is set (`end_running_commands`) the command is
+        ended and `CommandInterrupted` raised: its exit is no CI result.
         """
         self.ensure()
         sha = self._ensure_commit(head_sha)
@@ -897,6 +901,7 @@ class RepoCache:
                 sandbox=sandbox,
                 mounts=Mounts(writable=(checkout, home)),
                 tag=tag or f"ci-{uuid.uuid4().hex}",
+                stop=stop,
             )
             duration = time.monotonic() - started
             suffix = ""
@@ -1291,8 +1296,10 @@ def _run_in_group(
     sandbox: Sandbox | None = None,
     mounts: Mounts | None = None,
     tag: str,
+    stop: threading.Event | None = None,
 ) -> int | None:
-    """Run argv with output to ``log_path``; returns its exit code, None on timeout.
+    """Run argv with output to ``log_path``; returns its exit code, None on timeout; raises `CommandInterrupted`
+    once ``stop`` is set (`end_running_commands`).
 
     Whatever the command left running in its process group, or that carries its
     ``tag`` having left the group (``setsid``), is killed once it ends, so background
@@ -1302,6 +1309,8 @@ def _run_in_group(
     env = {**env, process_group.TAG_ENV: tag}
     if sandbox is not None:
         argv, env = sandbox.wrap(argv, cwd=cwd, env=env, mounts=mounts)
+    if stop is not None and stop.is_set():
+        raise CommandInterrupted("the server is stopping")
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
             argv,
@@ -1312,8 +1321,12 @@ def _run_in_group(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        with _running_lock:
+            _running[proc.pid] = (tag, stop)
+        if stop is not None and stop.is_set():  # the stop looked before this command was listed
+            _signal_group(proc.pid, signal.SIGKILL)
         try:
-            return proc.wait(timeout=timeout_s)
+            code: int | None = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             _signal_group(proc.pid, signal.SIGTERM)
             try:
@@ -1321,12 +1334,56 @@ def _run_in_group(
             except subprocess.TimeoutExpired:
                 _signal_group(proc.pid, signal.SIGKILL)
                 proc.wait()
-            return None
+            code = None
         finally:
-            _signal_group(proc.pid, signal.SIGKILL)
-            for pid in process_group.tagged(tag):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
+            _end_group(proc.pid, tag)
+            with _running_lock:
+                _running.pop(proc.pid, None)
+    if stop is not None and stop.is_set():
+        raise CommandInterrupted("the server stopped the command: it is stopping")
+    return code
+
+
+class CommandInterrupted(Exception):
+    """The server is stopping and ended the command: its exit is no result (a restarted server runs it again)."""
+
+
+# The commands `_run_in_group` runs now: process group id -> (tag, the stop that ends it).
+_running: dict[int, tuple[str, threading.Event | None]] = {}
+_running_lock = threading.Lock()
+
+
+def end_running_commands(stop: threading.Event, grace_s: float = CI_TERM_GRACE_S) -> int:
+    """Set ``stop`` and end every command running under it (`run_ci`'s ``stop``): its owner is stopping.
+
+    Each gets SIGTERM, and what is left after ``grace_s`` SIGKILL, with whatever carries its tag; each caller
+    then gets `CommandInterrupted` instead of an exit code, so no CI is recorded as failed for it, and no
+    command starts under ``stop`` any more. Without this a stopped server's CI commands ran on in their own
+    sessions until a restart found them. Returns how many were running.
+    """
+    stop.set()
+    with _running_lock:
+        groups = {pgid: tag for pgid, (tag, owner) in _running.items() if owner is stop}
+    for pgid in groups:
+        _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        with _running_lock:
+            if not _running.keys() & groups.keys():
+                break
+        time.sleep(0.05)
+    with _running_lock:
+        left = {pgid: tag for pgid, (tag, _) in _running.items() if pgid in groups}
+    for pgid, tag in left.items():
+        _end_group(pgid, tag)
+    return len(groups)
+
+
+def _end_group(pgid: int, tag: str) -> None:
+    _signal_group(pgid, signal.SIGKILL)
+    for pid in process_group.tagged(tag):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

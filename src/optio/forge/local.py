@@ -46,9 +46,11 @@ from optio.forge.git import (
     BaseMovedError,
     BatchConflictError,
     CiResult,
+    CommandInterrupted,
     GitError,
     Mergeability,
     MergeConflictError,
+    end_running_commands,
 )
 from optio.forge.merge_gates import MergeGateRefused, check_merge_gates
 from optio.forge.process_lock import ProcessLock, forget_lock, lock_for
@@ -165,6 +167,7 @@ class LocalForge:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=ci_workers, thread_name_prefix="optio-ci")
         self._bg = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optio-forge")
+        self._stopping = threading.Event()  # set at shutdown: CI commands end, none starts
         self._ci_inflight: set[tuple[int, str, str | None]] = set()
         self._batch_inflight: set[int] = set()
         self._refresh_pending: set[int] = set()  # repos whose open PRs' mergeability refresh is scheduled
@@ -653,6 +656,9 @@ class LocalForge:
             finally:
                 lock.release()
                 forget_lock(lock.path)
+        except CommandInterrupted:
+            log.info("batch_ci_interrupted", batch=batch_id, reason="the server is stopping")
+            advance = None
         except Exception:
             log.exception("batch_ci_failed_to_run", batch=batch_id)
         finally:
@@ -671,7 +677,10 @@ class LocalForge:
             tested = cache.test_merge_many(base_sha, heads, work_root=self.data_dir / "ci")
             result = cache.run_ci(tested, command or "true", work_root=self.data_dir / "ci",
                                   env=self._ci_env(), inherit_env=False, sandbox=self.sandbox,
-                                  timeout_s=self.ci_timeout_s, tag=self._ci_tag(f"batch-{batch_id}"))
+                                  timeout_s=self.ci_timeout_s, tag=self._ci_tag(f"batch-{batch_id}"),
+                                  stop=self._stopping)
+        except CommandInterrupted:
+            raise  # the server is stopping: no result to record, a restart runs this batch's CI again
         except BatchConflictError as exc:
             conflict = True
             result = CiResult(status="failing", exit_code=None, duration_s=0.0,
@@ -910,7 +919,9 @@ class LocalForge:
                 else:
                     result = cache.run_ci(tested, command, work_root=self.data_dir / "ci", env=self._ci_env(),
                                           inherit_env=False, sandbox=self.sandbox, timeout_s=self.ci_timeout_s,
-                                          tag=self._ci_tag(f"ci-pr-{pr_id}"))
+                                          tag=self._ci_tag(f"ci-pr-{pr_id}"), stop=self._stopping)
+            except CommandInterrupted:
+                raise  # the server is stopping: no result to record, a restart runs this CI again
             except Exception as exc:  # CI infrastructure failure is a failing CI with the reason as output
                 tested = ""
                 result = CiResult(status="failing", exit_code=None, output=f"optio: CI could not run: {exc}",
@@ -950,6 +961,8 @@ class LocalForge:
             metrics.CI_SECONDS.labels(outcome.status).observe(result.duration_s or 0.0)
             if advance is not None:
                 self._safe_advance(*advance)
+        except CommandInterrupted:
+            log.info("ci_interrupted", pr=pr_id, head=head_sha[:10], reason="the server is stopping")
         except Exception:
             log.exception("ci_failed_to_run", pr=pr_id, head=head_sha[:10])
         finally:
@@ -1076,3 +1089,8 @@ class LocalForge:
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._bg.shutdown(wait=False, cancel_futures=True)
+        # CI commands run in sessions of their own: they would outlive the server. Their runs stay pending and a
+        # restarted server runs them again.
+        ended = end_running_commands(self._stopping)
+        if ended:
+            log.info("ci_ended_for_shutdown", commands=ended)
