@@ -583,6 +583,10 @@ class FakeGitHub(FakeForge[str]):
                 status, payload = 304, b""
         if template and status != 304 and body is not None:
             self.served.append((req.command, template, status, body))
+        # Recorded before the answer goes out: a client that has its answer can count on seeing its request here.
+        with self._lock:
+            if urlsplit(req.path).path.startswith("/api/v3"):
+                self.requests.append((req.command, req.path, status))
         req.send_response(status)
         req.send_header("Content-Type", content_type)
         req.send_header("Content-Length", str(len(payload)))
@@ -593,9 +597,6 @@ class FakeGitHub(FakeForge[str]):
         req.end_headers()
         if payload and req.command != "HEAD":
             req.wfile.write(payload)
-        with self._lock:
-            if urlsplit(req.path).path.startswith("/api/v3"):
-                self.requests.append((req.command, req.path, status))
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
         body = read_body(req)
