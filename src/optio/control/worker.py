@@ -126,7 +126,7 @@ def _reconcile(ctx: ControlContext, item: ClaimedItem) -> tuple[Outcome, str | N
 
 def release(ctx: ControlContext, items: list[ClaimedItem], stop: threading.Event | None = None) -> None:
     """Put items a worker could not finish back in the queue, ready again in a moment (their claim released)."""
-    _finish(ctx, items, [(item, 1.0, "worker error") for item in items], stop)
+    _finish(ctx, Done(items, [(item, 1.0, "worker error") for item in items]), stop)
 
 
 def defer_for_disk(ctx: ControlContext, item: ClaimedItem, action: str, exc: Exception) -> Outcome:
@@ -199,13 +199,12 @@ def reconcile_items(ctx: ControlContext, items: list[ClaimedItem], *, stop: thre
         return None
     if not ack:
         return Done(rest, deferred)
-    _finish(ctx, rest, deferred, stop)
+    _finish(ctx, Done(rest, deferred), stop)
     return None
 
 
-def _finish(ctx: ControlContext, items: list[ClaimedItem], deferred: list[tuple[ClaimedItem, float, str]],
-            stop: threading.Event | None) -> None:
-    """Ack the items, asking again (after a delay, for a reason) for those in `deferred`; retried until the
+def _finish(ctx: ControlContext, done: Done, stop: threading.Event | None) -> None:
+    """Ack `done`, asking again (after a delay, for a reason) for its deferred items; retried until the
     database takes it.
 
     An item left claimed would never be claimed again: this replica's claims are extended while it lives.
@@ -214,7 +213,7 @@ def _finish(ctx: ControlContext, items: list[ClaimedItem], deferred: list[tuple[
     while True:
         try:
             with ctx.db.write() as session:
-                Done(items, deferred).write(session)
+                done.write(session)
             return
         except DatabaseUnavailable as exc:
             if stop is not None and stop.is_set():
@@ -295,7 +294,7 @@ class WorkerPool:
                 unreleased += items
                 time.sleep(0.5)
         if done is not None:
-            _finish(self.ctx, done.items, done.deferred, self._stop)
+            _finish(self.ctx, done, self._stop)
 
     def _resync_loop(self) -> None:
         while not self._stop.wait(self.ctx.settings.resync_interval_s):

@@ -1152,8 +1152,8 @@ class RepoCache:
     ) -> subprocess.CompletedProcess[str]:
         """A git command that talks to the remote: the SSRF check, pinned address and credential, every time."""
         # A local remote takes no credential (only the file transport), so none is looked up for it.
-        wants = self._credential is not None and not is_local_remote(self.remote_url)
-        credential = self._credential() if wants and self._credential is not None else None
+        local = is_local_remote(self.remote_url)
+        credential = self._credential() if self._credential is not None and not local else None
         try:
             access = remote_access(
                 self.remote_url, credential=credential, allowlist=self._allowlist, resolver=self._resolver,
