@@ -524,7 +524,7 @@ def test_mergeability_clean_then_conflicting_after_the_other_merges(
     assert cache.mergeability("main", sha2).clean
     main_before = remote_sha(remote, "main")
 
-    cache.squash_merge("main", sha1, "Task one (#1)", work_root=tmp_path / "merge")
+    cache.squash_merge("main", sha1, "Task one (#1)")
 
     assert cache.mergeability("main", sha2).conflicting_files == ["app.txt"]
     assert not cache.mergeability("main", sha2).clean
@@ -533,11 +533,10 @@ def test_mergeability_clean_then_conflicting_after_the_other_merges(
     assert main_after_one != main_before
 
     with pytest.raises(MergeConflictError) as info:
-        cache.squash_merge("main", sha2, "Task two (#2)", work_root=tmp_path / "merge")
+        cache.squash_merge("main", sha2, "Task two (#2)")
     assert info.value.conflicting_files == ["app.txt"]
     assert "app.txt" in str(info.value)
     assert remote_sha(remote, "main") == main_after_one
-    assert list((tmp_path / "merge").iterdir()) == []
 
 
 def test_mergeability_does_not_touch_any_worktree(tmp_path: Path, cache: RepoCache) -> None:
@@ -559,7 +558,7 @@ def test_squash_merge_makes_exactly_one_commit(tmp_path: Path, cache: RepoCache,
     old_main = remote_sha(remote, "main")
     count_before = remote_count(remote, "main")
 
-    new_main = cache.squash_merge("main", head, "Add the feature (#5)\n\nOptio task 5", work_root=tmp_path / "m")
+    new_main = cache.squash_merge("main", head, "Add the feature (#5)\n\nOptio task 5")
 
     assert remote_sha(remote, "main") == new_main
     assert remote_count(remote, "main") == count_before + 1
@@ -577,8 +576,8 @@ def test_squash_merge_makes_exactly_one_commit(tmp_path: Path, cache: RepoCache,
 
 def test_squash_merge_of_nothing_new_returns_the_base(tmp_path: Path, cache: RepoCache, remote: Path) -> None:
     _, head = start_task(cache, tmp_path, 1, {"feature.txt": "v1\n"})
-    merged = cache.squash_merge("main", head, "first", work_root=tmp_path / "m")
-    assert cache.squash_merge("main", head, "second", work_root=tmp_path / "m") == merged
+    merged = cache.squash_merge("main", head, "first")
+    assert cache.squash_merge("main", head, "second") == merged
     assert remote_sha(remote, "main") == merged
 
 
@@ -593,7 +592,7 @@ def test_squash_merge_onto_a_base_that_moved_since_the_pr_opened(
     run_git(["push", "--quiet", "origin", "main"], cwd=other, config=LOCAL_TRANSPORT)
     theirs = remote_sha(remote, "main")
 
-    new_main = cache.squash_merge("main", head, "mine (#1)", work_root=tmp_path / "m")
+    new_main = cache.squash_merge("main", head, "mine (#1)")
     assert run_git(["rev-parse", f"{new_main}^"], cwd=remote).stdout.strip() == theirs
     assert remote_show(remote, "main", "theirs.txt") == "theirs\n"
     assert remote_show(remote, "main", "feature.txt") == "mine\n"
@@ -621,7 +620,7 @@ git update-ref refs/heads/main "$commit"
     )
     hook.chmod(hook.stat().st_mode | stat.S_IXUSR)
 
-    new_main = cache.squash_merge("main", head, "mine (#1)", work_root=tmp_path / "m")
+    new_main = cache.squash_merge("main", head, "mine (#1)")
 
     assert marker.exists()
     assert remote_sha(remote, "main") == new_main
@@ -633,7 +632,7 @@ git update-ref refs/heads/main "$commit"
 def test_rebased_branch_pushes_and_merges(tmp_path: Path, cache: RepoCache, remote: Path) -> None:
     _, sha1 = start_task(cache, tmp_path, 1, {"app.txt": "alpha\nBRAVO FROM ONE\ncharlie\n"})
     wt2, sha2 = start_task(cache, tmp_path, 2, {"app.txt": "alpha\nBRAVO FROM TWO\ncharlie\n", "two.txt": "2\n"})
-    cache.squash_merge("main", sha1, "Task one (#1)", work_root=tmp_path / "m")
+    cache.squash_merge("main", sha1, "Task one (#1)")
     assert cache.mergeability("main", sha2).conflicting_files == ["app.txt"]
 
     # What the resumed agent is told to do, run as the agent would: a shell in its worktree, after Optio
@@ -660,7 +659,7 @@ def test_rebased_branch_pushes_and_merges(tmp_path: Path, cache: RepoCache, remo
     assert remote_sha(remote, "optio/2") == rebased
     assert cache.mergeability("main", rebased).clean
 
-    new_main = cache.squash_merge("main", rebased, "Task two (#2)", work_root=tmp_path / "m")
+    new_main = cache.squash_merge("main", rebased, "Task two (#2)")
     assert remote_show(remote, new_main, "app.txt") == "alpha\nBRAVO FROM ONE AND TWO\ncharlie\n"
     assert remote_show(remote, new_main, "two.txt") == "2\n"
     assert remote_count(remote, "main") == 3

@@ -91,7 +91,7 @@ def test_planted_hooks_fsmonitor_and_filters_never_run_in_optio_or_another_task(
     ci = cache.run_ci(sha1, "cat feature.txt", work_root=tmp_path / "ci")
     assert ci.status == "passing" and "from task 1" in ci.output
     assert cache.mergeability("main", sha1).clean
-    merged = cache.squash_merge("main", sha1, "Task 1 (#1)", work_root=tmp_path / "merges")
+    merged = cache.squash_merge("main", sha1, "Task 1 (#1)")
     assert run_git(["show", f"{merged}:feature.txt"], cwd=remote).stdout == "from task 1\n"
     cache.remove_worktree(wt1)
     cache.add_worktree(tmp_path / "wt" / "3", branch_for_task(3), "main")
@@ -160,7 +160,7 @@ def test_push_uses_the_repos_credential_never_the_operators_helper(tmp_path: Pat
         sha = with_secret.commit_all(wt2, "two")
         assert with_secret.push_branch(wt2, branch_for_task(2)) == sha
         assert remote_sha(remote, "refs/heads/optio/2") == sha
-        merged = with_secret.squash_merge("main", sha, "Two (#2)", work_root=tmp_path / "merges")
+        merged = with_secret.squash_merge("main", sha, "Two (#2)")
         assert remote_sha(remote, "refs/heads/main") == merged
         with_secret.delete_remote_branch("optio/2")
         assert remote_sha(remote, "refs/heads/optio/2") is None

@@ -60,13 +60,13 @@ def test_union_file_edited_by_two_tasks_is_no_conflict_and_the_union_lands(tmp_p
     cache = RepoCache(str(remote), tmp_path / "cache")
     _, sha1 = start_task(cache, tmp_path, 1, {"CHANGES": "- from task one\n", "one.txt": "1\n"})
     wt2, sha2 = start_task(cache, tmp_path, 2, {"CHANGES": "- from task two\n", "two.txt": "2\n"})
-    cache.squash_merge("main", sha1, "Task one (#1)", work_root=tmp_path / "merge")
+    cache.squash_merge("main", sha1, "Task one (#1)")
 
     result = cache.mergeability("main", sha2)
 
     assert result.clean and result.conflicting_files == []
     assert not rebase_conflicts(cache, wt2)  # the agent's rebase agrees: nothing to resolve
-    landed = cache.squash_merge("main", sha2, "Task two (#2)", work_root=tmp_path / "merge")
+    landed = cache.squash_merge("main", sha2, "Task two (#2)")
     combined = run_git(["show", f"{landed}:CHANGES"], cwd=remote).stdout
     assert combined == "- first entry\n- from task one\n- from task two\n"
     ci = cache.run_ci(landed, "grep -q 'task one' CHANGES && grep -q 'task two' CHANGES && cat CHANGES",
@@ -79,7 +79,7 @@ def test_without_the_attribute_the_same_edits_conflict_and_the_rebase_agrees(tmp
     cache = RepoCache(str(remote), tmp_path / "cache")
     _, sha1 = start_task(cache, tmp_path, 1, {"CHANGES": "- from task one\n"})
     wt2, sha2 = start_task(cache, tmp_path, 2, {"CHANGES": "- from task two\n"})
-    cache.squash_merge("main", sha1, "Task one (#1)", work_root=tmp_path / "merge")
+    cache.squash_merge("main", sha1, "Task one (#1)")
 
     assert cache.mergeability("main", sha2).conflicting_files == ["CHANGES"]
     assert rebase_conflicts(cache, wt2)
@@ -100,7 +100,7 @@ def test_binary_attribute_makes_a_text_clean_merge_a_conflict_as_the_rebase_does
     replace_line(wt2, "notes.txt", "line 19\n", "line nineteen\n")
     cache.commit_all(wt2, "task 2")
     sha2 = cache.push_branch(wt2, branch_for_task(2))
-    cache.squash_merge("main", sha1, "Task one (#1)", work_root=tmp_path / "merge")
+    cache.squash_merge("main", sha1, "Task one (#1)")
 
     assert cache.mergeability("main", sha2).conflicting_files == ["table.dat"]
     assert rebase_conflicts(cache, wt2)
@@ -115,7 +115,7 @@ def test_a_nested_gitattributes_applies_below_its_directory_only(tmp_path: Path)
     cache = RepoCache(str(remote), tmp_path / "cache")
     _, sha1 = start_task(cache, tmp_path, 1, {"docs/deep/news.log": "- one\n", "news.log": "- one\n"})
     wt2, sha2 = start_task(cache, tmp_path, 2, {"docs/deep/news.log": "- two\n", "news.log": "- two\n"})
-    cache.squash_merge("main", sha1, "Task one (#1)", work_root=tmp_path / "merge")
+    cache.squash_merge("main", sha1, "Task one (#1)")
 
     assert cache.mergeability("main", sha2).conflicting_files == ["news.log"]
     assert rebase_conflicts(cache, wt2)
@@ -130,7 +130,7 @@ def test_a_custom_driver_is_merged_as_text_and_never_run(tmp_path: Path) -> None
     cache = RepoCache(str(remote), tmp_path / "cache")
     _, sha1 = start_task(cache, tmp_path, 1, {"CHANGES": "- from task one\n"})
     _, sha2 = start_task(cache, tmp_path, 2, {"CHANGES": "- from task two\n"})
-    cache.squash_merge("main", sha1, "Task one (#1)", work_root=tmp_path / "merge")
+    cache.squash_merge("main", sha1, "Task one (#1)")
 
     assert cache.mergeability("main", sha2).conflicting_files == ["CHANGES"]
     assert not marker.exists()
@@ -146,7 +146,7 @@ def test_a_gitattributes_that_is_a_symlink_counts_for_nothing_as_in_a_checkout(t
     cache = RepoCache(str(remote), tmp_path / "cache")
     _, sha1 = start_task(cache, tmp_path, 1, {"CHANGES": "- from task one\n"})
     wt2, sha2 = start_task(cache, tmp_path, 2, {"CHANGES": "- from task two\n"})
-    cache.squash_merge("main", sha1, "Task one (#1)", work_root=tmp_path / "merge")
+    cache.squash_merge("main", sha1, "Task one (#1)")
 
     assert rebase_conflicts(cache, wt2)
     assert cache.mergeability("main", sha2).conflicting_files == ["CHANGES"]

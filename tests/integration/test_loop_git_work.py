@@ -101,30 +101,29 @@ def test_test_merges_and_squashes_check_nothing_out_and_name_the_conflicting_fil
     other = branch_with(cache, tmp_path, 2, {"other.txt": "o\n"})
     clashing = branch_with(cache, tmp_path, 3, {"shared.txt": "theirs\n"})
 
-    tested = cache.test_merge_many(base, [mine, other], work_root=tmp_path / "ci")
+    tested = cache.test_merge_many(base, [mine, other])
     files = run_git(["ls-tree", "--name-only", tested], cwd=cache.cache_dir).stdout.split()
     assert sorted(files) == ["README.md", "mine.txt", "other.txt", "shared.txt"]
     with pytest.raises(BatchConflictError) as batch:
-        cache.test_merge_many(base, [mine, clashing], work_root=tmp_path / "ci")
+        cache.test_merge_many(base, [mine, clashing])
     assert batch.value.head_sha == clashing and batch.value.conflicting_files == ["shared.txt"]
 
-    landed = cache.squash_merge("main", mine, "mine (#1)", work_root=tmp_path / "merges", trailers={"Optio-PR": "1"})
+    landed = cache.squash_merge("main", mine, "mine (#1)", trailers={"Optio-PR": "1"})
     assert git("rev-parse", "main", cwd=remote).strip() == landed
     assert git("rev-parse", "main^", cwd=remote).strip() == base  # one commit, one parent
     assert git("show", "main:shared.txt", cwd=remote) == "mine\n"
     assert "Optio-PR: 1" in git("log", "-1", "--format=%B", "main", cwd=remote)
     assert cache.mergeability("main", clashing).conflicting_files == ["shared.txt"]
     with pytest.raises(MergeConflictError) as single:
-        cache.test_merge(landed, clashing, work_root=tmp_path / "ci")
+        cache.test_merge(landed, clashing)
     assert single.value.conflicting_files == ["shared.txt"]
     with pytest.raises(MergeConflictError):
-        cache.squash_merge("main", clashing, "theirs (#3)", work_root=tmp_path / "merges")
+        cache.squash_merge("main", clashing, "theirs (#3)")
     assert git("rev-parse", "main", cwd=remote).strip() == landed  # nothing landed
 
-    # No checkout was made for any of it: the cache has no worktree, the scratch roots hold nothing.
+    # No checkout was made for any of it: the cache has no worktree.
     listed = run_git(["worktree", "list", "--porcelain"], cwd=cache.cache_dir).stdout
     assert listed.count("worktree ") == 1 and "bare" in listed
-    assert not any((tmp_path / "ci").iterdir()) and not any((tmp_path / "merges").iterdir())
 
 
 def open_with(forge: LocalForge, tmp_path: Path, repo_id: int, task_id: int, files: dict[str, str]) -> tuple[int, str]:
@@ -205,3 +204,33 @@ def test_a_lock_nobody_holds_is_forgotten_and_one_held_is_kept_and_still_exclude
         thread.start()
         thread.join(10)
         assert taken == [False]  # the old object still cannot take the lock the new one holds
+
+
+def test_the_squash_after_a_test_merge_reuses_its_merge_and_attributes_files_are_written_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import optio.forge.git as forge_git
+
+    remote = make_remote(tmp_path, files={"README.md": "demo\n", ".gitattributes": "*.log merge=union\n"})
+    cache = RepoCache(str(remote), tmp_path / "cache.git")
+    cache.ensure()
+    base = cache.resolve("origin/main")
+    head = branch_with(cache, tmp_path, 1, {"mine.txt": "m\n"})
+    merges: list[list[str]] = []
+    real_run_git = forge_git.run_git
+
+    def counting(args: list[str], **kwargs):  # type: ignore[no-untyped-def]
+        if "merge-tree" in args:
+            merges.append(args)
+        return real_run_git(args, **kwargs)
+
+    monkeypatch.setattr(forge_git, "run_git", counting)
+    tested = cache.test_merge(base, head)
+    assert len(merges) == 1
+    landed = cache.squash_merge("main", head, "mine (#1)", onto=base, trailers={"Optio-PR": "1"})
+    assert len(merges) == 1  # the same two commits: the test merge's tree is the squash's
+    tested_tree = real_run_git(["rev-parse", f"{tested}^{{tree}}"], cwd=cache.cache_dir).stdout
+    assert git("rev-parse", f"{landed}^{{tree}}", cwd=remote) == tested_tree
+    assert cache.mergeability("main", head).clean
+    # One attributes file for the base's one .gitattributes text, named for it, however many merges read it.
+    written = list((cache.cache_dir / "optio-attributes").iterdir())
+    assert [p.read_text() for p in written] == ["*.log merge=union\n"]

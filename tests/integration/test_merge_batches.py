@@ -289,7 +289,7 @@ def test_landing_only_on_the_tested_tip(world: tuple[Database, Path, int], tmp_p
         assert tested is not None
         outside = push_outside(remote, tmp_path, "outside.txt")
         with pytest.raises(BaseMovedError):
-            cache.squash_merge("main", head, "task 1 (#1)", work_root=tmp_path / "m", onto=initial,
+            cache.squash_merge("main", head, "task 1 (#1)", onto=initial,
                                trailers={"Optio-PR": "1", "Optio-Head": head})
         with pytest.raises(BaseMovedError):
             cache.land_tree("main", initial, tested, "batch", trailers=[("Optio-Batch", "1")],

@@ -43,11 +43,11 @@ def test_test_merge_has_the_tree_the_squash_lands_and_is_not_pushed(
     _, head = start_task(cache, tmp_path, 1, {"feature.txt": "mine\n"})
     base = push_outsider(remote, tmp_path, {"theirs.txt": "theirs\n"})
     cache.fetch()
-    tested = cache.test_merge(base, head, work_root=tmp_path / "ci")
+    tested = cache.test_merge(base, head)
     parents = run_git(["log", "-1", "--format=%P", tested], cwd=cache.cache_dir).stdout.split()
     assert parents == [base, head]
     assert remote_sha(remote, "main") == base  # nothing pushed
-    landed = cache.squash_merge("main", head, "mine (#1)", work_root=tmp_path / "m")
+    landed = cache.squash_merge("main", head, "mine (#1)")
     cache.fetch()
     assert tree(cache.cache_dir, tested) == tree(remote, landed)
     # CI runs on it like on any commit: it sees both sides.
@@ -62,6 +62,5 @@ def test_test_merge_onto_a_conflicting_base_names_the_files(
     base = push_outsider(remote, tmp_path, {"app.txt": "theirs\n"})
     cache.fetch()
     with pytest.raises(MergeConflictError) as exc:
-        cache.test_merge(base, head, work_root=tmp_path / "ci")
+        cache.test_merge(base, head)
     assert exc.value.conflicting_files == ["app.txt"]
-    assert not any((tmp_path / "ci").iterdir())  # the scratch checkout is gone

@@ -91,6 +91,8 @@ _FETCH_TIMEOUT_S = 1800.0
 _READY_KEY = "optio.cacheready"
 # Where task clones are recorded, one file per clone naming its path (the cache stays a plain bare repo).
 _CLONES_DIR = "optio-clones"
+# Attributes files for `git merge-tree` (see RepoCache._attributes_file), named for their content.
+_ATTRIBUTES_DIR = "optio-attributes"
 # The last sha Optio pushed to a task branch: a force-push may replace that, never a commit someone else pushed.
 _PUSHED_PREFIX = "refs/optio/pushed/"
 # A clone's origin has no push URL that works: only Optio publishes the agent's work.
@@ -99,6 +101,7 @@ _TASK_BRANCH = re.compile(r"optio/[0-9]+")
 _FULL_SHA = name_reader.FULL_SHA
 # How many base commits' attributes files a cache keeps (see `RepoCache._attributes_of`).
 _ATTRIBUTES_KEPT = 8
+_MERGES_KEPT = 64
 # Fetches between two runs of git's housekeeping in a cache (`git maintenance run --auto`: packs loose objects
 # and small packs once there are enough of them; a no-op otherwise).
 _MAINTAIN_EVERY = 20
@@ -242,6 +245,8 @@ class RepoCache:
         # The attributes file of a base commit (see `_attributes_of`), for the last few bases asked about.
         self._attributes: dict[str, str] = {}
         self._attributes_lock = threading.Lock()
+        # (ours, theirs) -> the tree of their clean merge (see `_merged_tree`), for the last few merges made.
+        self._merged: dict[tuple[str, str], str] = {}
 
     # -- cache lifecycle -------------------------------------------------
 
@@ -442,7 +447,7 @@ class RepoCache:
                 '[remote "origin"]\n\turl = .\n\tfetch = +refs/remotes/origin/*:refs/remotes/origin/*\n'
                 f"\tpushurl = {_NO_PUSH_URL}\n"
             )
-        self._copy_tracking_refs(path)
+        self._copy_tracking_refs(path, fresh=True)
 
     def _adopt_legacy_worktree(self, path: Path) -> bool:
         """Turn a ``git worktree`` of the cache (made before task clones) into a task clone, edits kept.
@@ -489,14 +494,20 @@ class RepoCache:
             return
         self._copy_tracking_refs(clone)
 
-    def _copy_tracking_refs(self, clone: Path) -> None:
+    def _copy_tracking_refs(self, clone: Path, *, fresh: bool = False) -> None:
+        """``fresh``: the clone is one ``git init`` just made, with no refs of its own yet, so the refs are
+        written as its packed-refs file (what ``git pack-refs`` would write, with no traits) instead of by a
+        ``git update-ref`` process."""
         listed = self._git(["for-each-ref", "--format=%(objectname) %(refname)", "refs/remotes/origin/"]).stdout
-        updates = "".join(
-            f"update {ref} {sha}\n" for sha, _, ref in (line.partition(" ") for line in listed.splitlines()) if ref
-        )
-        if updates:
-            dotgit = self._objects_of(clone).parent
-            run_git(["--git-dir", str(dotgit), "update-ref", "--stdin"], cwd=clone, input=updates)
+        refs = [(sha, ref) for sha, _, ref in (line.partition(" ") for line in listed.splitlines()) if ref]
+        if not refs:
+            return
+        dotgit = self._objects_of(clone).parent
+        if fresh:
+            (dotgit / "packed-refs").write_text("".join(f"{sha} {ref}\n" for sha, ref in refs))
+            return
+        updates = "".join(f"update {ref} {sha}\n" for sha, ref in refs)
+        run_git(["--git-dir", str(dotgit), "update-ref", "--stdin"], cwd=clone, input=updates)
 
     def remove_worktree(self, path: Path) -> None:
         """Throw a task's clone away; missing paths are fine.
@@ -806,15 +817,27 @@ class RepoCache:
         names = [n for n in proc.stdout.split("\0")[1:] if n]
         return Mergeability(clean=False, conflicting_files=list(dict.fromkeys(names)))
 
-    def _merge_tree(self, base: str, head: str, *, scratch: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def _merge_tree(self, base: str, head: str) -> subprocess.CompletedProcess[str]:
         args = ["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", base, head]
-        with tempfile.TemporaryDirectory(prefix="optio-attrs-", dir=scratch) as tmp:
-            attributes = Path(tmp) / "attributes"
-            attributes.write_text(self._attributes_of(base))
-            proc = run_git(args, cwd=self.cache_dir, config=("-c", f"core.attributesFile={attributes}"),
-                           check=False)
+        attributes = self._attributes_file(self._attributes_of(base))
+        proc = run_git(args, cwd=self.cache_dir, config=("-c", f"core.attributesFile={attributes}"), check=False)
         proc.args = args
         return proc
+
+    def _attributes_file(self, text: str) -> str:
+        """A file holding ``text``, for ``core.attributesFile``: named for its content, so it is written once and
+        never changes under a running merge; most repositories have none, and read the empty device."""
+        if not text:
+            return os.devnull
+        folder = self.cache_dir / _ATTRIBUTES_DIR
+        path = folder / hashlib.sha256(text.encode()).hexdigest()[:32]
+        if not path.is_file():
+            folder.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+            os.replace(tmp, path)
+        return str(path)
 
     def _attributes_of(self, tree_ish: str) -> str:
         """Every ``.gitattributes`` of ``tree_ish`` as one attributes file whose patterns are relative to the root.
@@ -914,7 +937,7 @@ class RepoCache:
         status = "passing" if exit_code == 0 else "failing"
         return CiResult(status=status, exit_code=exit_code, output=output, duration_s=duration)
 
-    def test_merge(self, base_sha: str, head_sha: str, *, work_root: Path) -> str:
+    def test_merge(self, base_sha: str, head_sha: str) -> str:
         """The commit CI runs on: ``head_sha`` merged onto ``base_sha``, like a forge's ``refs/pull/N/merge``.
 
         Made the way the squash-merge lands a PR (``git merge-tree`` with the base's own ``.gitattributes``
@@ -922,23 +945,22 @@ class RepoCache:
         on the base. Nothing is pushed and nothing is checked out; the commit lives only in the cache's
         object store. Raises ``MergeConflictError`` when the head does not merge cleanly onto that base.
         """
-        return self.test_merge_many(base_sha, [head_sha], work_root=work_root)
+        return self.test_merge_many(base_sha, [head_sha])
 
-    def test_merge_many(self, base_sha: str, head_shas: Sequence[str], *, work_root: Path) -> str:
+    def test_merge_many(self, base_sha: str, head_shas: Sequence[str]) -> str:
         """Each head merged in order onto ``base_sha``: what a merge-queue batch lands.
 
         The same merge as the single test merge, one head after another (each a merge commit of the result so
         far and the head), so the last commit's tree is what landing the whole batch onto ``base_sha`` puts on
         the base. Raises ``BatchConflictError`` (a ``MergeConflictError``) naming the head that does not merge
-        onto the ones before it. ``work_root`` holds the few scratch files of the merge while it runs.
+        onto the ones before it.
         """
         self.ensure()
         base = self._ensure_commit(base_sha)
-        work_root.mkdir(parents=True, exist_ok=True)
         current = base
         for head_sha in head_shas:
             try:
-                tree, head = self._merged_tree(current, head_sha, scratch=work_root)
+                tree, head = self._merged_tree(current, head_sha)
             except MergeConflictError as exc:
                 if len(head_shas) == 1:
                     raise
@@ -948,17 +970,27 @@ class RepoCache:
                                  f"optio test merge of {head[:12]} onto {base[:12]}"]).stdout.strip()
         return current
 
-    def _merged_tree(self, ours: str, theirs: str, *, scratch: Path | None = None) -> tuple[str, str]:
+    def _merged_tree(self, ours: str, theirs: str) -> tuple[str, str]:
         """(the tree of ``theirs`` merged onto the commit ``ours``, the full sha of ``theirs``), with ``ours``'s
         attributes applying as in a checkout of it; raises ``MergeConflictError`` naming the conflicted files."""
         theirs_sha = theirs if _FULL_SHA.fullmatch(theirs) else self._ensure_commit(theirs)
-        proc = self._merge_tree(ours, theirs_sha, scratch=scratch)
+        # The merge of two commits never changes: CI's test merge and the squash after it ask for the same one.
+        pair = (ours, theirs_sha)
+        if _FULL_SHA.fullmatch(ours) and (known := self._merged.get(pair)) is not None:
+            return known, theirs_sha
+        proc = self._merge_tree(ours, theirs_sha)
         if proc.returncode not in (0, 1) and theirs_sha == theirs:  # a head the cache lacks yet: fetch it
             theirs_sha = self._ensure_commit(theirs)
-            proc = self._merge_tree(ours, theirs_sha, scratch=scratch)
+            proc = self._merge_tree(ours, theirs_sha)
         fields = proc.stdout.split("\0")
         if proc.returncode == 0:
-            return fields[0].strip(), theirs_sha
+            tree = fields[0].strip()
+            if _FULL_SHA.fullmatch(ours):
+                with self._attributes_lock:
+                    while len(self._merged) >= _MERGES_KEPT:
+                        del self._merged[next(iter(self._merged))]
+                    self._merged[(ours, theirs_sha)] = tree
+            return tree, theirs_sha
         args = ["merge-tree", "--write-tree", ours, theirs_sha]
         if proc.returncode == 1:
             names = list(dict.fromkeys(n for n in fields[1:] if n))
@@ -1013,7 +1045,6 @@ class RepoCache:
         head_sha: str,
         message: str,
         *,
-        work_root: Path,
         trailers: Mapping[str, str] | None = None,
         onto: str | None = None,
         fetched: bool = False,
@@ -1052,7 +1083,7 @@ class RepoCache:
                 base_sha = self._resolve(f"refs/remotes/origin/{base_branch}")
                 if onto is not None and base_sha != onto:
                     raise BaseMovedError(base_branch, onto, base_sha)
-                pushed, sha, detail = self._squash_once(base_branch, base_sha, head, message, work_root, trailers,
+                pushed, sha, detail = self._squash_once(base_branch, base_sha, head, message, trailers,
                                                         leased=onto is not None)
                 if pushed:
                     return sha
@@ -1097,7 +1128,7 @@ class RepoCache:
         return None
 
     def _squash_once(
-        self, base_branch: str, base_sha: str, head: str, message: str, work_root: Path,
+        self, base_branch: str, base_sha: str, head: str, message: str,
         trailers: Mapping[str, str] | None = None,
         leased: bool = False,
     ) -> tuple[bool, str, str]:
@@ -1105,8 +1136,7 @@ class RepoCache:
 
         No checkout: the tree is ``git merge-tree``'s, the same merge the test merge CI ran on makes.
         """
-        work_root.mkdir(parents=True, exist_ok=True)
-        tree, _ = self._merged_tree(base_sha, head, scratch=work_root)
+        tree, _ = self._merged_tree(base_sha, head)
         if tree == self._peel(base_sha, "tree") and not trailers:
             return True, base_sha, ""
         # As `git commit -m <message> --trailer <k: v>...` writes it (an empty squash still gets its commit).

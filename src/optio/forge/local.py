@@ -391,7 +391,7 @@ class LocalForge:
                 # The trailers make the merge idempotent: after a crash between the push and the write below,
                 # the retry finds this PR's own commit on the base instead of recording whatever is on top.
                 # Without force it lands only on the tip CI passed on (a compare-and-swap of the base ref).
-                merged_sha = cache.squash_merge(base_branch, head_sha, message, work_root=self.data_dir / "merges",
+                merged_sha = cache.squash_merge(base_branch, head_sha, message,
                                                 trailers=trailers, onto=None if force else tip, fetched=True)
             except BaseMovedError as exc:
                 # Someone pushed to the base since the fetch above: back to the queue, to be tested on it.
@@ -674,7 +674,7 @@ class LocalForge:
         tested = ""
         could_not_run = conflict = False
         try:
-            tested = cache.test_merge_many(base_sha, heads, work_root=self.data_dir / "ci")
+            tested = cache.test_merge_many(base_sha, heads)
             result = cache.run_ci(tested, command or "true", work_root=self.data_dir / "ci",
                                   env=self._ci_env(), inherit_env=False, sandbox=self.sandbox,
                                   timeout_s=self.ci_timeout_s, tag=self._ci_tag(f"batch-{batch_id}"),
@@ -873,7 +873,7 @@ class LocalForge:
         if base_sha is None:
             return head_sha, []
         try:
-            return cache.test_merge(base_sha, head_sha, work_root=self.data_dir / "ci"), []
+            return cache.test_merge(base_sha, head_sha), []
         except MergeConflictError as exc:
             return "", list(exc.conflicting_files)
 
