@@ -170,13 +170,19 @@ class RepoTaskHandler:
         # Only a task that got as far as a branch can have a PR; its forge says which and in what state.
         pr_state = ctx.forge_for(repo.forge).pr_for_task(repo.id, task.id) if task.branch else None
         pr = pr_state.info if pr_state is not None else None
-        review = repo_tasks.latest_review_run(session, task.id)
         policy = repo_tasks.review_policy(repo, task)
+        # The review agent's last run is only read by the merge gate of a repo that has one.
+        review = (repo_tasks.latest_review_run(session, task.id)
+                  if pr is not None and policy.review_agent_type is not None else None)
         ticket = repo_tasks.ticket_label(task)
         # What the agent is asked: the task's prompt through the task template (repo, workspace, built-in).
-        prompt = prompt_templates.render(session, workspace_id, "task", repo.id, {
-            "prompt": task.prompt, "title": task.title, "task_id": task.id, "repo": repo.name,
-            "base_branch": repo.default_branch, "branch": branch_for_task(task.id), "ticket": ticket})
+        # Only a state that can start an agent reads it (provisioning starts one, running retries, pr_opened
+        # and needs_attention resume); the queue's states and the ended ones skip the template's queries.
+        prompt = ""
+        if task.state not in _CAPACITY_STATES and task.state not in self.terminal:
+            prompt = prompt_templates.render(session, workspace_id, "task", repo.id, {
+                "prompt": task.prompt, "title": task.title, "task_id": task.id, "repo": repo.name,
+                "base_branch": repo.default_branch, "branch": branch_for_task(task.id), "ticket": ticket})
         snap = RepoTaskSnapshot(
             now=now,
             run=run_view(task, RunKind.REPO_TASK),
