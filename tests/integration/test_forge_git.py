@@ -683,3 +683,16 @@ def test_fetch_prunes_branches_deleted_on_the_remote(tmp_path: Path, cache: Repo
     cache.fetch()
     with pytest.raises(GitError):
         cache.resolve("origin/optio/1")
+
+
+def test_branches_of_a_batch_go_in_one_push_even_when_one_is_gone_already(
+        tmp_path: Path, cache: RepoCache, remote: Path) -> None:
+    for task in (1, 2, 3):
+        start_task(cache, tmp_path, task, {f"f{task}.txt": "x\n"})
+    cache.delete_remote_branch("optio/2")
+    cache.delete_remote_branches(["optio/1", "optio/2", "optio/3", "optio/3"])
+    assert [remote_sha(remote, f"optio/{task}") for task in (1, 2, 3)] == [None, None, None]
+    cache.fetch()
+    for task in (1, 2, 3):
+        with pytest.raises(GitError):
+            cache.resolve(f"origin/optio/{task}")

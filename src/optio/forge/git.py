@@ -102,6 +102,8 @@ _FULL_SHA = name_reader.FULL_SHA
 # How many base commits' attributes files a cache keeps (see `RepoCache._attributes_of`).
 _ATTRIBUTES_KEPT = 8
 _MERGES_KEPT = 64
+# How `git push --delete` names a branch the remote no longer has.
+_GONE_BRANCH = re.compile(r"unable to delete '([^']+)': remote ref does not exist")
 # Fetches between two runs of git's housekeeping in a cache (`git maintenance run --auto`: packs loose objects
 # and small packs once there are enough of them; a no-op otherwise).
 _MAINTAIN_EVERY = 20
@@ -1157,18 +1159,37 @@ class RepoCache:
 
     def delete_remote_branch(self, branch: str) -> None:
         """Best-effort cleanup of a finished task's branch; failure is only logged."""
-        if not _TASK_BRANCH.fullmatch(branch):
-            log.warning("delete_remote_branch.refused", branch=branch)
+        self.delete_remote_branches([branch])
+
+    def delete_remote_branches(self, branches: Sequence[str]) -> None:
+        """Best-effort cleanup of finished tasks' branches in one push (a merge-queue batch lands several at
+        once); a branch already gone is fine, any other failure is only logged."""
+        wanted = []
+        for branch in dict.fromkeys(branches):
+            if _TASK_BRANCH.fullmatch(branch):
+                wanted.append(branch)
+            else:
+                log.warning("delete_remote_branch.refused", branch=branch)
+        if not wanted:
             return
         try:
             self.ensure()
-            proc = self._remote_git(["push", "--quiet", "--no-verify", "origin", "--delete", branch], check=False)
-            if proc.returncode != 0 and "remote ref does not exist" not in proc.stderr:
-                log.warning("delete_remote_branch.failed", branch=branch, stderr=proc.stderr.strip()[-500:])
-            self._git(["update-ref", "--stdin"], check=False,
-                      input=f"delete refs/remotes/origin/{branch}\ndelete {_PUSHED_PREFIX}{branch}\n")
+            rest = wanted
+            for _ in range(2):
+                proc = self._remote_git(["push", "--quiet", "--no-verify", "origin", "--delete", *rest], check=False)
+                if proc.returncode == 0:
+                    break
+                # git sends nothing when one of the branches is gone already: the others are pushed again.
+                gone = set(_GONE_BRANCH.findall(proc.stderr))
+                rest = [branch for branch in rest if branch not in gone]
+                if not gone or not rest:
+                    break
+            if proc.returncode != 0 and rest:
+                log.warning("delete_remote_branch.failed", branches=rest, stderr=proc.stderr.strip()[-500:])
+            self._git(["update-ref", "--stdin"], check=False, input="".join(
+                f"delete refs/remotes/origin/{branch}\ndelete {_PUSHED_PREFIX}{branch}\n" for branch in wanted))
         except GitError as exc:
-            log.warning("delete_remote_branch.failed", branch=branch, error=str(exc))
+            log.warning("delete_remote_branch.failed", branches=wanted, error=str(exc))
 
     # -- helpers ---------------------------------------------------------------
 

@@ -473,11 +473,10 @@ class LocalForge:
                 repo = self._repo(session, repo_id)
                 open_ids = prs.open_ids(session, repo_id)
             cache = self.cache(repo)
-            for head_branch in head_branches:
-                try:
-                    cache.delete_remote_branch(head_branch)
-                except Exception:
-                    log.warning("delete_branch_failed", repo=repo_id, branch=head_branch)
+            try:
+                cache.delete_remote_branches(head_branches)
+            except Exception:
+                log.warning("delete_branch_failed", repo=repo_id, branches=head_branches)
             if open_ids:
                 self.schedule_repo_mergeability(repo_id)
         except Exception:
