@@ -206,7 +206,7 @@ def test_a_lock_nobody_holds_is_forgotten_and_one_held_is_kept_and_still_exclude
         assert taken == [False]  # the old object still cannot take the lock the new one holds
 
 
-def test_the_squash_after_a_test_merge_reuses_its_merge_and_attributes_files_are_written_once(
+def test_mergeability_test_merge_and_squash_of_one_pair_merge_once_and_attributes_files_are_written_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import optio.forge.git as forge_git
 
@@ -226,6 +226,7 @@ def test_the_squash_after_a_test_merge_reuses_its_merge_and_attributes_files_are
     monkeypatch.setattr(forge_git, "run_git", counting)
     tested = cache.test_merge(base, head)
     assert len(merges) == 1
+    assert cache.mergeability(base, head, fetch=False).clean and len(merges) == 1  # the same merge again
     landed = cache.squash_merge("main", head, "mine (#1)", onto=base, trailers={"Optio-PR": "1"})
     assert len(merges) == 1  # the same two commits: the test merge's tree is the squash's
     tested_tree = real_run_git(["rev-parse", f"{tested}^{{tree}}"], cwd=cache.cache_dir).stdout

@@ -101,7 +101,7 @@ _TASK_BRANCH = re.compile(r"optio/[0-9]+")
 _FULL_SHA = name_reader.FULL_SHA
 # How many base commits' attributes files a cache keeps (see `RepoCache._attributes_of`).
 _ATTRIBUTES_KEPT = 8
-_MERGES_KEPT = 64
+_MERGES_KEPT = 256
 # How `git push --delete` names a branch the remote no longer has.
 _GONE_BRANCH = re.compile(r"unable to delete '([^']+)': remote ref does not exist")
 # Fetches between two runs of git's housekeeping in a cache (`git maintenance run --auto`: packs loose objects
@@ -247,8 +247,8 @@ class RepoCache:
         # The attributes file of a base commit (see `_attributes_of`), for the last few bases asked about.
         self._attributes: dict[str, str] = {}
         self._attributes_lock = threading.Lock()
-        # (ours, theirs) -> the tree of their clean merge (see `_merged_tree`), for the last few merges made.
-        self._merged: dict[tuple[str, str], str] = {}
+        # (base, head) -> (merge-tree's exit code, its output), for the last few merges (see `_merge_tree`).
+        self._merged: dict[tuple[str, str], tuple[int, str]] = {}
 
     # -- cache lifecycle -------------------------------------------------
 
@@ -820,10 +820,21 @@ class RepoCache:
         return Mergeability(clean=False, conflicting_files=list(dict.fromkeys(names)))
 
     def _merge_tree(self, base: str, head: str) -> subprocess.CompletedProcess[str]:
+        """``git merge-tree`` of ``head`` onto ``base``. The merge of two commits never changes, and the loop
+        asks for the same one several times (the PR's mergeability, CI's test merge, the squash), so the
+        outcome (a tree, or the conflicting files) of the last few merges of two full shas is kept."""
         args = ["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", base, head]
+        pair = (base, head) if _FULL_SHA.fullmatch(base) and _FULL_SHA.fullmatch(head) else None
+        if pair is not None and (known := self._merged.get(pair)) is not None:
+            return subprocess.CompletedProcess(args, known[0], known[1], "")
         attributes = self._attributes_file(self._attributes_of(base))
         proc = run_git(args, cwd=self.cache_dir, config=("-c", f"core.attributesFile={attributes}"), check=False)
         proc.args = args
+        if pair is not None and proc.returncode in (0, 1):  # clean or conflicting; anything else is no answer
+            with self._attributes_lock:
+                while len(self._merged) >= _MERGES_KEPT:
+                    del self._merged[next(iter(self._merged))]
+                self._merged[pair] = (proc.returncode, proc.stdout)
         return proc
 
     def _attributes_file(self, text: str) -> str:
@@ -976,23 +987,13 @@ class RepoCache:
         """(the tree of ``theirs`` merged onto the commit ``ours``, the full sha of ``theirs``), with ``ours``'s
         attributes applying as in a checkout of it; raises ``MergeConflictError`` naming the conflicted files."""
         theirs_sha = theirs if _FULL_SHA.fullmatch(theirs) else self._ensure_commit(theirs)
-        # The merge of two commits never changes: CI's test merge and the squash after it ask for the same one.
-        pair = (ours, theirs_sha)
-        if _FULL_SHA.fullmatch(ours) and (known := self._merged.get(pair)) is not None:
-            return known, theirs_sha
         proc = self._merge_tree(ours, theirs_sha)
         if proc.returncode not in (0, 1) and theirs_sha == theirs:  # a head the cache lacks yet: fetch it
             theirs_sha = self._ensure_commit(theirs)
             proc = self._merge_tree(ours, theirs_sha)
         fields = proc.stdout.split("\0")
         if proc.returncode == 0:
-            tree = fields[0].strip()
-            if _FULL_SHA.fullmatch(ours):
-                with self._attributes_lock:
-                    while len(self._merged) >= _MERGES_KEPT:
-                        del self._merged[next(iter(self._merged))]
-                    self._merged[(ours, theirs_sha)] = tree
-            return tree, theirs_sha
+            return fields[0].strip(), theirs_sha
         args = ["merge-tree", "--write-tree", ours, theirs_sha]
         if proc.returncode == 1:
             names = list(dict.fromkeys(n for n in fields[1:] if n))
