@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import queue
 import subprocess
 import threading
 import time
@@ -110,18 +111,24 @@ def test_cli_events_replays_then_exits_and_follows(optio_server: OptioServer) ->
     assert "→ completed" in out
     as_json = [json.loads(line) for line in s.cli("events", "--after", "0", "--json", check=True).stdout.splitlines()]
     assert as_json and all(item["id"] for item in as_json if item["event"] in ("state", "event"))
-    # --follow keeps streaming: it prints a run that starts after it connected.
-    proc = subprocess.Popen([*OPTIO, "--url", s.url, "events", "--follow", "--no-activity"], env=s.env(),
-                            stdout=subprocess.PIPE, text=True)
+    # --follow keeps streaming: it prints a run that starts after it connected. It is asked to replay the last
+    # event first, so the line that replay prints says it is connected (a CLI slow to start misses nothing).
+    ids = sorted(int(item["id"]) for item in as_json if item.get("id"))
+    proc = subprocess.Popen([*OPTIO, "--url", s.url, "events", "--follow", "--no-activity", "--after", str(ids[-2])],
+                            env=s.env(), stdout=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
     try:
-        time.sleep(2.0)
+        lines.get(timeout=60)  # the replayed event
         second = s.api("POST", "/api/jobs/quick/runs", json={}).json()["id"]
         deadline = time.monotonic() + 30
         seen = ""
         while time.monotonic() < deadline and f"job_run {second}" not in seen:
-            assert proc.stdout is not None
-            seen += proc.stdout.readline()
-        assert f"job_run {second}" in seen
+            try:
+                seen += lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+        assert f"job_run {second}" in seen, seen
     finally:
         proc.terminate()
         proc.wait(10)
