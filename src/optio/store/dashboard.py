@@ -92,9 +92,9 @@ def spend_since(session: Session, workspace_id: int, since: datetime) -> list[Sp
         select(ReviewRun, Repo.name).join(RepoTask, RepoTask.id == ReviewRun.task_id)
         .join(Repo, Repo.id == RepoTask.repo_id)
         .where(ReviewRun.workspace_id == workspace_id, ReviewRun.created_at >= since, _costly(ReviewRun)))
-    return ([_spend("repo_task", t, repo=name, job=None, agent=t.agent_type) for t, name in tasks.tuples()]
-            + [_spend("job_run", r, repo=None, job=name, agent=agent) for r, name, agent in runs.tuples()]
-            + [_spend("pr_review", r, repo=name, job=None, agent=r.agent_type) for r, name in reviews.tuples()])
+    return ([_spend("repo_task", t, repo=name, job=None, agent=t.agent_type) for t, name in tasks]
+            + [_spend("job_run", r, repo=None, job=name, agent=agent) for r, name, agent in runs]
+            + [_spend("pr_review", r, repo=name, job=None, agent=r.agent_type) for r, name in reviews])
 
 
 def _spend(kind: str, run: Any, *, repo: str | None, job: str | None, agent: str) -> Spend:

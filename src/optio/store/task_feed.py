@@ -77,7 +77,7 @@ def newest(session: Session, workspace_id: int, *, ranks: tuple[int, ...], state
             q = q.where(Job.agent_type == only.agent_type)
         if pattern:
             q = q.where(func.lower(Job.name).contains(pattern, autoescape=True))
-        rows += [FeedRow(r.created_at, JOB_RUN, r.id, r, name) for r, name in session.execute(q).tuples()]
+        rows += [FeedRow(r.created_at, JOB_RUN, r.id, r, name) for r, name in session.execute(q)]
     if REPO_TASK in ranks:
         q2 = (select(RepoTask).where(RepoTask.workspace_id == workspace_id, _after(RepoTask, REPO_TASK, position))
               .order_by(RepoTask.created_at.desc(), RepoTask.id.desc()).limit(limit))
