@@ -18,11 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from optio.control.replicas import Replica
 from optio.services import rate_limits
 from optio.store import leases, migrate, notify, queue
 from optio.store.db import Database
+from optio.store.models import Lease
 from optio.store.types import utcnow
 
 LEASE_S = 3.0
@@ -191,3 +193,21 @@ def test_an_enqueue_wakes_a_listener_of_another_engine_when_it_commits(pg_url: s
     finally:
         listener.stop()
         writer.dispose()
+
+
+def test_a_sweep_starts_only_on_a_freshly_renewed_lease(db: Database) -> None:
+    """The keeper renews every third of a period; a run starting near the end of a hold renews first, so a slow
+    renewal after it cannot let another replica in while it runs."""
+    replica = Replica(db, lease_s=LEASE_S, replica_id="only")
+    assert replica.try_hold("sweep:test")  # no keeper thread: nothing renews behind the test's back
+    with db.read() as session:
+        first_expiry = session.scalar(select(Lease.expires_at).where(Lease.name == "sweep:test"))
+    time.sleep(LEASE_S * 0.5)  # the hold has less than half a period left
+    with replica.sweep("sweep:test") as mine:
+        assert mine
+        assert replica._held_for("sweep:test") > LEASE_S * 0.8
+        with db.read() as session:
+            assert session.scalar(select(Lease.expires_at).where(Lease.name == "sweep:test")) > first_expiry
+    with replica.sweep("sweep:test") as mine:  # fresh enough: no renewal needed to start
+        assert mine
+    replica.stop()

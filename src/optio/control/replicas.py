@@ -91,9 +91,13 @@ class Replica:
         return self._renew_one(name)
 
     def holds(self, name: str) -> bool:
+        return self._held_for(name) > 0
+
+    def _held_for(self, name: str) -> float:
+        """Seconds this replica may still act as `name`'s owner without another renewal (0 when it may not)."""
         with self._lock:
             until = self._held.get(name)
-        return until is not None and time.monotonic() < until
+        return max(0.0, until - time.monotonic()) if until is not None else 0.0
 
     def release(self, name: str) -> None:
         with self._lock:
@@ -152,7 +156,9 @@ class Replica:
 
         Each run is recorded with its replica and start and end times, so overlaps would show.
         """
-        if not self.holds(name) and not self.try_hold(name):
+        # A run starts only on a lease renewed within the last half period, so it has most of a period before
+        # any other replica may take the work even when the renewals after it are slow (a loaded database).
+        if self._held_for(name) < self.lease_s * 0.5 and not self.try_hold(name):
             yield False
             return
         with self.db.write() as session:
@@ -160,5 +166,6 @@ class Replica:
         try:
             yield True
         finally:
+            ended = utcnow()  # when the work ended, not when the database got round to recording it
             with self.db.write() as session:
-                leases.sweep_finished(session, sweep_id, now=utcnow())
+                leases.sweep_finished(session, sweep_id, now=ended)
