@@ -696,3 +696,26 @@ def test_branches_of_a_batch_go_in_one_push_even_when_one_is_gone_already(
     for task in (1, 2, 3):
         with pytest.raises(GitError):
             cache.resolve(f"origin/optio/{task}")
+
+
+def test_a_clone_cut_short_by_a_kill_while_made_or_removed_is_made_again(tmp_path: Path, cache: RepoCache) -> None:
+    """A killed server leaves a clone's staging directory, or a clone whose removal stopped half-way (its
+    alternates gone, files left, its record still there); the next provisioning of that path makes it again."""
+    wt = tmp_path / "worktrees" / "7"
+    stale = wt.parent / ".7.optio-new-deadbeef"
+    (stale / ".git").mkdir(parents=True)
+    cache.add_worktree(wt, branch_for_task(7), "main")
+    assert not stale.exists() and (wt / "README.md").exists()
+    assert [p.name for p in wt.parent.iterdir()] == ["7"]
+
+    (wt / ".git" / "objects" / "info" / "alternates").unlink()  # removal cut short after this file went
+    cache.add_worktree(wt, branch_for_task(7), "main")
+    assert (wt / ".git" / "objects" / "info" / "alternates").exists()
+    assert run_git(["rev-parse", "--abbrev-ref", "HEAD"], cwd=wt).stdout.strip() == "optio/7"
+
+    other = tmp_path / "worktrees" / "8"
+    (other / "keep.txt").parent.mkdir(parents=True)
+    (other / "keep.txt").write_text("not Optio's\n")
+    with pytest.raises(GitError):  # a directory Optio never made is never removed
+        cache.add_worktree(other, branch_for_task(8), "main")
+    assert (other / "keep.txt").exists()

@@ -409,6 +409,9 @@ class RepoCache:
                 return self._merge_base(base_sha, self.head_sha(path), clone=path)
             if self._adopt_legacy_worktree(path):
                 return self.add_worktree(path, branch, base_ref)
+            if path.is_dir() and not path.is_symlink() and self._clone_record(path).exists():
+                # A clone of ours whose removal a killed server cut short (the record goes last): finish it.
+                shutil.rmtree(path, ignore_errors=True)
             if path.exists():
                 if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
                     path.rmdir()
@@ -426,14 +429,20 @@ class RepoCache:
         remote-tracking refs; no object is copied.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Made beside its place and moved in by one rename: a server killed half-way leaves a staging directory
+        # (removed by the next try), never a half-made clone at `path` that no later try would recognise.
+        for stale in path.parent.glob(f".{path.name}.optio-new-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = path.parent / f".{path.name}.optio-new-{uuid.uuid4().hex[:12]}"
         try:
-            self._init_clone(path)
+            self._init_clone(staging)
             if branch is None:
-                run_git(["checkout", "--quiet", "--detach", start], cwd=path)
+                run_git(["checkout", "--quiet", "--detach", start], cwd=staging)
             else:
-                run_git(["checkout", "--quiet", "-B", branch, start], cwd=path)
+                run_git(["checkout", "--quiet", "-B", branch, start], cwd=staging)
+            os.rename(staging, path)
         except BaseException:
-            shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
             raise
         if branch is not None:
             self._remember_clone(path)
