@@ -47,6 +47,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 
@@ -101,6 +102,9 @@ _TASK_BRANCH = re.compile(r"optio/[0-9]+")
 _FULL_SHA = name_reader.FULL_SHA
 # How many base commits' attributes files a cache keeps (see `RepoCache._attributes_of`).
 _ATTRIBUTES_KEPT = 8
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+# How many merges of two commits a cache remembers the outcome of (see `RepoCache._merge_tree`).
 _MERGES_KEPT = 256
 # How `git push --delete` names a branch the remote no longer has.
 _GONE_BRANCH = re.compile(r"unable to delete '([^']+)': remote ref does not exist")
@@ -246,7 +250,7 @@ class RepoCache:
         self.fetch_count = 0  # fetches made, for tests and benchmarks
         # The attributes file of a base commit (see `_attributes_of`), for the last few bases asked about.
         self._attributes: dict[str, str] = {}
-        self._attributes_lock = threading.Lock()
+        self._memo_lock = threading.Lock()  # guards both memos (see `_keep`)
         # (base, head) -> (merge-tree's exit code, its output), for the last few merges (see `_merge_tree`).
         self._merged: dict[tuple[str, str], tuple[int, str]] = {}
 
@@ -840,11 +844,15 @@ class RepoCache:
         proc = run_git(args, cwd=self.cache_dir, config=("-c", f"core.attributesFile={attributes}"), check=False)
         proc.args = args
         if pair is not None and proc.returncode in (0, 1):  # clean or conflicting; anything else is no answer
-            with self._attributes_lock:
-                while len(self._merged) >= _MERGES_KEPT:
-                    del self._merged[next(iter(self._merged))]
-                self._merged[pair] = (proc.returncode, proc.stdout)
+            self._keep(self._merged, pair, (proc.returncode, proc.stdout), _MERGES_KEPT)
         return proc
+
+    def _keep(self, memo: dict[_K, _V], key: _K, value: _V, kept: int) -> None:
+        """Remember `value` in one of the cache's memos, forgetting its oldest entries beyond `kept`."""
+        with self._memo_lock:
+            while len(memo) >= kept:
+                del memo[next(iter(memo))]
+            memo[key] = value
 
     def _attributes_file(self, text: str) -> str:
         """A file holding ``text``, for ``core.attributesFile``: named for its content, so it is written once and
@@ -873,10 +881,7 @@ class RepoCache:
             return known
         text = self._read_attributes(tree_ish)
         if commit:
-            with self._attributes_lock:
-                while len(self._attributes) >= _ATTRIBUTES_KEPT:
-                    del self._attributes[next(iter(self._attributes))]
-                self._attributes[tree_ish] = text
+            self._keep(self._attributes, tree_ish, text, _ATTRIBUTES_KEPT)
         return text
 
     def _read_attributes(self, tree_ish: str) -> str:
