@@ -35,7 +35,7 @@ from optio.domain.process_health import NOT_STARTED
 from optio.domain.snapshot import ProcessStatus, ProcessView
 from optio.observability import metrics
 from optio.runtime.base import STDERR_FILE, STDOUT_FILE, LaunchSpec, Mounts, ProcessInfo
-from optio.store import leases, logs, queue, runs
+from optio.store import leases, logs, queue, repo_tasks, runs
 from optio.store import processes as store
 from optio.store.db import Database
 from optio.store.disk_full import is_disk_full
@@ -179,6 +179,11 @@ class DbSink:
                         throttle_repo(session, proc.run_id, now, failure.retry_after_s)
             store.update_process(session, proc.id, values)
             queue.enqueue(session, proc.run_kind, proc.run_id, proc.workspace_id, reason=f"process {reason}")
+            if proc.run_kind == "repo_task" and proc.purpose == "agent":
+                # The agent's end frees its repo slot (`repo_tasks.holds_slot`): the next in line may start
+                # while this task pushes its branch and opens its pull request.
+                for other, ws in repo_tasks.next_queued_after(session, proc.run_id, 1):
+                    queue.enqueue(session, "repo_task", other, ws, reason="capacity freed", first=True)
             classification = ("success" if exit_code == 0 else values.get("failure_kind") or "failed") \
                 if reason == "exited" else reason
             metrics.AGENT_EXITS.labels(proc.run_kind, str(classification)).inc()

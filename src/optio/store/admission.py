@@ -12,11 +12,11 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from optio.store.models import AgentProcess, JobRun, PersistentAgent, RepoTask, ReviewRun
+from optio.store.repo_tasks import holds_slot
 
 ADMISSION_LOCK_KEY = 0x0F710  # any constant shared by every Optio replica
 ACTIVE: dict[type[Any], tuple[str, ...]] = {
-    JobRun: ("running",), RepoTask: ("provisioning", "running"), ReviewRun: ("running",),
-    PersistentAgent: ("provisioning", "running"),
+    JobRun: ("running",), ReviewRun: ("running",), PersistentAgent: ("provisioning", "running"),
 }
 ACTIVE_PROCESS_STATES = ("starting", "alive")
 
@@ -27,7 +27,8 @@ def serialize_starts(session: Session) -> None:
 
 
 def active_runs(session: Session) -> int:
-    total = 0
+    # A repo task counts as its repo's cap counts it: until the agent of its current attempt has ended.
+    total = session.scalar(select(func.count()).select_from(RepoTask).where(holds_slot())) or 0
     for model, states in ACTIVE.items():
         total += session.scalar(select(func.count()).select_from(model).where(model.state.in_(states))) or 0
     return total

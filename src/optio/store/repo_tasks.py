@@ -4,14 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from optio.domain.review_policy import ReviewPolicy, effective
-from optio.store.models import Repo, RepoTask, ReviewRun, TaskDependency
+from optio.store.models import AgentProcess, Repo, RepoTask, ReviewRun, TaskDependency
 from optio.store.tickets import REF_PREFIX
 
 ACTIVE_STATES = ("provisioning", "running")
+ENDED_PROCESS_STATES = ("exited", "gone")
+
+
+def holds_slot() -> ColumnElement[bool]:
+    """A task holds one of its repo's agent slots while provisioning, and while running until its agent ends.
+
+    The caps bound agents at work. Once the agent of the task's current attempt has exited, what is left of
+    `running` (pushing the branch, opening the pull request) is Optio's own git work, about half of a short
+    task's time in the slot; the next queued task can start its agent meanwhile. A running task with no
+    process row yet (the start committed, the launch not recorded) still holds its slot.
+    """
+    ended = select(AgentProcess.id).where(
+        AgentProcess.run_kind == "repo_task", AgentProcess.run_id == RepoTask.id,
+        AgentProcess.attempt == RepoTask.attempts, AgentProcess.purpose == "agent",
+        AgentProcess.status.in_(ENDED_PROCESS_STATES)).exists()
+    return (RepoTask.state == "provisioning") | ((RepoTask.state == "running") & ~ended)
 
 
 def load(session: Session, task_id: int, workspace_id: int) -> tuple[RepoTask, Repo] | None:
@@ -73,8 +89,7 @@ def dependents(session: Session, task_id: int) -> list[tuple[int, int]]:
 
 
 def active_in_repo(session: Session, repo_id: int, *, except_task: int | None = None) -> int:
-    q = select(func.count()).select_from(RepoTask).where(RepoTask.repo_id == repo_id,
-                                                         RepoTask.state.in_(ACTIVE_STATES))
+    q = select(func.count()).select_from(RepoTask).where(RepoTask.repo_id == repo_id, holds_slot())
     if except_task is not None:
         q = q.where(RepoTask.id != except_task)
     return session.scalar(q) or 0
@@ -88,6 +103,12 @@ def queued_ahead(session: Session, task: RepoTask) -> int:
                (RepoTask.priority > task.priority)
                | ((RepoTask.priority == task.priority) & (RepoTask.id < task.id)))
     ) or 0
+
+
+def next_queued_after(session: Session, task_id: int, limit: int) -> list[tuple[int, int]]:
+    """The next queued tasks of the repo of task `task_id`, first in line first."""
+    repo_id = session.scalar(select(RepoTask.repo_id).where(RepoTask.id == task_id))
+    return [] if repo_id is None else next_queued_in_repo(session, repo_id, limit)
 
 
 def next_queued_in_repo(session: Session, repo_id: int, limit: int) -> list[tuple[int, int]]:

@@ -42,7 +42,7 @@ from optio.domain.actions import (
 from optio.forge.git import branch_for_task
 from optio.forge.worktrees import RepoCaches
 from optio.security.redact import registry_for
-from optio.store import migrate, workspaces
+from optio.store import migrate, repo_tasks, workspaces
 from optio.store.db import Database
 from optio.store.models import (
     AgentProcess,
@@ -286,6 +286,44 @@ def test_admission_re_checks_the_per_job_cap(world: World) -> None:
     outcome = executor.apply(world.ctx, world.handler("job_run"), stale_second,
                              StartAgent(to="running", reason="go", patch={"attempts": 1}), utcnow())
     assert outcome.status == "stale" and world.run("job_run", second).state == "queued"
+
+
+def test_a_repo_slot_is_free_once_the_agent_ends_not_once_the_pull_request_is_open(world: World) -> None:
+    """The cap bounds agents at work: pushing and opening the PR after the agent exited needs no slot."""
+    world.ctx.settings.max_concurrent_runs = 10
+    remote = make_remote(world.tmp)
+    with world.db.write() as session:
+        repo = Repo(workspace_id=world.workspace_id, name="one-slot", remote_url=str(remote), forge="memory",
+                    agent_type="script", agent_config={}, max_concurrent=1)
+        session.add(repo)
+        session.flush()
+        first, second = (RepoTask(workspace_id=world.workspace_id, repo_id=repo.id, title=t, prompt="p",
+                                  agent_type="script", agent_config={"command": "true"}, state="queued")
+                         for t in ("first", "second"))
+        session.add_all([first, second])
+        session.flush()
+        first_id, second_id = first.id, second.id
+    world.apply("repo_task", first_id, Provision(reason="go"))
+    assert world.load("repo_task", second_id).snapshot.capacity.full  # provisioning holds the slot
+    stale_second = world.load("repo_task", second_id)
+    world.apply("repo_task", first_id, StartAgent(to="running", reason="go", patch={"attempts": 1}))
+    assert world.load("repo_task", second_id).snapshot.capacity.full  # started, no process row yet: held
+    refused = executor.apply(world.ctx, world.handler("repo_task"), stale_second, Provision(reason="go"), utcnow())
+    assert refused.status == "stale" and world.run("repo_task", second_id).state == "queued"
+    [spec] = world.runtime.launched
+    world.clear_queue()
+    world.runtime.finish(spec.key, 0)
+    # The exit wakes the next in line in its own transaction, and that task may start at once.
+    assert world.queued("repo_task", second_id) == ["capacity freed"]
+    assert world.run("repo_task", first_id).state == "running"
+    assert not world.load("repo_task", second_id).snapshot.capacity.full
+    assert world.apply("repo_task", second_id, Provision(reason="go")).status == "applied"
+    assert world.run("repo_task", second_id).state == "provisioning"
+    # A new attempt of a task holds a slot again from its start, before its process exists.
+    with world.db.write() as session:
+        session.execute(update(RepoTask).where(RepoTask.id == first_id).values(attempts=2))
+    with world.db.read() as session:
+        assert repo_tasks.active_in_repo(session, repo.id) == 2
 
 
 # --- handlers' effects through the ports -----------------------------------------------------------------
