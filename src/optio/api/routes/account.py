@@ -22,7 +22,7 @@ from optio.api.account_schemas import (
     WorkspaceOut,
 )
 from optio.api.deps import SESSION_COOKIE, Ctx, Forbidden, get_admin_ctx, get_ctx, get_self_ctx
-from optio.api.errors import ERROR_RESPONSES, ErrorBody
+from optio.api.errors import ERROR_RESPONSES, error_doc
 from optio.errors import NotFound
 from optio.services import audit, credentials, users
 
@@ -46,7 +46,7 @@ def whoami(ctx: Ctx = Depends(get_self_ctx)) -> WhoAmI:
 
 
 @router.put("/api/me/password", status_code=204, response_class=Response, responses={
-    429: {"model": ErrorBody, "description": "Too many attempts from this client; see Retry-After"}})
+    429: error_doc("Too many attempts from this client; see Retry-After")})
 def set_password(body: PasswordChange, request: Request, ctx: Ctx = Depends(get_self_ctx)) -> Response:
     """Change your own password (for the web UI), giving the current one; your other sessions end."""
     keep = request.cookies.get(SESSION_COOKIE) if ctx.via == "session" else None
