@@ -88,6 +88,13 @@ def dependents(session: Session, task_id: int) -> list[tuple[int, int]]:
     return [(r[0], r[1]) for r in rows]
 
 
+def agent_ended(session: Session, task_id: int, attempt: int) -> bool:
+    """Whether the agent of the task's `attempt` is recorded as ended: its slot was freed then."""
+    return session.scalar(select(AgentProcess.id).where(
+        AgentProcess.run_kind == "repo_task", AgentProcess.run_id == task_id, AgentProcess.attempt == attempt,
+        AgentProcess.purpose == "agent", AgentProcess.status.in_(ENDED_PROCESS_STATES)).limit(1)) is not None
+
+
 def active_in_repo(session: Session, repo_id: int, *, except_task: int | None = None) -> int:
     q = select(func.count()).select_from(RepoTask).where(RepoTask.repo_id == repo_id, holds_slot())
     if except_task is not None:

@@ -297,12 +297,12 @@ def test_a_repo_slot_is_free_once_the_agent_ends_not_once_the_pull_request_is_op
                     agent_type="script", agent_config={}, max_concurrent=1)
         session.add(repo)
         session.flush()
-        first, second = (RepoTask(workspace_id=world.workspace_id, repo_id=repo.id, title=t, prompt="p",
-                                  agent_type="script", agent_config={"command": "true"}, state="queued")
-                         for t in ("first", "second"))
-        session.add_all([first, second])
+        first, second, third = (RepoTask(workspace_id=world.workspace_id, repo_id=repo.id, title=t, prompt="p",
+                                         agent_type="script", agent_config={"command": "true"}, state="queued")
+                                for t in ("first", "second", "third"))
+        session.add_all([first, second, third])
         session.flush()
-        first_id, second_id = first.id, second.id
+        first_id, second_id, third_id = first.id, second.id, third.id
     world.apply("repo_task", first_id, Provision(reason="go"))
     assert world.load("repo_task", second_id).snapshot.capacity.full  # provisioning holds the slot
     stale_second = world.load("repo_task", second_id)
@@ -315,13 +315,19 @@ def test_a_repo_slot_is_free_once_the_agent_ends_not_once_the_pull_request_is_op
     world.runtime.finish(spec.key, 0)
     # The exit wakes the next in line in its own transaction, and that task may start at once.
     assert world.queued("repo_task", second_id) == ["capacity freed"]
+    assert world.queued("repo_task", third_id) == []  # one slot freed: one wake
     assert world.run("repo_task", first_id).state == "running"
     assert not world.load("repo_task", second_id).snapshot.capacity.full
     assert world.apply("repo_task", second_id, Provision(reason="go")).status == "applied"
     assert world.run("repo_task", second_id).state == "provisioning"
+    # Opening the first task's PR frees nothing more: the third is not woken to find the slot taken.
+    (Path(world.run("repo_task", first_id).worktree_path or "") / "first.txt").write_text("first")
+    assert world.apply("repo_task", first_id, OpenPullRequest(reason="done")).status == "applied"
+    assert world.run("repo_task", first_id).state == "pr_opened"
+    assert world.queued("repo_task", third_id) == []
     # A new attempt of a task holds a slot again from its start, before its process exists.
     with world.db.write() as session:
-        session.execute(update(RepoTask).where(RepoTask.id == first_id).values(attempts=2))
+        session.execute(update(RepoTask).where(RepoTask.id == first_id).values(state="running", attempts=2))
     with world.db.read() as session:
         assert repo_tasks.active_in_repo(session, repo.id) == 2
 
