@@ -160,7 +160,7 @@ class DbSink:
         now = utcnow()
         with self.db.write() as session:
             proc = store.by_key(session, key)
-            if proc is None or proc.status in ("exited", "gone"):
+            if proc is None or proc.status in store.ENDED_STATES:
                 return
             # The runtime calls this only after every line was stored (redacted) through on_output: the raw
             # files would only keep secrets on disk in plaintext, and the run's end must not wait for that.

@@ -16,6 +16,9 @@ from sqlalchemy.orm import Session
 from optio.store import runs
 from optio.store.models import AgentProcess, Job, Repo, RepoTask, RunLog
 
+# A process in one of these is over: its exit (or its loss) is recorded.
+ENDED_STATES = ("exited", "gone")
+
 ACTIVE = ("starting", "alive")
 
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from optio.domain.review_policy import ReviewPolicy, effective
 from optio.store.models import AgentProcess, Repo, RepoTask, ReviewRun, TaskDependency
+from optio.store.processes import ENDED_STATES
 from optio.store.tickets import REF_PREFIX
 
-ACTIVE_STATES = ("provisioning", "running")
-ENDED_PROCESS_STATES = ("exited", "gone")
+
+def _ended_agent(task_id: Any, attempt: Any) -> Select[int]:
+    """The recorded end of the agent of a task's attempt (each a value, or a column to correlate with)."""
+    return select(AgentProcess.id).where(
+        AgentProcess.run_kind == "repo_task", AgentProcess.run_id == task_id, AgentProcess.attempt == attempt,
+        AgentProcess.purpose == "agent", AgentProcess.status.in_(ENDED_STATES))
 
 
 def holds_slot() -> ColumnElement[bool]:
@@ -23,10 +28,7 @@ def holds_slot() -> ColumnElement[bool]:
     task's time in the slot; the next queued task can start its agent meanwhile. A running task with no
     process row yet (the start committed, the launch not recorded) still holds its slot.
     """
-    ended = select(AgentProcess.id).where(
-        AgentProcess.run_kind == "repo_task", AgentProcess.run_id == RepoTask.id,
-        AgentProcess.attempt == RepoTask.attempts, AgentProcess.purpose == "agent",
-        AgentProcess.status.in_(ENDED_PROCESS_STATES)).exists()
+    ended = _ended_agent(RepoTask.id, RepoTask.attempts).exists()
     return (RepoTask.state == "provisioning") | ((RepoTask.state == "running") & ~ended)
 
 
@@ -90,9 +92,7 @@ def dependents(session: Session, task_id: int) -> list[tuple[int, int]]:
 
 def agent_ended(session: Session, task_id: int, attempt: int) -> bool:
     """Whether the agent of the task's `attempt` is recorded as ended: its slot was freed then."""
-    return session.scalar(select(AgentProcess.id).where(
-        AgentProcess.run_kind == "repo_task", AgentProcess.run_id == task_id, AgentProcess.attempt == attempt,
-        AgentProcess.purpose == "agent", AgentProcess.status.in_(ENDED_PROCESS_STATES)).limit(1)) is not None
+    return session.scalar(_ended_agent(task_id, attempt).limit(1)) is not None
 
 
 def active_in_repo(session: Session, repo_id: int, *, except_task: int | None = None) -> int:

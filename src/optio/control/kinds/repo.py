@@ -409,8 +409,8 @@ class RepoTaskHandler:
             if to_state == "cancelled" and loaded.facts.pr_id:
                 pull_requests.close_if_open(session, loaded.facts.pr_id, now)
         # A running task whose agent's end is recorded gave its slot up then, and its exit woke the next in line.
-        freed_at_exit = loaded.run.state == "running" and repo_tasks.agent_ended(session, task_id, loaded.run.attempts)
-        if loaded.run.state in ACTIVE_STATES and to_state not in ACTIVE_STATES and not freed_at_exit:
+        if loaded.run.state in ACTIVE_STATES and to_state not in ACTIVE_STATES and not (
+                loaded.run.state == "running" and repo_tasks.agent_ended(session, task_id, loaded.run.attempts)):
             # Wake as many of the next queued tasks as there are free slots now: each of them can start, and
             # waking more only has them look and go back to waiting. They go ahead of the queue's routine
             # looks: the slot stays idle until they are looked at.
