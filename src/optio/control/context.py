@@ -31,22 +31,36 @@ if TYPE_CHECKING:
 
 
 class WakeSignal:
-    """Wakes idle workers as soon as a transaction that enqueued work commits."""
+    """Wakes idle workers when a transaction that enqueued work commits: as many as items came due.
+
+    Waking every idle worker for each item had all but one of them claim nothing: each such claim is a write
+    transaction that holds the database's write lock, and on a busy server they outnumbered the real ones.
+    One wake is kept for a worker between an empty claim and its wait, which would otherwise miss it (it
+    still looks again within a second).
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._pending = False
+        self._pending = 0
+        self._waiting = 0
 
-    def notify(self) -> None:
+    def notify(self, n: int | None = None) -> None:
+        """Wake `n` idle workers (all of them when None)."""
         with self._cond:
-            self._pending = True
-            self._cond.notify_all()
+            count = self._waiting + 1 if n is None else n
+            self._pending = min(self._pending + count, self._waiting + 1)
+            self._cond.notify(count)
 
     def wait(self, timeout: float) -> None:
         with self._cond:
             if not self._pending:
-                self._cond.wait(timeout)
-            self._pending = False
+                self._waiting += 1
+                try:
+                    self._cond.wait(timeout)
+                finally:
+                    self._waiting -= 1
+            if self._pending:
+                self._pending -= 1
 
 
 @dataclass
@@ -67,8 +81,9 @@ class ControlContext:
 
     def __post_init__(self) -> None:
         def _after_commit(session: Session) -> None:
-            if session.info.pop(ENQUEUED_FLAG, False):
-                self.wake.notify()
+            due = session.info.pop(ENQUEUED_FLAG, 0)
+            if due:
+                self.wake.notify(int(due))
 
         self.db.on_commit(_after_commit)
 

@@ -20,7 +20,11 @@ from optio.store import notify
 from optio.store.models import ReconcileItem
 from optio.store.types import utcnow
 
+# How many of a transaction's enqueues come due at once (or within WAKE_WITHIN_S): the workers it wakes.
 ENQUEUED_FLAG = "optio_enqueued"
+# An enqueue due this soon wakes a worker, which then waits out the rest; a later one is found by the idle
+# workers' own looks (at least once a second).
+WAKE_WITHIN_S = 1.0
 # How far ahead of the queue's other due items an enqueue with ``first`` goes.
 FIRST_IN_LINE_S = 2.0
 _FIRST = timedelta(seconds=FIRST_IN_LINE_S)
@@ -73,7 +77,8 @@ def enqueue(
         "enqueued_at": now,
     }
     session.info.setdefault(_PENDING, []).append(values)
-    session.info[ENQUEUED_FLAG] = True
+    if first or delay_s < WAKE_WITHIN_S:
+        session.info[ENQUEUED_FLAG] = session.info.get(ENQUEUED_FLAG, 0) + 1
     notify.notify_in(session)  # other replicas' workers wake when this commits
 
 

@@ -53,6 +53,7 @@ def enqueue_due(session: Session, kind: str, terminal: frozenset[str], ids: Sequ
             .returning(ReconcileItem.id))  # the rows inserted (a DBAPI's rowcount of INSERT ... SELECT may be -1)
     added = len(session.execute(stmt).all())
     if added:
-        session.info[ENQUEUED_FLAG] = True  # wakes this process's workers when the transaction commits
+        # Wakes as many of this process's idle workers when the transaction commits.
+        session.info[ENQUEUED_FLAG] = session.info.get(ENQUEUED_FLAG, 0) + added
         notify.notify_in(session)  # and other replicas'
     return added

@@ -8,6 +8,7 @@ effects land in the store. No process, forge or secret store is real here, the d
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from sqlalchemy import select, update
 from tests.support.fakes import FakeRuntime, InMemoryForge, NoSecrets
 from tests.support.git_remote import git, make_remote
+from tests.support.wake import early, waiters
 
 from optio.config import Settings
 from optio.control import executor
@@ -42,7 +44,7 @@ from optio.domain.actions import (
 from optio.forge.git import branch_for_task
 from optio.forge.worktrees import RepoCaches
 from optio.security.redact import registry_for
-from optio.store import migrate, repo_tasks, workspaces
+from optio.store import migrate, queue, repo_tasks, workspaces
 from optio.store.db import Database
 from optio.store.models import (
     AgentProcess,
@@ -597,3 +599,21 @@ def test_settings_written_into_a_runs_home_replace_a_link_the_agent_left_there(w
     assert (host / "settings.json").read_text() == "precious"
     written = gemini_home / ".gemini" / "settings.json"
     assert not (gemini_home / ".gemini").is_symlink() and "gemini-api-key" in written.read_text()
+
+
+def test_a_commit_wakes_as_many_idle_workers_as_items_it_made_due(world: World) -> None:
+    """Each needless wake is a claim that finds nothing, holding the write lock while it looks."""
+    signal = world.ctx.wake
+    threads, woke = waiters(signal, 4)
+    with world.ctx.db.write() as session:  # due later: the idle workers find it on their own looks
+        queue.enqueue(session, "job_run", 1, world.workspace_id, delay_s=30.0, reason="later")
+    time.sleep(0.3)
+    assert early(woke) == 0, woke
+    with world.ctx.db.write() as session:
+        queue.enqueue(session, "job_run", 2, world.workspace_id, reason="now")
+        queue.enqueue(session, "job_run", 3, world.workspace_id, delay_s=0.2, reason="in a moment")
+    time.sleep(0.3)
+    assert early(woke) == 2, woke
+    signal.notify()
+    for t in threads:
+        t.join(5.0)
