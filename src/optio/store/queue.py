@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, delete, event, func, or_, select, update
+from sqlalchemy import Integer, Table, bindparam, delete, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
@@ -149,15 +149,11 @@ def claim(
     """
     flush_enqueued(session)
     now = now or utcnow()
-    ready = and_(_Q.not_before <= now, or_(_Q.claimed_until.is_(None), _Q.claimed_until < now))
-    lease_end = now + timedelta(seconds=lease_s)
     scan = max(limit, batch_limit if batch_kinds else 0)
-    query = select(*_CLAIM_COLUMNS).where(ready).order_by(_Q.not_before, _Q.id).limit(scan)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+    query = _CLAIMABLE_FOR_UPDATE if session.get_bind().dialect.name == "postgresql" else _CLAIMABLE
     items: list[ClaimedItem] = []
     others = 0
-    for row in session.execute(query):
+    for row in session.execute(query, {"now": now, "scan": scan}):
         item = ClaimedItem(*row)
         if item.kind in batch_kinds:
             items.append(item)
@@ -168,11 +164,32 @@ def claim(
         return []
     # Pushing not_before to the lease end makes a crashed worker's items ready again when the lease
     # runs out, and lets an enqueue made while one is processed pull not_before earlier via min().
-    session.execute(
-        update(_TABLE).where(_Q.id.in_([i.id for i in items]))
-        .values(claimed_until=lease_end, not_before=lease_end, claimed_by=worker)
-    )
+    session.execute(_TAKE, {"ids": [i.id for i in items], "lease_end": now + timedelta(seconds=lease_s),
+                            "worker": worker})
     return items
+
+
+# The queue's statements are built once: each worker runs them in every claim transaction, with the write
+# lock held, and building and keying a statement cost more than running it.
+_CLAIMABLE = (
+    select(*_CLAIM_COLUMNS)
+    .where(_Q.not_before <= bindparam("now"),
+           or_(_Q.claimed_until.is_(None), _Q.claimed_until < bindparam("now")))
+    .order_by(_Q.not_before, _Q.id)
+    .limit(bindparam("scan", type_=Integer))
+)
+_CLAIMABLE_FOR_UPDATE = _CLAIMABLE.with_for_update(skip_locked=True)
+_TAKE = (
+    update(_TABLE).where(_Q.id.in_(bindparam("ids", expanding=True)))
+    .values(claimed_until=bindparam("lease_end"), not_before=bindparam("lease_end"), claimed_by=bindparam("worker"))
+)
+_RELEASE = (
+    update(_TABLE).where(_Q.id.in_(bindparam("ids", expanding=True))).values(claimed_until=None, claimed_by=None)
+)
+_LOCK_IN_ORDER = (
+    select(_Q.id).where(_Q.id.in_(bindparam("ids", expanding=True))).order_by(_Q.kind, _Q.run_id).with_for_update()
+)
+_EARLIEST = select(_Q.not_before).where(_Q.claimed_until.is_(None)).order_by(_Q.not_before).limit(1)
 
 
 _DELETE_DONE = delete(_TABLE).where(
@@ -191,25 +208,19 @@ def ack(session: Session, items: list[ClaimedItem]) -> None:
     if session.get_bind().dialect.name == "postgresql":
         # Lock them in (kind, run_id) order first, the order enqueues take: no deadlock with a transaction
         # enqueueing several of them.
-        session.execute(select(ReconcileItem.id).where(ReconcileItem.id.in_([i.id for i in items]))
-                        .order_by(ReconcileItem.kind, ReconcileItem.run_id).with_for_update())
+        session.execute(_LOCK_IN_ORDER, {"ids": [i.id for i in items]})
     flush_enqueued(session)
     # One statement run for every item (executemany): no per-batch compile of an IN list of pairs.
     session.execute(_DELETE_DONE, [{"item_id": i.id, "item_generation": i.generation} for i in items])
     # Whatever is left of these was enqueued again while being processed: it keeps its new not_before.
-    session.execute(update(_TABLE).where(_Q.id.in_([i.id for i in items])).values(claimed_until=None, claimed_by=None))
+    session.execute(_RELEASE, {"ids": [i.id for i in items]})
 
 
 def next_ready_in(session: Session, now: datetime | None = None) -> float | None:
     """Seconds until the earliest item becomes ready (0 if one is ready), None if the queue is empty."""
     flush_enqueued(session)
     now = now or utcnow()
-    earliest = session.scalar(
-        select(ReconcileItem.not_before)
-        .where(ReconcileItem.claimed_until.is_(None))
-        .order_by(ReconcileItem.not_before)
-        .limit(1)
-    )
+    earliest = session.scalar(_EARLIEST)
     if earliest is None:
         return None
     return max(0.0, (earliest - now).total_seconds())
