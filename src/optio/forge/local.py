@@ -83,6 +83,9 @@ MERGEABILITY_FETCH_AGE_S = 5.0
 # Optio's own landings move the cache's `origin/<base>` with their push. Without it, each merge attempt and
 # each queue step fetched: about two fetches (each a handful of git processes) per PR.
 GATE_FETCH_MAX_AGE_S = 2.0
+# A PR that joins the merge queue has its task looked at again after this long at the latest. Sooner is for
+# nothing: until the queue's run on the new base ends (which wakes the task at once), its task can only wait.
+QUEUED_LOOK_S = 60.0
 # How many (head, base tip) mergeability results the forge remembers: a few per open PR is plenty.
 MERGEABILITY_MEMO = 2048
 
@@ -114,10 +117,10 @@ def _ci_info(ci: CiRun) -> CiInfo:
 
 
 def _enqueue_task(session: Session, pr: PullRequest, reason: str, *, event: str | None = None,
-                  detail: str = "") -> None:
+                  detail: str = "", delay_s: float = 0.0) -> None:
     """Enqueue the PR's task; `event` also records the fact on the task's timeline, in the same transaction."""
     if pr.task_id is not None:
-        queue.enqueue(session, "repo_task", pr.task_id, pr.workspace_id, reason=reason)
+        queue.enqueue(session, "repo_task", pr.task_id, pr.workspace_id, reason=reason, delay_s=delay_s)
         if event is not None:
             runs.record_event(session, workspace_id=pr.workspace_id, kind="repo_task", run_id=pr.task_id,
                               event=event, from_state=None, to_state=None, reason=detail or reason)
@@ -374,7 +377,8 @@ class LocalForge:
                         if pr.merge_queued_at is None:
                             pr.merge_queued_at = utcnow()
                         pr.merge_message = message
-                        _enqueue_task(session, pr, "merge queued: re-testing on the current base")
+                        _enqueue_task(session, pr, "merge queued: re-testing on the current base",
+                                      delay_s=QUEUED_LOOK_S)
                         queued = True
                     elif not report.ok:
                         raise MergeGateRefused(pr.number, pr.head_sha, report.unmet)
@@ -402,7 +406,8 @@ class LocalForge:
                     pr.merge_message = message
                     if exc.found:
                         pr.base_sha = exc.found
-                    _enqueue_task(session, pr, f"merge queued: {base_branch} moved outside the queue")
+                    _enqueue_task(session, pr, f"merge queued: {base_branch} moved outside the queue",
+                                  delay_s=QUEUED_LOOK_S)
                 self._advance_queue(repo_id, base_branch)
                 raise MergeQueued(f"pull request #{number} is queued: {exc}") from None
             except MergeConflictError as exc:

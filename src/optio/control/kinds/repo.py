@@ -152,8 +152,11 @@ class RepoTaskHandler:
         if row is None:
             return None
         task, repo = row
-        deps = tuple(DependencyView(id=dep_id, state=state)
-                     for dep_id, state in repo_tasks.dependencies(session, task.id))
+        # An ended task nobody asked anything of is only ever left as it is (a person's intent moves it on):
+        # its look skips the dependencies and the forge. Its own merge, for one, wakes it once more.
+        settled = task.state in self.terminal and task.control_intent is None
+        deps = () if settled else tuple(DependencyView(id=dep_id, state=state)
+                                        for dep_id, state in repo_tasks.dependencies(session, task.id))
         capacity = Capacity()
         if task.state in _CAPACITY_STATES:
             in_repo = repo_tasks.active_in_repo(session, repo.id)
@@ -168,7 +171,7 @@ class RepoTaskHandler:
         if task.state == "running":
             process = processes.process_view(ctx, processes.latest_process(session, KIND, task.id))
         # Only a task that got as far as a branch can have a PR; its forge says which and in what state.
-        pr_state = ctx.forge_for(repo.forge).pr_for_task(repo.id, task.id) if task.branch else None
+        pr_state = ctx.forge_for(repo.forge).pr_for_task(repo.id, task.id) if task.branch and not settled else None
         pr = pr_state.info if pr_state is not None else None
         policy = repo_tasks.review_policy(repo, task)
         # The review agent's last run is only read by the merge gate of a repo that has one.
