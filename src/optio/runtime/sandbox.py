@@ -167,12 +167,15 @@ class Sandbox:
         return sorted(paths, key=lambda p: len(p.parts))
 
 
-def _within(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
+def _within(path: Path | str, root: Path | str) -> bool:
+    """`path` is `root` or below it, compared as absolute paths' text (as ``root in path.parents`` would,
+    which costs a Path per parent: every launch and CI run checks a dozen paths against each root)."""
+    p, r = str(path), str(root)
+    return p == r or p.startswith(r if r.endswith("/") else r + "/")
 
 
 def _under_any(path: Path, roots: Iterable[str]) -> bool:
-    return any(_within(path, Path(r)) for r in roots)
+    return any(_within(path, r) for r in roots)
 
 
 # Tool managers whose launchers (shims, ``.bin`` links) need their whole tree; none of them keeps credentials.
