@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from optio.store.models import MergeBatch, PullRequest
@@ -23,12 +23,15 @@ def get(session: Session, batch_id: int) -> MergeBatch | None:
     return session.get(MergeBatch, batch_id)
 
 
+# Read by every step of the merge queue: built once, with bound parameters.
+_ACTIVE = (select(MergeBatch).where(MergeBatch.repo_id == bindparam("repo_id"),
+                                    MergeBatch.base_branch == bindparam("base_branch"), MergeBatch.status.in_(ACTIVE))
+           .order_by(MergeBatch.id).limit(1))
+
+
 def active(session: Session, repo_id: int, base_branch: str) -> MergeBatch | None:
     """The batch being tested, or tested and not yet landed or split, on this base."""
-    return session.scalar(select(MergeBatch).where(MergeBatch.repo_id == repo_id,
-                                                   MergeBatch.base_branch == base_branch,
-                                                   MergeBatch.status.in_(ACTIVE))
-                          .order_by(MergeBatch.id).limit(1))
+    return session.scalar(_ACTIVE, {"repo_id": repo_id, "base_branch": base_branch})
 
 
 def planned(session: Session, repo_id: int, base_branch: str) -> list[MergeBatch]:

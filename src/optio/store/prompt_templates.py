@@ -3,7 +3,7 @@ compare-and-swap on `version` so two people editing one template cannot silently
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,11 +22,17 @@ def find(session: Session, workspace_id: int, kind: str, repo_id: int | None) ->
         PromptTemplate.scope == scope_of(repo_id)))
 
 
+# Read by every look at a task that can start an agent: built once, with bound parameters.
+_BODIES = select(PromptTemplate.scope, PromptTemplate.body).where(
+    PromptTemplate.workspace_id == bindparam("workspace_id"), PromptTemplate.kind == bindparam("kind"),
+    PromptTemplate.scope.in_(bindparam("scopes", expanding=True)))
+
+
 def bodies(session: Session, workspace_id: int, kind: str, repo_id: int | None) -> tuple[str | None, str | None]:
     """(the repo's override, the workspace default) of a kind; None where there is none. One query."""
     scopes = ["workspace"] + ([scope_of(repo_id)] if repo_id is not None else [])
-    found = {row.scope: row.body for row in session.scalars(select(PromptTemplate).where(
-        PromptTemplate.workspace_id == workspace_id, PromptTemplate.kind == kind, PromptTemplate.scope.in_(scopes)))}
+    found = {scope: body for scope, body in session.execute(
+        _BODIES, {"workspace_id": workspace_id, "kind": kind, "scopes": scopes})}
     return (found.get(scope_of(repo_id)) if repo_id is not None else None), found.get("workspace")
 
 

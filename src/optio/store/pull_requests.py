@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from optio.store.models import CiRun, PrReview, PullRequest, Repo, RepoTask
@@ -35,8 +35,34 @@ def in_workspace(session: Session, workspace_id: int, pr_id: int) -> PullRequest
     return session.scalar(select(PullRequest).where(PullRequest.id == pr_id, PullRequest.workspace_id == workspace_id))
 
 
+# The reads the forge and every look at a task make are built once (with bound parameters): building and
+# keying a statement costs more than SQLite takes to run it.
+_BY_NUMBER = select(PullRequest).where(PullRequest.repo_id == bindparam("repo_id"),
+                                       PullRequest.number == bindparam("number"))
+_OPEN_FOR_TASK = select(PullRequest).where(PullRequest.task_id == bindparam("task_id"), PullRequest.state == "open")
+_OF_TASK = (select(PullRequest, Repo.ci_command).join(RepoTask, RepoTask.pr_id == PullRequest.id)
+            .join(Repo, Repo.id == PullRequest.repo_id)
+            .where(RepoTask.id == bindparam("task_id"), PullRequest.repo_id == bindparam("repo_id")))
+_CI_RUN = (select(CiRun).where(CiRun.pr_id == bindparam("pr_id"), CiRun.head_sha == bindparam("head_sha"))
+           .order_by(CiRun.id.desc()).limit(1))
+_CI_RUN_ON = (select(CiRun).where(CiRun.pr_id == bindparam("pr_id"), CiRun.head_sha == bindparam("head_sha"),
+                                  CiRun.base_sha == bindparam("base_sha"))
+              .order_by(CiRun.id.desc()).limit(1))
+_CI_RUN_ON_NO_BASE = (select(CiRun).where(CiRun.pr_id == bindparam("pr_id"), CiRun.head_sha == bindparam("head_sha"),
+                                          CiRun.base_sha.is_(None))
+                      .order_by(CiRun.id.desc()).limit(1))
+_MERGE_QUEUE = (select(PullRequest).where(PullRequest.repo_id == bindparam("repo_id"),
+                                          PullRequest.base_branch == bindparam("base_branch"),
+                                          PullRequest.state == "open", PullRequest.merge_queued_at.is_not(None))
+                .order_by(PullRequest.merge_queued_at, PullRequest.id))
+_LATEST_REVIEW = (select(PrReview).where(PrReview.pr_id == bindparam("pr_id")).order_by(PrReview.id.desc()).limit(1))
+_REVIEWS = select(PrReview).where(PrReview.pr_id == bindparam("pr_id")).order_by(PrReview.id)
+_REVIEWS_OF_HEAD = (select(PrReview).where(PrReview.pr_id == bindparam("pr_id"),
+                                           PrReview.head_sha == bindparam("head_sha")).order_by(PrReview.id))
+
+
 def by_number(session: Session, repo_id: int, number: int) -> PullRequest | None:
-    return session.scalar(select(PullRequest).where(PullRequest.repo_id == repo_id, PullRequest.number == number))
+    return session.scalar(_BY_NUMBER, {"repo_id": repo_id, "number": number})
 
 
 def by_number_in_workspace(session: Session, workspace_id: int, number: int,
@@ -58,16 +84,12 @@ def list_in_workspace(session: Session, workspace_id: int, *, state: str | None 
 
 
 def open_for_task(session: Session, task_id: int) -> PullRequest | None:
-    return session.scalar(select(PullRequest).where(PullRequest.task_id == task_id, PullRequest.state == "open"))
+    return session.scalar(_OPEN_FOR_TASK, {"task_id": task_id})
 
 
 def of_task(session: Session, repo_id: int, task_id: int) -> tuple[PullRequest, str | None] | None:
     """The task's current PR (the one its row points at) and its repo's CI command."""
-    row = session.execute(
-        select(PullRequest, Repo.ci_command).join(RepoTask, RepoTask.pr_id == PullRequest.id)
-        .join(Repo, Repo.id == PullRequest.repo_id)
-        .where(RepoTask.id == task_id, PullRequest.repo_id == repo_id)
-    ).first()
+    row = session.execute(_OF_TASK, {"task_id": task_id, "repo_id": repo_id}).first()
     return None if row is None else (row[0], row[1])
 
 
@@ -85,15 +107,14 @@ def open_ids_unknown_mergeability(session: Session) -> list[int]:
 
 def ci_run(session: Session, pr_id: int, head_sha: str) -> CiRun | None:
     """The latest CI run of `head_sha`, on whichever base it was tested."""
-    return session.scalar(select(CiRun).where(CiRun.pr_id == pr_id, CiRun.head_sha == head_sha)
-                          .order_by(CiRun.id.desc()).limit(1))
+    return session.scalar(_CI_RUN, {"pr_id": pr_id, "head_sha": head_sha})
 
 
 def ci_run_on(session: Session, pr_id: int, head_sha: str, base_sha: str | None) -> CiRun | None:
     """The CI run of the merge of `head_sha` onto `base_sha` (the pair a result holds for)."""
-    base = CiRun.base_sha.is_(None) if base_sha is None else CiRun.base_sha == base_sha
-    return session.scalar(select(CiRun).where(CiRun.pr_id == pr_id, CiRun.head_sha == head_sha, base)
-                          .order_by(CiRun.id.desc()).limit(1))
+    if base_sha is None:
+        return session.scalar(_CI_RUN_ON_NO_BASE, {"pr_id": pr_id, "head_sha": head_sha})
+    return session.scalar(_CI_RUN_ON, {"pr_id": pr_id, "head_sha": head_sha, "base_sha": base_sha})
 
 
 def ci_runs(session: Session, pr_id: int) -> list[CiRun]:
@@ -110,10 +131,7 @@ def pending_ci_of_open_prs(session: Session) -> list[tuple[int, str, str | None]
 
 def merge_queue(session: Session, repo_id: int, base_branch: str) -> list[PullRequest]:
     """The open PRs waiting in the merge queue of `base_branch`, first come first."""
-    return list(session.scalars(
-        select(PullRequest).where(PullRequest.repo_id == repo_id, PullRequest.base_branch == base_branch,
-                                  PullRequest.state == "open", PullRequest.merge_queued_at.is_not(None))
-        .order_by(PullRequest.merge_queued_at, PullRequest.id)))
+    return list(session.scalars(_MERGE_QUEUE, {"repo_id": repo_id, "base_branch": base_branch}))
 
 
 def queued_bases(session: Session) -> list[tuple[int, str]]:
@@ -124,14 +142,13 @@ def queued_bases(session: Session) -> list[tuple[int, str]]:
 
 
 def latest_review(session: Session, pr_id: int) -> PrReview | None:
-    return session.scalar(select(PrReview).where(PrReview.pr_id == pr_id).order_by(PrReview.id.desc()).limit(1))
+    return session.scalar(_LATEST_REVIEW, {"pr_id": pr_id})
 
 
 def reviews(session: Session, pr_id: int, *, head_sha: str | None = None) -> list[PrReview]:
-    q = select(PrReview).where(PrReview.pr_id == pr_id)
-    if head_sha is not None:
-        q = q.where(PrReview.head_sha == head_sha)
-    return list(session.scalars(q.order_by(PrReview.id)))
+    if head_sha is None:
+        return list(session.scalars(_REVIEWS, {"pr_id": pr_id}))
+    return list(session.scalars(_REVIEWS_OF_HEAD, {"pr_id": pr_id, "head_sha": head_sha}))
 
 
 def repo_of(session: Session, pr: PullRequest) -> Repo | None:

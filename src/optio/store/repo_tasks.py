@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from optio.domain.review_policy import ReviewPolicy, effective
@@ -32,9 +32,14 @@ def holds_slot() -> ColumnElement[bool]:
     return (RepoTask.state == "provisioning") | ((RepoTask.state == "running") & ~ended)
 
 
+# The reads every look at a task makes are built once (with bound parameters): building and keying a
+# statement costs more than SQLite takes to run it, and a look makes a dozen of them.
+_LOAD = (select(RepoTask, Repo).join(Repo, Repo.id == RepoTask.repo_id)
+         .where(RepoTask.id == bindparam("task_id"), RepoTask.workspace_id == bindparam("workspace_id")))
+
+
 def load(session: Session, task_id: int, workspace_id: int) -> tuple[RepoTask, Repo] | None:
-    row = session.execute(select(RepoTask, Repo).join(Repo, Repo.id == RepoTask.repo_id)
-                          .where(RepoTask.id == task_id, RepoTask.workspace_id == workspace_id)).first()
+    row = session.execute(_LOAD, {"task_id": task_id, "workspace_id": workspace_id}).first()
     return None if row is None else (row[0], row[1])
 
 
@@ -72,14 +77,13 @@ def state_of(session: Session, task_id: int) -> str | None:
     return session.scalar(select(RepoTask.state).where(RepoTask.id == task_id))
 
 
+_DEPENDENCIES = (select(RepoTask.id, RepoTask.state).join(TaskDependency, TaskDependency.depends_on_id == RepoTask.id)
+                 .where(TaskDependency.task_id == bindparam("task_id")))
+
+
 def dependencies(session: Session, task_id: int) -> list[tuple[int, str]]:
     """(id, state) of every task this one waits for."""
-    rows = session.execute(
-        select(RepoTask.id, RepoTask.state)
-        .join(TaskDependency, TaskDependency.depends_on_id == RepoTask.id)
-        .where(TaskDependency.task_id == task_id)
-    )
-    return [(r[0], r[1]) for r in rows]
+    return [(r[0], r[1]) for r in session.execute(_DEPENDENCIES, {"task_id": task_id})]
 
 
 def dependents(session: Session, task_id: int) -> list[tuple[int, int]]:
@@ -95,21 +99,25 @@ def agent_ended(session: Session, task_id: int, attempt: int) -> bool:
     return session.scalar(_ended_agent(task_id, attempt).limit(1)) is not None
 
 
+_ACTIVE_IN_REPO = (select(func.count()).select_from(RepoTask)
+                   .where(RepoTask.repo_id == bindparam("repo_id"), RepoTask.id != bindparam("except_task"),
+                          holds_slot()))
+_QUEUED_AHEAD = (select(func.count()).select_from(RepoTask)
+                 .where(RepoTask.repo_id == bindparam("repo_id"), RepoTask.state == "queued",
+                        RepoTask.id != bindparam("task_id"),
+                        (RepoTask.priority > bindparam("priority"))
+                        | ((RepoTask.priority == bindparam("priority")) & (RepoTask.id < bindparam("task_id")))))
+
+
 def active_in_repo(session: Session, repo_id: int, *, except_task: int | None = None) -> int:
-    q = select(func.count()).select_from(RepoTask).where(RepoTask.repo_id == repo_id, holds_slot())
-    if except_task is not None:
-        q = q.where(RepoTask.id != except_task)
-    return session.scalar(q) or 0
+    # Task ids start at 1: 0 excepts none.
+    return session.scalar(_ACTIVE_IN_REPO, {"repo_id": repo_id, "except_task": except_task or 0}) or 0
 
 
 def queued_ahead(session: Session, task: RepoTask) -> int:
     """Queued tasks of the repo that come first (higher priority, then older)."""
-    return session.scalar(
-        select(func.count()).select_from(RepoTask)
-        .where(RepoTask.repo_id == task.repo_id, RepoTask.state == "queued", RepoTask.id != task.id,
-               (RepoTask.priority > task.priority)
-               | ((RepoTask.priority == task.priority) & (RepoTask.id < task.id)))
-    ) or 0
+    return session.scalar(_QUEUED_AHEAD, {"repo_id": task.repo_id, "task_id": task.id,
+                                          "priority": task.priority}) or 0
 
 
 def next_queued_after(session: Session, task_id: int, limit: int) -> list[tuple[int, int]]:
