@@ -6,6 +6,8 @@ serializes the starts, so the count a start sees includes every start committed 
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -26,15 +28,20 @@ def serialize_starts(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK_KEY})
 
 
+# Both counts are read by every start, inside its write transaction: one statement each, built once.
+# A repo task counts as its repo's cap counts it: until the agent of its current attempt has ended.
+_ACTIVE_RUNS = select(functools.reduce(operator.add, [
+    select(func.count()).select_from(RepoTask).where(holds_slot()).scalar_subquery(),
+    *(select(func.count()).select_from(model).where(model.state.in_(states)).scalar_subquery()
+      for model, states in ACTIVE.items()),
+]))
+_ACTIVE_PROCESSES = (select(func.count()).select_from(AgentProcess)
+                     .where(AgentProcess.status.in_(ACTIVE_PROCESS_STATES)))
+
+
 def active_runs(session: Session) -> int:
-    # A repo task counts as its repo's cap counts it: until the agent of its current attempt has ended.
-    total = session.scalar(select(func.count()).select_from(RepoTask).where(holds_slot())) or 0
-    for model, states in ACTIVE.items():
-        total += session.scalar(select(func.count()).select_from(model).where(model.state.in_(states))) or 0
-    return total
+    return session.scalar(_ACTIVE_RUNS) or 0
 
 
 def active_processes(session: Session) -> int:
-    return session.scalar(
-        select(func.count()).select_from(AgentProcess).where(AgentProcess.status.in_(ACTIVE_PROCESS_STATES))
-    ) or 0
+    return session.scalar(_ACTIVE_PROCESSES) or 0

@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Executable
 
 from optio.domain.executor_errors import ERROR_TEXT_MAX, cleared, same_failure
 from optio.security.redact import Redactor, registry_for
@@ -80,23 +81,38 @@ def cas_update(
     whatever output or intent bumped the version meanwhile, as long as the run is still where it was.
     Free-text columns are redacted with the run's own secrets.
     """
-    model = model_for(kind)
     values = {k: _redact_text(v, session, kind, run_id) if k in REDACTED_COLUMNS else v for k, v in values.items()}
-    guards = [model.id == run_id]
-    if expected_version is not None:
-        guards.append(model.version == expected_version)
-    if expected_state is not None:
-        guards.append(model.state == expected_state)
-    res = session.execute(
-        update(model)
-        .where(*guards)
-        .values(version=model.version + 1, updated_at=now or utcnow(), **values)
-        .execution_options(synchronize_session=False)
-    )
-    changed = res.rowcount == 1  # type: ignore[attr-defined]
+    params = {"cas_id": run_id, "cas_version": expected_version, "cas_state": expected_state,
+              "cas_now": now or utcnow(), **{f"v_{k}": v for k, v in values.items()}}
+    stmt = _cas_statement(kind, tuple(sorted(values)), expected_version is not None, expected_state is not None)
+    changed = session.execute(stmt, params).rowcount == 1  # type: ignore[attr-defined]
     if changed and "state" in values:
         logs.mark_changed(session, kind, run_id)  # a run that ended ends its live log streams now
     return changed
+
+
+# Every state change is one of these writes, inside the write lock: one statement per shape (run kind, columns
+# set, guards), built once with bound parameters, since building and keying it cost more than running it.
+_CAS: dict[tuple[str, tuple[str, ...], bool, bool], Executable] = {}
+
+
+def _cas_statement(kind: str, columns: tuple[str, ...], by_version: bool, by_state: bool) -> Executable:
+    key = (kind, columns, by_version, by_state)
+    stmt = _CAS.get(key)
+    if stmt is None:
+        model = model_for(kind)
+        guards = [model.id == bindparam("cas_id")]
+        if by_version:
+            guards.append(model.version == bindparam("cas_version"))
+        if by_state:
+            guards.append(model.state == bindparam("cas_state"))
+        stmt = _CAS[key] = (
+            update(model).where(*guards)
+            .values(version=model.version + 1, updated_at=bindparam("cas_now", type_=model.updated_at.type),
+                    **{name: bindparam(f"v_{name}", type_=getattr(model, name).type) for name in columns})
+            .execution_options(synchronize_session=False)
+        )
+    return stmt
 
 
 def count_reconcile_attempt(session: Session, kind: str, run_id: int) -> None:
