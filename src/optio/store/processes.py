@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from optio.store import runs
@@ -22,17 +22,20 @@ ENDED_STATES = ("exited", "gone")
 ACTIVE = ("starting", "alive")
 
 
+# Read by every launch, output batch and exit, and every look at a running task: built once.
+_BY_KEY = select(AgentProcess).where(AgentProcess.key == bindparam("key"))
+_LATEST = (select(AgentProcess)
+           .where(AgentProcess.run_kind == bindparam("kind"), AgentProcess.run_id == bindparam("run_id"),
+                  AgentProcess.purpose == bindparam("purpose"))
+           .order_by(AgentProcess.id.desc()).limit(1))
+
+
 def by_key(session: Session, key: str) -> AgentProcess | None:
-    return session.scalar(select(AgentProcess).where(AgentProcess.key == key))
+    return session.scalar(_BY_KEY, {"key": key})
 
 
 def latest(session: Session, kind: str, run_id: int, purpose: str = "agent") -> AgentProcess | None:
-    return session.scalar(
-        select(AgentProcess)
-        .where(AgentProcess.run_kind == kind, AgentProcess.run_id == run_id, AgentProcess.purpose == purpose)
-        .order_by(AgentProcess.id.desc())
-        .limit(1)
-    )
+    return session.scalar(_LATEST, {"kind": kind, "run_id": run_id, "purpose": purpose})
 
 
 def active_of_run(session: Session, kind: str, run_id: int) -> list[AgentProcess]:

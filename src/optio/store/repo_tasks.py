@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, select
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from optio.domain.review_policy import ReviewPolicy, effective
@@ -120,19 +120,23 @@ def queued_ahead(session: Session, task: RepoTask) -> int:
                                           "priority": task.priority}) or 0
 
 
+# Read by every agent's exit and every task leaving the active states: built once.
+_NEXT_QUEUED = (select(RepoTask.id, RepoTask.workspace_id)
+                .where(RepoTask.repo_id == bindparam("repo_id"), RepoTask.state == "queued")
+                .order_by(RepoTask.priority.desc(), RepoTask.id).limit(bindparam("limit", type_=Integer)))
+_NEXT_QUEUED_AFTER = (select(RepoTask.id, RepoTask.workspace_id)
+                      .where(RepoTask.repo_id == select(RepoTask.repo_id).where(RepoTask.id == bindparam("task_id"))
+                             .scalar_subquery(), RepoTask.state == "queued")
+                      .order_by(RepoTask.priority.desc(), RepoTask.id).limit(bindparam("limit", type_=Integer)))
+
+
 def next_queued_after(session: Session, task_id: int, limit: int) -> list[tuple[int, int]]:
     """The next queued tasks of the repo of task `task_id`, first in line first."""
-    repo_id = session.scalar(select(RepoTask.repo_id).where(RepoTask.id == task_id))
-    return [] if repo_id is None else next_queued_in_repo(session, repo_id, limit)
+    return [(r[0], r[1]) for r in session.execute(_NEXT_QUEUED_AFTER, {"task_id": task_id, "limit": limit})]
 
 
 def next_queued_in_repo(session: Session, repo_id: int, limit: int) -> list[tuple[int, int]]:
-    rows = session.execute(
-        select(RepoTask.id, RepoTask.workspace_id)
-        .where(RepoTask.repo_id == repo_id, RepoTask.state == "queued")
-        .order_by(RepoTask.priority.desc(), RepoTask.id).limit(limit)
-    )
-    return [(r[0], r[1]) for r in rows]
+    return [(r[0], r[1]) for r in session.execute(_NEXT_QUEUED, {"repo_id": repo_id, "limit": limit})]
 
 
 def latest_review_run(session: Session, task_id: int) -> ReviewRun | None:
