@@ -17,6 +17,7 @@ process's own lock wakes the moment the writer before it is done; other processe
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -82,9 +83,13 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # On the driver's connection: every transaction begins here, and the engine's statement machinery
-        # (contexts, events, a cursor result) cost more than the BEGIN itself.
-        conn.connection.driver_connection.execute("BEGIN" if conn.get_execution_options().get(READ_ONLY)
-                                                  else "BEGIN IMMEDIATE")
+        # (contexts, events, a cursor result) cost more than the BEGIN itself. Its errors are wrapped as the
+        # engine would have, so a locked database still reads as unavailable (`unavailable_reason`).
+        begin = "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+        try:
+            conn.connection.driver_connection.execute(begin)
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(begin, (), exc, sqlite3.Error) from exc
 
 
 def make_engine(url: str, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> Engine:
