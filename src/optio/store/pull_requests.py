@@ -45,20 +45,15 @@ _OF_TASK = (select(PullRequest, Repo.ci_command).join(RepoTask, RepoTask.pr_id =
             .where(RepoTask.id == bindparam("task_id"), PullRequest.repo_id == bindparam("repo_id")))
 _CI_RUN = (select(CiRun).where(CiRun.pr_id == bindparam("pr_id"), CiRun.head_sha == bindparam("head_sha"))
            .order_by(CiRun.id.desc()).limit(1))
-_CI_RUN_ON = (select(CiRun).where(CiRun.pr_id == bindparam("pr_id"), CiRun.head_sha == bindparam("head_sha"),
-                                  CiRun.base_sha == bindparam("base_sha"))
-              .order_by(CiRun.id.desc()).limit(1))
-_CI_RUN_ON_NO_BASE = (select(CiRun).where(CiRun.pr_id == bindparam("pr_id"), CiRun.head_sha == bindparam("head_sha"),
-                                          CiRun.base_sha.is_(None))
-                      .order_by(CiRun.id.desc()).limit(1))
+_CI_RUN_ON = _CI_RUN.where(CiRun.base_sha == bindparam("base_sha"))
+_CI_RUN_ON_NO_BASE = _CI_RUN.where(CiRun.base_sha.is_(None))
 _MERGE_QUEUE = (select(PullRequest).where(PullRequest.repo_id == bindparam("repo_id"),
                                           PullRequest.base_branch == bindparam("base_branch"),
                                           PullRequest.state == "open", PullRequest.merge_queued_at.is_not(None))
                 .order_by(PullRequest.merge_queued_at, PullRequest.id))
 _LATEST_REVIEW = (select(PrReview).where(PrReview.pr_id == bindparam("pr_id")).order_by(PrReview.id.desc()).limit(1))
 _REVIEWS = select(PrReview).where(PrReview.pr_id == bindparam("pr_id")).order_by(PrReview.id)
-_REVIEWS_OF_HEAD = (select(PrReview).where(PrReview.pr_id == bindparam("pr_id"),
-                                           PrReview.head_sha == bindparam("head_sha")).order_by(PrReview.id))
+_REVIEWS_OF_HEAD = _REVIEWS.where(PrReview.head_sha == bindparam("head_sha"))
 
 
 def by_number(session: Session, repo_id: int, number: int) -> PullRequest | None:

@@ -120,14 +120,15 @@ def queued_ahead(session: Session, task: RepoTask) -> int:
                                           "priority": task.priority}) or 0
 
 
+def _next_queued(repo_id: Any) -> Select[int, int]:
+    """The queued tasks of repo `repo_id` (a value or an expression), first in line first, `limit` of them."""
+    return (select(RepoTask.id, RepoTask.workspace_id).where(RepoTask.repo_id == repo_id, RepoTask.state == "queued")
+            .order_by(RepoTask.priority.desc(), RepoTask.id).limit(bindparam("limit", type_=Integer)))
+
+
 # Read by every agent's exit and every task leaving the active states: built once.
-_NEXT_QUEUED = (select(RepoTask.id, RepoTask.workspace_id)
-                .where(RepoTask.repo_id == bindparam("repo_id"), RepoTask.state == "queued")
-                .order_by(RepoTask.priority.desc(), RepoTask.id).limit(bindparam("limit", type_=Integer)))
-_NEXT_QUEUED_AFTER = (select(RepoTask.id, RepoTask.workspace_id)
-                      .where(RepoTask.repo_id == select(RepoTask.repo_id).where(RepoTask.id == bindparam("task_id"))
-                             .scalar_subquery(), RepoTask.state == "queued")
-                      .order_by(RepoTask.priority.desc(), RepoTask.id).limit(bindparam("limit", type_=Integer)))
+_NEXT_QUEUED = _next_queued(bindparam("repo_id"))
+_NEXT_QUEUED_AFTER = _next_queued(select(RepoTask.repo_id).where(RepoTask.id == bindparam("task_id")).scalar_subquery())
 
 
 def next_queued_after(session: Session, task_id: int, limit: int) -> list[tuple[int, int]]:
