@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from optio.store import processes
 from optio.store.models import AgentProcess, JobRun, PersistentAgent, RepoTask, ReviewRun
 from optio.store.repo_tasks import holds_slot
 
@@ -20,7 +21,6 @@ ADMISSION_LOCK_KEY = 0x0F710  # any constant shared by every Optio replica
 ACTIVE: dict[type[Any], tuple[str, ...]] = {
     JobRun: ("running",), ReviewRun: ("running",), PersistentAgent: ("provisioning", "running"),
 }
-ACTIVE_PROCESS_STATES = ("starting", "alive")
 
 
 def serialize_starts(session: Session) -> None:
@@ -36,7 +36,7 @@ _ACTIVE_RUNS = select(functools.reduce(operator.add, [
       for model, states in ACTIVE.items()),
 ]))
 _ACTIVE_PROCESSES = (select(func.count()).select_from(AgentProcess)
-                     .where(AgentProcess.status.in_(ACTIVE_PROCESS_STATES)))
+                     .where(AgentProcess.status.in_(processes.ACTIVE)))
 
 
 def active_runs(session: Session) -> int:
