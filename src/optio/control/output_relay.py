@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from optio.runtime.base import RuntimeLaunchError
 from optio.runtime.local import base_env
@@ -32,57 +33,87 @@ LIVE_INPUT_GRACE_S = 60.0
 
 
 def relay_main() -> None:
-    # Runs in its own process (see _SOURCE); tested through real runs.
-    import json
-    import selectors
-    import signal
-    import subprocess
+    # Runs in its own process (see _SOURCE); tested through real runs. It imports builtin modules only
+    # (json lazily, for live input): it starts with every agent, and `subprocess`, `selectors`, `signal`
+    # and `json` would add some 30 ms of CPU to each start for nothing the relay needs of them.
+    import _signal  # type: ignore[import-not-found]  # `signal` without its enum wrappers (6 ms a start)
+    import select
     import time
-    from typing import Any
 
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     argv = sys.argv[1:]
     inbox = None
     if argv[:1] == ["--optio-inbox"] and argv[2:3] == ["--"]:
         inbox, argv = argv[1], argv[3:]
     out = sys.stdout.buffer
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    in_r, in_w = os.pipe() if inbox else (-1, -1)
+    actions = [(os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)]
+    if inbox:
+        actions.append((os.POSIX_SPAWN_DUP2, in_r, 0))
     try:
-        child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 stdin=subprocess.PIPE if inbox else None,
-                                 preexec_fn=lambda: (signal.signal(signal.SIGTERM, signal.SIG_DFL),
-                                                     signal.signal(signal.SIGINT, signal.SIG_DFL)))
-    except OSError as exc:
+        # The agent gets default dispositions for what the relay ignores, and for SIGPIPE and SIGXFSZ,
+        # which Python itself ignores (as `subprocess` would restore them).
+        pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions,
+                              setsigdef=(_signal.SIGTERM, _signal.SIGINT, _signal.SIGPIPE, _signal.SIGXFSZ))
+    except (OSError, IndexError) as exc:
         out.write(("\x1ee" + "optio: cannot start " + repr(argv[:1]) + ": " + str(exc) + "\n").encode())
         out.flush()
         sys.exit(127)
+    for fd in (out_w, err_w, in_r):
+        if fd >= 0:
+            os.close(fd)
+    status: list[int] = []  # the agent's wait status, once reaped
+
+    def exited() -> bool:
+        if not status:
+            try:
+                done, code = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, code = pid, 0
+            if done:
+                status.append(code)
+        return bool(status)
+
     pending = {"o": b"", "e": b"", "i": b""}
-    sel = selectors.DefaultSelector()
-    for tag, pipe in (("o", child.stdout), ("e", child.stderr)):
-        assert pipe is not None  # both are pipes: Popen was given PIPE for each
-        os.set_blocking(pipe.fileno(), False)
-        sel.register(pipe, selectors.EVENT_READ, tag)
+    poller = select.poll()
+    tags: dict[int, str] = {}
+
+    def register(fd: int, tag: str) -> None:
+        os.set_blocking(fd, False)
+        poller.register(fd, select.POLLIN)
+        tags[fd] = tag
+
+    def unregister(fd: int) -> None:
+        poller.unregister(fd)
+        del tags[fd]
+
+    register(out_r, "o")
+    register(err_r, "e")
     # Live input (Claude Code's stream-json): the input file's user messages go first, then each message
     # written to the inbox FIFO while the agent runs. The agent replays each message it takes; the relay
     # reports those by id (tag "m") and closes the agent's stdin once it has answered all of them.
-    live: dict[str, Any] = {"stdin": child.stdin, "fifo": None, "waiting": [], "answered_at": None}
+    live: dict[str, Any] = {"stdin": in_w if inbox else None, "fifo": None, "waiting": [], "answered_at": None}
 
     def close_input() -> None:
         if live["fifo"] is not None:
-            sel.unregister(live["fifo"])
+            unregister(live["fifo"])
             os.close(live["fifo"])
             live["fifo"] = None
         if live["stdin"] is not None:
             try:
-                live["stdin"].close()
+                os.close(live["stdin"])
             except OSError:
                 pass
             live["stdin"] = None
 
     def send(line: bytes, message_id: object) -> None:
+        data = memoryview(line if line.endswith(b"\n") else line + b"\n")
         try:
-            live["stdin"].write(line if line.endswith(b"\n") else line + b"\n")
-            live["stdin"].flush()
+            while data:
+                data = data[os.write(live["stdin"], data):]
             live["waiting"].append(message_id)
         except OSError:
             close_input()
@@ -92,7 +123,7 @@ def relay_main() -> None:
             if line.strip():
                 send(line, None)
         live["fifo"] = os.open(inbox, os.O_RDWR | os.O_NONBLOCK)  # a writer of its own: never an EOF
-        sel.register(live["fifo"], selectors.EVENT_READ, "i")
+        register(live["fifo"], "i")
 
     def watch(line: bytes) -> None:
         if live["stdin"] is None:
@@ -100,6 +131,8 @@ def relay_main() -> None:
         live["answered_at"] = None  # it is still at work
         if not line.startswith(b"{") or (b'"isReplay"' not in line and b'"result"' not in line):
             return
+        import json
+
         try:
             data = json.loads(line)
         except ValueError:
@@ -115,6 +148,8 @@ def relay_main() -> None:
                 live["answered_at"] = time.monotonic()
 
     def inbox_lines(data: bytes) -> None:
+        import json
+
         lines = (pending["i"] + data).split(b"\n")
         pending["i"] = lines.pop()
         for raw in lines:
@@ -149,47 +184,58 @@ def relay_main() -> None:
             out.write(b"".join(chunks))
         out.flush()
 
-    def read(key: selectors.SelectorKey) -> bool:
-        fd = key.fileobj if isinstance(key.fileobj, int) else key.fileobj.fileno()
+    def read(fd: int) -> None:
+        tag = tags.get(fd)
+        if tag is None:
+            return
         try:
             data = os.read(fd, 65536)
         except BlockingIOError:
-            return True
-        if key.data == "i":
+            return
+        except OSError:
+            data = b""
+        if tag == "i":
             if live["stdin"] is not None:
                 inbox_lines(data)
-            return True
+            return
         if not data:
-            sel.unregister(key.fileobj)
-            emit(key.data, b"", True)
-            return False
-        emit(key.data, data, False)
-        return True
+            unregister(fd)
+            os.close(fd)
+            emit(tag, b"", True)
+            return
+        emit(tag, data, False)
 
     def streams_open() -> bool:
-        return any(k.data in ("o", "e") for k in sel.get_map().values())
+        return any(tag in ("o", "e") for tag in tags.values())
 
     while streams_open():
-        for key, _ in sel.select(timeout=0.2):
-            read(key)
+        for fd, _ in poller.poll(200):
+            read(fd)
         answered = live["answered_at"]
         if answered is not None and time.monotonic() - answered > LIVE_INPUT_GRACE_S:
             close_input()  # a message it never took: it goes into the next start's prompt instead
             live["answered_at"] = None
-        if child.poll() is not None:
+        if exited():
             # The agent is gone; output still in the pipes is drained, but a straggler that keeps them open
             # does not keep the relay (and so the run) alive.
             for _ in range(64):
-                ready = [(k, e) for k, e in sel.select(timeout=0.05) if k.data != "i"]
+                if not streams_open():
+                    break  # both pipes ended: nothing left to wait for
+                ready = [fd for fd, _ in poller.poll(50) if tags.get(fd) != "i"]
                 if not ready:
                     break
-                for key, _ in ready:
-                    read(key)
+                for fd in ready:
+                    read(fd)
             break
     close_input()
     for tag in ("o", "e"):
         emit(tag, b"", True)
-    code = child.wait()
+    if not status:
+        try:
+            status.append(os.waitpid(pid, 0)[1])
+        except ChildProcessError:
+            status.append(0)
+    code = os.waitstatus_to_exitcode(status[0])
     sys.exit(128 - code if code < 0 else code)
 
 
