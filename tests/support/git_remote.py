@@ -19,6 +19,7 @@ def make_remote(tmp: Path, name: str = "remote.git", files: dict[str, str] | Non
     seed = tmp / f"{name}-seed"
     git("clone", "-q", str(remote), str(seed), cwd=tmp)
     for path, content in (files or {"README.md": "demo\n"}).items():
+        (seed / path).parent.mkdir(parents=True, exist_ok=True)
         (seed / path).write_text(content)
     git("add", "-A", cwd=seed)
     git("commit", "-qm", "initial", cwd=seed)

@@ -106,6 +106,8 @@ _K = TypeVar("_K")
 _V = TypeVar("_V")
 # How many merges of two commits a cache remembers the outcome of (see `RepoCache._merge_tree`).
 _MERGES_KEPT = 256
+# CI checkouts kept for reuse per repo cache (`RepoCache._ci_checkout`); more CI runs at once use fresh clones.
+_CI_SLOTS = 16
 # How `git push --delete` names a branch the remote no longer has.
 _GONE_BRANCH = re.compile(r"unable to delete '([^']+)': remote ref does not exist")
 # Fetches between two runs of git's housekeeping in a cache (`git maintenance run --auto`: packs loose objects
@@ -176,6 +178,24 @@ def _locks_for(cache_dir: Path) -> tuple[ProcessLock, ProcessLock]:
     """The cache's lock and its merge lock; they hold across processes too (replicas share a data dir)."""
     base = Path(os.path.realpath(cache_dir))
     return lock_for(base.with_name(base.name + ".lock")), lock_for(base.with_name(base.name + ".merge.lock"))
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove ``path`` whatever it is, never following a link (a run may leave one where a directory was).
+
+    A directory a CI run made unreadable or unwritable (same owner) is given its owner's rights back first."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+        return
+
+    def retry(func: Callable[..., object], failed: str, _exc: object) -> None:
+        for where in (os.path.dirname(failed), failed):
+            if not os.path.islink(where):
+                with contextlib.suppress(OSError):
+                    os.chmod(where, 0o700)
+        func(failed)
+
+    shutil.rmtree(path, onerror=retry)
 
 
 def _normalise_remote(url: str) -> str:
@@ -933,36 +953,110 @@ class RepoCache:
         sha = self._ensure_commit(head_sha)
         work_root.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix="ci-", dir=work_root))
-        checkout = scratch / "checkout"
         log_path = scratch / "output.log"
         home = scratch / "home"
         try:
-            self._clone(checkout, sha, None)
-            home.mkdir(mode=0o700)
-            run_env = scrubbed_env(env) if inherit_env else dict(env or {})
-            run_env.setdefault("HOME", str(home))
-            started = time.monotonic()
-            exit_code = _run_in_group(
-                ["sh", "-c", command],
-                cwd=checkout,
-                log_path=log_path,
-                timeout_s=timeout_s,
-                env=run_env,
-                sandbox=sandbox,
-                mounts=Mounts(writable=(checkout, home)),
-                tag=tag or f"ci-{uuid.uuid4().hex}",
-                stop=stop,
-            )
-            duration = time.monotonic() - started
+            with self._ci_checkout(sha, scratch) as checkout:
+                home.mkdir(mode=0o700)
+                run_env = scrubbed_env(env) if inherit_env else dict(env or {})
+                run_env.setdefault("HOME", str(home))
+                started = time.monotonic()
+                exit_code = _run_in_group(
+                    ["sh", "-c", command],
+                    cwd=checkout,
+                    log_path=log_path,
+                    timeout_s=timeout_s,
+                    env=run_env,
+                    sandbox=sandbox,
+                    mounts=Mounts(writable=(checkout, home)),
+                    tag=tag or f"ci-{uuid.uuid4().hex}",
+                    stop=stop,
+                )
+                duration = time.monotonic() - started
             suffix = ""
             if exit_code is None:
                 suffix = f"\noptio: CI command timed out after {timeout_s:g}s; its process group was killed\n"
             output = _read_tail(log_path, CI_OUTPUT_CAP_BYTES - len(suffix.encode())) + suffix
         finally:
-            self._discard_worktree(checkout)
             shutil.rmtree(scratch, ignore_errors=True)
         status = "passing" if exit_code == 0 else "failing"
         return CiResult(status=status, exit_code=exit_code, output=output, duration_s=duration)
+
+    @contextlib.contextmanager
+    def _ci_checkout(self, sha: str, scratch: Path) -> Iterator[Path]:
+        """A checkout of exactly ``sha`` for one CI run: a kept one brought to ``sha``, else a fresh clone.
+
+        Brought up to date in place, a checkout rewrites only the files that differ; a fresh clone writes
+        every file of the tree, and every one is deleted again after the run. The run before may have changed
+        anything in a kept checkout, so Optio's own git brings it back (the cache's repository and config,
+        and an index kept outside the checkout, where no run can reach it): every file the index does not
+        track is removed, ignored ones included; every tracked file whose stat data changed (its ctime, which
+        no process can set back, included) is written again, as the tree moves to ``sha``; the checkout's
+        ``.git``, which the run could rewrite, is thrown away and made anew. A kept checkout that cannot be
+        brought back so (a directory the run made unwritable, say) is replaced by a fresh clone; when every
+        slot is busy or none can be had, the run gets a fresh clone in ``scratch``, removed after it.
+        """
+        taken = self._ci_slot(sha)
+        if taken is None:
+            checkout = scratch / "checkout"
+            try:
+                self._clone(checkout, sha, None)
+                yield checkout
+            finally:
+                self._discard_worktree(checkout)
+            return
+        checkout, lock = taken
+        try:
+            yield checkout
+        finally:
+            lock.release()
+
+    def _ci_slot(self, sha: str) -> tuple[Path, ProcessLock] | None:
+        """A free kept CI checkout, at ``sha`` and held for the caller; None when none is free or usable."""
+        root = Path(f"{self.cache_dir}.ci")
+        for n in range(_CI_SLOTS):
+            lock = lock_for(root / f"{n}.lock")
+            if not lock.acquire(blocking=False):
+                continue
+            slot = root / str(n)
+            checkout, index = slot / "checkout", slot / "index"
+            try:
+                if not self._reset_ci_checkout(checkout, index, sha):
+                    _remove_tree(slot)
+                    slot.mkdir(parents=True)
+                    self._clone(checkout, sha, None)
+                    shutil.copyfile(checkout / ".git" / "index", index)
+            except (OSError, GitError) as exc:
+                lock.release()
+                log.warning("ci_checkout.unusable", slot=str(slot), error=str(exc)[-300:])
+                continue
+            return checkout, lock
+        return None
+
+    def _reset_ci_checkout(self, checkout: Path, index: Path, sha: str) -> bool:
+        """Bring a kept CI checkout to exactly ``sha`` (see `_ci_checkout`); False: it must be made afresh."""
+        if checkout.is_symlink() or not checkout.is_dir() or index.is_symlink() or not index.is_file():
+            return False
+        try:
+            _remove_tree(checkout / ".git")
+            env = {"GIT_INDEX_FILE": str(index)}
+            for step in (["clean", "-ffdxq"], ["read-tree", "-u", "--reset", sha]):
+                proc = self._cache_git(step, clone=checkout, env=env, check=False)
+                if proc.returncode != 0 or proc.stderr.strip():  # e.g. "warning: failed to remove ..."
+                    log.info("ci_checkout.renewed", checkout=str(checkout), step=step[0],
+                             detail=(proc.stderr or "").strip()[-300:])
+                    return False
+            staging = checkout.parent / "dotgit-new"
+            _remove_tree(staging)
+            self._init_clone(staging)
+            os.rename(staging / ".git", checkout / ".git")
+            staging.rmdir()
+            (checkout / ".git" / "HEAD").write_text(f"{sha}\n")  # detached, as a fresh clone's
+            shutil.copyfile(index, checkout / ".git" / "index")
+        except (OSError, GitError) as exc:
+            log.info("ci_checkout.renewed", checkout=str(checkout), detail=str(exc)[-300:])
+            return False
+        return True
 
     def test_merge(self, base_sha: str, head_sha: str) -> str:
         """The commit CI runs on: ``head_sha`` merged onto ``base_sha``, like a forge's ``refs/pull/N/merge``.
