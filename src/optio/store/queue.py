@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Integer, Table, bindparam, delete, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
@@ -205,13 +206,17 @@ def ack(session: Session, items: list[ClaimedItem]) -> None:
     """
     if not items:
         return
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect
+    if dialect.name == "postgresql":
         # Lock them in (kind, run_id) order first, the order enqueues take: no deadlock with a transaction
         # enqueueing several of them.
         session.execute(_LOCK_IN_ORDER, {"ids": [i.id for i in items]})
     flush_enqueued(session)
     # One statement run for every item (executemany): no per-batch compile of an IN list of pairs.
-    session.execute(_DELETE_DONE, [{"item_id": i.id, "item_generation": i.generation} for i in items])
+    params = [{"item_id": i.id, "item_generation": i.generation} for i in items]
+    deleted = cast("CursorResult[Any]", session.execute(_DELETE_DONE, params[0] if len(params) == 1 else params))
+    if (len(params) == 1 or dialect.supports_sane_multi_rowcount) and deleted.rowcount == len(params):
+        return  # every one was deleted: none is left to release
     # Whatever is left of these was enqueued again while being processed: it keeps its new not_before.
     session.execute(_RELEASE, {"ids": [i.id for i in items]})
 
