@@ -36,6 +36,7 @@ import contextlib
 import hashlib
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -1486,7 +1487,7 @@ def _run_in_group(
         if stop is not None and stop.is_set():  # the stop looked before this command was listed
             _signal_group(proc.pid, signal.SIGKILL)
         try:
-            code: int | None = proc.wait(timeout=timeout_s)
+            code: int | None = _wait(proc, timeout_s)
         except subprocess.TimeoutExpired:
             _signal_group(proc.pid, signal.SIGTERM)
             try:
@@ -1502,6 +1503,28 @@ def _run_in_group(
     if stop is not None and stop.is_set():
         raise CommandInterrupted("the server stopped the command: it is stopping")
     return code
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout_s: float) -> int:
+    """``proc.wait(timeout_s)``, woken by the exit itself (a pidfd) where `Popen.wait` polls with sleeps of up
+    to 50 ms: a CI run's result, and the merge queue waiting on it, are not held up for nothing."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)  # not reaped yet: the pid is still this child's
+    except OSError:
+        return proc.wait(timeout=timeout_s)
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        deadline = time.monotonic() + timeout_s
+        while proc.poll() is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(proc.args, timeout_s)
+            poller.poll(left * 1000)
+    finally:
+        os.close(pidfd)
+    assert proc.returncode is not None
+    return proc.returncode
 
 
 class CommandInterrupted(Exception):
