@@ -8,6 +8,7 @@ behind git's back, swap a directory for a link and plant configuration in the ch
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from tests.support.git_remote import make_remote
 from optio.forge import git as forge_git
 from optio.forge.git import RepoCache, branch_for_task
 from optio.forge.process_lock import lock_for
+from optio.runtime.process_group import TAG_ENV
 
 # Printed by every CI command below: what the next test run must find.
 REPORT = (
@@ -105,7 +107,8 @@ def test_whatever_a_run_leaves_in_its_checkout_is_gone_for_the_next(tmp_path: Pa
         " && rm feature.txt"
         f" && rm -r src && ln -s {outside} src"
         f" && git config core.fsmonitor 'touch {pwned}'"
-        f" && mkdir -p .git/hooks && printf '#!/bin/sh\\ntouch {pwned}\\n' > .git/hooks/post-checkout && chmod +x .git/hooks/post-checkout"
+        " && mkdir -p .git/hooks"
+        f" && printf '#!/bin/sh\\ntouch {pwned}\\n' > .git/hooks/post-checkout && chmod +x .git/hooks/post-checkout"
     )
 
     left = cache.run_ci(sha, hostile, work_root=tmp_path / "ci")
@@ -150,3 +153,21 @@ def test_a_busy_slot_is_passed_over_and_with_every_slot_busy_a_fresh_clone_is_us
     assert os.path.dirname(fresh["at"]).startswith(str(tmp_path / "ci" / "ci-"))
     assert fresh["head"] == sha and fresh["status"] == ""
     assert list((tmp_path / "ci").iterdir()) == []  # the fresh clone went with its run
+
+
+def test_a_slot_whose_run_outlived_its_server_is_passed_over_until_that_run_ends(
+    tmp_path: Path, cache: RepoCache
+) -> None:
+    """A killed server leaves the slot's lock free but its command running: the lock file names that run."""
+    sha = commit(cache, tmp_path, 1, {"feature.txt": "feature\n"})
+    slots = tmp_path / "cache.ci"
+    assert report(cache, tmp_path, sha)["at"] == str(slots / "0" / "checkout")
+    assert (slots / "0.lock").read_text() == ""  # a finished run leaves no name
+    orphan = subprocess.Popen(["sleep", "60"], env={"PATH": os.environ["PATH"], TAG_ENV: "ci-orphan"})
+    try:
+        (slots / "0.lock").write_text("ci-orphan")  # what a run killed with its server leaves
+        assert report(cache, tmp_path, sha)["at"] == str(slots / "1" / "checkout")
+    finally:
+        orphan.kill()
+        orphan.wait()
+    assert report(cache, tmp_path, sha)["at"] == str(slots / "0" / "checkout")

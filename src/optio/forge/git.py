@@ -956,8 +956,9 @@ class RepoCache:
         scratch = Path(tempfile.mkdtemp(prefix="ci-", dir=work_root))
         log_path = scratch / "output.log"
         home = scratch / "home"
+        tag = tag or f"ci-{uuid.uuid4().hex}"
         try:
-            with self._ci_checkout(sha, scratch) as checkout:
+            with self._ci_checkout(sha, scratch, tag) as checkout:
                 home.mkdir(mode=0o700)
                 run_env = scrubbed_env(env) if inherit_env else dict(env or {})
                 run_env.setdefault("HOME", str(home))
@@ -970,7 +971,7 @@ class RepoCache:
                     env=run_env,
                     sandbox=sandbox,
                     mounts=Mounts(writable=(checkout, home)),
-                    tag=tag or f"ci-{uuid.uuid4().hex}",
+                    tag=tag,
                     stop=stop,
                 )
                 duration = time.monotonic() - started
@@ -984,7 +985,7 @@ class RepoCache:
         return CiResult(status=status, exit_code=exit_code, output=output, duration_s=duration)
 
     @contextlib.contextmanager
-    def _ci_checkout(self, sha: str, scratch: Path) -> Iterator[Path]:
+    def _ci_checkout(self, sha: str, scratch: Path, tag: str) -> Iterator[Path]:
         """A checkout of exactly ``sha`` for one CI run: a kept one brought to ``sha``, else a fresh clone.
 
         Brought up to date in place, a checkout rewrites only the files that differ; a fresh clone writes
@@ -996,8 +997,12 @@ class RepoCache:
         ``.git``, which the run could rewrite, is thrown away and made anew. A kept checkout that cannot be
         brought back so (a directory the run made unwritable, say) is replaced by a fresh clone; when every
         slot is busy or none can be had, the run gets a fresh clone in ``scratch``, removed after it.
+
+        A slot's lock file names the run in it (``tag``, which all its processes carry): a server killed
+        mid-run leaves the slot unlocked but its command running, and that slot is passed over until what
+        carries the tag has ended.
         """
-        taken = self._ci_slot(sha)
+        taken = self._ci_slot(sha, tag)
         if taken is None:
             checkout = scratch / "checkout"
             try:
@@ -1010,14 +1015,26 @@ class RepoCache:
         try:
             yield checkout
         finally:
+            with contextlib.suppress(OSError):
+                lock.path.write_text("")  # the run is over (the same file: no new inode)
             lock.release()
 
-    def _ci_slot(self, sha: str) -> tuple[Path, ProcessLock] | None:
+    def _ci_slot(self, sha: str, tag: str) -> tuple[Path, ProcessLock] | None:
         """A free kept CI checkout, at ``sha`` and held for the caller; None when none is free or usable."""
         root = Path(f"{self.cache_dir}.ci")
         for n in range(_CI_SLOTS):
             lock = lock_for(root / f"{n}.lock")
             if not lock.acquire(blocking=False):
+                continue
+            try:
+                previous = lock.path.read_text().strip()
+                if previous and process_group.tagged(previous):
+                    lock.release()  # the command of a killed server's run still works in it
+                    continue
+                lock.path.write_text(tag)
+            except OSError as exc:
+                lock.release()
+                log.warning("ci_checkout.unusable", slot=str(root / str(n)), error=str(exc)[-300:])
                 continue
             slot = root / str(n)
             checkout, index = slot / "checkout", slot / "index"
