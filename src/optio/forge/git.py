@@ -1026,19 +1026,14 @@ class RepoCache:
             lock = lock_for(root / f"{n}.lock")
             if not lock.acquire(blocking=False):
                 continue
+            slot = root / str(n)
+            checkout, index = slot / "checkout", slot / "index"
             try:
                 previous = lock.path.read_text().strip()
                 if previous and process_group.tagged(previous):
                     lock.release()  # the command of a killed server's run still works in it
                     continue
                 lock.path.write_text(tag)
-            except OSError as exc:
-                lock.release()
-                log.warning("ci_checkout.unusable", slot=str(root / str(n)), error=str(exc)[-300:])
-                continue
-            slot = root / str(n)
-            checkout, index = slot / "checkout", slot / "index"
-            try:
                 if not self._reset_ci_checkout(checkout, index, sha):
                     _remove_tree(slot)
                     slot.mkdir(parents=True)
@@ -1527,7 +1522,7 @@ def _wait(proc: subprocess.Popen[bytes], timeout_s: float) -> int:
     to 50 ms: a CI run's result, and the merge queue waiting on it, are not held up for nothing."""
     try:
         pidfd = os.pidfd_open(proc.pid)  # not reaped yet: the pid is still this child's
-    except OSError:
+    except (OSError, AttributeError):  # as the runtime's watcher (`_exit_fds`): no pidfd, then polling
         return proc.wait(timeout=timeout_s)
     try:
         poller = select.poll()
