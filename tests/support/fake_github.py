@@ -165,6 +165,11 @@ class FakeGitHub(FakeForge[str]):
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        # A client that gives up between the listener turning readable and the accept (a request timed out on
+        # a loaded machine) would leave a blocking accept() waiting for the next connection, and shutdown()
+        # waiting on it for ever; non-blocking, that accept fails and serve_forever carries on. Accepted
+        # sockets are made blocking again by `socket.accept`.
+        self.httpd.socket.setblocking(False)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
