@@ -8,6 +8,7 @@ from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from optio.domain.review_policy import ReviewPolicy, effective
+from optio.store import queue
 from optio.store.models import AgentProcess, Repo, RepoTask, ReviewRun, TaskDependency
 from optio.store.processes import ENDED_STATES
 from optio.store.tickets import REF_PREFIX
@@ -126,18 +127,38 @@ def _next_queued(repo_id: Any) -> Select[int, int]:
             .order_by(RepoTask.priority.desc(), RepoTask.id).limit(bindparam("limit", type_=Integer)))
 
 
-# Read by every agent's exit and every task leaving the active states: built once.
+# Read by every agent's exit and every task leaving or passing on the queue: built once.
 _NEXT_QUEUED = _next_queued(bindparam("repo_id"))
-_NEXT_QUEUED_AFTER = _next_queued(select(RepoTask.repo_id).where(RepoTask.id == bindparam("task_id")).scalar_subquery())
-
-
-def next_queued_after(session: Session, task_id: int, limit: int) -> list[tuple[int, int]]:
-    """The next queued tasks of the repo of task `task_id`, first in line first."""
-    return [(r[0], r[1]) for r in session.execute(_NEXT_QUEUED_AFTER, {"task_id": task_id, "limit": limit})]
 
 
 def next_queued_in_repo(session: Session, repo_id: int, limit: int) -> list[tuple[int, int]]:
     return [(r[0], r[1]) for r in session.execute(_NEXT_QUEUED, {"repo_id": repo_id, "limit": limit})]
+
+
+_SLOTS_OF_TASK = select(Repo.id, Repo.max_concurrent).join(RepoTask, RepoTask.repo_id == Repo.id).where(
+    RepoTask.id == bindparam("task_id"))
+
+
+def slots_of_task(session: Session, task_id: int) -> tuple[int, int | None] | None:
+    """The repo of task `task_id` and its own agent slot count (None: the server's default)."""
+    row = session.execute(_SLOTS_OF_TASK, {"task_id": task_id}).first()
+    return None if row is None else (row[0], row[1])
+
+
+def wake_queued(session: Session, repo_id: int, cap: int, *, at_least: int = 1, except_task: int | None = None) -> int:
+    """Ask the repo's next queued tasks to look now, first in line first: as many as it has free slots.
+
+    Every freed or still-free slot wakes its own task. Waking only the head of the line on each freed slot
+    lost slots for good: two agents ending together both woke the same head, one slot stayed idle with
+    tasks waiting (they are not looked at again until a slot is freed), and the repo's agents ran one at a
+    time. `at_least` are woken even when the count says every slot is taken, a look being cheaper than a
+    slot left idle on a count read a moment early. Returns how many were woken.
+    """
+    free = cap - active_in_repo(session, repo_id, except_task=except_task)
+    woken = next_queued_in_repo(session, repo_id, min(max(free, at_least), 10)) if max(free, at_least) > 0 else []
+    for other, ws in woken:
+        queue.enqueue(session, "repo_task", other, ws, reason="capacity freed", first=True)
+    return len(woken)
 
 
 def latest_review_run(session: Session, task_id: int) -> ReviewRun | None:

@@ -334,6 +334,57 @@ def test_a_repo_slot_is_free_once_the_agent_ends_not_once_the_pull_request_is_op
         assert repo_tasks.active_in_repo(session, repo.id) == 2
 
 
+def _repo_with_queue(world: World, slots: int, count: int) -> list[int]:
+    """A repo of `slots` agent slots and `count` queued tasks on it, first in line first."""
+    world.ctx.settings.max_concurrent_runs = 10
+    remote = make_remote(world.tmp, f"remote-{slots}-{count}.git")
+    with world.db.write() as session:
+        repo = Repo(workspace_id=world.workspace_id, name=f"slots-{slots}-{count}", remote_url=str(remote),
+                    forge="memory", agent_type="script", agent_config={}, max_concurrent=slots)
+        session.add(repo)
+        session.flush()
+        tasks = [RepoTask(workspace_id=world.workspace_id, repo_id=repo.id, title=f"t{i}", prompt="p",
+                          agent_type="script", agent_config={"command": "true"}, state="queued")
+                 for i in range(count)]
+        session.add_all(tasks)
+        session.flush()
+        return [task.id for task in tasks]
+
+
+def test_agents_ending_together_wake_a_task_for_each_freed_slot(world: World) -> None:
+    """Each exit wakes as many queued tasks as slots are free: two exits never both wake just the same head
+    of the line (which left one slot idle for good, the queue not looked at again until another slot freed)."""
+    first, second, third, fourth = _repo_with_queue(world, 2, 4)
+    for task_id in (first, second):
+        world.apply("repo_task", task_id, Provision(reason="go"))
+        world.apply("repo_task", task_id, StartAgent(to="running", reason="go", patch={"attempts": 1}))
+    first_spec, second_spec = world.runtime.launched
+    world.clear_queue()
+    world.runtime.finish(first_spec.key, 0)
+    assert world.queued("repo_task", third) == ["capacity freed"]  # one slot free: the head of the line
+    assert world.queued("repo_task", fourth) == []
+    world.runtime.finish(second_spec.key, 0)  # before the third was looked at: two slots free now
+    assert world.queued("repo_task", third) == ["capacity freed"]
+    assert world.queued("repo_task", fourth) == ["capacity freed"]
+    for task_id in (third, fourth):
+        assert world.apply("repo_task", task_id, Provision(reason="go")).status == "applied"
+
+
+def test_a_task_leaving_the_queue_passes_the_line_on_while_slots_are_free(world: World) -> None:
+    """A slot whose wake went to a task another slot already started is not lost: the next admission wakes
+    the next in line while a slot is still free, and wakes nobody once the slots are taken."""
+    first, second, third, fourth = _repo_with_queue(world, 3, 4)
+    world.clear_queue()
+    world.apply("repo_task", first, Provision(reason="go"))
+    assert world.queued("repo_task", second) == ["capacity freed"]  # two slots still free
+    assert world.queued("repo_task", third) == ["capacity freed"]
+    assert world.queued("repo_task", fourth) == []
+    world.apply("repo_task", second, Provision(reason="go"))
+    world.clear_queue()
+    world.apply("repo_task", third, Provision(reason="go"))  # the last slot: nobody else can start
+    assert world.queued("repo_task", fourth) == []
+
+
 # --- handlers' effects through the ports -----------------------------------------------------------------
 
 def test_job_run_output_and_exit_reach_the_store_through_the_sink(world: World) -> None:

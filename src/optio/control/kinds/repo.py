@@ -411,16 +411,18 @@ class RepoTaskHandler:
                 queue.enqueue(session, KIND, dep_task, ws, reason=f"dependency #{task_id} {to_state}")
             if to_state == "cancelled" and loaded.facts.pr_id:
                 pull_requests.close_if_open(session, loaded.facts.pr_id, now)
+        cap = loaded.snapshot.repo.max_concurrent or ctx.settings.max_concurrent_per_repo
         # A running task whose agent's end is recorded gave its slot up then, and its exit woke the next in line.
         if loaded.run.state in ACTIVE_STATES and to_state not in ACTIVE_STATES and not (
                 loaded.run.state == "running" and repo_tasks.agent_ended(session, task_id, loaded.run.attempts)):
             # Wake as many of the next queued tasks as there are free slots now: each of them can start, and
             # waking more only has them look and go back to waiting. They go ahead of the queue's routine
             # looks: the slot stays idle until they are looked at.
-            cap = loaded.snapshot.repo.max_concurrent or ctx.settings.max_concurrent_per_repo
-            free = cap - repo_tasks.active_in_repo(session, loaded.facts.repo_id, except_task=task_id)
-            for other, ws in repo_tasks.next_queued_in_repo(session, loaded.facts.repo_id, min(max(free, 1), 10)):
-                queue.enqueue(session, KIND, other, ws, reason="capacity freed", first=True)
+            repo_tasks.wake_queued(session, loaded.facts.repo_id, cap, except_task=task_id)
+        elif loaded.run.state == "queued" and to_state == "provisioning":
+            # A task leaving the queue passes the line on while slots are still free (its own is counted
+            # now): a slot whose wake went to a task that another slot had already started is not lost.
+            repo_tasks.wake_queued(session, loaded.facts.repo_id, cap, at_least=0)
 
     def after_commit(self, ctx: ControlContext, loaded: RepoLoaded, action: Any) -> None:
         to = getattr(action, "to", None)
