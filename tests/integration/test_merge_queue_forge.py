@@ -7,6 +7,7 @@ a person would).
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,10 @@ from tests.support.forge_db import repo_world
 from tests.support.git_remote import git
 
 from optio.forge import local
+from optio.forge.git import branch_for_task
 from optio.forge.local import LocalForge, MergeQueued
 from optio.store.db import Database
-from optio.store.models import CiRun, PullRequest
+from optio.store.models import CiRun, PullRequest, Repo
 
 
 @pytest.fixture
@@ -75,5 +77,41 @@ def test_queue_retests_one_pr_at_a_time_in_order(world: tuple[Database, Path, in
         wait_run(db, opened[2][0], after_three)
         forge.merge(repo_id, opened[2][0], head_sha=opened[2][1], message="two")
         assert git("log", "--format=%s", "main", cwd=remote).splitlines() == ["two", "three", "one", "initial"]
+    finally:
+        forge.shutdown()
+
+
+def test_a_new_pr_opens_while_a_merge_holds_the_base_and_a_moved_head_waits_for_it(
+        world: tuple[Database, Path, int], tmp_path: Path) -> None:
+    """Opening a PR takes no merge-queue lock: it is in no queue or batch yet, and the merges of the repo's
+    other PRs hold that lock for the whole of their git work. Its number comes from one atomic increment,
+    so PRs opened together are numbered apart. Moving an open PR to a new head still waits for the lock: a
+    batch being landed sees the PR either before that push or after it."""
+    db, _, repo_id = world
+    forge = LocalForge(db, tmp_path / "data")
+    try:
+        open_pr(forge, tmp_path, repo_id, 1)
+        base_lock = forge._base_lock(repo_id, "main")
+        with ThreadPoolExecutor(4) as pool:
+            base_lock.acquire()  # a merge of main is under way
+            try:
+                opening = [pool.submit(open_pr, forge, tmp_path, repo_id, task) for task in (2, 3, 4, 5)]
+                opened = [future.result(timeout=30) for future in opening]  # all while the merge holds main
+                assert sorted(number for number, _ in opened) == [2, 3, 4, 5]
+                wt = tmp_path / "wt" / "1"
+                (wt / "more.txt").write_text("a second commit\n")
+                with db.read() as session:
+                    repo = session.get(Repo, repo_id)
+                    assert repo is not None
+                cache = forge.cache(repo)
+                cache.commit_all(wt, "more")
+                head = cache.push_branch(wt, branch_for_task(1))
+                moved = pool.submit(forge.open_or_update_pr, repo_id, 1, head_branch=branch_for_task(1),
+                                    head_sha=head, title="task 1", body="")
+                time.sleep(0.5)
+                assert not moved.done()
+            finally:
+                base_lock.release()
+            assert moved.result(timeout=30).head_sha == head
     finally:
         forge.shutdown()

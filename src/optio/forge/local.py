@@ -250,33 +250,54 @@ class LocalForge:
             base_branch = existing.base_branch if existing is not None else repo.default_branch
         # The task's push fetched just before: the cache's base is the one the agent's work meets now.
         base_sha = self._base_tip(repo, base_branch)
-        left_queue = False
-        # Under the base's lock: a batch being landed sees the PR either before this push or after it.
-        with self._base_lock(repo_id, base_branch), self.db.write() as session:
-            repo = self._repo(session, repo_id)
-            pr = prs.open_for_task(session, task_id)
-            if pr is None:
-                pr = prs.create(session, repo, task_id, title=title, body=body, head_branch=head_branch,
-                                head_sha=head_sha)
-            elif pr.head_sha != head_sha:
-                pr.head_sha = head_sha
-                pr.mergeable = None
-                pr.conflicting_files = []
-                left_queue = pr.merge_queued_at is not None
-                pr.merge_queued_at = None  # a new head is tested afresh before it queues again
-            if base_sha is not None:
-                pr.base_sha = base_sha
-            if repo.ci_command:
-                prs.add_pending_ci(session, pr, head_sha, base_sha)
-            prs.point_task_at(session, task_id, pr.id)
-            info = _info(pr)
-            pr_id, pr_base = pr.id, pr.base_branch
-        if repo.ci_command:
+        written = None
+        if existing is None:
+            # A new PR is in no merge queue or batch yet: it is created without the base's lock, which the
+            # merges of the repo's other PRs hold. None: one was opened meanwhile, and is moved below.
+            with self.db.write() as session:
+                written = self._write_pr(session, repo_id, task_id, head_branch=head_branch, head_sha=head_sha,
+                                         title=title, body=body, base_sha=base_sha, create_only=True)
+        if written is None:
+            # Under the base's lock: a batch being landed sees the PR either before this push or after it.
+            with self._base_lock(repo_id, base_branch), self.db.write() as session:
+                written = self._write_pr(session, repo_id, task_id, head_branch=head_branch, head_sha=head_sha,
+                                         title=title, body=body, base_sha=base_sha, create_only=False)
+        assert written is not None
+        info, pr_id, ci_command, left_queue = written
+        if ci_command:
             self.schedule_ci(pr_id, head_sha, base_sha)
         self.schedule_mergeability(pr_id)
         if left_queue:
-            self._bg.submit(self._safe_advance, repo_id, pr_base)
+            self._bg.submit(self._safe_advance, repo_id, info.base_branch)
         return info
+
+    def _write_pr(self, session: Session, repo_id: int, task_id: int, *, head_branch: str, head_sha: str,
+                  title: str, body: str, base_sha: str | None,
+                  create_only: bool) -> tuple[PullRequestInfo, int, bool, bool] | None:
+        """Create the task's PR or move it to `head_sha` (None if `create_only` and it has one).
+
+        Returns the PR, its id, whether its repo runs CI, and whether the move took it out of the merge queue.
+        """
+        repo = self._repo(session, repo_id)
+        pr = prs.open_for_task(session, task_id)
+        left_queue = False
+        if pr is None:
+            pr = prs.create(session, repo, task_id, title=title, body=body, head_branch=head_branch,
+                            head_sha=head_sha)
+        elif create_only:
+            return None
+        elif pr.head_sha != head_sha:
+            pr.head_sha = head_sha
+            pr.mergeable = None
+            pr.conflicting_files = []
+            left_queue = pr.merge_queued_at is not None
+            pr.merge_queued_at = None  # a new head is tested afresh before it queues again
+        if base_sha is not None:
+            pr.base_sha = base_sha
+        if repo.ci_command:
+            prs.add_pending_ci(session, pr, head_sha, base_sha)
+        prs.point_task_at(session, task_id, pr.id)
+        return _info(pr), pr.id, bool(repo.ci_command), left_queue
 
     def get_pr(self, repo_id: int, number: int) -> PullRequestInfo:
         with self.db.read() as session:

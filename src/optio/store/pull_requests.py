@@ -164,11 +164,18 @@ def forge_kind_of(session: Session, repo_id: int) -> str | None:
 
 # --- writes ---------------------------------------------------------------------------------------------
 
+_TAKE_NUMBER = (update(Repo).where(Repo.id == bindparam("repo_id")).values(next_pr_number=Repo.next_pr_number + 1)
+                .returning(Repo.next_pr_number))
+
+
 def create(session: Session, repo: Repo, task_id: int, *, title: str, body: str, head_branch: str,
            head_sha: str) -> PullRequest:
-    """A new open PR of `repo`, numbered by the repo's own counter."""
-    number = repo.next_pr_number
-    repo.next_pr_number = number + 1
+    """A new open PR of `repo`, numbered by the repo's own counter.
+
+    The number is taken by one atomic increment of the counter: PRs of a repo are created concurrently (a new
+    PR takes no merge-queue lock), and a read-then-write of the counter would give two of them one number.
+    """
+    number = session.execute(_TAKE_NUMBER, {"repo_id": repo.id}).scalar_one() - 1
     pr = PullRequest(workspace_id=repo.workspace_id, repo_id=repo.id, task_id=task_id, number=number, title=title,
                      body=body, head_branch=head_branch, head_sha=head_sha, base_branch=repo.default_branch,
                      state="open")
