@@ -399,6 +399,56 @@ def test_concurrent_add_worktree_on_one_cache(tmp_path: Path, remote: Path) -> N
         assert [n for n in names if n.startswith("task-")] == [f"task-{task_id}.txt"]
 
 
+def test_clones_made_while_the_base_moves_and_the_cache_fetches_are_whole(tmp_path: Path, remote: Path) -> None:
+    """A task's clone is made outside the cache's lock, reading the cache while other tasks' provisioning
+    fetches into it: every clone still has its branch at exactly the base it was given, a clean checkout of
+    it, and every object it needs."""
+    cache = RepoCache(str(remote), tmp_path / "cache")
+    cache.ensure()
+    other = outsider_clone(remote, tmp_path / "other")
+    count = 12
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    bases: dict[int, str] = {}
+
+    def move_base() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            (other / f"moved-{n}.txt").write_text(f"{n}\n")
+            run_git(["add", "-A"], cwd=other)
+            run_git(["commit", "--quiet", "-m", f"moved {n}"], cwd=other)
+            run_git(["push", "--quiet", "origin", "main"], cwd=other, config=LOCAL_TRANSPORT)
+            cache.fetch()
+
+    def provision(task_id: int) -> None:
+        try:
+            bases[task_id] = cache.add_worktree(tmp_path / "wt" / str(task_id), branch_for_task(task_id), "main")
+        except BaseException as exc:
+            errors.append(exc)
+
+    mover = threading.Thread(target=move_base)
+    mover.start()
+    try:
+        threads = [threading.Thread(target=provision, args=(i,)) for i in range(1, count + 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        stop.set()
+        mover.join()
+    assert errors == []
+    for task_id, base in bases.items():
+        wt = tmp_path / "wt" / str(task_id)
+        assert run_git(["rev-parse", "HEAD"], cwd=wt).stdout.strip() == base
+        assert run_git(["symbolic-ref", "HEAD"], cwd=wt).stdout.strip() == f"refs/heads/{branch_for_task(task_id)}"
+        assert run_git(["status", "--porcelain"], cwd=wt).stdout == ""
+        run_git(["fsck", "--connectivity-only", "--no-progress"], cwd=wt)
+        names = set(run_git(["ls-tree", "--name-only", base], cwd=remote).stdout.split())
+        assert {p.name for p in wt.iterdir() if p.name != ".git"} == names
+
+
 # -- CI ------------------------------------------------------------------------
 
 

@@ -443,8 +443,12 @@ class RepoCache:
                 else:
                     raise GitError([], None, "", message=f"{path} exists and is not a worktree of {branch}")
             start = remote_tip or base_sha
-            self._clone(path, start, branch)
-            return self._merge_base(base_sha, start) if remote_tip else base_sha
+        # The clone is made after the cache's lock is let go: it only reads the cache (objects through
+        # alternates, refs by `for-each-ref`), which git lets readers do while a fetch writes, and the lock
+        # is every other task's provisioning and every fetch of the repo. Under it, the clone took about
+        # half of the lock's time in a loop of many tasks. Only this task's reconcile makes its clone.
+        self._clone(path, start, branch)
+        return self._merge_base(base_sha, start) if remote_tip else base_sha
 
     def _clone(self, path: Path, start: str, branch: str | None) -> None:
         """A standalone repository at ``path`` on ``start``, borrowing the cache's objects.
