@@ -111,6 +111,12 @@ def _members(queue: list[PullRequest], pr_ids: list[int], head_shas: list[str]) 
             if pr_id in queued and queued[pr_id].head_sha == head]
 
 
+def _approved(session: Session, pr_id: int, head_sha: str) -> bool:
+    """Whether the last review of `head_sha` approves it."""
+    on_head = prs.reviews(session, pr_id, head_sha=head_sha)
+    return bool(on_head) and on_head[-1].verdict == "approve"
+
+
 def _ci_info(ci: CiRun) -> CiInfo:
     return CiInfo(head_sha=ci.head_sha, status=ci.status, output=ci.output, failure_kind=ci.failure_kind,
                   duration_s=ci.duration_s, base_sha=ci.base_sha)
@@ -840,7 +846,8 @@ class LocalForge:
         """Mergeability of these open PRs on the cache's base tips as fetched; one transaction records it all
         and enqueues the task of each PR whose mergeability changed (not one whose base merely moved)."""
         with self.db.read() as session:
-            rows = [(pr.id, pr.head_sha, pr.base_branch) for pr in (prs.get(session, i) for i in pr_ids)
+            loaded = prs.get_many(session, pr_ids)
+            rows = [(pr.id, pr.head_sha, pr.base_branch) for pr in (loaded.get(i) for i in pr_ids)
                     if pr is not None and pr.state == "open"]
         cache = self.cache(repo)
         tips: dict[str, str] = {}
@@ -862,8 +869,9 @@ class LocalForge:
         if not found:
             return {}
         with self.db.write() as session:
+            current = prs.get_many(session, list(found))
             for pr_id, (head_sha, tip, result) in found.items():
-                pr = prs.get(session, pr_id)
+                pr = current.get(pr_id)
                 if pr is None or pr.state != "open" or pr.head_sha != head_sha:
                     continue
                 changed = pr.mergeable != result.clean or list(pr.conflicting_files or ()) != result.conflicting_files
@@ -976,8 +984,7 @@ class LocalForge:
                 _enqueue_task(session, pr, f"CI {outcome.status}",
                               event="ci_passed" if outcome.status == "passing" else None,
                               detail=f"CI passed on {head_sha[:10]}{took}")
-                on_head = prs.reviews(session, pr.id, head_sha=head_sha)
-                if outcome.status == "passing" and needs_person and not (on_head and on_head[-1].verdict == "approve"):
+                if outcome.status == "passing" and needs_person and not _approved(session, pr.id, head_sha):
                     _enqueue_task(session, pr, "approval needed", event="review_requested",
                                   detail=f"CI passed on {head_sha[:10]}: waiting for a person's approval of "
                                          f"#{pr.number}")

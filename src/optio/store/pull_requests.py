@@ -5,6 +5,7 @@ The local forge, the merge gates, the PR service and the control plane reach the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import bindparam, select, update
@@ -29,6 +30,13 @@ def add_review(session: Session, *, workspace_id: int, pr_id: int, head_sha: str
 
 def get(session: Session, pr_id: int) -> PullRequest | None:
     return session.get(PullRequest, pr_id)
+
+
+def get_many(session: Session, pr_ids: Sequence[int]) -> dict[int, PullRequest]:
+    """The PRs of `pr_ids` that exist, by id: one query for a repo's open PRs instead of one each."""
+    if not pr_ids:
+        return {}
+    return {pr.id: pr for pr in session.scalars(select(PullRequest).where(PullRequest.id.in_(list(pr_ids))))}
 
 
 def in_workspace(session: Session, workspace_id: int, pr_id: int) -> PullRequest | None:
