@@ -37,6 +37,7 @@ import httpx
 from tests.support import http_client
 from tests.support.fake_forge import FakeForge, seed_bare_repo
 from tests.support.git_http import read_body, serve_http_backend
+from tests.support.http_listener import never_blocks_in_accept
 
 GIT_ENV = {"PATH": "/usr/bin:/bin:/usr/local/bin", "GIT_AUTHOR_NAME": "GitHub",
            "GIT_AUTHOR_EMAIL": "noreply@github.com", "GIT_COMMITTER_NAME": "GitHub",
@@ -165,11 +166,7 @@ class FakeGitHub(FakeForge[str]):
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        # A client that gives up between the listener turning readable and the accept (a request timed out on
-        # a loaded machine) would leave a blocking accept() waiting for the next connection, and shutdown()
-        # waiting on it for ever; non-blocking, that accept fails and serve_forever carries on. Accepted
-        # sockets are made blocking again by `socket.accept`.
-        self.httpd.socket.setblocking(False)
+        never_blocks_in_accept(self.httpd)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

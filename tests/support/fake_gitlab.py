@@ -41,6 +41,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from tests.support.fake_forge import FakeForge, seed_bare_repo
 from tests.support.git_http import read_body, serve_http_backend
+from tests.support.http_listener import never_blocks_in_accept
 
 CLOSING = re.compile(r"(?i)\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?|implement(?:s|ed)?)\s*:?\s+#(\d+)")
 ACCESS = {0: "No one", 30: "Developers + Maintainers", 40: "Maintainers"}
@@ -274,6 +275,7 @@ class FakeGitLab(FakeForge[User]):
                 fake._handle(self)
 
         self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        never_blocks_in_accept(self.httpd)
         self.httpd.daemon_threads = True
         self.host = host
         self.port = self.httpd.server_address[1]

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.support.http_listener import never_blocks_in_accept
+
 
 def read_body(req: BaseHTTPRequestHandler) -> bytes:
     """The request body, `Transfer-Encoding: chunked` or `Content-Length`."""
@@ -95,6 +97,7 @@ class GitHttpServer:
                 server._handle(self)
 
         self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        never_blocks_in_accept(self.httpd)
         self.host = host
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

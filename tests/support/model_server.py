@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.http_listener import never_blocks_in_accept
+
 log = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
@@ -102,6 +104,7 @@ class ModelServer:
             model_server = server
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        never_blocks_in_accept(self._httpd)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import httpx
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
+from tests.support.http_listener import never_blocks_in_accept
 
 
 class OidcProvider:
@@ -87,6 +88,7 @@ class OidcProvider:
                                  "id_token": provider.id_token(req["nonce"])})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        never_blocks_in_accept(self.server)
         self.issuer = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

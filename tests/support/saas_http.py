@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from tests.support import http_client
+from tests.support.http_listener import never_blocks_in_accept
 
 
 @dataclass
@@ -77,6 +78,7 @@ class SaasFake:
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        never_blocks_in_accept(self.httpd)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
