@@ -30,6 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 
 import httpx
@@ -103,6 +104,26 @@ def green_to_merged(db: sqlite3.Connection, ids: list[int]) -> list[float]:
     return [(datetime.fromisoformat(m) - datetime.fromisoformat(c)).total_seconds() for c, m in pairs]
 
 
+def agents_at_work(db: sqlite3.Connection, ids: list[int]) -> dict[int, float]:
+    """Seconds the repo spent with each number of its tasks holding an agent slot (provisioning until the agent
+    exits), over the loop. A repo whose slots sit idle with tasks queued shows here as time at one or none."""
+    marks = ",".join("?" * len(ids))
+    starts = dict(db.execute(
+        "SELECT run_id, min(created_at) FROM run_events WHERE run_kind = 'repo_task' AND to_state = 'provisioning' "
+        f"AND run_id IN ({marks}) GROUP BY run_id", ids).fetchall())
+    ends = dict(db.execute(
+        "SELECT run_id, max(finished_at) FROM agent_processes WHERE run_kind = 'repo_task' AND purpose = 'agent' "
+        f"AND finished_at IS NOT NULL AND run_id IN ({marks}) GROUP BY run_id", ids).fetchall())
+    edges = sorted([(datetime.fromisoformat(starts[t]), 1) for t in starts if t in ends]
+                   + [(datetime.fromisoformat(ends[t]), -1) for t in starts if t in ends])
+    spent: dict[int, float] = {}
+    holding = 0
+    for (at, step), (following, _) in pairwise(edges):
+        holding += step
+        spent[holding] = spent.get(holding, 0.0) + (following - at).total_seconds()
+    return spent
+
+
 @dataclass
 class LoopResult:
     elapsed: float  # first task created → last task finished, seconds
@@ -113,6 +134,7 @@ class LoopResult:
     batch_runs: int
     tested: int  # main commits that landed a tree CI passed on over their parent
     merged: int
+    slots: dict[int, float]  # seconds with each number of agent slots held
 
 
 def run_optio(n: int, singles: int, tmp: Path) -> LoopResult:
@@ -142,8 +164,9 @@ def run_optio(n: int, singles: int, tmp: Path) -> LoopResult:
             tested = tested_on_parent(remote, server.data_dir / "repos" / "1" / "cache.git", db)
             latencies = green_to_merged(db, ids)
             single = green_to_merged(db, single_ids) if single_ids else []
+            slots = agents_at_work(db, ids)
         elapsed = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
-        return LoopResult(elapsed, latencies, single, completed, ci_runs, batch_runs, *tested)
+        return LoopResult(elapsed, latencies, single, completed, ci_runs, batch_runs, *tested, slots)
     finally:
         client.close()
         server.stop()
@@ -177,6 +200,10 @@ def main() -> None:
           f"{before:.2f} / {after:.2f} s)")
     print(f"optio (create → merged, whole loop):         {elapsed:8.2f} s")
     print(f"ratio optio/baseline:                        {elapsed / baseline:8.2f}")
+    held = sum(result.slots.values()) or 1.0
+    print("agent slots held (seconds at 0/1/2/...):     "
+          + " / ".join(f"{result.slots.get(k, 0.0):.1f}" for k in range(max(result.slots, default=0) + 1))
+          + f"  (mean {sum(k * v for k, v in result.slots.items()) / held:.2f})")
     if latencies:
         print(f"median CI green → merged latency ({n} at once): {statistics.median(latencies) * 1000:6.0f} ms")
         print(f"p90 CI green → merged latency ({n} at once):    "
