@@ -6,6 +6,8 @@ instead of a random source keeps decisions pure and repeatable.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 def jitter_fraction(seed: int, attempt: int) -> float:
     """A value in [0, 1) that looks random across seeds but is fixed for each (seed, attempt)."""
@@ -42,3 +44,11 @@ def snapshot_error_delay() -> float:
 def rate_limit_throttle_s(retry_after_s: float | None) -> float:
     """How long a rate-limited repo stays throttled: the vendor's retry-after when it is longer."""
     return max(RATE_LIMIT_THROTTLE_S, retry_after_s or 0.0)
+
+
+def repo_slot_cap(max_concurrent: int | None, default: int, rate_limited_until: datetime | None,
+                  now: datetime) -> int:
+    """A repo's agent slots: its own count or the server's, one while a vendor is rate limiting its agents."""
+    if rate_limited_until is not None and rate_limited_until > now:
+        return 1
+    return max_concurrent or default

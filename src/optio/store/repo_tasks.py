@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
+from optio.domain.backoff import repo_slot_cap
 from optio.domain.review_policy import ReviewPolicy, effective
 from optio.store import queue
 from optio.store.models import AgentProcess, Repo, RepoTask, ReviewRun, TaskDependency
@@ -135,14 +137,14 @@ def next_queued_in_repo(session: Session, repo_id: int, limit: int) -> list[tupl
     return [(r[0], r[1]) for r in session.execute(_NEXT_QUEUED, {"repo_id": repo_id, "limit": limit})]
 
 
-_SLOTS_OF_TASK = select(Repo.id, Repo.max_concurrent).join(RepoTask, RepoTask.repo_id == Repo.id).where(
-    RepoTask.id == bindparam("task_id"))
+_SLOTS_OF_TASK = (select(Repo.id, Repo.max_concurrent, Repo.rate_limited_until)
+                  .join(RepoTask, RepoTask.repo_id == Repo.id).where(RepoTask.id == bindparam("task_id")))
 
 
-def slots_of_task(session: Session, task_id: int) -> tuple[int, int | None] | None:
-    """The repo of task `task_id` and its own agent slot count (None: the server's default)."""
+def slots_of_task(session: Session, task_id: int, default: int, now: datetime) -> tuple[int, int] | None:
+    """The repo of task `task_id` and its agent slots now (`default` where the repo sets none)."""
     row = session.execute(_SLOTS_OF_TASK, {"task_id": task_id}).first()
-    return None if row is None else (row[0], row[1])
+    return None if row is None else (row[0], repo_slot_cap(row[1], default, row[2], now))
 
 
 def wake_queued(session: Session, repo_id: int, cap: int, *, at_least: int = 1, except_task: int | None = None) -> int:

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -383,6 +384,18 @@ def test_a_task_leaving_the_queue_passes_the_line_on_while_slots_are_free(world:
     world.clear_queue()
     world.apply("repo_task", third, Provision(reason="go"))  # the last slot: nobody else can start
     assert world.queued("repo_task", fourth) == []
+
+
+def test_a_rate_limited_repo_passes_its_line_on_to_nobody(world: World) -> None:
+    """While a vendor rate-limits the repo it runs one agent: an admission wakes no other queued task."""
+    first, second, _ = _repo_with_queue(world, 3, 3)
+    with world.db.write() as session:
+        repo_id = session.get(RepoTask, first).repo_id  # type: ignore[union-attr]
+        session.execute(update(Repo).where(Repo.id == repo_id).values(rate_limited_until=utcnow() + timedelta(hours=1)))
+    world.clear_queue()
+    world.apply("repo_task", first, Provision(reason="go"))
+    assert world.run("repo_task", first).state == "provisioning"
+    assert world.queued("repo_task", second) == []
 
 
 # --- handlers' effects through the ports -----------------------------------------------------------------

@@ -18,6 +18,7 @@ from optio.control.kinds.job import active_process_count, executor_error_policy,
 from optio.control.ports import Forge, MergeRefused, PullRequestState, Worktrees
 from optio.domain import prompts
 from optio.domain.actions import Action, LaunchReview, MergePullRequest, OpenPullRequest, Provision
+from optio.domain.backoff import repo_slot_cap
 from optio.domain.reconcile.repo import WATCH_RECHECK_S, decide_repo_task
 from optio.domain.repo_snapshot import (
     DependencyView,
@@ -132,9 +133,7 @@ def pr_view(state: PullRequestState) -> PullRequestView:
 
 def repo_cap(ctx: ControlContext, repo: Repo, now: datetime) -> int:
     """A repo's concurrency cap, lowered to one while a vendor is rate limiting its agents."""
-    if repo.rate_limited_until is not None and repo.rate_limited_until > now:
-        return 1
-    return repo.max_concurrent or ctx.settings.max_concurrent_per_repo
+    return repo_slot_cap(repo.max_concurrent, ctx.settings.max_concurrent_per_repo, repo.rate_limited_until, now)
 
 
 # States whose decision reads the repo's capacity: the queue's, and those about to join it (how far back
@@ -421,8 +420,10 @@ class RepoTaskHandler:
             repo_tasks.wake_queued(session, loaded.facts.repo_id, cap, except_task=task_id)
         elif loaded.run.state == "queued" and to_state == "provisioning":
             # A task leaving the queue passes the line on while slots are still free (its own is counted
-            # now): a slot whose wake went to a task that another slot had already started is not lost.
-            repo_tasks.wake_queued(session, loaded.facts.repo_id, cap, at_least=0)
+            # now): a slot whose wake went to a task that another slot had already started is not lost. Its
+            # look read the cap (one while a vendor rate-limits the repo).
+            repo_tasks.wake_queued(session, loaded.facts.repo_id, loaded.snapshot.capacity.max_scope or cap,
+                                   at_least=0)
 
     def after_commit(self, ctx: ControlContext, loaded: RepoLoaded, action: Any) -> None:
         to = getattr(action, "to", None)
