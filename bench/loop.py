@@ -114,8 +114,8 @@ def agents_at_work(db: sqlite3.Connection, ids: list[int]) -> dict[int, float]:
     ends = dict(db.execute(
         "SELECT run_id, max(finished_at) FROM agent_processes WHERE run_kind = 'repo_task' AND purpose = 'agent' "
         f"AND finished_at IS NOT NULL AND run_id IN ({marks}) GROUP BY run_id", ids).fetchall())
-    edges = sorted([(datetime.fromisoformat(starts[t]), 1) for t in starts if t in ends]
-                   + [(datetime.fromisoformat(ends[t]), -1) for t in starts if t in ends])
+    held = [(datetime.fromisoformat(starts[t]), datetime.fromisoformat(ends[t])) for t in starts if t in ends]
+    edges = sorted([(start, 1) for start, _ in held] + [(end, -1) for _, end in held])
     spent: dict[int, float] = {}
     holding = 0
     for (at, step), (following, _) in pairwise(edges):

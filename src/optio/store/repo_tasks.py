@@ -147,20 +147,20 @@ def slots_of_task(session: Session, task_id: int, default: int, now: datetime) -
     return None if row is None else (row[0], repo_slot_cap(row[1], default, row[2], now))
 
 
-def wake_queued(session: Session, repo_id: int, cap: int, *, at_least: int = 1, except_task: int | None = None) -> int:
+def wake_queued(session: Session, repo_id: int, cap: int, *, at_least: int = 1, except_task: int | None = None) -> None:
     """Ask the repo's next queued tasks to look now, first in line first: as many as it has free slots.
 
     Every freed or still-free slot wakes its own task. Waking only the head of the line on each freed slot
     lost slots for good: two agents ending together both woke the same head, one slot stayed idle with
     tasks waiting (they are not looked at again until a slot is freed), and the repo's agents ran one at a
     time. `at_least` are woken even when the count says every slot is taken, a look being cheaper than a
-    slot left idle on a count read a moment early. Returns how many were woken.
+    slot left idle on a count read a moment early.
     """
-    free = cap - active_in_repo(session, repo_id, except_task=except_task)
-    woken = next_queued_in_repo(session, repo_id, min(max(free, at_least), 10)) if max(free, at_least) > 0 else []
-    for other, ws in woken:
+    wanted = min(max(cap - active_in_repo(session, repo_id, except_task=except_task), at_least), 10)
+    if wanted <= 0:
+        return
+    for other, ws in next_queued_in_repo(session, repo_id, wanted):
         queue.enqueue(session, "repo_task", other, ws, reason="capacity freed", first=True)
-    return len(woken)
 
 
 def latest_review_run(session: Session, task_id: int) -> ReviewRun | None:

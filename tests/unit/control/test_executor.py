@@ -291,21 +291,26 @@ def test_admission_re_checks_the_per_job_cap(world: World) -> None:
     assert outcome.status == "stale" and world.run("job_run", second).state == "queued"
 
 
-def test_a_repo_slot_is_free_once_the_agent_ends_not_once_the_pull_request_is_open(world: World) -> None:
-    """The cap bounds agents at work: pushing and opening the PR after the agent exited needs no slot."""
+def _repo_with_queue(world: World, slots: int, count: int) -> tuple[int, list[int]]:
+    """(repo id, task ids): a repo of `slots` agent slots and `count` queued tasks on it, first in line first."""
     world.ctx.settings.max_concurrent_runs = 10
-    remote = make_remote(world.tmp)
+    remote = make_remote(world.tmp, f"remote-{slots}-{count}.git")
     with world.db.write() as session:
-        repo = Repo(workspace_id=world.workspace_id, name="one-slot", remote_url=str(remote), forge="memory",
-                    agent_type="script", agent_config={}, max_concurrent=1)
+        repo = Repo(workspace_id=world.workspace_id, name=f"slots-{slots}-{count}", remote_url=str(remote),
+                    forge="memory", agent_type="script", agent_config={}, max_concurrent=slots)
         session.add(repo)
         session.flush()
-        first, second, third = (RepoTask(workspace_id=world.workspace_id, repo_id=repo.id, title=t, prompt="p",
-                                         agent_type="script", agent_config={"command": "true"}, state="queued")
-                                for t in ("first", "second", "third"))
-        session.add_all([first, second, third])
+        tasks = [RepoTask(workspace_id=world.workspace_id, repo_id=repo.id, title=f"t{i}", prompt="p",
+                          agent_type="script", agent_config={"command": "true"}, state="queued")
+                 for i in range(count)]
+        session.add_all(tasks)
         session.flush()
-        first_id, second_id, third_id = first.id, second.id, third.id
+        return repo.id, [task.id for task in tasks]
+
+
+def test_a_repo_slot_is_free_once_the_agent_ends_not_once_the_pull_request_is_open(world: World) -> None:
+    """The cap bounds agents at work: pushing and opening the PR after the agent exited needs no slot."""
+    repo_id, (first_id, second_id, third_id) = _repo_with_queue(world, 1, 3)
     world.apply("repo_task", first_id, Provision(reason="go"))
     assert world.load("repo_task", second_id).snapshot.capacity.full  # provisioning holds the slot
     stale_second = world.load("repo_task", second_id)
@@ -332,30 +337,13 @@ def test_a_repo_slot_is_free_once_the_agent_ends_not_once_the_pull_request_is_op
     with world.db.write() as session:
         session.execute(update(RepoTask).where(RepoTask.id == first_id).values(state="running", attempts=2))
     with world.db.read() as session:
-        assert repo_tasks.active_in_repo(session, repo.id) == 2
-
-
-def _repo_with_queue(world: World, slots: int, count: int) -> list[int]:
-    """A repo of `slots` agent slots and `count` queued tasks on it, first in line first."""
-    world.ctx.settings.max_concurrent_runs = 10
-    remote = make_remote(world.tmp, f"remote-{slots}-{count}.git")
-    with world.db.write() as session:
-        repo = Repo(workspace_id=world.workspace_id, name=f"slots-{slots}-{count}", remote_url=str(remote),
-                    forge="memory", agent_type="script", agent_config={}, max_concurrent=slots)
-        session.add(repo)
-        session.flush()
-        tasks = [RepoTask(workspace_id=world.workspace_id, repo_id=repo.id, title=f"t{i}", prompt="p",
-                          agent_type="script", agent_config={"command": "true"}, state="queued")
-                 for i in range(count)]
-        session.add_all(tasks)
-        session.flush()
-        return [task.id for task in tasks]
+        assert repo_tasks.active_in_repo(session, repo_id) == 2
 
 
 def test_agents_ending_together_wake_a_task_for_each_freed_slot(world: World) -> None:
     """Each exit wakes as many queued tasks as slots are free: two exits never both wake just the same head
     of the line (which left one slot idle for good, the queue not looked at again until another slot freed)."""
-    first, second, third, fourth = _repo_with_queue(world, 2, 4)
+    _, (first, second, third, fourth) = _repo_with_queue(world, 2, 4)
     for task_id in (first, second):
         world.apply("repo_task", task_id, Provision(reason="go"))
         world.apply("repo_task", task_id, StartAgent(to="running", reason="go", patch={"attempts": 1}))
@@ -374,7 +362,7 @@ def test_agents_ending_together_wake_a_task_for_each_freed_slot(world: World) ->
 def test_a_task_leaving_the_queue_passes_the_line_on_while_slots_are_free(world: World) -> None:
     """A slot whose wake went to a task another slot already started is not lost: the next admission wakes
     the next in line while a slot is still free, and wakes nobody once the slots are taken."""
-    first, second, third, fourth = _repo_with_queue(world, 3, 4)
+    _, (first, second, third, fourth) = _repo_with_queue(world, 3, 4)
     world.clear_queue()
     world.apply("repo_task", first, Provision(reason="go"))
     assert world.queued("repo_task", second) == ["capacity freed"]  # two slots still free
@@ -388,9 +376,8 @@ def test_a_task_leaving_the_queue_passes_the_line_on_while_slots_are_free(world:
 
 def test_a_rate_limited_repo_passes_its_line_on_to_nobody(world: World) -> None:
     """While a vendor rate-limits the repo it runs one agent: an admission wakes no other queued task."""
-    first, second, _ = _repo_with_queue(world, 3, 3)
+    repo_id, (first, second, _) = _repo_with_queue(world, 3, 3)
     with world.db.write() as session:
-        repo_id = session.get(RepoTask, first).repo_id  # type: ignore[union-attr]
         session.execute(update(Repo).where(Repo.id == repo_id).values(rate_limited_until=utcnow() + timedelta(hours=1)))
     world.clear_queue()
     world.apply("repo_task", first, Provision(reason="go"))
