@@ -234,6 +234,36 @@ def test_an_exit_and_a_kill_are_noticed_at_once_not_at_the_next_poll(tmp_path: P
         rt.shutdown()
 
 
+def test_a_kill_is_carried_through_between_polls_when_a_straggler_ignores_sigterm(tmp_path: Path) -> None:
+    """The leader dies at the SIGTERM, one child of its group ignores it. No fd tells the watcher when that child
+    ends, so with a poll interval of an hour only its own deadlines (SIGKILL after the grace) and a short pace
+    while stragglers remain can end the run in time."""
+    sink = RecordingSink()
+    rt = LocalRuntime(sink, poll_interval_s=3600)
+    try:
+        ready = tmp_path / "ready"
+        spec = make_spec(tmp_path, f"(trap '' TERM; touch {ready}; exec sleep 600) & sleep 600")
+        info = rt.launch(spec)
+        wait_for(ready.exists, "the straggler to ignore SIGTERM")
+        rt.kill(spec.key, grace_s=0.3)
+        assert sink.exit_for(spec.key)[1] == "killed"
+        assert group_members(info.pid) == []
+    finally:
+        rt.shutdown()
+
+
+def test_a_timeout_is_noticed_between_polls(tmp_path: Path) -> None:
+    """A run's timeout is a deadline the watcher sleeps towards, not something it sees at its next poll."""
+    sink = RecordingSink()
+    rt = LocalRuntime(sink, poll_interval_s=3600)
+    try:
+        spec = make_spec(tmp_path, "sleep 600", timeout_s=0.3)
+        rt.launch(spec)
+        assert sink.exit_for(spec.key)[1] == "timeout"
+    finally:
+        rt.shutdown()
+
+
 def test_timeout_kills_the_group(tmp_path: Path, runtime, sink) -> None:
     spec = make_spec(tmp_path, "sleep 600 & sleep 600; wait", timeout_s=0.5)
     info = runtime.launch(spec)

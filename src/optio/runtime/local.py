@@ -71,6 +71,10 @@ _WRAPPER_NAME = "optio-run"
 _KILL_WAIT_S = 5.0
 _MAX_RETRY_DELAY_S = 2.0
 _DEFAULT_GRACE_S = 1.0
+# How often stragglers of an ended leader are looked for; the same pace `end_group` keeps.
+_ENDING_POLL_S = 0.05
+# Added to a deadline the watcher sleeps towards, so it wakes just past it rather than just before.
+_DEADLINE_SLACK_S = 0.005
 
 # Children still running when their runtime shut down: they are meant to outlive it, so keep their
 # Popen objects (and reap them once done) instead of letting them be collected mid-run.
@@ -411,8 +415,24 @@ class _Watcher(threading.Thread):
             else:
                 retry_delay = self._poll_s
                 if "more" not in results:
-                    self._idle(self._poll_s)
+                    self._idle(self._idle_timeout(phase))
             self._wake.clear()
+
+    def _idle_timeout(self, phase: str) -> float:
+        """How long the watcher may sleep: until the next poll, but never past a deadline it has to act on.
+
+        Once the leader is gone nothing signals the exit of stragglers still in its group (they are not our
+        children), so that phase polls at a short interval however long the poll interval is set.
+        """
+        timeout = self._poll_s if phase == "running" else min(self._poll_s, _ENDING_POLL_S)
+        now = time.monotonic()
+        with self._lock:
+            deadlines = [d for d in (self._kill_deadline, self._give_up_at) if d is not None]
+        if phase == "running" and self.info.timeout_at is not None:
+            deadlines.append(now + self.info.timeout_at - time.time())
+        for deadline in deadlines:
+            timeout = min(timeout, max(deadline - now, 0.0) + _DEADLINE_SLACK_S)
+        return timeout
 
 
 class LocalRuntime:
