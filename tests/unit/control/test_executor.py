@@ -385,6 +385,20 @@ def test_a_rate_limited_repo_passes_its_line_on_to_nobody(world: World) -> None:
     assert world.queued("repo_task", second) == []
 
 
+def test_a_task_leaving_its_slot_in_a_rate_limited_repo_wakes_one_task(world: World) -> None:
+    """A task giving its slot up (here by failing) counts the repo's slots as an agent's exit does: one while a
+    vendor rate-limits the repo, so tasks that could only look and go back to waiting are not woken."""
+    repo_id, (first, second, third, fourth) = _repo_with_queue(world, 3, 4)
+    for task_id in (first, second):
+        world.apply("repo_task", task_id, Provision(reason="go"))
+    with world.db.write() as session:
+        session.execute(update(Repo).where(Repo.id == repo_id).values(rate_limited_until=utcnow() + timedelta(hours=1)))
+    world.clear_queue()
+    assert world.apply("repo_task", first, Transition(to="failed", reason="broke")).status == "applied"
+    assert world.queued("repo_task", third) == ["capacity freed"]  # at least one look, as ever
+    assert world.queued("repo_task", fourth) == []
+
+
 # --- handlers' effects through the ports -----------------------------------------------------------------
 
 def test_job_run_output_and_exit_reach_the_store_through_the_sink(world: World) -> None:

@@ -410,20 +410,23 @@ class RepoTaskHandler:
                 queue.enqueue(session, KIND, dep_task, ws, reason=f"dependency #{task_id} {to_state}")
             if to_state == "cancelled" and loaded.facts.pr_id:
                 pull_requests.close_if_open(session, loaded.facts.pr_id, now)
-        cap = loaded.snapshot.repo.max_concurrent or ctx.settings.max_concurrent_per_repo
         # A running task whose agent's end is recorded gave its slot up then, and its exit woke the next in line.
         if loaded.run.state in ACTIVE_STATES and to_state not in ACTIVE_STATES and not (
                 loaded.run.state == "running" and repo_tasks.agent_ended(session, task_id, loaded.run.attempts)):
             # Wake as many of the next queued tasks as there are free slots now: each of them can start, and
             # waking more only has them look and go back to waiting. They go ahead of the queue's routine
-            # looks: the slot stays idle until they are looked at.
-            repo_tasks.wake_queued(session, loaded.facts.repo_id, cap, except_task=task_id)
+            # looks: the slot stays idle until they are looked at. The count follows the rate-limit rule, as
+            # an agent's exit does (a task in these states carries no look at the repo's capacity).
+            slots = repo_tasks.slots_of_task(session, task_id, ctx.settings.max_concurrent_per_repo, now)
+            if slots is not None:
+                repo_tasks.wake_queued(session, *slots, except_task=task_id)
         elif loaded.run.state == "queued" and to_state == "provisioning":
             # A task leaving the queue passes the line on while slots are still free (its own is counted
             # now): a slot whose wake went to a task that another slot had already started is not lost. Its
             # look read the cap (one while a vendor rate-limits the repo).
-            repo_tasks.wake_queued(session, loaded.facts.repo_id, loaded.snapshot.capacity.max_scope or cap,
-                                   at_least=0)
+            cap = loaded.snapshot.capacity.max_scope or loaded.snapshot.repo.max_concurrent or \
+                ctx.settings.max_concurrent_per_repo
+            repo_tasks.wake_queued(session, loaded.facts.repo_id, cap, at_least=0)
 
     def after_commit(self, ctx: ControlContext, loaded: RepoLoaded, action: Any) -> None:
         to = getattr(action, "to", None)
