@@ -40,6 +40,7 @@ from urllib.parse import parse_qs, urlparse
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.rest import ApiException
+from tests.support.http_listener import never_blocks_in_handshake
 from tests.support.kube_cluster import KubeCluster
 
 _HOST_SKIP = {"proc", "dev", "sys", "lost+found"}
@@ -324,7 +325,7 @@ class FakeKubelet:
         context.load_cert_chain(str(cert), str(key))
         context.verify_mode = ssl.CERT_REQUIRED  # only the API server (with its kubelet client certificate)
         context.load_verify_locations(str(self.cluster.ca_file))
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        never_blocks_in_handshake(server, context)
         threading.Thread(target=server.serve_forever, name="fake-kubelet-api", daemon=True).start()
         return server
 

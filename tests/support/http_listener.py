@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socketserver
+import ssl
 
 
 def never_blocks_in_accept(server: socketserver.TCPServer) -> None:
@@ -14,3 +15,14 @@ def never_blocks_in_accept(server: socketserver.TCPServer) -> None:
     sockets it returns blocking again.
     """
     server.socket.setblocking(False)
+
+
+def never_blocks_in_handshake(server: socketserver.TCPServer, context: ssl.SSLContext) -> None:
+    """Serve TLS on `server` with the handshake at each handler thread's first read, not in accept().
+
+    A client that stalls in its handshake then holds only its own thread: with the handshake in accept() it held
+    the listener (and shutdown(), which waits on it) for as long as it stalled. The listener is made
+    non-blocking too (see `never_blocks_in_accept`).
+    """
+    server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    never_blocks_in_accept(server)
