@@ -182,9 +182,7 @@ class DbSink:
             if proc.run_kind == "repo_task" and proc.purpose == "agent":
                 # The agent's end frees its repo slot (`repo_tasks.holds_slot`): the next in line may start
                 # while this task pushes its branch and opens its pull request.
-                slots = repo_tasks.slots_of_task(session, proc.run_id, self.settings.max_concurrent_per_repo, now)
-                if slots is not None:
-                    repo_tasks.wake_queued(session, *slots)
+                repo_tasks.wake_queued_for(session, proc.run_id, self.settings.max_concurrent_per_repo, now)
             classification = ("success" if exit_code == 0 else values.get("failure_kind") or "failed") \
                 if reason == "exited" else reason
             metrics.AGENT_EXITS.labels(proc.run_kind, str(classification)).inc()

@@ -141,10 +141,13 @@ _SLOTS_OF_TASK = (select(Repo.id, Repo.max_concurrent, Repo.rate_limited_until)
                   .join(RepoTask, RepoTask.repo_id == Repo.id).where(RepoTask.id == bindparam("task_id")))
 
 
-def slots_of_task(session: Session, task_id: int, default: int, now: datetime) -> tuple[int, int] | None:
-    """The repo of task `task_id` and its agent slots now (`default` where the repo sets none)."""
+def wake_queued_for(session: Session, task_id: int, default: int, now: datetime, *,
+                    except_task: int | None = None) -> None:
+    """`wake_queued` for the repo of task `task_id`, its slots counted now by the rate-limit rule (`default`
+    where the repo sets none): for a task whose look did not read the repo's capacity."""
     row = session.execute(_SLOTS_OF_TASK, {"task_id": task_id}).first()
-    return None if row is None else (row[0], repo_slot_cap(row[1], default, row[2], now))
+    if row is not None:
+        wake_queued(session, row[0], repo_slot_cap(row[1], default, row[2], now), except_task=except_task)
 
 
 def wake_queued(session: Session, repo_id: int, cap: int, *, at_least: int = 1, except_task: int | None = None) -> None:

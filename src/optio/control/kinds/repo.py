@@ -417,16 +417,15 @@ class RepoTaskHandler:
             # waking more only has them look and go back to waiting. They go ahead of the queue's routine
             # looks: the slot stays idle until they are looked at. The count follows the rate-limit rule, as
             # an agent's exit does (a task in these states carries no look at the repo's capacity).
-            slots = repo_tasks.slots_of_task(session, task_id, ctx.settings.max_concurrent_per_repo, now)
-            if slots is not None:
-                repo_tasks.wake_queued(session, *slots, except_task=task_id)
+            repo_tasks.wake_queued_for(session, task_id, ctx.settings.max_concurrent_per_repo, now,
+                                       except_task=task_id)
         elif loaded.run.state == "queued" and to_state == "provisioning":
             # A task leaving the queue passes the line on while slots are still free (its own is counted
             # now): a slot whose wake went to a task that another slot had already started is not lost. Its
-            # look read the cap (one while a vendor rate-limits the repo).
-            cap = loaded.snapshot.capacity.max_scope or loaded.snapshot.repo.max_concurrent or \
-                ctx.settings.max_concurrent_per_repo
-            repo_tasks.wake_queued(session, loaded.facts.repo_id, cap, at_least=0)
+            # look read the cap (one while a vendor rate-limits the repo): a queued task's look always does.
+            cap = loaded.snapshot.capacity.max_scope
+            if cap is not None:
+                repo_tasks.wake_queued(session, loaded.facts.repo_id, cap, at_least=0)
 
     def after_commit(self, ctx: ControlContext, loaded: RepoLoaded, action: Any) -> None:
         to = getattr(action, "to", None)
