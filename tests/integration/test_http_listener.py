@@ -1,11 +1,10 @@
 """The test doubles' TLS listeners keep serving, and stop, whatever a client does between connect and request.
 
-Real sockets on 127.0.0.1 and a real TLS handshake (a certificate made by `cryptography` for the test).
+Real sockets on 127.0.0.1 and a real TLS handshake (a certificate from the test PKI the Kubernetes tests use).
 """
 
 from __future__ import annotations
 
-import datetime
 import socket
 import ssl
 import threading
@@ -15,11 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from tests.support.http_listener import never_blocks_in_handshake
+from tests.support.kube_cluster import Pki
 
 
 class _Ok(BaseHTTPRequestHandler):
@@ -33,26 +29,13 @@ class _Ok(BaseHTTPRequestHandler):
         pass
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1)).sign(key, hashes.SHA256()))
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
-
-
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
     server.daemon_threads = True
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*map(str, _self_signed(tmp_path)))
+    context.load_cert_chain(*map(str, Pki(tmp_path).issue("server", common_name="127.0.0.1", server=True,
+                                                          client=False)))
     never_blocks_in_handshake(server, context)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server

@@ -308,6 +308,12 @@ def _repo_with_queue(world: World, slots: int, count: int) -> tuple[int, list[in
         return repo.id, [task.id for task in tasks]
 
 
+def _rate_limit(world: World, repo_id: int) -> None:
+    """A vendor rate-limits the repo's agents for the next hour."""
+    with world.db.write() as session:
+        session.execute(update(Repo).where(Repo.id == repo_id).values(rate_limited_until=utcnow() + timedelta(hours=1)))
+
+
 def test_a_repo_slot_is_free_once_the_agent_ends_not_once_the_pull_request_is_open(world: World) -> None:
     """The cap bounds agents at work: pushing and opening the PR after the agent exited needs no slot."""
     repo_id, (first_id, second_id, third_id) = _repo_with_queue(world, 1, 3)
@@ -377,8 +383,7 @@ def test_a_task_leaving_the_queue_passes_the_line_on_while_slots_are_free(world:
 def test_a_rate_limited_repo_passes_its_line_on_to_nobody(world: World) -> None:
     """While a vendor rate-limits the repo it runs one agent: an admission wakes no other queued task."""
     repo_id, (first, second, _) = _repo_with_queue(world, 3, 3)
-    with world.db.write() as session:
-        session.execute(update(Repo).where(Repo.id == repo_id).values(rate_limited_until=utcnow() + timedelta(hours=1)))
+    _rate_limit(world, repo_id)
     world.clear_queue()
     world.apply("repo_task", first, Provision(reason="go"))
     assert world.run("repo_task", first).state == "provisioning"
@@ -391,8 +396,7 @@ def test_a_task_leaving_its_slot_in_a_rate_limited_repo_wakes_one_task(world: Wo
     repo_id, (first, second, third, fourth) = _repo_with_queue(world, 3, 4)
     for task_id in (first, second):
         world.apply("repo_task", task_id, Provision(reason="go"))
-    with world.db.write() as session:
-        session.execute(update(Repo).where(Repo.id == repo_id).values(rate_limited_until=utcnow() + timedelta(hours=1)))
+    _rate_limit(world, repo_id)
     world.clear_queue()
     assert world.apply("repo_task", first, Transition(to="failed", reason="broke")).status == "applied"
     assert world.queued("repo_task", third) == ["capacity freed"]  # at least one look, as ever
